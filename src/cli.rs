@@ -1,0 +1,316 @@
+//! The command line: clap definitions and the thin wiring from arguments to the library.
+
+use crate::demo::{DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
+use crate::engine::{self, EventSink, RunOptions};
+use crate::redact::Redactor;
+use crate::report::progress::{self, Mode};
+use crate::report::terminal::{self, Detail};
+use crate::report::{Report, write_atomic};
+use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
+use crate::verdict::{EXIT_INVALID, Reason, judge};
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "preflight", version, about = "Staging pre-flight gate: run TOML smoke flows, get one verdict.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gate: flows against staging, then the verdict (exit 0 pass, 1 fail, 2 invalid).
+    Run(RunArgs),
+    /// Validate the suite without sending anything (exit 0 valid, 2 invalid).
+    Check(CheckArgs),
+    /// List the flows with their tags, criticality and steps.
+    List(ListArgs),
+    /// Run the bundled suite against an embedded demo staging on a free loopback port.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// The suite directory.
+    #[arg(default_value = "smoke-tests")]
+    pub suite: PathBuf,
+    /// Overrides base_url (and PREFLIGHT_BASE_URL).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// A template variable, `name=value` (repeatable); wins over [vars].
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(default_value = "smoke-tests")]
+    pub suite: PathBuf,
+    /// Only flows with this tag (repeatable: any of them).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Only the flow with this name (repeatable).
+    #[arg(long)]
+    pub flow: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+    /// Flows in flight at once (overrides `concurrency`).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Run flows with any of these tags (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Do not run flows with this tag (repeatable).
+    #[arg(long)]
+    pub skip_tag: Vec<String>,
+    /// Run only the flow with this name (repeatable).
+    #[arg(long)]
+    pub flow: Vec<String>,
+    /// Default per-request timeout, e.g. 5s (a step's own `timeout` still wins).
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Deadline for the whole run, e.g. 2m.
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub deadline: Option<Duration>,
+    /// Write the JSON report (schema 1) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Show authorization, cookie, set-cookie and proxy-authorization values instead of ***.
+    #[arg(long)]
+    pub show_sensitive_headers: bool,
+    /// No progress bars, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print only the last line.
+    #[arg(long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print every flow and step, passed ones too.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Switch a fault on in the demo staging (repeatable).
+    #[arg(long, value_enum)]
+    pub fault: Vec<Fault>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// Parses the arguments and runs the command; the process exit code comes back.
+pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { 0 });
+        }
+    };
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    }
+    if let Command::Demo(_) = &cli.command {
+        if std::env::var_os(DEMO_TOKEN_ENV).is_none() {
+            // SAFETY: no other thread exists yet: the runtime is built below.
+            unsafe { std::env::set_var(DEMO_TOKEN_ENV, DEMO_TOKEN) };
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Check(args) => check(&args.suite),
+            Command::List(args) => list(&args),
+            Command::Run(args) => run(&args, None).await,
+            Command::Demo(args) => demo(&args).await,
+        }
+    })
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn overrides(args: &SuiteArgs) -> Overrides {
+    let (base_url, origin) = match (&args.base_url, env("PREFLIGHT_BASE_URL")) {
+        (Some(url), _) => (Some(url.clone()), "--base-url"),
+        (None, Some(url)) if !url.is_empty() => (Some(url), "PREFLIGHT_BASE_URL"),
+        _ => (None, ""),
+    };
+    Overrides { base_url, base_url_origin: origin, vars: args.vars.clone(), ..Overrides::default() }
+}
+
+/// Loads the suite or prints every problem; `None` means exit 2.
+fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
+    match suite::load(dir, overrides, &env) {
+        Ok(plan) => Some(plan),
+        Err(problems) => {
+            print_problems(&problems);
+            None
+        }
+    }
+}
+
+fn print_problems(problems: &[Problem]) {
+    for problem in problems {
+        eprintln!("{problem}\n");
+    }
+    let n = problems.len();
+    eprintln!("suite invalid: {n} problem{}, nothing was run", if n == 1 { "" } else { "s" });
+}
+
+fn nothing_to_run() -> ExitCode {
+    eprintln!("nothing to run");
+    ExitCode::from(EXIT_INVALID)
+}
+
+fn check(args: &SuiteArgs) -> ExitCode {
+    let Some(plan) = load(&args.suite, overrides(args)) else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    if plan.flows.is_empty() {
+        return nothing_to_run();
+    }
+    let steps: usize = plan.flows.iter().map(|f| f.steps.len()).sum();
+    println!(
+        "suite valid: {} ({} flows, {} steps, {} setup steps)",
+        plan.settings.name,
+        plan.flows.len(),
+        steps,
+        plan.setup.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn list(args: &ListArgs) -> ExitCode {
+    let Some(mut plan) = load(&args.suite, Overrides::default()) else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    plan.select(&args.tag, &[], &args.flow);
+    if plan.flows.is_empty() {
+        return nothing_to_run();
+    }
+    for flow in &plan.flows {
+        let tags = if flow.tags.is_empty() { String::new() } else { format!(" [{}]", flow.tags.join(", ")) };
+        let critical = if flow.critical { "critical" } else { "non-critical" };
+        println!("{} ({}){tags} {critical}", flow.name, flow.file);
+        for (i, step) in flow.steps.iter().enumerate() {
+            println!("  {}. {}", i + 1, step.name);
+        }
+        for step in &flow.cleanup {
+            println!("  cleanup: {}", step.name);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn demo(args: &DemoArgs) -> ExitCode {
+    let server = match DemoServer::start(&args.fault).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("error: cannot start the demo staging: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!("demo staging listening on {}", server.base_url());
+    let code = run(&args.run, Some(server.base_url())).await;
+    server.shutdown().await;
+    code
+}
+
+async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
+    let mut overrides = overrides(&args.suite);
+    if let Some(url) = base_url {
+        overrides.base_url = Some(url);
+        overrides.base_url_origin = "demo";
+    }
+    overrides.concurrency = args.concurrency;
+    overrides.timeout = args.timeout;
+    overrides.deadline = args.deadline;
+    let Some(mut plan) = load(&args.suite.suite, overrides) else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    plan.select(&args.tag, &args.skip_tag, &args.flow);
+    if plan.flows.is_empty() {
+        return nothing_to_run();
+    }
+    let plan = Arc::new(plan);
+    let redactor = Arc::new(Redactor::new(&plan.secrets));
+    let mode = if args.quiet {
+        Mode::Silent
+    } else if !args.no_progress && std::io::stderr().is_terminal() {
+        Mode::Bars
+    } else {
+        Mode::Lines
+    };
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let shown = tokio::spawn(progress::show(receiver, mode));
+    let options = RunOptions {
+        show_sensitive_headers: args.show_sensitive_headers,
+        events: EventSink::new(sender),
+        ..RunOptions::default()
+    };
+    // The engine runs in its own task so that even a panic inside it ends in a failed gate.
+    let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
+    let result = match engine.await {
+        Ok(result) => result,
+        Err(e) => {
+            eprintln!("GATE FAILED: internal error: the run did not complete ({e})");
+            return ExitCode::from(1);
+        }
+    };
+    let _ = shown.await;
+    let mut verdict = judge(&result);
+    let mut report = Report::new(&plan, &result, &verdict, &redactor);
+    if let Some(path) = &args.json {
+        if let Err(e) = write_atomic(path, &report.to_json()) {
+            verdict = verdict.add_reason(Reason::ReportNotWritten(format!(
+                "cannot write JSON report {}: {e}",
+                path.display()
+            )));
+            report = Report::new(&plan, &result, &verdict, &redactor);
+        }
+    }
+    let detail = if args.quiet {
+        Detail::Quiet
+    } else if args.verbose {
+        Detail::Verbose
+    } else {
+        Detail::Normal
+    };
+    print!("{}", terminal::summary(&report, detail));
+    verdict.exit_code()
+}

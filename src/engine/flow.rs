@@ -1,0 +1,252 @@
+//! One flow: steps in order with one cookie jar, captures passed forward, then cleanups.
+
+use super::event::{Event, FlowIndex};
+use super::http::{Limits, Request, RequestError};
+use super::result::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
+use super::scope::FlowScope;
+use super::Shared;
+use crate::check::{Assertion, Observed, excerpt};
+use crate::redact::shown_header;
+use crate::suite::template::Scope;
+use crate::suite::{Body, Flow, Step, Target};
+use reqwest::cookie::Jar;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Cleanups get this long in total once the run is cancelled (deadline, signal).
+pub const CLEANUP_GRACE: Duration = Duration::from_secs(5);
+const BODY_EXCERPT_CHARS: usize = 500;
+
+/// Runs one flow to the end, cleanups included. Never panics on bad input: every problem
+/// becomes a failed step.
+pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult {
+    let started = Instant::now();
+    shared.events.emit(Event::FlowStarted { flow: index, name: flow.name.clone() });
+    let jar = Jar::default();
+    let mut scope = FlowScope {
+        plan: &shared.plan,
+        flow_vars: &flow.vars,
+        setup: &shared.setup_captures,
+        captures: HashMap::new(),
+        run_id: &shared.run_id,
+    };
+    let mut steps = Vec::new();
+    let mut failed = false;
+    for step in &flow.steps {
+        if failed {
+            steps.push(StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), "an earlier step failed"));
+            continue;
+        }
+        if shared.cancel.is_cancelled() {
+            steps.push(StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), shared.stop_reason()));
+            failed = true;
+            continue;
+        }
+        let result = run_step(shared, Some(index), step, Phase::Step, &mut scope, &jar).await;
+        failed = result.outcome != StepOutcome::Passed;
+        steps.push(result);
+    }
+    for step in &flow.cleanup {
+        let missing: Vec<&String> = step.uses_captures.iter().filter(|c| !scope.captures.contains_key(*c)).collect();
+        if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+            let because = format!("capture {} never happened", names.join(", "));
+            steps.push(StepResult::skipped(&step.name, Phase::Cleanup, step.method.as_str(), because));
+            continue;
+        }
+        let result = match shared.cleanup_time_left() {
+            Some(left) if left.is_zero() => {
+                StepResult::skipped(&step.name, Phase::Cleanup, step.method.as_str(), "no time left for cleanups")
+            }
+            Some(left) => match tokio::time::timeout(left, run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar)).await {
+                Ok(result) => result,
+                Err(_) => failed_without_response(step, Phase::Cleanup, None, "cleanup cut off: its grace time after the stop ran out".into()),
+            },
+            None => run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar).await,
+        };
+        steps.push(result);
+    }
+    let outcome = match (failed, flow.critical) {
+        (false, _) => FlowOutcome::Passed,
+        (true, true) => FlowOutcome::Failed,
+        (true, false) => FlowOutcome::Warned,
+    };
+    let duration = started.elapsed();
+    shared.events.emit(Event::FlowFinished { flow: index, name: flow.name.clone(), outcome, duration });
+    FlowResult {
+        name: flow.name.clone(),
+        file: flow.file.clone(),
+        tags: flow.tags.clone(),
+        critical: flow.critical,
+        outcome,
+        duration_ms: duration.as_millis() as u64,
+        steps,
+    }
+}
+
+/// Runs one step: render, send (racing cancellation), judge, capture.
+pub async fn run_step(shared: &Shared, flow: FlowIndex, step: &Step, phase: Phase, scope: &mut FlowScope<'_>, jar: &Jar) -> StepResult {
+    shared.events.emit(Event::StepStarted { flow, step: step.name.clone() });
+    let result = execute(shared, step, phase, scope, jar).await;
+    shared.events.emit(Event::StepFinished {
+        flow,
+        step: step.name.clone(),
+        outcome: result.outcome,
+        latency: result.latency_ms.map(Duration::from_millis),
+    });
+    result
+}
+
+async fn execute(shared: &Shared, step: &Step, phase: Phase, scope: &mut FlowScope<'_>, jar: &Jar) -> StepResult {
+    let request = match render(shared, step, scope) {
+        Ok(request) => request,
+        Err(e) => return failed_without_response(step, phase, None, format!("template: {e}")),
+    };
+    let settings = &shared.plan.settings;
+    let limits = Limits {
+        timeout: step.timeout.unwrap_or(settings.timeout),
+        max_body: settings.max_body,
+        follow_redirects: settings.follow_redirects,
+    };
+    let shown_headers: BTreeMap<String, String> = request
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), shown_header(n.as_str(), &String::from_utf8_lossy(v.as_bytes()), shared.show_sensitive_headers)))
+        .collect();
+    let url = request.url.to_string();
+    let exchange = if phase == Phase::Cleanup {
+        // Cleanups run after a stop too; their own time is bounded by the caller.
+        shared.http.exchange(request, jar, limits).await
+    } else {
+        tokio::select! {
+            result = shared.http.exchange(request, jar, limits) => result,
+            () = shared.cancel.cancelled() => Err(RequestError::Other(shared.stop_reason())),
+        }
+    };
+    let exchange = match exchange {
+        Ok(exchange) => exchange,
+        Err(e) => {
+            let mut result = failed_without_response(step, phase, Some(url), e.to_string());
+            result.request_headers = shown_headers;
+            return result;
+        }
+    };
+    let headers: Vec<(String, String)> = exchange
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let observed = Observed::new(exchange.status.as_u16(), exchange.latency, headers, exchange.body, exchange.cookies);
+    let mut assertions: Vec<Assertion> = step.expectations.iter().flat_map(|e| e.evaluate(&observed, scope)).collect();
+    // Captures are taken even when an assertion failed, so that cleanups can still delete
+    // what the step created.
+    for capture in &step.captures {
+        match capture.take(&observed) {
+            Ok(value) => {
+                if capture.secret {
+                    shared.redactor.add(&crate::suite::template::value_to_text(&value));
+                }
+                scope.captures.insert(capture.name.clone(), value);
+            }
+            Err(why) => assertions.push(Assertion {
+                subject: format!("capture {}", capture.name),
+                op: "captures".into(),
+                expected: json!(capture.source.label()),
+                actual: json!(crate::check::MISSING),
+                passed: false,
+                message: Some(why),
+            }),
+        }
+    }
+    let passed = assertions.iter().all(|a| a.passed);
+    StepResult {
+        name: step.name.clone(),
+        phase,
+        method: step.method.to_string(),
+        url: Some(exchange.url.to_string()),
+        status: Some(observed.status),
+        latency_ms: Some(observed.latency.as_millis() as u64),
+        attempts: 1,
+        flaky: false,
+        outcome: if passed { StepOutcome::Passed } else { StepOutcome::Failed },
+        error: None,
+        assertions,
+        skipped_because: None,
+        body_excerpt: (!passed).then(|| excerpt(&observed.body_text(), BODY_EXCERPT_CHARS)),
+        request_headers: if passed { BTreeMap::new() } else { shown_headers },
+    }
+}
+
+fn failed_without_response(step: &Step, phase: Phase, url: Option<String>, error: String) -> StepResult {
+    StepResult {
+        url,
+        attempts: 1,
+        outcome: StepOutcome::Failed,
+        error: Some(error),
+        skipped_because: None,
+        ..StepResult::skipped(&step.name, phase, step.method.as_str(), "")
+    }
+}
+
+/// Builds the request: URL, query, headers (suite ones, then the step's), body.
+fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Request, String> {
+    let settings = &shared.plan.settings;
+    let mut url = match &step.target {
+        Target::Url(t) => {
+            let text = t.render(scope)?;
+            url::Url::parse(&text).map_err(|e| format!("invalid url `{text}`: {e}"))?
+        }
+        Target::Path(t) => {
+            let path = t.render(scope)?;
+            let base = settings.base_url.as_ref().ok_or("no base_url")?;
+            join(base, &path)?
+        }
+    };
+    if !step.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (key, value) in &step.query {
+            pairs.append_pair(key, &value.render(scope)?);
+        }
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in settings.headers.iter().chain(&step.headers) {
+        let text = value.render(scope)?;
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))?;
+        let value = HeaderValue::from_str(&text).map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
+        headers.insert(name, value);
+    }
+    let (body, content_type) = match &step.body {
+        Body::None => (None, None),
+        Body::Json(value) => {
+            let json = value.render(scope)?;
+            (Some(serde_json::to_vec(&json).map_err(|e| e.to_string())?), Some("application/json"))
+        }
+        Body::Text(t) => (Some(t.render(scope)?.into_bytes()), None),
+        Body::File { name, bytes } => {
+            let json = name.ends_with(".json").then_some("application/json");
+            (Some(bytes.as_ref().clone()), json)
+        }
+        Body::Form(pairs) => {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for (key, value) in pairs {
+                form.append_pair(key, &value.render(scope)?);
+            }
+            (Some(form.finish().into_bytes()), Some("application/x-www-form-urlencoded"))
+        }
+    };
+    if let Some(content_type) = content_type {
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+    }
+    Ok(Request { method: step.method.clone(), url, headers, body })
+}
+
+/// `path` appended to the base URL (which may have a path prefix of its own).
+fn join(base: &url::Url, path: &str) -> Result<url::Url, String> {
+    let text = format!("{}/{}", base.as_str().trim_end_matches('/'), path.trim_start_matches('/'));
+    url::Url::parse(&text).map_err(|e| format!("invalid URL `{text}`: {e}"))
+}
+

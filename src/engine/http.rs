@@ -1,0 +1,217 @@
+//! The one HTTP client: redirects, cookies per flow, the body limit and the timeout.
+//!
+//! Redirects are followed here rather than by reqwest so that each hop goes through the
+//! flow's own cookie jar while every flow shares one connection pool, and so that credentials
+//! are dropped on a cross-origin hop exactly as SPEC 8 says.
+
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use std::error::Error as StdError;
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// At most this many redirects are followed; the next one fails the step.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A request ready to send: templates rendered, URL built.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Option<Vec<u8>>,
+}
+
+/// What came back, after redirects, with the body read whole (within the limit).
+#[derive(Debug)]
+pub struct Exchange {
+    pub url: Url,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// Cookies set along the way (name, value), in order.
+    pub cookies: Vec<(String, String)>,
+    pub latency: Duration,
+}
+
+/// Why a request could not complete. Each message carries the whole cause chain.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("connect failed: {0}")]
+    Connect(String),
+    #[error("timed out after {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("response body over the {limit}-byte limit (max_body)")]
+    BodyTooLarge { limit: u64 },
+    #[error("too many redirects (more than {MAX_REDIRECTS})")]
+    TooManyRedirects,
+    #[error("invalid redirect: {0}")]
+    BadRedirect(String),
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+/// Options of one exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_body: u64,
+    pub follow_redirects: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new() -> Result<Http, String> {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("preflight/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        Ok(Http { client })
+    }
+
+    /// Sends `request` and reads the whole response, within `limits.timeout`.
+    pub async fn exchange(&self, request: Request, jar: &Jar, limits: Limits) -> Result<Exchange, RequestError> {
+        let started = Instant::now();
+        match tokio::time::timeout(limits.timeout, self.follow(request, jar, limits, started)).await {
+            Ok(result) => result,
+            Err(_) => Err(RequestError::Timeout(limits.timeout)),
+        }
+    }
+
+    async fn follow(&self, mut request: Request, jar: &Jar, limits: Limits, started: Instant) -> Result<Exchange, RequestError> {
+        let mut cookies = Vec::new();
+        let mut hops = 0;
+        loop {
+            let mut headers = request.headers.clone();
+            if let Some(jar_cookies) = jar.cookies(&request.url) {
+                let merged = match headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) {
+                    Some(own) => HeaderValue::from_str(&format!("{own}; {}", jar_cookies.to_str().unwrap_or_default()))
+                        .unwrap_or(jar_cookies),
+                    None => jar_cookies,
+                };
+                headers.insert(header::COOKIE, merged);
+            }
+            let mut builder = self.client.request(request.method.clone(), request.url.clone()).headers(headers);
+            if let Some(body) = &request.body {
+                builder = builder.body(body.clone());
+            }
+            let mut response = builder.send().await.map_err(classify)?;
+            let set_cookies: Vec<&HeaderValue> = response.headers().get_all(header::SET_COOKIE).iter().collect();
+            jar.set_cookies(&mut set_cookies.iter().copied(), &request.url);
+            cookies.extend(set_cookies.iter().filter_map(|v| parse_set_cookie(v)));
+
+            let status = response.status();
+            let location = response.headers().get(header::LOCATION).cloned();
+            if limits.follow_redirects && status.is_redirection() {
+                if let Some(location) = location {
+                    hops += 1;
+                    if hops > MAX_REDIRECTS {
+                        return Err(RequestError::TooManyRedirects);
+                    }
+                    let next = location
+                        .to_str()
+                        .ok()
+                        .and_then(|l| request.url.join(l).ok())
+                        .ok_or_else(|| RequestError::BadRedirect(format!("bad Location {location:?}")))?;
+                    request = redirected(request, next, status);
+                    continue;
+                }
+            }
+            let body = read_limited(&mut response, limits.max_body).await?;
+            return Ok(Exchange {
+                url: request.url,
+                status,
+                headers: response.headers().clone(),
+                body,
+                cookies,
+                latency: started.elapsed(),
+            });
+        }
+    }
+}
+
+/// The request for the next hop: method and body as browsers do, credentials dropped when
+/// the origin changes (the jar applies its own domain rules to cookies).
+fn redirected(mut request: Request, next: Url, status: StatusCode) -> Request {
+    if next.origin() != request.url.origin() {
+        for name in [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE] {
+            request.headers.remove(name);
+        }
+    }
+    let to_get = status == StatusCode::SEE_OTHER
+        || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && request.method == Method::POST);
+    if to_get && request.method != Method::HEAD {
+        request.method = Method::GET;
+        request.body = None;
+        request.headers.remove(header::CONTENT_TYPE);
+        request.headers.remove(header::CONTENT_LENGTH);
+    }
+    request.url = next;
+    request
+}
+
+/// Reads the body chunk by chunk and stops as soon as it is over the limit, so a huge
+/// response is never buffered whole.
+async fn read_limited(response: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, RequestError> {
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(RequestError::BodyTooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(RequestError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_set_cookie(value: &HeaderValue) -> Option<(String, String)> {
+    let text = value.to_str().ok()?;
+    let pair = text.split(';').next()?;
+    let (name, value) = pair.split_once('=')?;
+    Some((name.trim().to_string(), value.trim().trim_matches('"').to_string()))
+}
+
+fn classify(error: reqwest::Error) -> RequestError {
+    let chain = error_chain(&error);
+    if error.is_connect() {
+        RequestError::Connect(chain)
+    } else if error.is_timeout() {
+        RequestError::Timeout(Duration::ZERO)
+    } else {
+        RequestError::Other(chain)
+    }
+}
+
+/// The whole cause chain on one line, without reqwest's and hyper's generic wrappers, so the
+/// real reason (a refused port, a certificate, a reset) is always visible.
+pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        let generic = text.starts_with("error sending request")
+            || text.starts_with("client error (")
+            || text.starts_with("error decoding response body")
+            || text.starts_with("request or response body error");
+        if !generic && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    if parts.is_empty() { error.to_string() } else { parts.join(": ") }
+}
+
+/// rustls needs one process-wide crypto provider; ring builds fast and small.
+pub fn install_crypto_provider() {
+    // An error only means a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,251 @@
+//! Runs a [`Plan`]: setup, then the flows concurrently, each followed by its cleanups.
+//!
+//! One scheduler owns all concurrency: a semaphore bounds the flows in flight, a `JoinSet`
+//! collects them, and one `CancellationToken` stops everything on the deadline or a signal.
+//! The engine never prints: it emits [`Event`]s and returns a [`RunResult`].
+
+pub mod event;
+pub mod flow;
+pub mod http;
+pub mod result;
+pub mod scope;
+
+pub use event::{Event, EventSink};
+pub use result::{FlowOutcome, FlowResult, Phase, RunResult, StepOutcome, StepResult, Stop};
+
+use crate::redact::Redactor;
+use crate::suite::Plan;
+use flow::CLEANUP_GRACE;
+use reqwest::cookie::Jar;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How to run, beyond what the plan says.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub show_sensitive_headers: bool,
+    pub events: EventSink,
+    /// Cancelled from outside (signals): the run stops as for a deadline, verdict aborted.
+    pub interrupt: CancellationToken,
+}
+
+/// What every flow task shares.
+pub struct Shared {
+    pub plan: Arc<Plan>,
+    pub http: http::Http,
+    pub redactor: Arc<Redactor>,
+    pub events: EventSink,
+    pub cancel: CancellationToken,
+    pub stop: Arc<OnceLock<(Stop, Instant)>>,
+    pub setup_captures: HashMap<String, Value>,
+    pub run_id: String,
+    pub show_sensitive_headers: bool,
+}
+
+impl Shared {
+    /// Why the run was stopped, for the steps it cut short.
+    pub fn stop_reason(&self) -> String {
+        match self.stop.get() {
+            Some((Stop::Deadline { deadline_ms }, _)) => format!(
+                "deadline of {} exceeded",
+                humantime::format_duration(Duration::from_millis(*deadline_ms))
+            ),
+            Some((Stop::Interrupted, _)) => "interrupted".into(),
+            None => "cancelled".into(),
+        }
+    }
+
+    /// `None` while the run goes on; after a stop, what is left of the cleanup grace time.
+    pub fn cleanup_time_left(&self) -> Option<Duration> {
+        self.stop.get().map(|(_, at)| CLEANUP_GRACE.saturating_sub(at.elapsed()))
+    }
+
+}
+
+/// Runs the plan to the end and returns everything that happened. It does not judge: that is
+/// [`crate::verdict`]'s job.
+pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) -> RunResult {
+    let started = Instant::now();
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let http = match http::Http::new() {
+        Ok(http) => http,
+        Err(e) => return not_run(&plan, started_at, vec![e]),
+    };
+    let mut shared = Shared {
+        plan: plan.clone(),
+        http,
+        redactor,
+        events: options.events.clone(),
+        cancel: CancellationToken::new(),
+        stop: Arc::new(OnceLock::new()),
+        setup_captures: HashMap::new(),
+        run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        show_sensitive_headers: options.show_sensitive_headers,
+    };
+    shared.events.emit(Event::RunStarted { flows: plan.flows.len() });
+
+    let watcher = watch_stop(&shared, plan.settings.deadline, &options.interrupt);
+
+    // Setup runs alone, before any flow; the deadline and an interrupt still stop it.
+    let setup = {
+        let jar = Jar::default();
+        let mut results = Vec::new();
+        let mut captures = HashMap::new();
+        let mut failed = false;
+        for step in &plan.setup {
+            if failed || shared.cancel.is_cancelled() {
+                let because = if failed { "an earlier setup step failed".to_string() } else { shared.stop_reason() };
+                results.push(StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), because));
+                continue;
+            }
+            let mut scope = scope::FlowScope {
+                plan: &plan,
+                flow_vars: &serde_json::Map::new(),
+                setup: &HashMap::new(),
+                captures: std::mem::take(&mut captures),
+                run_id: &shared.run_id,
+            };
+            let result = tokio::select! {
+                r = flow::run_step(&shared, None, step, Phase::Step, &mut scope, &jar) => r,
+                () = shared.cancel.cancelled() => StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), shared.stop_reason()),
+            };
+            captures = scope.captures;
+            failed = result.outcome != StepOutcome::Passed;
+            results.push(result);
+        }
+        shared.setup_captures = captures;
+        results
+    };
+    let setup_failed = setup.iter().any(|s| s.outcome != StepOutcome::Passed);
+
+    let shared = Arc::new(shared);
+    let mut flows: Vec<Option<FlowResult>> = vec![None; plan.flows.len()];
+    let mut internal_errors = Vec::new();
+    if !setup_failed {
+        let slots = Arc::new(Semaphore::new(plan.settings.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut task_flow = HashMap::new();
+        // Flows start in path order as slots free up; each holds its slot to the end.
+        for index in 0..plan.flows.len() {
+            let permit = tokio::select! {
+                biased;
+                () = shared.cancel.cancelled() => break,
+                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
+            let shared = shared.clone();
+            let handle = tasks.spawn(async move {
+                let _slot = permit;
+                flow::run_flow(&shared, index, &shared.plan.flows[index]).await
+            });
+            task_flow.insert(handle.id(), index);
+        }
+        // After a stop, running flows get their cleanup grace time; past it, they are aborted.
+        loop {
+            let next = tokio::select! {
+                done = tasks.join_next_with_id() => done,
+                () = hard_stop(&shared) => {
+                    tasks.abort_all();
+                    tasks.join_next_with_id().await
+                }
+            };
+            let Some(done) = next else { break };
+            collect(done, &task_flow, &plan, &mut flows, &mut internal_errors);
+        }
+    }
+    watcher.abort();
+    let not_started = if setup_failed { "setup failed".to_string() } else { shared.stop_reason() };
+    let flows = flows
+        .into_iter()
+        .zip(&plan.flows)
+        .map(|(result, flow)| result.unwrap_or_else(|| skipped_flow(flow, &not_started)))
+        .collect();
+    shared.events.emit(Event::RunFinished);
+    RunResult {
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        setup,
+        flows,
+        stopped: shared.stop.get().map(|(stop, _)| stop.clone()),
+        internal_errors,
+    }
+}
+
+fn collect(
+    done: Result<(tokio::task::Id, FlowResult), tokio::task::JoinError>,
+    task_flow: &HashMap<tokio::task::Id, usize>,
+    plan: &Plan,
+    flows: &mut [Option<FlowResult>],
+    internal_errors: &mut Vec<String>,
+) {
+    match done {
+        Ok((id, result)) => {
+            if let Some(&index) = task_flow.get(&id) {
+                flows[index] = Some(result);
+            }
+        }
+        Err(error) => {
+            // A panic or an abort must fail the gate, never vanish.
+            let index = task_flow.get(&error.id()).copied();
+            let what = if error.is_panic() { "panicked" } else { "was aborted after the stop grace time" };
+            let name = index.map_or("?", |i| plan.flows[i].name.as_str());
+            internal_errors.push(format!("flow '{name}' {what}"));
+            if let Some(i) = index {
+                let mut failed = skipped_flow(&plan.flows[i], &format!("flow task {what}"));
+                failed.outcome = FlowOutcome::Failed;
+                flows[i] = Some(failed);
+            }
+        }
+    }
+}
+
+fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResult {
+    FlowResult {
+        name: flow.name.clone(),
+        file: flow.file.clone(),
+        tags: flow.tags.clone(),
+        critical: flow.critical,
+        outcome: FlowOutcome::Skipped,
+        duration_ms: 0,
+        steps: flow
+            .steps
+            .iter()
+            .map(|s| StepResult::skipped(&s.name, Phase::Step, s.method.as_str(), because))
+            .collect(),
+    }
+}
+
+fn not_run(plan: &Plan, started_at: String, internal_errors: Vec<String>) -> RunResult {
+    RunResult {
+        started_at,
+        duration_ms: 0,
+        setup: Vec::new(),
+        flows: plan.flows.iter().map(|f| skipped_flow(f, "the run could not start")).collect(),
+        stopped: None,
+        internal_errors,
+    }
+}
+
+/// Stops the run when the deadline passes or the interrupt token fires.
+fn watch_stop(shared: &Shared, deadline: Duration, interrupt: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    let (stop, cancel, interrupt) = (shared.stop.clone(), shared.cancel.clone(), interrupt.clone());
+    tokio::spawn(async move {
+        let reason = tokio::select! {
+            () = tokio::time::sleep(deadline) => Stop::Deadline { deadline_ms: deadline.as_millis() as u64 },
+            () = interrupt.cancelled() => Stop::Interrupted,
+        };
+        let _ = stop.set((reason, Instant::now()));
+        cancel.cancel();
+    })
+}
+
+/// Resolves once a stop happened and the cleanup grace time (plus a margin) has passed.
+async fn hard_stop(shared: &Shared) {
+    shared.cancel.cancelled().await;
+    let at = shared.stop.get().map_or_else(Instant::now, |(_, at)| *at);
+    tokio::time::sleep_until((at + CLEANUP_GRACE + Duration::from_secs(1)).into()).await;
+}

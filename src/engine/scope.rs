@@ -1,0 +1,47 @@
+//! Name resolution at run time, in the order of SPEC 4: captures of the flow, `[[setup]]`
+//! captures, `--var`, flow `[vars]`, suite `[vars]`, then built-ins.
+
+use crate::suite::Plan;
+use crate::suite::template::Scope;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub struct FlowScope<'a> {
+    pub plan: &'a Plan,
+    pub flow_vars: &'a Map<String, Value>,
+    pub setup: &'a HashMap<String, Value>,
+    pub captures: HashMap<String, Value>,
+    pub run_id: &'a str,
+}
+
+impl Scope for FlowScope<'_> {
+    fn lookup(&self, name: &str) -> Option<Value> {
+        if let Some(v) = self.captures.get(name).or_else(|| self.setup.get(name)) {
+            return Some(v.clone());
+        }
+        if let Some(var) = name.strip_prefix("env.").or_else(|| name.strip_prefix("secret.")) {
+            return self.plan.env.get(var).map(|v| Value::String(v.clone()));
+        }
+        let settings = &self.plan.settings;
+        let mut path = name.split('.');
+        let head = path.next()?;
+        let var = [&settings.cli_vars, self.flow_vars, &settings.vars]
+            .into_iter()
+            .find_map(|vars| vars.get(head));
+        if let Some(var) = var {
+            // `{{ user.name }}` reads into a table variable.
+            return path.try_fold(var, |v, key| v.get(key)).cloned();
+        }
+        match name {
+            "run_id" => Some(Value::String(self.run_id.to_string())),
+            "uuid" => Some(Value::String(uuid::Uuid::new_v4().to_string())),
+            "now" => Some(Value::String(humantime::format_rfc3339_seconds(SystemTime::now()).to_string())),
+            "unix_ms" => {
+                let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                Some(Value::from(ms))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! preflight: a staging pre-flight gate. Loads a suite of TOML flows, runs them concurrently
+//! against staging, and returns one verdict a pipeline can trust.
+//!
+//! The crate reads like the contract (SPEC.md): [`suite`] turns files into a validated plan,
+//! [`check`] evaluates expectations, [`engine`] runs the plan and emits events, [`report`]
+//! renders results, [`verdict`] maps them to the exit code, and [`cli`] wires it together.
+
+pub mod check;
+pub mod cli;
+pub mod demo;
+pub mod engine;
+pub mod redact;
+pub mod report;
+pub mod suite;
+pub mod verdict;

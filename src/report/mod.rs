@@ -1,0 +1,207 @@
+//! Reports: one [`Report`] document, redacted once, rendered by every reporter.
+//!
+//! Reporters never touch the network; they read the document (and, for live progress, the
+//! engine's events).
+
+pub mod progress;
+pub mod terminal;
+
+use crate::engine::{FlowOutcome, RunResult, StepResult};
+use crate::redact::Redactor;
+use crate::suite::Plan;
+use crate::verdict::{Reason, Verdict, counted};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+
+/// The JSON report, schema 1 (SPEC 7); terminal and other reports render from it too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: u32,
+    pub tool: String,
+    pub version: String,
+    pub suite: String,
+    pub base_url: Option<String>,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub verdict: String,
+    pub reasons: Vec<String>,
+    pub summary: Summary,
+    pub integrity: Vec<Value>,
+    pub deployed_version: Option<Value>,
+    pub setup: Vec<StepResult>,
+    pub flows: Vec<FlowResult>,
+    /// Things that did not fail the gate but need a look: failed cleanups, warned flows.
+    pub warnings: Vec<String>,
+    /// The last line of the terminal output.
+    pub headline: String,
+}
+
+pub use crate::engine::FlowResult;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub flows: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub warned: usize,
+    pub skipped: usize,
+    pub flaky: usize,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl Report {
+    /// Builds the report and redacts every secret in it, in one place.
+    pub fn new(plan: &Plan, result: &RunResult, verdict: &Verdict, redactor: &Redactor) -> Report {
+        let count = |o: FlowOutcome| result.flows.iter().filter(|f| f.outcome == o).count();
+        let latencies: Vec<u64> = result
+            .setup
+            .iter()
+            .chain(result.flows.iter().flat_map(|f| &f.steps))
+            .filter_map(|s| s.latency_ms)
+            .collect();
+        let warnings = warnings(result);
+        let report = Report {
+            schema: 1,
+            tool: "preflight".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            suite: plan.settings.name.clone(),
+            base_url: plan.settings.base_url.as_ref().map(|u| u.to_string()),
+            started_at: result.started_at.clone(),
+            duration_ms: result.duration_ms,
+            verdict: verdict.name().into(),
+            reasons: verdict.reasons().iter().flat_map(Reason::details).collect(),
+            summary: Summary {
+                flows: result.flows.len(),
+                passed: count(FlowOutcome::Passed),
+                failed: count(FlowOutcome::Failed),
+                warned: count(FlowOutcome::Warned),
+                skipped: count(FlowOutcome::Skipped),
+                flaky: result.flows.iter().filter(|f| f.steps.iter().any(|s| s.flaky)).count(),
+                latency_ms: Latency {
+                    p50: percentile(&latencies, 50),
+                    p95: percentile(&latencies, 95),
+                    max: latencies.iter().max().copied(),
+                },
+            },
+            integrity: Vec::new(),
+            deployed_version: None,
+            setup: result.setup.clone(),
+            flows: result.flows.clone(),
+            headline: headline(result, verdict, warnings.len()),
+            warnings,
+        };
+        report.redacted(redactor)
+    }
+
+    /// Every string of the report with secrets replaced by `***`.
+    fn redacted(self, redactor: &Redactor) -> Report {
+        let mut value = serde_json::to_value(&self).expect("a report always serializes");
+        redactor.redact_json(&mut value);
+        serde_json::from_value(value).expect("redaction keeps the report's shape")
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes") + "\n"
+    }
+}
+
+fn warnings(result: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    for flow in &result.flows {
+        if flow.outcome == FlowOutcome::Warned {
+            let step = flow.failed_step().map_or(String::new(), |s| format!(" at step '{}'", s.name));
+            out.push(format!("non-critical flow '{}' failed{step}", flow.name));
+        }
+        for cleanup in flow.failed_cleanups() {
+            let why = cleanup.error.clone().unwrap_or_else(|| {
+                cleanup.failed_assertions().map(|a| format!("{} {}", a.subject, a.op)).collect::<Vec<_>>().join(", ")
+            });
+            out.push(format!("cleanup failed: flow '{}', step '{}': {why}", flow.name, cleanup.name));
+        }
+    }
+    out
+}
+
+/// The last line of `run` (SPEC 8).
+fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
+    match verdict {
+        Verdict::Passed => format!(
+            "GATE PASSED: {}, {} failed, {}, {:.1}s",
+            counted(result.flows.len(), "flow"),
+            result.flows.iter().filter(|f| f.outcome == FlowOutcome::Failed).count(),
+            counted(warnings, "warning"),
+            result.duration_ms as f64 / 1000.0
+        ),
+        Verdict::Failed(reasons) => {
+            let parts: Vec<String> = reasons.iter().map(Reason::summary).collect();
+            format!("GATE FAILED: {}", parts.join("; "))
+        }
+        Verdict::Aborted => "GATE ABORTED: interrupted".into(),
+    }
+}
+
+/// Nearest-rank percentile.
+fn percentile(values: &[u64], p: usize) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
+}
+
+/// Writes a report atomically: a temporary file in the same folder, then a rename, so that a
+/// reader never sees half a report.
+pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().map_or("report".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(content.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), Some(50));
+        assert_eq!(percentile(&v, 95), Some(95));
+        assert_eq!(percentile(&[7], 95), Some(7));
+        assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        write_atomic(&path, "one").unwrap();
+        write_atomic(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert!(write_atomic(&dir.path().join("missing/r.json"), "x").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! The end-of-run summary: failures in detail, warnings, counts, latency, and the last line.
+
+use super::Report;
+use crate::engine::{FlowOutcome, StepOutcome, StepResult};
+use console::style;
+use std::fmt::Write;
+
+/// How much the summary says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Only the last line.
+    Quiet,
+    Normal,
+    /// Every flow and step, passed ones too.
+    Verbose,
+}
+
+/// Renders the summary. Pure: the caller prints it.
+pub fn summary(report: &Report, detail: Detail) -> String {
+    let mut out = String::new();
+    if detail != Detail::Quiet {
+        if detail == Detail::Verbose {
+            for flow in &report.flows {
+                let _ = writeln!(out, "{} {} ({}ms)", outcome_mark(flow.outcome), flow.name, flow.duration_ms);
+                for step in &flow.steps {
+                    let _ = writeln!(out, "    {}", step_line(step));
+                }
+            }
+        }
+        for step in report.setup.iter().filter(|s| s.outcome == StepOutcome::Failed) {
+            let _ = writeln!(out, "{} setup failed at step '{}'", style("✗").red().bold(), step.name);
+            failure_detail(&mut out, step);
+        }
+        for flow in &report.flows {
+            let Some(step) = flow.failed_step() else { continue };
+            let label = match flow.outcome {
+                FlowOutcome::Warned => style("! warning:").yellow().bold(),
+                _ => style("✗").red().bold(),
+            };
+            let _ = writeln!(out, "{label} {} ({}) failed at step '{}'", flow.name, flow.file, step.name);
+            failure_detail(&mut out, step);
+        }
+        for warning in report.warnings.iter().filter(|w| w.starts_with("cleanup failed")) {
+            let _ = writeln!(out, "{} {warning}", style("! warning:").yellow().bold());
+        }
+        let s = &report.summary;
+        let _ = writeln!(
+            out,
+            "flows: {} total, {} passed, {} failed, {} warned, {} skipped",
+            s.flows, s.passed, s.failed, s.warned, s.skipped
+        );
+        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}ms"));
+        let _ = writeln!(
+            out,
+            "latency: p50 {}, p95 {}, max {}",
+            ms(s.latency_ms.p50),
+            ms(s.latency_ms.p95),
+            ms(s.latency_ms.max)
+        );
+    }
+    let headline = if report.verdict == "pass" {
+        style(&report.headline).green().bold()
+    } else {
+        style(&report.headline).red().bold()
+    };
+    let _ = writeln!(out, "{headline}");
+    out
+}
+
+fn outcome_mark(outcome: FlowOutcome) -> console::StyledObject<&'static str> {
+    match outcome {
+        FlowOutcome::Passed => style("✓").green(),
+        FlowOutcome::Failed => style("✗").red(),
+        FlowOutcome::Warned => style("!").yellow(),
+        FlowOutcome::Skipped => style("-").dim(),
+    }
+}
+
+fn step_line(step: &StepResult) -> String {
+    let mark = match step.outcome {
+        StepOutcome::Passed => style("✓").green(),
+        StepOutcome::Failed => style("✗").red(),
+        StepOutcome::Skipped => style("-").dim(),
+    };
+    let status = step.status.map_or(String::new(), |s| format!(" {s}"));
+    let latency = step.latency_ms.map_or(String::new(), |l| format!(" {l}ms"));
+    let phase = if step.phase == crate::engine::Phase::Cleanup { "cleanup: " } else { "" };
+    format!("{mark} {phase}{}{status}{latency}", step.name)
+}
+
+/// The request, each failed assertion with expected and actual, the status and a body excerpt.
+fn failure_detail(out: &mut String, step: &StepResult) {
+    let url = step.url.as_deref().unwrap_or("(no URL: the request could not be built)");
+    let _ = writeln!(out, "    request: {} {url}", step.method);
+    if let Some(error) = &step.error {
+        let _ = writeln!(out, "    error:   {error}");
+    }
+    if let Some(status) = step.status {
+        let latency = step.latency_ms.map_or(String::new(), |l| format!(" in {l}ms"));
+        let _ = writeln!(out, "    status:  {status}{latency}");
+    }
+    for a in step.failed_assertions() {
+        let _ = writeln!(
+            out,
+            "    {} {} {}: expected {}, actual {}",
+            style("✗").red(),
+            a.subject,
+            a.op,
+            a.expected,
+            a.actual
+        );
+        if let Some(message) = &a.message {
+            let _ = writeln!(out, "        {message}");
+        }
+    }
+    if let Some(body) = step.body_excerpt.as_deref().filter(|b| !b.is_empty()) {
+        let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+        let _ = writeln!(out, "    body:    {}", crate::check::excerpt(&one_line, 200));
+    }
+}

@@ -1,0 +1,121 @@
+//! The suite on disk -> a validated [`Plan`]. Reads files, never the network.
+//!
+//! Loading is two-phase: serde reads each file into the raw structs of [`raw`], then
+//! [`compile`] checks everything (durations, URLs, regexes, JSONPaths, template names, files)
+//! and collects every problem of the whole suite, each located at file:line:col.
+
+pub mod compile;
+pub mod plan;
+pub mod problem;
+pub mod raw;
+pub mod template;
+
+pub use compile::{Overrides, parse_duration, parse_size};
+pub use plan::{Body, Flow, Plan, Settings, Step, Target};
+pub use problem::Problem;
+
+use compile::{Compiler, Source};
+use problem::did_you_mean;
+use std::path::{Path, PathBuf};
+
+/// The suite settings file inside a suite directory.
+pub const SUITE_FILE: &str = "preflight.toml";
+
+/// Loads and validates the suite in `dir`. `env` reads environment variables (injected so
+/// that tests need not touch the process environment).
+pub fn load(dir: &Path, overrides: Overrides, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Vec<Problem>> {
+    let mut problems = Vec::new();
+    if !dir.is_dir() {
+        return Err(vec![Problem::file(dir, "suite directory not found")]);
+    }
+    let files = match discover(dir) {
+        Ok(files) => files,
+        Err(e) => return Err(vec![Problem::file(dir, format!("cannot list the suite: {e}"))]),
+    };
+    let mut compiler = Compiler::new(dir, overrides, env);
+
+    let suite_path = dir.join(SUITE_FILE);
+    let setup = {
+        let text = if suite_path.exists() { read(&suite_path, &mut problems) } else { Some(String::new()) };
+        let mut src = Source { path: suite_path, text: text.unwrap_or_default(), problems: &mut problems };
+        let raw = parse(&mut src).unwrap_or_default();
+        compiler.suite(&mut src, raw)
+    };
+
+    let mut flows = Vec::new();
+    for relative in files {
+        let path = dir.join(&relative);
+        let Some(text) = read(&path, &mut problems) else { continue };
+        let mut src = Source { path, text, problems: &mut problems };
+        if let Some(raw) = parse(&mut src) {
+            let file = relative.to_string_lossy().replace('\\', "/");
+            flows.push(compiler.flow(&mut src, &file, raw));
+        }
+    }
+    if problems.is_empty() { Ok(compiler.finish(setup, flows)) } else { Err(problems) }
+}
+
+/// Every `*.toml` below `dir` but the suite file, ordered by path. Hidden folders are skipped.
+pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(root: &Path, here: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(here)? {
+            let path = entry?.path();
+            let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                if relative != Path::new(SUITE_FILE) {
+                    out.push(relative);
+                }
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            problems.push(Problem::file(path, format!("cannot read: {e}")));
+            None
+        }
+    }
+}
+
+/// Deserializes one file; a syntax or shape error is recorded at its location.
+fn parse<T: serde::de::DeserializeOwned>(src: &mut Source) -> Option<T> {
+    match toml::from_str::<T>(&src.text) {
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            let message = e.message().trim().to_string();
+            let hint = unknown_field_hint(&message);
+            let problem = match e.span() {
+                Some(span) => Problem::at(&src.path, &src.text, span, message),
+                None => Problem::file(&src.path, message),
+            };
+            src.problems.push(Problem { hint, ..problem });
+            None
+        }
+    }
+}
+
+/// serde says "unknown field `steps`, expected one of `name`, `step`, ..."; suggest the closest.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    did_you_mean(field, candidates.iter().copied())
+        .or_else(|| Some(format!("valid keys here: {}", candidates.join(", "))))
+}
+
+#[cfg(test)]
+mod tests;

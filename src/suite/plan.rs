@@ -1,0 +1,94 @@
+//! The validated plan: what the engine runs. Built only by `compile.rs`.
+
+use crate::check::{Capture, Expectation};
+use crate::suite::template::{Template, TemplateValue};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything needed to run a suite, checked: no request is sent before this exists.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub settings: Settings,
+    pub setup: Vec<Step>,
+    pub flows: Vec<Flow>,
+    /// Values of the `env.` and `secret.` names the suite uses, read once at load.
+    pub env: HashMap<String, String>,
+    /// Values that must never be shown (the `secret.` ones).
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    pub dir: PathBuf,
+    pub base_url: Option<url::Url>,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub deadline: Duration,
+    pub follow_redirects: bool,
+    pub max_body: u64,
+    pub headers: Vec<(String, Template)>,
+    pub vars: Map<String, Value>,
+    /// `--var name=value` from the command line.
+    pub cli_vars: Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub name: String,
+    /// Path relative to the suite directory, `/`-separated.
+    pub file: String,
+    pub tags: Vec<String>,
+    pub critical: bool,
+    pub vars: Map<String, Value>,
+    pub steps: Vec<Step>,
+    pub cleanup: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub method: reqwest::Method,
+    pub target: Target,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Body,
+    pub timeout: Option<Duration>,
+    /// Status first, then latency, headers, body and JSON, in file order.
+    pub expectations: Vec<Expectation>,
+    pub captures: Vec<Capture>,
+    /// Capture names its request uses: a cleanup whose captures never happened is skipped.
+    pub uses_captures: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Appended to the base URL.
+    Path(Template),
+    Url(Template),
+}
+
+#[derive(Debug, Clone)]
+pub enum Body {
+    None,
+    Json(TemplateValue),
+    Text(Template),
+    /// `body_file`, read at load time and sent as is.
+    File { name: String, bytes: Arc<Vec<u8>> },
+    Form(Vec<(String, Template)>),
+}
+
+impl Plan {
+    /// Keeps the flows selected by the filters (tags: any of them; names: any of them).
+    pub fn select(&mut self, tags: &[String], skip_tags: &[String], names: &[String]) {
+        self.flows.retain(|flow| {
+            let tagged = tags.is_empty() || flow.tags.iter().any(|t| tags.contains(t));
+            let skipped = flow.tags.iter().any(|t| skip_tags.contains(t));
+            let named = names.is_empty() || names.contains(&flow.name);
+            tagged && !skipped && named
+        });
+    }
+}

@@ -1,0 +1,121 @@
+//! Located problems: every error in a suite points at file:line:col and shows the line.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with the suite, pointing at the text that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based line and column; 0 when the problem concerns the whole file.
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    /// The offending source line and the width of the part to underline.
+    pub snippet: Option<(String, usize)>,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    /// A problem about a whole file (missing, unreadable, empty).
+    pub fn file(file: &Path, message: impl Into<String>) -> Self {
+        Problem {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+            snippet: None,
+            hint: None,
+        }
+    }
+
+    /// A problem at a byte range of `source`.
+    pub fn at(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
+        let start = span.start.min(source.len());
+        let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
+        let line_text = source[line_start..line_end].trim_end_matches('\r');
+        let line = source[..start].matches('\n').count() + 1;
+        let col = source[line_start..start].chars().count() + 1;
+        let end = span.end.clamp(start, line_end);
+        let width = source[start..end].chars().count().max(1);
+        Problem {
+            file: file.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+            snippet: Some((line_text.to_string(), width)),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `file:line:col`, or just the file for whole-file problems.
+    pub fn location(&self) -> String {
+        if self.line == 0 {
+            self.file.display().to_string()
+        } else {
+            format!("{}:{}:{}", self.file.display(), self.line, self.col)
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "error: {}", self.message)?;
+        write!(f, "  --> {}", self.location())?;
+        if let Some((text, width)) = &self.snippet {
+            let gutter = self.line.to_string();
+            let pad = " ".repeat(gutter.len());
+            write!(f, "\n{pad} |\n{gutter} | {text}\n{pad} | ")?;
+            write!(f, "{}{}", " ".repeat(self.col - 1), "^".repeat(*width))?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  = help: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The closest candidate to a misspelt name, for "did you mean" hints.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_at_line_and_column() {
+        let src = "a = 1\npath = \"/x/{{ nope }}\"\n";
+        let at = src.find("nope").unwrap();
+        let p = Problem::at(Path::new("f.toml"), src, at..at + 4, "unknown name `nope`");
+        assert_eq!((p.line, p.col), (2, 15));
+        let text = p.to_string();
+        assert!(text.contains("--> f.toml:2:15"), "{text}");
+        assert!(text.contains("2 | path = \"/x/{{ nope }}\""), "{text}");
+        assert!(text.contains("  |               ^^^^"), "{text}");
+    }
+
+    #[test]
+    fn suggests_near_misses() {
+        assert_eq!(
+            did_you_mean("methd", ["name", "method", "path"]),
+            Some("did you mean `method`?".into())
+        );
+        assert_eq!(did_you_mean("zzz", ["name", "method"]), None);
+    }
+}

@@ -1,0 +1,199 @@
+//! The run, judged: [`Verdict`] from a [`RunResult`], and the exit code from a verdict, each
+//! in one exhaustive place. The rule is fail closed: PASS only when every critical check ran
+//! and passed.
+
+use crate::engine::{FlowOutcome, Phase, RunResult, StepOutcome, Stop};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Passed,
+    Failed(Vec<Reason>),
+    Aborted,
+}
+
+/// Why the gate failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Critical flows that failed: (flow, failing step).
+    FlowsFailed { failed: Vec<(String, Option<String>)>, total: usize },
+    FlowsNotRun { count: usize },
+    SetupFailed { step: String },
+    Deadline { deadline: Duration },
+    Internal(String),
+    ReportNotWritten(String),
+}
+
+impl Reason {
+    /// The form of the last line: `2 of 12 flows failed`.
+    pub fn summary(&self) -> String {
+        match self {
+            Reason::FlowsFailed { failed, total } => {
+                format!("{} of {} {} failed", failed.len(), total, plural(*total, "flow"))
+            }
+            Reason::FlowsNotRun { count } => format!("{} not run", counted(*count, "flow")),
+            Reason::SetupFailed { step } => format!("setup step '{step}' failed"),
+            Reason::Deadline { deadline } => format!("deadline {} exceeded", humantime::format_duration(*deadline)),
+            Reason::Internal(e) => format!("internal error: {e}"),
+            Reason::ReportNotWritten(e) => e.clone(),
+        }
+    }
+
+    /// The form of the JSON report's `reasons`: one entry per failed flow.
+    pub fn details(&self) -> Vec<String> {
+        match self {
+            Reason::FlowsFailed { failed, .. } => failed
+                .iter()
+                .map(|(flow, step)| match step {
+                    Some(step) => format!("flow '{flow}' failed at step '{step}'"),
+                    None => format!("flow '{flow}' failed"),
+                })
+                .collect(),
+            other => vec![other.summary()],
+        }
+    }
+}
+
+impl Verdict {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Passed => "pass",
+            Verdict::Failed(_) => "fail",
+            Verdict::Aborted => "aborted",
+        }
+    }
+
+    pub fn reasons(&self) -> &[Reason] {
+        match self {
+            Verdict::Failed(reasons) => reasons,
+            Verdict::Passed | Verdict::Aborted => &[],
+        }
+    }
+
+    pub fn add_reason(self, reason: Reason) -> Verdict {
+        match self {
+            Verdict::Passed => Verdict::Failed(vec![reason]),
+            Verdict::Failed(mut reasons) => {
+                reasons.push(reason);
+                Verdict::Failed(reasons)
+            }
+            Verdict::Aborted => Verdict::Aborted,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Verdict::Passed => 0,
+            Verdict::Failed(_) => 1,
+            Verdict::Aborted => 130,
+        })
+    }
+}
+
+/// Judges a run.
+pub fn judge(result: &RunResult) -> Verdict {
+    if result.stopped == Some(Stop::Interrupted) {
+        return Verdict::Aborted;
+    }
+    let mut reasons = Vec::new();
+    reasons.extend(result.internal_errors.iter().cloned().map(Reason::Internal));
+    if let Some(Stop::Deadline { deadline_ms }) = result.stopped {
+        reasons.push(Reason::Deadline { deadline: Duration::from_millis(deadline_ms) });
+    }
+    if let Some(step) = result.setup.iter().find(|s| s.outcome != StepOutcome::Passed) {
+        reasons.push(Reason::SetupFailed { step: step.name.clone() });
+    }
+    let failed: Vec<(String, Option<String>)> = result
+        .flows
+        .iter()
+        .filter(|f| f.critical && f.outcome == FlowOutcome::Failed)
+        .map(|f| (f.name.clone(), f.failed_step().map(|s| s.name.clone())))
+        .collect();
+    if !failed.is_empty() {
+        reasons.push(Reason::FlowsFailed { failed, total: result.flows.len() });
+    }
+    let not_run = result.flows.iter().filter(|f| f.outcome == FlowOutcome::Skipped).count();
+    if not_run > 0 {
+        reasons.push(Reason::FlowsNotRun { count: not_run });
+    }
+    // Belt and braces: a critical flow counts as passed only if each of its steps really ran
+    // and passed, whatever its recorded outcome says.
+    let unproven = result.flows.iter().any(|f| {
+        f.critical
+            && f.outcome == FlowOutcome::Passed
+            && f.steps.iter().any(|s| s.phase == Phase::Step && s.outcome != StepOutcome::Passed)
+    });
+    if unproven {
+        reasons.push(Reason::Internal("a flow reported passed with a step that did not pass".into()));
+    }
+    if result.flows.is_empty() {
+        reasons.push(Reason::Internal("no flow was run".into()));
+    }
+    if reasons.is_empty() { Verdict::Passed } else { Verdict::Failed(reasons) }
+}
+
+/// `1 flow`, `2 flows`.
+pub fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {}", plural(n, noun))
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { noun.to_string() } else { format!("{noun}s") }
+}
+
+/// Exit code for "nothing was run": bad command line or invalid suite.
+pub const EXIT_INVALID: u8 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{FlowResult, StepResult};
+
+    fn step(outcome: StepOutcome) -> StepResult {
+        StepResult { outcome, error: None, ..StepResult::skipped("s", Phase::Step, "GET", "") }
+    }
+
+    fn flow(name: &str, critical: bool, outcome: FlowOutcome, steps: Vec<StepResult>) -> FlowResult {
+        FlowResult { name: name.into(), file: format!("{name}.toml"), tags: vec![], critical, outcome, duration_ms: 1, steps }
+    }
+
+    fn run(flows: Vec<FlowResult>) -> RunResult {
+        RunResult { started_at: String::new(), duration_ms: 1, setup: vec![], flows, stopped: None, internal_errors: vec![] }
+    }
+
+    #[test]
+    fn passes_only_when_every_critical_flow_passed() {
+        let ok = run(vec![flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)])]);
+        assert_eq!(judge(&ok), Verdict::Passed);
+        let warned = run(vec![
+            flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)]),
+            flow("b", false, FlowOutcome::Warned, vec![step(StepOutcome::Failed)]),
+        ]);
+        assert_eq!(judge(&warned), Verdict::Passed);
+        let failed = run(vec![
+            flow("a", true, FlowOutcome::Failed, vec![step(StepOutcome::Failed)]),
+            flow("b", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)]),
+        ]);
+        let verdict = judge(&failed);
+        assert_eq!(verdict.reasons()[0].summary(), "1 of 2 flows failed");
+        assert_eq!(verdict.reasons()[0].details(), ["flow 'a' failed at step 's'"]);
+    }
+
+    #[test]
+    fn fails_closed_on_stops_internal_errors_and_inconsistent_records() {
+        let mut stopped = run(vec![flow("a", true, FlowOutcome::Skipped, vec![])]);
+        stopped.stopped = Some(Stop::Deadline { deadline_ms: 1000 });
+        let reasons: Vec<String> = judge(&stopped).reasons().iter().map(Reason::summary).collect();
+        assert_eq!(reasons, ["deadline 1s exceeded", "1 flow not run"]);
+        stopped.stopped = Some(Stop::Interrupted);
+        assert_eq!(judge(&stopped), Verdict::Aborted);
+        assert_eq!(judge(&stopped).exit_code(), ExitCode::from(130));
+        let mut internal = run(vec![flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)])]);
+        internal.internal_errors.push("flow 'a' panicked".into());
+        assert!(matches!(judge(&internal), Verdict::Failed(_)));
+        let lying = run(vec![flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Skipped)])]);
+        assert!(matches!(judge(&lying), Verdict::Failed(_)));
+        assert!(matches!(judge(&run(vec![])), Verdict::Failed(_)));
+    }
+}

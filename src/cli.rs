@@ -16,7 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "preflight", version, about = "Staging pre-flight gate: run TOML smoke flows, get one verdict.")]
+#[command(
+    name = "preflight",
+    version,
+    about = "Staging pre-flight gate: run TOML smoke flows, get one verdict."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -137,13 +141,16 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         console::set_colors_enabled(false);
         console::set_colors_enabled_stderr(false);
     }
-    if let Command::Demo(_) = &cli.command {
-        if std::env::var_os(DEMO_TOKEN_ENV).is_none() {
-            // SAFETY: no other thread exists yet: the runtime is built below.
-            unsafe { std::env::set_var(DEMO_TOKEN_ENV, DEMO_TOKEN) };
-        }
+    if let Command::Demo(_) = &cli.command
+        && std::env::var_os(DEMO_TOKEN_ENV).is_none()
+    {
+        // SAFETY: no other thread exists yet: the runtime is built below.
+        unsafe { std::env::set_var(DEMO_TOKEN_ENV, DEMO_TOKEN) };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -170,7 +177,12 @@ fn overrides(args: &SuiteArgs) -> Overrides {
         (None, Some(url)) if !url.is_empty() => (Some(url), "PREFLIGHT_BASE_URL"),
         _ => (None, ""),
     };
-    Overrides { base_url, base_url_origin: origin, vars: args.vars.clone(), ..Overrides::default() }
+    Overrides {
+        base_url,
+        base_url_origin: origin,
+        vars: args.vars.clone(),
+        ..Overrides::default()
+    }
 }
 
 /// Loads the suite or prints every problem; `None` means exit 2.
@@ -189,7 +201,10 @@ fn print_problems(problems: &[Problem]) {
         eprintln!("{problem}\n");
     }
     let n = problems.len();
-    eprintln!("suite invalid: {n} problem{}, nothing was run", if n == 1 { "" } else { "s" });
+    eprintln!(
+        "suite invalid: {n} problem{}, nothing was run",
+        if n == 1 { "" } else { "s" }
+    );
 }
 
 fn nothing_to_run() -> ExitCode {
@@ -216,16 +231,29 @@ fn check(args: &SuiteArgs) -> ExitCode {
 }
 
 fn list(args: &ListArgs) -> ExitCode {
-    let Some(mut plan) = load(&args.suite, Overrides::default()) else {
-        return ExitCode::from(EXIT_INVALID);
+    // Listing sends nothing and shows no values, so unset env./secret. names do not matter.
+    let mut plan = match suite::load(&args.suite, Overrides::default(), &|_| Some(String::new())) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            print_problems(&problems);
+            return ExitCode::from(EXIT_INVALID);
+        }
     };
     plan.select(&args.tag, &[], &args.flow);
     if plan.flows.is_empty() {
         return nothing_to_run();
     }
     for flow in &plan.flows {
-        let tags = if flow.tags.is_empty() { String::new() } else { format!(" [{}]", flow.tags.join(", ")) };
-        let critical = if flow.critical { "critical" } else { "non-critical" };
+        let tags = if flow.tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", flow.tags.join(", "))
+        };
+        let critical = if flow.critical {
+            "critical"
+        } else {
+            "non-critical"
+        };
         println!("{} ({}){tags} {critical}", flow.name, flow.file);
         for (i, step) in flow.steps.iter().enumerate() {
             println!("  {}. {}", i + 1, step.name);
@@ -295,14 +323,14 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     let _ = shown.await;
     let mut verdict = judge(&result);
     let mut report = Report::new(&plan, &result, &verdict, &redactor);
-    if let Some(path) = &args.json {
-        if let Err(e) = write_atomic(path, &report.to_json()) {
-            verdict = verdict.add_reason(Reason::ReportNotWritten(format!(
-                "cannot write JSON report {}: {e}",
-                path.display()
-            )));
-            report = Report::new(&plan, &result, &verdict, &redactor);
-        }
+    if let Some(path) = &args.json
+        && let Err(e) = write_atomic(path, &report.to_json())
+    {
+        verdict = verdict.add_reason(Reason::ReportNotWritten(format!(
+            "cannot write JSON report {}: {e}",
+            path.display()
+        )));
+        report = Report::new(&plan, &result, &verdict, &redactor);
     }
     let detail = if args.quiet {
         Detail::Quiet

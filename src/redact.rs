@@ -9,7 +9,12 @@ use std::sync::RwLock;
 pub const MASK: &str = "***";
 
 /// Header names whose values are shown as `***` unless `--show-sensitive-headers`.
-pub const SENSITIVE_HEADERS: [&str; 4] = ["authorization", "cookie", "set-cookie", "proxy-authorization"];
+pub const SENSITIVE_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
 
 /// Knows every secret value of the run: `secret.` variables and secret captures.
 #[derive(Debug, Default)]
@@ -36,7 +41,9 @@ impl Redactor {
         let candidates = [
             secret.to_string(),
             url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
-            json.trim_matches('"').to_string(),
+            json.get(1..json.len().saturating_sub(1))
+                .unwrap_or_default()
+                .to_string(),
             secret.replace(' ', "%20"),
         ];
         let mut forms = self.forms.write().unwrap_or_else(|e| e.into_inner());
@@ -96,7 +103,8 @@ mod tests {
         assert_eq!(r.redact("token=s3cr3t pass/\"x\"!"), "token=***!");
         assert_eq!(r.redact("q=s3cr3t+pass%2F%22x%22"), "q=***");
         assert_eq!(r.redact(r#"{"p":"s3cr3t pass/\"x\""}"#), r#"{"p":"***"}"#);
-        let mut doc = json!({"url": "http://h/?t=s3cr3t+pass%2F%22x%22", "list": ["s3cr3t pass/\"x\""]});
+        let mut doc =
+            json!({"url": "http://h/?t=s3cr3t+pass%2F%22x%22", "list": ["s3cr3t pass/\"x\""]});
         r.redact_json(&mut doc);
         assert_eq!(doc, json!({"url": "http://h/?t=***", "list": ["***"]}));
     }

@@ -17,10 +17,19 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
     /// Critical flows that failed: (flow, failing step).
-    FlowsFailed { failed: Vec<(String, Option<String>)>, total: usize },
-    FlowsNotRun { count: usize },
-    SetupFailed { step: String },
-    Deadline { deadline: Duration },
+    FlowsFailed {
+        failed: Vec<(String, Option<String>)>,
+        total: usize,
+    },
+    FlowsNotRun {
+        count: usize,
+    },
+    SetupFailed {
+        step: String,
+    },
+    Deadline {
+        deadline: Duration,
+    },
     Internal(String),
     ReportNotWritten(String),
 }
@@ -30,11 +39,19 @@ impl Reason {
     pub fn summary(&self) -> String {
         match self {
             Reason::FlowsFailed { failed, total } => {
-                format!("{} of {} {} failed", failed.len(), total, plural(*total, "flow"))
+                format!(
+                    "{} of {} {} failed",
+                    failed.len(),
+                    total,
+                    plural(*total, "flow")
+                )
             }
             Reason::FlowsNotRun { count } => format!("{} not run", counted(*count, "flow")),
             Reason::SetupFailed { step } => format!("setup step '{step}' failed"),
-            Reason::Deadline { deadline } => format!("deadline {} exceeded", humantime::format_duration(*deadline)),
+            Reason::Deadline { deadline } => format!(
+                "deadline {} exceeded",
+                humantime::format_duration(*deadline)
+            ),
             Reason::Internal(e) => format!("internal error: {e}"),
             Reason::ReportNotWritten(e) => e.clone(),
         }
@@ -99,10 +116,18 @@ pub fn judge(result: &RunResult) -> Verdict {
     let mut reasons = Vec::new();
     reasons.extend(result.internal_errors.iter().cloned().map(Reason::Internal));
     if let Some(Stop::Deadline { deadline_ms }) = result.stopped {
-        reasons.push(Reason::Deadline { deadline: Duration::from_millis(deadline_ms) });
+        reasons.push(Reason::Deadline {
+            deadline: Duration::from_millis(deadline_ms),
+        });
     }
-    if let Some(step) = result.setup.iter().find(|s| s.outcome != StepOutcome::Passed) {
-        reasons.push(Reason::SetupFailed { step: step.name.clone() });
+    if let Some(step) = result
+        .setup
+        .iter()
+        .find(|s| s.outcome != StepOutcome::Passed)
+    {
+        reasons.push(Reason::SetupFailed {
+            step: step.name.clone(),
+        });
     }
     let failed: Vec<(String, Option<String>)> = result
         .flows
@@ -111,9 +136,16 @@ pub fn judge(result: &RunResult) -> Verdict {
         .map(|f| (f.name.clone(), f.failed_step().map(|s| s.name.clone())))
         .collect();
     if !failed.is_empty() {
-        reasons.push(Reason::FlowsFailed { failed, total: result.flows.len() });
+        reasons.push(Reason::FlowsFailed {
+            failed,
+            total: result.flows.len(),
+        });
     }
-    let not_run = result.flows.iter().filter(|f| f.outcome == FlowOutcome::Skipped).count();
+    let not_run = result
+        .flows
+        .iter()
+        .filter(|f| f.outcome == FlowOutcome::Skipped)
+        .count();
     if not_run > 0 {
         reasons.push(Reason::FlowsNotRun { count: not_run });
     }
@@ -122,15 +154,23 @@ pub fn judge(result: &RunResult) -> Verdict {
     let unproven = result.flows.iter().any(|f| {
         f.critical
             && f.outcome == FlowOutcome::Passed
-            && f.steps.iter().any(|s| s.phase == Phase::Step && s.outcome != StepOutcome::Passed)
+            && f.steps
+                .iter()
+                .any(|s| s.phase == Phase::Step && s.outcome != StepOutcome::Passed)
     });
     if unproven {
-        reasons.push(Reason::Internal("a flow reported passed with a step that did not pass".into()));
+        reasons.push(Reason::Internal(
+            "a flow reported passed with a step that did not pass".into(),
+        ));
     }
     if result.flows.is_empty() {
         reasons.push(Reason::Internal("no flow was run".into()));
     }
-    if reasons.is_empty() { Verdict::Passed } else { Verdict::Failed(reasons) }
+    if reasons.is_empty() {
+        Verdict::Passed
+    } else {
+        Verdict::Failed(reasons)
+    }
 }
 
 /// `1 flow`, `2 flows`.
@@ -139,7 +179,11 @@ pub fn counted(n: usize, noun: &str) -> String {
 }
 
 fn plural(n: usize, noun: &str) -> String {
-    if n == 1 { noun.to_string() } else { format!("{noun}s") }
+    if n == 1 {
+        noun.to_string()
+    } else {
+        format!("{noun}s")
+    }
 }
 
 /// Exit code for "nothing was run": bad command line or invalid suite.
@@ -151,48 +195,114 @@ mod tests {
     use crate::engine::{FlowResult, StepResult};
 
     fn step(outcome: StepOutcome) -> StepResult {
-        StepResult { outcome, error: None, ..StepResult::skipped("s", Phase::Step, "GET", "") }
+        StepResult {
+            outcome,
+            error: None,
+            ..StepResult::skipped("s", Phase::Step, "GET", "")
+        }
     }
 
-    fn flow(name: &str, critical: bool, outcome: FlowOutcome, steps: Vec<StepResult>) -> FlowResult {
-        FlowResult { name: name.into(), file: format!("{name}.toml"), tags: vec![], critical, outcome, duration_ms: 1, steps }
+    fn flow(
+        name: &str,
+        critical: bool,
+        outcome: FlowOutcome,
+        steps: Vec<StepResult>,
+    ) -> FlowResult {
+        FlowResult {
+            name: name.into(),
+            file: format!("{name}.toml"),
+            tags: vec![],
+            critical,
+            outcome,
+            duration_ms: 1,
+            steps,
+        }
     }
 
     fn run(flows: Vec<FlowResult>) -> RunResult {
-        RunResult { started_at: String::new(), duration_ms: 1, setup: vec![], flows, stopped: None, internal_errors: vec![] }
+        RunResult {
+            started_at: String::new(),
+            duration_ms: 1,
+            setup: vec![],
+            flows,
+            stopped: None,
+            internal_errors: vec![],
+        }
     }
 
     #[test]
     fn passes_only_when_every_critical_flow_passed() {
-        let ok = run(vec![flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)])]);
+        let ok = run(vec![flow(
+            "a",
+            true,
+            FlowOutcome::Passed,
+            vec![step(StepOutcome::Passed)],
+        )]);
         assert_eq!(judge(&ok), Verdict::Passed);
         let warned = run(vec![
-            flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)]),
-            flow("b", false, FlowOutcome::Warned, vec![step(StepOutcome::Failed)]),
+            flow(
+                "a",
+                true,
+                FlowOutcome::Passed,
+                vec![step(StepOutcome::Passed)],
+            ),
+            flow(
+                "b",
+                false,
+                FlowOutcome::Warned,
+                vec![step(StepOutcome::Failed)],
+            ),
         ]);
         assert_eq!(judge(&warned), Verdict::Passed);
         let failed = run(vec![
-            flow("a", true, FlowOutcome::Failed, vec![step(StepOutcome::Failed)]),
-            flow("b", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)]),
+            flow(
+                "a",
+                true,
+                FlowOutcome::Failed,
+                vec![step(StepOutcome::Failed)],
+            ),
+            flow(
+                "b",
+                true,
+                FlowOutcome::Passed,
+                vec![step(StepOutcome::Passed)],
+            ),
         ]);
         let verdict = judge(&failed);
         assert_eq!(verdict.reasons()[0].summary(), "1 of 2 flows failed");
-        assert_eq!(verdict.reasons()[0].details(), ["flow 'a' failed at step 's'"]);
+        assert_eq!(
+            verdict.reasons()[0].details(),
+            ["flow 'a' failed at step 's'"]
+        );
     }
 
     #[test]
     fn fails_closed_on_stops_internal_errors_and_inconsistent_records() {
         let mut stopped = run(vec![flow("a", true, FlowOutcome::Skipped, vec![])]);
         stopped.stopped = Some(Stop::Deadline { deadline_ms: 1000 });
-        let reasons: Vec<String> = judge(&stopped).reasons().iter().map(Reason::summary).collect();
+        let reasons: Vec<String> = judge(&stopped)
+            .reasons()
+            .iter()
+            .map(Reason::summary)
+            .collect();
         assert_eq!(reasons, ["deadline 1s exceeded", "1 flow not run"]);
         stopped.stopped = Some(Stop::Interrupted);
         assert_eq!(judge(&stopped), Verdict::Aborted);
         assert_eq!(judge(&stopped).exit_code(), ExitCode::from(130));
-        let mut internal = run(vec![flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Passed)])]);
+        let mut internal = run(vec![flow(
+            "a",
+            true,
+            FlowOutcome::Passed,
+            vec![step(StepOutcome::Passed)],
+        )]);
         internal.internal_errors.push("flow 'a' panicked".into());
         assert!(matches!(judge(&internal), Verdict::Failed(_)));
-        let lying = run(vec![flow("a", true, FlowOutcome::Passed, vec![step(StepOutcome::Skipped)])]);
+        let lying = run(vec![flow(
+            "a",
+            true,
+            FlowOutcome::Passed,
+            vec![step(StepOutcome::Skipped)],
+        )]);
         assert!(matches!(judge(&lying), Verdict::Failed(_)));
         assert!(matches!(judge(&run(vec![])), Verdict::Failed(_)));
     }

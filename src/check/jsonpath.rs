@@ -70,9 +70,18 @@ mod tests {
     #[test]
     fn singular_queries_give_the_node() {
         let doc = json!({"a": {"b": [10, 20]}, "n": null});
-        assert_eq!(JsonQuery::parse("$.a.b[1]").unwrap().select(&doc), Some(json!(20)));
-        assert_eq!(JsonQuery::parse("$['a']['b'][0]").unwrap().select(&doc), Some(json!(10)));
-        assert_eq!(JsonQuery::parse("$.n").unwrap().select(&doc), Some(Value::Null));
+        assert_eq!(
+            JsonQuery::parse("$.a.b[1]").unwrap().select(&doc),
+            Some(json!(20))
+        );
+        assert_eq!(
+            JsonQuery::parse("$['a']['b'][0]").unwrap().select(&doc),
+            Some(json!(10))
+        );
+        assert_eq!(
+            JsonQuery::parse("$.n").unwrap().select(&doc),
+            Some(Value::Null)
+        );
         assert_eq!(JsonQuery::parse("$.zzz").unwrap().select(&doc), None);
     }
 
@@ -81,9 +90,18 @@ mod tests {
         let doc = json!({"items": [{"n": 1}, {"n": 5}]});
         let q = JsonQuery::parse("$.items[?@.n > 2].n").unwrap();
         assert_eq!(q.select(&doc), Some(json!([5])));
-        assert_eq!(JsonQuery::parse("$.items[*].n").unwrap().select(&doc), Some(json!([1, 5])));
-        assert_eq!(JsonQuery::parse("$..n").unwrap().select(&doc), Some(json!([1, 5])));
-        assert_eq!(JsonQuery::parse("$.items[0:1]").unwrap().select(&doc), Some(json!([{"n": 1}])));
+        assert_eq!(
+            JsonQuery::parse("$.items[*].n").unwrap().select(&doc),
+            Some(json!([1, 5]))
+        );
+        assert_eq!(
+            JsonQuery::parse("$..n").unwrap().select(&doc),
+            Some(json!([1, 5]))
+        );
+        assert_eq!(
+            JsonQuery::parse("$.items[0:1]").unwrap().select(&doc),
+            Some(json!([{"n": 1}]))
+        );
         assert!(JsonQuery::parse("$['a.b*']").unwrap().singular);
     }
 

@@ -48,7 +48,10 @@ pub enum Op {
     JsonSchema(SchemaFile),
     /// Hex SHA-256 of the raw (decoded) body.
     Sha256(String),
-    Sha256OfFile { file: String, hex: String },
+    Sha256OfFile {
+        file: String,
+        hex: String,
+    },
     /// Status class: 2 for "2xx".
     StatusClass(u16),
 }
@@ -355,7 +358,11 @@ fn shown_actual(actual: Option<&Value>) -> Value {
         Some(Value::String(s)) => Value::String(excerpt(s, EXCERPT_CHARS)),
         Some(v) => {
             let text = v.to_string();
-            if text.len() > EXCERPT_CHARS { Value::String(excerpt(&text, EXCERPT_CHARS)) } else { v.clone() }
+            if text.len() > EXCERPT_CHARS {
+                Value::String(excerpt(&text, EXCERPT_CHARS))
+            } else {
+                v.clone()
+            }
         }
     }
 }
@@ -480,7 +487,9 @@ fn judge(
             }
         }
         Op::StatusClass(class) => {
-            let passed = actual.as_u64().is_some_and(|s| s / 100 == u64::from(*class));
+            let passed = actual
+                .as_u64()
+                .is_some_and(|s| s / 100 == u64::from(*class));
             Judgement::plain(json!(format!("{class}xx")), passed)
         }
     })

@@ -9,11 +9,29 @@ pub type FlowIndex = Option<usize>;
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    RunStarted { flows: usize },
-    FlowStarted { flow: usize, name: String },
-    StepStarted { flow: FlowIndex, step: String },
-    StepFinished { flow: FlowIndex, step: String, outcome: StepOutcome, latency: Option<Duration> },
-    FlowFinished { flow: usize, name: String, outcome: FlowOutcome, duration: Duration },
+    RunStarted {
+        flows: usize,
+    },
+    FlowStarted {
+        flow: usize,
+        name: String,
+    },
+    StepStarted {
+        flow: FlowIndex,
+        step: String,
+    },
+    StepFinished {
+        flow: FlowIndex,
+        step: String,
+        outcome: StepOutcome,
+        latency: Option<Duration>,
+    },
+    FlowFinished {
+        flow: usize,
+        name: String,
+        outcome: FlowOutcome,
+        duration: Duration,
+    },
     RunFinished,
 }
 

@@ -1,10 +1,10 @@
 //! One flow: steps in order with one cookie jar, captures passed forward, then cleanups.
 
+use super::Shared;
 use super::event::{Event, FlowIndex};
 use super::http::{Limits, Request, RequestError};
 use super::result::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
 use super::scope::FlowScope;
-use super::Shared;
 use crate::check::{Assertion, Observed, excerpt};
 use crate::redact::shown_header;
 use crate::suite::template::Scope;
@@ -23,7 +23,10 @@ const BODY_EXCERPT_CHARS: usize = 500;
 /// becomes a failed step.
 pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult {
     let started = Instant::now();
-    shared.events.emit(Event::FlowStarted { flow: index, name: flow.name.clone() });
+    shared.events.emit(Event::FlowStarted {
+        flow: index,
+        name: flow.name.clone(),
+    });
     let jar = Jar::default();
     let mut scope = FlowScope {
         plan: &shared.plan,
@@ -36,11 +39,21 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
     let mut failed = false;
     for step in &flow.steps {
         if failed {
-            steps.push(StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), "an earlier step failed"));
+            steps.push(StepResult::skipped(
+                &step.name,
+                Phase::Step,
+                step.method.as_str(),
+                "an earlier step failed",
+            ));
             continue;
         }
         if shared.cancel.is_cancelled() {
-            steps.push(StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), shared.stop_reason()));
+            steps.push(StepResult::skipped(
+                &step.name,
+                Phase::Step,
+                step.method.as_str(),
+                shared.stop_reason(),
+            ));
             failed = true;
             continue;
         }
@@ -49,20 +62,42 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
         steps.push(result);
     }
     for step in &flow.cleanup {
-        let missing: Vec<&String> = step.uses_captures.iter().filter(|c| !scope.captures.contains_key(*c)).collect();
+        let missing: Vec<&String> = step
+            .uses_captures
+            .iter()
+            .filter(|c| !scope.captures.contains_key(*c))
+            .collect();
         if !missing.is_empty() {
             let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
             let because = format!("capture {} never happened", names.join(", "));
-            steps.push(StepResult::skipped(&step.name, Phase::Cleanup, step.method.as_str(), because));
+            steps.push(StepResult::skipped(
+                &step.name,
+                Phase::Cleanup,
+                step.method.as_str(),
+                because,
+            ));
             continue;
         }
         let result = match shared.cleanup_time_left() {
-            Some(left) if left.is_zero() => {
-                StepResult::skipped(&step.name, Phase::Cleanup, step.method.as_str(), "no time left for cleanups")
-            }
-            Some(left) => match tokio::time::timeout(left, run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar)).await {
+            Some(left) if left.is_zero() => StepResult::skipped(
+                &step.name,
+                Phase::Cleanup,
+                step.method.as_str(),
+                "no time left for cleanups",
+            ),
+            Some(left) => match tokio::time::timeout(
+                left,
+                run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar),
+            )
+            .await
+            {
                 Ok(result) => result,
-                Err(_) => failed_without_response(step, Phase::Cleanup, None, "cleanup cut off: its grace time after the stop ran out".into()),
+                Err(_) => failed_without_response(
+                    step,
+                    Phase::Cleanup,
+                    None,
+                    "cleanup cut off: its grace time after the stop ran out".into(),
+                ),
             },
             None => run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar).await,
         };
@@ -74,7 +109,12 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
         (true, false) => FlowOutcome::Warned,
     };
     let duration = started.elapsed();
-    shared.events.emit(Event::FlowFinished { flow: index, name: flow.name.clone(), outcome, duration });
+    shared.events.emit(Event::FlowFinished {
+        flow: index,
+        name: flow.name.clone(),
+        outcome,
+        duration,
+    });
     FlowResult {
         name: flow.name.clone(),
         file: flow.file.clone(),
@@ -87,8 +127,18 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
 }
 
 /// Runs one step: render, send (racing cancellation), judge, capture.
-pub async fn run_step(shared: &Shared, flow: FlowIndex, step: &Step, phase: Phase, scope: &mut FlowScope<'_>, jar: &Jar) -> StepResult {
-    shared.events.emit(Event::StepStarted { flow, step: step.name.clone() });
+pub async fn run_step(
+    shared: &Shared,
+    flow: FlowIndex,
+    step: &Step,
+    phase: Phase,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+) -> StepResult {
+    shared.events.emit(Event::StepStarted {
+        flow,
+        step: step.name.clone(),
+    });
     let result = execute(shared, step, phase, scope, jar).await;
     shared.events.emit(Event::StepFinished {
         flow,
@@ -99,7 +149,13 @@ pub async fn run_step(shared: &Shared, flow: FlowIndex, step: &Step, phase: Phas
     result
 }
 
-async fn execute(shared: &Shared, step: &Step, phase: Phase, scope: &mut FlowScope<'_>, jar: &Jar) -> StepResult {
+async fn execute(
+    shared: &Shared,
+    step: &Step,
+    phase: Phase,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+) -> StepResult {
     let request = match render(shared, step, scope) {
         Ok(request) => request,
         Err(e) => return failed_without_response(step, phase, None, format!("template: {e}")),
@@ -113,7 +169,16 @@ async fn execute(shared: &Shared, step: &Step, phase: Phase, scope: &mut FlowSco
     let shown_headers: BTreeMap<String, String> = request
         .headers
         .iter()
-        .map(|(n, v)| (n.to_string(), shown_header(n.as_str(), &String::from_utf8_lossy(v.as_bytes()), shared.show_sensitive_headers)))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                shown_header(
+                    n.as_str(),
+                    &String::from_utf8_lossy(v.as_bytes()),
+                    shared.show_sensitive_headers,
+                ),
+            )
+        })
         .collect();
     let url = request.url.to_string();
     let exchange = if phase == Phase::Cleanup {
@@ -136,17 +201,34 @@ async fn execute(shared: &Shared, step: &Step, phase: Phase, scope: &mut FlowSco
     let headers: Vec<(String, String)> = exchange
         .headers
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let observed = Observed::new(exchange.status.as_u16(), exchange.latency, headers, exchange.body, exchange.cookies);
-    let mut assertions: Vec<Assertion> = step.expectations.iter().flat_map(|e| e.evaluate(&observed, scope)).collect();
+    let observed = Observed::new(
+        exchange.status.as_u16(),
+        exchange.latency,
+        headers,
+        exchange.body,
+        exchange.cookies,
+    );
+    let mut assertions: Vec<Assertion> = step
+        .expectations
+        .iter()
+        .flat_map(|e| e.evaluate(&observed, scope))
+        .collect();
     // Captures are taken even when an assertion failed, so that cleanups can still delete
     // what the step created.
     for capture in &step.captures {
         match capture.take(&observed) {
             Ok(value) => {
                 if capture.secret {
-                    shared.redactor.add(&crate::suite::template::value_to_text(&value));
+                    shared
+                        .redactor
+                        .add(&crate::suite::template::value_to_text(&value));
                 }
                 scope.captures.insert(capture.name.clone(), value);
             }
@@ -170,16 +252,29 @@ async fn execute(shared: &Shared, step: &Step, phase: Phase, scope: &mut FlowSco
         latency_ms: Some(observed.latency.as_millis() as u64),
         attempts: 1,
         flaky: false,
-        outcome: if passed { StepOutcome::Passed } else { StepOutcome::Failed },
+        outcome: if passed {
+            StepOutcome::Passed
+        } else {
+            StepOutcome::Failed
+        },
         error: None,
         assertions,
         skipped_because: None,
         body_excerpt: (!passed).then(|| excerpt(&observed.body_text(), BODY_EXCERPT_CHARS)),
-        request_headers: if passed { BTreeMap::new() } else { shown_headers },
+        request_headers: if passed {
+            BTreeMap::new()
+        } else {
+            shown_headers
+        },
     }
 }
 
-fn failed_without_response(step: &Step, phase: Phase, url: Option<String>, error: String) -> StepResult {
+fn failed_without_response(
+    step: &Step,
+    phase: Phase,
+    url: Option<String>,
+    error: String,
+) -> StepResult {
     StepResult {
         url,
         attempts: 1,
@@ -213,15 +308,20 @@ fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Request, St
     let mut headers = HeaderMap::new();
     for (name, value) in settings.headers.iter().chain(&step.headers) {
         let text = value.render(scope)?;
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))?;
-        let value = HeaderValue::from_str(&text).map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))?;
+        let value = HeaderValue::from_str(&text)
+            .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
         headers.insert(name, value);
     }
     let (body, content_type) = match &step.body {
         Body::None => (None, None),
         Body::Json(value) => {
             let json = value.render(scope)?;
-            (Some(serde_json::to_vec(&json).map_err(|e| e.to_string())?), Some("application/json"))
+            (
+                Some(serde_json::to_vec(&json).map_err(|e| e.to_string())?),
+                Some("application/json"),
+            )
         }
         Body::Text(t) => (Some(t.render(scope)?.into_bytes()), None),
         Body::File { name, bytes } => {
@@ -233,20 +333,31 @@ fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Request, St
             for (key, value) in pairs {
                 form.append_pair(key, &value.render(scope)?);
             }
-            (Some(form.finish().into_bytes()), Some("application/x-www-form-urlencoded"))
+            (
+                Some(form.finish().into_bytes()),
+                Some("application/x-www-form-urlencoded"),
+            )
         }
     };
-    if let Some(content_type) = content_type {
-        if !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        }
+    if let Some(content_type) = content_type
+        && !headers.contains_key(CONTENT_TYPE)
+    {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
-    Ok(Request { method: step.method.clone(), url, headers, body })
+    Ok(Request {
+        method: step.method.clone(),
+        url,
+        headers,
+        body,
+    })
 }
 
 /// `path` appended to the base URL (which may have a path prefix of its own).
 fn join(base: &url::Url, path: &str) -> Result<url::Url, String> {
-    let text = format!("{}/{}", base.as_str().trim_end_matches('/'), path.trim_start_matches('/'));
+    let text = format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
     url::Url::parse(&text).map_err(|e| format!("invalid URL `{text}`: {e}"))
 }
-

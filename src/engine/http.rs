@@ -77,52 +77,77 @@ impl Http {
     }
 
     /// Sends `request` and reads the whole response, within `limits.timeout`.
-    pub async fn exchange(&self, request: Request, jar: &Jar, limits: Limits) -> Result<Exchange, RequestError> {
+    pub async fn exchange(
+        &self,
+        request: Request,
+        jar: &Jar,
+        limits: Limits,
+    ) -> Result<Exchange, RequestError> {
         let started = Instant::now();
-        match tokio::time::timeout(limits.timeout, self.follow(request, jar, limits, started)).await {
+        match tokio::time::timeout(limits.timeout, self.follow(request, jar, limits, started)).await
+        {
             Ok(result) => result,
             Err(_) => Err(RequestError::Timeout(limits.timeout)),
         }
     }
 
-    async fn follow(&self, mut request: Request, jar: &Jar, limits: Limits, started: Instant) -> Result<Exchange, RequestError> {
+    async fn follow(
+        &self,
+        mut request: Request,
+        jar: &Jar,
+        limits: Limits,
+        started: Instant,
+    ) -> Result<Exchange, RequestError> {
         let mut cookies = Vec::new();
         let mut hops = 0;
         loop {
             let mut headers = request.headers.clone();
             if let Some(jar_cookies) = jar.cookies(&request.url) {
                 let merged = match headers.get(header::COOKIE).and_then(|v| v.to_str().ok()) {
-                    Some(own) => HeaderValue::from_str(&format!("{own}; {}", jar_cookies.to_str().unwrap_or_default()))
-                        .unwrap_or(jar_cookies),
+                    Some(own) => HeaderValue::from_str(&format!(
+                        "{own}; {}",
+                        jar_cookies.to_str().unwrap_or_default()
+                    ))
+                    .unwrap_or(jar_cookies),
                     None => jar_cookies,
                 };
                 headers.insert(header::COOKIE, merged);
             }
-            let mut builder = self.client.request(request.method.clone(), request.url.clone()).headers(headers);
+            let mut builder = self
+                .client
+                .request(request.method.clone(), request.url.clone())
+                .headers(headers);
             if let Some(body) = &request.body {
                 builder = builder.body(body.clone());
             }
             let mut response = builder.send().await.map_err(classify)?;
-            let set_cookies: Vec<&HeaderValue> = response.headers().get_all(header::SET_COOKIE).iter().collect();
+            let set_cookies: Vec<&HeaderValue> = response
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .collect();
             jar.set_cookies(&mut set_cookies.iter().copied(), &request.url);
             cookies.extend(set_cookies.iter().filter_map(|v| parse_set_cookie(v)));
 
             let status = response.status();
             let location = response.headers().get(header::LOCATION).cloned();
-            if limits.follow_redirects && status.is_redirection() {
-                if let Some(location) = location {
-                    hops += 1;
-                    if hops > MAX_REDIRECTS {
-                        return Err(RequestError::TooManyRedirects);
-                    }
-                    let next = location
-                        .to_str()
-                        .ok()
-                        .and_then(|l| request.url.join(l).ok())
-                        .ok_or_else(|| RequestError::BadRedirect(format!("bad Location {location:?}")))?;
-                    request = redirected(request, next, status);
-                    continue;
+            if limits.follow_redirects
+                && status.is_redirection()
+                && let Some(location) = location
+            {
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    return Err(RequestError::TooManyRedirects);
                 }
+                let next = location
+                    .to_str()
+                    .ok()
+                    .and_then(|l| request.url.join(l).ok())
+                    .ok_or_else(|| {
+                        RequestError::BadRedirect(format!("bad Location {location:?}"))
+                    })?;
+                request = redirected(request, next, status);
+                continue;
             }
             let body = read_limited(&mut response, limits.max_body).await?;
             return Ok(Exchange {
@@ -141,12 +166,17 @@ impl Http {
 /// the origin changes (the jar applies its own domain rules to cookies).
 fn redirected(mut request: Request, next: Url, status: StatusCode) -> Request {
     if next.origin() != request.url.origin() {
-        for name in [header::AUTHORIZATION, header::PROXY_AUTHORIZATION, header::COOKIE] {
+        for name in [
+            header::AUTHORIZATION,
+            header::PROXY_AUTHORIZATION,
+            header::COOKIE,
+        ] {
             request.headers.remove(name);
         }
     }
     let to_get = status == StatusCode::SEE_OTHER
-        || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND) && request.method == Method::POST);
+        || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+            && request.method == Method::POST);
     if to_get && request.method != Method::HEAD {
         request.method = Method::GET;
         request.body = None;
@@ -159,7 +189,10 @@ fn redirected(mut request: Request, next: Url, status: StatusCode) -> Request {
 
 /// Reads the body chunk by chunk and stops as soon as it is over the limit, so a huge
 /// response is never buffered whole.
-async fn read_limited(response: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, RequestError> {
+async fn read_limited(
+    response: &mut reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, RequestError> {
     if response.content_length().is_some_and(|len| len > limit) {
         return Err(RequestError::BodyTooLarge { limit });
     }
@@ -177,7 +210,10 @@ fn parse_set_cookie(value: &HeaderValue) -> Option<(String, String)> {
     let text = value.to_str().ok()?;
     let pair = text.split(';').next()?;
     let (name, value) = pair.split_once('=')?;
-    Some((name.trim().to_string(), value.trim().trim_matches('"').to_string()))
+    Some((
+        name.trim().to_string(),
+        value.trim().trim_matches('"').to_string(),
+    ))
 }
 
 fn classify(error: reqwest::Error) -> RequestError {
@@ -207,7 +243,11 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
         }
         current = e.source();
     }
-    if parts.is_empty() { error.to_string() } else { parts.join(": ") }
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 /// rustls needs one process-wide crypto provider; ring builds fast and small.

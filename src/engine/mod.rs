@@ -62,9 +62,10 @@ impl Shared {
 
     /// `None` while the run goes on; after a stop, what is left of the cleanup grace time.
     pub fn cleanup_time_left(&self) -> Option<Duration> {
-        self.stop.get().map(|(_, at)| CLEANUP_GRACE.saturating_sub(at.elapsed()))
+        self.stop
+            .get()
+            .map(|(_, at)| CLEANUP_GRACE.saturating_sub(at.elapsed()))
     }
-
 }
 
 /// Runs the plan to the end and returns everything that happened. It does not judge: that is
@@ -87,7 +88,9 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
         show_sensitive_headers: options.show_sensitive_headers,
     };
-    shared.events.emit(Event::RunStarted { flows: plan.flows.len() });
+    shared.events.emit(Event::RunStarted {
+        flows: plan.flows.len(),
+    });
 
     let watcher = watch_stop(&shared, plan.settings.deadline, &options.interrupt);
 
@@ -99,8 +102,17 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         let mut failed = false;
         for step in &plan.setup {
             if failed || shared.cancel.is_cancelled() {
-                let because = if failed { "an earlier setup step failed".to_string() } else { shared.stop_reason() };
-                results.push(StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), because));
+                let because = if failed {
+                    "an earlier setup step failed".to_string()
+                } else {
+                    shared.stop_reason()
+                };
+                results.push(StepResult::skipped(
+                    &step.name,
+                    Phase::Step,
+                    step.method.as_str(),
+                    because,
+                ));
                 continue;
             }
             let mut scope = scope::FlowScope {
@@ -158,7 +170,11 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         }
     }
     watcher.abort();
-    let not_started = if setup_failed { "setup failed".to_string() } else { shared.stop_reason() };
+    let not_started = if setup_failed {
+        "setup failed".to_string()
+    } else {
+        shared.stop_reason()
+    };
     let flows = flows
         .into_iter()
         .zip(&plan.flows)
@@ -191,7 +207,11 @@ fn collect(
         Err(error) => {
             // A panic or an abort must fail the gate, never vanish.
             let index = task_flow.get(&error.id()).copied();
-            let what = if error.is_panic() { "panicked" } else { "was aborted after the stop grace time" };
+            let what = if error.is_panic() {
+                "panicked"
+            } else {
+                "was aborted after the stop grace time"
+            };
             let name = index.map_or("?", |i| plan.flows[i].name.as_str());
             internal_errors.push(format!("flow '{name}' {what}"));
             if let Some(i) = index {
@@ -224,15 +244,27 @@ fn not_run(plan: &Plan, started_at: String, internal_errors: Vec<String>) -> Run
         started_at,
         duration_ms: 0,
         setup: Vec::new(),
-        flows: plan.flows.iter().map(|f| skipped_flow(f, "the run could not start")).collect(),
+        flows: plan
+            .flows
+            .iter()
+            .map(|f| skipped_flow(f, "the run could not start"))
+            .collect(),
         stopped: None,
         internal_errors,
     }
 }
 
 /// Stops the run when the deadline passes or the interrupt token fires.
-fn watch_stop(shared: &Shared, deadline: Duration, interrupt: &CancellationToken) -> tokio::task::JoinHandle<()> {
-    let (stop, cancel, interrupt) = (shared.stop.clone(), shared.cancel.clone(), interrupt.clone());
+fn watch_stop(
+    shared: &Shared,
+    deadline: Duration,
+    interrupt: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (stop, cancel, interrupt) = (
+        shared.stop.clone(),
+        shared.cancel.clone(),
+        interrupt.clone(),
+    );
     tokio::spawn(async move {
         let reason = tokio::select! {
             () = tokio::time::sleep(deadline) => Stop::Deadline { deadline_ms: deadline.as_millis() as u64 },

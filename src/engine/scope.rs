@@ -20,7 +20,10 @@ impl Scope for FlowScope<'_> {
         if let Some(v) = self.captures.get(name).or_else(|| self.setup.get(name)) {
             return Some(v.clone());
         }
-        if let Some(var) = name.strip_prefix("env.").or_else(|| name.strip_prefix("secret.")) {
+        if let Some(var) = name
+            .strip_prefix("env.")
+            .or_else(|| name.strip_prefix("secret."))
+        {
             return self.plan.env.get(var).map(|v| Value::String(v.clone()));
         }
         let settings = &self.plan.settings;
@@ -36,9 +39,13 @@ impl Scope for FlowScope<'_> {
         match name {
             "run_id" => Some(Value::String(self.run_id.to_string())),
             "uuid" => Some(Value::String(uuid::Uuid::new_v4().to_string())),
-            "now" => Some(Value::String(humantime::format_rfc3339_seconds(SystemTime::now()).to_string())),
+            "now" => Some(Value::String(
+                humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            )),
             "unix_ms" => {
-                let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
                 Some(Value::from(ms))
             }
             _ => None,

@@ -85,7 +85,11 @@ impl Report {
                 failed: count(FlowOutcome::Failed),
                 warned: count(FlowOutcome::Warned),
                 skipped: count(FlowOutcome::Skipped),
-                flaky: result.flows.iter().filter(|f| f.steps.iter().any(|s| s.flaky)).count(),
+                flaky: result
+                    .flows
+                    .iter()
+                    .filter(|f| f.steps.iter().any(|s| s.flaky))
+                    .count(),
                 latency_ms: Latency {
                     p50: percentile(&latencies, 50),
                     p95: percentile(&latencies, 95),
@@ -118,14 +122,23 @@ fn warnings(result: &RunResult) -> Vec<String> {
     let mut out = Vec::new();
     for flow in &result.flows {
         if flow.outcome == FlowOutcome::Warned {
-            let step = flow.failed_step().map_or(String::new(), |s| format!(" at step '{}'", s.name));
+            let step = flow
+                .failed_step()
+                .map_or(String::new(), |s| format!(" at step '{}'", s.name));
             out.push(format!("non-critical flow '{}' failed{step}", flow.name));
         }
         for cleanup in flow.failed_cleanups() {
             let why = cleanup.error.clone().unwrap_or_else(|| {
-                cleanup.failed_assertions().map(|a| format!("{} {}", a.subject, a.op)).collect::<Vec<_>>().join(", ")
+                cleanup
+                    .failed_assertions()
+                    .map(|a| format!("{} {}", a.subject, a.op))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             });
-            out.push(format!("cleanup failed: flow '{}', step '{}': {why}", flow.name, cleanup.name));
+            out.push(format!(
+                "cleanup failed: flow '{}', step '{}': {why}",
+                flow.name, cleanup.name
+            ));
         }
     }
     out
@@ -137,7 +150,11 @@ fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
         Verdict::Passed => format!(
             "GATE PASSED: {}, {} failed, {}, {:.1}s",
             counted(result.flows.len(), "flow"),
-            result.flows.iter().filter(|f| f.outcome == FlowOutcome::Failed).count(),
+            result
+                .flows
+                .iter()
+                .filter(|f| f.outcome == FlowOutcome::Failed)
+                .count(),
             counted(warnings, "warning"),
             result.duration_ms as f64 / 1000.0
         ),
@@ -167,7 +184,9 @@ pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map_or("report".into(), |n| n.to_string_lossy().into_owned());
+    let name = path
+        .file_name()
+        .map_or("report".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
@@ -201,7 +220,11 @@ mod tests {
         write_atomic(&path, "one").unwrap();
         write_atomic(&path, "two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         assert!(write_atomic(&dir.path().join("missing/r.json"), "x").is_err());
     }
 }

@@ -30,21 +30,32 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
             (Mode::Bars, Event::RunStarted { flows }) => {
                 let bar = multi.add(ProgressBar::new(flows as u64));
                 bar.set_style(
-                    ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} flows {elapsed}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{prefix:.bold} [{bar:30}] {pos}/{len} flows {elapsed}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
                 );
                 bar.set_prefix("preflight");
                 overall = Some(bar);
             }
             (Mode::Bars, Event::FlowStarted { flow, name }) => {
                 let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(ProgressStyle::with_template("  {spinner} {prefix}: {msg}").expect("valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix}: {msg}")
+                        .expect("valid template"),
+                );
                 bar.set_prefix(name);
                 bar.enable_steady_tick(Duration::from_millis(120));
                 running.insert(flow, bar);
             }
-            (Mode::Bars, Event::StepStarted { flow: Some(flow), step }) => {
+            (
+                Mode::Bars,
+                Event::StepStarted {
+                    flow: Some(flow),
+                    step,
+                },
+            ) => {
                 if let Some(bar) = running.get(&flow) {
                     bar.set_message(step);
                 }
@@ -58,7 +69,15 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
                     bar.inc(1);
                 }
             }
-            (Mode::Lines, Event::FlowFinished { name, outcome, duration, .. }) => {
+            (
+                Mode::Lines,
+                Event::FlowFinished {
+                    name,
+                    outcome,
+                    duration,
+                    ..
+                },
+            ) => {
                 let mark = match outcome {
                     FlowOutcome::Passed => style("PASS").green(),
                     FlowOutcome::Failed => style("FAIL").red(),

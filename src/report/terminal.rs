@@ -21,26 +21,51 @@ pub fn summary(report: &Report, detail: Detail) -> String {
     if detail != Detail::Quiet {
         if detail == Detail::Verbose {
             for flow in &report.flows {
-                let _ = writeln!(out, "{} {} ({}ms)", outcome_mark(flow.outcome), flow.name, flow.duration_ms);
+                let _ = writeln!(
+                    out,
+                    "{} {} ({}ms)",
+                    outcome_mark(flow.outcome),
+                    flow.name,
+                    flow.duration_ms
+                );
                 for step in &flow.steps {
                     let _ = writeln!(out, "    {}", step_line(step));
                 }
             }
         }
-        for step in report.setup.iter().filter(|s| s.outcome == StepOutcome::Failed) {
-            let _ = writeln!(out, "{} setup failed at step '{}'", style("✗").red().bold(), step.name);
+        for step in report
+            .setup
+            .iter()
+            .filter(|s| s.outcome == StepOutcome::Failed)
+        {
+            let _ = writeln!(
+                out,
+                "{} setup failed at step '{}'",
+                style("✗").red().bold(),
+                step.name
+            );
             failure_detail(&mut out, step);
         }
         for flow in &report.flows {
-            let Some(step) = flow.failed_step() else { continue };
+            let Some(step) = flow.failed_step() else {
+                continue;
+            };
             let label = match flow.outcome {
                 FlowOutcome::Warned => style("! warning:").yellow().bold(),
                 _ => style("✗").red().bold(),
             };
-            let _ = writeln!(out, "{label} {} ({}) failed at step '{}'", flow.name, flow.file, step.name);
+            let _ = writeln!(
+                out,
+                "{label} {} ({}) failed at step '{}'",
+                flow.name, flow.file, step.name
+            );
             failure_detail(&mut out, step);
         }
-        for warning in report.warnings.iter().filter(|w| w.starts_with("cleanup failed")) {
+        for warning in report
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with("cleanup failed"))
+        {
             let _ = writeln!(out, "{} {warning}", style("! warning:").yellow().bold());
         }
         let s = &report.summary;
@@ -84,19 +109,28 @@ fn step_line(step: &StepResult) -> String {
     };
     let status = step.status.map_or(String::new(), |s| format!(" {s}"));
     let latency = step.latency_ms.map_or(String::new(), |l| format!(" {l}ms"));
-    let phase = if step.phase == crate::engine::Phase::Cleanup { "cleanup: " } else { "" };
+    let phase = if step.phase == crate::engine::Phase::Cleanup {
+        "cleanup: "
+    } else {
+        ""
+    };
     format!("{mark} {phase}{}{status}{latency}", step.name)
 }
 
 /// The request, each failed assertion with expected and actual, the status and a body excerpt.
 fn failure_detail(out: &mut String, step: &StepResult) {
-    let url = step.url.as_deref().unwrap_or("(no URL: the request could not be built)");
+    let url = step
+        .url
+        .as_deref()
+        .unwrap_or("(no URL: the request could not be built)");
     let _ = writeln!(out, "    request: {} {url}", step.method);
     if let Some(error) = &step.error {
         let _ = writeln!(out, "    error:   {error}");
     }
     if let Some(status) = step.status {
-        let latency = step.latency_ms.map_or(String::new(), |l| format!(" in {l}ms"));
+        let latency = step
+            .latency_ms
+            .map_or(String::new(), |l| format!(" in {l}ms"));
         let _ = writeln!(out, "    status:  {status}{latency}");
     }
     for a in step.failed_assertions() {
@@ -115,6 +149,10 @@ fn failure_detail(out: &mut String, step: &StepResult) {
     }
     if let Some(body) = step.body_excerpt.as_deref().filter(|b| !b.is_empty()) {
         let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-        let _ = writeln!(out, "    body:    {}", crate::check::excerpt(&one_line, 200));
+        let _ = writeln!(
+            out,
+            "    body:    {}",
+            crate::check::excerpt(&one_line, 200)
+        );
     }
 }

@@ -46,7 +46,9 @@ impl Source<'_> {
         self.text
             .get(span.start..end)
             .and_then(|s| s.find(needle))
-            .map_or(span.clone(), |i| span.start + i..span.start + i + needle.len())
+            .map_or(span.clone(), |i| {
+                span.start + i..span.start + i + needle.len()
+            })
     }
 
     /// Parses a template written at `span`; problems point inside the string.
@@ -55,7 +57,11 @@ impl Source<'_> {
             Ok(t) => t,
             Err(e) => {
                 let at = self.find_in(span, text);
-                let start = if at.len() == text.len() { at.start } else { span.start };
+                let start = if at.len() == text.len() {
+                    at.start
+                } else {
+                    span.start
+                };
                 self.error(start + e.span.start..start + e.span.end, e.message);
                 Template::literal(text)
             }
@@ -115,8 +121,9 @@ impl Source<'_> {
 
 /// `"250ms"`, `"10s"`, `"2m"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("invalid duration `{text}`: {e} (write e.g. \"250ms\", \"10s\", \"2m\")"))
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration `{text}`: {e} (write e.g. \"250ms\", \"10s\", \"2m\")")
+    })
 }
 
 /// `"512KiB"`, `"10MiB"`, `"1GB"`, `"2048"` (bytes).
@@ -132,7 +139,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GB" => 1_000_000_000,
         "GiB" => 1 << 30,
-        _ => return Err(format!("invalid size `{text}` (write e.g. \"512KiB\", \"10MiB\")")),
+        _ => {
+            return Err(format!(
+                "invalid size `{text}` (write e.g. \"512KiB\", \"10MiB\")"
+            ));
+        }
     };
     number
         .parse::<u64>()
@@ -161,6 +172,8 @@ const BUILTINS: [&str; 4] = ["run_id", "uuid", "now", "unix_ms"];
 struct Known {
     vars: BTreeSet<String>,
     captures: BTreeSet<String>,
+    /// Captures of later steps of the same list: using one is a distinct, common mistake.
+    later: BTreeSet<String>,
 }
 
 /// Compiles the suite settings; the flows are compiled one by one with [`compile_flow`].
@@ -199,7 +212,10 @@ impl<'e> Compiler<'e> {
             ("version", raw.version.as_ref().map(Spanned::span)),
             (
                 "integrity",
-                raw.integrity.as_ref().and_then(|v| v.first()).map(Spanned::span),
+                raw.integrity
+                    .as_ref()
+                    .and_then(|v| v.first())
+                    .map(Spanned::span),
             ),
         ] {
             if let Some(span) = span {
@@ -291,7 +307,10 @@ impl<'e> Compiler<'e> {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
                 return Some(url);
             }
-            Ok(url) => format!("base_url `{text}` must be an http or https URL, not `{}:`", url.scheme()),
+            Ok(url) => format!(
+                "base_url `{text}` must be an http or https URL, not `{}:`",
+                url.scheme()
+            ),
             Err(e) => format!("invalid base_url `{text}`: {e}"),
         };
         match span {
@@ -343,11 +362,20 @@ impl<'e> Compiler<'e> {
     }
 
     /// Checks that every name of `template` resolves at this point; records env values.
-    fn resolve(&mut self, src: &mut Source, template: &Template, span: &Range<usize>, known: &Known) {
+    fn resolve(
+        &mut self,
+        src: &mut Source,
+        template: &Template,
+        span: &Range<usize>,
+        known: &Known,
+    ) {
         for (name, _) in template.names() {
             // The value's span covers the quoted string (or a whole inline table): find the name.
             let at = src.find_in(span, name);
-            if let Some(var) = name.strip_prefix("env.").or_else(|| name.strip_prefix("secret.")) {
+            if let Some(var) = name
+                .strip_prefix("env.")
+                .or_else(|| name.strip_prefix("secret."))
+            {
                 match (self.env)(var) {
                     Some(value) => {
                         if name.starts_with("secret.") {
@@ -363,8 +391,18 @@ impl<'e> Compiler<'e> {
                 continue;
             }
             let head = name.split('.').next().unwrap_or(name);
-            if BUILTINS.contains(&name) || known.captures.contains(name) || known.vars.contains(head)
+            if BUILTINS.contains(&name)
+                || known.captures.contains(name)
+                || known.vars.contains(head)
             {
+                continue;
+            }
+            if known.later.contains(name) {
+                src.error_hint(
+                    at,
+                    format!("`{name}` is used before the step that captures it"),
+                    Some("a step may only use captures of the steps before it".into()),
+                );
                 continue;
             }
             let candidates: Vec<&str> = known
@@ -382,10 +420,20 @@ impl<'e> Compiler<'e> {
     }
 
     /// Compiles a list of steps in order: each may use the captures of the ones before it.
-    fn steps(&mut self, src: &mut Source, raw: &[RawStep], known: &Known, cleanup: bool) -> Vec<Step> {
+    fn steps(
+        &mut self,
+        src: &mut Source,
+        raw: &[RawStep],
+        known: &Known,
+        cleanup: bool,
+    ) -> Vec<Step> {
         let mut known = known.clone();
         let mut out = Vec::new();
-        for step in raw {
+        for (i, step) in raw.iter().enumerate() {
+            known.later = raw[i..]
+                .iter()
+                .flat_map(|s| s.capture.iter().flat_map(|c| c.keys().cloned()))
+                .collect();
             let compiled = self.step(src, step, &known);
             if !cleanup {
                 known
@@ -402,27 +450,33 @@ impl<'e> Compiler<'e> {
             not_supported_yet(src, "retry", retry.span());
         }
         let method = match &raw.method {
-            Some(m) => match reqwest::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
-                Ok(method) => method,
-                Err(_) => {
-                    src.error(m.span(), format!("invalid method `{}`", m.get_ref()));
-                    reqwest::Method::GET
+            Some(m) => {
+                match reqwest::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+                    Ok(method) => method,
+                    Err(_) => {
+                        src.error(m.span(), format!("invalid method `{}`", m.get_ref()));
+                        reqwest::Method::GET
+                    }
                 }
-            },
+            }
             None => reqwest::Method::GET,
         };
         let mut uses = BTreeSet::new();
-        let mut use_template = |this: &mut Self, src: &mut Source, t: &Template, span: &Range<usize>| {
-            this.resolve(src, t, span, known);
-            uses.extend(
-                t.names()
-                    .map(|(n, _)| n.to_string())
-                    .filter(|n| known.captures.contains(n)),
-            );
-        };
+        let mut use_template =
+            |this: &mut Self, src: &mut Source, t: &Template, span: &Range<usize>| {
+                this.resolve(src, t, span, known);
+                uses.extend(
+                    t.names()
+                        .map(|(n, _)| n.to_string())
+                        .filter(|n| known.captures.contains(n)),
+                );
+            };
         let target = match (&raw.path, &raw.url) {
             (Some(path), Some(url)) => {
-                src.error(url.span(), "`path` and `url` are mutually exclusive: use one");
+                src.error(
+                    url.span(),
+                    "`path` and `url` are mutually exclusive: use one",
+                );
                 Target::Path(src.template(path.get_ref(), &path.span()))
             }
             (Some(path), None) => {
@@ -432,7 +486,10 @@ impl<'e> Compiler<'e> {
                     src.error_hint(
                         path.span(),
                         "no base_url for this `path`",
-                        Some("set base_url in preflight.toml, PREFLIGHT_BASE_URL or --base-url".into()),
+                        Some(
+                            "set base_url in preflight.toml, PREFLIGHT_BASE_URL or --base-url"
+                                .into(),
+                        ),
                     );
                 }
                 Target::Path(t)
@@ -440,10 +497,10 @@ impl<'e> Compiler<'e> {
             (None, Some(url)) => {
                 let t = src.template(url.get_ref(), &url.span());
                 use_template(self, src, &t, &url.span());
-                if let Some(literal) = t.as_literal() {
-                    if let Err(e) = url::Url::parse(literal) {
-                        src.error(url.span(), format!("invalid url `{literal}`: {e}"));
-                    }
+                if let Some(literal) = t.as_literal()
+                    && let Err(e) = url::Url::parse(literal)
+                {
+                    src.error(url.span(), format!("invalid url `{literal}`: {e}"));
                 }
                 Target::Url(t)
             }
@@ -463,27 +520,31 @@ impl<'e> Compiler<'e> {
             },
             |n| n.get_ref().clone(),
         );
-        let mut text_pairs = |this: &mut Self,
-                              src: &mut Source,
-                              raw: Option<&IndexMap<String, Spanned<toml::Value>>>| {
-            let mut out = Vec::new();
-            for (key, value) in raw.into_iter().flatten() {
-                let texts: Vec<String> = match value.get_ref() {
-                    toml::Value::Array(items) => items.iter().map(toml_to_text).collect(),
-                    toml::Value::Table(_) => {
-                        src.error(value.span(), format!("`{key}` must be a string, number, boolean or array"));
-                        continue;
+        let mut text_pairs =
+            |this: &mut Self,
+             src: &mut Source,
+             raw: Option<&IndexMap<String, Spanned<toml::Value>>>| {
+                let mut out = Vec::new();
+                for (key, value) in raw.into_iter().flatten() {
+                    let texts: Vec<String> = match value.get_ref() {
+                        toml::Value::Array(items) => items.iter().map(toml_to_text).collect(),
+                        toml::Value::Table(_) => {
+                            src.error(
+                                value.span(),
+                                format!("`{key}` must be a string, number, boolean or array"),
+                            );
+                            continue;
+                        }
+                        other => vec![toml_to_text(other)],
+                    };
+                    for text in texts {
+                        let t = src.template(&text, &value.span());
+                        use_template(this, src, &t, &value.span());
+                        out.push((key.clone(), t));
                     }
-                    other => vec![toml_to_text(other)],
-                };
-                for text in texts {
-                    let t = src.template(&text, &value.span());
-                    use_template(this, src, &t, &value.span());
-                    out.push((key.clone(), t));
                 }
-            }
-            out
-        };
+                out
+            };
         let query = text_pairs(self, src, raw.query.as_ref());
         let form = text_pairs(self, src, raw.form.as_ref());
         let mut headers = Vec::new();
@@ -500,7 +561,13 @@ impl<'e> Compiler<'e> {
             ("json", raw.json.as_ref().map(Spanned::span)),
             ("body", raw.body.as_ref().map(Spanned::span)),
             ("body_file", raw.body_file.as_ref().map(Spanned::span)),
-            ("form", raw.form.as_ref().and_then(|f| f.values().next()).map(Spanned::span)),
+            (
+                "form",
+                raw.form
+                    .as_ref()
+                    .and_then(|f| f.values().next())
+                    .map(Spanned::span),
+            ),
         ]
         .into_iter()
         .filter_map(|(k, s)| s.map(|s| (k, s)))
@@ -509,7 +576,10 @@ impl<'e> Compiler<'e> {
             let names: Vec<&str> = bodies.iter().map(|(k, _)| *k).collect();
             src.error(
                 bodies[1].1.clone(),
-                format!("{} are mutually exclusive: a step sends one body", names.join(" and ")),
+                format!(
+                    "{} are mutually exclusive: a step sends one body",
+                    names.join(" and ")
+                ),
             );
         }
         let body = if let Some(json) = &raw.json {
@@ -550,7 +620,12 @@ impl<'e> Compiler<'e> {
         }
     }
 
-    fn expect(&mut self, src: &mut Source, raw: Option<&RawExpect>, known: &Known) -> Vec<Expectation> {
+    fn expect(
+        &mut self,
+        src: &mut Source,
+        raw: Option<&RawExpect>,
+        known: &Known,
+    ) -> Vec<Expectation> {
         let mut out = Vec::new();
         let status = raw.and_then(|e| e.status.as_ref());
         out.push(Expectation {
@@ -561,13 +636,13 @@ impl<'e> Compiler<'e> {
             },
         });
         let Some(raw) = raw else { return out };
-        if let Some(latency) = &raw.max_latency {
-            if let Some(d) = src.duration(latency) {
-                out.push(Expectation {
-                    subject: Subject::Latency,
-                    op: Op::Le(TemplateValue::Number((d.as_millis() as u64).into())),
-                });
-            }
+        if let Some(latency) = &raw.max_latency
+            && let Some(d) = src.duration(latency)
+        {
+            out.push(Expectation {
+                subject: Subject::Latency,
+                op: Op::Le(TemplateValue::Number((d.as_millis() as u64).into())),
+            });
         }
         for (name, value) in raw.headers.iter().flatten() {
             let subject = Subject::Header(name.to_ascii_lowercase());
@@ -598,21 +673,36 @@ impl<'e> Compiler<'e> {
         let span = value.span();
         let toml::Value::Table(table) = value.get_ref() else {
             let expected = self.expected_value(src, value.get_ref(), &span, known);
-            out.push(Expectation { subject, op: Op::Equals(expected) });
+            out.push(Expectation {
+                subject,
+                op: Op::Equals(expected),
+            });
             return;
         };
         if table.is_empty() {
-            src.error(span.clone(), "empty operator table: name at least one operator");
+            src.error(
+                span.clone(),
+                "empty operator table: name at least one operator",
+            );
         }
         for (key, arg) in table {
             let at = src.find_in(&span, key);
             if let Some(op) = self.op(src, key, arg, &at, &span, known, on_body) {
-                out.push(Expectation { subject: subject.clone(), op });
+                out.push(Expectation {
+                    subject: subject.clone(),
+                    op,
+                });
             }
         }
     }
 
-    fn expected_value(&mut self, src: &mut Source, value: &toml::Value, span: &Range<usize>, known: &Known) -> TemplateValue {
+    fn expected_value(
+        &mut self,
+        src: &mut Source,
+        value: &toml::Value,
+        span: &Range<usize>,
+        known: &Known,
+    ) -> TemplateValue {
         let v = src.template_value(value, span);
         for t in v.templates() {
             self.resolve(src, t, span, known);
@@ -670,10 +760,13 @@ impl<'e> Compiler<'e> {
                 };
                 let t = src.template(text, span);
                 self.resolve(src, &t, span, known);
-                if let Some(literal) = t.as_literal() {
-                    if let Err(e) = Regex::new(literal) {
-                        src.error(at.clone(), format!("invalid regex: {}", one_line(&e.to_string())));
-                    }
+                if let Some(literal) = t.as_literal()
+                    && let Err(e) = Regex::new(literal)
+                {
+                    src.error(
+                        at.clone(),
+                        format!("invalid regex: {}", one_line(&e.to_string())),
+                    );
                 }
                 Op::Matches(t)
             }
@@ -691,7 +784,10 @@ impl<'e> Compiler<'e> {
                 toml::Value::Table(inner) if !inner.is_empty() => {
                     let mut ops = Vec::new();
                     for (k, v) in inner {
-                        if !matches!(k.as_str(), "equals" | "not_equals" | "lt" | "le" | "gt" | "ge" | "one_of") {
+                        if !matches!(
+                            k.as_str(),
+                            "equals" | "not_equals" | "lt" | "le" | "gt" | "ge" | "one_of"
+                        ) {
                             let at = src.find_in(span, k);
                             src.error(at, format!("`length` takes numeric operators (equals, lt, le, gt, ge, one_of), not `{k}`"));
                             continue;
@@ -701,7 +797,10 @@ impl<'e> Compiler<'e> {
                     Op::Length(ops)
                 }
                 _ => {
-                    src.error(at.clone(), "`length` takes a non-negative integer or a table like { ge = 1 }");
+                    src.error(
+                        at.clone(),
+                        "`length` takes a non-negative integer or a table like { ge = 1 }",
+                    );
                     return None;
                 }
             },
@@ -732,7 +831,10 @@ impl<'e> Compiler<'e> {
                         validator: Arc::new(validator),
                     }),
                     Err(e) => {
-                        src.error(at.clone(), format!("`{}` is not a valid JSON Schema: {e}", file.get_ref()));
+                        src.error(
+                            at.clone(),
+                            format!("`{}` is not a valid JSON Schema: {e}", file.get_ref()),
+                        );
                         return None;
                     }
                 }
@@ -753,25 +855,40 @@ impl<'e> Compiler<'e> {
             "sha256_of_file" => {
                 let file = file_arg(src, key, arg, at)?;
                 let bytes = src.read_file(&self.dir, &file)?;
-                Op::Sha256OfFile { file: file.into_inner(), hex: sha256_hex(&bytes) }
+                Op::Sha256OfFile {
+                    file: file.into_inner(),
+                    hex: sha256_hex(&bytes),
+                }
             }
             unknown => {
                 src.error_hint(
                     at.clone(),
                     format!("unknown operator `{unknown}`"),
-                    did_you_mean(unknown, OPERATORS).or_else(|| Some(format!("operators: {}", OPERATORS.join(", ")))),
+                    did_you_mean(unknown, OPERATORS)
+                        .or_else(|| Some(format!("operators: {}", OPERATORS.join(", ")))),
                 );
                 return None;
             }
         })
     }
 
-    fn captures(&mut self, src: &mut Source, raw: Option<&IndexMap<String, Spanned<toml::Value>>>) -> Vec<Capture> {
+    fn captures(
+        &mut self,
+        src: &mut Source,
+        raw: Option<&IndexMap<String, Spanned<toml::Value>>>,
+    ) -> Vec<Capture> {
         let mut out = Vec::new();
         for (name, value) in raw.into_iter().flatten() {
             let span = value.span();
-            if !is_identifier(name) || BUILTINS.contains(&name.as_str()) || name == "env" || name == "secret" {
-                let at = src.find_in(&(src.text[..span.start].rfind('\n').unwrap_or(0)..span.start), name);
+            if !is_identifier(name)
+                || BUILTINS.contains(&name.as_str())
+                || name == "env"
+                || name == "secret"
+            {
+                let at = src.find_in(
+                    &(src.text[..span.start].rfind('\n').unwrap_or(0)..span.start),
+                    name,
+                );
                 src.error(at, format!("`{name}` cannot be a capture name: use letters, digits, `_`, `-`, and not a built-in name"));
                 continue;
             }
@@ -792,12 +909,17 @@ impl<'e> Compiler<'e> {
                                 continue;
                             }
                             ("json", Some(path)) => self.json_source(src, path, &span),
-                            ("header", Some(h)) => Some(CaptureSource::Header(h.to_ascii_lowercase())),
+                            ("header", Some(h)) => {
+                                Some(CaptureSource::Header(h.to_ascii_lowercase()))
+                            }
                             ("cookie", Some(c)) => Some(CaptureSource::Cookie(c.to_string())),
                             ("body_regex", Some(r)) => match Regex::new(r) {
                                 Ok(re) => Some(CaptureSource::BodyRegex(re)),
                                 Err(e) => {
-                                    src.error(at, format!("invalid regex: {}", one_line(&e.to_string())));
+                                    src.error(
+                                        at,
+                                        format!("invalid regex: {}", one_line(&e.to_string())),
+                                    );
                                     None
                                 }
                             },
@@ -809,36 +931,58 @@ impl<'e> Compiler<'e> {
                                 src.error_hint(
                                     at,
                                     format!("unknown capture key `{unknown}`"),
-                                    did_you_mean(unknown, CAPTURE_KEYS).or_else(|| Some(format!("a capture takes one of json, header, body_regex, cookie, and optionally secret"))),
+                                    did_you_mean(unknown, CAPTURE_KEYS).or_else(|| Some("a capture takes one of json, header, body_regex, cookie, and optionally secret".to_string())),
                                 );
                                 None
                             }
                         };
                         if kind.is_some() && source.is_some() {
                             let at = src.find_in(&span, key);
-                            src.error(at, "a capture reads one source: json, header, body_regex or cookie");
+                            src.error(
+                                at,
+                                "a capture reads one source: json, header, body_regex or cookie",
+                            );
                         } else if kind.is_some() {
                             source = kind;
                         }
                     }
-                    if source.is_none() && !table.keys().any(|k| CAPTURE_KEYS[..4].contains(&k.as_str())) {
-                        src.error(span.clone(), "a capture needs one of json, header, body_regex or cookie");
+                    if source.is_none()
+                        && !table
+                            .keys()
+                            .any(|k| CAPTURE_KEYS[..4].contains(&k.as_str()))
+                    {
+                        src.error(
+                            span.clone(),
+                            "a capture needs one of json, header, body_regex or cookie",
+                        );
                     }
                     (source, secret)
                 }
                 _ => {
-                    src.error(span.clone(), "a capture is a JSONPath string or a table like { header = \"x-id\" }");
+                    src.error(
+                        span.clone(),
+                        "a capture is a JSONPath string or a table like { header = \"x-id\" }",
+                    );
                     (None, false)
                 }
             };
             if let Some(source) = source {
-                out.push(Capture { name: name.clone(), source, secret });
+                out.push(Capture {
+                    name: name.clone(),
+                    source,
+                    secret,
+                });
             }
         }
         out
     }
 
-    fn json_source(&mut self, src: &mut Source, path: &str, span: &Range<usize>) -> Option<CaptureSource> {
+    fn json_source(
+        &mut self,
+        src: &mut Source,
+        path: &str,
+        span: &Range<usize>,
+    ) -> Option<CaptureSource> {
         match JsonQuery::parse(path) {
             Ok(q) => Some(CaptureSource::Json(q)),
             Err(e) => {
@@ -860,12 +1004,26 @@ impl<'e> Compiler<'e> {
         known.captures.extend(self.setup_captures.iter().cloned());
         let steps = self.steps(src, raw.step.as_deref().unwrap_or_default(), &known, false);
         if steps.is_empty() {
-            src.problems.push(Problem::file(&src.path, "a flow needs at least one [[step]]"));
+            src.problems.push(Problem::file(
+                &src.path,
+                "a flow needs at least one [[step]]",
+            ));
         }
         // Cleanups may use any capture of the flow; one whose captures never happened is skipped.
-        known.captures.extend(steps.iter().flat_map(|s| s.captures.iter().map(|c| c.name.clone())));
-        let cleanup = self.steps(src, raw.cleanup.as_deref().unwrap_or_default(), &known, true);
-        let stem = Path::new(file).file_stem().map_or(file.to_string(), |s| s.to_string_lossy().into_owned());
+        known.captures.extend(
+            steps
+                .iter()
+                .flat_map(|s| s.captures.iter().map(|c| c.name.clone())),
+        );
+        let cleanup = self.steps(
+            src,
+            raw.cleanup.as_deref().unwrap_or_default(),
+            &known,
+            true,
+        );
+        let stem = Path::new(file)
+            .file_stem()
+            .map_or(file.to_string(), |s| s.to_string_lossy().into_owned());
         Flow {
             name: raw.name.map_or(stem, Spanned::into_inner),
             file: file.to_string(),
@@ -889,8 +1047,22 @@ impl<'e> Compiler<'e> {
 }
 
 pub const OPERATORS: [&str; 16] = [
-    "equals", "not_equals", "contains", "not_contains", "matches", "exists", "lt", "le", "gt", "ge",
-    "length", "one_of", "type", "json_schema", "sha256", "sha256_of_file",
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "matches",
+    "exists",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "length",
+    "one_of",
+    "type",
+    "json_schema",
+    "sha256",
+    "sha256_of_file",
 ];
 const CAPTURE_KEYS: [&str; 5] = ["json", "header", "body_regex", "cookie", "secret"];
 
@@ -906,9 +1078,14 @@ fn status_op(src: &mut Source, status: &Spanned<toml::Value>) -> Op {
     let valid = |n: i64| (100..=599).contains(&n);
     match status.get_ref() {
         toml::Value::Integer(n) if valid(*n) => Op::Equals(TemplateValue::Number((*n).into())),
-        toml::Value::Array(items) if !items.is_empty() && items.iter().all(|i| i.as_integer().is_some_and(valid)) => {
+        toml::Value::Array(items)
+            if !items.is_empty() && items.iter().all(|i| i.as_integer().is_some_and(valid)) =>
+        {
             Op::OneOf(TemplateValue::Array(
-                items.iter().map(|i| TemplateValue::Number(i.as_integer().unwrap_or(0).into())).collect(),
+                items
+                    .iter()
+                    .map(|i| TemplateValue::Number(i.as_integer().unwrap_or(0).into()))
+                    .collect(),
             ))
         }
         toml::Value::String(s)
@@ -917,13 +1094,21 @@ fn status_op(src: &mut Source, status: &Spanned<toml::Value>) -> Op {
             Op::StatusClass(u16::from(s.as_bytes()[0] - b'0'))
         }
         _ => {
-            src.error(status.span(), "`status` is an integer (201), a list ([200, 201]) or a class (\"2xx\")");
+            src.error(
+                status.span(),
+                "`status` is an integer (201), a list ([200, 201]) or a class (\"2xx\")",
+            );
             Op::StatusClass(2)
         }
     }
 }
 
-fn file_arg(src: &mut Source, key: &str, arg: &toml::Value, at: &Range<usize>) -> Option<Spanned<String>> {
+fn file_arg(
+    src: &mut Source,
+    key: &str,
+    arg: &toml::Value,
+    at: &Range<usize>,
+) -> Option<Spanned<String>> {
     match arg.as_str() {
         Some(path) => Some(Spanned::new(at.clone(), path.to_string())),
         None => {
@@ -935,7 +1120,9 @@ fn file_arg(src: &mut Source, key: &str, arg: &toml::Value, at: &Range<usize>) -
 
 fn is_identifier(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -959,6 +1146,10 @@ pub fn toml_to_json(value: &toml::Value) -> Value {
         toml::Value::Boolean(b) => json!(b),
         toml::Value::Datetime(d) => json!(d.to_string()),
         toml::Value::Array(items) => Value::Array(items.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }

@@ -23,21 +23,38 @@ pub const SUITE_FILE: &str = "preflight.toml";
 
 /// Loads and validates the suite in `dir`. `env` reads environment variables (injected so
 /// that tests need not touch the process environment).
-pub fn load(dir: &Path, overrides: Overrides, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, Vec<Problem>> {
+pub fn load(
+    dir: &Path,
+    overrides: Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Vec<Problem>> {
     let mut problems = Vec::new();
     if !dir.is_dir() {
         return Err(vec![Problem::file(dir, "suite directory not found")]);
     }
     let files = match discover(dir) {
         Ok(files) => files,
-        Err(e) => return Err(vec![Problem::file(dir, format!("cannot list the suite: {e}"))]),
+        Err(e) => {
+            return Err(vec![Problem::file(
+                dir,
+                format!("cannot list the suite: {e}"),
+            )]);
+        }
     };
     let mut compiler = Compiler::new(dir, overrides, env);
 
     let suite_path = dir.join(SUITE_FILE);
     let setup = {
-        let text = if suite_path.exists() { read(&suite_path, &mut problems) } else { Some(String::new()) };
-        let mut src = Source { path: suite_path, text: text.unwrap_or_default(), problems: &mut problems };
+        let text = if suite_path.exists() {
+            read(&suite_path, &mut problems)
+        } else {
+            Some(String::new())
+        };
+        let mut src = Source {
+            path: suite_path,
+            text: text.unwrap_or_default(),
+            problems: &mut problems,
+        };
         let raw = parse(&mut src).unwrap_or_default();
         compiler.suite(&mut src, raw)
     };
@@ -45,14 +62,24 @@ pub fn load(dir: &Path, overrides: Overrides, env: &dyn Fn(&str) -> Option<Strin
     let mut flows = Vec::new();
     for relative in files {
         let path = dir.join(&relative);
-        let Some(text) = read(&path, &mut problems) else { continue };
-        let mut src = Source { path, text, problems: &mut problems };
+        let Some(text) = read(&path, &mut problems) else {
+            continue;
+        };
+        let mut src = Source {
+            path,
+            text,
+            problems: &mut problems,
+        };
         if let Some(raw) = parse(&mut src) {
             let file = relative.to_string_lossy().replace('\\', "/");
             flows.push(compiler.flow(&mut src, &file, raw));
         }
     }
-    if problems.is_empty() { Ok(compiler.finish(setup, flows)) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(compiler.finish(setup, flows))
+    } else {
+        Err(problems)
+    }
 }
 
 /// Every `*.toml` below `dir` but the suite file, ordered by path. Hidden folders are skipped.
@@ -60,7 +87,9 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     fn walk(root: &Path, here: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         for entry in std::fs::read_dir(here)? {
             let path = entry?.path();
-            let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
             if hidden {
                 continue;
             }

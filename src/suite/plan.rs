@@ -77,7 +77,10 @@ pub enum Body {
     Json(TemplateValue),
     Text(Template),
     /// `body_file`, read at load time and sent as is.
-    File { name: String, bytes: Arc<Vec<u8>> },
+    File {
+        name: String,
+        bytes: Arc<Vec<u8>>,
+    },
     Form(Vec<(String, Template)>),
 }
 

@@ -68,24 +68,32 @@ impl Problem {
 }
 
 impl fmt::Display for Problem {
+    /// Drawn like rustc: message, location, the line with the offending part underlined, hint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "error: {}", self.message)?;
-        write!(f, "  --> {}", self.location())?;
+        let gutter = if self.line == 0 {
+            String::new()
+        } else {
+            self.line.to_string()
+        };
+        let pad = " ".repeat(gutter.len());
+        write!(f, "{pad}--> {}", self.location())?;
         if let Some((text, width)) = &self.snippet {
-            let gutter = self.line.to_string();
-            let pad = " ".repeat(gutter.len());
             write!(f, "\n{pad} |\n{gutter} | {text}\n{pad} | ")?;
             write!(f, "{}{}", " ".repeat(self.col - 1), "^".repeat(*width))?;
         }
         if let Some(hint) = &self.hint {
-            write!(f, "\n  = help: {hint}")?;
+            write!(f, "\n{pad} = help: {hint}")?;
         }
         Ok(())
     }
 }
 
 /// The closest candidate to a misspelt name, for "did you mean" hints.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(name, c), c))
@@ -105,9 +113,9 @@ mod tests {
         let p = Problem::at(Path::new("f.toml"), src, at..at + 4, "unknown name `nope`");
         assert_eq!((p.line, p.col), (2, 15));
         let text = p.to_string();
-        assert!(text.contains("--> f.toml:2:15"), "{text}");
+        assert!(text.contains(" --> f.toml:2:15"), "{text}");
         assert!(text.contains("2 | path = \"/x/{{ nope }}\""), "{text}");
-        assert!(text.contains("  |               ^^^^"), "{text}");
+        assert!(text.contains("\n  |               ^^^^"), "{text}");
     }
 
     #[test]

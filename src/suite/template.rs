@@ -229,9 +229,24 @@ mod tests {
 
     #[test]
     fn rejects_unclosed_and_empty_and_bad_names() {
-        assert!(Template::parse("a {{ b").unwrap_err().message.contains("unclosed"));
-        assert!(Template::parse("{{ }}").unwrap_err().message.contains("empty"));
-        assert!(Template::parse("{{ a b }}").unwrap_err().message.contains("invalid character"));
+        assert!(
+            Template::parse("a {{ b")
+                .unwrap_err()
+                .message
+                .contains("unclosed")
+        );
+        assert!(
+            Template::parse("{{ }}")
+                .unwrap_err()
+                .message
+                .contains("empty")
+        );
+        assert!(
+            Template::parse("{{ a b }}")
+                .unwrap_err()
+                .message
+                .contains("invalid character")
+        );
     }
 
     #[test]
@@ -247,7 +262,10 @@ mod tests {
 
     #[test]
     fn literal_text_without_placeholders() {
-        assert_eq!(Template::parse("plain").unwrap().as_literal(), Some("plain"));
+        assert_eq!(
+            Template::parse("plain").unwrap().as_literal(),
+            Some("plain")
+        );
         assert_eq!(Template::parse("").unwrap().as_literal(), Some(""));
         assert_eq!(Template::parse("{{ a }}").unwrap().as_literal(), None);
     }

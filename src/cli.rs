@@ -2,12 +2,13 @@
 
 use crate::demo::{DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::{self, EventSink, RunOptions};
+use crate::integrity;
 use crate::redact::Redactor;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail};
 use crate::report::{Report, write_atomic};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
-use crate::verdict::{EXIT_INVALID, Reason, judge};
+use crate::verdict::{self, EXIT_INVALID, Reason, judge};
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ pub enum Command {
     Check(CheckArgs),
     /// List the flows with their tags, criticality and steps.
     List(ListArgs),
+    /// Write preflight.lock from the integrity files' current content.
+    Lock(LockArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
     Demo(DemoArgs),
 }
@@ -55,6 +58,13 @@ pub struct SuiteArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The suite directory.
+    #[arg(default_value = "smoke-tests")]
+    pub suite: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -161,10 +171,20 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         match cli.command {
             Command::Check(args) => check(&args.suite),
             Command::List(args) => list(&args),
+            Command::Lock(args) => lock(&args),
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
         }
     })
+}
+
+/// For commands that send nothing and render no template (`list`, `lock`): neither a base_url
+/// nor the env./secret. variables are needed.
+fn offline() -> Overrides {
+    Overrides {
+        offline: true,
+        ..Overrides::default()
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -219,20 +239,78 @@ fn check(args: &SuiteArgs) -> ExitCode {
     if plan.flows.is_empty() {
         return nothing_to_run();
     }
+    let results = integrity::verify_local(
+        &plan.settings.dir,
+        &plan.settings.integrity,
+        plan.lock.as_ref(),
+    );
+    let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
+    for r in &failed {
+        eprintln!("{}", r.message.as_deref().unwrap_or("config mismatch"));
+        if let Some(hint) = &r.hint {
+            eprintln!("    fix: {hint}");
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "config mismatch in {}: the suite is valid, the config is not",
+            verdict::counted(failed.len(), "file")
+        );
+        return ExitCode::from(1);
+    }
     let steps: usize = plan.flows.iter().map(|f| f.steps.len()).sum();
+    let count = verdict::counted;
     println!(
-        "suite valid: {} ({} flows, {} steps, {} setup steps)",
+        "suite valid: {} ({}, {}, {})",
         plan.settings.name,
-        plan.flows.len(),
-        steps,
-        plan.setup.len()
+        count(plan.flows.len(), "flow"),
+        count(steps, "step"),
+        count(plan.setup.len(), "setup step")
     );
     ExitCode::SUCCESS
 }
 
+fn lock(args: &LockArgs) -> ExitCode {
+    let plan = match suite::load(&args.suite, offline(), &|_| None) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            print_problems(&problems);
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    if plan.settings.integrity.is_empty() {
+        eprintln!("nothing to lock: preflight.toml has no [[integrity]] entry");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let lock_path = args.suite.join(integrity::LOCK_FILE);
+    match integrity::write_lock(&args.suite, &plan.settings.integrity) {
+        Ok(integrity::LockOutcome::Written(n)) => {
+            println!(
+                "wrote {} ({})",
+                lock_path.display(),
+                verdict::counted(n, "file")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(integrity::LockOutcome::Unchanged(n)) => {
+            println!(
+                "{} is up to date ({})",
+                lock_path.display(),
+                verdict::counted(n, "file")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in errors {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn list(args: &ListArgs) -> ExitCode {
-    // Listing sends nothing and shows no values, so unset env./secret. names do not matter.
-    let mut plan = match suite::load(&args.suite, Overrides::default(), &|_| Some(String::new())) {
+    let mut plan = match suite::load(&args.suite, offline(), &|_| None) {
         Ok(plan) => plan,
         Err(problems) => {
             print_problems(&problems);

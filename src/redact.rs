@@ -3,10 +3,25 @@
 //! Every report (terminal, JSON, JUnit, Markdown) is rendered from one document that passes
 //! through [`Redactor::redact_json`] first, so no output path can forget a field.
 
+use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+
+/// What the URL standard percent-encodes in a path (and, but for `?`/`{`/`}`, a query).
+const URL_PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
 use std::sync::RwLock;
 
 pub const MASK: &str = "***";
+/// How excerpts mark a cut (see `check::excerpt`).
+const ELLIPSIS: &str = "…";
 
 /// Header names whose values are shown as `***` unless `--show-sensitive-headers`.
 pub const SENSITIVE_HEADERS: [&str; 4] = [
@@ -41,6 +56,8 @@ impl Redactor {
         let candidates = [
             secret.to_string(),
             url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+            utf8_percent_encode(secret, URL_PATH).to_string(),
+            utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
             json.get(1..json.len().saturating_sub(1))
                 .unwrap_or_default()
                 .to_string(),
@@ -61,6 +78,18 @@ impl Redactor {
         for form in forms.iter() {
             if out.contains(form.as_str()) {
                 out = out.replace(form.as_str(), MASK);
+            }
+        }
+        // An excerpt (`…` at the end) may have cut a secret in two: hide the part it kept.
+        if let Some(kept) = out.strip_suffix(ELLIPSIS) {
+            let cut = forms
+                .iter()
+                .flat_map(|form| form.char_indices().skip(1).map(move |(i, _)| &form[..i]))
+                .filter(|prefix| kept.ends_with(prefix))
+                .map(str::len)
+                .max();
+            if let Some(len) = cut {
+                out = format!("{}{MASK}{ELLIPSIS}", &kept[..kept.len() - len]);
             }
         }
         out
@@ -107,6 +136,14 @@ mod tests {
             json!({"url": "http://h/?t=s3cr3t+pass%2F%22x%22", "list": ["s3cr3t pass/\"x\""]});
         r.redact_json(&mut doc);
         assert_eq!(doc, json!({"url": "http://h/?t=***", "list": ["***"]}));
+    }
+
+    #[test]
+    fn a_secret_cut_by_an_excerpt_is_hidden() {
+        let r = Redactor::new(&["hunter2-secret".to_string()]);
+        assert_eq!(r.redact("token: hunter2-se…"), "token: ***…");
+        assert_eq!(r.redact("token: h…"), "token: ***…");
+        assert_eq!(r.redact("plain text…"), "plain text…");
     }
 
     #[test]

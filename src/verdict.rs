@@ -27,6 +27,12 @@ pub enum Reason {
     SetupFailed {
         step: String,
     },
+    /// Pinned config files that do not match the lock (locally or as served).
+    ConfigMismatch {
+        messages: Vec<String>,
+    },
+    /// `staging runs <actual>, expected <expected>`.
+    WrongVersion(String),
     Deadline {
         deadline: Duration,
     },
@@ -48,6 +54,10 @@ impl Reason {
             }
             Reason::FlowsNotRun { count } => format!("{} not run", counted(*count, "flow")),
             Reason::SetupFailed { step } => format!("setup step '{step}' failed"),
+            Reason::ConfigMismatch { messages } => {
+                format!("config mismatch in {}", counted(messages.len(), "file"))
+            }
+            Reason::WrongVersion(message) => message.clone(),
             Reason::Deadline { deadline } => format!(
                 "deadline {} exceeded",
                 humantime::format_duration(*deadline)
@@ -67,6 +77,7 @@ impl Reason {
                     None => format!("flow '{flow}' failed"),
                 })
                 .collect(),
+            Reason::ConfigMismatch { messages } => messages.clone(),
             other => vec![other.summary()],
         }
     }
@@ -119,6 +130,24 @@ pub fn judge(result: &RunResult) -> Verdict {
         reasons.push(Reason::Deadline {
             deadline: Duration::from_millis(deadline_ms),
         });
+    }
+    let mismatches: Vec<String> = result
+        .integrity
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| {
+            r.message
+                .clone()
+                .unwrap_or_else(|| format!("config mismatch: {}", r.file))
+        })
+        .collect();
+    if !mismatches.is_empty() {
+        reasons.push(Reason::ConfigMismatch {
+            messages: mismatches,
+        });
+    }
+    if let Some(message) = result.deployed_version.as_ref().and_then(|v| v.message()) {
+        reasons.push(Reason::WrongVersion(message));
     }
     if let Some(step) = result
         .setup
@@ -227,6 +256,8 @@ mod tests {
             flows,
             stopped: None,
             internal_errors: vec![],
+            integrity: vec![],
+            deployed_version: None,
         }
     }
 

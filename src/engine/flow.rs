@@ -6,7 +6,7 @@ use super::http::{Limits, Request, RequestError};
 use super::result::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, excerpt};
-use crate::redact::shown_header;
+use crate::redact::{MASK, SENSITIVE_HEADERS, shown_header};
 use crate::suite::template::Scope;
 use crate::suite::{Body, Flow, Step, Target};
 use reqwest::cookie::Jar;
@@ -243,6 +243,17 @@ async fn execute(
         }
     }
     let passed = assertions.iter().all(|a| a.passed);
+    if !shared.show_sensitive_headers {
+        for a in &mut assertions {
+            let sensitive = a
+                .subject
+                .strip_prefix("header ")
+                .is_some_and(|name| SENSITIVE_HEADERS.contains(&name));
+            if sensitive && a.actual != json!(crate::check::MISSING) {
+                a.actual = json!(MASK);
+            }
+        }
+    }
     StepResult {
         name: step.name.clone(),
         phase,
@@ -286,7 +297,7 @@ fn failed_without_response(
 }
 
 /// Builds the request: URL, query, headers (suite ones, then the step's), body.
-fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Request, String> {
+pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Request, String> {
     let settings = &shared.plan.settings;
     let mut url = match &step.target {
         Target::Url(t) => {

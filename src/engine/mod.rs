@@ -7,12 +7,14 @@
 pub mod event;
 pub mod flow;
 pub mod http;
+mod preflight;
 pub mod result;
 pub mod scope;
 
 pub use event::{Event, EventSink};
 pub use result::{FlowOutcome, FlowResult, Phase, RunResult, StepOutcome, StepResult, Stop};
 
+use crate::integrity;
 use crate::redact::Redactor;
 use crate::suite::Plan;
 use flow::CLEANUP_GRACE;
@@ -70,12 +72,18 @@ impl Shared {
 
 /// Runs the plan to the end and returns everything that happened. It does not judge: that is
 /// [`crate::verdict`]'s job.
+///
+/// Order (SPEC 5): local integrity, the `[version]` check and each `served_at` hash,
+/// `[[setup]]`, then the flows, each followed by its cleanups.
 pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) -> RunResult {
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let settings = &plan.settings;
+    let mut integrity =
+        integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref());
     let http = match http::Http::new() {
         Ok(http) => http,
-        Err(e) => return not_run(&plan, started_at, vec![e]),
+        Err(e) => return not_run(&plan, started_at, integrity, vec![e]),
     };
     let mut shared = Shared {
         plan: plan.clone(),
@@ -91,86 +99,32 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     shared.events.emit(Event::RunStarted {
         flows: plan.flows.len(),
     });
+    let watcher = watch_stop(&shared, settings.deadline, &options.interrupt);
 
-    let watcher = watch_stop(&shared, plan.settings.deadline, &options.interrupt);
+    let deployed_version = match &settings.version {
+        Some(check) => Some(preflight::check_version(&shared, check).await),
+        None => None,
+    };
+    preflight::check_served(&shared, &mut integrity).await;
+    let version_failed = deployed_version.as_ref().is_some_and(|v| !v.passed);
 
-    // Setup runs alone, before any flow; the deadline and an interrupt still stop it.
-    let setup = {
-        let jar = Jar::default();
-        let mut results = Vec::new();
-        let mut captures = HashMap::new();
-        let mut failed = false;
-        for step in &plan.setup {
-            if failed || shared.cancel.is_cancelled() {
-                let because = if failed {
-                    "an earlier setup step failed".to_string()
-                } else {
-                    shared.stop_reason()
-                };
-                results.push(StepResult::skipped(
-                    &step.name,
-                    Phase::Step,
-                    step.method.as_str(),
-                    because,
-                ));
-                continue;
-            }
-            let mut scope = scope::FlowScope {
-                plan: &plan,
-                flow_vars: &serde_json::Map::new(),
-                setup: &HashMap::new(),
-                captures: std::mem::take(&mut captures),
-                run_id: &shared.run_id,
-            };
-            let result = tokio::select! {
-                r = flow::run_step(&shared, None, step, Phase::Step, &mut scope, &jar) => r,
-                () = shared.cancel.cancelled() => StepResult::skipped(&step.name, Phase::Step, step.method.as_str(), shared.stop_reason()),
-            };
-            captures = scope.captures;
-            failed = result.outcome != StepOutcome::Passed;
-            results.push(result);
-        }
-        shared.setup_captures = captures;
-        results
+    let setup = if version_failed {
+        Vec::new()
+    } else {
+        run_setup(&mut shared).await
     };
     let setup_failed = setup.iter().any(|s| s.outcome != StepOutcome::Passed);
 
     let shared = Arc::new(shared);
-    let mut flows: Vec<Option<FlowResult>> = vec![None; plan.flows.len()];
-    let mut internal_errors = Vec::new();
-    if !setup_failed {
-        let slots = Arc::new(Semaphore::new(plan.settings.concurrency));
-        let mut tasks = JoinSet::new();
-        let mut task_flow = HashMap::new();
-        // Flows start in path order as slots free up; each holds its slot to the end.
-        for index in 0..plan.flows.len() {
-            let permit = tokio::select! {
-                biased;
-                () = shared.cancel.cancelled() => break,
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            };
-            let shared = shared.clone();
-            let handle = tasks.spawn(async move {
-                let _slot = permit;
-                flow::run_flow(&shared, index, &shared.plan.flows[index]).await
-            });
-            task_flow.insert(handle.id(), index);
-        }
-        // After a stop, running flows get their cleanup grace time; past it, they are aborted.
-        loop {
-            let next = tokio::select! {
-                done = tasks.join_next_with_id() => done,
-                () = hard_stop(&shared) => {
-                    tasks.abort_all();
-                    tasks.join_next_with_id().await
-                }
-            };
-            let Some(done) = next else { break };
-            collect(done, &task_flow, &plan, &mut flows, &mut internal_errors);
-        }
-    }
+    let (flows, internal_errors) = if version_failed || setup_failed {
+        (vec![None; plan.flows.len()], Vec::new())
+    } else {
+        run_flows(&shared).await
+    };
     watcher.abort();
-    let not_started = if setup_failed {
+    let not_started = if version_failed {
+        "staging does not run the expected version".to_string()
+    } else if setup_failed {
         "setup failed".to_string()
     } else {
         shared.stop_reason()
@@ -188,7 +142,84 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         flows,
         stopped: shared.stop.get().map(|(stop, _)| stop.clone()),
         internal_errors,
+        integrity,
+        deployed_version,
     }
+}
+
+/// Runs `[[setup]]` alone, before any flow; the deadline and an interrupt still stop it.
+async fn run_setup(shared: &mut Shared) -> Vec<StepResult> {
+    let plan = shared.plan.clone();
+    let jar = Jar::default();
+    let mut results = Vec::new();
+    let mut captures = HashMap::new();
+    let mut failed = false;
+    for step in &plan.setup {
+        if failed || shared.cancel.is_cancelled() {
+            let because = if failed {
+                "an earlier setup step failed".to_string()
+            } else {
+                shared.stop_reason()
+            };
+            results.push(StepResult::skipped(
+                &step.name,
+                Phase::Step,
+                step.method.as_str(),
+                because,
+            ));
+            continue;
+        }
+        let mut scope = scope::FlowScope {
+            plan: &plan,
+            flow_vars: &serde_json::Map::new(),
+            setup: &HashMap::new(),
+            captures: std::mem::take(&mut captures),
+            run_id: &shared.run_id,
+        };
+        let result = flow::run_step(shared, None, step, Phase::Step, &mut scope, &jar).await;
+        captures = scope.captures;
+        failed = result.outcome != StepOutcome::Passed;
+        results.push(result);
+    }
+    shared.setup_captures = captures;
+    results
+}
+
+/// Runs the flows concurrently, at most `concurrency` at once, in path order as slots free up.
+async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String>) {
+    let plan = &shared.plan;
+    let mut flows: Vec<Option<FlowResult>> = vec![None; plan.flows.len()];
+    let mut internal_errors = Vec::new();
+    let slots = Arc::new(Semaphore::new(plan.settings.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut task_flow = HashMap::new();
+    for index in 0..plan.flows.len() {
+        let permit = tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let shared = shared.clone();
+        // Each flow holds its slot to the end, cleanups included.
+        let handle = tasks.spawn(async move {
+            let _slot = permit;
+            flow::run_flow(&shared, index, &shared.plan.flows[index]).await
+        });
+        task_flow.insert(handle.id(), index);
+    }
+    // After a stop, running flows get their cleanup grace time; past it, they are aborted.
+    loop {
+        let next = tokio::select! {
+            done = tasks.join_next_with_id() => done,
+            () = hard_stop(shared) => {
+                tasks.abort_all();
+                tasks.join_next_with_id().await
+            }
+        };
+        let Some(done) = next else { break };
+        collect(done, &task_flow, plan, &mut flows, &mut internal_errors);
+    }
+    (flows, internal_errors)
 }
 
 fn collect(
@@ -239,7 +270,12 @@ fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResult {
     }
 }
 
-fn not_run(plan: &Plan, started_at: String, internal_errors: Vec<String>) -> RunResult {
+fn not_run(
+    plan: &Plan,
+    started_at: String,
+    integrity: Vec<integrity::IntegrityResult>,
+    internal_errors: Vec<String>,
+) -> RunResult {
     RunResult {
         started_at,
         duration_ms: 0,
@@ -251,6 +287,8 @@ fn not_run(plan: &Plan, started_at: String, internal_errors: Vec<String>) -> Run
             .collect(),
         stopped: None,
         internal_errors,
+        integrity,
+        deployed_version: None,
     }
 }
 

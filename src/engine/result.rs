@@ -128,4 +128,6 @@ pub struct RunResult {
     pub stopped: Option<Stop>,
     /// Failures of the engine itself (a panicked task); any one fails the gate.
     pub internal_errors: Vec<String>,
+    pub integrity: Vec<crate::integrity::IntegrityResult>,
+    pub deployed_version: Option<crate::integrity::VersionResult>,
 }

@@ -7,11 +7,11 @@ pub mod progress;
 pub mod terminal;
 
 use crate::engine::{FlowOutcome, RunResult, StepResult};
+use crate::integrity::{IntegrityResult, VersionResult};
 use crate::redact::Redactor;
 use crate::suite::Plan;
 use crate::verdict::{Reason, Verdict, counted};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
 
@@ -28,8 +28,8 @@ pub struct Report {
     pub verdict: String,
     pub reasons: Vec<String>,
     pub summary: Summary,
-    pub integrity: Vec<Value>,
-    pub deployed_version: Option<Value>,
+    pub integrity: Vec<IntegrityResult>,
+    pub deployed_version: Option<VersionResult>,
     pub setup: Vec<StepResult>,
     pub flows: Vec<FlowResult>,
     /// Things that did not fail the gate but need a look: failed cleanups, warned flows.
@@ -96,8 +96,8 @@ impl Report {
                     max: latencies.iter().max().copied(),
                 },
             },
-            integrity: Vec::new(),
-            deployed_version: None,
+            integrity: result.integrity.clone(),
+            deployed_version: result.deployed_version.clone(),
             setup: result.setup.clone(),
             flows: result.flows.clone(),
             headline: headline(result, verdict, warnings.len()),

@@ -68,6 +68,7 @@ pub fn summary(report: &Report, detail: Detail) -> String {
         {
             let _ = writeln!(out, "{} {warning}", style("! warning:").yellow().bold());
         }
+        integrity_lines(&mut out, report);
         let s = &report.summary;
         let _ = writeln!(
             out,
@@ -154,5 +155,41 @@ fn failure_detail(out: &mut String, step: &StepResult) {
             "    body:    {}",
             crate::check::excerpt(&one_line, 200)
         );
+    }
+}
+
+/// Config integrity and deployed version, beside the flows.
+fn integrity_lines(out: &mut String, report: &Report) {
+    for r in &report.integrity {
+        if r.passed {
+            let served = if r.served.is_some() {
+                ", served by staging"
+            } else {
+                ""
+            };
+            let short: String = r.actual.chars().take(19).collect();
+            let _ = writeln!(
+                out,
+                "{} config {} {short}…{served}",
+                style("✓").green(),
+                r.file
+            );
+        } else {
+            let message = r.message.as_deref().unwrap_or("config mismatch");
+            let _ = writeln!(out, "{} {message}", style("✗").red().bold());
+            if let Some(hint) = &r.hint {
+                let _ = writeln!(out, "    fix: {hint}");
+            }
+        }
+    }
+    if let Some(v) = &report.deployed_version {
+        match v.message() {
+            None => {
+                let _ = writeln!(out, "{} staging runs {}", style("✓").green(), v.expected);
+            }
+            Some(message) => {
+                let _ = writeln!(out, "{} {message}", style("✗").red().bold());
+            }
+        }
     }
 }

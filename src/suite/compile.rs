@@ -4,9 +4,11 @@
 //! read from, and returns what it could build; the caller decides at the end whether the plan
 //! may run (no problems at all) or not.
 
-use super::plan::{Body, Flow, Plan, Settings, Step, Target};
+use super::plan::{
+    Body, Flow, IntegrityEntry, Plan, Settings, Step, Target, VersionCheck, VersionSource,
+};
 use super::problem::{Problem, did_you_mean};
-use super::raw::{RawExpect, RawFlow, RawStep, RawSuite};
+use super::raw::{RawExpect, RawFlow, RawIntegrity, RawStep, RawSuite, RawVersion};
 use super::template::{Template, TemplateValue};
 use crate::check::{
     Capture, CaptureSource, Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject, sha256_hex,
@@ -49,6 +51,26 @@ impl Source<'_> {
             .map_or(span.clone(), |i| {
                 span.start + i..span.start + i + needle.len()
             })
+    }
+
+    /// The range of the name inside its `{{ name }}` within `span` (which covers a quoted
+    /// string or a whole inline table), else `span`.
+    fn find_placeholder(&self, span: &Range<usize>, name: &str) -> Range<usize> {
+        let end = span.end.min(self.text.len());
+        let Some(text) = self.text.get(span.start..end) else {
+            return span.clone();
+        };
+        let mut from = 0;
+        while let Some(open) = text[from..].find("{{").map(|i| from + i) {
+            let inner = &text[open + 2..];
+            let skipped = inner.len() - inner.trim_start().len();
+            if inner.trim_start().starts_with(name) {
+                let start = span.start + open + 2 + skipped;
+                return start..start + name.len();
+            }
+            from = open + 2;
+        }
+        span.clone()
     }
 
     /// Parses a template written at `span`; problems point inside the string.
@@ -162,6 +184,9 @@ pub struct Overrides {
     pub timeout: Option<Duration>,
     pub deadline: Option<Duration>,
     pub vars: Vec<(String, String)>,
+    /// Nothing will be sent or rendered (`list`, `lock`): a missing base_url, unknown names
+    /// and unset env./secret. variables are not problems.
+    pub offline: bool,
 }
 
 /// Names every template may use without declaring them.
@@ -185,6 +210,7 @@ pub struct Compiler<'e> {
     secrets: BTreeSet<String>,
     settings: Option<Settings>,
     setup_captures: BTreeSet<String>,
+    base_url_missing: bool,
 }
 
 impl<'e> Compiler<'e> {
@@ -197,6 +223,7 @@ impl<'e> Compiler<'e> {
             secrets: BTreeSet::new(),
             settings: None,
             setup_captures: BTreeSet::new(),
+            base_url_missing: false,
         }
     }
 
@@ -209,14 +236,6 @@ impl<'e> Compiler<'e> {
             ("retry", raw.retry.as_ref().map(Spanned::span)),
             ("wait", raw.wait.as_ref().map(Spanned::span)),
             ("gate", raw.gate.as_ref().map(Spanned::span)),
-            ("version", raw.version.as_ref().map(Spanned::span)),
-            (
-                "integrity",
-                raw.integrity
-                    .as_ref()
-                    .and_then(|v| v.first())
-                    .map(Spanned::span),
-            ),
         ] {
             if let Some(span) = span {
                 not_supported_yet(src, key, span);
@@ -232,6 +251,7 @@ impl<'e> Compiler<'e> {
             Spanned::into_inner,
         );
         let base_url = self.base_url(src, raw.base_url.as_ref());
+        self.base_url_missing = self.overrides.base_url.is_none() && raw.base_url.is_none();
         let concurrency = match (self.overrides.concurrency, &raw.concurrency) {
             (Some(0), _) => {
                 src.problems.push(Problem::file(
@@ -276,6 +296,11 @@ impl<'e> Compiler<'e> {
         known.vars.extend(vars.keys().cloned());
         known.vars.extend(cli_vars.keys().cloned());
         let headers = self.headers(src, raw.headers.as_ref(), &known);
+        let integrity = self.integrity(src, raw.integrity.as_deref().unwrap_or_default(), &known);
+        let version = raw
+            .version
+            .as_ref()
+            .and_then(|v| self.version(src, v, &known));
         self.settings = Some(Settings {
             name,
             dir: self.dir.clone(),
@@ -288,6 +313,8 @@ impl<'e> Compiler<'e> {
             headers,
             vars,
             cli_vars,
+            integrity,
+            version,
         });
         let steps = self.steps(src, raw.setup.as_deref().unwrap_or_default(), &known, false);
         self.setup_captures = steps
@@ -295,6 +322,88 @@ impl<'e> Compiler<'e> {
             .flat_map(|s| s.captures.iter().map(|c| c.name.clone()))
             .collect();
         steps
+    }
+
+    fn integrity(
+        &mut self,
+        src: &mut Source,
+        raw: &[Spanned<RawIntegrity>],
+        known: &Known,
+    ) -> Vec<IntegrityEntry> {
+        let mut out: Vec<IntegrityEntry> = Vec::new();
+        for entry in raw {
+            let entry = entry.get_ref();
+            let file = entry.file.get_ref().replace('\\', "/");
+            if file.trim().is_empty() {
+                src.error(entry.file.span(), "`file` must name a file");
+                continue;
+            }
+            if out.iter().any(|e| e.file == file) {
+                src.error(entry.file.span(), format!("`{file}` is pinned twice"));
+                continue;
+            }
+            let served_at = entry.served_at.as_ref().map(|path| {
+                let t = src.template(path.get_ref(), &path.span());
+                self.resolve(src, &t, &path.span(), known);
+                self.need_base_url(src, path.span());
+                t
+            });
+            out.push(IntegrityEntry { file, served_at });
+        }
+        out
+    }
+
+    fn version(
+        &mut self,
+        src: &mut Source,
+        raw: &Spanned<RawVersion>,
+        known: &Known,
+    ) -> Option<VersionCheck> {
+        let v = raw.get_ref();
+        let path = src.template(v.path.get_ref(), &v.path.span());
+        self.resolve(src, &path, &v.path.span(), known);
+        self.need_base_url(src, v.path.span());
+        let expect = src.template(v.expect.get_ref(), &v.expect.span());
+        self.resolve(src, &expect, &v.expect.span(), known);
+        let source = match (&v.json, &v.header) {
+            (Some(json), None) => match JsonQuery::parse(json.get_ref()) {
+                Ok(q) => VersionSource::Json(q),
+                Err(e) => {
+                    src.error(json.span(), e);
+                    return None;
+                }
+            },
+            (None, Some(header)) => VersionSource::Header(header.get_ref().to_ascii_lowercase()),
+            (Some(_), Some(header)) => {
+                src.error(
+                    header.span(),
+                    "`json` and `header` are mutually exclusive: use one",
+                );
+                return None;
+            }
+            (None, None) => {
+                src.error(
+                    raw.span(),
+                    "[version] needs `json` (a JSONPath) or `header`",
+                );
+                return None;
+            }
+        };
+        Some(VersionCheck {
+            path,
+            source,
+            expect,
+        })
+    }
+
+    fn need_base_url(&mut self, src: &mut Source, span: Range<usize>) {
+        if self.base_url_missing && !self.overrides.offline {
+            src.error_hint(
+                span,
+                "no base_url for this `path`",
+                Some("set base_url in preflight.toml, PREFLIGHT_BASE_URL or --base-url".into()),
+            );
+        }
     }
 
     fn base_url(&mut self, src: &mut Source, raw: Option<&Spanned<String>>) -> Option<url::Url> {
@@ -369,9 +478,11 @@ impl<'e> Compiler<'e> {
         span: &Range<usize>,
         known: &Known,
     ) {
+        if self.overrides.offline {
+            return;
+        }
         for (name, _) in template.names() {
-            // The value's span covers the quoted string (or a whole inline table): find the name.
-            let at = src.find_in(span, name);
+            let at = src.find_placeholder(span, name);
             if let Some(var) = name
                 .strip_prefix("env.")
                 .or_else(|| name.strip_prefix("secret."))
@@ -482,16 +593,7 @@ impl<'e> Compiler<'e> {
             (Some(path), None) => {
                 let t = src.template(path.get_ref(), &path.span());
                 use_template(self, src, &t, &path.span());
-                if self.settings.as_ref().is_some_and(|s| s.base_url.is_none()) {
-                    src.error_hint(
-                        path.span(),
-                        "no base_url for this `path`",
-                        Some(
-                            "set base_url in preflight.toml, PREFLIGHT_BASE_URL or --base-url"
-                                .into(),
-                        ),
-                    );
-                }
+                self.need_base_url(src, path.span());
                 Target::Path(t)
             }
             (None, Some(url)) => {
@@ -1042,6 +1144,7 @@ impl<'e> Compiler<'e> {
             flows,
             env: self.env_used,
             secrets: self.secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+            lock: None,
         }
     }
 }

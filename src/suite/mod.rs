@@ -11,7 +11,9 @@ pub mod raw;
 pub mod template;
 
 pub use compile::{Overrides, parse_duration, parse_size};
-pub use plan::{Body, Flow, Plan, Settings, Step, Target};
+pub use plan::{
+    Body, Flow, IntegrityEntry, Plan, Settings, Step, Target, VersionCheck, VersionSource,
+};
 pub use problem::Problem;
 
 use compile::{Compiler, Source};
@@ -44,6 +46,7 @@ pub fn load(
     let mut compiler = Compiler::new(dir, overrides, env);
 
     let suite_path = dir.join(SUITE_FILE);
+    let suite_parsed;
     let setup = {
         let text = if suite_path.exists() {
             read(&suite_path, &mut problems)
@@ -55,8 +58,9 @@ pub fn load(
             text: text.unwrap_or_default(),
             problems: &mut problems,
         };
-        let raw = parse(&mut src).unwrap_or_default();
-        compiler.suite(&mut src, raw)
+        let raw = parse(&mut src);
+        suite_parsed = raw.is_some();
+        compiler.suite(&mut src, raw.unwrap_or_default())
     };
 
     let mut flows = Vec::new();
@@ -70,13 +74,21 @@ pub fn load(
             text,
             problems: &mut problems,
         };
-        if let Some(raw) = parse(&mut src) {
+        // Without valid settings, names and base_url cannot be judged: only the shape is.
+        if let Some(raw) = parse::<raw::RawFlow>(&mut src).filter(|_| suite_parsed) {
             let file = relative.to_string_lossy().replace('\\', "/");
             flows.push(compiler.flow(&mut src, &file, raw));
         }
     }
+    let lock = crate::integrity::read_lock(dir).unwrap_or_else(|found| {
+        problems.extend(found);
+        None
+    });
     if problems.is_empty() {
-        Ok(compiler.finish(setup, flows))
+        Ok(Plan {
+            lock,
+            ..compiler.finish(setup, flows)
+        })
     } else {
         Err(problems)
     }

@@ -18,6 +18,8 @@ pub struct Plan {
     pub env: HashMap<String, String>,
     /// Values that must never be shown (the `secret.` ones).
     pub secrets: Vec<String>,
+    /// `preflight.lock`, when the suite has one.
+    pub lock: Option<crate::integrity::Lock>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,32 @@ pub struct Settings {
     pub vars: Map<String, Value>,
     /// `--var name=value` from the command line.
     pub cli_vars: Map<String, Value>,
+    /// Config files pinned by SHA-256 (SPEC 6).
+    pub integrity: Vec<IntegrityEntry>,
+    pub version: Option<VersionCheck>,
+}
+
+/// A pinned config file, and where staging serves it.
+#[derive(Debug, Clone)]
+pub struct IntegrityEntry {
+    /// As written in preflight.toml (with `/` separators): the lock file's key.
+    pub file: String,
+    pub served_at: Option<Template>,
+}
+
+/// `[version]`: what staging must report it runs.
+#[derive(Debug, Clone)]
+pub struct VersionCheck {
+    pub path: Template,
+    pub source: VersionSource,
+    pub expect: Template,
+}
+
+#[derive(Debug, Clone)]
+pub enum VersionSource {
+    Json(crate::check::JsonQuery),
+    /// Lower-case header name.
+    Header(String),
 }
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,127 @@
+//! The checks before any flow: the deployed version and the config staging serves.
+
+use super::Shared;
+use super::http::Limits;
+use super::scope::FlowScope;
+use crate::integrity::{IntegrityResult, VersionResult, judge_served};
+use crate::suite::template::{Template, value_to_text};
+use crate::suite::{VersionCheck, VersionSource};
+use reqwest::cookie::Jar;
+use serde_json::Map;
+use std::collections::HashMap;
+
+/// Reads the version staging reports and compares it with `expect`.
+pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResult {
+    let scope = suite_scope(shared);
+    let expected = match check.expect.render(&scope) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) => {
+            return VersionResult {
+                expected: String::new(),
+                actual: None,
+                passed: false,
+                error: Some(e),
+            };
+        }
+    };
+    let read = async {
+        let exchange = get(shared, &check.path).await?;
+        match &check.source {
+            VersionSource::Header(name) => exchange
+                .headers
+                .get(name.as_str())
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+                .ok_or_else(|| format!("no `{name}` header")),
+            VersionSource::Json(query) => {
+                let json: serde_json::Value = serde_json::from_slice(&exchange.body)
+                    .map_err(|e| format!("body is not JSON: {e}"))?;
+                query
+                    .select(&json)
+                    .map(|v| value_to_text(&v).trim().to_string())
+                    .ok_or_else(|| format!("{} matched nothing", query.as_str()))
+            }
+        }
+    };
+    match read.await {
+        Ok(actual) => VersionResult {
+            passed: actual == expected,
+            expected,
+            actual: Some(actual),
+            error: None,
+        },
+        Err(error) => VersionResult {
+            expected,
+            actual: None,
+            passed: false,
+            error: Some(error),
+        },
+    }
+}
+
+/// GETs each `served_at` and judges its hash against the lock.
+pub async fn check_served(shared: &Shared, results: &mut [IntegrityResult]) {
+    for (entry, result) in shared
+        .plan
+        .settings
+        .integrity
+        .iter()
+        .zip(results.iter_mut())
+    {
+        let Some(path) = &entry.served_at else {
+            continue;
+        };
+        let shown_path = path.render(&suite_scope(shared)).unwrap_or_default();
+        match get(shared, path).await {
+            Ok(exchange) => judge_served(result, &shown_path, Ok(&exchange.body)),
+            Err(why) => judge_served(result, &shown_path, Err(why)),
+        }
+    }
+}
+
+/// A GET of a suite-level path with the suite's headers, timeout and body limit; a status
+/// other than 2xx is an error. Cancelled with the run.
+async fn get(shared: &Shared, path: &Template) -> Result<super::http::Exchange, String> {
+    let settings = &shared.plan.settings;
+    let scope = suite_scope(shared);
+    let step = crate::suite::Step {
+        name: "preflight check".into(),
+        method: reqwest::Method::GET,
+        target: crate::suite::Target::Path(path.clone()),
+        query: Vec::new(),
+        headers: Vec::new(),
+        body: crate::suite::Body::None,
+        timeout: None,
+        expectations: Vec::new(),
+        captures: Vec::new(),
+        uses_captures: Vec::new(),
+    };
+    let request = super::flow::render(shared, &step, &scope)?;
+    let limits = Limits {
+        timeout: settings.timeout,
+        max_body: settings.max_body,
+        follow_redirects: settings.follow_redirects,
+    };
+    let jar = Jar::default();
+    let exchange = tokio::select! {
+        result = shared.http.exchange(request, &jar, limits) => result.map_err(|e| e.to_string())?,
+        () = shared.cancel.cancelled() => return Err(shared.stop_reason()),
+    };
+    if !exchange.status.is_success() {
+        return Err(format!("status {}", exchange.status.as_u16()));
+    }
+    Ok(exchange)
+}
+
+fn suite_scope(shared: &Shared) -> FlowScope<'_> {
+    static NO_VARS: std::sync::OnceLock<Map<String, serde_json::Value>> =
+        std::sync::OnceLock::new();
+    static NO_CAPTURES: std::sync::OnceLock<HashMap<String, serde_json::Value>> =
+        std::sync::OnceLock::new();
+    FlowScope {
+        plan: &shared.plan,
+        flow_vars: NO_VARS.get_or_init(Map::new),
+        setup: NO_CAPTURES.get_or_init(HashMap::new),
+        captures: HashMap::new(),
+        run_id: &shared.run_id,
+    }
+}

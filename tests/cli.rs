@@ -1,0 +1,1444 @@
+//! End-to-end tests of the `preflight` binary: each test runs the real executable as a
+//! process, against wiremock servers on 127.0.0.1 where a staging is needed.
+//!
+//! Fixture suites live in `tests/fixtures/`: `invalid/<kind>/` holds one kind of invalid suite
+//! each, `valid/` a small suite that passes against [`correct_staging`], `secrets/` and
+//! `secret-in-path/` suites that send `{{ secret.PREFLIGHT_TEST_SECRET }}`.
+
+use assert_cmd::Command;
+use assert_cmd::assert::OutputAssertExt;
+use assert_cmd::cargo::cargo_bin_cmd;
+use predicates::prelude::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+use wiremock::matchers::{any, body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// The secret the secret fixtures send; it must never be shown.
+const SECRET: &str = "s3cr3t-VALUE-4711";
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(FIXTURES).join(name)
+}
+
+fn invalid_dir() -> PathBuf {
+    fixture("invalid")
+}
+
+/// The binary, with the environment variables preflight reads removed so that the machine
+/// running the tests cannot change their outcome.
+fn preflight() -> Command {
+    let mut cmd = cargo_bin_cmd!("preflight");
+    for var in [
+        "PREFLIGHT_BASE_URL",
+        "PREFLIGHT_TEST_SECRET",
+        "PREFLIGHT_TEST_UNSET_VAR",
+        "NO_COLOR",
+        "CLICOLOR",
+        "CLICOLOR_FORCE",
+        "GITHUB_STEP_SUMMARY",
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.timeout(Duration::from_secs(20));
+    cmd
+}
+
+/// Runs the command on a blocking thread so that the test's wiremock servers keep serving.
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary starts"))
+        .await
+        .expect("the blocking task ends")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The last non-empty line.
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+}
+
+async fn received(server: &MockServer) -> Vec<wiremock::Request> {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("report {} not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("report is not JSON: {e}\n{text}"))
+}
+
+fn flow_names(report: &Value) -> Vec<&str> {
+    report["flows"]
+        .as_array()
+        .expect("flows is an array")
+        .iter()
+        .map(|f| f["name"].as_str().expect("a flow has a name"))
+        .collect()
+}
+
+/// A staging that answers every request of the `valid` fixture correctly.
+async fn correct_staging() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .and(header("x-smoke-test", "preflight"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "status": "ok" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/products"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "products": [{ "sku": "SKU-1" }, { "sku": "SKU-2" }] })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/products/SKU-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "sku": "SKU-1" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/carts"))
+        .and(body_json(json!({ "currency": "EUR" })))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "id": "cart-42", "currency": "EUR" })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/carts/cart-42"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "cart-42" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/carts/cart-42"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A staging that answers 500 to everything.
+async fn broken_staging() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500).set_body_string("internal error: db down"))
+        .mount(&server)
+        .await;
+    server
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalid suites: exit 2, every problem located, nothing sent.
+// ---------------------------------------------------------------------------------------------
+
+/// One problem the binary must report.
+struct Expected {
+    /// `dir/file:line:col`, exactly as printed after `-->`.
+    at: &'static str,
+    /// The offending source line, as shown under the location.
+    line: &'static str,
+    /// The start of the message after `error: `.
+    message: &'static str,
+    /// The text after `= help: `, when there must be one.
+    hint: Option<&'static str>,
+}
+
+const fn problem(at: &'static str, line: &'static str, message: &'static str) -> Expected {
+    Expected {
+        at,
+        line,
+        message,
+        hint: None,
+    }
+}
+
+const fn hinted(
+    at: &'static str,
+    line: &'static str,
+    message: &'static str,
+    hint: &'static str,
+) -> Expected {
+    Expected {
+        at,
+        line,
+        message,
+        hint: Some(hint),
+    }
+}
+
+/// Checks the stderr of a command that found the suite invalid.
+fn assert_problems(out: &Output, expected: &[Expected]) {
+    let err = stderr(out);
+    out.clone()
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty());
+    for e in expected {
+        assert!(
+            err.contains(&format!("error: {}", e.message)),
+            "missing message `{}` in:\n{err}",
+            e.message
+        );
+        let location = format!("--> {}", e.at);
+        assert!(
+            err.lines().any(|l| l.trim_start() == location),
+            "missing location `{}` in:\n{err}",
+            e.at
+        );
+        let line_no = e.at.split(':').nth(1).expect("at has a line");
+        assert!(
+            err.contains(&format!("{line_no} | {}\n", e.line)),
+            "missing source line `{line_no} | {}` in:\n{err}",
+            e.line
+        );
+        if let Some(hint) = e.hint {
+            assert!(
+                err.contains(&format!("= help: {hint}")),
+                "missing hint `{hint}` in:\n{err}"
+            );
+        }
+    }
+    let listed = err.lines().filter(|l| l.starts_with("error: ")).count();
+    assert_eq!(
+        listed,
+        expected.len(),
+        "every problem, and only those, is listed:\n{err}"
+    );
+    let n = expected.len();
+    let noun = if n == 1 { "problem" } else { "problems" };
+    assert_eq!(
+        last_line(&err),
+        format!("suite invalid: {n} {noun}, nothing was run"),
+        "last line of:\n{err}"
+    );
+}
+
+/// `check` and `run` (with `--json`) both reject the suite, and nothing reaches the server.
+async fn assert_invalid(dir: &str, expected: &[Expected]) {
+    assert_invalid_with(dir, expected, true).await;
+}
+
+async fn assert_invalid_with(dir: &str, expected: &[Expected], pass_base_url: bool) {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("report.json");
+
+    let mut check = preflight();
+    check.current_dir(invalid_dir()).args(["check", dir]);
+    let mut run = preflight();
+    run.current_dir(invalid_dir())
+        .args(["run", dir, "--no-progress", "--json"])
+        .arg(&report);
+    if pass_base_url {
+        check.args(["--base-url", &server.uri()]);
+        run.args(["--base-url", &server.uri()]);
+    }
+    assert_problems(&output(check).await, expected);
+    assert_problems(&output(run).await, expected);
+
+    assert!(
+        received(&server).await.is_empty(),
+        "a request reached the server"
+    );
+    assert!(
+        !report.exists(),
+        "no report is written when nothing was run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn toml_syntax_error() {
+    assert_invalid(
+        "toml-syntax",
+        &[problem(
+            "toml-syntax/flow.toml:4:16",
+            "path = \"/health",
+            "invalid basic string",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_key_in_a_flow_suggests_the_right_one() {
+    assert_invalid(
+        "unknown-key",
+        &[hinted(
+            "unknown-key/flow.toml:4:1",
+            "methd = \"POST\"",
+            "unknown field `methd`",
+            "did you mean `method`?",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_type() {
+    assert_invalid(
+        "wrong-type",
+        &[problem(
+            "wrong-type/preflight.toml:2:15",
+            "concurrency = \"eight\"",
+            "invalid type: string \"eight\"",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_duration() {
+    assert_invalid(
+        "bad-duration",
+        &[problem(
+            "bad-duration/preflight.toml:2:11",
+            "timeout = \"10 parsecs\"",
+            "invalid duration `10 parsecs`",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_regex_in_matches() {
+    assert_invalid(
+        "bad-regex",
+        &[problem(
+            "bad-regex/flow.toml:5:12",
+            "\"$.id\" = { matches = \"^[0-9a-f\" }",
+            "invalid regex",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_jsonpath_key() {
+    assert_invalid(
+        "bad-jsonpath",
+        &[problem(
+            "bad-jsonpath/flow.toml:6:1",
+            "\"$.items[\" = { length = 0 }",
+            "invalid JSONPath",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_template_name_suggests_the_right_one() {
+    assert_invalid(
+        "unknown-template",
+        &[hinted(
+            "unknown-template/flow.toml:12:23",
+            "path = \"/api/carts/{{ cart_idd }}/items\"",
+            "unknown name `cart_idd`",
+            "did you mean `cart_id`?",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capture_used_before_the_step_that_makes_it() {
+    assert_invalid(
+        "capture-before-step",
+        &[hinted(
+            "capture-before-step/flow.toml:4:24",
+            "path = \"/api/orders/{{ order_id }}/pay\"",
+            "`order_id` is used before the step that captures it",
+            "a step may only use captures of the steps before it",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unset_env_variable() {
+    assert_invalid(
+        "unset-env",
+        &[problem(
+            "unset-env/flow.toml:3:29",
+            "headers = { x-release = \"{{ env.PREFLIGHT_TEST_UNSET_VAR }}\" }",
+            "environment variable `PREFLIGHT_TEST_UNSET_VAR` is not set",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_and_url_both_set() {
+    assert_invalid(
+        "path-and-url",
+        &[problem(
+            "path-and-url/flow.toml:4:7",
+            "url = \"https://staging.example.com/health\"",
+            "`path` and `url` are mutually exclusive",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_and_body_both_set() {
+    assert_invalid(
+        "json-and-body",
+        &[problem(
+            "json-and-body/flow.toml:6:8",
+            "body = \"currency=EUR\"",
+            "json and body are mutually exclusive",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_body_file_and_json_schema() {
+    assert_invalid(
+        "missing-files",
+        &[
+            problem(
+                "missing-files/flow.toml:5:13",
+                "body_file = \"payloads/missing.json\"",
+                "cannot read `missing-files/payloads/missing.json`",
+            ),
+            problem(
+                "missing-files/flow.toml:12:10",
+                "body = { json_schema = \"schemas/missing.schema.json\" }",
+                "cannot read `missing-files/schemas/missing.schema.json`",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_operator() {
+    assert_invalid(
+        "unknown-operator",
+        &[
+            hinted(
+                "unknown-operator/flow.toml:5:15",
+                "\"$.total\" = { greater_than = 0 }",
+                "unknown operator `greater_than`",
+                "operators: equals, not_equals",
+            ),
+            hinted(
+                "unknown-operator/flow.toml:6:18",
+                "\"$.currency\" = { eqals = \"EUR\" }",
+                "unknown operator `eqals`",
+                "did you mean `equals`?",
+            ),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_base_url_for_a_path() {
+    assert_invalid_with(
+        "no-base-url",
+        &[hinted(
+            "no-base-url/flow.toml:3:8",
+            "path = \"/health\"",
+            "no base_url for this `path`",
+            "set base_url in preflight.toml, PREFLIGHT_BASE_URL or --base-url",
+        )],
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_not_supported_yet() {
+    assert_invalid(
+        "not-supported",
+        &[problem(
+            "not-supported/preflight.toml:3:1",
+            "[retry]",
+            "`retry` is not supported yet",
+        )],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_problems_in_two_files_are_all_listed() {
+    assert_invalid(
+        "many-problems",
+        &[
+            problem(
+                "many-problems/preflight.toml:2:11",
+                "timeout = \"soon\"",
+                "invalid duration `soon`",
+            ),
+            problem(
+                "many-problems/checkout.toml:4:23",
+                "path = \"/api/carts/{{ cart_ref }}\"",
+                "unknown name `cart_ref`",
+            ),
+            problem(
+                "many-problems/checkout.toml:7:12",
+                "\"$.id\" = { matches = \"(\" }",
+                "invalid regex",
+            ),
+            hinted(
+                "many-problems/checkout.toml:8:15",
+                "\"$.total\" = { gte = 0 }",
+                "unknown operator `gte`",
+                "did you mean `gt`?",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// BUG (src/suite/compile.rs `Compiler::resolve` via `Source::find_in`): the location of an
+/// unknown name is the first occurrence of the bare name inside the value's span, so it points
+/// at a `json` key of the same name, or at `carts` inside the path, instead of the placeholder.
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_name_points_at_the_placeholder() {
+    assert_invalid(
+        "name-column",
+        &[
+            problem(
+                "name-column/flow.toml:7:25",
+                "json = { currency = \"{{ currency }}\", note = \"x\" }",
+                "unknown name `currency`",
+            ),
+            problem(
+                "name-column/flow.toml:11:23",
+                "path = \"/api/carts/{{ cart }}\"",
+                "unknown name `cart`",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// BUG (src/suite/mod.rs `load`): when `preflight.toml` fails to deserialize, the flows are
+/// compiled against default settings, so one typo there also reports every suite `[vars]`
+/// name as unknown and every `path` as lacking a base_url: 3 problems for 1 mistake.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_mistake_in_preflight_toml_is_one_problem() {
+    assert_invalid_with(
+        "suite-file-cascade",
+        &[problem(
+            "suite-file-cascade/preflight.toml:3:15",
+            "concurrency = \"eight\"",
+            "invalid type: string \"eight\"",
+        )],
+        false,
+    )
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Valid suites: check, run, verdicts, filters, reports, overrides.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_on_a_valid_suite_exits_0_and_sends_nothing() {
+    let server = correct_staging().await;
+    let mut cmd = preflight();
+    cmd.arg("check")
+        .arg(fixture("valid"))
+        .args(["--base-url", &server.uri()]);
+    let out = output(cmd).await;
+    out.clone()
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("suite valid: fixture gate"));
+    assert!(received(&server).await.is_empty(), "check sent a request");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_passes_against_a_correct_staging() {
+    let server = correct_staging().await;
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(fixture("valid"))
+        .args(["--base-url", &server.uri(), "--no-progress"]);
+    let out = output(cmd).await;
+    out.clone().assert().success();
+    let text = stdout(&out);
+    assert!(
+        last_line(&text).starts_with("GATE PASSED: 3 flows, 0 failed, 0 warnings, "),
+        "last line of:\n{text}"
+    );
+    // Every flow ran, the cleanup included.
+    let requests = received(&server).await;
+    let sent: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    assert!(
+        sent.contains(&"DELETE /api/carts/cart-42".to_string()),
+        "{sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_fails_against_a_broken_staging_one_flow() {
+    let server = broken_staging().await;
+    let mut cmd = preflight();
+    cmd.arg("run").arg(fixture("valid")).args([
+        "--base-url",
+        &server.uri(),
+        "--no-progress",
+        "--flow",
+        "health",
+    ]);
+    let out = output(cmd).await;
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert_eq!(
+        last_line(&text),
+        "GATE FAILED: 1 of 1 flow failed",
+        "in:\n{text}"
+    );
+    assert!(
+        text.contains("health (a-health.toml) failed at step 'health endpoint'"),
+        "{text}"
+    );
+    assert!(text.contains("status:  500"), "{text}");
+    assert!(
+        text.contains("internal error: db down"),
+        "body excerpt in:\n{text}"
+    );
+    assert_eq!(received(&server).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_fails_against_a_broken_staging_all_flows() {
+    let server = broken_staging().await;
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(fixture("valid"))
+        .args(["--base-url", &server.uri(), "--no-progress"]);
+    let out = output(cmd).await;
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    // Two critical flows failed; the non-critical one only warns.
+    assert_eq!(
+        last_line(&text),
+        "GATE FAILED: 2 of 3 flows failed",
+        "in:\n{text}"
+    );
+    assert!(
+        text.contains("catalogue browse (catalogue/browse.toml) failed at step 'list products'"),
+        "{text}"
+    );
+}
+
+#[test]
+fn empty_suite_is_nothing_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["run", "check"] {
+        let out = preflight()
+            .arg(command)
+            .arg(dir.path())
+            .args(["--base-url", "http://127.0.0.1:9"])
+            .output()
+            .unwrap();
+        out.clone().assert().code(2);
+        assert_eq!(last_line(&stderr(&out)), "nothing to run", "{command}");
+        assert!(!stdout(&out).contains("GATE PASSED"), "{command}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_selecting_nothing_are_nothing_to_run() {
+    let server = correct_staging().await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("r.json");
+    for filter in [
+        &["--tag", "no-such-tag"][..],
+        &["--flow", "no such flow"],
+        &["--tag", "health", "--skip-tag", "health"],
+    ] {
+        let mut cmd = preflight();
+        cmd.arg("run")
+            .arg(fixture("valid"))
+            .args(["--base-url", &server.uri(), "--no-progress", "--json"])
+            .arg(&report)
+            .args(filter);
+        let out = output(cmd).await;
+        out.clone().assert().code(2);
+        assert_eq!(last_line(&stderr(&out)), "nothing to run", "{filter:?}");
+        assert!(!report.exists(), "no report when nothing was run");
+    }
+    let out = preflight()
+        .arg("list")
+        .arg(fixture("valid"))
+        .args(["--tag", "no-such-tag"])
+        .output()
+        .unwrap();
+    out.clone().assert().code(2);
+    assert_eq!(last_line(&stderr(&out)), "nothing to run");
+    assert!(received(&server).await.is_empty());
+}
+
+#[test]
+fn missing_suite_dir_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-suite");
+    for command in ["run", "check", "list"] {
+        let out = preflight().arg(command).arg(&missing).output().unwrap();
+        out.clone()
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("suite directory not found"));
+        assert_eq!(
+            last_line(&stderr(&out)),
+            "suite invalid: 1 problem, nothing was run",
+            "{command}"
+        );
+    }
+}
+
+#[test]
+fn bad_command_line_exits_2() {
+    preflight()
+        .args(["run", "--concurrency", "abc"])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(
+            predicate::str::contains("invalid value 'abc'")
+                .and(predicate::str::contains("--concurrency")),
+        );
+    preflight()
+        .args(["run", "--no-such-flag"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--no-such-flag"));
+    preflight()
+        .args(["run", "--var", "no-equals-sign"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("expected NAME=VALUE"));
+    preflight()
+        .args(["run", "--timeout", "soon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid duration `soon`"));
+    preflight()
+        .arg("launch")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unrecognized subcommand"));
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    preflight()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("run").and(predicate::str::contains("check")));
+    preflight()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_report_lists_selected_flows_in_path_order() {
+    let server = correct_staging().await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("preflight.json");
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(fixture("valid"))
+        .args(["--base-url", &server.uri(), "--no-progress", "--json"])
+        .arg(&report)
+        .args(["--skip-tag", "catalogue"]);
+    let out = output(cmd).await;
+    out.clone().assert().success();
+
+    let doc = read_json(&report);
+    assert_eq!(doc["schema"], 1);
+    assert_eq!(doc["tool"], "preflight");
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc["suite"], "fixture gate");
+    assert_eq!(doc["verdict"], "pass");
+    assert_eq!(doc["reasons"], json!([]));
+    assert!(
+        doc["base_url"].as_str().unwrap().starts_with(&server.uri()),
+        "{}",
+        doc["base_url"]
+    );
+    assert_eq!(doc["summary"]["flows"], 2);
+    assert_eq!(doc["summary"]["passed"], 2);
+    assert_eq!(doc["summary"]["failed"], 0);
+    // Path order (a-health.toml, checkout.toml), not name order; the filtered flow is absent.
+    assert_eq!(flow_names(&doc), ["health", "checkout"]);
+    assert_eq!(doc["flows"][0]["file"], "a-health.toml");
+    assert_eq!(doc["flows"][1]["file"], "checkout.toml");
+    assert!(
+        !doc.to_string().contains("catalogue"),
+        "filtered-out flow in the report"
+    );
+    let steps = &doc["flows"][1]["steps"];
+    let phases: Vec<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["step", "step", "cleanup"]);
+    assert_eq!(steps[0]["method"], "POST");
+    assert_eq!(steps[0]["status"], 201);
+    assert_eq!(steps[0]["outcome"], "passed");
+    // Written atomically: no temporary file left next to it.
+    let left: Vec<_> = std::fs::read_dir(reports.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the report is in the folder");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_report_is_written_on_fail_too() {
+    let server = broken_staging().await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("preflight.json");
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(fixture("valid"))
+        .args(["--base-url", &server.uri(), "--no-progress", "--json"])
+        .arg(&report);
+    output(cmd).await.assert().code(1);
+    let doc = read_json(&report);
+    assert_eq!(doc["verdict"], "fail");
+    assert_eq!(flow_names(&doc), ["health", "catalogue browse", "checkout"]);
+    let outcomes: Vec<&str> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["failed", "warned", "failed"]);
+    assert_eq!(
+        doc["reasons"],
+        json!([
+            "flow 'health' failed at step 'health endpoint'",
+            "flow 'checkout' failed at step 'create cart'"
+        ])
+    );
+    let status = &doc["flows"][0]["steps"][0]["assertions"][0];
+    assert_eq!(status["subject"], "status");
+    assert_eq!(status["expected"], 200);
+    assert_eq!(status["actual"], 500);
+    assert_eq!(status["passed"], false);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_report_into_a_missing_directory_fails_clearly() {
+    let server = correct_staging().await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("no-such-dir").join("preflight.json");
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(fixture("valid"))
+        .args(["--base-url", &server.uri(), "--no-progress", "--json"])
+        .arg(&report);
+    let out = output(cmd).await;
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a lost report must not pass the gate"
+    );
+    let text = stdout(&out);
+    let last = last_line(&text);
+    assert!(last.starts_with("GATE FAILED: "), "{text}");
+    assert!(
+        last.contains(&format!("cannot write JSON report {}", report.display())),
+        "{text}"
+    );
+    assert!(!report.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn base_url_comes_from_env_and_the_flag_beats_it() {
+    let staging = correct_staging().await;
+    let elsewhere = MockServer::start().await;
+
+    let mut cmd = preflight();
+    cmd.env("PREFLIGHT_BASE_URL", staging.uri())
+        .arg("run")
+        .arg(fixture("valid"))
+        .args(["--no-progress", "--flow", "health"]);
+    output(cmd).await.assert().success();
+    assert_eq!(
+        received(&staging).await.len(),
+        1,
+        "PREFLIGHT_BASE_URL beats the file"
+    );
+
+    let mut cmd = preflight();
+    cmd.env("PREFLIGHT_BASE_URL", elsewhere.uri())
+        .arg("run")
+        .arg(fixture("valid"))
+        .args([
+            "--no-progress",
+            "--flow",
+            "health",
+            "--base-url",
+            &staging.uri(),
+        ]);
+    output(cmd).await.assert().success();
+    assert_eq!(
+        received(&staging).await.len(),
+        2,
+        "--base-url beats PREFLIGHT_BASE_URL"
+    );
+    assert!(received(&elsewhere).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn var_from_the_command_line_reaches_the_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .and(query_param("probe", "from-suite-vars"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "status": "ok" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .and(query_param("probe", "from the CLI"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "status": "ok" })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    for extra in [&[][..], &["--var", "probe=from the CLI"]] {
+        let mut cmd = preflight();
+        cmd.arg("run")
+            .arg(fixture("valid"))
+            .args([
+                "--base-url",
+                &server.uri(),
+                "--no-progress",
+                "--flow",
+                "health",
+            ])
+            .args(extra);
+        output(cmd).await.assert().success();
+    }
+    server.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_prints_only_the_last_line() {
+    let server = correct_staging().await;
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(fixture("valid"))
+        .args(["--base-url", &server.uri(), "--quiet"]);
+    let out = output(cmd).await;
+    out.clone()
+        .assert()
+        .success()
+        .stderr(predicate::str::is_empty());
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("GATE PASSED: 3 flows"), "{text}");
+
+    let broken = broken_staging().await;
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(fixture("valid"))
+        .args(["--base-url", &broken.uri(), "--quiet"]);
+    let out = output(cmd).await;
+    out.clone()
+        .assert()
+        .code(1)
+        .stderr(predicate::str::is_empty());
+    assert_eq!(stdout(&out), "GATE FAILED: 2 of 3 flows failed\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_color_means_no_ansi_escapes() {
+    let server = broken_staging().await;
+    let run = |no_color: bool| {
+        let mut cmd = preflight();
+        // Force colours even though the output is a pipe, so that NO_COLOR has to win.
+        cmd.env("CLICOLOR_FORCE", "1")
+            .arg("run")
+            .arg(fixture("valid"))
+            .args(["--base-url", &server.uri(), "--no-progress"]);
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        cmd
+    };
+    let coloured = output(run(false)).await;
+    assert!(
+        stdout(&coloured).contains('\u{1b}'),
+        "control: CLICOLOR_FORCE gives colours:\n{}",
+        stdout(&coloured)
+    );
+    let plain = output(run(true)).await;
+    plain.clone().assert().code(1);
+    assert!(!stdout(&plain).contains('\u{1b}'), "{:?}", stdout(&plain));
+    assert!(!stderr(&plain).contains('\u{1b}'), "{:?}", stderr(&plain));
+    assert!(last_line(&stdout(&plain)).starts_with("GATE FAILED: "));
+}
+
+#[test]
+fn list_shows_flows_tags_criticality_and_steps() {
+    let out = preflight()
+        .arg("list")
+        .arg(fixture("valid"))
+        .output()
+        .unwrap();
+    out.clone().assert().success();
+    assert_eq!(
+        stdout(&out),
+        "health (a-health.toml) [health] critical\n\
+         \x20 1. health endpoint\n\
+         catalogue browse (catalogue/browse.toml) [catalogue] non-critical\n\
+         \x20 1. list products\n\
+         \x20 2. open product\n\
+         checkout (checkout.toml) [checkout, payments] critical\n\
+         \x20 1. create cart\n\
+         \x20 2. get cart\n\
+         \x20 cleanup: delete cart\n"
+    );
+
+    let out = preflight()
+        .arg("list")
+        .arg(fixture("valid"))
+        .args(["--tag", "payments"])
+        .output()
+        .unwrap();
+    out.clone().assert().success();
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("checkout (checkout.toml) [checkout, payments] critical\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("health") && !text.contains("catalogue browse"),
+        "{text}"
+    );
+
+    let out = preflight()
+        .arg("list")
+        .arg(fixture("valid"))
+        .args(["--tag", "health", "--tag", "catalogue"])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("health (a-health.toml)") && text.contains("catalogue browse"),
+        "{text}"
+    );
+    assert!(!text.contains("checkout (checkout.toml)"), "{text}");
+
+    let out = preflight()
+        .arg("list")
+        .arg(fixture("valid"))
+        .args(["--flow", "catalogue browse"])
+        .output()
+        .unwrap();
+    out.clone()
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(
+            "catalogue browse (catalogue/browse.toml)",
+        ));
+}
+
+/// BUG (src/cli.rs `list`): `list` loads the suite with `Overrides::default()`, so it ignores
+/// PREFLIGHT_BASE_URL and rejects a suite whose base_url comes from the environment, which
+/// `check` and `run` accept (SPEC 8: the base_url comes from the file, the environment or the
+/// flag).
+#[test]
+fn list_honours_preflight_base_url() {
+    let out = preflight()
+        .env("PREFLIGHT_BASE_URL", "http://127.0.0.1:9")
+        .arg("check")
+        .arg(invalid_dir().join("no-base-url"))
+        .output()
+        .unwrap();
+    out.clone().assert().success();
+    let out = preflight()
+        .env("PREFLIGHT_BASE_URL", "http://127.0.0.1:9")
+        .arg("list")
+        .arg(invalid_dir().join("no-base-url"))
+        .output()
+        .unwrap();
+    out.clone()
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("flow (flow.toml)"));
+}
+
+/// BUG (src/suite/compile.rs `Compiler::base_url` and the `no base_url for this `path``
+/// check in `Compiler::step`): an invalid base_url is reported, and then treated as absent, so
+/// every step with a `path` adds a "no base_url" problem: 7 problems for one bad flag.
+#[test]
+fn an_invalid_base_url_is_one_problem() {
+    for (flag, env) in [
+        (Some("ftp://staging.example.com"), None),
+        (None, Some("nonsense")),
+    ] {
+        let mut cmd = preflight();
+        cmd.arg("run").arg(fixture("valid")).arg("--no-progress");
+        if let Some(url) = flag {
+            cmd.args(["--base-url", url]);
+        }
+        if let Some(url) = env {
+            cmd.env("PREFLIGHT_BASE_URL", url);
+        }
+        let out = cmd.output().unwrap();
+        out.clone().assert().code(2);
+        let err = stderr(&out);
+        let origin = if flag.is_some() {
+            "--base-url"
+        } else {
+            "PREFLIGHT_BASE_URL"
+        };
+        assert!(
+            err.lines()
+                .any(|l| l.trim_start() == format!("--> {origin}")),
+            "the problem names {origin}:\n{err}"
+        );
+        assert!(!err.contains("no base_url for this `path`"), "{err}");
+        assert_eq!(last_line(&err), "suite invalid: 1 problem, nothing was run");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_timeout_fails_the_step() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "ok" }))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let mut cmd = preflight();
+    cmd.arg("run").arg(fixture("valid")).args([
+        "--base-url",
+        &server.uri(),
+        "--no-progress",
+        "--flow",
+        "health",
+        "--timeout",
+        "200ms",
+    ]);
+    let out = output(cmd).await;
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(text.contains("timed out after 200ms"), "{text}");
+    assert_eq!(last_line(&text), "GATE FAILED: 1 of 1 flow failed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadline_fails_the_gate() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "status": "ok" }))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .mount(&server)
+        .await;
+    let mut cmd = preflight();
+    cmd.arg("run").arg(fixture("valid")).args([
+        "--base-url",
+        &server.uri(),
+        "--no-progress",
+        "--flow",
+        "health",
+        "--deadline",
+        "300ms",
+    ]);
+    let out = output(cmd).await;
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    let last = last_line(&text);
+    assert!(last.starts_with("GATE FAILED: "), "{text}");
+    assert!(last.contains("deadline 300ms exceeded"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_staging_fails_with_the_cause() {
+    // Nothing listens on a port that was free a moment ago. (Not a dropped MockServer: wiremock
+    // pools its servers, so another test may be serving on that port.)
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let uri = format!("http://127.0.0.1:{port}");
+    let mut cmd = preflight();
+    cmd.arg("run").arg(fixture("valid")).args([
+        "--base-url",
+        &uri,
+        "--no-progress",
+        "--flow",
+        "health",
+    ]);
+    let out = output(cmd).await;
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(text.contains("connect"), "{text}");
+    assert!(
+        text.to_lowercase().contains("refused"),
+        "the real cause is shown:\n{text}"
+    );
+    assert_eq!(last_line(&text), "GATE FAILED: 1 of 1 flow failed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets: sent, never shown.
+// ---------------------------------------------------------------------------------------------
+
+/// A staging that answers the login with a body that echoes the secret back, and a `$.echo`
+/// that differs from it, so the step fails and every failure detail is printed.
+async fn login_staging() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/login"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "echo": "nope", "token": SECRET })),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn run_secrets(server: &MockServer, extra: &[&str]) -> (Output, Value) {
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("r.json");
+    let mut cmd = preflight();
+    cmd.env("PREFLIGHT_TEST_SECRET", SECRET)
+        .arg("run")
+        .arg(fixture("secrets"))
+        .args([
+            "--base-url",
+            &server.uri(),
+            "--verbose",
+            "--no-progress",
+            "--json",
+        ])
+        .arg(&report)
+        .args(extra);
+    let out = output(cmd).await;
+    let raw = std::fs::read_to_string(&report).expect("report written on FAIL");
+    assert!(!raw.contains(SECRET), "secret in the JSON report:\n{raw}");
+    (out, read_json(&report))
+}
+
+fn assert_secret_hidden(out: &Output) {
+    assert!(
+        !stdout(out).contains(SECRET),
+        "secret on stdout:\n{}",
+        stdout(out)
+    );
+    assert!(
+        !stderr(out).contains(SECRET),
+        "secret on stderr:\n{}",
+        stderr(out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_sent_but_never_shown() {
+    let server = login_staging().await;
+    let (out, doc) = run_secrets(&server, &[]).await;
+    out.clone().assert().code(1);
+    assert_secret_hidden(&out);
+
+    // It really was sent, in the header, the query and the JSON body.
+    let requests = received(&server).await;
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(
+        request.headers.get("authorization").unwrap(),
+        &format!("Bearer {SECRET}")
+    );
+    assert!(
+        request
+            .url
+            .query_pairs()
+            .any(|(k, v)| k == "token" && v == SECRET)
+    );
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body, json!({ "user": "smoke", "password": SECRET }));
+
+    let step = &doc["flows"][0]["steps"][0];
+    assert_eq!(step["outcome"], "failed");
+    assert!(
+        step["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/login?token=***"),
+        "{step}"
+    );
+    assert_eq!(step["request_headers"]["authorization"], "***");
+    assert_eq!(step["request_headers"]["cookie"], "***");
+    assert_eq!(step["request_headers"]["x-client"], "fixture");
+    let echo = step["assertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["subject"] == "$.echo")
+        .expect("the $.echo assertion is reported");
+    assert_eq!(echo["expected"], "***");
+    assert_eq!(echo["actual"], "nope");
+    assert_eq!(echo["passed"], false);
+
+    let text = stdout(&out);
+    assert!(text.contains("request: POST "), "{text}");
+    assert!(text.contains("/api/login?token=***"), "{text}");
+    assert!(text.contains("expected \"***\", actual \"nope\""), "{text}");
+    assert_eq!(last_line(&text), "GATE FAILED: 1 of 1 flow failed");
+}
+
+/// `--show-sensitive-headers` reveals sensitive header values, but a `secret.` value inside
+/// one stays redacted (SPEC 4: redacted in every output).
+#[tokio::test(flavor = "multi_thread")]
+async fn show_sensitive_headers_still_redacts_secrets() {
+    let server = login_staging().await;
+    let (out, doc) = run_secrets(&server, &["--show-sensitive-headers"]).await;
+    out.clone().assert().code(1);
+    assert_secret_hidden(&out);
+    let step = &doc["flows"][0]["steps"][0];
+    assert_eq!(step["request_headers"]["authorization"], "Bearer ***");
+    assert_eq!(
+        step["request_headers"]["cookie"],
+        "session=plain-cookie-value"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_does_not_print_secrets() {
+    let mut cmd = preflight();
+    cmd.env("PREFLIGHT_TEST_SECRET", SECRET)
+        .arg("check")
+        .arg(fixture("secrets"))
+        .args(["--base-url", "http://127.0.0.1:9"]);
+    let out = output(cmd).await;
+    out.clone().assert().success();
+    assert_secret_hidden(&out);
+    // Without the variable, the suite is invalid for check and run alike.
+    let out = preflight()
+        .arg("check")
+        .arg(fixture("secrets"))
+        .args(["--base-url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    out.clone()
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "environment variable `PREFLIGHT_TEST_SECRET` is not set",
+        ));
+}
+
+/// BUG (src/redact.rs `Redactor::add`): a secret used in a `path` is percent-encoded with the
+/// URL path rules (space -> `%20`, `{` -> `%7B`), a form the redactor does not know when the
+/// secret holds both a space and such a character, so the URL in the terminal and the JSON
+/// report shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_in_a_path_is_redacted_in_its_percent_encoded_form() {
+    let secret = "tok en{1}";
+    let encoded = "tok%20en%7B1%7D";
+    let server = broken_staging().await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("r.json");
+    let mut cmd = preflight();
+    cmd.env("PREFLIGHT_TEST_SECRET", secret)
+        .arg("run")
+        .arg(fixture("secret-in-path"))
+        .args(["--base-url", &server.uri(), "--no-progress", "--json"])
+        .arg(&report);
+    let out = output(cmd).await;
+    out.clone().assert().code(1);
+    let requests = received(&server).await;
+    assert_eq!(
+        requests[0].url.path(),
+        format!("/api/keys/{encoded}/validate")
+    );
+    let raw = std::fs::read_to_string(&report).unwrap();
+    for (what, text) in [
+        ("stdout", stdout(&out)),
+        ("stderr", stderr(&out)),
+        ("report", raw),
+    ] {
+        assert!(
+            !text.contains(secret) && !text.contains(encoded),
+            "secret in {what}:\n{text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo: the bundled suite against the embedded staging.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn demo_passes() {
+    let out = preflight()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--no-progress"])
+        .output()
+        .unwrap();
+    out.clone().assert().success();
+    let text = stdout(&out);
+    assert!(last_line(&text).starts_with("GATE PASSED: "), "{text}");
+}
+
+#[test]
+fn demo_with_broken_payments_fails_at_pay() {
+    let out = preflight()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["demo", "--no-progress", "--fault", "broken-payments"])
+        .output()
+        .unwrap();
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(text.contains("failed at step 'pay'"), "{text}");
+    assert!(text.contains("502"), "{text}");
+    assert!(last_line(&text).starts_with("GATE FAILED: "), "{text}");
+}

@@ -1,0 +1,330 @@
+//! Helpers for the engine integration tests: suites written into temp dirs, a run that goes
+//! from plan to report, a tiny raw HTTP server for what wiremock cannot do, and gzip/zlib
+//! encoders (stored blocks) so that no extra crate is needed.
+#![allow(dead_code)]
+
+use preflight::check::Assertion;
+use preflight::engine::{self, FlowResult, RunOptions, RunResult, StepResult};
+use preflight::redact::Redactor;
+use preflight::report::Report;
+use preflight::report::terminal::{self, Detail};
+use preflight::suite::{self, Overrides, Plan};
+use preflight::verdict::{Verdict, judge};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A suite directory on disk, removed when dropped.
+pub struct Suite {
+    dir: tempfile::TempDir,
+}
+
+impl Suite {
+    /// A suite whose `preflight.toml` is `settings`.
+    pub fn new(settings: &str) -> Suite {
+        let suite = Suite {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        suite.write("preflight.toml", settings);
+        suite
+    }
+
+    /// Writes a file below the suite directory (parents created).
+    pub fn write(&self, relative: &str, content: impl AsRef<[u8]>) -> &Suite {
+        let path = self.dir.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create dirs");
+        std::fs::write(path, content).expect("write suite file");
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Loads with no overrides and an empty environment; panics with the problems if invalid.
+    pub fn load(&self) -> Plan {
+        self.load_with(Overrides::default(), &[])
+    }
+
+    pub fn load_with(&self, overrides: Overrides, env: &[(&str, &str)]) -> Plan {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |name: &str| env.get(name).cloned();
+        match suite::load(self.path(), overrides, &lookup) {
+            Ok(plan) => plan,
+            Err(problems) => {
+                let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+                panic!("the suite should load, got:\n{}", shown.join("\n"))
+            }
+        }
+    }
+}
+
+/// Everything one run produced, judged and reported.
+pub struct Run {
+    pub plan: Arc<Plan>,
+    pub result: RunResult,
+    pub verdict: Verdict,
+    pub report: Report,
+    pub elapsed: Duration,
+}
+
+/// Runs a plan the way `preflight run` does: redactor from the plan's secrets, engine, verdict,
+/// report.
+pub async fn run(plan: Plan) -> Run {
+    let plan = Arc::new(plan);
+    let redactor = Arc::new(Redactor::new(&plan.secrets));
+    let started = Instant::now();
+    let result = engine::run(plan.clone(), redactor.clone(), RunOptions::default()).await;
+    let elapsed = started.elapsed();
+    let verdict = judge(&result);
+    let report = Report::new(&plan, &result, &verdict, &redactor);
+    Run {
+        plan,
+        result,
+        verdict,
+        report,
+        elapsed,
+    }
+}
+
+impl Run {
+    pub fn flow(&self, name: &str) -> &FlowResult {
+        self.result
+            .flows
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no flow `{name}` in {:#?}", self.result.flows))
+    }
+
+    pub fn step(&self, flow: &str, step: &str) -> &StepResult {
+        let f = self.flow(flow);
+        f.steps
+            .iter()
+            .find(|s| s.name == step)
+            .unwrap_or_else(|| panic!("no step `{step}` in flow `{flow}`: {:#?}", f.steps))
+    }
+
+    pub fn json(&self) -> String {
+        self.report.to_json()
+    }
+
+    pub fn terminal(&self) -> String {
+        terminal::summary(&self.report, Detail::Verbose)
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdict == Verdict::Passed
+    }
+}
+
+/// The one assertion of `step` with this subject and op.
+pub fn assertion<'a>(step: &'a StepResult, subject: &str, op: &str) -> &'a Assertion {
+    let found: Vec<&Assertion> = step
+        .assertions
+        .iter()
+        .filter(|a| a.subject == subject && a.op == op)
+        .collect();
+    match found.as_slice() {
+        [one] => one,
+        _ => panic!(
+            "expected exactly one assertion `{subject}` `{op}`, found {}: {:#?}",
+            found.len(),
+            step.assertions
+        ),
+    }
+}
+
+/// Asserts the full record of one assertion.
+#[track_caller]
+pub fn check(
+    step: &StepResult,
+    subject: &str,
+    op: &str,
+    expected: serde_json::Value,
+    actual: serde_json::Value,
+    passed: bool,
+) {
+    let a = assertion(step, subject, op);
+    assert_eq!(
+        (&a.expected, &a.actual, a.passed),
+        (&expected, &actual, passed),
+        "assertion `{subject}` `{op}` (expected, actual, passed); whole record: {a:#?}"
+    );
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+/// A hand-written HTTP/1.1 server on 127.0.0.1: one request per connection, answered with
+/// whatever bytes the handler returns, then the connection is closed. Counts requests, the
+/// requests in flight and the peak of that.
+pub struct RawServer {
+    pub url: String,
+    pub hits: Arc<AtomicUsize>,
+    pub in_flight: Arc<AtomicUsize>,
+    pub peak: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawServer {
+    pub async fn start<F, Fut>(handler: F) -> RawServer
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<u8>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind raw server");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let handler = Arc::new(handler);
+        let (h, f, p) = (hits.clone(), in_flight.clone(), peak.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (handler, hits, in_flight, peak) =
+                    (handler.clone(), h.clone(), f.clone(), p.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                        if head.len() > 64 * 1024 {
+                            return;
+                        }
+                    }
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    let response = handler(String::from_utf8_lossy(&head).into_owned()).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    // The client may hang up early (body over the limit): that is fine.
+                    let _ = socket.write_all(&response).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        RawServer {
+            url,
+            hits,
+            in_flight,
+            peak,
+            task,
+        }
+    }
+}
+
+/// A complete `200 OK` response with `body`, closing the connection.
+pub fn http_ok(body: &str) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+        .into_bytes()
+}
+
+/// A chunked `200 OK` response of `chunks` chunks of `size` bytes each (no content-length).
+pub fn http_chunked(chunks: usize, size: usize) -> Vec<u8> {
+    let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+    for _ in 0..chunks {
+        out.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        out.extend(std::iter::repeat_n(b'z', size));
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Hex SHA-256, computed independently of the crate under test.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A valid gzip stream of `data` (deflate stored blocks, CRC-32 and size trailer).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    out.extend(deflate_stored(data));
+    out.extend(crc32(data).to_le_bytes());
+    out.extend((data.len() as u32).to_le_bytes());
+    out
+}
+
+/// A valid zlib stream of `data` (HTTP's `deflate` content-encoding).
+pub fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    out.extend(deflate_stored(data));
+    out.extend(adler32(data).to_be_bytes());
+    out
+}
+
+fn deflate_stored(data: &[u8]) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = if data.is_empty() {
+        vec![&[][..]]
+    } else {
+        data.chunks(65_535).collect()
+    };
+    let mut out = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        out.push(u8::from(last)); // BFINAL, BTYPE = 00 (stored), padded to the byte
+        let len = chunk.len() as u16;
+        out.extend(len.to_le_bytes());
+        out.extend((!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    (b << 16) | a
+}
+
+#[test]
+fn crc32_and_adler32_match_known_values() {
+    assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+}

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,6 +102,10 @@ pub struct RunArgs {
     /// Deadline for the whole run, e.g. 2m.
     #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
     pub deadline: Option<Duration>,
+    /// Stop starting flows at the first critical failure; running flows stop at their next
+    /// step and run their cleanups.
+    #[arg(long)]
+    pub fail_fast: bool,
     /// Write the JSON report (schema 1) to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -125,6 +130,25 @@ pub struct DemoArgs {
     pub fault: Vec<Fault>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// SIGINT or SIGTERM cancels the run (verdict aborted, exit 130, reports written); a second
+/// one exits at once, still non-zero.
+async fn watch_signals(interrupt: CancellationToken) {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut next_signal = async || {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(()) = async { terminate.as_mut()?.recv().await } => {}
+        }
+    };
+    next_signal().await;
+    eprintln!("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)");
+    interrupt.cancel();
+    next_signal().await;
+    eprintln!("interrupted again: exiting now");
+    std::process::exit(130);
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -384,14 +408,19 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     };
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let shown = tokio::spawn(progress::show(receiver, mode));
+    let interrupt = CancellationToken::new();
+    let signals = tokio::spawn(watch_signals(interrupt.clone()));
     let options = RunOptions {
         show_sensitive_headers: args.show_sensitive_headers,
         events: EventSink::new(sender),
-        ..RunOptions::default()
+        interrupt,
+        fail_fast: args.fail_fast,
     };
     // The engine runs in its own task so that even a panic inside it ends in a failed gate.
     let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
-    let result = match engine.await {
+    let finished = engine.await;
+    signals.abort();
+    let result = match finished {
         Ok(result) => result,
         Err(e) => {
             eprintln!("GATE FAILED: internal error: the run did not complete ({e})");
@@ -399,7 +428,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         }
     };
     let _ = shown.await;
-    let mut verdict = judge(&result);
+    let mut verdict = judge(&result, &plan.settings.gate);
     let mut report = Report::new(&plan, &result, &verdict, &redactor);
     if let Some(path) = &args.json
         && let Err(e) = write_atomic(path, &report.to_json())

@@ -2,7 +2,9 @@
 //! in one exhaustive place. The rule is fail closed: PASS only when every critical check ran
 //! and passed.
 
+use crate::engine::result::percentile;
 use crate::engine::{FlowOutcome, Phase, RunResult, StepOutcome, Stop};
+use crate::suite::GatePolicy;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -33,6 +35,25 @@ pub enum Reason {
     },
     /// `staging runs <actual>, expected <expected>`.
     WrongVersion(String),
+    /// `[wait]` ended before staging was ready.
+    NotReady {
+        last: Option<String>,
+        polls: u32,
+    },
+    /// `[gate] max_noncritical_failures` broken.
+    TooManyNoncriticalFailures {
+        failed: usize,
+        limit: usize,
+    },
+    /// `[gate] max_p95_latency` broken.
+    SlowP95 {
+        p95: Duration,
+        limit: Duration,
+    },
+    /// `[gate] fail_on_flaky`: critical steps that passed only after a retry.
+    Flaky {
+        steps: Vec<String>,
+    },
     Deadline {
         deadline: Duration,
     },
@@ -58,6 +79,29 @@ impl Reason {
                 format!("config mismatch in {}", counted(messages.len(), "file"))
             }
             Reason::WrongVersion(message) => message.clone(),
+            Reason::NotReady { last, polls } => match last {
+                Some(last) => format!(
+                    "staging not ready after {} (last: {last})",
+                    counted(*polls as usize, "poll")
+                ),
+                None => format!(
+                    "staging not ready after {}",
+                    counted(*polls as usize, "poll")
+                ),
+            },
+            Reason::TooManyNoncriticalFailures { failed, limit } => format!(
+                "{} failed, over the limit of {limit}",
+                counted(*failed, "non-critical flow")
+            ),
+            Reason::SlowP95 { p95, limit } => format!(
+                "p95 latency {} over {}",
+                humantime::format_duration(*p95),
+                humantime::format_duration(*limit)
+            ),
+            Reason::Flaky { steps } => format!(
+                "{} passed only after a retry",
+                counted(steps.len(), "critical step")
+            ),
             Reason::Deadline { deadline } => format!(
                 "deadline {} exceeded",
                 humantime::format_duration(*deadline)
@@ -78,6 +122,7 @@ impl Reason {
                 })
                 .collect(),
             Reason::ConfigMismatch { messages } => messages.clone(),
+            Reason::Flaky { steps } => steps.iter().map(|s| format!("flaky step {s}")).collect(),
             other => vec![other.summary()],
         }
     }
@@ -119,8 +164,8 @@ impl Verdict {
     }
 }
 
-/// Judges a run.
-pub fn judge(result: &RunResult) -> Verdict {
+/// Judges a run under the suite's `[gate]` policy.
+pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     if result.stopped == Some(Stop::Interrupted) {
         return Verdict::Aborted;
     }
@@ -129,6 +174,12 @@ pub fn judge(result: &RunResult) -> Verdict {
     if let Some(Stop::Deadline { deadline_ms }) = result.stopped {
         reasons.push(Reason::Deadline {
             deadline: Duration::from_millis(deadline_ms),
+        });
+    }
+    if let Some(wait) = result.wait.as_ref().filter(|w| !w.ready) {
+        reasons.push(Reason::NotReady {
+            last: wait.last.clone(),
+            polls: wait.polls,
         });
     }
     let mismatches: Vec<String> = result
@@ -169,6 +220,42 @@ pub fn judge(result: &RunResult) -> Verdict {
             failed,
             total: result.flows.len(),
         });
+    }
+    let warned = result
+        .flows
+        .iter()
+        .filter(|f| f.outcome == FlowOutcome::Warned)
+        .count();
+    if let Some(limit) = gate
+        .max_noncritical_failures
+        .filter(|limit| warned > *limit)
+    {
+        reasons.push(Reason::TooManyNoncriticalFailures {
+            failed: warned,
+            limit,
+        });
+    }
+    if let Some(limit) = gate.max_p95_latency {
+        let p95 = percentile(&result.latencies(), 95).map(Duration::from_millis);
+        if let Some(p95) = p95.filter(|p95| *p95 > limit) {
+            reasons.push(Reason::SlowP95 { p95, limit });
+        }
+    }
+    if gate.fail_on_flaky {
+        let steps: Vec<String> = result
+            .flows
+            .iter()
+            .filter(|f| f.critical)
+            .flat_map(|f| {
+                f.steps
+                    .iter()
+                    .filter(|s| s.flaky)
+                    .map(move |s| format!("'{}' of flow '{}'", s.name, f.name))
+            })
+            .collect();
+        if !steps.is_empty() {
+            reasons.push(Reason::Flaky { steps });
+        }
     }
     let not_run = result
         .flows
@@ -223,6 +310,10 @@ mod tests {
     use super::*;
     use crate::engine::{FlowResult, StepResult};
 
+    fn judge_default(result: &RunResult) -> Verdict {
+        judge(result, &GatePolicy::default())
+    }
+
     fn step(outcome: StepOutcome) -> StepResult {
         StepResult {
             outcome,
@@ -256,6 +347,7 @@ mod tests {
             flows,
             stopped: None,
             internal_errors: vec![],
+            wait: None,
             integrity: vec![],
             deployed_version: None,
         }
@@ -269,7 +361,7 @@ mod tests {
             FlowOutcome::Passed,
             vec![step(StepOutcome::Passed)],
         )]);
-        assert_eq!(judge(&ok), Verdict::Passed);
+        assert_eq!(judge_default(&ok), Verdict::Passed);
         let warned = run(vec![
             flow(
                 "a",
@@ -284,7 +376,7 @@ mod tests {
                 vec![step(StepOutcome::Failed)],
             ),
         ]);
-        assert_eq!(judge(&warned), Verdict::Passed);
+        assert_eq!(judge_default(&warned), Verdict::Passed);
         let failed = run(vec![
             flow(
                 "a",
@@ -299,7 +391,7 @@ mod tests {
                 vec![step(StepOutcome::Passed)],
             ),
         ]);
-        let verdict = judge(&failed);
+        let verdict = judge_default(&failed);
         assert_eq!(verdict.reasons()[0].summary(), "1 of 2 flows failed");
         assert_eq!(
             verdict.reasons()[0].details(),
@@ -311,15 +403,15 @@ mod tests {
     fn fails_closed_on_stops_internal_errors_and_inconsistent_records() {
         let mut stopped = run(vec![flow("a", true, FlowOutcome::Skipped, vec![])]);
         stopped.stopped = Some(Stop::Deadline { deadline_ms: 1000 });
-        let reasons: Vec<String> = judge(&stopped)
+        let reasons: Vec<String> = judge_default(&stopped)
             .reasons()
             .iter()
             .map(Reason::summary)
             .collect();
         assert_eq!(reasons, ["deadline 1s exceeded", "1 flow not run"]);
         stopped.stopped = Some(Stop::Interrupted);
-        assert_eq!(judge(&stopped), Verdict::Aborted);
-        assert_eq!(judge(&stopped).exit_code(), ExitCode::from(130));
+        assert_eq!(judge_default(&stopped), Verdict::Aborted);
+        assert_eq!(judge_default(&stopped).exit_code(), ExitCode::from(130));
         let mut internal = run(vec![flow(
             "a",
             true,
@@ -327,14 +419,14 @@ mod tests {
             vec![step(StepOutcome::Passed)],
         )]);
         internal.internal_errors.push("flow 'a' panicked".into());
-        assert!(matches!(judge(&internal), Verdict::Failed(_)));
+        assert!(matches!(judge_default(&internal), Verdict::Failed(_)));
         let lying = run(vec![flow(
             "a",
             true,
             FlowOutcome::Passed,
             vec![step(StepOutcome::Skipped)],
         )]);
-        assert!(matches!(judge(&lying), Verdict::Failed(_)));
-        assert!(matches!(judge(&run(vec![])), Verdict::Failed(_)));
+        assert!(matches!(judge_default(&lying), Verdict::Failed(_)));
+        assert!(matches!(judge_default(&run(vec![])), Verdict::Failed(_)));
     }
 }

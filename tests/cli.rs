@@ -481,13 +481,13 @@ async fn no_base_url_for_a_path() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn key_not_supported_yet() {
+async fn a_retry_kind_that_cannot_be_retried() {
     assert_invalid(
-        "not-supported",
+        "bad-retry",
         &[problem(
-            "not-supported/preflight.toml:3:1",
-            "[retry]",
-            "`retry` is not supported yet",
+            "bad-retry/preflight.toml:4:7",
+            "on = [\"4xx\"]",
+            "`4xx` cannot be retried",
         )],
     )
     .await;

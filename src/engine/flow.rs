@@ -2,8 +2,8 @@
 
 use super::Shared;
 use super::event::{Event, FlowIndex};
-use super::http::{Limits, Request, RequestError};
-use super::result::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
+use super::http::{Exchange, Limits, Request, RequestError};
+use super::result::{Attempt, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, excerpt};
 use crate::redact::{MASK, SENSITIVE_HEADERS, shown_header};
@@ -47,7 +47,7 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
             ));
             continue;
         }
-        if shared.cancel.is_cancelled() {
+        if shared.halted() {
             steps.push(StepResult::skipped(
                 &step.name,
                 Phase::Step,
@@ -108,6 +108,9 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
         (true, true) => FlowOutcome::Failed,
         (true, false) => FlowOutcome::Warned,
     };
+    if outcome == FlowOutcome::Failed {
+        shared.critical_flow_failed(&flow.name);
+    }
     let duration = started.elapsed();
     shared.events.emit(Event::FlowFinished {
         flow: index,
@@ -181,20 +184,16 @@ async fn execute(
         })
         .collect();
     let url = request.url.to_string();
-    let exchange = if phase == Phase::Cleanup {
-        // Cleanups run after a stop too; their own time is bounded by the caller.
-        shared.http.exchange(request, jar, limits).await
-    } else {
-        tokio::select! {
-            result = shared.http.exchange(request, jar, limits) => result,
-            () = shared.cancel.cancelled() => Err(RequestError::Other(shared.stop_reason())),
-        }
-    };
+    let (exchange, earlier) =
+        send_with_retries(shared, step, phase, request, jar, limits, scope).await;
+    let attempts = earlier.len() as u32 + 1;
     let exchange = match exchange {
         Ok(exchange) => exchange,
         Err(e) => {
             let mut result = failed_without_response(step, phase, Some(url), e.to_string());
             result.request_headers = shown_headers;
+            result.attempts = attempts;
+            result.earlier_attempts = earlier;
             return result;
         }
     };
@@ -261,8 +260,9 @@ async fn execute(
         url: Some(exchange.url.to_string()),
         status: Some(observed.status),
         latency_ms: Some(observed.latency.as_millis() as u64),
-        attempts: 1,
-        flaky: false,
+        attempts,
+        flaky: passed && attempts > 1,
+        earlier_attempts: earlier,
         outcome: if passed {
             StepOutcome::Passed
         } else {
@@ -294,6 +294,81 @@ fn failed_without_response(
         skipped_because: None,
         ..StepResult::skipped(&step.name, phase, step.method.as_str(), "")
     }
+}
+
+/// Sends the request, and again while the failure is of a kind the step's retry policy allows
+/// (SPEC 8): connect failures; timeouts and lost connections; 5xx statuses the step did not
+/// expect. A POST or PATCH is retried after a timeout or a 5xx only when the step's own
+/// `retry.on` names it, since the first try may have taken effect. Never 4xx or assertions.
+async fn send_with_retries(
+    shared: &Shared,
+    step: &Step,
+    phase: Phase,
+    request: Request,
+    jar: &Jar,
+    limits: Limits,
+    scope: &FlowScope<'_>,
+) -> (Result<Exchange, RequestError>, Vec<Attempt>) {
+    let policy = &step.retry;
+    let mut earlier = Vec::new();
+    loop {
+        let result = if phase == Phase::Cleanup {
+            // Cleanups run after a stop too; their own time is bounded by the caller.
+            shared.http.exchange(request.clone(), jar, limits).await
+        } else {
+            tokio::select! {
+                result = shared.http.exchange(request.clone(), jar, limits) => result,
+                () = shared.cancel.cancelled() => return (Err(RequestError::Stopped(shared.stop_reason())), earlier),
+            }
+        };
+        let kind = match &result {
+            Err(RequestError::Connect(_)) => Some((policy.on.connect, true)),
+            Err(RequestError::Timeout(_) | RequestError::Other(_)) => Some((
+                policy.on.timeout,
+                idempotent(&step.method) || policy.named_by_step.timeout,
+            )),
+            Ok(exchange)
+                if exchange.status.is_server_error() && !status_expected(step, exchange, scope) =>
+            {
+                Some((
+                    policy.on.server_error,
+                    idempotent(&step.method) || policy.named_by_step.server_error,
+                ))
+            }
+            _ => None,
+        };
+        let tries = earlier.len() as u32 + 1;
+        let retry =
+            matches!(kind, Some((true, true))) && tries < policy.attempts && !shared.halted();
+        if !retry {
+            return (result, earlier);
+        }
+        earlier.push(Attempt::of(&result));
+        tokio::select! {
+            () = tokio::time::sleep(policy.delay_before(tries + 1)) => {}
+            () = shared.cancel.cancelled() => return (result, earlier),
+        }
+    }
+}
+
+/// POST and PATCH may have taken effect on the first try (a second order, a second payment).
+fn idempotent(method: &reqwest::Method) -> bool {
+    !matches!(*method, reqwest::Method::POST | reqwest::Method::PATCH)
+}
+
+/// Whether the step's status expectation holds: an expected 503 is not a failure to retry.
+fn status_expected(step: &Step, exchange: &Exchange, scope: &dyn Scope) -> bool {
+    let observed = Observed::new(
+        exchange.status.as_u16(),
+        exchange.latency,
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    step.expectations
+        .iter()
+        .filter(|e| matches!(e.subject, crate::check::Subject::Status))
+        .all(|e| e.evaluate(&observed, scope).iter().all(|a| a.passed))
 }
 
 /// Builds the request: URL, query, headers (suite ones, then the step's), body.

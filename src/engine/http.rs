@@ -4,6 +4,7 @@
 //! flow's own cookie jar while every flow shares one connection pool, and so that credentials
 //! are dropped on a cross-origin hop exactly as SPEC 8 says.
 
+use crate::suite::TlsSettings;
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -50,6 +51,9 @@ pub enum RequestError {
     BadRedirect(String),
     #[error("request failed: {0}")]
     Other(String),
+    /// The run was stopped (deadline, signal) while the request was in flight.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 /// Options of one exchange.
@@ -66,14 +70,26 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new() -> Result<Http, String> {
+    /// The client of a run. Proxies come from `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`
+    /// (reqwest's system proxy); HTTP/2 is used when a TLS server offers it.
+    pub fn new(tls: &TlsSettings) -> Result<Http, String> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let failed =
+            |e: reqwest::Error| format!("cannot build the HTTP client: {}", error_chain(&e));
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("preflight/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
-        Ok(Http { client })
+            .tls_danger_accept_invalid_certs(tls.insecure);
+        if let Some(pem) = &tls.ca_cert {
+            builder = builder
+                .tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem).map_err(failed)?);
+        }
+        if let Some(pem) = &tls.identity {
+            builder = builder.identity(reqwest::Identity::from_pem(pem).map_err(failed)?);
+        }
+        Ok(Http {
+            client: builder.build().map_err(failed)?,
+        })
     }
 
     /// Sends `request` and reads the whole response, within `limits.timeout`.
@@ -220,8 +236,6 @@ fn classify(error: reqwest::Error) -> RequestError {
     let chain = error_chain(&error);
     if error.is_connect() {
         RequestError::Connect(chain)
-    } else if error.is_timeout() {
-        RequestError::Timeout(Duration::ZERO)
     } else {
         RequestError::Other(chain)
     }

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub events: EventSink,
     /// Cancelled from outside (signals): the run stops as for a deadline, verdict aborted.
     pub interrupt: CancellationToken,
+    /// The first critical failure stops new flows; running ones stop at their next step.
+    pub fail_fast: bool,
 }
 
 /// What every flow task shares.
@@ -42,8 +44,15 @@ pub struct Shared {
     pub http: http::Http,
     pub redactor: Arc<Redactor>,
     pub events: EventSink,
+    /// Deadline or signal: in-flight requests are abandoned, cleanups get a grace time.
     pub cancel: CancellationToken,
+    /// A child of `cancel`, also cancelled by fail-fast: no new flow or step starts, but
+    /// in-flight requests finish and cleanups run normally.
+    pub halt: CancellationToken,
     pub stop: Arc<OnceLock<(Stop, Instant)>>,
+    /// The flow whose failure triggered `--fail-fast`.
+    pub failed_fast: OnceLock<String>,
+    pub fail_fast: bool,
     pub setup_captures: HashMap<String, Value>,
     pub run_id: String,
     pub show_sensitive_headers: bool,
@@ -58,7 +67,22 @@ impl Shared {
                 humantime::format_duration(Duration::from_millis(*deadline_ms))
             ),
             Some((Stop::Interrupted, _)) => "interrupted".into(),
-            None => "cancelled".into(),
+            None => match self.failed_fast.get() {
+                Some(flow) => format!("fail-fast: flow '{flow}' failed"),
+                None => "cancelled".into(),
+            },
+        }
+    }
+
+    /// Whether new flows and steps must not start.
+    pub fn halted(&self) -> bool {
+        self.halt.is_cancelled()
+    }
+
+    /// Called when a critical flow failed.
+    pub fn critical_flow_failed(&self, flow: &str) {
+        if self.fail_fast && self.failed_fast.set(flow.to_string()).is_ok() {
+            self.halt.cancel();
         }
     }
 
@@ -81,16 +105,20 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     let settings = &plan.settings;
     let mut integrity =
         integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref());
-    let http = match http::Http::new() {
+    let http = match http::Http::new(&settings.tls) {
         Ok(http) => http,
         Err(e) => return not_run(&plan, started_at, integrity, vec![e]),
     };
+    let cancel = CancellationToken::new();
     let mut shared = Shared {
         plan: plan.clone(),
         http,
         redactor,
         events: options.events.clone(),
-        cancel: CancellationToken::new(),
+        halt: cancel.child_token(),
+        cancel,
+        failed_fast: OnceLock::new(),
+        fail_fast: options.fail_fast,
         stop: Arc::new(OnceLock::new()),
         setup_captures: HashMap::new(),
         run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
@@ -101,14 +129,20 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     });
     let watcher = watch_stop(&shared, settings.deadline, &options.interrupt);
 
-    let deployed_version = match &settings.version {
-        Some(check) => Some(preflight::check_version(&shared, check).await),
+    let wait = match &settings.wait {
+        Some(policy) => Some(preflight::wait_until_ready(&shared, policy).await),
         None => None,
     };
-    preflight::check_served(&shared, &mut integrity).await;
+    let not_ready = wait.as_ref().is_some_and(|w| !w.ready);
+    let deployed_version = match &settings.version {
+        Some(check) if !not_ready => Some(preflight::check_version(&shared, check).await),
+        _ => None,
+    };
+    if !not_ready {
+        preflight::check_served(&shared, &mut integrity).await;
+    }
     let version_failed = deployed_version.as_ref().is_some_and(|v| !v.passed);
-
-    let setup = if version_failed {
+    let setup = if not_ready || version_failed {
         Vec::new()
     } else {
         run_setup(&mut shared).await
@@ -116,13 +150,15 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     let setup_failed = setup.iter().any(|s| s.outcome != StepOutcome::Passed);
 
     let shared = Arc::new(shared);
-    let (flows, internal_errors) = if version_failed || setup_failed {
+    let (flows, internal_errors) = if not_ready || version_failed || setup_failed {
         (vec![None; plan.flows.len()], Vec::new())
     } else {
         run_flows(&shared).await
     };
     watcher.abort();
-    let not_started = if version_failed {
+    let not_started = if not_ready {
+        "staging not ready".to_string()
+    } else if version_failed {
         "staging does not run the expected version".to_string()
     } else if setup_failed {
         "setup failed".to_string()
@@ -142,6 +178,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         flows,
         stopped: shared.stop.get().map(|(stop, _)| stop.clone()),
         internal_errors,
+        wait,
         integrity,
         deployed_version,
     }
@@ -196,7 +233,7 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
     for index in 0..plan.flows.len() {
         let permit = tokio::select! {
             biased;
-            () = shared.cancel.cancelled() => break,
+            () = shared.halt.cancelled() => break,
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let shared = shared.clone();
@@ -287,6 +324,7 @@ fn not_run(
             .collect(),
         stopped: None,
         internal_errors,
+        wait: None,
         integrity,
         deployed_version: None,
     }

@@ -2,13 +2,17 @@
 
 use super::Shared;
 use super::http::Limits;
+use super::result::WaitResult;
 use super::scope::FlowScope;
+use crate::check::{Expectation, Observed, Subject};
 use crate::integrity::{IntegrityResult, VersionResult, judge_served};
+use crate::suite::WaitPolicy;
 use crate::suite::template::{Template, value_to_text};
 use crate::suite::{VersionCheck, VersionSource};
 use reqwest::cookie::Jar;
 use serde_json::Map;
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// Reads the version staging reports and compares it with `expect`.
 pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResult {
@@ -78,9 +82,71 @@ pub async fn check_served(shared: &Shared, results: &mut [IntegrityResult]) {
     }
 }
 
+/// Polls `[wait]` until staging answers as expected (and reports the expected version, when
+/// `[version]` is set), or the wait's timeout ends. Counts against the deadline.
+pub async fn wait_until_ready(shared: &Shared, wait: &WaitPolicy) -> WaitResult {
+    let started = Instant::now();
+    let mut polls = 0;
+    let mut last = String::new();
+    let status_expectation = Expectation {
+        subject: Subject::Status,
+        op: wait.status.clone(),
+    };
+    loop {
+        polls += 1;
+        let poll = async {
+            let exchange = fetch(shared, &wait.path).await?;
+            let observed = Observed::new(
+                exchange.status.as_u16(),
+                exchange.latency,
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            if !status_expectation
+                .evaluate(&observed, &suite_scope(shared))
+                .iter()
+                .all(|a| a.passed)
+            {
+                return Err(format!("status {}", exchange.status.as_u16()));
+            }
+            if let Some(check) = &shared.plan.settings.version {
+                let version = check_version(shared, check).await;
+                if let Some(message) = version.message() {
+                    return Err(message);
+                }
+            }
+            Ok(())
+        };
+        let left = wait.timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, poll).await {
+            Ok(Ok(())) => return WaitResult::new(true, polls, started, None),
+            Ok(Err(why)) => last = why,
+            Err(_) => last = format!("no answer within the wait timeout ({last})"),
+        }
+        let left = wait.timeout.saturating_sub(started.elapsed());
+        if left.is_zero() || shared.cancel.is_cancelled() {
+            return WaitResult::new(false, polls, started, Some(last));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait.interval.min(left)) => {}
+            () = shared.cancel.cancelled() => return WaitResult::new(false, polls, started, Some(shared.stop_reason())),
+        }
+    }
+}
+
 /// A GET of a suite-level path with the suite's headers, timeout and body limit; a status
 /// other than 2xx is an error. Cancelled with the run.
 async fn get(shared: &Shared, path: &Template) -> Result<super::http::Exchange, String> {
+    let exchange = fetch(shared, path).await?;
+    if !exchange.status.is_success() {
+        return Err(format!("status {}", exchange.status.as_u16()));
+    }
+    Ok(exchange)
+}
+
+/// A GET of a suite-level path, whatever its status.
+async fn fetch(shared: &Shared, path: &Template) -> Result<super::http::Exchange, String> {
     let settings = &shared.plan.settings;
     let scope = suite_scope(shared);
     let step = crate::suite::Step {
@@ -93,6 +159,7 @@ async fn get(shared: &Shared, path: &Template) -> Result<super::http::Exchange, 
         timeout: None,
         expectations: Vec::new(),
         captures: Vec::new(),
+        retry: crate::suite::RetryPolicy::none(),
         uses_captures: Vec::new(),
     };
     let request = super::flow::render(shared, &step, &scope)?;
@@ -106,9 +173,6 @@ async fn get(shared: &Shared, path: &Template) -> Result<super::http::Exchange, 
         result = shared.http.exchange(request, &jar, limits) => result.map_err(|e| e.to_string())?,
         () = shared.cancel.cancelled() => return Err(shared.stop_reason()),
     };
-    if !exchange.status.is_success() {
-        return Err(format!("status {}", exchange.status.as_u16()));
-    }
     Ok(exchange)
 }
 

@@ -41,7 +41,11 @@ pub struct StepResult {
     pub status: Option<u16>,
     pub latency_ms: Option<u64>,
     pub attempts: u32,
+    /// Passed, but only after a failed attempt.
     pub flaky: bool,
+    /// The failed attempts before the last one, when the step was retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_attempts: Vec<Attempt>,
     pub outcome: StepOutcome,
     /// Why the step could not complete (connect, TLS, timeout, body too large, template...).
     /// Failed assertions are not errors: they are in `assertions`.
@@ -69,6 +73,7 @@ impl StepResult {
             latency_ms: None,
             attempts: 0,
             flaky: false,
+            earlier_attempts: Vec::new(),
             outcome: StepOutcome::Skipped,
             error: None,
             assertions: Vec::new(),
@@ -80,6 +85,31 @@ impl StepResult {
 
     pub fn failed_assertions(&self) -> impl Iterator<Item = &Assertion> {
         self.assertions.iter().filter(|a| !a.passed)
+    }
+}
+
+/// One failed try of a retried step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: Option<u64>,
+}
+
+impl Attempt {
+    pub fn of(result: &Result<super::http::Exchange, super::http::RequestError>) -> Attempt {
+        match result {
+            Ok(exchange) => Attempt {
+                status: Some(exchange.status.as_u16()),
+                error: None,
+                latency_ms: Some(exchange.latency.as_millis() as u64),
+            },
+            Err(e) => Attempt {
+                status: None,
+                error: Some(e.to_string()),
+                latency_ms: None,
+            },
+        }
     }
 }
 
@@ -109,6 +139,27 @@ impl FlowResult {
     }
 }
 
+/// How `[wait]` went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitResult {
+    pub ready: bool,
+    pub polls: u32,
+    pub waited_ms: u64,
+    /// The last status, error or version seen while not ready.
+    pub last: Option<String>,
+}
+
+impl WaitResult {
+    pub fn new(ready: bool, polls: u32, started: std::time::Instant, last: Option<String>) -> Self {
+        WaitResult {
+            ready,
+            polls,
+            waited_ms: started.elapsed().as_millis() as u64,
+            last,
+        }
+    }
+}
+
 /// Why a run was cut short.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,6 +179,43 @@ pub struct RunResult {
     pub stopped: Option<Stop>,
     /// Failures of the engine itself (a panicked task); any one fails the gate.
     pub internal_errors: Vec<String>,
+    pub wait: Option<WaitResult>,
     pub integrity: Vec<crate::integrity::IntegrityResult>,
     pub deployed_version: Option<crate::integrity::VersionResult>,
+}
+
+impl RunResult {
+    /// Every latency of the run: setup steps, flow steps and cleanups.
+    pub fn latencies(&self) -> Vec<u64> {
+        self.setup
+            .iter()
+            .chain(self.flows.iter().flat_map(|f| &f.steps))
+            .filter_map(|s| s.latency_ms)
+            .collect()
+    }
+}
+
+/// Nearest-rank percentile.
+pub fn percentile(values: &[u64], p: usize) -> Option<u64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), Some(50));
+        assert_eq!(percentile(&v, 95), Some(95));
+        assert_eq!(percentile(&[7], 95), Some(7));
+        assert_eq!(percentile(&[], 50), None);
+    }
 }

@@ -3,9 +3,12 @@
 //! Reporters never touch the network; they read the document (and, for live progress, the
 //! engine's events).
 
+pub mod junit;
+pub mod markdown;
 pub mod progress;
 pub mod terminal;
 
+use crate::engine::result::percentile;
 use crate::engine::{FlowOutcome, RunResult, StepResult};
 use crate::integrity::{IntegrityResult, VersionResult};
 use crate::redact::Redactor;
@@ -62,12 +65,7 @@ impl Report {
     /// Builds the report and redacts every secret in it, in one place.
     pub fn new(plan: &Plan, result: &RunResult, verdict: &Verdict, redactor: &Redactor) -> Report {
         let count = |o: FlowOutcome| result.flows.iter().filter(|f| f.outcome == o).count();
-        let latencies: Vec<u64> = result
-            .setup
-            .iter()
-            .chain(result.flows.iter().flat_map(|f| &f.steps))
-            .filter_map(|s| s.latency_ms)
-            .collect();
+        let latencies = result.latencies();
         let warnings = warnings(result);
         let report = Report {
             schema: 1,
@@ -166,17 +164,6 @@ fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
     }
 }
 
-/// Nearest-rank percentile.
-fn percentile(values: &[u64], p: usize) -> Option<u64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_unstable();
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    Some(sorted[rank - 1])
-}
-
 /// Writes a report atomically: a temporary file in the same folder, then a rename, so that a
 /// reader never sees half a report.
 pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
@@ -203,15 +190,6 @@ pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50), Some(50));
-        assert_eq!(percentile(&v, 95), Some(95));
-        assert_eq!(percentile(&[7], 95), Some(7));
-        assert_eq!(percentile(&[], 50), None);
-    }
 
     #[test]
     fn atomic_write_replaces_whole_file() {

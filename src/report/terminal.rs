@@ -69,6 +69,23 @@ pub fn summary(report: &Report, detail: Detail) -> String {
             let _ = writeln!(out, "{} {warning}", style("! warning:").yellow().bold());
         }
         integrity_lines(&mut out, report);
+        if report.verdict == "aborted" {
+            for flow in &report.flows {
+                let cut = flow
+                    .steps
+                    .iter()
+                    .find(|s| s.error.as_deref() == Some("interrupted"));
+                if let Some(step) = cut {
+                    let _ = writeln!(
+                        out,
+                        "{} interrupted while running '{}' at step '{}'",
+                        style("!").yellow().bold(),
+                        flow.name,
+                        step.name
+                    );
+                }
+            }
+        }
         let s = &report.summary;
         let _ = writeln!(
             out,

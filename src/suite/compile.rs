@@ -5,10 +5,13 @@
 //! may run (no problems at all) or not.
 
 use super::plan::{
-    Body, Flow, IntegrityEntry, Plan, Settings, Step, Target, VersionCheck, VersionSource,
+    Body, Flow, GatePolicy, IntegrityEntry, Plan, RetryKinds, RetryPolicy, Settings, Step, Target,
+    TlsSettings, VersionCheck, VersionSource, WaitPolicy,
 };
 use super::problem::{Problem, did_you_mean};
-use super::raw::{RawExpect, RawFlow, RawIntegrity, RawStep, RawSuite, RawVersion};
+use super::raw::{
+    RawExpect, RawFlow, RawGate, RawIntegrity, RawRetry, RawStep, RawSuite, RawVersion, RawWait,
+};
 use super::template::{Template, TemplateValue};
 use crate::check::{
     Capture, CaptureSource, Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject, sha256_hex,
@@ -211,6 +214,7 @@ pub struct Compiler<'e> {
     settings: Option<Settings>,
     setup_captures: BTreeSet<String>,
     base_url_missing: bool,
+    default_retry: RetryPolicy,
 }
 
 impl<'e> Compiler<'e> {
@@ -224,31 +228,19 @@ impl<'e> Compiler<'e> {
             settings: None,
             setup_captures: BTreeSet::new(),
             base_url_missing: false,
+            default_retry: RetryPolicy::none(),
         }
     }
 
     pub fn suite(&mut self, src: &mut Source, raw: RawSuite) -> Vec<Step> {
-        for (key, span) in [
-            ("insecure", raw.insecure.as_ref().map(Spanned::span)),
-            ("ca_cert", raw.ca_cert.as_ref().map(Spanned::span)),
-            ("client_cert", raw.client_cert.as_ref().map(Spanned::span)),
-            ("client_key", raw.client_key.as_ref().map(Spanned::span)),
-            ("retry", raw.retry.as_ref().map(Spanned::span)),
-            ("wait", raw.wait.as_ref().map(Spanned::span)),
-            ("gate", raw.gate.as_ref().map(Spanned::span)),
-        ] {
-            if let Some(span) = span {
-                not_supported_yet(src, key, span);
-            }
-        }
-        let name = raw.name.map_or_else(
+        let name = raw.name.as_ref().map_or_else(
             || {
                 std::fs::canonicalize(&self.dir)
                     .ok()
                     .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
                     .unwrap_or_else(|| "suite".into())
             },
-            Spanned::into_inner,
+            |n| n.get_ref().clone(),
         );
         let base_url = self.base_url(src, raw.base_url.as_ref());
         self.base_url_missing = self.overrides.base_url.is_none() && raw.base_url.is_none();
@@ -297,6 +289,18 @@ impl<'e> Compiler<'e> {
         known.vars.extend(cli_vars.keys().cloned());
         let headers = self.headers(src, raw.headers.as_ref(), &known);
         let integrity = self.integrity(src, raw.integrity.as_deref().unwrap_or_default(), &known);
+        let retry = match &raw.retry {
+            Some(r) => retry_policy(src, r, &RetryPolicy::none(), false),
+            None => RetryPolicy::none(),
+        };
+        self.default_retry = retry.clone();
+        let wait = raw.wait.as_ref().and_then(|w| self.wait(src, w, &known));
+        let gate = raw
+            .gate
+            .as_ref()
+            .map(|g| gate_policy(src, g))
+            .unwrap_or_default();
+        let tls = self.tls(src, &raw);
         let version = raw
             .version
             .as_ref()
@@ -315,6 +319,10 @@ impl<'e> Compiler<'e> {
             cli_vars,
             integrity,
             version,
+            retry,
+            wait,
+            gate,
+            tls,
         });
         let steps = self.steps(src, raw.setup.as_deref().unwrap_or_default(), &known, false);
         self.setup_captures = steps
@@ -394,6 +402,99 @@ impl<'e> Compiler<'e> {
             source,
             expect,
         })
+    }
+
+    fn wait(
+        &mut self,
+        src: &mut Source,
+        raw: &Spanned<RawWait>,
+        known: &Known,
+    ) -> Option<WaitPolicy> {
+        let w = raw.get_ref();
+        let path = src.template(w.path.get_ref(), &w.path.span());
+        self.resolve(src, &path, &w.path.span(), known);
+        self.need_base_url(src, w.path.span());
+        let status = w
+            .status
+            .as_ref()
+            .map_or(Op::StatusClass(2), |s| status_op(src, s));
+        let timeout = w
+            .timeout
+            .as_ref()
+            .and_then(|t| src.duration(t))
+            .unwrap_or(Duration::from_secs(60));
+        let interval = w
+            .interval
+            .as_ref()
+            .and_then(|t| src.duration(t))
+            .unwrap_or(Duration::from_secs(1));
+        if let Some(i) = &w.interval {
+            if interval.is_zero() {
+                src.error(i.span(), "`interval` must be more than 0");
+            }
+        }
+        Some(WaitPolicy {
+            path,
+            status,
+            timeout,
+            interval,
+        })
+    }
+
+    /// `insecure`, `ca_cert`, `client_cert` + `client_key`: files must exist and parse.
+    fn tls(&mut self, src: &mut Source, raw: &RawSuite) -> TlsSettings {
+        let mut tls = TlsSettings {
+            insecure: raw.insecure.as_ref().is_some_and(|i| *i.get_ref()),
+            ..TlsSettings::default()
+        };
+        if let Some(ca) = &raw.ca_cert {
+            if let Some(pem) = src.read_file(&self.dir, ca) {
+                match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => tls.ca_cert = Some(pem),
+                    Ok(_) => src.error(
+                        ca.span(),
+                        format!("`{}` holds no PEM certificate", ca.get_ref()),
+                    ),
+                    Err(e) => src.error(
+                        ca.span(),
+                        format!(
+                            "`{}` is not a PEM certificate: {}",
+                            ca.get_ref(),
+                            crate::engine::http::error_chain(&e)
+                        ),
+                    ),
+                }
+            }
+        }
+        match (&raw.client_cert, &raw.client_key) {
+            (Some(cert), Some(key)) => {
+                let cert_pem = src.read_file(&self.dir, cert);
+                let key_pem = src.read_file(&self.dir, key);
+                if let (Some(mut pem), Some(key_pem)) = (cert_pem, key_pem) {
+                    pem.push(b'\n');
+                    pem.extend_from_slice(&key_pem);
+                    crate::engine::http::install_crypto_provider();
+                    match reqwest::Identity::from_pem(&pem) {
+                        Ok(_) => tls.identity = Some(pem),
+                        Err(e) => src.error(
+                            cert.span(),
+                            format!(
+                                "client certificate and key do not make an identity: {}",
+                                crate::engine::http::error_chain(&e)
+                            ),
+                        ),
+                    }
+                }
+            }
+            (Some(only), None) | (None, Some(only)) => {
+                src.error(
+                    only.span(),
+                    "mutual TLS needs both `client_cert` and `client_key`",
+                );
+            }
+            (None, None) => {}
+        }
+        tls
     }
 
     fn need_base_url(&mut self, src: &mut Source, span: Range<usize>) {
@@ -488,6 +589,11 @@ impl<'e> Compiler<'e> {
                 .or_else(|| name.strip_prefix("secret."))
             {
                 match (self.env)(var) {
+                    // An empty secret is almost always a CI secret that was never defined.
+                    Some(value) if value.is_empty() && name.starts_with("secret.") => src.error(
+                        at,
+                        format!("environment variable `{var}` is empty (used as `{name}`)"),
+                    ),
                     Some(value) => {
                         if name.starts_with("secret.") {
                             self.secrets.insert(value.clone());
@@ -557,9 +663,10 @@ impl<'e> Compiler<'e> {
     }
 
     fn step(&mut self, src: &mut Source, raw: &RawStep, known: &Known) -> Step {
-        if let Some(retry) = &raw.retry {
-            not_supported_yet(src, "retry", retry.span());
-        }
+        let retry = match &raw.retry {
+            Some(r) => retry_policy(src, r, &self.default_retry, true),
+            None => self.default_retry.clone(),
+        };
         let method = match &raw.method {
             Some(m) => {
                 match reqwest::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
@@ -718,6 +825,7 @@ impl<'e> Compiler<'e> {
             timeout,
             expectations,
             captures,
+            retry,
             uses_captures: uses.into_iter().collect(),
         }
     }
@@ -1169,12 +1277,76 @@ pub const OPERATORS: [&str; 16] = [
 ];
 const CAPTURE_KEYS: [&str; 5] = ["json", "header", "body_regex", "cookie", "secret"];
 
-fn not_supported_yet(src: &mut Source, key: &str, span: Range<usize>) {
-    src.error_hint(
-        span,
-        format!("`{key}` is not supported yet by this version of preflight"),
-        Some("remove it for now; it is part of the contract and comes in a later release".into()),
-    );
+/// A `[retry]` table over `base` (the suite default, for a step's own table).
+fn retry_policy(
+    src: &mut Source,
+    raw: &Spanned<RawRetry>,
+    base: &RetryPolicy,
+    is_step: bool,
+) -> RetryPolicy {
+    let r = raw.get_ref();
+    let mut policy = RetryPolicy {
+        named_by_step: RetryKinds::default(),
+        ..base.clone()
+    };
+    if let Some(attempts) = &r.attempts {
+        match u32::try_from(*attempts.get_ref()) {
+            Ok(n @ 1..=100) => policy.attempts = n,
+            _ => src.error(
+                attempts.span(),
+                "`attempts` is the total number of tries, 1 to 100",
+            ),
+        }
+    }
+    if let Some(backoff) = &r.backoff {
+        if let Some(d) = src.duration(backoff) {
+            policy.backoff = d;
+        }
+    }
+    if let Some(on) = &r.on {
+        let mut kinds = RetryKinds::default();
+        for kind in on {
+            match kind.get_ref().as_str() {
+                "connect" => kinds.connect = true,
+                "timeout" => kinds.timeout = true,
+                "5xx" => kinds.server_error = true,
+                other => src.error_hint(
+                    kind.span(),
+                    format!("`{other}` cannot be retried: `on` takes connect, timeout and 5xx"),
+                    did_you_mean(other, RetryKinds::NAMES),
+                ),
+            }
+        }
+        policy.on = kinds;
+        if is_step {
+            policy.named_by_step = kinds;
+        }
+    }
+    policy
+}
+
+fn gate_policy(src: &mut Source, raw: &Spanned<RawGate>) -> GatePolicy {
+    let g = raw.get_ref();
+    let max_noncritical_failures = match &g.max_noncritical_failures {
+        None => None,
+        Some(n) if *n.get_ref() == -1 => None,
+        Some(n) => match usize::try_from(*n.get_ref()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                src.error(
+                    n.span(),
+                    "`max_noncritical_failures` is -1 (no limit) or a count",
+                );
+                None
+            }
+        },
+    };
+    let max_p95_latency = g.max_p95_latency.as_ref().and_then(|d| src.duration(d));
+    GatePolicy {
+        max_noncritical_failures,
+        max_p95_latency,
+        fail_on_flaky: g.fail_on_flaky.unwrap_or(false),
+    }
 }
 
 fn status_op(src: &mut Source, status: &Spanned<toml::Value>) -> Op {

@@ -12,7 +12,8 @@ pub mod template;
 
 pub use compile::{Overrides, parse_duration, parse_size};
 pub use plan::{
-    Body, Flow, IntegrityEntry, Plan, Settings, Step, Target, VersionCheck, VersionSource,
+    Body, Flow, GatePolicy, IntegrityEntry, Plan, RetryKinds, RetryPolicy, Settings, Step, Target,
+    TlsSettings, VersionCheck, VersionSource, WaitPolicy,
 };
 pub use problem::Problem;
 
@@ -84,6 +85,14 @@ pub fn load(
         problems.extend(found);
         None
     });
+    // Files in the order they were read; within a file, top to bottom.
+    let order: Vec<PathBuf> = problems.iter().fold(Vec::new(), |mut seen, p| {
+        if !seen.contains(&p.file) {
+            seen.push(p.file.clone());
+        }
+        seen
+    });
+    problems.sort_by_key(|p| (order.iter().position(|f| *f == p.file), p.line, p.col));
     if problems.is_empty() {
         Ok(Plan {
             lock,

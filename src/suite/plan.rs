@@ -36,9 +36,96 @@ pub struct Settings {
     pub vars: Map<String, Value>,
     /// `--var name=value` from the command line.
     pub cli_vars: Map<String, Value>,
+    /// The default retry policy of every step.
+    pub retry: RetryPolicy,
+    pub wait: Option<WaitPolicy>,
+    pub gate: GatePolicy,
+    pub tls: TlsSettings,
     /// Config files pinned by SHA-256 (SPEC 6).
     pub integrity: Vec<IntegrityEntry>,
     pub version: Option<VersionCheck>,
+}
+
+/// When a step is tried again (SPEC 2 `[retry]`, SPEC 8 "Retries").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries; 1 means no retry.
+    pub attempts: u32,
+    /// The first wait; doubled after each try, capped at [`RetryPolicy::MAX_BACKOFF`].
+    pub backoff: Duration,
+    pub on: RetryKinds,
+    /// The kinds the step's own `retry.on` names: only these retry a POST or PATCH after a
+    /// timeout or a 5xx, since the first try may have taken effect.
+    pub named_by_step: RetryKinds,
+}
+
+/// Failure kinds that may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryKinds {
+    /// No connection was made, so nothing was sent.
+    pub connect: bool,
+    /// No (whole) response in time, or the connection was lost after sending.
+    pub timeout: bool,
+    /// A 5xx status the step did not expect.
+    pub server_error: bool,
+}
+
+impl RetryKinds {
+    pub const ALL: RetryKinds = RetryKinds {
+        connect: true,
+        timeout: true,
+        server_error: true,
+    };
+    pub const NAMES: [&'static str; 3] = ["connect", "timeout", "5xx"];
+}
+
+impl RetryPolicy {
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+    pub fn none() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 1,
+            backoff: Duration::from_millis(200),
+            on: RetryKinds::ALL,
+            named_by_step: RetryKinds::default(),
+        }
+    }
+
+    /// The wait before try `next` (2, 3, ...): backoff, doubled each time, capped.
+    pub fn delay_before(&self, next: u32) -> Duration {
+        let doublings = next.saturating_sub(2).min(16);
+        self.backoff
+            .saturating_mul(1 << doublings)
+            .min(Self::MAX_BACKOFF)
+    }
+}
+
+/// `[wait]`: poll staging until it is ready before anything else runs.
+#[derive(Debug, Clone)]
+pub struct WaitPolicy {
+    pub path: Template,
+    pub status: crate::check::Op,
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+/// `[gate]`: the verdict policy beyond "any critical failure fails".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GatePolicy {
+    /// `None` (-1): non-critical failures never fail the gate.
+    pub max_noncritical_failures: Option<usize>,
+    pub max_p95_latency: Option<Duration>,
+    pub fail_on_flaky: bool,
+}
+
+/// TLS options, validated at load time (files exist and parse).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub insecure: bool,
+    /// Extra trusted roots (PEM bundle).
+    pub ca_cert: Option<Vec<u8>>,
+    /// Client certificate and key (PEM, concatenated) for mutual TLS.
+    pub identity: Option<Vec<u8>>,
 }
 
 /// A pinned config file, and where staging serves it.
@@ -88,6 +175,7 @@ pub struct Step {
     /// Status first, then latency, headers, body and JSON, in file order.
     pub expectations: Vec<Expectation>,
     pub captures: Vec<Capture>,
+    pub retry: RetryPolicy,
     /// Capture names its request uses: a cleanup whose captures never happened is skipped.
     pub uses_captures: Vec<String>,
 }

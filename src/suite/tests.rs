@@ -142,18 +142,95 @@ fn secrets_and_env_are_read_once_and_unset_ones_are_errors() {
 }
 
 #[test]
-fn later_contract_keys_are_rejected_until_supported() {
+fn retry_wait_gate_and_tls_settings() {
+    let settings = "base_url = \"http://127.0.0.1:1\"\n[retry]\nattempts = 3\nbackoff = \"100ms\"\n\
+        [wait]\npath = \"/health\"\nstatus = 200\n[gate]\nmax_noncritical_failures = 2\nmax_p95_latency = \"800ms\"\nfail_on_flaky = true\n";
+    let flow = "[[step]]\npath = \"/a\"\n[[step]]\nmethod = \"POST\"\npath = \"/b\"\nretry = { on = [\"timeout\"] }\n";
+    let plan = load_with(
+        suite(&[("preflight.toml", settings), ("f.toml", flow)]).path(),
+        Overrides::default(),
+        &[],
+    )
+    .unwrap();
+    let s = &plan.settings;
+    assert_eq!(
+        (s.retry.attempts, s.retry.backoff),
+        (3, Duration::from_millis(100))
+    );
+    assert_eq!(s.retry.delay_before(2), Duration::from_millis(100));
+    assert_eq!(s.retry.delay_before(4), Duration::from_millis(400));
+    assert_eq!(
+        RetryPolicy {
+            backoff: Duration::from_secs(8),
+            ..RetryPolicy::none()
+        }
+        .delay_before(5),
+        Duration::from_secs(10),
+        "capped"
+    );
+    let steps = &plan.flows[0].steps;
+    assert_eq!(steps[0].retry, s.retry, "steps inherit the suite policy");
+    assert_eq!(steps[1].retry.attempts, 3);
+    assert_eq!(
+        steps[1].retry.on,
+        RetryKinds {
+            timeout: true,
+            ..RetryKinds::default()
+        }
+    );
+    assert_eq!(
+        steps[1].retry.named_by_step, steps[1].retry.on,
+        "the step named timeout itself"
+    );
+    let wait = s.wait.as_ref().unwrap();
+    assert_eq!(
+        (wait.timeout, wait.interval),
+        (Duration::from_secs(60), Duration::from_secs(1))
+    );
+    assert_eq!(
+        s.gate,
+        GatePolicy {
+            max_noncritical_failures: Some(2),
+            max_p95_latency: Some(Duration::from_millis(800)),
+            fail_on_flaky: true
+        }
+    );
+}
+
+#[test]
+fn bad_retry_kinds_and_half_mutual_tls_are_located() {
     let found = problems(&[
         (
             "preflight.toml",
-            "base_url = \"http://127.0.0.1:1\"\n[retry]\nattempts = 3\n",
+            "base_url = \"http://127.0.0.1:1\"\nclient_cert = \"c.pem\"\n[retry]\non = [\"4xx\"]\n",
         ),
         ("f.toml", "[[step]]\npath = \"/\"\n"),
     ]);
-    assert!(
-        found[0].message.contains("`retry` is not supported yet"),
-        "{found:?}"
+    let messages: Vec<String> = found
+        .iter()
+        .map(|p| format!("{}:{} {}", p.line, p.col, p.message))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "2:15 mutual TLS needs both `client_cert` and `client_key`",
+            "4:7 `4xx` cannot be retried: `on` takes connect, timeout and 5xx"
+        ]
     );
+}
+
+#[test]
+fn empty_secrets_are_errors_but_empty_env_values_are_not() {
+    let flow = "[[step]]\npath = \"/{{ env.EMPTY_OK }}\"\nheaders = { authorization = \"{{ secret.TOKEN }}\" }\n";
+    let dir = suite(&[BASE, ("f.toml", flow)]);
+    let found = load_with(
+        dir.path(),
+        Overrides::default(),
+        &[("EMPTY_OK", ""), ("TOKEN", "")],
+    )
+    .unwrap_err();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].message.contains("`TOKEN` is empty"));
 }
 
 #[test]

@@ -84,7 +84,7 @@ pub async fn run(plan: Plan) -> Run {
     let started = Instant::now();
     let result = engine::run(plan.clone(), redactor.clone(), RunOptions::default()).await;
     let elapsed = started.elapsed();
-    let verdict = judge(&result);
+    let verdict = judge(&result, &plan.settings.gate);
     let report = Report::new(&plan, &result, &verdict, &redactor);
     Run {
         plan,

@@ -1,0 +1,525 @@
+//! The JUnit XML report (`--junit FILE`), for GitLab, Jenkins and GitHub test reporters.
+//!
+//! Layout: `<testsuites name="<suite>">` holding, in run order, an `integrity` suite (one
+//! testcase per pinned file and one for the deployed version), a `setup` suite, one suite per
+//! flow (one testcase per step, cleanups named `cleanup: <step>`), and a last `gate` suite whose
+//! one `verdict` testcase carries the verdict, so that a failed gate is never a green test
+//! report (a deadline or a readiness failure leaves every step merely skipped).
+//!
+//! Mapping of a step: failed assertions -> `<failure type="assertion">`; a step that could not
+//! complete (connect, TLS, timeout, body too large, template) -> `<error>`; skipped ->
+//! `<skipped>`; passed after retries -> success with one `<flakyFailure>` per failed try; failed
+//! after retries -> also one `<rerunFailure>`/`<rerunError>` per earlier try. Non-critical flows
+//! carry `(non-critical)` in their suite name (always, so that test history keeps one name), and
+//! their failures are still `<failure>`s: pipelines see them.
+
+use super::Report;
+use crate::check::Assertion;
+use crate::engine::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
+use crate::integrity::{IntegrityResult, VersionResult};
+use quick_junit::{
+    NonSuccessKind, Property, Report as JUnit, TestCase, TestCaseStatus, TestRerun, TestSuite,
+};
+use std::time::Duration;
+
+/// The suite name of non-critical flows gets this suffix.
+pub const NON_CRITICAL: &str = "(non-critical)";
+
+/// Renders the report as JUnit XML.
+pub fn render(report: &Report) -> String {
+    let mut junit = JUnit::new(report.suite.as_str());
+    junit.set_time(Duration::from_millis(report.duration_ms));
+    if !report.integrity.is_empty() || report.deployed_version.is_some() {
+        junit.add_test_suite(integrity_suite(report));
+    }
+    if !report.setup.is_empty() {
+        let mut suite = TestSuite::new("setup");
+        stamp(&mut suite, report);
+        let total: u64 = report.setup.iter().filter_map(|s| s.latency_ms).sum();
+        suite.set_time(Duration::from_millis(total));
+        suite.add_test_cases(report.setup.iter().map(|s| step_case(s, "setup")));
+        junit.add_test_suite(suite);
+    }
+    for flow in &report.flows {
+        junit.add_test_suite(flow_suite(flow, report));
+    }
+    junit.add_test_suite(gate_suite(report));
+    junit
+        .to_string()
+        .expect("a JUnit report serializes to memory")
+}
+
+/// The suite name of a flow: its name, marked when the flow is non-critical.
+pub fn flow_suite_name(flow: &FlowResult) -> String {
+    if flow.critical {
+        flow.name.clone()
+    } else {
+        format!("{} {NON_CRITICAL}", flow.name)
+    }
+}
+
+fn stamp(suite: &mut TestSuite, report: &Report) {
+    // quick-junit wants a chrono value for `timestamp`; the report already has RFC 3339 text.
+    suite
+        .extra
+        .insert("timestamp".into(), report.started_at.as_str().into());
+}
+
+fn flow_suite(flow: &FlowResult, report: &Report) -> TestSuite {
+    let name = flow_suite_name(flow);
+    let mut suite = TestSuite::new(name.as_str());
+    stamp(&mut suite, report);
+    suite.set_time(Duration::from_millis(flow.duration_ms));
+    suite.add_property(Property::new("file", flow.file.as_str()));
+    suite.add_property(Property::new("critical", flow.critical.to_string()));
+    suite.add_property(Property::new("outcome", flow_outcome_name(flow.outcome)));
+    if !flow.tags.is_empty() {
+        suite.add_property(Property::new("tags", flow.tags.join(",")));
+    }
+    suite.add_test_cases(flow.steps.iter().map(|s| step_case(s, &name)));
+    suite
+}
+
+fn flow_outcome_name(outcome: FlowOutcome) -> &'static str {
+    match outcome {
+        FlowOutcome::Passed => "passed",
+        FlowOutcome::Failed => "failed",
+        FlowOutcome::Warned => "warned",
+        FlowOutcome::Skipped => "skipped",
+    }
+}
+
+/// One testcase for one step (or cleanup).
+fn step_case(step: &StepResult, classname: &str) -> TestCase {
+    let name = match step.phase {
+        Phase::Step => step.name.clone(),
+        Phase::Cleanup => format!("cleanup: {}", step.name),
+    };
+    let mut case = TestCase::new(name, step_status(step));
+    case.set_classname(classname);
+    if let Some(ms) = step.latency_ms {
+        case.set_time(Duration::from_millis(ms));
+    }
+    if !step.assertions.is_empty() {
+        case.set_assertions(step.assertions.len());
+    }
+    case
+}
+
+fn step_status(step: &StepResult) -> TestCaseStatus {
+    match step.outcome {
+        StepOutcome::Skipped => {
+            let mut status = TestCaseStatus::skipped();
+            if let Some(why) = step.skipped_because.as_deref().filter(|w| !w.is_empty()) {
+                status.set_message(why);
+            }
+            status
+        }
+        StepOutcome::Passed => {
+            let mut status = TestCaseStatus::success();
+            if step.flaky || step.attempts > 1 {
+                let n = attempt_count(step);
+                status.add_reruns(reruns(step).into_iter().map(|mut rerun| {
+                    let message = rerun.message.take().map_or(String::new(), String::from);
+                    rerun.set_message(format!("{message}; the step passed after {n} attempts"));
+                    rerun
+                }));
+            }
+            status
+        }
+        StepOutcome::Failed => {
+            let (kind, ty, message) = match (&step.error, step.failed_assertions().next()) {
+                (Some(error), _) => (NonSuccessKind::Error, "error", error.clone()),
+                (None, Some(first)) => {
+                    (NonSuccessKind::Failure, "assertion", assertion_line(first))
+                }
+                (None, None) => (NonSuccessKind::Failure, "assertion", "step failed".into()),
+            };
+            let mut status = TestCaseStatus::non_success(kind);
+            status.set_type(ty);
+            status.set_message(message);
+            status.set_description(failure_text(step));
+            status.add_reruns(reruns(step));
+            status
+        }
+    }
+}
+
+/// How many tries the step took, as far as the result tells.
+fn attempt_count(step: &StepResult) -> u32 {
+    let floor = if step.flaky { 2 } else { 1 };
+    step.attempts
+        .max(step.earlier_attempts.len() as u32 + 1)
+        .max(floor)
+}
+
+/// One entry per failed try before the last one: what each try saw when the engine recorded it
+/// (`earlier_attempts`), otherwise only `attempt k of N failed`.
+fn reruns(step: &StepResult) -> Vec<TestRerun> {
+    let n = attempt_count(step);
+    if !step.earlier_attempts.is_empty() {
+        return step
+            .earlier_attempts
+            .iter()
+            .enumerate()
+            .map(|(i, attempt)| {
+                let (kind, what) = match (&attempt.error, attempt.status) {
+                    (Some(error), _) => (NonSuccessKind::Error, error.clone()),
+                    (None, Some(status)) => (NonSuccessKind::Failure, format!("status {status}")),
+                    (None, None) => (NonSuccessKind::Failure, "no response".into()),
+                };
+                let mut rerun = TestRerun::new(kind);
+                rerun.set_message(format!("attempt {} of {n} failed: {what}", i + 1));
+                if let Some(ms) = attempt.latency_ms {
+                    rerun.set_time(Duration::from_millis(ms));
+                }
+                rerun
+            })
+            .collect();
+    }
+    let kind = if step.error.is_some() && step.outcome == StepOutcome::Failed {
+        NonSuccessKind::Error
+    } else {
+        NonSuccessKind::Failure
+    };
+    (1..n)
+        .map(|k| {
+            let mut rerun = TestRerun::new(kind);
+            rerun.set_message(format!("attempt {k} of {n} failed"));
+            rerun
+        })
+        .collect()
+}
+
+/// `subject op: expected X, actual Y` (values as JSON, like the terminal shows them).
+pub fn assertion_line(a: &Assertion) -> String {
+    format!(
+        "{} {}: expected {}, actual {}",
+        a.subject, a.op, a.expected, a.actual
+    )
+}
+
+/// The text of a `<failure>`/`<error>`: request, error, status, every failed assertion, body.
+fn failure_text(step: &StepResult) -> String {
+    let mut lines = Vec::new();
+    if step.phase == Phase::Cleanup {
+        lines.push(
+            "cleanup failed: this does not change the verdict, but test data may be left behind"
+                .to_string(),
+        );
+    }
+    let url = step
+        .url
+        .as_deref()
+        .unwrap_or("(no URL: the request could not be built)");
+    lines.push(format!("request: {} {url}", step.method));
+    if let Some(error) = &step.error {
+        lines.push(format!("error: {error}"));
+    }
+    if step.attempts > 1 {
+        lines.push(format!("attempts: {}", step.attempts));
+    }
+    if let Some(status) = step.status {
+        let latency = step
+            .latency_ms
+            .map_or(String::new(), |l| format!(" in {l}ms"));
+        lines.push(format!("status: {status}{latency}"));
+    }
+    for a in step.failed_assertions() {
+        lines.push(assertion_line(a));
+        if let Some(message) = &a.message {
+            lines.push(format!("    {message}"));
+        }
+    }
+    if let Some(body) = step.body_excerpt.as_deref().filter(|b| !b.is_empty()) {
+        lines.push(format!("body: {body}"));
+    }
+    lines.join("\n")
+}
+
+fn integrity_suite(report: &Report) -> TestSuite {
+    let mut suite = TestSuite::new("integrity");
+    stamp(&mut suite, report);
+    suite.add_test_cases(report.integrity.iter().map(integrity_case));
+    if let Some(version) = &report.deployed_version {
+        suite.add_test_case(version_case(version));
+    }
+    suite
+}
+
+fn integrity_case(r: &IntegrityResult) -> TestCase {
+    let status = if r.passed {
+        TestCaseStatus::success()
+    } else {
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        let message = r
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("config mismatch: {}", r.file));
+        let mut text = vec![
+            message.clone(),
+            format!("expected (lock): {}", r.expected),
+            format!("local file:      {}", r.actual),
+        ];
+        if let Some(served) = &r.served {
+            text.push(format!("served:          {served}"));
+        }
+        if let Some(hint) = &r.hint {
+            text.push(format!("fix: {hint}"));
+        }
+        status
+            .set_type("integrity")
+            .set_message(message)
+            .set_description(text.join("\n"));
+        status
+    };
+    let mut case = TestCase::new(r.file.as_str(), status);
+    case.set_classname("integrity");
+    case
+}
+
+fn version_case(v: &VersionResult) -> TestCase {
+    let status = match v.message() {
+        None => TestCaseStatus::success(),
+        Some(message) => {
+            let kind = if v.error.is_some() {
+                NonSuccessKind::Error
+            } else {
+                NonSuccessKind::Failure
+            };
+            let mut status = TestCaseStatus::non_success(kind);
+            status.set_type("version").set_message(message);
+            status
+        }
+    };
+    let mut case = TestCase::new("deployed version", status);
+    case.set_classname("integrity");
+    case
+}
+
+/// The verdict as one testcase: the gate's own pass/fail, whatever the steps say.
+fn gate_suite(report: &Report) -> TestSuite {
+    let status = match report.verdict.as_str() {
+        "pass" => TestCaseStatus::success(),
+        verdict => {
+            let kind = if verdict == "aborted" {
+                NonSuccessKind::Error
+            } else {
+                NonSuccessKind::Failure
+            };
+            let mut status = TestCaseStatus::non_success(kind);
+            status
+                .set_type("gate")
+                .set_message(report.headline.as_str());
+            if !report.reasons.is_empty() {
+                status.set_description(report.reasons.join("\n"));
+            }
+            status
+        }
+    };
+    let mut case = TestCase::new("verdict", status);
+    case.set_classname("gate");
+    case.set_time(Duration::from_millis(report.duration_ms));
+    if !report.warnings.is_empty() {
+        case.set_system_out(report.warnings.join("\n"));
+    }
+    let mut suite = TestSuite::new("gate");
+    stamp(&mut suite, report);
+    suite.set_time(Duration::from_millis(report.duration_ms));
+    suite.add_test_case(case);
+    suite
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Latency, Summary};
+    use serde_json::json;
+
+    fn step(name: &str, outcome: StepOutcome) -> StepResult {
+        StepResult {
+            url: Some("http://staging/x".into()),
+            status: Some(200),
+            latency_ms: Some(12),
+            attempts: 1,
+            outcome,
+            skipped_because: None,
+            ..StepResult::skipped(name, Phase::Step, "GET", "")
+        }
+    }
+
+    fn report(flows: Vec<FlowResult>, verdict: &str) -> Report {
+        Report {
+            schema: 1,
+            tool: "preflight".into(),
+            version: "0.1.0".into(),
+            suite: "s <&> \"q\"".into(),
+            base_url: None,
+            started_at: "2026-11-27T08:00:00Z".into(),
+            duration_ms: 1500,
+            verdict: verdict.into(),
+            reasons: vec![],
+            summary: Summary {
+                flows: flows.len(),
+                passed: 0,
+                failed: 0,
+                warned: 0,
+                skipped: 0,
+                flaky: 0,
+                latency_ms: Latency {
+                    p50: None,
+                    p95: None,
+                    max: None,
+                },
+            },
+            integrity: vec![],
+            deployed_version: None,
+            setup: vec![],
+            flows,
+            warnings: vec![],
+            headline: format!("GATE {verdict}"),
+        }
+    }
+
+    fn flow(
+        name: &str,
+        critical: bool,
+        outcome: FlowOutcome,
+        steps: Vec<StepResult>,
+    ) -> FlowResult {
+        FlowResult {
+            name: name.into(),
+            file: format!("{name}.toml"),
+            tags: vec!["t".into()],
+            critical,
+            outcome,
+            duration_ms: 40,
+            steps,
+        }
+    }
+
+    #[test]
+    fn flaky_pass_is_success_with_flaky_failures() {
+        let mut s = step("pay", StepOutcome::Passed);
+        s.attempts = 3;
+        s.flaky = true;
+        let xml = render(&report(
+            vec![flow("f", true, FlowOutcome::Passed, vec![s])],
+            "pass",
+        ));
+        assert_eq!(xml.matches("<flakyFailure").count(), 2, "{xml}");
+        assert!(xml.contains("attempt 2 of 3 failed; the step passed after 3 attempts"));
+        assert!(!xml.contains("<failure"), "{xml}");
+        assert!(
+            xml.contains("testsuites name=\"s &lt;&amp;&gt; &quot;q&quot;\""),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn failed_after_retries_has_rerun_entries() {
+        let mut s = step("pay", StepOutcome::Failed);
+        s.attempts = 3;
+        s.status = Some(503);
+        s.assertions = vec![Assertion {
+            subject: "status".into(),
+            op: "class".into(),
+            expected: json!("2xx"),
+            actual: json!(503),
+            passed: false,
+            message: None,
+        }];
+        s.body_excerpt = Some("busy".into());
+        let mut e = step("connect", StepOutcome::Failed);
+        e.attempts = 2;
+        e.status = None;
+        e.error = Some("connect: refused".into());
+        let xml = render(&report(
+            vec![flow("f", true, FlowOutcome::Failed, vec![s, e])],
+            "fail",
+        ));
+        assert_eq!(xml.matches("<rerunFailure").count(), 2, "{xml}");
+        assert_eq!(xml.matches("<rerunError").count(), 1, "{xml}");
+        assert!(xml.contains("message=\"attempt 2 of 3 failed\""), "{xml}");
+        assert!(
+            xml.contains(
+                "<failure message=\"status class: expected &quot;2xx&quot;, actual 503\" type=\"assertion\">"
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("body: busy"), "{xml}");
+        assert!(
+            xml.contains("<error message=\"connect: refused\" type=\"error\">"),
+            "{xml}"
+        );
+        // The gate's own testcase fails too.
+        assert!(
+            xml.contains("<failure message=\"GATE fail\" type=\"gate\""),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn non_critical_suites_are_marked_and_cleanups_prefixed() {
+        let mut c = step("delete", StepOutcome::Passed);
+        c.phase = Phase::Cleanup;
+        let skipped = StepResult::skipped("later", Phase::Step, "GET", "an earlier step failed");
+        let xml = render(&report(
+            vec![flow(
+                "recs",
+                false,
+                FlowOutcome::Warned,
+                vec![step("a", StepOutcome::Passed), skipped, c],
+            )],
+            "pass",
+        ));
+        assert!(
+            xml.contains("<testsuite name=\"recs (non-critical)\""),
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"cleanup: delete\""), "{xml}");
+        assert!(
+            xml.contains("<skipped message=\"an earlier step failed\"/>"),
+            "{xml}"
+        );
+        assert!(xml.contains("timestamp=\"2026-11-27T08:00:00Z\""), "{xml}");
+        assert!(
+            xml.contains("<property name=\"file\" value=\"recs.toml\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testcase name=\"a\" classname=\"recs (non-critical)\" time=\"0.012\"/>"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn integrity_and_version_cases() {
+        let mut r = report(vec![], "fail");
+        r.integrity = vec![IntegrityResult {
+            file: "c.json".into(),
+            expected: "sha256:aa".into(),
+            actual: "sha256:bb".into(),
+            served: None,
+            passed: false,
+            message: Some("config mismatch: c.json: expected sha256:aa, found sha256:bb".into()),
+            hint: Some("run `preflight lock`".into()),
+        }];
+        r.deployed_version = Some(VersionResult {
+            expected: "abc".into(),
+            actual: Some("old".into()),
+            passed: false,
+            error: None,
+        });
+        let xml = render(&r);
+        assert!(
+            xml.contains("<failure message=\"config mismatch: c.json: expected sha256:aa, found sha256:bb\" type=\"integrity\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<failure message=\"staging runs old, expected abc\" type=\"version\"/>"),
+            "{xml}"
+        );
+        assert!(xml.contains("<testsuite name=\"integrity\" tests=\"2\" skipped=\"0\" errors=\"0\" failures=\"2\""), "{xml}");
+    }
+}

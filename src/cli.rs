@@ -6,7 +6,7 @@ use crate::integrity;
 use crate::redact::Redactor;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail};
-use crate::report::{Report, write_atomic};
+use crate::report::{Report, junit, markdown, write_atomic};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, judge};
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +40,11 @@ pub enum Command {
     Lock(LockArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
     Demo(DemoArgs),
+    /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files) or `report` (--json).
+    Schema {
+        #[arg(value_enum)]
+        kind: crate::schema::Kind,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +114,12 @@ pub struct RunArgs {
     /// Write the JSON report (schema 1) to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write the JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the Markdown report to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
     /// Show authorization, cookie, set-cookie and proxy-authorization values instead of ***.
     #[arg(long)]
     pub show_sensitive_headers: bool,
@@ -130,6 +141,44 @@ pub struct DemoArgs {
     pub fault: Vec<Fault>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// Writes every report asked for (atomically) and appends the Markdown to the GitHub job
+/// summary when `GITHUB_STEP_SUMMARY` is set; returns what could not be written.
+fn write_reports(args: &RunArgs, report: &Report) -> Vec<String> {
+    let mut failures = Vec::new();
+    type Render = fn(&Report) -> String;
+    let wanted: [(&Option<PathBuf>, &str, Render); 3] = [
+        (&args.json, "JSON", Report::to_json),
+        (&args.junit, "JUnit", junit::render),
+        (&args.markdown, "Markdown", markdown::render),
+    ];
+    for (path, kind, render) in wanted {
+        if let Some(path) = path
+            && let Err(e) = write_atomic(path, &render(report))
+        {
+            failures.push(format!(
+                "cannot write {kind} report {}: {e}",
+                path.display()
+            ));
+        }
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&summary)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, markdown::render(report).as_bytes())
+            });
+        if let Err(e) = appended {
+            failures.push(format!(
+                "cannot append to GITHUB_STEP_SUMMARY {}: {e}",
+                PathBuf::from(summary).display()
+            ));
+        }
+    }
+    failures
 }
 
 /// SIGINT or SIGTERM cancels the run (verdict aborted, exit 130, reports written); a second
@@ -198,6 +247,10 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::Lock(args) => lock(&args),
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
+            Command::Schema { kind } => {
+                println!("{}", crate::schema::render(kind));
+                ExitCode::SUCCESS
+            }
         }
     })
 }
@@ -430,13 +483,11 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     let _ = shown.await;
     let mut verdict = judge(&result, &plan.settings.gate);
     let mut report = Report::new(&plan, &result, &verdict, &redactor);
-    if let Some(path) = &args.json
-        && let Err(e) = write_atomic(path, &report.to_json())
-    {
-        verdict = verdict.add_reason(Reason::ReportNotWritten(format!(
-            "cannot write JSON report {}: {e}",
-            path.display()
-        )));
+    let failures = write_reports(args, &report);
+    if !failures.is_empty() {
+        for failure in failures {
+            verdict = verdict.add_reason(Reason::ReportNotWritten(failure));
+        }
         report = Report::new(&plan, &result, &verdict, &redactor);
     }
     let detail = if args.quiet {

@@ -29,7 +29,7 @@ struct RawLock {
 }
 
 /// One pinned file, judged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IntegrityResult {
     pub file: String,
     /// `sha256:<hex>` from the lock, or `<no lock entry>`.
@@ -212,7 +212,7 @@ pub fn mismatches(results: &[IntegrityResult]) -> usize {
 }
 
 /// Version reported by staging vs the expected one (SPEC 6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionResult {
     pub expected: String,
     pub actual: Option<String>,

@@ -12,5 +12,6 @@ pub mod engine;
 pub mod integrity;
 pub mod redact;
 pub mod report;
+pub mod schema;
 pub mod suite;
 pub mod verdict;

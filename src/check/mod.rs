@@ -112,7 +112,7 @@ pub struct Expectation {
 }
 
 /// The evaluated form of one expectation: what the reports show.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Assertion {
     pub subject: String,
     pub op: String,
@@ -462,7 +462,12 @@ fn judge(
             let passed = options.iter().any(|o| loose_eq(actual, o));
             Judgement::plain(expected, passed)
         }
-        Op::Type(t) => Judgement::plain(json!(t.name()), JsonType::of(actual) == *t),
+        Op::Type(t) => Judgement {
+            expected: json!(t.name()),
+            actual: Some(json!(JsonType::of(actual).name())),
+            passed: JsonType::of(actual) == *t,
+            message: None,
+        },
         Op::JsonSchema(schema) => {
             let errors: Vec<String> = schema
                 .validator

@@ -1,6 +1,7 @@
 //! The JUnit XML report (`--junit FILE`), for GitLab, Jenkins and GitHub test reporters.
 //!
-//! Layout: `<testsuites name="<suite>">` holding, in run order, an `integrity` suite (one
+//! Layout: `<testsuites name="<suite>">` holding, in run order, a `wait` suite (one
+//! `staging ready` testcase, with `[wait]`), an `integrity` suite (one
 //! testcase per pinned file and one for the deployed version), a `setup` suite, one suite per
 //! flow (one testcase per step, cleanups named `cleanup: <step>`), and a last `gate` suite whose
 //! one `verdict` testcase carries the verdict, so that a failed gate is never a green test
@@ -15,8 +16,10 @@
 
 use super::Report;
 use crate::check::Assertion;
+use crate::engine::result::WaitResult;
 use crate::engine::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
 use crate::integrity::{IntegrityResult, VersionResult};
+use crate::verdict::counted;
 use quick_junit::{
     NonSuccessKind, Property, Report as JUnit, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
@@ -29,6 +32,9 @@ pub const NON_CRITICAL: &str = "(non-critical)";
 pub fn render(report: &Report) -> String {
     let mut junit = JUnit::new(report.suite.as_str());
     junit.set_time(Duration::from_millis(report.duration_ms));
+    if let Some(wait) = &report.wait {
+        junit.add_test_suite(wait_suite(wait, report));
+    }
     if !report.integrity.is_empty() || report.deployed_version.is_some() {
         junit.add_test_suite(integrity_suite(report));
     }
@@ -237,6 +243,32 @@ fn failure_text(step: &StepResult) -> String {
     lines.join("\n")
 }
 
+/// `[wait]`: one testcase, failed when staging never became ready.
+fn wait_suite(wait: &WaitResult, report: &Report) -> TestSuite {
+    let status = if wait.ready {
+        TestCaseStatus::success()
+    } else {
+        let mut message = format!(
+            "staging not ready after {}",
+            counted(wait.polls as usize, "poll")
+        );
+        if let Some(last) = &wait.last {
+            message.push_str(&format!(" (last: {last})"));
+        }
+        let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        status.set_type("wait").set_message(message);
+        status
+    };
+    let mut case = TestCase::new("staging ready", status);
+    case.set_classname("wait");
+    case.set_time(Duration::from_millis(wait.waited_ms));
+    let mut suite = TestSuite::new("wait");
+    stamp(&mut suite, report);
+    suite.set_time(Duration::from_millis(wait.waited_ms));
+    suite.add_test_case(case);
+    suite
+}
+
 fn integrity_suite(report: &Report) -> TestSuite {
     let mut suite = TestSuite::new("integrity");
     stamp(&mut suite, report);
@@ -331,7 +363,7 @@ fn gate_suite(report: &Report) -> TestSuite {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::{Latency, Summary};
     use serde_json::json;
@@ -348,7 +380,8 @@ mod tests {
         }
     }
 
-    fn report(flows: Vec<FlowResult>, verdict: &str) -> Report {
+    /// A report with these flows and verdict and nothing else, for the reporters' unit tests.
+    pub(crate) fn report(flows: Vec<FlowResult>, verdict: &str) -> Report {
         Report {
             schema: 1,
             tool: "preflight".into(),
@@ -372,6 +405,7 @@ mod tests {
                     max: None,
                 },
             },
+            wait: None,
             integrity: vec![],
             deployed_version: None,
             setup: vec![],
@@ -381,7 +415,7 @@ mod tests {
         }
     }
 
-    fn flow(
+    pub(crate) fn flow(
         name: &str,
         critical: bool,
         outcome: FlowOutcome,
@@ -490,6 +524,27 @@ mod tests {
         assert!(
             xml.contains("<testcase name=\"a\" classname=\"recs (non-critical)\" time=\"0.012\"/>"),
             "{xml}"
+        );
+    }
+
+    #[test]
+    fn wait_not_ready_is_a_failure() {
+        let mut r = report(vec![], "fail");
+        r.wait = Some(WaitResult {
+            ready: false,
+            polls: 3,
+            waited_ms: 3000,
+            last: Some("status 503".into()),
+        });
+        let xml = render(&r);
+        assert!(
+            xml.contains(
+                "<failure message=\"staging not ready after 3 polls (last: status 503)\" type=\"wait\"/>"
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testcase name=\"staging ready\" classname=\"wait\" time=\"3.000\">")
         );
     }
 

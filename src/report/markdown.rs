@@ -9,6 +9,7 @@
 use super::Report;
 use crate::engine::{FlowOutcome, FlowResult, StepOutcome, StepResult};
 use crate::integrity::IntegrityResult;
+use crate::verdict::counted;
 use std::fmt::Write;
 
 /// Hashes are shown with this many hex digits.
@@ -28,12 +29,36 @@ pub fn render(report: &Report) -> String {
     if let Some(base) = &report.base_url {
         let _ = write!(about, " against {}", code(base));
     }
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "{about}, started {}, took {}.\n",
+        "{about}, started {}, took {}.",
         text(&report.started_at),
         duration(report.duration_ms)
     );
+    match &report.wait {
+        Some(wait) if wait.ready => {
+            let _ = write!(
+                out,
+                " Staging was ready after {} ({}).",
+                counted(wait.polls as usize, "poll"),
+                duration(wait.waited_ms)
+            );
+        }
+        Some(wait) => {
+            let last = wait
+                .last
+                .as_deref()
+                .map_or(String::new(), |l| format!(", last: {}", code(l)));
+            let _ = write!(
+                out,
+                " ❌ Staging was **not ready** after {} ({}{last}).",
+                counted(wait.polls as usize, "poll"),
+                duration(wait.waited_ms)
+            );
+        }
+        None => {}
+    }
+    out.push_str("\n\n");
     if !report.reasons.is_empty() {
         let _ = writeln!(out, "### Why the gate failed\n");
         for reason in &report.reasons {
@@ -419,7 +444,6 @@ fn fenced(out: &mut String, body: &str, indent: &str) {
 mod tests {
     use super::*;
     use crate::engine::Phase;
-    use crate::report::{Latency, Summary};
 
     #[test]
     fn code_spans_hold_backticks_and_pipes() {
@@ -454,48 +478,42 @@ mod tests {
     }
 
     fn report(verdict: &str, flows: Vec<FlowResult>) -> Report {
-        Report {
-            schema: 1,
-            tool: "preflight".into(),
-            version: "0.1.0".into(),
-            suite: "gate | `x`".into(),
-            base_url: Some("http://staging".into()),
-            started_at: "2026-11-27T08:00:00Z".into(),
-            duration_ms: 3412,
-            verdict: verdict.into(),
-            reasons: vec![],
-            summary: Summary {
-                flows: flows.len(),
-                passed: 0,
-                failed: 0,
-                warned: 0,
-                skipped: 0,
-                flaky: 0,
-                latency_ms: Latency {
-                    p50: Some(41),
-                    p95: None,
-                    max: None,
-                },
-            },
-            integrity: vec![],
-            deployed_version: None,
-            setup: vec![],
-            flows,
-            warnings: vec![],
-            headline: "GATE ABORTED: interrupted".into(),
-        }
+        let mut r = crate::report::junit::tests::report(flows, verdict);
+        r.suite = "gate | `x`".into();
+        r.base_url = Some("http://staging".into());
+        r.duration_ms = 3412;
+        r.summary.latency_ms.p50 = Some(41);
+        r.headline = "GATE ABORTED: interrupted".into();
+        r
     }
 
     fn flow(name: &str, outcome: FlowOutcome, steps: Vec<StepResult>) -> FlowResult {
-        FlowResult {
-            name: name.into(),
-            file: format!("{name}.toml"),
-            tags: vec![],
-            critical: true,
-            outcome,
-            duration_ms: 40,
-            steps,
-        }
+        crate::report::junit::tests::flow(name, true, outcome, steps)
+    }
+
+    #[test]
+    fn wait_line() {
+        let mut r = report("pass", vec![]);
+        r.wait = Some(crate::engine::result::WaitResult {
+            ready: true,
+            polls: 1,
+            waited_ms: 5,
+            last: None,
+        });
+        assert!(render(&r).contains("took 3.4s. Staging was ready after 1 poll (5ms).\n"));
+        r.wait = Some(crate::engine::result::WaitResult {
+            ready: false,
+            polls: 4,
+            waited_ms: 4000,
+            last: Some("status 503".into()),
+        });
+        assert!(
+            render(&r).contains(
+                " ❌ Staging was **not ready** after 4 polls (4.0s, last: `status 503`).\n"
+            ),
+            "{}",
+            render(&r)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod markdown;
 pub mod progress;
 pub mod terminal;
 
+use crate::engine::result::WaitResult;
 use crate::engine::result::percentile;
 use crate::engine::{FlowOutcome, RunResult, StepResult};
 use crate::integrity::{IntegrityResult, VersionResult};
@@ -19,7 +20,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// The JSON report, schema 1 (SPEC 7); terminal and other reports render from it too.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema: u32,
     pub tool: String,
@@ -31,6 +32,8 @@ pub struct Report {
     pub verdict: String,
     pub reasons: Vec<String>,
     pub summary: Summary,
+    /// `[wait]`: whether staging became ready, after how many polls (null without `[wait]`).
+    pub wait: Option<WaitResult>,
     pub integrity: Vec<IntegrityResult>,
     pub deployed_version: Option<VersionResult>,
     pub setup: Vec<StepResult>,
@@ -43,7 +46,7 @@ pub struct Report {
 
 pub use crate::engine::FlowResult;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
     pub flows: usize,
     pub passed: usize,
@@ -54,7 +57,7 @@ pub struct Summary {
     pub latency_ms: Latency,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Latency {
     pub p50: Option<u64>,
     pub p95: Option<u64>,
@@ -94,6 +97,7 @@ impl Report {
                     max: latencies.iter().max().copied(),
                 },
             },
+            wait: result.wait.clone(),
             integrity: result.integrity.clone(),
             deployed_version: result.deployed_version.clone(),
             setup: result.setup.clone(),
@@ -129,9 +133,9 @@ fn warnings(result: &RunResult) -> Vec<String> {
             let why = cleanup.error.clone().unwrap_or_else(|| {
                 cleanup
                     .failed_assertions()
-                    .map(|a| format!("{} {}", a.subject, a.op))
+                    .map(junit::assertion_line)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join("; ")
             });
             out.push(format!(
                 "cleanup failed: flow '{}', step '{}': {why}",

@@ -175,8 +175,26 @@ fn failure_detail(out: &mut String, step: &StepResult) {
     }
 }
 
-/// Config integrity and deployed version, beside the flows.
+/// Readiness, config integrity and deployed version, beside the flows.
 fn integrity_lines(out: &mut String, report: &Report) {
+    if let Some(wait) = &report.wait {
+        let polls = crate::verdict::counted(wait.polls as usize, "poll");
+        if wait.ready {
+            let _ = writeln!(
+                out,
+                "{} staging ready after {polls} ({}ms)",
+                style("✓").green(),
+                wait.waited_ms
+            );
+        } else {
+            let last = wait.last.as_deref().unwrap_or("no answer");
+            let _ = writeln!(
+                out,
+                "{} staging not ready after {polls} (last: {last})",
+                style("✗").red().bold()
+            );
+        }
+    }
     for r in &report.integrity {
         if r.passed {
             let served = if r.served.is_some() {

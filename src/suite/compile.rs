@@ -428,10 +428,10 @@ impl<'e> Compiler<'e> {
             .as_ref()
             .and_then(|t| src.duration(t))
             .unwrap_or(Duration::from_secs(1));
-        if let Some(i) = &w.interval {
-            if interval.is_zero() {
-                src.error(i.span(), "`interval` must be more than 0");
-            }
+        if let Some(i) = &w.interval
+            && interval.is_zero()
+        {
+            src.error(i.span(), "`interval` must be more than 0");
         }
         Some(WaitPolicy {
             path,
@@ -447,23 +447,23 @@ impl<'e> Compiler<'e> {
             insecure: raw.insecure.as_ref().is_some_and(|i| *i.get_ref()),
             ..TlsSettings::default()
         };
-        if let Some(ca) = &raw.ca_cert {
-            if let Some(pem) = src.read_file(&self.dir, ca) {
-                match reqwest::Certificate::from_pem_bundle(&pem) {
-                    Ok(certs) if !certs.is_empty() => tls.ca_cert = Some(pem),
-                    Ok(_) => src.error(
-                        ca.span(),
-                        format!("`{}` holds no PEM certificate", ca.get_ref()),
+        if let Some(ca) = &raw.ca_cert
+            && let Some(pem) = src.read_file(&self.dir, ca)
+        {
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => tls.ca_cert = Some(pem),
+                Ok(_) => src.error(
+                    ca.span(),
+                    format!("`{}` holds no PEM certificate", ca.get_ref()),
+                ),
+                Err(e) => src.error(
+                    ca.span(),
+                    format!(
+                        "`{}` is not a PEM certificate: {}",
+                        ca.get_ref(),
+                        crate::engine::http::error_chain(&e)
                     ),
-                    Err(e) => src.error(
-                        ca.span(),
-                        format!(
-                            "`{}` is not a PEM certificate: {}",
-                            ca.get_ref(),
-                            crate::engine::http::error_chain(&e)
-                        ),
-                    ),
-                }
+                ),
             }
         }
         match (&raw.client_cert, &raw.client_key) {
@@ -1298,10 +1298,10 @@ fn retry_policy(
             ),
         }
     }
-    if let Some(backoff) = &r.backoff {
-        if let Some(d) = src.duration(backoff) {
-            policy.backoff = d;
-        }
+    if let Some(backoff) = &r.backoff
+        && let Some(d) = src.duration(backoff)
+    {
+        policy.backoff = d;
     }
     if let Some(on) = &r.on {
         let mut kinds = RetryKinds::default();

@@ -86,6 +86,7 @@ pub async fn run(plan: Plan) -> Run {
     let elapsed = started.elapsed();
     let verdict = judge(&result, &plan.settings.gate);
     let report = Report::new(&plan, &result, &verdict, &redactor);
+    assert_matches_report_schema(&report.to_json());
     Run {
         plan,
         result,
@@ -327,4 +328,22 @@ fn adler32(data: &[u8]) -> u32 {
 fn crc32_and_adler32_match_known_values() {
     assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+}
+
+/// Every report a test produces must validate against the published report schema.
+pub fn assert_matches_report_schema(json: &str) {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let validator = VALIDATOR.get_or_init(|| {
+        let schema = preflight::schema::render(preflight::schema::Kind::Report);
+        jsonschema::validator_for(&serde_json::from_str(&schema).unwrap()).unwrap()
+    });
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "report does not match schemas/report.schema.json: {errors:#?}"
+    );
 }

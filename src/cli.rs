@@ -184,12 +184,21 @@ fn write_reports(args: &RunArgs, report: &Report) -> Vec<String> {
 /// SIGINT or SIGTERM cancels the run (verdict aborted, exit 130, reports written); a second
 /// one exits at once, still non-zero.
 async fn watch_signals(interrupt: CancellationToken) {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    use tokio::signal::unix::{SignalKind, signal};
+    // Both listeners exist before the first signal, so none can slip between them.
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!(
+            "warning: cannot listen for SIGINT/SIGTERM; an interrupt will kill preflight without reports"
+        );
+        return;
+    };
     let mut next_signal = async || {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            Some(()) = async { terminate.as_mut()?.recv().await } => {}
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
     };
     next_signal().await;

@@ -18,9 +18,9 @@ pub enum Verdict {
 /// Why the gate failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
-    /// Critical flows that failed: (flow, failing step).
+    /// Critical flows that failed: (flow, `failed at step 'x'` or why it did not finish).
     FlowsFailed {
-        failed: Vec<(String, Option<String>)>,
+        failed: Vec<(String, String)>,
         total: usize,
     },
     FlowsNotRun {
@@ -116,10 +116,7 @@ impl Reason {
         match self {
             Reason::FlowsFailed { failed, .. } => failed
                 .iter()
-                .map(|(flow, step)| match step {
-                    Some(step) => format!("flow '{flow}' failed at step '{step}'"),
-                    None => format!("flow '{flow}' failed"),
-                })
+                .map(|(flow, why)| format!("flow '{flow}' {why}"))
                 .collect(),
             Reason::ConfigMismatch { messages } => messages.clone(),
             Reason::Flaky { steps } => steps.iter().map(|s| format!("flaky step {s}")).collect(),
@@ -209,11 +206,25 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
             step: step.name.clone(),
         });
     }
-    let failed: Vec<(String, Option<String>)> = result
+    let failed: Vec<(String, String)> = result
         .flows
         .iter()
         .filter(|f| f.critical && f.outcome == FlowOutcome::Failed)
-        .map(|f| (f.name.clone(), f.failed_step().map(|s| s.name.clone())))
+        .map(|f| {
+            let why = match f.failed_step() {
+                Some(step) => format!("failed at step '{}'", step.name),
+                // Stopped half-way (fail-fast, deadline) or cut off: say by what.
+                None => match f
+                    .steps
+                    .iter()
+                    .find_map(|s| s.skipped_because.as_ref().or(s.error.as_ref()))
+                {
+                    Some(reason) => format!("did not finish ({reason})"),
+                    None => "failed".to_string(),
+                },
+            };
+            (f.name.clone(), why)
+        })
         .collect();
     if !failed.is_empty() {
         reasons.push(Reason::FlowsFailed {

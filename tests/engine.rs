@@ -173,7 +173,14 @@ body = { contains = '"currency":"EUR"', not_contains = "USD", sha256 = "HEX", sh
     check(step, "$.total", "le", json!(12.5), json!(12.5), true);
     check(step, "$.total", "gt", json!(12), json!(12.5), true);
     check(step, "$.total", "ge", json!(12.5), json!(12.5), true);
-    check(step, "$.total", "type", json!("number"), json!("number"), true);
+    check(
+        step,
+        "$.total",
+        "type",
+        json!("number"),
+        json!("number"),
+        true,
+    );
     check(step, "$.coupon", "exists", json!(true), Value::Null, true);
     check(step, "$.coupon", "type", json!("null"), json!("null"), true);
     check(
@@ -310,7 +317,14 @@ body = { contains = "GBP", not_contains = "EUR", sha256 = "000000000000000000000
         json!("c-1"),
         false,
     );
-    check(step, "$.id", "type", json!("number"), json!("string"), false);
+    check(
+        step,
+        "$.id",
+        "type",
+        json!("number"),
+        json!("string"),
+        false,
+    );
     check(
         step,
         "$.tags",
@@ -1621,7 +1635,7 @@ async fn a_non_critical_failure_warns_and_a_critical_one_fails() {
     assert_eq!(
         reasons,
         &[Reason::FlowsFailed {
-            failed: vec![("main".into(), Some("s".into()))],
+            failed: vec![("main".into(), "failed at step 's'".into())],
             total: 2
         }]
     );

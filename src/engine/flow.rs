@@ -37,29 +37,36 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
     };
     let mut steps = Vec::new();
     let mut failed = false;
+    let mut stopped: Option<String> = None;
     for step in &flow.steps {
-        if failed {
-            steps.push(StepResult::skipped(
-                &step.name,
-                Phase::Step,
-                step.method.as_str(),
-                "an earlier step failed",
-            ));
-            continue;
+        if !failed && stopped.is_none() && shared.halted() {
+            stopped = Some(shared.stop_reason());
         }
-        if shared.halted() {
+        let skip = match (&stopped, failed) {
+            (_, true) => Some("an earlier step failed".to_string()),
+            (Some(reason), false) => Some(reason.clone()),
+            (None, false) => None,
+        };
+        if let Some(because) = skip {
             steps.push(StepResult::skipped(
                 &step.name,
                 Phase::Step,
                 step.method.as_str(),
-                shared.stop_reason(),
+                because,
             ));
-            failed = true;
             continue;
         }
         let result = run_step(shared, Some(index), step, Phase::Step, &mut scope, &jar).await;
         failed = result.outcome != StepOutcome::Passed;
         steps.push(result);
+        if failed && flow.critical {
+            // Fail-fast stops the run at the failing step, not after this flow's cleanups.
+            shared.critical_flow_failed(&flow.name);
+        }
+    }
+    if stopped.is_some() && steps.iter().all(|s| s.outcome == StepOutcome::Skipped) {
+        // Halted before its first step: the flow never started.
+        return super::skipped_flow(flow, stopped.as_deref().unwrap_or_default());
     }
     for step in &flow.cleanup {
         let missing: Vec<&String> = step
@@ -103,14 +110,12 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
         };
         steps.push(result);
     }
-    let outcome = match (failed, flow.critical) {
+    // A flow stopped half-way did not pass: it counts as failed (warned if non-critical).
+    let outcome = match (failed || stopped.is_some(), flow.critical) {
         (false, _) => FlowOutcome::Passed,
         (true, true) => FlowOutcome::Failed,
         (true, false) => FlowOutcome::Warned,
     };
-    if outcome == FlowOutcome::Failed {
-        shared.critical_flow_failed(&flow.name);
-    }
     let duration = started.elapsed();
     shared.events.emit(Event::FlowFinished {
         flow: index,
@@ -322,7 +327,7 @@ async fn send_with_retries(
             }
         };
         let kind = match &result {
-            Err(RequestError::Connect(_)) => Some((policy.on.connect, true)),
+            Err(RequestError::Connect(_) | RequestError::Tls(_)) => Some((policy.on.connect, true)),
             Err(RequestError::Timeout(_) | RequestError::Other(_)) => Some((
                 policy.on.timeout,
                 idempotent(&step.method) || policy.named_by_step.timeout,

@@ -41,6 +41,10 @@ pub struct Exchange {
 pub enum RequestError {
     #[error("connect failed: {0}")]
     Connect(String),
+    /// The TLS handshake failed (certificate, protocol, client certificate refused): the
+    /// server never saw an HTTP request it could act on.
+    #[error("tls handshake failed: {0}")]
+    Tls(String),
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("response body over the {limit}-byte limit (max_body)")]
@@ -73,9 +77,16 @@ impl Http {
     /// The client of a run. Proxies come from `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`
     /// (reqwest's system proxy); HTTP/2 is used when a TLS server offers it.
     pub fn new(tls: &TlsSettings) -> Result<Http, String> {
+        Http::client(tls)
+            .map(|client| Http { client })
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    }
+
+    /// The reqwest client for these TLS settings. The suite loader builds one too, so that an
+    /// unusable certificate or key is an invalid suite (exit 2), not a failed run.
+    pub fn client(tls: &TlsSettings) -> Result<reqwest::Client, String> {
         install_crypto_provider();
-        let failed =
-            |e: reqwest::Error| format!("cannot build the HTTP client: {}", error_chain(&e));
+        let failed = |e: reqwest::Error| error_chain(&e);
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("preflight/", env!("CARGO_PKG_VERSION")))
@@ -87,9 +98,7 @@ impl Http {
         if let Some(pem) = &tls.identity {
             builder = builder.identity(reqwest::Identity::from_pem(pem).map_err(failed)?);
         }
-        Ok(Http {
-            client: builder.build().map_err(failed)?,
-        })
+        builder.build().map_err(failed)
     }
 
     /// Sends `request` and reads the whole response, within `limits.timeout`.
@@ -136,7 +145,13 @@ impl Http {
             if let Some(body) = &request.body {
                 builder = builder.body(body.clone());
             }
-            let mut response = builder.send().await.map_err(classify)?;
+            let mut response = builder.send().await.map_err(|e| match classify(e) {
+                // The first hop was sent already: for retries this is not "nothing was sent".
+                RequestError::Connect(chain) if hops > 0 => {
+                    RequestError::Other(format!("redirect target: connect failed: {chain}"))
+                }
+                other => other,
+            })?;
             let set_cookies: Vec<&HeaderValue> = response
                 .headers()
                 .get_all(header::SET_COOKIE)
@@ -234,11 +249,33 @@ fn parse_set_cookie(value: &HeaderValue) -> Option<(String, String)> {
 
 fn classify(error: reqwest::Error) -> RequestError {
     let chain = error_chain(&error);
-    if error.is_connect() {
+    if is_tls(&error) {
+        RequestError::Tls(chain)
+    } else if error.is_connect() {
         RequestError::Connect(chain)
     } else {
         RequestError::Other(chain)
     }
+}
+
+/// Whether rustls is somewhere in the cause chain: a certificate or handshake problem.
+fn is_tls(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        // rustls errors travel inside (nested) io::Errors, whose `source()` skips what they wrap.
+        let mut inner: &(dyn StdError + 'static) = e;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if e.is::<rustls::Error>() || inner.is::<rustls::Error>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The whole cause chain on one line, without reqwest's and hyper's generic wrappers, so the
@@ -250,6 +287,7 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
         let text = e.to_string();
         let generic = text.starts_with("error sending request")
             || text.starts_with("client error (")
+            || text == "builder error"
             || text.starts_with("error decoding response body")
             || text.starts_with("request or response body error");
         if !generic && !parts.iter().any(|p| p.contains(&text)) {

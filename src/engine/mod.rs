@@ -291,7 +291,7 @@ fn collect(
     }
 }
 
-fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResult {
+pub(crate) fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResult {
     FlowResult {
         name: flow.name.clone(),
         file: flow.file.clone(),

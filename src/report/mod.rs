@@ -79,7 +79,10 @@ impl Report {
             started_at: result.started_at.clone(),
             duration_ms: result.duration_ms,
             verdict: verdict.name().into(),
-            reasons: verdict.reasons().iter().flat_map(Reason::details).collect(),
+            reasons: match verdict {
+                Verdict::Aborted => vec!["interrupted".to_string()],
+                _ => verdict.reasons().iter().flat_map(Reason::details).collect(),
+            },
             summary: Summary {
                 flows: result.flows.len(),
                 passed: count(FlowOutcome::Passed),

@@ -443,27 +443,34 @@ impl<'e> Compiler<'e> {
 
     /// `insecure`, `ca_cert`, `client_cert` + `client_key`: files must exist and parse.
     fn tls(&mut self, src: &mut Source, raw: &RawSuite) -> TlsSettings {
+        use crate::engine::http::Http;
         let mut tls = TlsSettings {
             insecure: raw.insecure.as_ref().is_some_and(|i| *i.get_ref()),
             ..TlsSettings::default()
         };
+        // Each file is checked by building the real client with it alone: whatever rustls
+        // would reject at run time is an invalid suite now.
         if let Some(ca) = &raw.ca_cert
             && let Some(pem) = src.read_file(&self.dir, ca)
         {
-            match reqwest::Certificate::from_pem_bundle(&pem) {
-                Ok(certs) if !certs.is_empty() => tls.ca_cert = Some(pem),
-                Ok(_) => src.error(
+            let only_ca = TlsSettings {
+                ca_cert: Some(pem),
+                ..TlsSettings::default()
+            };
+            let holds_certs = only_ca
+                .ca_cert
+                .as_deref()
+                .map(reqwest::Certificate::from_pem_bundle);
+            match (holds_certs, Http::client(&only_ca)) {
+                (Some(Ok(certs)), _) if certs.is_empty() => src.error(
                     ca.span(),
                     format!("`{}` holds no PEM certificate", ca.get_ref()),
                 ),
-                Err(e) => src.error(
+                (_, Err(e)) => src.error(
                     ca.span(),
-                    format!(
-                        "`{}` is not a PEM certificate: {}",
-                        ca.get_ref(),
-                        crate::engine::http::error_chain(&e)
-                    ),
+                    format!("`{}` is not a usable CA certificate: {e}", ca.get_ref()),
                 ),
+                (_, Ok(_)) => tls.ca_cert = only_ca.ca_cert,
             }
         }
         match (&raw.client_cert, &raw.client_key) {
@@ -473,14 +480,18 @@ impl<'e> Compiler<'e> {
                 if let (Some(mut pem), Some(key_pem)) = (cert_pem, key_pem) {
                     pem.push(b'\n');
                     pem.extend_from_slice(&key_pem);
-                    crate::engine::http::install_crypto_provider();
-                    match reqwest::Identity::from_pem(&pem) {
-                        Ok(_) => tls.identity = Some(pem),
+                    let only_identity = TlsSettings {
+                        identity: Some(pem),
+                        ..TlsSettings::default()
+                    };
+                    match Http::client(&only_identity) {
+                        Ok(_) => tls.identity = only_identity.identity,
                         Err(e) => src.error(
                             cert.span(),
                             format!(
-                                "client certificate and key do not make an identity: {}",
-                                crate::engine::http::error_chain(&e)
+                                "`{}` and `{}` do not make a usable client identity: {e}",
+                                cert.get_ref(),
+                                key.get_ref()
                             ),
                         ),
                     }

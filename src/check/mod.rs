@@ -160,6 +160,11 @@ impl Observed {
         }
     }
 
+    /// What a status-only judgement needs (retry decisions, `[wait]` polls).
+    pub fn status_only(status: u16, latency: Duration) -> Observed {
+        Observed::new(status, latency, Vec::new(), Vec::new(), Vec::new())
+    }
+
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -238,6 +243,11 @@ impl Op {
 }
 
 impl Expectation {
+    /// Whether every assertion of this expectation passes.
+    pub fn holds(&self, observed: &Observed, scope: &dyn Scope) -> bool {
+        self.evaluate(observed, scope).iter().all(|a| a.passed)
+    }
+
     /// Evaluates to one assertion per operator (a `length` table gives one per inner operator).
     pub fn evaluate(&self, observed: &Observed, scope: &dyn Scope) -> Vec<Assertion> {
         let subject = self.subject.label();

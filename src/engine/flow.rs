@@ -363,17 +363,11 @@ fn idempotent(method: &reqwest::Method) -> bool {
 
 /// Whether the step's status expectation holds: an expected 503 is not a failure to retry.
 fn status_expected(step: &Step, exchange: &Exchange, scope: &dyn Scope) -> bool {
-    let observed = Observed::new(
-        exchange.status.as_u16(),
-        exchange.latency,
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let observed = Observed::status_only(exchange.status.as_u16(), exchange.latency);
     step.expectations
         .iter()
         .filter(|e| matches!(e.subject, crate::check::Subject::Status))
-        .all(|e| e.evaluate(&observed, scope).iter().all(|a| a.passed))
+        .all(|e| e.holds(&observed, scope))
 }
 
 /// Builds the request: URL, query, headers (suite ones, then the step's), body.

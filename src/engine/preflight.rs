@@ -96,18 +96,8 @@ pub async fn wait_until_ready(shared: &Shared, wait: &WaitPolicy) -> WaitResult 
         polls += 1;
         let poll = async {
             let exchange = fetch(shared, &wait.path).await?;
-            let observed = Observed::new(
-                exchange.status.as_u16(),
-                exchange.latency,
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            );
-            if !status_expectation
-                .evaluate(&observed, &suite_scope(shared))
-                .iter()
-                .all(|a| a.passed)
-            {
+            let observed = Observed::status_only(exchange.status.as_u16(), exchange.latency);
+            if !status_expectation.holds(&observed, &suite_scope(shared)) {
                 return Err(format!("status {}", exchange.status.as_u16()));
             }
             if let Some(check) = &shared.plan.settings.version {

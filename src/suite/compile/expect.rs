@@ -1,0 +1,330 @@
+//! Expectations: status, latency, headers, body and JSONPath, each a subject and operators.
+
+use super::source::{Source, one_line};
+use super::{Compiler, Known};
+use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject, sha256_hex};
+use crate::suite::problem::did_you_mean;
+use crate::suite::raw::RawExpect;
+use crate::suite::template::TemplateValue;
+use regex::Regex;
+use serde_json::Value;
+use std::ops::Range;
+use std::sync::Arc;
+use toml::Spanned;
+
+pub const OPERATORS: [&str; 16] = [
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "matches",
+    "exists",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "length",
+    "one_of",
+    "type",
+    "json_schema",
+    "sha256",
+    "sha256_of_file",
+];
+
+impl Compiler<'_> {
+    pub(super) fn expect(
+        &mut self,
+        src: &mut Source,
+        raw: Option<&RawExpect>,
+        known: &Known,
+    ) -> Vec<Expectation> {
+        let mut out = Vec::new();
+        let status = raw.and_then(|e| e.status.as_ref());
+        out.push(Expectation {
+            subject: Subject::Status,
+            op: match status {
+                None => Op::StatusClass(2),
+                Some(s) => status_op(src, s),
+            },
+        });
+        let Some(raw) = raw else { return out };
+        if let Some(latency) = &raw.max_latency
+            && let Some(d) = src.duration(latency)
+        {
+            out.push(Expectation {
+                subject: Subject::Latency,
+                op: Op::Le(TemplateValue::Number((d.as_millis() as u64).into())),
+            });
+        }
+        for (name, value) in raw.headers.iter().flatten() {
+            let subject = Subject::Header(name.to_ascii_lowercase());
+            self.ops(src, subject, value, known, false, &mut out);
+        }
+        if let Some(body) = &raw.body {
+            self.ops(src, Subject::Body, body, known, true, &mut out);
+        }
+        for (path, value) in raw.json.iter().flatten() {
+            match JsonQuery::parse(path.get_ref()) {
+                Ok(query) => self.ops(src, Subject::Json(query), value, known, false, &mut out),
+                Err(e) => src.error(path.span(), format!("{e} in `{}`", path.get_ref())),
+            }
+        }
+        out
+    }
+
+    /// A plain value means `equals`; a table is always an operator table.
+    pub(super) fn ops(
+        &mut self,
+        src: &mut Source,
+        subject: Subject,
+        value: &Spanned<toml::Value>,
+        known: &Known,
+        on_body: bool,
+        out: &mut Vec<Expectation>,
+    ) {
+        let span = value.span();
+        let toml::Value::Table(table) = value.get_ref() else {
+            let expected = self.expected_value(src, value.get_ref(), &span, known);
+            out.push(Expectation {
+                subject,
+                op: Op::Equals(expected),
+            });
+            return;
+        };
+        if table.is_empty() {
+            src.error(
+                span.clone(),
+                "empty operator table: name at least one operator",
+            );
+        }
+        for (key, arg) in table {
+            let at = src.find_in(&span, key);
+            if let Some(op) = self.op(src, key, arg, &at, &span, known, on_body) {
+                out.push(Expectation {
+                    subject: subject.clone(),
+                    op,
+                });
+            }
+        }
+    }
+
+    pub(super) fn expected_value(
+        &mut self,
+        src: &mut Source,
+        value: &toml::Value,
+        span: &Range<usize>,
+        known: &Known,
+    ) -> TemplateValue {
+        let v = src.template_value(value, span);
+        for t in v.templates() {
+            self.resolve(src, t, span, known);
+        }
+        v
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn op(
+        &mut self,
+        src: &mut Source,
+        key: &str,
+        arg: &toml::Value,
+        at: &Range<usize>,
+        span: &Range<usize>,
+        known: &Known,
+        on_body: bool,
+    ) -> Option<Op> {
+        let number_like = |v: &TemplateValue| {
+            matches!(v, TemplateValue::Number(_))
+                || matches!(v, TemplateValue::String(t) if t.as_literal().is_none())
+        };
+        Some(match key {
+            "equals" | "not_equals" | "contains" | "not_contains" | "one_of" => {
+                let v = self.expected_value(src, arg, span, known);
+                match key {
+                    "equals" => Op::Equals(v),
+                    "not_equals" => Op::NotEquals(v),
+                    "contains" => Op::Contains(v),
+                    "not_contains" => Op::NotContains(v),
+                    _ => {
+                        if !matches!(v, TemplateValue::Array(_)) {
+                            src.error(at.clone(), "`one_of` takes an array of values");
+                        }
+                        Op::OneOf(v)
+                    }
+                }
+            }
+            "lt" | "le" | "gt" | "ge" => {
+                let v = self.expected_value(src, arg, span, known);
+                if !number_like(&v) {
+                    src.error(at.clone(), format!("`{key}` takes a number"));
+                }
+                match key {
+                    "lt" => Op::Lt(v),
+                    "le" => Op::Le(v),
+                    "gt" => Op::Gt(v),
+                    _ => Op::Ge(v),
+                }
+            }
+            "matches" => {
+                let Some(text) = arg.as_str() else {
+                    src.error(at.clone(), "`matches` takes a regex string");
+                    return None;
+                };
+                let t = src.template(text, span);
+                self.resolve(src, &t, span, known);
+                if let Some(literal) = t.as_literal()
+                    && let Err(e) = Regex::new(literal)
+                {
+                    src.error(
+                        at.clone(),
+                        format!("invalid regex: {}", one_line(&e.to_string())),
+                    );
+                }
+                Op::Matches(t)
+            }
+            "exists" => match arg.as_bool() {
+                Some(b) => Op::Exists(b),
+                None => {
+                    src.error(at.clone(), "`exists` takes true or false");
+                    return None;
+                }
+            },
+            "length" => match arg {
+                toml::Value::Integer(n) if *n >= 0 => {
+                    Op::Length(vec![Op::Equals(TemplateValue::Number((*n).into()))])
+                }
+                toml::Value::Table(inner) if !inner.is_empty() => {
+                    let mut ops = Vec::new();
+                    for (k, v) in inner {
+                        if !matches!(
+                            k.as_str(),
+                            "equals" | "not_equals" | "lt" | "le" | "gt" | "ge" | "one_of"
+                        ) {
+                            let at = src.find_in(span, k);
+                            src.error(at, format!("`length` takes numeric operators (equals, lt, le, gt, ge, one_of), not `{k}`"));
+                            continue;
+                        }
+                        ops.extend(self.op(src, k, v, at, span, known, on_body));
+                    }
+                    Op::Length(ops)
+                }
+                _ => {
+                    src.error(
+                        at.clone(),
+                        "`length` takes a non-negative integer or a table like { ge = 1 }",
+                    );
+                    return None;
+                }
+            },
+            "type" => match arg.as_str().and_then(JsonType::parse) {
+                Some(t) => Op::Type(t),
+                None => {
+                    src.error_hint(
+                        at.clone(),
+                        format!("`type` must be one of {}", JsonType::NAMES.join(", ")),
+                        arg.as_str().and_then(|s| did_you_mean(s, JsonType::NAMES)),
+                    );
+                    return None;
+                }
+            },
+            "json_schema" => {
+                let file = file_arg(src, key, arg, at)?;
+                let bytes = src.read_file(&self.dir, &file)?;
+                let schema: Value = match serde_json::from_slice(&bytes) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        src.error(at.clone(), format!("`{}` is not JSON: {e}", file.get_ref()));
+                        return None;
+                    }
+                };
+                match jsonschema::validator_for(&schema) {
+                    Ok(validator) => Op::JsonSchema(SchemaFile {
+                        file: file.into_inner(),
+                        validator: Arc::new(validator),
+                    }),
+                    Err(e) => {
+                        src.error(
+                            at.clone(),
+                            format!("`{}` is not a valid JSON Schema: {e}", file.get_ref()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            "sha256" | "sha256_of_file" if !on_body => {
+                src.error(at.clone(), format!("`{key}` applies only to `body`"));
+                return None;
+            }
+            "sha256" => match arg.as_str() {
+                Some(hex) if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    Op::Sha256(hex.to_ascii_lowercase())
+                }
+                _ => {
+                    src.error(at.clone(), "`sha256` takes 64 hex digits");
+                    return None;
+                }
+            },
+            "sha256_of_file" => {
+                let file = file_arg(src, key, arg, at)?;
+                let bytes = src.read_file(&self.dir, &file)?;
+                Op::Sha256OfFile {
+                    file: file.into_inner(),
+                    hex: sha256_hex(&bytes),
+                }
+            }
+            unknown => {
+                src.error_hint(
+                    at.clone(),
+                    format!("unknown operator `{unknown}`"),
+                    did_you_mean(unknown, OPERATORS)
+                        .or_else(|| Some(format!("operators: {}", OPERATORS.join(", ")))),
+                );
+                return None;
+            }
+        })
+    }
+}
+
+pub(super) fn status_op(src: &mut Source, status: &Spanned<toml::Value>) -> Op {
+    let valid = |n: i64| (100..=599).contains(&n);
+    match status.get_ref() {
+        toml::Value::Integer(n) if valid(*n) => Op::Equals(TemplateValue::Number((*n).into())),
+        toml::Value::Array(items)
+            if !items.is_empty() && items.iter().all(|i| i.as_integer().is_some_and(valid)) =>
+        {
+            Op::OneOf(TemplateValue::Array(
+                items
+                    .iter()
+                    .map(|i| TemplateValue::Number(i.as_integer().unwrap_or(0).into()))
+                    .collect(),
+            ))
+        }
+        toml::Value::String(s)
+            if s.len() == 3 && s.ends_with("xx") && matches!(s.as_bytes()[0], b'1'..=b'5') =>
+        {
+            Op::StatusClass(u16::from(s.as_bytes()[0] - b'0'))
+        }
+        _ => {
+            src.error(
+                status.span(),
+                "`status` is an integer (201), a list ([200, 201]) or a class (\"2xx\")",
+            );
+            Op::StatusClass(2)
+        }
+    }
+}
+
+pub(super) fn file_arg(
+    src: &mut Source,
+    key: &str,
+    arg: &toml::Value,
+    at: &Range<usize>,
+) -> Option<Spanned<String>> {
+    match arg.as_str() {
+        Some(path) => Some(Spanned::new(at.clone(), path.to_string())),
+        None => {
+            src.error(at.clone(), format!("`{key}` takes a file path"));
+            None
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! preflight.toml: base URL, limits, headers, vars, retry, wait, gate, TLS, integrity, version.
+
+use super::expect::status_op;
+use super::source::{Source, is_identifier, parse_size, toml_to_json};
+use super::{Compiler, Known};
+use crate::check::{JsonQuery, Op};
+use crate::suite::plan::{
+    GatePolicy, IntegrityEntry, RetryKinds, RetryPolicy, Settings, Step, TlsSettings, VersionCheck,
+    VersionSource, WaitPolicy,
+};
+use crate::suite::problem::{Problem, did_you_mean};
+use crate::suite::raw::{RawGate, RawIntegrity, RawRetry, RawSuite, RawVersion, RawWait};
+use crate::suite::template::Template;
+use indexmap::IndexMap;
+use serde_json::{Map, Value};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+impl Compiler<'_> {
+    pub fn suite(&mut self, src: &mut Source, raw: RawSuite) -> Vec<Step> {
+        let name = raw.name.as_ref().map_or_else(
+            || {
+                std::fs::canonicalize(&self.dir)
+                    .ok()
+                    .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| "suite".into())
+            },
+            |n| n.get_ref().clone(),
+        );
+        let base_url = self.base_url(src, raw.base_url.as_ref());
+        self.base_url_missing = self.overrides.base_url.is_none() && raw.base_url.is_none();
+        let concurrency = match (self.overrides.concurrency, &raw.concurrency) {
+            (Some(0), _) => {
+                src.problems.push(Problem::file(
+                    Path::new("--concurrency"),
+                    "--concurrency must be at least 1",
+                ));
+                1
+            }
+            (Some(n), _) => n,
+            (None, Some(c)) if *c.get_ref() < 1 => {
+                src.error(c.span(), "concurrency must be at least 1");
+                1
+            }
+            (None, Some(c)) => *c.get_ref() as usize,
+            (None, None) => 8,
+        };
+        let timeout = self
+            .overrides
+            .timeout
+            .or_else(|| raw.timeout.as_ref().and_then(|t| src.duration(t)))
+            .unwrap_or(Duration::from_secs(10));
+        let deadline = self
+            .overrides
+            .deadline
+            .or_else(|| raw.deadline.as_ref().and_then(|t| src.duration(t)))
+            .unwrap_or(Duration::from_secs(300));
+        let max_body = match &raw.max_body {
+            Some(size) => parse_size(size.get_ref()).unwrap_or_else(|e| {
+                src.error(size.span(), e);
+                0
+            }),
+            None => 10 << 20,
+        };
+        let vars = self.vars(src, raw.vars.as_ref());
+        let cli_vars: Map<String, Value> = self
+            .overrides
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let mut known = Known::default();
+        known.vars.extend(vars.keys().cloned());
+        known.vars.extend(cli_vars.keys().cloned());
+        let headers = self.headers(src, raw.headers.as_ref(), &known);
+        let integrity = self.integrity(src, raw.integrity.as_deref().unwrap_or_default(), &known);
+        let retry = match &raw.retry {
+            Some(r) => retry_policy(src, r, &RetryPolicy::none(), false),
+            None => RetryPolicy::none(),
+        };
+        self.default_retry = retry.clone();
+        let wait = raw.wait.as_ref().and_then(|w| self.wait(src, w, &known));
+        let gate = raw
+            .gate
+            .as_ref()
+            .map(|g| gate_policy(src, g))
+            .unwrap_or_default();
+        let tls = self.tls(src, &raw);
+        let version = raw
+            .version
+            .as_ref()
+            .and_then(|v| self.version(src, v, &known));
+        self.settings = Some(Settings {
+            name,
+            dir: self.dir.clone(),
+            base_url,
+            concurrency,
+            timeout,
+            deadline,
+            follow_redirects: raw.follow_redirects.unwrap_or(false),
+            max_body,
+            headers,
+            vars,
+            cli_vars,
+            integrity,
+            version,
+            retry,
+            wait,
+            gate,
+            tls,
+        });
+        let steps = self.steps(src, raw.setup.as_deref().unwrap_or_default(), &known, false);
+        self.setup_captures = steps
+            .iter()
+            .flat_map(|s| s.captures.iter().map(|c| c.name.clone()))
+            .collect();
+        steps
+    }
+
+    pub(super) fn integrity(
+        &mut self,
+        src: &mut Source,
+        raw: &[Spanned<RawIntegrity>],
+        known: &Known,
+    ) -> Vec<IntegrityEntry> {
+        let mut out: Vec<IntegrityEntry> = Vec::new();
+        for entry in raw {
+            let entry = entry.get_ref();
+            let file = entry.file.get_ref().replace('\\', "/");
+            if file.trim().is_empty() {
+                src.error(entry.file.span(), "`file` must name a file");
+                continue;
+            }
+            if out.iter().any(|e| e.file == file) {
+                src.error(entry.file.span(), format!("`{file}` is pinned twice"));
+                continue;
+            }
+            let served_at = entry.served_at.as_ref().map(|path| {
+                let t = src.template(path.get_ref(), &path.span());
+                self.resolve(src, &t, &path.span(), known);
+                self.need_base_url(src, path.span());
+                t
+            });
+            out.push(IntegrityEntry { file, served_at });
+        }
+        out
+    }
+
+    pub(super) fn version(
+        &mut self,
+        src: &mut Source,
+        raw: &Spanned<RawVersion>,
+        known: &Known,
+    ) -> Option<VersionCheck> {
+        let v = raw.get_ref();
+        let path = src.template(v.path.get_ref(), &v.path.span());
+        self.resolve(src, &path, &v.path.span(), known);
+        self.need_base_url(src, v.path.span());
+        let expect = src.template(v.expect.get_ref(), &v.expect.span());
+        self.resolve(src, &expect, &v.expect.span(), known);
+        let source = match (&v.json, &v.header) {
+            (Some(json), None) => match JsonQuery::parse(json.get_ref()) {
+                Ok(q) => VersionSource::Json(q),
+                Err(e) => {
+                    src.error(json.span(), e);
+                    return None;
+                }
+            },
+            (None, Some(header)) => VersionSource::Header(header.get_ref().to_ascii_lowercase()),
+            (Some(_), Some(header)) => {
+                src.error(
+                    header.span(),
+                    "`json` and `header` are mutually exclusive: use one",
+                );
+                return None;
+            }
+            (None, None) => {
+                src.error(
+                    raw.span(),
+                    "[version] needs `json` (a JSONPath) or `header`",
+                );
+                return None;
+            }
+        };
+        Some(VersionCheck {
+            path,
+            source,
+            expect,
+        })
+    }
+
+    pub(super) fn wait(
+        &mut self,
+        src: &mut Source,
+        raw: &Spanned<RawWait>,
+        known: &Known,
+    ) -> Option<WaitPolicy> {
+        let w = raw.get_ref();
+        let path = src.template(w.path.get_ref(), &w.path.span());
+        self.resolve(src, &path, &w.path.span(), known);
+        self.need_base_url(src, w.path.span());
+        let status = w
+            .status
+            .as_ref()
+            .map_or(Op::StatusClass(2), |s| status_op(src, s));
+        let timeout = w
+            .timeout
+            .as_ref()
+            .and_then(|t| src.duration(t))
+            .unwrap_or(Duration::from_secs(60));
+        let interval = w
+            .interval
+            .as_ref()
+            .and_then(|t| src.duration(t))
+            .unwrap_or(Duration::from_secs(1));
+        if let Some(i) = &w.interval
+            && interval.is_zero()
+        {
+            src.error(i.span(), "`interval` must be more than 0");
+        }
+        Some(WaitPolicy {
+            path,
+            status,
+            timeout,
+            interval,
+        })
+    }
+
+    /// `insecure`, `ca_cert`, `client_cert` + `client_key`: files must exist and parse.
+    pub(super) fn tls(&mut self, src: &mut Source, raw: &RawSuite) -> TlsSettings {
+        use crate::engine::http::Http;
+        let mut tls = TlsSettings {
+            insecure: raw.insecure.as_ref().is_some_and(|i| *i.get_ref()),
+            ..TlsSettings::default()
+        };
+        // Each file is checked by building the real client with it alone: whatever rustls
+        // would reject at run time is an invalid suite now.
+        if let Some(ca) = &raw.ca_cert
+            && let Some(pem) = src.read_file(&self.dir, ca)
+        {
+            let only_ca = TlsSettings {
+                ca_cert: Some(pem),
+                ..TlsSettings::default()
+            };
+            let holds_certs = only_ca
+                .ca_cert
+                .as_deref()
+                .map(reqwest::Certificate::from_pem_bundle);
+            match (holds_certs, Http::client(&only_ca)) {
+                (Some(Ok(certs)), _) if certs.is_empty() => src.error(
+                    ca.span(),
+                    format!("`{}` holds no PEM certificate", ca.get_ref()),
+                ),
+                (_, Err(e)) => src.error(
+                    ca.span(),
+                    format!("`{}` is not a usable CA certificate: {e}", ca.get_ref()),
+                ),
+                (_, Ok(_)) => tls.ca_cert = only_ca.ca_cert,
+            }
+        }
+        match (&raw.client_cert, &raw.client_key) {
+            (Some(cert), Some(key)) => {
+                let cert_pem = src.read_file(&self.dir, cert);
+                let key_pem = src.read_file(&self.dir, key);
+                if let (Some(mut pem), Some(key_pem)) = (cert_pem, key_pem) {
+                    pem.push(b'\n');
+                    pem.extend_from_slice(&key_pem);
+                    let only_identity = TlsSettings {
+                        identity: Some(pem),
+                        ..TlsSettings::default()
+                    };
+                    match Http::client(&only_identity) {
+                        Ok(_) => tls.identity = only_identity.identity,
+                        Err(e) => src.error(
+                            cert.span(),
+                            format!(
+                                "`{}` and `{}` do not make a usable client identity: {e}",
+                                cert.get_ref(),
+                                key.get_ref()
+                            ),
+                        ),
+                    }
+                }
+            }
+            (Some(only), None) | (None, Some(only)) => {
+                src.error(
+                    only.span(),
+                    "mutual TLS needs both `client_cert` and `client_key`",
+                );
+            }
+            (None, None) => {}
+        }
+        tls
+    }
+
+    pub(super) fn need_base_url(&mut self, src: &mut Source, span: Range<usize>) {
+        if self.base_url_missing && !self.overrides.offline {
+            src.error_hint(
+                span,
+                "no base_url for this `path`",
+                Some("set base_url in preflight.toml, PREFLIGHT_BASE_URL or --base-url".into()),
+            );
+        }
+    }
+
+    pub(super) fn base_url(
+        &mut self,
+        src: &mut Source,
+        raw: Option<&Spanned<String>>,
+    ) -> Option<url::Url> {
+        let (text, span) = match (&self.overrides.base_url, raw) {
+            (Some(url), _) => (url.clone(), None),
+            (None, Some(raw)) => (raw.get_ref().clone(), Some(raw.span())),
+            (None, None) => return None,
+        };
+        let problem = match url::Url::parse(&text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                return Some(url);
+            }
+            Ok(url) => format!(
+                "base_url `{text}` must be an http or https URL, not `{}:`",
+                url.scheme()
+            ),
+            Err(e) => format!("invalid base_url `{text}`: {e}"),
+        };
+        match span {
+            Some(span) => src.error(span, problem),
+            None => src.problems.push(Problem::file(
+                Path::new(self.overrides.base_url_origin),
+                problem,
+            )),
+        }
+        None
+    }
+
+    pub(super) fn vars(
+        &mut self,
+        src: &mut Source,
+        raw: Option<&IndexMap<String, Spanned<toml::Value>>>,
+    ) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (name, value) in raw.into_iter().flatten() {
+            if !is_identifier(name) {
+                src.error(
+                    value.span(),
+                    format!("variable name `{name}` must use letters, digits, `_` and `-`"),
+                );
+            }
+            out.insert(name.clone(), toml_to_json(value.get_ref()));
+        }
+        out
+    }
+
+    pub(super) fn headers(
+        &mut self,
+        src: &mut Source,
+        raw: Option<&IndexMap<String, Spanned<String>>>,
+        known: &Known,
+    ) -> Vec<(String, Template)> {
+        let mut out = Vec::new();
+        for (name, value) in raw.into_iter().flatten() {
+            let lower = name.to_ascii_lowercase();
+            if reqwest::header::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                let at = src.find_in(&(0..src.text.len()), name);
+                src.error(at, format!("invalid header name `{name}`"));
+            }
+            let template = src.template(value.get_ref(), &value.span());
+            self.resolve(src, &template, &value.span(), known);
+            out.push((lower, template));
+        }
+        out
+    }
+}
+
+/// A `[retry]` table over `base` (the suite default, for a step's own table).
+pub(super) fn retry_policy(
+    src: &mut Source,
+    raw: &Spanned<RawRetry>,
+    base: &RetryPolicy,
+    is_step: bool,
+) -> RetryPolicy {
+    let r = raw.get_ref();
+    let mut policy = RetryPolicy {
+        named_by_step: RetryKinds::default(),
+        ..base.clone()
+    };
+    if let Some(attempts) = &r.attempts {
+        match u32::try_from(*attempts.get_ref()) {
+            Ok(n @ 1..=100) => policy.attempts = n,
+            _ => src.error(
+                attempts.span(),
+                "`attempts` is the total number of tries, 1 to 100",
+            ),
+        }
+    }
+    if let Some(backoff) = &r.backoff
+        && let Some(d) = src.duration(backoff)
+    {
+        policy.backoff = d;
+    }
+    if let Some(on) = &r.on {
+        let mut kinds = RetryKinds::default();
+        for kind in on {
+            match kind.get_ref().as_str() {
+                "connect" => kinds.connect = true,
+                "timeout" => kinds.timeout = true,
+                "5xx" => kinds.server_error = true,
+                other => src.error_hint(
+                    kind.span(),
+                    format!("`{other}` cannot be retried: `on` takes connect, timeout and 5xx"),
+                    did_you_mean(other, RetryKinds::NAMES),
+                ),
+            }
+        }
+        policy.on = kinds;
+        if is_step {
+            policy.named_by_step = kinds;
+        }
+    }
+    policy
+}
+
+pub(super) fn gate_policy(src: &mut Source, raw: &Spanned<RawGate>) -> GatePolicy {
+    let g = raw.get_ref();
+    let max_noncritical_failures = match &g.max_noncritical_failures {
+        None => None,
+        Some(n) if *n.get_ref() == -1 => None,
+        Some(n) => match usize::try_from(*n.get_ref()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                src.error(
+                    n.span(),
+                    "`max_noncritical_failures` is -1 (no limit) or a count",
+                );
+                None
+            }
+        },
+    };
+    let max_p95_latency = g.max_p95_latency.as_ref().and_then(|d| src.duration(d));
+    GatePolicy {
+        max_noncritical_failures,
+        max_p95_latency,
+        fail_on_flaky: g.fail_on_flaky.unwrap_or(false),
+    }
+}

@@ -153,7 +153,7 @@ fn warnings(result: &RunResult) -> Vec<String> {
 fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
     match verdict {
         Verdict::Passed => format!(
-            "GATE PASSED: {}, {} failed, {}, {:.1}s",
+            "GATE PASSED: {}, {} failed, {}, {}",
             counted(result.flows.len(), "flow"),
             result
                 .flows
@@ -161,13 +161,22 @@ fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
                 .filter(|f| f.outcome == FlowOutcome::Failed)
                 .count(),
             counted(warnings, "warning"),
-            result.duration_ms as f64 / 1000.0
+            shown_duration(result.duration_ms)
         ),
         Verdict::Failed(reasons) => {
             let parts: Vec<String> = reasons.iter().map(Reason::summary).collect();
             format!("GATE FAILED: {}", parts.join("; "))
         }
         Verdict::Aborted => "GATE ABORTED: interrupted".into(),
+    }
+}
+
+/// `48ms` under a second, `3.4s` above.
+fn shown_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
     }
 }
 

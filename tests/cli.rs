@@ -5,6 +5,8 @@
 //! each, `valid/` a small suite that passes against [`correct_staging`], `secrets/` and
 //! `secret-in-path/` suites that send `{{ secret.PREFLIGHT_TEST_SECRET }}`.
 
+mod hermetic;
+
 use assert_cmd::Command;
 use assert_cmd::assert::OutputAssertExt;
 use assert_cmd::cargo::cargo_bin_cmd;
@@ -33,23 +35,7 @@ fn invalid_dir() -> PathBuf {
 /// running the tests cannot change their outcome.
 fn preflight() -> Command {
     let mut cmd = cargo_bin_cmd!("preflight");
-    for var in [
-        "PREFLIGHT_BASE_URL",
-        "PREFLIGHT_TEST_SECRET",
-        "PREFLIGHT_TEST_UNSET_VAR",
-        "NO_COLOR",
-        "CLICOLOR",
-        "CLICOLOR_FORCE",
-        "GITHUB_STEP_SUMMARY",
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
+    for var in hermetic::CLEARED_ENV {
         cmd.env_remove(var);
     }
     cmd.timeout(Duration::from_secs(20));

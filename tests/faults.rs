@@ -11,6 +11,8 @@
 
 mod faultserver;
 
+mod hermetic;
+
 use assert_cmd::Command;
 use assert_cmd::cargo::cargo_bin_cmd;
 use faultserver::{Fault, FaultServer, closed_port};
@@ -86,20 +88,7 @@ impl Suite {
 /// not stand between the tests and their loopback server.
 fn preflight() -> Command {
     let mut cmd = cargo_bin_cmd!("preflight");
-    for var in [
-        "PREFLIGHT_BASE_URL",
-        "GITHUB_STEP_SUMMARY",
-        "NO_COLOR",
-        "CLICOLOR_FORCE",
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
+    for var in hermetic::CLEARED_ENV {
         cmd.env_remove(var);
     }
     // A hung binary is a failure of its own, not a hung test run.

@@ -5,6 +5,7 @@
 //! test must see a request arrive (to signal the binary while a step is in flight).
 
 mod common;
+mod hermetic;
 
 use assert_cmd::cargo::cargo_bin_cmd;
 use common::{RawServer, Suite, http_ok};
@@ -16,23 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// Environment variables that preflight reads: removed so the machine cannot change outcomes.
-const CLEARED_ENV: &[&str] = &[
-    "PREFLIGHT_BASE_URL",
-    "NO_COLOR",
-    "CLICOLOR",
-    "CLICOLOR_FORCE",
-    "GITHUB_STEP_SUMMARY",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
 
 /// What one `preflight run` produced.
 struct Gate {
@@ -118,7 +102,7 @@ async fn run_gate(suite: &Suite, extra: &[&str]) -> Gate {
     let out_dir = tempfile::tempdir().expect("temp dir");
     let json_path = out_dir.path().join("report.json");
     let mut cmd = cargo_bin_cmd!("preflight");
-    for var in CLEARED_ENV {
+    for var in hermetic::CLEARED_ENV {
         cmd.env_remove(var);
     }
     cmd.arg("run")
@@ -815,7 +799,7 @@ impl Running {
         let stderr = out_dir.path().join("stderr.txt");
         let json = out_dir.path().join("report.json");
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
-        for var in CLEARED_ENV {
+        for var in hermetic::CLEARED_ENV {
             cmd.env_remove(var);
         }
         cmd.arg("run")

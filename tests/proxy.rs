@@ -3,6 +3,7 @@
 //! directly, lower-case names too; loopback is proxied unless `NO_PROXY` names it. The real
 //! binary runs against a counting proxy of the test's own, all on 127.0.0.1.
 
+mod hermetic;
 mod support;
 
 use std::net::SocketAddr;

@@ -5,6 +5,7 @@
 //! The peak RSS is printed with `eprintln!`: run with `-- --nocapture` to read it.
 
 mod common;
+mod hermetic;
 
 use common::{RawServer, Suite, http_ok};
 use serde_json::Value;
@@ -17,24 +18,10 @@ const FLOWS: usize = 1_000;
 const CONCURRENCY: usize = 64;
 const RSS_LIMIT_KIB: u64 = 200 * 1024;
 
-const CLEARED_ENV: &[&str] = &[
-    "PREFLIGHT_BASE_URL",
-    "NO_COLOR",
-    "GITHUB_STEP_SUMMARY",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
-
 /// `preflight run` with its arguments; wrapped in `/usr/bin/time -v` when that works.
 fn command(program: &str, pre: &[&str], suite: &Path, json: &Path) -> Command {
     let mut cmd = Command::new(program);
-    for var in CLEARED_ENV {
+    for var in hermetic::CLEARED_ENV {
         cmd.env_remove(var);
     }
     cmd.args(pre)
@@ -94,7 +81,7 @@ fn run_measured(suite: &Path, json: &Path) -> (Output, u64, &'static str) {
     }
     // Fallback: sample VmHWM (the kernel's own high-water mark) every 20 ms while it runs.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_preflight"));
-    for var in CLEARED_ENV {
+    for var in hermetic::CLEARED_ENV {
         cmd.env_remove(var);
     }
     let child = cmd

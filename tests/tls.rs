@@ -2,6 +2,7 @@
 //! the suite names must exist and parse, errors show their whole cause chain) and HTTP/2 over
 //! TLS, against real rustls servers on 127.0.0.1 with certificates made by the test.
 
+mod hermetic;
 mod support;
 
 use preflight::engine::{self, RunOptions};

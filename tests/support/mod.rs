@@ -363,31 +363,10 @@ impl Suite {
     }
 }
 
-/// Every environment variable that could change how the binary runs, proxies included.
-const CLEARED: [&str; 17] = [
-    "PREFLIGHT_BASE_URL",
-    "NO_COLOR",
-    "CLICOLOR",
-    "CLICOLOR_FORCE",
-    "GITHUB_STEP_SUMMARY",
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "REQUEST_METHOD",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "RUST_LOG",
-];
-
 /// The binary with no proxy (or other) variables from the machine running the tests.
 pub fn preflight() -> Command {
     let mut cmd = cargo_bin_cmd!("preflight");
-    for var in CLEARED {
+    for var in crate::hermetic::CLEARED_ENV {
         cmd.env_remove(var);
     }
     cmd.env("NO_COLOR", "1");

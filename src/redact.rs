@@ -72,6 +72,14 @@ impl Redactor {
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     }
 
+    /// No secret known: nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.forms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     pub fn redact(&self, text: &str) -> String {
         let forms = self.forms.read().unwrap_or_else(|e| e.into_inner());
         let mut out = text.to_string();
@@ -101,10 +109,12 @@ impl Redactor {
             Value::String(s) => *s = self.redact(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
             Value::Object(map) => {
-                let entries = std::mem::take(map);
-                for (k, mut v) in entries {
-                    self.redact_json(&mut v);
-                    map.insert(self.redact(&k), v);
+                map.values_mut().for_each(|v| self.redact_json(v));
+                // Keys rarely hold secrets (header names); rebuild the map only when one does.
+                if map.keys().any(|k| self.redact(k) != *k) {
+                    for (k, v) in std::mem::take(map) {
+                        map.insert(self.redact(&k), v);
+                    }
                 }
             }
             _ => {}

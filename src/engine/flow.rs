@@ -35,7 +35,7 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
         captures: HashMap::new(),
         run_id: &shared.run_id,
     };
-    let mut steps = Vec::new();
+    let mut steps = Vec::with_capacity(flow.steps.len() + flow.cleanup.len());
     let mut failed = false;
     let mut stopped: Option<String> = None;
     for step in &flow.steps {

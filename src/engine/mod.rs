@@ -231,11 +231,21 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
     let mut tasks = JoinSet::new();
     let mut task_flow = HashMap::new();
     for index in 0..plan.flows.len() {
-        let permit = tokio::select! {
-            biased;
-            () = shared.halt.cancelled() => break,
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        // Finished flows are collected while waiting for a slot, so that at most
+        // `concurrency` task cells (each as large as a whole flow future) are alive at once.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                () = shared.halt.cancelled() => break None,
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    collect(done, &task_flow, plan, &mut flows, &mut internal_errors);
+                }
+                permit = slots.clone().acquire_owned() => {
+                    break Some(permit.expect("the semaphore is never closed"));
+                }
+            }
         };
+        let Some(permit) = permit else { break };
         let shared = shared.clone();
         // Each flow holds its slot to the end, cleanups included.
         let handle = tasks.spawn(async move {

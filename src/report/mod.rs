@@ -113,9 +113,18 @@ impl Report {
 
     /// Every string of the report with secrets replaced by `***`.
     fn redacted(self, redactor: &Redactor) -> Report {
+        if redactor.is_empty() {
+            return self;
+        }
         let mut value = serde_json::to_value(&self).expect("a report always serializes");
         redactor.redact_json(&mut value);
         serde_json::from_value(value).expect("redaction keeps the report's shape")
+    }
+
+    /// Streams the JSON to `out`: a large report is never held whole as text.
+    pub fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self)?;
+        out.write_all(b"\n")
     }
 
     pub fn to_json(&self) -> String {
@@ -183,6 +192,14 @@ fn shown_duration(ms: u64) -> String {
 /// Writes a report atomically: a temporary file in the same folder, then a rename, so that a
 /// reader never sees half a report.
 pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
+    write_atomic_with(path, |out| out.write_all(content.as_bytes()))
+}
+
+/// [`write_atomic`], with the content written by `fill` through a buffer.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -192,8 +209,9 @@ pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
         .map_or("report".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(content.as_bytes())?;
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
+        fill(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

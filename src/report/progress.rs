@@ -1,5 +1,8 @@
 //! Live progress while the run goes on: indicatif bars on a TTY, one plain line per finished
 //! flow otherwise. Consumes engine events only.
+//!
+//! Drawing must never slow the run: the bars redraw at most 10 times a second, one ticker
+//! animates the overall bar, and only the first few running flows get a line of their own.
 
 use crate::engine::{Event, FlowOutcome};
 use console::style;
@@ -7,6 +10,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Running flows shown with their current step; the others are counted on the overall bar.
+const FLOW_LINES: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -21,33 +27,37 @@ pub enum Mode {
 /// Consumes events until the run ends.
 pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-    let mut overall: Option<ProgressBar> = None;
-    let mut running: HashMap<usize, ProgressBar> = HashMap::new();
+    let overall = ProgressBar::hidden();
+    let mut lines: HashMap<usize, ProgressBar> = HashMap::new();
+    let mut running = 0usize;
     while let Some(event) = events.recv().await {
         match (mode, event) {
             (Mode::Silent, _) => {}
             (_, Event::RunFinished) => break,
             (Mode::Bars, Event::RunStarted { flows }) => {
-                let bar = multi.add(ProgressBar::new(flows as u64));
-                bar.set_style(
+                overall.set_length(flows as u64);
+                overall.set_style(
                     ProgressStyle::with_template(
-                        "{prefix:.bold} [{bar:30}] {pos}/{len} flows {elapsed}",
+                        "{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} flows {elapsed} {msg}",
                     )
                     .expect("valid template")
                     .progress_chars("=> "),
                 );
-                bar.set_prefix("preflight");
-                overall = Some(bar);
+                overall.set_prefix("preflight");
+                multi.add(overall.clone());
+                overall.enable_steady_tick(Duration::from_millis(100));
             }
             (Mode::Bars, Event::FlowStarted { flow, name }) => {
-                let bar = multi.add(ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template("  {spinner} {prefix}: {msg}")
-                        .expect("valid template"),
-                );
-                bar.set_prefix(name);
-                bar.enable_steady_tick(Duration::from_millis(120));
-                running.insert(flow, bar);
+                running += 1;
+                if lines.len() < FLOW_LINES {
+                    let line = multi.add(ProgressBar::new_spinner());
+                    line.set_style(
+                        ProgressStyle::with_template("  {prefix}: {msg}").expect("valid template"),
+                    );
+                    line.set_prefix(name);
+                    lines.insert(flow, line);
+                }
+                show_hidden(&overall, running, lines.len());
             }
             (
                 Mode::Bars,
@@ -56,18 +66,18 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
                     step,
                 },
             ) => {
-                if let Some(bar) = running.get(&flow) {
-                    bar.set_message(step);
+                if let Some(line) = lines.get(&flow) {
+                    line.set_message(step);
                 }
             }
             (Mode::Bars, Event::FlowFinished { flow, .. }) => {
-                if let Some(bar) = running.remove(&flow) {
-                    bar.finish_and_clear();
-                    multi.remove(&bar);
+                running = running.saturating_sub(1);
+                if let Some(line) = lines.remove(&flow) {
+                    line.finish_and_clear();
+                    multi.remove(&line);
                 }
-                if let Some(bar) = &overall {
-                    bar.inc(1);
-                }
+                overall.inc(1);
+                show_hidden(&overall, running, lines.len());
             }
             (
                 Mode::Lines,
@@ -89,10 +99,18 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
             _ => {}
         }
     }
-    for bar in running.values() {
-        bar.finish_and_clear();
+    for line in lines.values() {
+        line.finish_and_clear();
     }
-    if let Some(bar) = overall {
-        bar.finish_and_clear();
-    }
+    overall.finish_and_clear();
+}
+
+/// `+12 more running` on the overall bar for the flows without a line.
+fn show_hidden(overall: &ProgressBar, running: usize, shown: usize) {
+    let hidden = running.saturating_sub(shown);
+    overall.set_message(if hidden > 0 {
+        format!("+{hidden} more running")
+    } else {
+        String::new()
+    });
 }

@@ -127,7 +127,12 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     }
     let mut out = Vec::new();
     walk(dir, dir, &mut out)?;
-    out.sort();
+    // The order of `sort()` (component by component), with the components split once.
+    out.sort_by_cached_key(|p| {
+        p.components()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect::<Vec<_>>()
+    });
     Ok(out)
 }
 

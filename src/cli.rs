@@ -493,7 +493,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     let result = match finished {
         Ok(result) => result,
         Err(e) => {
-            eprintln!("GATE FAILED: internal error: the run did not complete ({e})");
+            println!("GATE FAILED: internal error: the run did not complete ({e})");
             return ExitCode::from(1);
         }
     };

@@ -59,22 +59,6 @@ const KEYS: &[&str] = &[
     "form",
     "capture",
     "max_latency",
-    "equals",
-    "not_equals",
-    "contains",
-    "not_contains",
-    "matches",
-    "exists",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "length",
-    "one_of",
-    "type",
-    "json_schema",
-    "sha256",
-    "sha256_of_file",
     "body_regex",
     "cookie",
     "secret",
@@ -143,7 +127,13 @@ fn value(depth: u32) -> BoxedStrategy<toml::Value> {
 }
 
 fn table(depth: u32) -> BoxedStrategy<toml::Table> {
-    let key = prop_oneof![4 => proptest::sample::select(KEYS).prop_map(str::to_string), 1 => "[a-z_$.]{1,8}"];
+    // The operator keywords come from the loader itself, so the two lists cannot drift.
+    let known: Vec<&'static str> = KEYS
+        .iter()
+        .chain(preflight::suite::compile::OPERATORS.iter())
+        .copied()
+        .collect();
+    let key = prop_oneof![4 => proptest::sample::select(known).prop_map(str::to_string), 1 => "[a-z_$.]{1,8}"];
     proptest::collection::vec((key, value(depth)), 0..8)
         .prop_map(|pairs| pairs.into_iter().collect())
         .boxed()

@@ -166,6 +166,8 @@ async fn fetch(shared: &Shared, path: &Template) -> Result<super::http::Exchange
     Ok(exchange)
 }
 
+/// The scope of suite-level templates (`[wait] path`, `served_at`, `[version]`): vars, `--var`,
+/// `env.`, `secret.` and built-ins; no flow vars and no captures, hence the empty statics.
 fn suite_scope(shared: &Shared) -> FlowScope<'_> {
     static NO_VARS: std::sync::OnceLock<Map<String, serde_json::Value>> =
         std::sync::OnceLock::new();

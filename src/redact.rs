@@ -120,6 +120,30 @@ impl Redactor {
             _ => {}
         }
     }
+
+    /// Redacts a serialized document of a fixed shape (a report): its field names are kept,
+    /// fields named in `closed` (enumerations such as an outcome) are left alone, and fields
+    /// named in `free` hold arbitrary JSON (values from responses), redacted whole with
+    /// [`Redactor::redact_json`]. A secret that is also a word of the document's vocabulary
+    /// ("passed") cannot change its shape or meaning, and is still hidden wherever it is data.
+    pub fn redact_document(&self, value: &mut Value, closed: &[&str], free: &[&str]) {
+        match value {
+            Value::String(s) => *s = self.redact(s),
+            Value::Array(items) => items
+                .iter_mut()
+                .for_each(|v| self.redact_document(v, closed, free)),
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    if free.contains(&key.as_str()) {
+                        self.redact_json(child);
+                    } else if !closed.contains(&key.as_str()) {
+                        self.redact_document(child, closed, free);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A header value as it may be shown.
@@ -146,6 +170,25 @@ mod tests {
             json!({"url": "http://h/?t=s3cr3t+pass%2F%22x%22", "list": ["s3cr3t pass/\"x\""]});
         r.redact_json(&mut doc);
         assert_eq!(doc, json!({"url": "http://h/?t=***", "list": ["***"]}));
+    }
+
+    #[test]
+    fn documents_keep_their_shape_and_vocabulary() {
+        let r = Redactor::new(&["passed".to_string()]);
+        let mut doc = json!({
+            "passed": 1, "outcome": "passed",
+            "steps": [{"outcome": "passed", "error": "passed it", "actual": {"passed": "passed"}}],
+            "headers": {"x": "passed"}
+        });
+        r.redact_document(&mut doc, &["outcome"], &["actual"]);
+        assert_eq!(
+            doc,
+            json!({
+                "passed": 1, "outcome": "passed",
+                "steps": [{"outcome": "passed", "error": "*** it", "actual": {"***": "***"}}],
+                "headers": {"x": "***"}
+            })
+        );
     }
 
     #[test]

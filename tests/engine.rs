@@ -1983,3 +1983,51 @@ async fn the_deadline_stops_a_slow_setup() {
     );
     assert_eq!(requests_to(&server, "GET", "/a").await.len(), 0);
 }
+
+/// A secret whose value happens to be a word of the report's own vocabulary ("passed",
+/// "step") must not break the report: the closed fields keep their meaning, data is redacted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_equal_to_a_report_keyword_keeps_the_report_whole() {
+    let server = MockServer::start().await;
+    Mock::given(path("/probe"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "state": "passed" })))
+        .mount(&server)
+        .await;
+    let suite = Suite::new(&settings(&server.uri(), ""));
+    suite.write(
+        "probe.toml",
+        r#"
+[[step]]
+name = "probe"
+path = "/probe"
+headers = { x-token = "{{ secret.WORD }}" }
+[step.expect.json]
+"$.state" = "failed"
+"#,
+    );
+    let run = run(suite.load_with(Overrides::default(), &[("WORD", "passed")])).await;
+    let step = run.step("probe", "probe");
+    assert_eq!(step.outcome, StepOutcome::Failed);
+    assert_eq!(
+        run.report.flows[0].outcome,
+        FlowOutcome::Failed,
+        "outcomes are not data"
+    );
+    assert_eq!(run.report.flows[0].steps[0].outcome, StepOutcome::Failed);
+    let shown = &run.report.flows[0].steps[0].assertions[1];
+    assert_eq!(
+        shown.actual,
+        json!("***"),
+        "the secret value itself is still redacted"
+    );
+    let excerpt = run.report.flows[0].steps[0]
+        .body_excerpt
+        .as_deref()
+        .unwrap();
+    assert_eq!(excerpt, r#"{"state":"***"}"#);
+    assert_eq!(
+        run.report.flows[0].steps[0].request_headers["x-token"],
+        "***"
+    );
+    assert_eq!(run.report.summary.failed, 1);
+}

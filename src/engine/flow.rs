@@ -174,20 +174,18 @@ async fn execute(
         max_body: settings.max_body,
         follow_redirects: settings.follow_redirects,
     };
-    let shown_headers: BTreeMap<String, String> = request
-        .headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.to_string(),
-                shown_header(
-                    n.as_str(),
-                    &String::from_utf8_lossy(v.as_bytes()),
-                    shared.show_sensitive_headers,
-                ),
-            )
-        })
-        .collect();
+    // Kept to show on failure only: formatting them for every step would cost the hot path.
+    let sent_headers = request.headers.clone();
+    let shown_headers = || -> BTreeMap<String, String> {
+        sent_headers
+            .iter()
+            .map(|(n, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes());
+                let shown = shown_header(n.as_str(), &value, shared.show_sensitive_headers);
+                (n.to_string(), shown)
+            })
+            .collect()
+    };
     let url = request.url.to_string();
     let (exchange, earlier) =
         send_with_retries(shared, step, phase, request, jar, limits, scope).await;
@@ -196,7 +194,7 @@ async fn execute(
         Ok(exchange) => exchange,
         Err(e) => {
             let mut result = failed_without_response(step, phase, Some(url), e.to_string());
-            result.request_headers = shown_headers;
+            result.request_headers = shown_headers();
             result.attempts = attempts;
             result.earlier_attempts = earlier;
             return result;
@@ -280,7 +278,7 @@ async fn execute(
         request_headers: if passed {
             BTreeMap::new()
         } else {
-            shown_headers
+            shown_headers()
         },
     }
 }

@@ -27,6 +27,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// Why steps cut short by a signal did not complete (their `error`, or `skipped_because`).
+pub const INTERRUPTED: &str = "interrupted";
+
 /// How to run, beyond what the plan says.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -66,7 +69,7 @@ impl Shared {
                 "deadline of {} exceeded",
                 humantime::format_duration(Duration::from_millis(*deadline_ms))
             ),
-            Some((Stop::Interrupted, _)) => "interrupted".into(),
+            Some((Stop::Interrupted, _)) => INTERRUPTED.into(),
             None => match self.failed_fast.get() {
                 Some(flow) => format!("fail-fast: flow '{flow}' failed"),
                 None => "cancelled".into(),

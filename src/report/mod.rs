@@ -80,7 +80,7 @@ impl Report {
             duration_ms: result.duration_ms,
             verdict: verdict.name().into(),
             reasons: match verdict {
-                Verdict::Aborted => vec!["interrupted".to_string()],
+                Verdict::Aborted => vec![crate::engine::INTERRUPTED.to_string()],
                 _ => verdict.reasons().iter().flat_map(Reason::details).collect(),
             },
             summary: Summary {
@@ -117,7 +117,11 @@ impl Report {
             return self;
         }
         let mut value = serde_json::to_value(&self).expect("a report always serializes");
-        redactor.redact_json(&mut value);
+        redactor.redact_document(
+            &mut value,
+            &["verdict", "outcome", "phase"],
+            &["expected", "actual"],
+        );
         serde_json::from_value(value).expect("redaction keeps the report's shape")
     }
 

@@ -74,7 +74,7 @@ pub fn summary(report: &Report, detail: Detail) -> String {
                 let cut = flow
                     .steps
                     .iter()
-                    .find(|s| s.error.as_deref() == Some("interrupted"));
+                    .find(|s| s.error.as_deref() == Some(crate::engine::INTERRUPTED));
                 if let Some(step) = cut {
                     let _ = writeln!(
                         out,

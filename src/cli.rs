@@ -2,11 +2,12 @@
 
 use crate::demo::{DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::{self, EventSink, RunOptions};
+use crate::fs::{write_atomic, write_atomic_with};
 use crate::integrity;
 use crate::redact::Redactor;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail};
-use crate::report::{Report, junit, markdown, write_atomic, write_atomic_with};
+use crate::report::{Report, junit, markdown};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, judge};
 use clap::{Args, Parser, Subcommand};

@@ -144,7 +144,7 @@ pub fn write_lock(dir: &Path, entries: &[IntegrityEntry]) -> Result<LockOutcome,
     if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
         return Ok(LockOutcome::Unchanged(lock.files.len()));
     }
-    crate::report::write_atomic(&path, &text)
+    crate::fs::write_atomic(&path, &text)
         .map_err(|e| vec![format!("cannot write {}: {e}", path.display())])?;
     Ok(LockOutcome::Written(lock.files.len()))
 }

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod engine;
+pub mod fs;
 pub mod integrity;
 pub mod redact;
 pub mod report;

@@ -1,0 +1,6 @@
+//! Files on disk: the small layer below `suite`, `integrity` and `report` that reads and
+//! writes them safely.
+
+pub mod write;
+
+pub use write::{write_atomic, write_atomic_with};

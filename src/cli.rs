@@ -469,7 +469,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         return nothing_to_run();
     }
     let plan = Arc::new(plan);
-    let redactor = Arc::new(Redactor::new(&plan.secrets));
+    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
     let mode = if args.quiet {
         Mode::Silent
     } else if !args.no_progress && std::io::stderr().is_terminal() {

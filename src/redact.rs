@@ -1,10 +1,77 @@
-//! The one place values are made safe to show: secrets become `***`.
+//! Secrets: values that must never be shown, and the masking of what came back from staging.
 //!
-//! Every report (terminal, JSON, JUnit, Markdown) is rendered from one document that passes
-//! through [`Redactor::redact_json`] first, so no output path can forget a field.
+//! Masking happens in two places, both at the source:
+//! - what preflight *renders* (URLs, headers, expected values) is rendered from the templates
+//!   a second time with every sensitive placeholder written as `***` (see
+//!   `suite::template::Template::render_shown`), so no encoding of a secret can reach it;
+//! - what *staging sends back* (actual values, body excerpts, redirect URLs, error texts) is
+//!   masked by value here, by the [`Redactor`], before it is cut to an excerpt: decoded JSON
+//!   values of every type, and the text forms a secret can take in transit.
+//!
+//! This module sits below every other one: it knows nothing of suites, runs or reports.
 
+use base64::Engine as _;
 use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
+use std::sync::RwLock;
+
+pub const MASK: &str = "***";
+
+/// Secrets shorter than this cannot be masked inside text without wrecking every output
+/// (a secret `e` would mask every `e`): `secret.` variables must be at least this long.
+pub const MIN_SECRET_CHARS: usize = 8;
+
+/// Header names whose values are shown as `***` unless `--show-sensitive-headers`.
+pub const SENSITIVE_HEADERS: [&str; 4] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+];
+
+/// A value that must never be shown. It has no `Display`, and its `Debug` prints `***`, so
+/// that no `{:?}` of a plan or a scope can print it by accident; [`Secret::expose`] is the
+/// one door to the value, for the code that sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Masks values that came back from staging. Implemented by [`Redactor`]; [`NoMask`] is for
+/// judgements that are never shown (retry decisions, readiness polls).
+pub trait Mask {
+    /// `text` with every form of every secret replaced by `***`.
+    fn mask_text(&self, text: &str) -> String;
+    /// A JSON value with every secret replaced, whatever its type: a number, boolean or
+    /// string equal to a secret becomes `"***"`; strings and object keys are masked as text.
+    fn mask_value(&self, value: &Value) -> Value;
+}
+
+/// Masks nothing.
+pub struct NoMask;
+
+impl Mask for NoMask {
+    fn mask_text(&self, text: &str) -> String {
+        text.to_string()
+    }
+    fn mask_value(&self, value: &Value) -> Value {
+        value.clone()
+    }
+}
 
 /// What the URL standard percent-encodes in a path (and, but for `?`/`{`/`}`, a query).
 const URL_PATH: &AsciiSet = &CONTROLS
@@ -17,142 +84,231 @@ const URL_PATH: &AsciiSet = &CONTROLS
     .add(b'`')
     .add(b'{')
     .add(b'}');
-use std::sync::RwLock;
 
-pub const MASK: &str = "***";
-/// How excerpts mark a cut (see `check::excerpt`).
-const ELLIPSIS: &str = "…";
-
-/// Header names whose values are shown as `***` unless `--show-sensitive-headers`.
-pub const SENSITIVE_HEADERS: [&str; 4] = [
-    "authorization",
-    "cookie",
-    "set-cookie",
-    "proxy-authorization",
-];
-
-/// Knows every secret value of the run: `secret.` variables and secret captures.
-#[derive(Debug, Default)]
+/// Knows every secret value of the run: `secret.` variables, secret captures, and the values
+/// the HTTP layer derives from them (a Basic-auth header). Its `Debug` shows only counts.
+#[derive(Default)]
 pub struct Redactor {
-    /// Each secret in the forms it can take in output (raw, URL-encoded, JSON-escaped),
-    /// longest first so that a secret containing another is replaced whole.
-    forms: RwLock<Vec<String>>,
+    state: RwLock<Forms>,
+}
+
+#[derive(Default)]
+struct Forms {
+    /// Whole values: a JSON number, boolean or string equal to one of these is masked.
+    values: Vec<String>,
+    /// Text forms (raw, trimmed, escaped, encoded), longest first so that a secret holding
+    /// another is replaced whole. Only values of [`MIN_SECRET_CHARS`] or more have them.
+    texts: Vec<String>,
+    /// Secrets learned during the run (secret captures): output made before may hold them.
+    learned: bool,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.read();
+        write!(
+            f,
+            "Redactor({} values, {} forms)",
+            state.values.len(),
+            state.texts.len()
+        )
+    }
 }
 
 impl Redactor {
-    pub fn new(secrets: &[String]) -> Redactor {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Redactor {
         let redactor = Redactor::default();
-        secrets.iter().for_each(|s| redactor.add(s));
+        for secret in secrets {
+            redactor.insert(secret.expose());
+        }
         redactor
     }
 
-    /// Adds a secret learned during the run (a `secret = true` capture).
-    pub fn add(&self, secret: &str) {
-        // One-character secrets would mask every occurrence of that character; still hide them.
-        if secret.is_empty() {
-            return;
+    /// Adds a secret learned during the run (a `secret = true` capture, a derived value).
+    pub fn learn(&self, secret: &str) {
+        if self.insert(secret) {
+            self.state
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .learned = true;
         }
-        let json = serde_json::to_string(secret).unwrap_or_default();
-        let candidates = [
-            secret.to_string(),
-            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
-            utf8_percent_encode(secret, URL_PATH).to_string(),
-            utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
-            json.get(1..json.len().saturating_sub(1))
-                .unwrap_or_default()
-                .to_string(),
-            secret.replace(' ', "%20"),
-        ];
-        let mut forms = self.forms.write().unwrap_or_else(|e| e.into_inner());
-        for form in candidates {
-            if !form.is_empty() && !forms.contains(&form) {
-                forms.push(form);
-            }
-        }
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     }
 
-    /// No secret known: nothing to redact.
+    /// Whether secrets were learned during the run, so that earlier output needs a new look.
+    pub fn learned_during_run(&self) -> bool {
+        self.read().learned
+    }
+
+    /// No secret known: nothing to mask.
     pub fn is_empty(&self) -> bool {
-        self.forms
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        self.read().values.is_empty()
     }
 
-    pub fn redact(&self, text: &str) -> String {
-        let forms = self.forms.read().unwrap_or_else(|e| e.into_inner());
-        let mut out = text.to_string();
-        for form in forms.iter() {
-            if out.contains(form.as_str()) {
-                out = out.replace(form.as_str(), MASK);
-            }
-        }
-        // An excerpt (`…` at the end) may have cut a secret in two: hide the part it kept.
-        if let Some(kept) = out.strip_suffix(ELLIPSIS) {
-            let cut = forms
-                .iter()
-                .flat_map(|form| form.char_indices().skip(1).map(move |(i, _)| &form[..i]))
-                .filter(|prefix| kept.ends_with(prefix))
-                .map(str::len)
-                .max();
-            if let Some(len) = cut {
-                out = format!("{}{MASK}{ELLIPSIS}", &kept[..kept.len() - len]);
-            }
-        }
-        out
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Forms> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Redacts every string (and object key) of a JSON document in place.
-    pub fn redact_json(&self, value: &mut Value) {
-        match value {
-            Value::String(s) => *s = self.redact(s),
-            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
-            Value::Object(map) => {
-                map.values_mut().for_each(|v| self.redact_json(v));
-                // Keys rarely hold secrets (header names); rebuild the map only when one does.
-                if map.keys().any(|k| self.redact(k) != *k) {
-                    for (k, v) in std::mem::take(map) {
-                        map.insert(self.redact(&k), v);
-                    }
+    /// Returns whether the secret was new.
+    fn insert(&self, secret: &str) -> bool {
+        let trimmed = secret.trim();
+        if trimmed.is_empty() {
+            return false;
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.values.iter().any(|v| v == secret) {
+            return false;
+        }
+        state.values.push(secret.to_string());
+        if trimmed != secret {
+            state.values.push(trimmed.to_string());
+        }
+        if trimmed.chars().count() >= MIN_SECRET_CHARS {
+            for form in text_forms(secret).into_iter().chain(text_forms(trimmed)) {
+                if form.len() >= MIN_SECRET_CHARS && !state.texts.contains(&form) {
+                    state.texts.push(form);
                 }
             }
-            _ => {}
+            state.texts.sort_by_key(|f| std::cmp::Reverse(f.len()));
         }
+        true
     }
 
-    /// Redacts a serialized document of a fixed shape (a report): its field names are kept,
-    /// fields named in `closed` (enumerations such as an outcome) are left alone, and fields
-    /// named in `free` hold arbitrary JSON (values from responses), redacted whole with
-    /// [`Redactor::redact_json`]. A secret that is also a word of the document's vocabulary
-    /// ("passed") cannot change its shape or meaning, and is still hidden wherever it is data.
-    pub fn redact_document(&self, value: &mut Value, closed: &[&str], free: &[&str]) {
-        match value {
-            Value::String(s) => *s = self.redact(s),
-            Value::Array(items) => items
-                .iter_mut()
-                .for_each(|v| self.redact_document(v, closed, free)),
-            Value::Object(map) => {
-                for (key, child) in map.iter_mut() {
-                    if free.contains(&key.as_str()) {
-                        self.redact_json(child);
-                    } else if !closed.contains(&key.as_str()) {
-                        self.redact_document(child, closed, free);
-                    }
-                }
+    fn equals_secret(&self, text: &str) -> bool {
+        self.read().values.iter().any(|v| v == text)
+    }
+}
+
+/// Every form a secret may take in text it passes through: as is, JSON-escaped, percent- and
+/// form-encoded (upper- and lower-case hex), base64, and HTML/XML-escaped.
+fn text_forms(secret: &str) -> Vec<String> {
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json_inner = json
+        .get(1..json.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_string();
+    let percent = [
+        utf8_percent_encode(secret, URL_PATH).to_string(),
+        utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
+        crate::urlencode::encode_segment(secret),
+        crate::urlencode::encode_query_value(secret),
+        secret.replace(' ', "%20"),
+    ];
+    let lower_hex = percent.iter().map(|p| lowercase_escapes(p));
+    let b64 = [
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    ];
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let html_quotes = [
+        html.replace('"', "&quot;").replace('\'', "&#39;"),
+        html.replace('"', "&quot;").replace('\'', "&apos;"),
+        html.replace('"', "&#34;").replace('\'', "&#x27;"),
+    ];
+    let mut forms: Vec<String> = vec![secret.to_string(), json_inner];
+    forms.extend(lower_hex);
+    forms.extend(percent);
+    forms.extend(b64);
+    forms.push(html);
+    forms.extend(html_quotes);
+    forms
+}
+
+/// `%2F` -> `%2f`: servers echo percent-escapes in either case.
+fn lowercase_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
+        }
+    }
+    out
+}
+
+impl Mask for Redactor {
+    fn mask_text(&self, text: &str) -> String {
+        let state = self.read();
+        if state.values.iter().any(|v| v == text) {
+            return MASK.to_string();
+        }
+        let mut out = None::<String>;
+        for form in &state.texts {
+            let current = out.as_deref().unwrap_or(text);
+            if current.contains(form.as_str()) {
+                out = Some(current.replace(form.as_str(), MASK));
             }
-            _ => {}
+        }
+        out.unwrap_or_else(|| text.to_string())
+    }
+
+    fn mask_value(&self, value: &Value) -> Value {
+        if self.is_empty() {
+            return value.clone();
+        }
+        match value {
+            Value::Null => Value::Null,
+            Value::Bool(_) | Value::Number(_) if self.equals_secret(&value.to_string()) => {
+                Value::String(MASK.into())
+            }
+            Value::Bool(_) | Value::Number(_) => value.clone(),
+            Value::String(s) => Value::String(self.mask_text(s)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.mask_value(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.mask_text(k), self.mask_value(v)))
+                    .collect(),
+            ),
         }
     }
 }
 
 /// A header value as it may be shown.
 pub fn shown_header(name: &str, value: &str, show_sensitive: bool) -> String {
-    if !show_sensitive && SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+    if !show_sensitive && is_sensitive_header(name) {
         MASK.to_string()
     } else {
         value.to_string()
     }
+}
+
+pub fn is_sensitive_header(name: &str) -> bool {
+    SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// A URL as it may be shown: the password of a userinfo part is always `***`, whatever its
+/// origin (a template, the suite file, `--base-url`).
+pub fn shown_url(url: &url::Url) -> String {
+    if url.password().is_some() {
+        let mut shown = url.clone();
+        if shown.set_password(Some(MASK)).is_ok() {
+            return shown.to_string();
+        }
+    }
+    url.to_string()
+}
+
+/// The Basic-auth credentials the HTTP client builds from a URL's userinfo, as it sends them.
+pub fn basic_auth_forms(url: &url::Url) -> Vec<String> {
+    let Some(password) = url.password() else {
+        return Vec::new();
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    [
+        format!("{}:{}", decode(url.username()), decode(password)),
+        format!("{}:{}", url.username(), password),
+    ]
+    .into_iter()
+    .map(|pair| base64::engine::general_purpose::STANDARD.encode(pair))
+    .collect()
 }
 
 #[cfg(test)]
@@ -160,51 +316,68 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn redacts_raw_encoded_and_escaped_forms() {
-        let r = Redactor::new(&["s3cr3t pass/\"x\"".to_string()]);
-        assert_eq!(r.redact("token=s3cr3t pass/\"x\"!"), "token=***!");
-        assert_eq!(r.redact("q=s3cr3t+pass%2F%22x%22"), "q=***");
-        assert_eq!(r.redact(r#"{"p":"s3cr3t pass/\"x\""}"#), r#"{"p":"***"}"#);
-        let mut doc =
-            json!({"url": "http://h/?t=s3cr3t+pass%2F%22x%22", "list": ["s3cr3t pass/\"x\""]});
-        r.redact_json(&mut doc);
-        assert_eq!(doc, json!({"url": "http://h/?t=***", "list": ["***"]}));
+    fn redactor(secrets: &[&str]) -> Redactor {
+        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
+        Redactor::new(&secrets)
     }
 
     #[test]
-    fn documents_keep_their_shape_and_vocabulary() {
-        let r = Redactor::new(&["passed".to_string()]);
-        let mut doc = json!({
-            "passed": 1, "outcome": "passed",
-            "steps": [{"outcome": "passed", "error": "passed it", "actual": {"passed": "passed"}}],
-            "headers": {"x": "passed"}
-        });
-        r.redact_document(&mut doc, &["outcome"], &["actual"]);
+    fn masks_raw_encoded_and_escaped_forms() {
+        let r = redactor(&["s3cr3t pass/\"x\""]);
+        assert_eq!(r.mask_text("token=s3cr3t pass/\"x\"!"), "token=***!");
+        assert_eq!(r.mask_text("q=s3cr3t+pass%2F%22x%22"), "q=***");
+        assert_eq!(r.mask_text("q=s3cr3t+pass%2f%22x%22"), "q=***");
         assert_eq!(
-            doc,
-            json!({
-                "passed": 1, "outcome": "passed",
-                "steps": [{"outcome": "passed", "error": "*** it", "actual": {"***": "***"}}],
-                "headers": {"x": "***"}
-            })
+            r.mask_text(r#"{"p":"s3cr3t pass/\"x\""}"#),
+            r#"{"p":"***"}"#
+        );
+        assert_eq!(
+            r.mask_text("<p>s3cr3t pass/&quot;x&quot;</p>"),
+            "<p>***</p>"
+        );
+        let b64 = base64::engine::general_purpose::STANDARD.encode("s3cr3t pass/\"x\"");
+        assert_eq!(r.mask_text(&format!("b={b64}")), "b=***");
+    }
+
+    #[test]
+    fn masks_values_of_every_json_type() {
+        let r = redactor(&["95837104", "true-secret-value"]);
+        let doc = json!({"pin": 95837104, "list": [1, 95837104], "s": "x 95837104 y",
+                         "true-secret-value": {"n": null}});
+        assert_eq!(
+            r.mask_value(&doc),
+            json!({"pin": "***", "list": [1, "***"], "s": "x *** y", "***": {"n": null}})
         );
     }
 
     #[test]
-    fn a_secret_cut_by_an_excerpt_is_hidden() {
-        let r = Redactor::new(&["hunter2-secret".to_string()]);
-        assert_eq!(r.redact("token: hunter2-se…"), "token: ***…");
-        assert_eq!(r.redact("token: h…"), "token: ***…");
-        assert_eq!(r.redact("plain text…"), "plain text…");
+    fn trimmed_and_short_learned_values() {
+        let r = redactor(&["padded-secret  "]);
+        assert_eq!(r.mask_text("got padded-secret."), "got ***.");
+        // A short captured secret is masked only where it is the whole value.
+        r.learn("abc");
+        assert!(r.learned_during_run());
+        assert_eq!(r.mask_text("abc"), MASK);
+        assert_eq!(r.mask_text("abcdef"), "abcdef");
+        assert_eq!(r.mask_value(&json!(["abc"])), json!(["***"]));
     }
 
     #[test]
-    fn learns_captured_secrets_and_masks_sensitive_headers() {
-        let r = Redactor::new(&[]);
-        assert_eq!(r.redact("Bearer tok-123"), "Bearer tok-123");
-        r.add("tok-123");
-        assert_eq!(r.redact("Bearer tok-123"), "Bearer ***");
+    fn secrets_and_redactors_never_debug_print_values() {
+        let secret = Secret::new("hunter2-hunter2");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        let r = Redactor::new([&secret]);
+        assert!(!format!("{r:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn urls_never_show_passwords_and_headers_mask_by_name() {
+        let url = url::Url::parse("http://admin:pw@127.0.0.1:8/x").unwrap();
+        assert_eq!(shown_url(&url), "http://admin:***@127.0.0.1:8/x");
+        assert_eq!(
+            basic_auth_forms(&url)[0],
+            base64::engine::general_purpose::STANDARD.encode("admin:pw")
+        );
         assert_eq!(shown_header("Authorization", "Bearer x", false), "***");
         assert_eq!(shown_header("authorization", "Bearer x", true), "Bearer x");
         assert_eq!(shown_header("accept", "x", false), "x");

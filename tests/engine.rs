@@ -8,7 +8,8 @@ use common::{
     RawServer, Suite, assertion, check, closed_port, gzip, http_chunked, http_ok, run, sha256_hex,
     zlib,
 };
-use preflight::engine::{FlowOutcome, Phase, StepOutcome, Stop};
+use preflight::engine::Stop;
+use preflight::report::{FlowOutcome, GateVerdict, Phase, StepOutcome};
 use preflight::suite::Overrides;
 use preflight::verdict::{Reason, Verdict};
 use serde_json::{Value, json};
@@ -786,9 +787,9 @@ headers = { x-token = "{{ token }}" }
     let me = run.step("secret-capture", "me");
     assert_eq!(me.status, Some(200), "the captured token was sent");
     assert_eq!(me.outcome, StepOutcome::Failed);
-    // The raw result holds the value (so the check below means something)...
-    assert!(serde_json::to_string(&run.result).unwrap().contains(TOKEN));
-    // ...the report and the terminal never do.
+    // The engine masks at the source: not even its raw results hold the value...
+    assert!(!format!("{:?}", run.result).contains(TOKEN));
+    // ...and the report and the terminal never do.
     let report = run.json();
     assert!(
         !report.contains(TOKEN),
@@ -1236,7 +1237,7 @@ async fn a_failing_cleanup_warns_but_does_not_change_the_verdict() {
     assert_eq!(run.flow("tidy").outcome, FlowOutcome::Passed);
     assert_eq!(run.step("tidy", "remove tmp").outcome, StepOutcome::Failed);
     assert_eq!(run.verdict, Verdict::Passed);
-    assert_eq!(run.report.verdict, "pass");
+    assert_eq!(run.report.verdict, GateVerdict::Pass);
     assert_eq!(run.report.warnings.len(), 1, "{:?}", run.report.warnings);
     let warning = &run.report.warnings[0];
     assert!(
@@ -1679,7 +1680,7 @@ async fn setup_captures_are_visible_to_every_flow() {
     }
     let run = run(suite.load()).await;
     assert_eq!(run.result.setup.len(), 1);
-    assert_eq!(run.result.setup[0].outcome, StepOutcome::Passed);
+    assert_eq!(run.report.setup[0].outcome, StepOutcome::Passed);
     assert_eq!(
         run.flow("a").outcome,
         FlowOutcome::Passed,
@@ -1713,7 +1714,7 @@ async fn a_failing_setup_skips_every_flow_and_fails_the_gate() {
         );
     }
     let run = run(suite.load()).await;
-    assert_eq!(run.result.setup[0].outcome, StepOutcome::Failed);
+    assert_eq!(run.report.setup[0].outcome, StepOutcome::Failed);
     for name in ["a", "b"] {
         let flow = run.flow(name);
         assert_eq!(flow.outcome, FlowOutcome::Skipped);
@@ -1764,7 +1765,7 @@ async fn connection_refused_is_a_connect_error_with_the_os_reason() {
         "the OS reason is shown: {error:?}"
     );
     assert!(matches!(run.verdict, Verdict::Failed(_)));
-    assert_eq!(run.report.verdict, "fail");
+    assert_eq!(run.report.verdict, GateVerdict::Fail);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1970,7 +1971,7 @@ async fn the_deadline_stops_a_slow_setup() {
         "took {:?}",
         run.elapsed
     );
-    assert_ne!(run.result.setup[0].outcome, StepOutcome::Passed);
+    assert_ne!(run.report.setup[0].outcome, StepOutcome::Passed);
     assert_eq!(run.flow("a").outcome, FlowOutcome::Skipped);
     let Verdict::Failed(reasons) = &run.verdict else {
         panic!("{:?}", run.verdict)
@@ -1984,13 +1985,13 @@ async fn the_deadline_stops_a_slow_setup() {
     assert_eq!(requests_to(&server, "GET", "/a").await.len(), 0);
 }
 
-/// A secret whose value happens to be a word of the report's own vocabulary ("passed",
-/// "step") must not break the report: the closed fields keep their meaning, data is redacted.
+/// A secret whose value happens to be a word of the report's own vocabulary ("critical")
+/// must not break the report: its fields keep their names and meaning, data is masked.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_equal_to_a_report_keyword_keeps_the_report_whole() {
     let server = MockServer::start().await;
     Mock::given(path("/probe"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "state": "passed" })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "state": "critical" })))
         .mount(&server)
         .await;
     let suite = Suite::new(&settings(&server.uri(), ""));
@@ -2005,7 +2006,7 @@ headers = { x-token = "{{ secret.WORD }}" }
 "$.state" = "failed"
 "#,
     );
-    let run = run(suite.load_with(Overrides::default(), &[("WORD", "passed")])).await;
+    let run = run(suite.load_with(Overrides::default(), &[("WORD", "critical")])).await;
     let step = run.step("probe", "probe");
     assert_eq!(step.outcome, StepOutcome::Failed);
     assert_eq!(
@@ -2030,4 +2031,5 @@ headers = { x-token = "{{ secret.WORD }}" }
         "***"
     );
     assert_eq!(run.report.summary.failed, 1);
+    assert!(run.json().contains(r#""critical": true"#), "{}", run.json());
 }

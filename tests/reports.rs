@@ -3,8 +3,9 @@
 //! JSON, JUnit, Markdown). Snapshots live in `tests/snapshots/`; what changes from run to run
 //! (ports, durations, latencies, timestamps, temp paths, uuids) is filtered out.
 
-use preflight::engine::{self, FlowOutcome, RunOptions};
+use preflight::engine::{self, RunOptions};
 use preflight::redact::Redactor;
+use preflight::report::FlowOutcome;
 use preflight::report::terminal::{self, Detail};
 use preflight::report::{Report, junit, markdown};
 use preflight::suite::{self, Overrides};
@@ -245,7 +246,7 @@ async fn run(scenario: Scenario) -> Run {
             panic!("the suite should load:\n{}", shown.join("\n"))
         }
     };
-    let redactor = Arc::new(Redactor::new(&plan.secrets));
+    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
     let result = engine::run(plan.clone(), redactor.clone(), RunOptions::default()).await;
     let verdict = judge(&result, &plan.settings.gate);
     let report = Report::new(&plan, &result, &verdict, &redactor);

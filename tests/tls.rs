@@ -105,7 +105,7 @@ async fn an_untrusted_server_certificate_fails_the_verdict_in_process() {
     let suite = suite(&pki, &server, "", None);
 
     let plan = Arc::new(suite.load());
-    let redactor = Arc::new(Redactor::new(&plan.secrets));
+    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
     let result = engine::run(plan.clone(), redactor, RunOptions::default()).await;
     let verdict = judge(&result, &plan.settings.gate);
 

@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod jsonpath;
 
+use crate::redact::{Mask, NoMask};
 use crate::suite::template::{Scope, Template, TemplateValue, value_to_text};
 pub use capture::{Capture, CaptureSource};
 pub use jsonpath::JsonQuery;
@@ -245,11 +246,21 @@ impl Op {
 impl Expectation {
     /// Whether every assertion of this expectation passes.
     pub fn holds(&self, observed: &Observed, scope: &dyn Scope) -> bool {
-        self.evaluate(observed, scope).iter().all(|a| a.passed)
+        self.evaluate(observed, scope, &NoMask)
+            .iter()
+            .all(|a| a.passed)
     }
 
     /// Evaluates to one assertion per operator (a `length` table gives one per inner operator).
-    pub fn evaluate(&self, observed: &Observed, scope: &dyn Scope) -> Vec<Assertion> {
+    /// The values the assertions show are masked: expected values are rendered with
+    /// sensitive placeholders as `***`, and what staging sent goes through `mask` before it
+    /// is cut to an excerpt.
+    pub fn evaluate(
+        &self,
+        observed: &Observed,
+        scope: &dyn Scope,
+        mask: &dyn Mask,
+    ) -> Vec<Assertion> {
         let subject = self.subject.label();
         let actual = match (&self.subject, &self.op) {
             // A schema on `body` applies to the parsed body, not to its text.
@@ -264,10 +275,10 @@ impl Expectation {
                 .iter()
                 .map(|op| {
                     let op = Op::Length(vec![op.clone()]);
-                    evaluate_op(&subject, &op, &actual, observed, scope)
+                    evaluate_op(&subject, &op, &actual, observed, scope, mask)
                 })
                 .collect(),
-            op => vec![evaluate_op(&subject, op, &actual, observed, scope)],
+            op => vec![evaluate_op(&subject, op, &actual, observed, scope, mask)],
         }
     }
 }
@@ -278,7 +289,9 @@ fn evaluate_op(
     actual: &Result<Option<Value>, String>,
     observed: &Observed,
     scope: &dyn Scope,
+    mask: &dyn Mask,
 ) -> Assertion {
+    let shown_actual = |value: Option<&Value>| shown_actual(value.map(|v| mask.mask_value(v)));
     let mut assertion = Assertion {
         subject: subject.to_string(),
         op: op.name(),
@@ -290,9 +303,9 @@ fn evaluate_op(
     let actual = match actual {
         Ok(value) => value.as_ref(),
         Err(why) => {
-            assertion.expected = expected_for_report(op, scope);
+            assertion.expected = mask.mask_value(&expected_for_report(op, scope));
             assertion.actual = Value::String(MISSING.into());
-            assertion.message = Some(why.clone());
+            assertion.message = Some(mask.mask_text(why));
             return assertion;
         }
     };
@@ -303,21 +316,25 @@ fn evaluate_op(
             passed,
             message,
         }) => {
-            assertion.expected = expected;
-            assertion.actual = shown.unwrap_or_else(|| shown_actual(actual));
+            assertion.expected = mask.mask_value(&expected);
+            assertion.actual = match shown {
+                Some(value) => mask.mask_value(&value),
+                None => shown_actual(actual),
+            };
             assertion.passed = passed;
-            assertion.message = message;
+            assertion.message = message.map(|m| mask.mask_text(&m));
         }
         Err(why) => {
-            assertion.expected = expected_for_report(op, scope);
+            assertion.expected = mask.mask_value(&expected_for_report(op, scope));
             assertion.actual = shown_actual(actual);
-            assertion.message = Some(why);
+            assertion.message = Some(mask.mask_text(&why));
         }
     }
     assertion
 }
 
 struct Judgement {
+    /// The expected value as it may be shown (sensitive placeholders as `***`).
     expected: Value,
     /// Replaces the subject's value in the report (a length, a hash).
     actual: Option<Value>,
@@ -336,7 +353,8 @@ impl Judgement {
     }
 }
 
-/// The expected value as the report shows it, even when the judgement could not happen.
+/// The expected value as the report shows it (sensitive placeholders as `***`), even when
+/// the judgement could not happen.
 fn expected_for_report(op: &Op, scope: &dyn Scope) -> Value {
     match op {
         Op::Equals(v)
@@ -347,8 +365,10 @@ fn expected_for_report(op: &Op, scope: &dyn Scope) -> Value {
         | Op::Le(v)
         | Op::Gt(v)
         | Op::Ge(v)
-        | Op::OneOf(v) => v.render(scope).unwrap_or(Value::Null),
-        Op::Matches(t) => t.render(scope).map(Value::String).unwrap_or(Value::Null),
+        | Op::OneOf(v) => v.render_shown(scope).map_or(Value::Null, |r| r.shown),
+        Op::Matches(t) => t
+            .render_shown(scope)
+            .map_or(Value::Null, |r| Value::String(r.shown)),
         Op::Exists(b) => json!(b),
         Op::Length(inner) => inner
             .first()
@@ -361,17 +381,17 @@ fn expected_for_report(op: &Op, scope: &dyn Scope) -> Value {
     }
 }
 
-/// The actual value as reports show it: long values are cut to an excerpt.
-fn shown_actual(actual: Option<&Value>) -> Value {
+/// The actual value as reports show it (already masked): long values are cut to an excerpt.
+fn shown_actual(actual: Option<Value>) -> Value {
     match actual {
         None => Value::String(MISSING.into()),
-        Some(Value::String(s)) => Value::String(excerpt(s, EXCERPT_CHARS)),
+        Some(Value::String(s)) => Value::String(excerpt(&s, EXCERPT_CHARS)),
         Some(v) => {
             let text = v.to_string();
             if text.len() > EXCERPT_CHARS {
                 Value::String(excerpt(&text, EXCERPT_CHARS))
             } else {
-                v.clone()
+                v
             }
         }
     }
@@ -391,7 +411,7 @@ fn judge(
     observed: &Observed,
     scope: &dyn Scope,
 ) -> Result<Judgement, String> {
-    let render = |v: &TemplateValue| v.render(scope);
+    let render = |v: &TemplateValue| v.render_shown(scope);
     // Every operator but `exists` needs a value to judge.
     if let Op::Exists(want) = op {
         return Ok(Judgement::plain(json!(want), actual.is_some() == *want));
@@ -403,25 +423,25 @@ fn judge(
         Op::Exists(_) => unreachable!("handled above"),
         Op::Equals(v) => {
             let expected = render(v)?;
-            Judgement::plain(expected.clone(), loose_eq(actual, &expected))
+            Judgement::plain(expected.shown, loose_eq(actual, &expected.value))
         }
         Op::NotEquals(v) => {
             let expected = render(v)?;
-            Judgement::plain(expected.clone(), !loose_eq(actual, &expected))
+            Judgement::plain(expected.shown, !loose_eq(actual, &expected.value))
         }
         Op::Contains(v) => {
             let expected = render(v)?;
-            let passed = contains(actual, &expected)?;
-            Judgement::plain(expected, passed)
+            let passed = contains(actual, &expected.value)?;
+            Judgement::plain(expected.shown, passed)
         }
         Op::NotContains(v) => {
             let expected = render(v)?;
-            let passed = !contains(actual, &expected)?;
-            Judgement::plain(expected, passed)
+            let passed = !contains(actual, &expected.value)?;
+            Judgement::plain(expected.shown, passed)
         }
         Op::Matches(pattern) => {
-            let pattern = pattern.render(scope)?;
-            let regex = Regex::new(&pattern).map_err(|e| format!("invalid regex: {e}"))?;
+            let rendered = pattern.render_shown(scope)?;
+            let regex = Regex::new(&rendered.value).map_err(|e| format!("invalid regex: {e}"))?;
             let text = match actual {
                 Value::String(s) => s.clone(),
                 Value::Number(_) | Value::Bool(_) => actual.to_string(),
@@ -432,11 +452,11 @@ fn judge(
                     ));
                 }
             };
-            Judgement::plain(json!(pattern), regex.is_match(&text))
+            Judgement::plain(json!(rendered.shown), regex.is_match(&text))
         }
         Op::Lt(v) | Op::Le(v) | Op::Gt(v) | Op::Ge(v) => {
             let expected = render(v)?;
-            let want = number(&expected).ok_or("the expected value is not a number")?;
+            let want = number(&expected.value).ok_or("the expected value is not a number")?;
             let got = number(actual).ok_or("the value is not a number")?;
             let passed = match op {
                 Op::Lt(_) => got < want,
@@ -444,7 +464,7 @@ fn judge(
                 Op::Gt(_) => got > want,
                 _ => got >= want,
             };
-            Judgement::plain(expected, passed)
+            Judgement::plain(expected.shown, passed)
         }
         Op::Length(inner) => {
             let len = match actual {
@@ -466,11 +486,11 @@ fn judge(
         }
         Op::OneOf(v) => {
             let expected = render(v)?;
-            let Value::Array(options) = &expected else {
+            let Value::Array(options) = &expected.value else {
                 return Err("`one_of` needs an array".into());
             };
             let passed = options.iter().any(|o| loose_eq(actual, o));
-            Judgement::plain(expected, passed)
+            Judgement::plain(expected.shown, passed)
         }
         Op::Type(t) => Judgement {
             expected: json!(t.name()),
@@ -487,7 +507,7 @@ fn judge(
                 .collect();
             Judgement {
                 expected: json!(schema.file),
-                actual: Some(shown_actual(Some(actual))),
+                actual: None,
                 passed: errors.is_empty(),
                 message: (!errors.is_empty()).then(|| errors.join("; ")),
             }

@@ -49,7 +49,7 @@ fn json_path(p: &str, op: Op) -> Expectation {
 }
 
 fn passes(e: &Expectation, body: &str) -> bool {
-    let results = e.evaluate(&observed(body), &vars());
+    let results = e.evaluate(&observed(body), &vars(), &NoMask);
     assert!(!results.is_empty());
     results.iter().all(|a| a.passed)
 }
@@ -178,8 +178,11 @@ fn length_one_of_and_type() {
 
 #[test]
 fn missing_nodes_fail_every_operator_but_exists_false() {
-    let result =
-        json_path("$.nope", Op::NotEquals(lit(json!("x")))).evaluate(&observed(DOC), &vars());
+    let result = json_path("$.nope", Op::NotEquals(lit(json!("x")))).evaluate(
+        &observed(DOC),
+        &vars(),
+        &NoMask,
+    );
     assert!(!result[0].passed);
     assert_eq!(result[0].actual, json!(MISSING));
 }
@@ -198,7 +201,7 @@ fn json_schema_on_a_path_and_on_the_body() {
         op: Op::JsonSchema(schema.clone()),
     };
     assert!(passes(&on_body, DOC));
-    let failed = on_body.evaluate(&observed(r#"{"id": 5}"#), &vars());
+    let failed = on_body.evaluate(&observed(r#"{"id": 5}"#), &vars(), &NoMask);
     assert!(!failed[0].passed);
     assert!(
         failed[0].message.as_deref().unwrap().contains("/id"),
@@ -224,7 +227,7 @@ fn status_latency_headers_and_body() {
         subject: Subject::Latency,
         op: Op::Le(lit(json!(100))),
     };
-    let a = &latency.evaluate(&observed(DOC), &vars())[0];
+    let a = &latency.evaluate(&observed(DOC), &vars(), &NoMask)[0];
     assert_eq!((a.passed, a.actual.clone()), (false, json!(120)));
     let header = |name: &str, op| Expectation {
         subject: Subject::Header(name.into()),
@@ -253,7 +256,8 @@ fn status_latency_headers_and_body() {
 
 #[test]
 fn invalid_json_fails_json_assertions_with_a_reason() {
-    let result = json_path("$.id", Op::Exists(false)).evaluate(&observed("<html>"), &vars());
+    let result =
+        json_path("$.id", Op::Exists(false)).evaluate(&observed("<html>"), &vars(), &NoMask);
     assert!(
         !result[0].passed,
         "fail closed: a non-JSON body proves nothing"

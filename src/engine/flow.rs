@@ -5,13 +5,14 @@ use super::event::{Event, FlowIndex};
 use super::http::{Exchange, Limits, Request, RequestError};
 use super::result::{Attempt, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
 use super::scope::FlowScope;
-use crate::check::{Assertion, Observed, excerpt};
-use crate::redact::{MASK, SENSITIVE_HEADERS, shown_header};
+use crate::check::{Assertion, Observed, Subject, excerpt};
+use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
 use crate::suite::template::Scope;
+use crate::suite::template::{UrlTemplate, value_to_text};
 use crate::suite::{Body, Flow, Step, Target};
 use reqwest::cookie::Jar;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -164,9 +165,13 @@ async fn execute(
     scope: &mut FlowScope<'_>,
     jar: &Jar,
 ) -> StepResult {
-    let request = match render(shared, step, scope) {
-        Ok(request) => request,
-        Err(e) => return failed_without_response(step, phase, None, format!("template: {e}")),
+    let mask = &*shared.redactor;
+    let prepared = match render(shared, step, scope) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            let error = format!("template: {}", mask.mask_text(&e));
+            return failed_without_response(step, phase, None, error);
+        }
     };
     let settings = &shared.plan.settings;
     let limits = Limits {
@@ -174,93 +179,48 @@ async fn execute(
         max_body: settings.max_body,
         follow_redirects: settings.follow_redirects,
     };
-    // Kept to show on failure only: formatting them for every step would cost the hot path.
-    let sent_headers = request.headers.clone();
-    let shown_headers = || -> BTreeMap<String, String> {
-        sent_headers
-            .iter()
-            .map(|(n, v)| {
-                let value = String::from_utf8_lossy(v.as_bytes());
-                let shown = shown_header(n.as_str(), &value, shared.show_sensitive_headers);
-                (n.to_string(), shown)
-            })
-            .collect()
-    };
-    let url = request.url.to_string();
-    let (exchange, earlier) =
+    let Prepared {
+        request,
+        shown_url,
+        shown_headers,
+    } = prepared;
+    let sent_url = request.url.clone();
+    let (exchange, mut earlier) =
         send_with_retries(shared, step, phase, request, jar, limits, scope).await;
+    for attempt in &mut earlier {
+        attempt.error = attempt.error.as_deref().map(|e| mask.mask_text(e));
+    }
     let attempts = earlier.len() as u32 + 1;
     let exchange = match exchange {
         Ok(exchange) => exchange,
         Err(e) => {
-            let mut result = failed_without_response(step, phase, Some(url), e.to_string());
-            result.request_headers = shown_headers();
+            let error = mask.mask_text(&e.to_string());
+            let mut result = failed_without_response(step, phase, Some(shown_url), error);
+            result.request_headers = shown_headers;
             result.attempts = attempts;
             result.earlier_attempts = earlier;
             return result;
         }
     };
-    let headers: Vec<(String, String)> = exchange
-        .headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let observed = Observed::new(
-        exchange.status.as_u16(),
-        exchange.latency,
-        headers,
-        exchange.body,
-        exchange.cookies,
-    );
-    let mut assertions: Vec<Assertion> = step
-        .expectations
-        .iter()
-        .flat_map(|e| e.evaluate(&observed, scope))
-        .collect();
-    // Captures are taken even when an assertion failed, so that cleanups can still delete
-    // what the step created.
-    for capture in &step.captures {
-        match capture.take(&observed) {
-            Ok(value) => {
-                if capture.secret {
-                    shared
-                        .redactor
-                        .add(&crate::suite::template::value_to_text(&value));
-                }
-                scope.captures.insert(capture.name.clone(), value);
-            }
-            Err(why) => assertions.push(Assertion {
-                subject: format!("capture {}", capture.name),
-                op: "captures".into(),
-                expected: json!(capture.source.label()),
-                actual: json!(crate::check::MISSING),
-                passed: false,
-                message: Some(why),
-            }),
-        }
-    }
+    // A redirect took the request elsewhere: that URL came from staging, masked by value.
+    let url = if exchange.url == sent_url {
+        shown_url
+    } else {
+        mask.mask_text(&crate::redact::shown_url(&exchange.url))
+    };
+    let observed = observe(exchange);
+    // Captures first, so that a secret capture is masked in this step's own assertions; they
+    // are taken even when an assertion failed, so that cleanups can still delete what the
+    // step created.
+    let missed = take_captures(shared, step, &observed, scope);
+    let mut assertions = judge(shared, step, &observed, scope);
+    assertions.extend(missed);
     let passed = assertions.iter().all(|a| a.passed);
-    if !shared.show_sensitive_headers {
-        for a in &mut assertions {
-            let sensitive = a
-                .subject
-                .strip_prefix("header ")
-                .is_some_and(|name| SENSITIVE_HEADERS.contains(&name));
-            if sensitive && a.actual != json!(crate::check::MISSING) {
-                a.actual = json!(MASK);
-            }
-        }
-    }
     StepResult {
         name: step.name.clone(),
         phase,
         method: step.method.to_string(),
-        url: Some(exchange.url.to_string()),
+        url: Some(url),
         status: Some(observed.status),
         latency_ms: Some(observed.latency.as_millis() as u64),
         attempts,
@@ -274,13 +234,95 @@ async fn execute(
         error: None,
         assertions,
         skipped_because: None,
-        body_excerpt: (!passed).then(|| excerpt(&observed.body_text(), BODY_EXCERPT_CHARS)),
+        body_excerpt: (!passed)
+            .then(|| excerpt(&mask.mask_text(&observed.body_text()), BODY_EXCERPT_CHARS)),
         request_headers: if passed {
             BTreeMap::new()
         } else {
-            shown_headers()
+            shown_headers
         },
     }
+}
+
+fn observe(exchange: Exchange) -> Observed {
+    let headers: Vec<(String, String)> = exchange
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    Observed::new(
+        exchange.status.as_u16(),
+        exchange.latency,
+        headers,
+        exchange.body,
+        exchange.cookies,
+    )
+}
+
+/// Takes the step's captures into the scope; secret ones are masked from now on. Returns an
+/// assertion for each capture that found nothing.
+fn take_captures(
+    shared: &Shared,
+    step: &Step,
+    observed: &Observed,
+    scope: &mut FlowScope<'_>,
+) -> Vec<Assertion> {
+    let mut missed = Vec::new();
+    for capture in &step.captures {
+        match capture.take(observed) {
+            Ok(value) => {
+                if capture.secret {
+                    learn_secret(&shared.redactor, &value);
+                }
+                scope.captures.insert(capture.name.clone(), value);
+            }
+            Err(why) => missed.push(Assertion {
+                subject: format!("capture {}", capture.name),
+                op: "captures".into(),
+                expected: json!(capture.source.label()),
+                actual: json!(crate::check::MISSING),
+                passed: false,
+                message: Some(shared.redactor.mask_text(&why)),
+            }),
+        }
+    }
+    missed
+}
+
+/// A secret capture's value, and every scalar inside it, is masked wherever it shows.
+fn learn_secret(redactor: &crate::redact::Redactor, value: &Value) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| learn_secret(redactor, v)),
+        Value::Object(map) => map.values().for_each(|v| learn_secret(redactor, v)),
+        Value::Null => {}
+        scalar => redactor.learn(&value_to_text(scalar)),
+    }
+    if value.is_array() || value.is_object() {
+        redactor.learn(&value.to_string());
+    }
+}
+
+/// Every expectation of the step, evaluated to masked assertions. The values of sensitive
+/// response headers (`set-cookie`, ...) are `***` unless `--show-sensitive-headers`.
+fn judge(shared: &Shared, step: &Step, observed: &Observed, scope: &dyn Scope) -> Vec<Assertion> {
+    let mut assertions = Vec::with_capacity(step.expectations.len());
+    for expectation in &step.expectations {
+        let found = expectation.evaluate(observed, scope, &*shared.redactor);
+        let hidden = matches!(&expectation.subject, Subject::Header(name) if is_sensitive_header(name))
+            && !shared.show_sensitive_headers;
+        assertions.extend(found.into_iter().map(|mut a| {
+            if hidden && a.actual != json!(crate::check::MISSING) {
+                a.actual = json!(MASK);
+            }
+            a
+        }));
+    }
+    assertions
 }
 
 fn failed_without_response(
@@ -368,36 +410,97 @@ fn status_expected(step: &Step, exchange: &Exchange, scope: &dyn Scope) -> bool 
         .all(|e| e.holds(&observed, scope))
 }
 
+/// A request ready to send, and how it may be shown: rendered from the same templates with
+/// every sensitive value as `***`, so no encoding of a secret can reach a display string.
+pub(super) struct Prepared {
+    pub request: Request,
+    /// The URL as sent, with sensitive values and any password as `***`.
+    pub shown_url: String,
+    /// The request headers as they may be shown (sensitive names masked too, unless
+    /// `--show-sensitive-headers`).
+    pub shown_headers: BTreeMap<String, String>,
+}
+
 /// Builds the request: URL, query, headers (suite ones, then the step's), body.
-pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Request, String> {
+pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Prepared, String> {
     let settings = &shared.plan.settings;
-    let mut url = match &step.target {
+    let (mut url, mut shown) = match &step.target {
         Target::Url(t) => {
-            let text = t.render(scope)?;
-            url::Url::parse(&text).map_err(|e| format!("invalid url `{text}`: {e}"))?
+            let text = t.render_url(scope, UrlTemplate::Url)?;
+            let url = url::Url::parse(&text.value)
+                .map_err(|e| format!("invalid url `{}`: {e}", text.shown))?;
+            (url, text.shown)
         }
         Target::Path(t) => {
-            let path = t.render(scope)?;
+            let path = t.render_url(scope, UrlTemplate::Path)?;
             let base = settings.base_url.as_ref().ok_or("no base_url")?;
-            join(base, &path)?
+            let url = join(base, &path.value)
+                .map_err(|e| format!("invalid URL: base_url followed by `{}`: {e}", path.shown))?;
+            (url, join_text(base, &path.shown))
         }
     };
     if !step.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
+        let mut shown_pairs = url::form_urlencoded::Serializer::new(String::new());
         for (key, value) in &step.query {
-            pairs.append_pair(key, &value.render(scope)?);
+            let value = value.render_shown(scope)?;
+            pairs.append_pair(key, &value.value);
+            shown_pairs.append_pair(key, &value.shown);
         }
+        drop(pairs);
+        shown.push(if shown.contains('?') { '&' } else { '?' });
+        shown.push_str(&shown_pairs.finish());
     }
+    // The client sends a URL's userinfo as a Basic-auth header: mask that form too.
+    for form in basic_auth_forms(&url) {
+        shared.redactor.learn(&form);
+    }
+    let shown_url = match url::Url::parse(&shown) {
+        Ok(parsed) => shown_url(&parsed),
+        Err(_) => shared.redactor.mask_text(&shown),
+    };
     let mut headers = HeaderMap::new();
+    let mut shown_headers = BTreeMap::new();
+    let mut secret_headers = Vec::new();
     for (name, value) in settings.headers.iter().chain(&step.headers) {
-        let text = value.render(scope)?;
+        let text = value.render_shown(scope)?;
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))?;
-        let value = HeaderValue::from_str(&text)
+        let header = HeaderValue::from_str(&text.value)
             .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
-        headers.insert(name, value);
+        if value.is_sensitive(scope) {
+            secret_headers.push(name.clone());
+        }
+        let shown = shown_header(name.as_str(), &text.shown, shared.show_sensitive_headers);
+        shown_headers.insert(name.to_string(), shown);
+        headers.insert(name, header);
     }
-    let (body, content_type) = match &step.body {
+    let (body, content_type) = render_body(&step.body, scope)?;
+    if let Some(content_type) = content_type
+        && !headers.contains_key(CONTENT_TYPE)
+    {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        shown_headers.insert(CONTENT_TYPE.to_string(), content_type.to_string());
+    }
+    Ok(Prepared {
+        request: Request {
+            method: step.method.clone(),
+            url,
+            headers,
+            body,
+            secret_headers,
+        },
+        shown_url,
+        shown_headers,
+    })
+}
+
+/// The body to send, and its content type when the body kind implies one.
+fn render_body(
+    body: &Body,
+    scope: &dyn Scope,
+) -> Result<(Option<Vec<u8>>, Option<&'static str>), String> {
+    Ok(match body {
         Body::None => (None, None),
         Body::Json(value) => {
             let json = value.render(scope)?;
@@ -421,26 +524,18 @@ pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<
                 Some("application/x-www-form-urlencoded"),
             )
         }
-    };
-    if let Some(content_type) = content_type
-        && !headers.contains_key(CONTENT_TYPE)
-    {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    }
-    Ok(Request {
-        method: step.method.clone(),
-        url,
-        headers,
-        body,
     })
 }
 
 /// `path` appended to the base URL (which may have a path prefix of its own).
-fn join(base: &url::Url, path: &str) -> Result<url::Url, String> {
-    let text = format!(
+fn join(base: &url::Url, path: &str) -> Result<url::Url, url::ParseError> {
+    url::Url::parse(&join_text(base, path))
+}
+
+fn join_text(base: &url::Url, path: &str) -> String {
+    format!(
         "{}/{}",
         base.as_str().trim_end_matches('/'),
         path.trim_start_matches('/')
-    );
-    url::Url::parse(&text).map_err(|e| format!("invalid URL `{text}`: {e}"))
+    )
 }

@@ -22,6 +22,8 @@ pub struct Request {
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Option<Vec<u8>>,
+    /// Headers whose value holds a secret: like credentials, they never cross origins.
+    pub secret_headers: Vec<header::HeaderName>,
 }
 
 /// What came back, after redirects, with the body read whole (within the limit).
@@ -201,7 +203,10 @@ fn redirected(mut request: Request, next: Url, status: StatusCode) -> Request {
             header::AUTHORIZATION,
             header::PROXY_AUTHORIZATION,
             header::COOKIE,
-        ] {
+        ]
+        .iter()
+        .chain(&request.secret_headers)
+        {
             request.headers.remove(name);
         }
     }
@@ -248,6 +253,8 @@ fn parse_set_cookie(value: &HeaderValue) -> Option<(String, String)> {
 }
 
 fn classify(error: reqwest::Error) -> RequestError {
+    // The URL may hold secrets; the caller shows its own masked form of it.
+    let error = error.without_url();
     let chain = error_chain(&error);
     if is_tls(&error) {
         RequestError::Tls(chain)

@@ -6,6 +6,7 @@ use super::result::WaitResult;
 use super::scope::FlowScope;
 use crate::check::{Expectation, Observed, Subject};
 use crate::integrity::{IntegrityResult, VersionResult, judge_served};
+use crate::redact::Mask;
 use crate::suite::WaitPolicy;
 use crate::suite::template::{Template, value_to_text};
 use crate::suite::{VersionCheck, VersionSource};
@@ -17,8 +18,10 @@ use std::time::Instant;
 /// Reads the version staging reports and compares it with `expect`.
 pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResult {
     let scope = suite_scope(shared);
-    let expected = match check.expect.render(&scope) {
-        Ok(text) => text.trim().to_string(),
+    let mask = &*shared.redactor;
+    // Compared as rendered, shown with sensitive values as `***`.
+    let (expected, shown_expected) = match check.expect.render_shown(&scope) {
+        Ok(text) => (text.value.trim().to_string(), text.shown.trim().to_string()),
         Err(e) => {
             return VersionResult {
                 expected: String::new(),
@@ -49,15 +52,15 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
     match read.await {
         Ok(actual) => VersionResult {
             passed: actual == expected,
-            expected,
-            actual: Some(actual),
+            expected: shown_expected,
+            actual: Some(mask.mask_text(&actual)),
             error: None,
         },
         Err(error) => VersionResult {
-            expected,
+            expected: shown_expected,
             actual: None,
             passed: false,
-            error: Some(error),
+            error: Some(mask.mask_text(&error)),
         },
     }
 }
@@ -74,7 +77,9 @@ pub async fn check_served(shared: &Shared, results: &mut [IntegrityResult]) {
         let Some(path) = &entry.served_at else {
             continue;
         };
-        let shown_path = path.render(&suite_scope(shared)).unwrap_or_default();
+        let shown_path = path
+            .render_shown(&suite_scope(shared))
+            .map_or_else(|e| e, |r| r.shown);
         match get(shared, path).await {
             Ok(exchange) => judge_served(result, &shown_path, Ok(&exchange.body)),
             Err(why) => judge_served(result, &shown_path, Err(why)),
@@ -111,7 +116,7 @@ pub async fn wait_until_ready(shared: &Shared, wait: &WaitPolicy) -> WaitResult 
         let left = wait.timeout.saturating_sub(started.elapsed());
         match tokio::time::timeout(left, poll).await {
             Ok(Ok(())) => return WaitResult::new(true, polls, started, None),
-            Ok(Err(why)) => last = why,
+            Ok(Err(why)) => last = shared.redactor.mask_text(&why),
             Err(_) => last = format!("no answer within the wait timeout ({last})"),
         }
         let left = wait.timeout.saturating_sub(started.elapsed());
@@ -152,7 +157,9 @@ async fn fetch(shared: &Shared, path: &Template) -> Result<super::http::Exchange
         retry: crate::suite::RetryPolicy::none(),
         uses_captures: Vec::new(),
     };
-    let request = super::flow::render(shared, &step, &scope)?;
+    let request = super::flow::render(shared, &step, &scope)
+        .map_err(|e| shared.redactor.mask_text(&e))?
+        .request;
     let limits = Limits {
         timeout: settings.timeout,
         max_body: settings.max_body,
@@ -160,7 +167,9 @@ async fn fetch(shared: &Shared, path: &Template) -> Result<super::http::Exchange
     };
     let jar = Jar::default();
     let exchange = tokio::select! {
-        result = shared.http.exchange(request, &jar, limits) => result.map_err(|e| e.to_string())?,
+        result = shared.http.exchange(request, &jar, limits) => {
+            result.map_err(|e| shared.redactor.mask_text(&e.to_string()))?
+        }
         () = shared.cancel.cancelled() => return Err(shared.stop_reason()),
     };
     Ok(exchange)

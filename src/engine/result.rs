@@ -1,19 +1,16 @@
 //! What a run produced, as data: the engine fills it, the verdict and reports read it.
 
 use crate::check::Assertion;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
     Passed,
     Failed,
     Skipped,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowOutcome {
     Passed,
     Failed,
@@ -23,15 +20,14 @@ pub enum FlowOutcome {
     Skipped,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Step,
     Cleanup,
 }
 
 /// One step as it ran (or did not).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepResult {
     pub name: String,
     pub phase: Phase,
@@ -44,7 +40,6 @@ pub struct StepResult {
     /// Passed, but only after a failed attempt.
     pub flaky: bool,
     /// The failed attempts before the last one, when the step was retried.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_attempts: Vec<Attempt>,
     pub outcome: StepOutcome,
     /// Why the step could not complete (connect, TLS, timeout, body too large, template...).
@@ -52,13 +47,10 @@ pub struct StepResult {
     pub error: Option<String>,
     pub assertions: Vec<Assertion>,
     /// Why a step was skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_because: Option<String>,
     /// For failed steps: the start of the response body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_excerpt: Option<String>,
     /// For failed steps: the request headers sent (sensitive ones masked).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_headers: BTreeMap<String, String>,
 }
 
@@ -89,7 +81,7 @@ impl StepResult {
 }
 
 /// One failed try of a retried step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub status: Option<u16>,
     pub error: Option<String>,
@@ -113,7 +105,7 @@ impl Attempt {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlowResult {
     pub name: String,
     pub file: String,
@@ -140,7 +132,7 @@ impl FlowResult {
 }
 
 /// How `[wait]` went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitResult {
     pub ready: bool,
     pub polls: u32,
@@ -161,15 +153,14 @@ impl WaitResult {
 }
 
 /// Why a run was cut short.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
     Deadline { deadline_ms: u64 },
     Interrupted,
 }
 
 /// Everything a run produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunResult {
     pub started_at: String,
     pub duration_ms: u64,

@@ -1,6 +1,7 @@
 //! Name resolution at run time, in the order of SPEC 4: captures of the flow, `[[setup]]`
 //! captures, `--var`, flow `[vars]`, suite `[vars]`, then built-ins.
 
+use crate::redact::Secret;
 use crate::suite::Plan;
 use crate::suite::template::Scope;
 use serde_json::{Map, Value};
@@ -24,7 +25,9 @@ impl Scope for FlowScope<'_> {
             .strip_prefix("env.")
             .or_else(|| name.strip_prefix("secret."))
         {
-            return self.plan.env.get(var).map(|v| Value::String(v.clone()));
+            let value = self.plan.env.get(var).map(String::as_str);
+            let secret = self.plan.secrets.get(var).map(Secret::expose);
+            return value.or(secret).map(|v| Value::String(v.to_string()));
         }
         let settings = &self.plan.settings;
         let mut path = name.split('.');
@@ -50,5 +53,14 @@ impl Scope for FlowScope<'_> {
             }
             _ => None,
         }
+    }
+
+    /// `secret.` names and secret captures; over-masking a same-named var is the safe side.
+    fn is_sensitive(&self, name: &str) -> bool {
+        name.starts_with("secret.")
+            || self
+                .plan
+                .secret_captures
+                .contains(name.split('.').next().unwrap_or(name))
     }
 }

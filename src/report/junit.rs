@@ -15,10 +15,10 @@
 //! their failures are still `<failure>`s: pipelines see them.
 
 use super::Report;
-use crate::check::Assertion;
-use crate::engine::result::WaitResult;
-use crate::engine::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
-use crate::integrity::{IntegrityResult, VersionResult};
+use super::{
+    AssertionRecord, FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, Phase, StepOutcome,
+    StepRecord, VersionRecord, WaitRecord,
+};
 use crate::verdict::counted;
 use quick_junit::{
     NonSuccessKind, Property, Report as JUnit, TestCase, TestCaseStatus, TestRerun, TestSuite,
@@ -56,7 +56,7 @@ pub fn render(report: &Report) -> String {
 }
 
 /// The suite name of a flow: its name, marked when the flow is non-critical.
-pub fn flow_suite_name(flow: &FlowResult) -> String {
+pub fn flow_suite_name(flow: &FlowRecord) -> String {
     if flow.critical {
         flow.name.clone()
     } else {
@@ -71,7 +71,7 @@ fn stamp(suite: &mut TestSuite, report: &Report) {
         .insert("timestamp".into(), report.started_at.as_str().into());
 }
 
-fn flow_suite(flow: &FlowResult, report: &Report) -> TestSuite {
+fn flow_suite(flow: &FlowRecord, report: &Report) -> TestSuite {
     let name = flow_suite_name(flow);
     let mut suite = TestSuite::new(name.as_str());
     stamp(&mut suite, report);
@@ -96,7 +96,7 @@ fn flow_outcome_name(outcome: FlowOutcome) -> &'static str {
 }
 
 /// One testcase for one step (or cleanup).
-fn step_case(step: &StepResult, classname: &str) -> TestCase {
+fn step_case(step: &StepRecord, classname: &str) -> TestCase {
     let name = match step.phase {
         Phase::Step => step.name.clone(),
         Phase::Cleanup => format!("cleanup: {}", step.name),
@@ -112,7 +112,7 @@ fn step_case(step: &StepResult, classname: &str) -> TestCase {
     case
 }
 
-fn step_status(step: &StepResult) -> TestCaseStatus {
+fn step_status(step: &StepRecord) -> TestCaseStatus {
     match step.outcome {
         StepOutcome::Skipped => {
             let mut status = TestCaseStatus::skipped();
@@ -152,7 +152,7 @@ fn step_status(step: &StepResult) -> TestCaseStatus {
 }
 
 /// How many tries the step took, as far as the result tells.
-fn attempt_count(step: &StepResult) -> u32 {
+fn attempt_count(step: &StepRecord) -> u32 {
     let floor = if step.flaky { 2 } else { 1 };
     step.attempts
         .max(step.earlier_attempts.len() as u32 + 1)
@@ -161,7 +161,7 @@ fn attempt_count(step: &StepResult) -> u32 {
 
 /// One entry per failed try before the last one: what each try saw when the engine recorded it
 /// (`earlier_attempts`), otherwise only `attempt k of N failed`.
-fn reruns(step: &StepResult) -> Vec<TestRerun> {
+fn reruns(step: &StepRecord) -> Vec<TestRerun> {
     let n = attempt_count(step);
     if !step.earlier_attempts.is_empty() {
         return step
@@ -198,7 +198,7 @@ fn reruns(step: &StepResult) -> Vec<TestRerun> {
 }
 
 /// `subject op: expected X, actual Y` (values as JSON, like the terminal shows them).
-pub fn assertion_line(a: &Assertion) -> String {
+pub fn assertion_line(a: &AssertionRecord) -> String {
     format!(
         "{} {}: expected {}, actual {}",
         a.subject, a.op, a.expected, a.actual
@@ -206,7 +206,7 @@ pub fn assertion_line(a: &Assertion) -> String {
 }
 
 /// The text of a `<failure>`/`<error>`: request, error, status, every failed assertion, body.
-fn failure_text(step: &StepResult) -> String {
+fn failure_text(step: &StepRecord) -> String {
     let mut lines = Vec::new();
     if step.phase == Phase::Cleanup {
         lines.push(
@@ -244,7 +244,7 @@ fn failure_text(step: &StepResult) -> String {
 }
 
 /// `[wait]`: one testcase, failed when staging never became ready.
-fn wait_suite(wait: &WaitResult, report: &Report) -> TestSuite {
+fn wait_suite(wait: &WaitRecord, report: &Report) -> TestSuite {
     let status = if wait.ready {
         TestCaseStatus::success()
     } else {
@@ -279,7 +279,7 @@ fn integrity_suite(report: &Report) -> TestSuite {
     suite
 }
 
-fn integrity_case(r: &IntegrityResult) -> TestCase {
+fn integrity_case(r: &IntegrityRecord) -> TestCase {
     let status = if r.passed {
         TestCaseStatus::success()
     } else {
@@ -310,7 +310,7 @@ fn integrity_case(r: &IntegrityResult) -> TestCase {
     case
 }
 
-fn version_case(v: &VersionResult) -> TestCase {
+fn version_case(v: &VersionRecord) -> TestCase {
     let status = match v.message() {
         None => TestCaseStatus::success(),
         Some(message) => {
@@ -331,10 +331,10 @@ fn version_case(v: &VersionResult) -> TestCase {
 
 /// The verdict as one testcase: the gate's own pass/fail, whatever the steps say.
 fn gate_suite(report: &Report) -> TestSuite {
-    let status = match report.verdict.as_str() {
-        "pass" => TestCaseStatus::success(),
+    let status = match report.verdict {
+        GateVerdict::Pass => TestCaseStatus::success(),
         verdict => {
-            let kind = if verdict == "aborted" {
+            let kind = if verdict == GateVerdict::Aborted {
                 NonSuccessKind::Error
             } else {
                 NonSuccessKind::Failure
@@ -368,20 +368,20 @@ pub(crate) mod tests {
     use crate::report::{Latency, Summary};
     use serde_json::json;
 
-    fn step(name: &str, outcome: StepOutcome) -> StepResult {
-        StepResult {
+    fn step(name: &str, outcome: StepOutcome) -> StepRecord {
+        StepRecord {
             url: Some("http://staging/x".into()),
             status: Some(200),
             latency_ms: Some(12),
             attempts: 1,
             outcome,
             skipped_because: None,
-            ..StepResult::skipped(name, Phase::Step, "GET", "")
+            ..StepRecord::skipped(name, Phase::Step, "GET", "")
         }
     }
 
     /// A report with these flows and verdict and nothing else, for the reporters' unit tests.
-    pub(crate) fn report(flows: Vec<FlowResult>, verdict: &str) -> Report {
+    pub(crate) fn report(flows: Vec<FlowRecord>, verdict: GateVerdict) -> Report {
         Report {
             schema: 1,
             tool: "preflight".into(),
@@ -390,7 +390,7 @@ pub(crate) mod tests {
             base_url: None,
             started_at: "2026-11-27T08:00:00Z".into(),
             duration_ms: 1500,
-            verdict: verdict.into(),
+            verdict,
             reasons: vec![],
             summary: Summary {
                 flows: flows.len(),
@@ -411,7 +411,7 @@ pub(crate) mod tests {
             setup: vec![],
             flows,
             warnings: vec![],
-            headline: format!("GATE {verdict}"),
+            headline: format!("GATE {}", verdict.as_str()),
         }
     }
 
@@ -419,9 +419,9 @@ pub(crate) mod tests {
         name: &str,
         critical: bool,
         outcome: FlowOutcome,
-        steps: Vec<StepResult>,
-    ) -> FlowResult {
-        FlowResult {
+        steps: Vec<StepRecord>,
+    ) -> FlowRecord {
+        FlowRecord {
             name: name.into(),
             file: format!("{name}.toml"),
             tags: vec!["t".into()],
@@ -439,7 +439,7 @@ pub(crate) mod tests {
         s.flaky = true;
         let xml = render(&report(
             vec![flow("f", true, FlowOutcome::Passed, vec![s])],
-            "pass",
+            GateVerdict::Pass,
         ));
         assert_eq!(xml.matches("<flakyFailure").count(), 2, "{xml}");
         assert!(xml.contains("attempt 2 of 3 failed; the step passed after 3 attempts"));
@@ -455,7 +455,7 @@ pub(crate) mod tests {
         let mut s = step("pay", StepOutcome::Failed);
         s.attempts = 3;
         s.status = Some(503);
-        s.assertions = vec![Assertion {
+        s.assertions = vec![AssertionRecord {
             subject: "status".into(),
             op: "class".into(),
             expected: json!("2xx"),
@@ -470,7 +470,7 @@ pub(crate) mod tests {
         e.error = Some("connect: refused".into());
         let xml = render(&report(
             vec![flow("f", true, FlowOutcome::Failed, vec![s, e])],
-            "fail",
+            GateVerdict::Fail,
         ));
         assert_eq!(xml.matches("<rerunFailure").count(), 2, "{xml}");
         assert_eq!(xml.matches("<rerunError").count(), 1, "{xml}");
@@ -497,7 +497,7 @@ pub(crate) mod tests {
     fn non_critical_suites_are_marked_and_cleanups_prefixed() {
         let mut c = step("delete", StepOutcome::Passed);
         c.phase = Phase::Cleanup;
-        let skipped = StepResult::skipped("later", Phase::Step, "GET", "an earlier step failed");
+        let skipped = StepRecord::skipped("later", Phase::Step, "GET", "an earlier step failed");
         let xml = render(&report(
             vec![flow(
                 "recs",
@@ -505,7 +505,7 @@ pub(crate) mod tests {
                 FlowOutcome::Warned,
                 vec![step("a", StepOutcome::Passed), skipped, c],
             )],
-            "pass",
+            GateVerdict::Pass,
         ));
         assert!(
             xml.contains("<testsuite name=\"recs (non-critical)\""),
@@ -529,8 +529,8 @@ pub(crate) mod tests {
 
     #[test]
     fn wait_not_ready_is_a_failure() {
-        let mut r = report(vec![], "fail");
-        r.wait = Some(WaitResult {
+        let mut r = report(vec![], GateVerdict::Fail);
+        r.wait = Some(WaitRecord {
             ready: false,
             polls: 3,
             waited_ms: 3000,
@@ -550,8 +550,8 @@ pub(crate) mod tests {
 
     #[test]
     fn integrity_and_version_cases() {
-        let mut r = report(vec![], "fail");
-        r.integrity = vec![IntegrityResult {
+        let mut r = report(vec![], GateVerdict::Fail);
+        r.integrity = vec![IntegrityRecord {
             file: "c.json".into(),
             expected: "sha256:aa".into(),
             actual: "sha256:bb".into(),
@@ -560,7 +560,7 @@ pub(crate) mod tests {
             message: Some("config mismatch: c.json: expected sha256:aa, found sha256:bb".into()),
             hint: Some("run `preflight lock`".into()),
         }];
-        r.deployed_version = Some(VersionResult {
+        r.deployed_version = Some(VersionRecord {
             expected: "abc".into(),
             actual: Some("old".into()),
             passed: false,

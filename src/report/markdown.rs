@@ -7,8 +7,7 @@
 //! table cells so that a value can never break the table.
 
 use super::Report;
-use crate::engine::{FlowOutcome, FlowResult, StepOutcome, StepResult};
-use crate::integrity::IntegrityResult;
+use super::{FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, StepOutcome, StepRecord};
 use crate::verdict::counted;
 use std::fmt::Write;
 
@@ -18,10 +17,10 @@ const HASH_DIGITS: usize = 12;
 /// Renders the report as Markdown.
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
-    let heading = match report.verdict.as_str() {
-        "pass" => "✅ preflight: GATE PASSED",
-        "aborted" => "⛔ preflight: GATE ABORTED",
-        _ => "❌ preflight: GATE FAILED",
+    let heading = match report.verdict {
+        GateVerdict::Pass => "✅ preflight: GATE PASSED",
+        GateVerdict::Aborted => "⛔ preflight: GATE ABORTED",
+        GateVerdict::Fail => "❌ preflight: GATE FAILED",
     };
     let _ = writeln!(out, "## {heading}\n");
     let _ = writeln!(out, "**{}**\n", text(&report.headline));
@@ -113,7 +112,7 @@ fn outcome(outcome: FlowOutcome) -> &'static str {
 }
 
 /// The failing step's cell: its name, or why the flow never started.
-fn failing(flow: &FlowResult) -> String {
+fn failing(flow: &FlowRecord) -> String {
     if let Some(step) = flow.failed_step() {
         return cell_code(&step.name);
     }
@@ -132,7 +131,7 @@ fn failing(flow: &FlowResult) -> String {
 }
 
 /// Why the steps of a flow did not run (a flow that never started, or whose task died).
-fn not_run_reason(flow: &FlowResult) -> Option<&str> {
+fn not_run_reason(flow: &FlowRecord) -> Option<&str> {
     flow.steps
         .iter()
         .find_map(|s| s.skipped_because.as_deref())
@@ -140,12 +139,12 @@ fn not_run_reason(flow: &FlowResult) -> Option<&str> {
 }
 
 fn failures(out: &mut String, report: &Report) {
-    let setup: Vec<&StepResult> = report
+    let setup: Vec<&StepRecord> = report
         .setup
         .iter()
         .filter(|s| s.outcome == StepOutcome::Failed)
         .collect();
-    let flows: Vec<(&FlowResult, Option<&StepResult>)> = report
+    let flows: Vec<(&FlowRecord, Option<&StepRecord>)> = report
         .flows
         .iter()
         .filter(|f| matches!(f.outcome, FlowOutcome::Failed | FlowOutcome::Warned))
@@ -188,7 +187,7 @@ fn failures(out: &mut String, report: &Report) {
 
 /// The request, error, status, each failed assertion (expected vs actual), the body excerpt;
 /// as list items indented by `indent`.
-fn step_detail(out: &mut String, step: &StepResult, indent: &str) {
+fn step_detail(out: &mut String, step: &StepRecord, indent: &str) {
     let request = match &step.url {
         Some(url) => code(&format!("{} {url}", step.method)),
         None => format!(
@@ -237,7 +236,7 @@ fn step_detail(out: &mut String, step: &StepResult, indent: &str) {
 }
 
 fn warnings(out: &mut String, report: &Report) {
-    let cleanups: Vec<(&FlowResult, &StepResult)> = report
+    let cleanups: Vec<(&FlowRecord, &StepRecord)> = report
         .flows
         .iter()
         .flat_map(|f| f.failed_cleanups().map(move |s| (f, s)))
@@ -249,7 +248,7 @@ fn warnings(out: &mut String, report: &Report) {
         .iter()
         .filter(|w| !w.starts_with("cleanup failed") && !w.starts_with("non-critical flow"))
         .collect();
-    let flaky: Vec<(&FlowResult, &StepResult)> = report
+    let flaky: Vec<(&FlowRecord, &StepRecord)> = report
         .flows
         .iter()
         .flat_map(|f| f.steps.iter().filter(|s| s.flaky).map(move |s| (f, s)))
@@ -308,7 +307,7 @@ fn integrity(out: &mut String, report: &Report) {
             );
         }
         out.push('\n');
-        let failed: Vec<&IntegrityResult> = report.integrity.iter().filter(|r| !r.passed).collect();
+        let failed: Vec<&IntegrityRecord> = report.integrity.iter().filter(|r| !r.passed).collect();
         for r in &failed {
             let message = r.message.as_deref().unwrap_or("config mismatch");
             let _ = writeln!(out, "- ❌ {}", text(message));
@@ -443,7 +442,7 @@ fn fenced(out: &mut String, body: &str, indent: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Phase;
+    use crate::report::{Phase, WaitRecord};
 
     #[test]
     fn code_spans_hold_backticks_and_pipes() {
@@ -477,7 +476,7 @@ mod tests {
         assert_eq!(hash_cell("<no lock entry>"), "`<no lock entry>`");
     }
 
-    fn report(verdict: &str, flows: Vec<FlowResult>) -> Report {
+    fn report(verdict: GateVerdict, flows: Vec<FlowRecord>) -> Report {
         let mut r = crate::report::junit::tests::report(flows, verdict);
         r.suite = "gate | `x`".into();
         r.base_url = Some("http://staging".into());
@@ -487,21 +486,21 @@ mod tests {
         r
     }
 
-    fn flow(name: &str, outcome: FlowOutcome, steps: Vec<StepResult>) -> FlowResult {
+    fn flow(name: &str, outcome: FlowOutcome, steps: Vec<StepRecord>) -> FlowRecord {
         crate::report::junit::tests::flow(name, true, outcome, steps)
     }
 
     #[test]
     fn wait_line() {
-        let mut r = report("pass", vec![]);
-        r.wait = Some(crate::engine::result::WaitResult {
+        let mut r = report(GateVerdict::Pass, vec![]);
+        r.wait = Some(WaitRecord {
             ready: true,
             polls: 1,
             waited_ms: 5,
             last: None,
         });
         assert!(render(&r).contains("took 3.4s. Staging was ready after 1 poll (5ms).\n"));
-        r.wait = Some(crate::engine::result::WaitResult {
+        r.wait = Some(WaitRecord {
             ready: false,
             polls: 4,
             waited_ms: 4000,
@@ -518,16 +517,16 @@ mod tests {
 
     #[test]
     fn aborted_skipped_and_flaky_runs() {
-        let skipped = StepResult::skipped("a", Phase::Step, "GET", "interrupted");
-        let mut flaky = StepResult {
+        let skipped = StepRecord::skipped("a", Phase::Step, "GET", "interrupted");
+        let mut flaky = StepRecord {
             outcome: StepOutcome::Passed,
             attempts: 3,
             flaky: true,
-            ..StepResult::skipped("pay | now", Phase::Step, "POST", "")
+            ..StepRecord::skipped("pay | now", Phase::Step, "POST", "")
         };
         flaky.skipped_because = None;
         let md = render(&report(
-            "aborted",
+            GateVerdict::Aborted,
             vec![
                 flow("a|b", FlowOutcome::Skipped, vec![skipped]),
                 flow("f", FlowOutcome::Passed, vec![flaky]),
@@ -549,15 +548,15 @@ mod tests {
 
     #[test]
     fn failed_setup_and_failed_cleanup_details() {
-        let mut r = report("fail", vec![]);
-        r.setup = vec![StepResult {
+        let mut r = report(GateVerdict::Fail, vec![]);
+        r.setup = vec![StepRecord {
             outcome: StepOutcome::Failed,
             attempts: 1,
             error: Some("template: unknown name `x`".into()),
             skipped_because: None,
-            ..StepResult::skipped("log in", Phase::Step, "POST", "")
+            ..StepRecord::skipped("log in", Phase::Step, "POST", "")
         }];
-        let cleanup = StepResult {
+        let cleanup = StepRecord {
             outcome: StepOutcome::Failed,
             url: Some("http://staging/carts/1".into()),
             status: Some(500),
@@ -565,7 +564,7 @@ mod tests {
             attempts: 1,
             skipped_because: None,
             body_excerpt: Some("boom ``` fence".into()),
-            ..StepResult::skipped("delete", Phase::Cleanup, "DELETE", "")
+            ..StepRecord::skipped("delete", Phase::Cleanup, "DELETE", "")
         };
         r.flows = vec![flow("c", FlowOutcome::Passed, vec![cleanup])];
         let md = render(&r);

@@ -1,24 +1,29 @@
-//! Reports: one [`Report`] document, redacted once, rendered by every reporter.
+//! Reports: one [`Report`] document, built masked, rendered by every reporter.
 //!
 //! Reporters never touch the network; they read the document (and, for live progress, the
 //! engine's events).
 
+pub mod document;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
 pub mod terminal;
 
-use crate::engine::result::WaitResult;
+pub use document::{
+    AssertionRecord, AttemptRecord, FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, Masked,
+    Phase, StepOutcome, StepRecord, VersionRecord, WaitRecord,
+};
+
+use crate::engine::RunResult;
 use crate::engine::result::percentile;
-use crate::engine::{FlowOutcome, RunResult, StepResult};
-use crate::integrity::{IntegrityResult, VersionResult};
-use crate::redact::Redactor;
+use crate::redact::{Mask, Redactor, shown_url};
 use crate::suite::Plan;
 use crate::verdict::{Reason, Verdict, counted};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 
-/// The JSON report, schema 1 (SPEC 7); terminal and other reports render from it too.
+/// The JSON report, schema 1; terminal and other reports render from it too. It is built
+/// masked: secrets appear nowhere in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema: u32,
@@ -28,22 +33,20 @@ pub struct Report {
     pub base_url: Option<String>,
     pub started_at: String,
     pub duration_ms: u64,
-    pub verdict: String,
+    pub verdict: GateVerdict,
     pub reasons: Vec<String>,
     pub summary: Summary,
     /// `[wait]`: whether staging became ready, after how many polls (null without `[wait]`).
-    pub wait: Option<WaitResult>,
-    pub integrity: Vec<IntegrityResult>,
-    pub deployed_version: Option<VersionResult>,
-    pub setup: Vec<StepResult>,
-    pub flows: Vec<FlowResult>,
+    pub wait: Option<WaitRecord>,
+    pub integrity: Vec<IntegrityRecord>,
+    pub deployed_version: Option<VersionRecord>,
+    pub setup: Vec<StepRecord>,
+    pub flows: Vec<FlowRecord>,
     /// Things that did not fail the gate but need a look: failed cleanups, warned flows.
     pub warnings: Vec<String>,
     /// The last line of the terminal output.
     pub headline: String,
 }
-
-pub use crate::engine::FlowResult;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Summary {
@@ -64,32 +67,47 @@ pub struct Latency {
 }
 
 impl Report {
-    /// Builds the report and redacts every secret in it, in one place.
+    /// Builds the report from the run, masked: every value that came from staging, and every
+    /// text made from one, goes through `redactor` on its way in.
     pub fn new(plan: &Plan, result: &RunResult, verdict: &Verdict, redactor: &Redactor) -> Report {
-        let count = |o: FlowOutcome| result.flows.iter().filter(|f| f.outcome == o).count();
+        let mask: &dyn Mask = redactor;
+        let flows: Vec<FlowRecord> = result.flows.iter().map(|f| f.masked(mask)).collect();
+        let count = |o: FlowOutcome| flows.iter().filter(|f| f.outcome == o).count();
         let latencies = result.latencies();
-        let warnings = warnings(result);
-        let report = Report {
+        let warnings = warnings(&flows);
+        Report {
             schema: 1,
             tool: "preflight".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             suite: plan.settings.name.clone(),
-            base_url: plan.settings.base_url.as_ref().map(|u| u.to_string()),
+            base_url: plan
+                .settings
+                .base_url
+                .as_ref()
+                .map(|u| mask.mask_text(&shown_url(u))),
             started_at: result.started_at.clone(),
             duration_ms: result.duration_ms,
-            verdict: verdict.name().into(),
+            verdict: match verdict {
+                Verdict::Passed => GateVerdict::Pass,
+                Verdict::Failed(_) => GateVerdict::Fail,
+                Verdict::Aborted => GateVerdict::Aborted,
+            },
             reasons: match verdict {
                 Verdict::Aborted => vec![crate::engine::INTERRUPTED.to_string()],
-                _ => verdict.reasons().iter().flat_map(Reason::details).collect(),
+                _ => verdict
+                    .reasons()
+                    .iter()
+                    .flat_map(Reason::details)
+                    .map(|r| mask.mask_text(&r))
+                    .collect(),
             },
             summary: Summary {
-                flows: result.flows.len(),
+                flows: flows.len(),
                 passed: count(FlowOutcome::Passed),
                 failed: count(FlowOutcome::Failed),
                 warned: count(FlowOutcome::Warned),
                 skipped: count(FlowOutcome::Skipped),
-                flaky: result
-                    .flows
+                flaky: flows
                     .iter()
                     .filter(|f| f.steps.iter().any(|s| s.flaky))
                     .count(),
@@ -99,29 +117,14 @@ impl Report {
                     max: latencies.iter().max().copied(),
                 },
             },
-            wait: result.wait.clone(),
-            integrity: result.integrity.clone(),
-            deployed_version: result.deployed_version.clone(),
-            setup: result.setup.clone(),
-            flows: result.flows.clone(),
-            headline: headline(result, verdict, warnings.len()),
+            wait: result.wait.as_ref().map(|w| w.masked(mask)),
+            integrity: result.integrity.iter().map(|r| r.masked(mask)).collect(),
+            deployed_version: result.deployed_version.as_ref().map(|v| v.masked(mask)),
+            setup: result.setup.iter().map(|s| s.masked(mask)).collect(),
+            flows,
+            headline: mask.mask_text(&headline(result, verdict, warnings.len())),
             warnings,
-        };
-        report.redacted(redactor)
-    }
-
-    /// Every string of the report with secrets replaced by `***`.
-    fn redacted(self, redactor: &Redactor) -> Report {
-        if redactor.is_empty() {
-            return self;
         }
-        let mut value = serde_json::to_value(&self).expect("a report always serializes");
-        redactor.redact_document(
-            &mut value,
-            &["verdict", "outcome", "phase"],
-            &["expected", "actual"],
-        );
-        serde_json::from_value(value).expect("redaction keeps the report's shape")
     }
 
     /// Streams the JSON to `out`: a large report is never held whole as text.
@@ -130,14 +133,17 @@ impl Report {
         out.write_all(b"\n")
     }
 
+    /// The JSON as text. A report is plain data (strings, numbers, enums): it always
+    /// serializes, so a failure here could only be a bug, and it still never panics.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report always serializes") + "\n"
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+            + "\n"
     }
 }
 
-fn warnings(result: &RunResult) -> Vec<String> {
+fn warnings(flows: &[FlowRecord]) -> Vec<String> {
     let mut out = Vec::new();
-    for flow in &result.flows {
+    for flow in flows {
         if flow.outcome == FlowOutcome::Warned {
             let step = flow
                 .failed_step()
@@ -170,7 +176,7 @@ fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
             result
                 .flows
                 .iter()
-                .filter(|f| f.outcome == FlowOutcome::Failed)
+                .filter(|f| f.outcome == crate::engine::FlowOutcome::Failed)
                 .count(),
             counted(warnings, "warning"),
             shown_duration(result.duration_ms)

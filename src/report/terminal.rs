@@ -1,7 +1,7 @@
 //! The end-of-run summary: failures in detail, warnings, counts, latency, and the last line.
 
 use super::Report;
-use crate::engine::{FlowOutcome, StepOutcome, StepResult};
+use super::{FlowOutcome, GateVerdict, Phase, StepOutcome, StepRecord};
 use console::style;
 use std::fmt::Write;
 
@@ -69,7 +69,7 @@ pub fn summary(report: &Report, detail: Detail) -> String {
             let _ = writeln!(out, "{} {warning}", style("! warning:").yellow().bold());
         }
         integrity_lines(&mut out, report);
-        if report.verdict == "aborted" {
+        if report.verdict == GateVerdict::Aborted {
             for flow in &report.flows {
                 let cut = flow
                     .steps
@@ -101,7 +101,7 @@ pub fn summary(report: &Report, detail: Detail) -> String {
             ms(s.latency_ms.max)
         );
     }
-    let headline = if report.verdict == "pass" {
+    let headline = if report.verdict == GateVerdict::Pass {
         style(&report.headline).green().bold()
     } else {
         style(&report.headline).red().bold()
@@ -119,7 +119,7 @@ fn outcome_mark(outcome: FlowOutcome) -> console::StyledObject<&'static str> {
     }
 }
 
-fn step_line(step: &StepResult) -> String {
+fn step_line(step: &StepRecord) -> String {
     let mark = match step.outcome {
         StepOutcome::Passed => style("✓").green(),
         StepOutcome::Failed => style("✗").red(),
@@ -127,7 +127,7 @@ fn step_line(step: &StepResult) -> String {
     };
     let status = step.status.map_or(String::new(), |s| format!(" {s}"));
     let latency = step.latency_ms.map_or(String::new(), |l| format!(" {l}ms"));
-    let phase = if step.phase == crate::engine::Phase::Cleanup {
+    let phase = if step.phase == Phase::Cleanup {
         "cleanup: "
     } else {
         ""
@@ -136,7 +136,7 @@ fn step_line(step: &StepResult) -> String {
 }
 
 /// The request, each failed assertion with expected and actual, the status and a body excerpt.
-fn failure_detail(out: &mut String, step: &StepResult) {
+fn failure_detail(out: &mut String, step: &StepRecord) {
     let url = step
         .url
         .as_deref()

@@ -1,9 +1,10 @@
 //! The validated plan: what the engine runs. Built only by `compile.rs`.
 
 use crate::check::{Capture, Expectation};
+use crate::redact::Secret;
 use crate::suite::template::{Template, TemplateValue};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +15,12 @@ pub struct Plan {
     pub settings: Settings,
     pub setup: Vec<Step>,
     pub flows: Vec<Flow>,
-    /// Values of the `env.` and `secret.` names the suite uses, read once at load.
+    /// Values of the `env.` names the suite uses, read once at load.
     pub env: HashMap<String, String>,
-    /// Values that must never be shown (the `secret.` ones).
-    pub secrets: Vec<String>,
+    /// Values of the `secret.` names: never shown, held so that they cannot be printed.
+    pub secrets: BTreeMap<String, Secret>,
+    /// Names of the `secret = true` captures of the suite: their values are never shown.
+    pub secret_captures: BTreeSet<String>,
     /// `preflight.lock`, when the suite has one.
     pub lock: Option<crate::integrity::Lock>,
 }

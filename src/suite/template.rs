@@ -33,6 +33,39 @@ pub struct TemplateError {
 /// Resolves placeholder names to values.
 pub trait Scope {
     fn lookup(&self, name: &str) -> Option<Value>;
+
+    /// Whether the value of `name` must never be shown (`secret.` names, secret captures):
+    /// shown forms write `***` in its place.
+    fn is_sensitive(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+/// A rendered value and the form of it that may be shown: the same text with every
+/// sensitive placeholder written as `***`. Both come from one lookup per placeholder, so
+/// `{{ uuid }}` shows the value that was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered<T> {
+    pub value: T,
+    pub shown: T,
+}
+
+/// Where in a URL a template is written; placeholder values are encoded for the part of
+/// the URL they land in (see [`crate::urlencode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlTemplate {
+    /// `path`: appended to the base URL.
+    Path,
+    /// `url`: a whole URL; a placeholder in its scheme or authority is written as it is.
+    Url,
+}
+
+/// The part of a URL a placeholder lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UrlPart {
+    Authority,
+    Path,
+    Query,
 }
 
 impl Template {
@@ -105,22 +138,137 @@ impl Template {
 
     /// Renders as text; values that are not strings are written as JSON.
     pub fn render(&self, scope: &dyn Scope) -> Result<String, String> {
-        let mut out = String::new();
+        self.render_parts(scope, None).map(|r| r.value)
+    }
+
+    /// Renders as text, with the form that may be shown.
+    pub fn render_shown(&self, scope: &dyn Scope) -> Result<Rendered<String>, String> {
+        self.render_parts(scope, None)
+    }
+
+    /// Renders a URL or path: a value in the path is one percent-encoded segment (`/`, `?`,
+    /// `#`, `%` cannot change the target, `.` and `..` are refused), a value in the query one
+    /// form value; a value in the scheme or authority of a `url`, or a placeholder that is
+    /// the whole `url`, is written as it is.
+    pub fn render_url(
+        &self,
+        scope: &dyn Scope,
+        kind: UrlTemplate,
+    ) -> Result<Rendered<String>, String> {
+        self.render_parts(scope, Some(kind))
+    }
+
+    /// Whether any placeholder of the template is sensitive in `scope`.
+    pub fn is_sensitive(&self, scope: &dyn Scope) -> bool {
+        self.names().any(|(name, _)| scope.is_sensitive(name))
+    }
+
+    fn render_parts(
+        &self,
+        scope: &dyn Scope,
+        url: Option<UrlTemplate>,
+    ) -> Result<Rendered<String>, String> {
+        let parts = url.map(|kind| self.url_parts(kind));
+        let mut value = String::new();
+        let mut shown = String::new();
+        let mut placeholder = 0;
         for part in &self.parts {
             match part {
-                Part::Text(t) => out.push_str(t),
-                Part::Name { name, .. } => out.push_str(&value_to_text(&resolve(scope, name)?)),
+                Part::Text(t) => {
+                    value.push_str(t);
+                    shown.push_str(t);
+                }
+                Part::Name { name, .. } => {
+                    let text = value_to_text(&resolve(scope, name)?);
+                    let encoded = match parts.as_ref().map(|p| p[placeholder]) {
+                        Some(UrlPart::Path) => {
+                            if text == "." || text == ".." {
+                                return Err(format!(
+                                    "`{{{{ {name} }}}}` is `{text}`, which would change the request path"
+                                ));
+                            }
+                            crate::urlencode::encode_segment(&text)
+                        }
+                        Some(UrlPart::Query) => crate::urlencode::encode_query_value(&text),
+                        Some(UrlPart::Authority) | None => text,
+                    };
+                    placeholder += 1;
+                    if scope.is_sensitive(name) {
+                        shown.push_str(crate::redact::MASK);
+                    } else {
+                        shown.push_str(&encoded);
+                    }
+                    value.push_str(&encoded);
+                }
             }
         }
-        Ok(out)
+        Ok(Rendered { value, shown })
+    }
+
+    /// The part of the URL each placeholder lands in, judged from the literal text around
+    /// it (values cannot move a placeholder to another part).
+    fn url_parts(&self, kind: UrlTemplate) -> Vec<UrlPart> {
+        let whole_url =
+            kind == UrlTemplate::Url && matches!(self.parts.as_slice(), [Part::Name { .. }]);
+        let mut part = match kind {
+            UrlTemplate::Path => UrlPart::Path,
+            UrlTemplate::Url => UrlPart::Authority,
+        };
+        // In a `url`, the authority ends at the first `/` after `scheme://`, or at the first
+        // `/` when the scheme comes from a placeholder (`{{ base }}/items`).
+        let mut slashes_to_skip = 0;
+        let mut out = Vec::new();
+        for p in &self.parts {
+            match p {
+                Part::Name { .. } => out.push(if whole_url { UrlPart::Authority } else { part }),
+                Part::Text(text) => {
+                    let mut rest = text.as_str();
+                    while let Some(c) = rest.chars().next() {
+                        if part == UrlPart::Authority && rest.starts_with("://") {
+                            rest = &rest[1..];
+                            slashes_to_skip = 2;
+                            continue;
+                        }
+                        match (part, c) {
+                            (UrlPart::Authority, '/') if slashes_to_skip > 0 => {
+                                slashes_to_skip -= 1
+                            }
+                            (UrlPart::Authority, '/') => part = UrlPart::Path,
+                            (UrlPart::Authority | UrlPart::Path, '?') => part = UrlPart::Query,
+                            // A fragment is never sent; treat it like a path.
+                            (_, '#') => part = UrlPart::Path,
+                            _ => {}
+                        }
+                        rest = &rest[c.len_utf8()..];
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Renders keeping the value's own type when the template is exactly one placeholder
     /// (`"{{ qty }}"` with a number gives a number); otherwise a string.
     pub fn render_typed(&self, scope: &dyn Scope) -> Result<Value, String> {
+        self.render_typed_shown(scope).map(|r| r.value)
+    }
+
+    /// [`Template::render_typed`], with the form that may be shown.
+    pub fn render_typed_shown(&self, scope: &dyn Scope) -> Result<Rendered<Value>, String> {
         match self.parts.as_slice() {
-            [Part::Name { name, .. }] => resolve(scope, name),
-            _ => self.render(scope).map(Value::String),
+            [Part::Name { name, .. }] => {
+                let value = resolve(scope, name)?;
+                let shown = if scope.is_sensitive(name) {
+                    Value::String(crate::redact::MASK.into())
+                } else {
+                    value.clone()
+                };
+                Ok(Rendered { value, shown })
+            }
+            _ => self.render_shown(scope).map(|r| Rendered {
+                value: Value::String(r.value),
+                shown: Value::String(r.shown),
+            }),
         }
     }
 }
@@ -156,23 +304,43 @@ pub enum TemplateValue {
 
 impl TemplateValue {
     pub fn render(&self, scope: &dyn Scope) -> Result<Value, String> {
+        self.render_shown(scope).map(|r| r.value)
+    }
+
+    /// Renders, with the form that may be shown (sensitive values as `"***"`).
+    pub fn render_shown(&self, scope: &dyn Scope) -> Result<Rendered<Value>, String> {
+        let same = |v: Value| Rendered {
+            shown: v.clone(),
+            value: v,
+        };
         Ok(match self {
-            TemplateValue::Null => Value::Null,
-            TemplateValue::Bool(b) => Value::Bool(*b),
-            TemplateValue::Number(n) => Value::Number(n.clone()),
-            TemplateValue::String(t) => t.render_typed(scope)?,
-            TemplateValue::Array(items) => Value::Array(
-                items
+            TemplateValue::Null => same(Value::Null),
+            TemplateValue::Bool(b) => same(Value::Bool(*b)),
+            TemplateValue::Number(n) => same(Value::Number(n.clone())),
+            TemplateValue::String(t) => t.render_typed_shown(scope)?,
+            TemplateValue::Array(items) => {
+                let (value, shown) = items
                     .iter()
-                    .map(|v| v.render(scope))
-                    .collect::<Result<_, _>>()?,
-            ),
-            TemplateValue::Object(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|(k, v)| Ok((k.clone(), v.render(scope)?)))
-                    .collect::<Result<_, String>>()?,
-            ),
+                    .map(|v| v.render_shown(scope).map(|r| (r.value, r.shown)))
+                    .collect::<Result<(Vec<_>, Vec<_>), _>>()?;
+                Rendered {
+                    value: Value::Array(value),
+                    shown: Value::Array(shown),
+                }
+            }
+            TemplateValue::Object(fields) => {
+                let mut value = serde_json::Map::new();
+                let mut shown = serde_json::Map::new();
+                for (k, v) in fields {
+                    let r = v.render_shown(scope)?;
+                    value.insert(k.clone(), r.value);
+                    shown.insert(k.clone(), r.shown);
+                }
+                Rendered {
+                    value: Value::Object(value),
+                    shown: Value::Object(shown),
+                }
+            }
         })
     }
 

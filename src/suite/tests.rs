@@ -132,10 +132,11 @@ fn secrets_and_env_are_read_once_and_unset_ones_are_errors() {
     let plan = load_with(
         dir.path(),
         Overrides::default(),
-        &[("REGION", "eu"), ("TOKEN", "t0k")],
+        &[("REGION", "eu"), ("TOKEN", "t0k-long-enough")],
     )
     .unwrap();
-    assert_eq!(plan.secrets, ["t0k"]);
+    let secrets: Vec<&str> = plan.secrets.values().map(|s| s.expose()).collect();
+    assert_eq!(secrets, ["t0k-long-enough"]);
     assert_eq!(plan.env.get("REGION").map(String::as_str), Some("eu"));
     let found = load_with(dir.path(), Overrides::default(), &[]).unwrap_err();
     assert_eq!(found.len(), 2, "both unset variables are listed: {found:?}");

@@ -3,11 +3,10 @@
 //! encoders (stored blocks) so that no extra crate is needed.
 #![allow(dead_code)]
 
-use preflight::check::Assertion;
-use preflight::engine::{self, FlowResult, RunOptions, RunResult, StepResult};
+use preflight::engine::{self, RunOptions, RunResult};
 use preflight::redact::Redactor;
-use preflight::report::Report;
 use preflight::report::terminal::{self, Detail};
+use preflight::report::{AssertionRecord, FlowRecord, Report, StepRecord};
 use preflight::suite::{self, Overrides, Plan};
 use preflight::verdict::{Verdict, judge};
 use std::collections::HashMap;
@@ -80,7 +79,7 @@ pub struct Run {
 /// report.
 pub async fn run(plan: Plan) -> Run {
     let plan = Arc::new(plan);
-    let redactor = Arc::new(Redactor::new(&plan.secrets));
+    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
     let started = Instant::now();
     let result = engine::run(plan.clone(), redactor.clone(), RunOptions::default()).await;
     let elapsed = started.elapsed();
@@ -97,15 +96,17 @@ pub async fn run(plan: Plan) -> Run {
 }
 
 impl Run {
-    pub fn flow(&self, name: &str) -> &FlowResult {
-        self.result
+    /// A flow as the report shows it.
+    pub fn flow(&self, name: &str) -> &FlowRecord {
+        self.report
             .flows
             .iter()
             .find(|f| f.name == name)
-            .unwrap_or_else(|| panic!("no flow `{name}` in {:#?}", self.result.flows))
+            .unwrap_or_else(|| panic!("no flow `{name}` in {:#?}", self.report.flows))
     }
 
-    pub fn step(&self, flow: &str, step: &str) -> &StepResult {
+    /// A step as the report shows it.
+    pub fn step(&self, flow: &str, step: &str) -> &StepRecord {
         let f = self.flow(flow);
         f.steps
             .iter()
@@ -127,8 +128,8 @@ impl Run {
 }
 
 /// The one assertion of `step` with this subject and op.
-pub fn assertion<'a>(step: &'a StepResult, subject: &str, op: &str) -> &'a Assertion {
-    let found: Vec<&Assertion> = step
+pub fn assertion<'a>(step: &'a StepRecord, subject: &str, op: &str) -> &'a AssertionRecord {
+    let found: Vec<&AssertionRecord> = step
         .assertions
         .iter()
         .filter(|a| a.subject == subject && a.op == op)
@@ -146,7 +147,7 @@ pub fn assertion<'a>(step: &'a StepResult, subject: &str, op: &str) -> &'a Asser
 /// Asserts the full record of one assertion.
 #[track_caller]
 pub fn check(
-    step: &StepResult,
+    step: &StepRecord,
     subject: &str,
     op: &str,
     expected: serde_json::Value,

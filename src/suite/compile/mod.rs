@@ -13,10 +13,11 @@ mod step;
 pub use expect::OPERATORS;
 pub use source::{Source, parse_duration, parse_size, toml_to_json};
 
+use crate::redact::{MIN_SECRET_CHARS, Secret};
 use crate::suite::plan::{Flow, Plan, RetryPolicy, Settings, Step};
 use crate::suite::problem::did_you_mean;
 use crate::suite::template::Template;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,7 +55,7 @@ pub struct Compiler<'e> {
     pub overrides: Overrides,
     pub env: &'e dyn Fn(&str) -> Option<String>,
     env_used: HashMap<String, String>,
-    secrets: BTreeSet<String>,
+    secrets: BTreeMap<String, Secret>,
     settings: Option<Settings>,
     setup_captures: BTreeSet<String>,
     base_url_missing: bool,
@@ -68,7 +69,7 @@ impl<'e> Compiler<'e> {
             overrides,
             env,
             env_used: HashMap::new(),
-            secrets: BTreeSet::new(),
+            secrets: BTreeMap::new(),
             settings: None,
             setup_captures: BTreeSet::new(),
             base_url_missing: false,
@@ -93,16 +94,28 @@ impl<'e> Compiler<'e> {
                 .strip_prefix("env.")
                 .or_else(|| name.strip_prefix("secret."))
             {
+                let secret = name.starts_with("secret.");
                 match (self.env)(var) {
                     // An empty secret is almost always a CI secret that was never defined.
-                    Some(value) if value.is_empty() && name.starts_with("secret.") => src.error(
+                    Some(value) if value.is_empty() && secret => src.error(
                         at,
                         format!("environment variable `{var}` is empty (used as `{name}`)"),
                     ),
+                    Some(value) if secret && value.trim().chars().count() < MIN_SECRET_CHARS => {
+                        src.error_hint(
+                            at,
+                            format!(
+                                "environment variable `{var}` is too short to be a secret (used as `{name}`)"
+                            ),
+                            Some(format!(
+                                "a secret needs at least {MIN_SECRET_CHARS} characters: a shorter one cannot be masked in output without hiding ordinary text"
+                            )),
+                        )
+                    }
+                    Some(value) if secret => {
+                        self.secrets.insert(var.to_string(), Secret::new(value));
+                    }
                     Some(value) => {
-                        if name.starts_with("secret.") {
-                            self.secrets.insert(value.clone());
-                        }
                         self.env_used.insert(var.to_string(), value);
                     }
                     None => src.error(
@@ -143,12 +156,23 @@ impl<'e> Compiler<'e> {
 
     /// Compiles a list of steps in order: each may use the captures of the ones before it.
     pub fn finish(self, setup: Vec<Step>, flows: Vec<Flow>) -> Plan {
+        let mut env = self.env_used;
+        // A variable used as `secret.` too is a secret wherever it is used.
+        env.retain(|var, _| !self.secrets.contains_key(var));
+        let secret_captures = setup
+            .iter()
+            .chain(flows.iter().flat_map(|f| f.steps.iter().chain(&f.cleanup)))
+            .flat_map(|step| &step.captures)
+            .filter(|c| c.secret)
+            .map(|c| c.name.clone())
+            .collect();
         Plan {
             settings: self.settings.expect("suite compiled"),
             setup,
             flows,
-            env: self.env_used,
-            secrets: self.secrets.into_iter().filter(|s| !s.is_empty()).collect(),
+            env,
+            secrets: self.secrets,
+            secret_captures,
             lock: None,
         }
     }

@@ -292,6 +292,26 @@ pub fn shown_url(url: &url::Url) -> String {
     url.to_string()
 }
 
+/// A URL given as text (it may not even parse) as it may be shown: a password between
+/// `scheme://user:` and `@` is `***`.
+pub fn shown_url_text(text: &str) -> String {
+    let Some(start) = text.find("://").map(|i| i + 3) else {
+        return text.to_string();
+    };
+    let authority_end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    let authority = &text[start..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{MASK}{}",
+            &text[..start + colon + 1],
+            &text[start + at..]
+        ),
+        _ => text.to_string(),
+    }
+}
+
 /// The Basic-auth credentials the HTTP client builds from a URL's userinfo, as it sends them.
 pub fn basic_auth_forms(url: &url::Url) -> Vec<String> {
     let Some(password) = url.password() else {
@@ -374,6 +394,11 @@ mod tests {
     fn urls_never_show_passwords_and_headers_mask_by_name() {
         let url = url::Url::parse("http://admin:pw@127.0.0.1:8/x").unwrap();
         assert_eq!(shown_url(&url), "http://admin:***@127.0.0.1:8/x");
+        assert_eq!(
+            shown_url_text("ftp://admin:p@ss@host:x/y"),
+            "ftp://admin:***@host:x/y"
+        );
+        assert_eq!(shown_url_text("http://host/a:b@c"), "http://host/a:b@c");
         assert_eq!(
             basic_auth_forms(&url)[0],
             base64::engine::general_purpose::STANDARD.encode("admin:pw")

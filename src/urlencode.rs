@@ -24,9 +24,17 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'[')
     .add(b']');
 
+/// What must be encoded in a user name or password: a segment's set, and what ends them.
+const USERINFO: &AsciiSet = &SEGMENT.add(b':').add(b';').add(b'=').add(b'@');
+
 /// `value` as (part of) one path segment.
 pub fn encode_segment(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
+}
+
+/// `value` as a user name or password of a URL's authority.
+pub fn encode_userinfo(value: &str) -> String {
+    utf8_percent_encode(value, USERINFO).to_string()
 }
 
 /// `value` as one `application/x-www-form-urlencoded` value (space as `+`).
@@ -44,5 +52,6 @@ mod tests {
         assert_eq!(encode_segment("../x?y=1"), "..%2Fx%3Fy=1");
         assert_eq!(encode_segment("50% off\\"), "50%25%20off%5C");
         assert_eq!(encode_query_value("a&b=c d"), "a%26b%3Dc+d");
+        assert_eq!(encode_userinfo("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
     }
 }

@@ -64,6 +64,8 @@ pub enum UrlTemplate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UrlPart {
     Authority,
+    /// Before the `@` of the authority: a user name or password.
+    Userinfo,
     Path,
     Query,
 }
@@ -190,6 +192,7 @@ impl Template {
                             crate::urlencode::encode_segment(&text)
                         }
                         Some(UrlPart::Query) => crate::urlencode::encode_query_value(&text),
+                        Some(UrlPart::Userinfo) => crate::urlencode::encode_userinfo(&text),
                         Some(UrlPart::Authority) | None => text,
                     };
                     placeholder += 1;
@@ -244,7 +247,32 @@ impl Template {
                 }
             }
         }
+        // A placeholder in the authority followed by `@` there is part of the userinfo.
+        let names: Vec<usize> = (0..self.parts.len())
+            .filter(|&i| matches!(self.parts[i], Part::Name { .. }))
+            .collect();
+        for (n, &at) in names.iter().enumerate() {
+            if out[n] == UrlPart::Authority && !whole_url && self.userinfo_follows(at) {
+                out[n] = UrlPart::Userinfo;
+            }
+        }
         out
+    }
+
+    /// Whether the literal text after part `at` reaches an `@` before the authority ends.
+    fn userinfo_follows(&self, at: usize) -> bool {
+        for part in &self.parts[at + 1..] {
+            if let Part::Text(text) = part {
+                for c in text.chars() {
+                    match c {
+                        '@' => return true,
+                        '/' | '?' | '#' => return false,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        false
     }
 
     /// Renders keeping the value's own type when the template is exactly one placeholder
@@ -426,6 +454,60 @@ mod tests {
         assert_eq!(t.render_typed(&scope).unwrap(), json!("n=2 A-1"));
         let missing = Template::parse("{{ nope }}").unwrap().render(&scope);
         assert!(missing.unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn url_values_are_encoded_for_the_part_they_land_in() {
+        let scope: HashMap<&str, Value> = HashMap::from([
+            ("id", json!("a#frag/../b?c")),
+            ("q", json!("x&y=1 2")),
+            ("pw", json!("p@ss/w:rd")),
+            ("base", json!("http://127.0.0.1:9/api")),
+            ("dots", json!("..")),
+        ]);
+        let path = Template::parse("/items/{{ id }}?q={{ q }}").unwrap();
+        let r = path.render_url(&scope, UrlTemplate::Path).unwrap();
+        assert_eq!(r.value, "/items/a%23frag%2F..%2Fb%3Fc?q=x%26y%3D1+2");
+        let url = Template::parse("http://u:{{ pw }}@127.0.0.1/{{ id }}").unwrap();
+        let r = url.render_url(&scope, UrlTemplate::Url).unwrap();
+        assert_eq!(
+            r.value,
+            "http://u:p%40ss%2Fw%3Ard@127.0.0.1/a%23frag%2F..%2Fb%3Fc"
+        );
+        let based = Template::parse("{{ base }}/x/{{ id }}").unwrap();
+        let r = based.render_url(&scope, UrlTemplate::Url).unwrap();
+        assert_eq!(r.value, "http://127.0.0.1:9/api/x/a%23frag%2F..%2Fb%3Fc");
+        let whole = Template::parse("{{ base }}").unwrap();
+        let r = whole.render_url(&scope, UrlTemplate::Url).unwrap();
+        assert_eq!(r.value, "http://127.0.0.1:9/api");
+        let dots = Template::parse("/a/{{ dots }}/b").unwrap();
+        assert!(
+            dots.render_url(&scope, UrlTemplate::Path)
+                .unwrap_err()
+                .contains("`..`")
+        );
+    }
+
+    #[test]
+    fn shown_forms_write_sensitive_values_as_a_mask() {
+        struct Secretive;
+        impl Scope for Secretive {
+            fn lookup(&self, name: &str) -> Option<Value> {
+                Some(json!(format!("value-of-{name}")))
+            }
+            fn is_sensitive(&self, name: &str) -> bool {
+                name.starts_with("secret.")
+            }
+        }
+        let t = Template::parse("/x/{{ secret.K }}/{{ id }}").unwrap();
+        let r = t.render_url(&Secretive, UrlTemplate::Path).unwrap();
+        assert_eq!(r.value, "/x/value-of-secret.K/value-of-id");
+        assert_eq!(r.shown, "/x/***/value-of-id");
+        let typed = Template::parse("{{ secret.K }}").unwrap();
+        assert_eq!(
+            typed.render_typed_shown(&Secretive).unwrap().shown,
+            json!("***")
+        );
     }
 
     #[test]

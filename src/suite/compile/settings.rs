@@ -320,10 +320,14 @@ impl Compiler<'_> {
                 return Some(url);
             }
             Ok(url) => format!(
-                "base_url `{text}` must be an http or https URL, not `{}:`",
+                "base_url `{}` must be an http or https URL, not `{}:`",
+                crate::redact::shown_url_text(&text),
                 url.scheme()
             ),
-            Err(e) => format!("invalid base_url `{text}`: {e}"),
+            Err(e) => format!(
+                "invalid base_url `{}`: {e}",
+                crate::redact::shown_url_text(&text)
+            ),
         };
         match span {
             Some(span) => src.error(span, problem),

@@ -11,8 +11,11 @@
 //! complete (connect, TLS, timeout, body too large, template) -> `<error>`; skipped ->
 //! `<skipped>`; passed after retries -> success with one `<flakyFailure>` per failed try; failed
 //! after retries -> also one `<rerunFailure>`/`<rerunError>` per earlier try. Non-critical flows
-//! carry `(non-critical)` in their suite name (always, so that test history keeps one name), and
-//! their failures are still `<failure>`s: pipelines see them.
+//! carry `(non-critical)` in their suite name (always, so that test history keeps one name; the
+//! classname is the flow's name). A failure that only warns (a step of a warned non-critical
+//! flow, a failed cleanup) is a passed testcase with the failure in its `<system-out>`: a PASS
+//! verdict's JUnit has no `<failure>` and no `<error>`. The `gate` testcase carries only the
+//! reasons no other testcase shows (see `Report::gate_reasons`).
 
 use super::Report;
 use super::{
@@ -43,13 +46,17 @@ pub fn render(report: &Report) -> String {
         stamp(&mut suite, report);
         let total: u64 = report.setup.iter().filter_map(|s| s.latency_ms).sum();
         suite.set_time(Duration::from_millis(total));
-        suite.add_test_cases(report.setup.iter().map(|s| step_case(s, "setup")));
+        suite.add_test_cases(report.setup.iter().map(|s| step_case(s, "setup", false)));
         junit.add_test_suite(suite);
     }
     for flow in &report.flows {
         junit.add_test_suite(flow_suite(flow, report));
     }
-    junit.add_test_suite(gate_suite(report));
+    let shown_elsewhere = junit
+        .test_suites
+        .iter()
+        .any(|suite| suite.failures > 0 || suite.errors > 0);
+    junit.add_test_suite(gate_suite(report, shown_elsewhere));
     junit
         .to_string()
         .expect("a JUnit report serializes to memory")
@@ -82,7 +89,8 @@ fn flow_suite(flow: &FlowRecord, report: &Report) -> TestSuite {
     if !flow.tags.is_empty() {
         suite.add_property(Property::new("tags", flow.tags.join(",")));
     }
-    suite.add_test_cases(flow.steps.iter().map(|s| step_case(s, &name)));
+    let warned = flow.outcome == FlowOutcome::Warned;
+    suite.add_test_cases(flow.steps.iter().map(|s| step_case(s, &flow.name, warned)));
     suite
 }
 
@@ -95,13 +103,25 @@ fn flow_outcome_name(outcome: FlowOutcome) -> &'static str {
     }
 }
 
-/// One testcase for one step (or cleanup).
-fn step_case(step: &StepRecord, classname: &str) -> TestCase {
+/// One testcase for one step (or cleanup). A failure that does not fail the gate (a step of
+/// a warned non-critical flow, a cleanup) is a passed testcase that says what went wrong in
+/// its `<system-out>`, so that a green pipeline never has a red test tab.
+fn step_case(step: &StepRecord, classname: &str, in_warned_flow: bool) -> TestCase {
     let name = match step.phase {
         Phase::Step => step.name.clone(),
         Phase::Cleanup => format!("cleanup: {}", step.name),
     };
-    let mut case = TestCase::new(name, step_status(step));
+    let only_warns =
+        step.outcome == StepOutcome::Failed && (in_warned_flow || step.phase == Phase::Cleanup);
+    let status = if only_warns {
+        TestCaseStatus::success()
+    } else {
+        step_status(step)
+    };
+    let mut case = TestCase::new(name, status);
+    if only_warns {
+        case.set_system_out(format!("warning: {}", failure_text(step)));
+    }
     case.set_classname(classname);
     if let Some(ms) = step.latency_ms {
         case.set_time(Duration::from_millis(ms));
@@ -329,10 +349,18 @@ fn version_case(v: &VersionRecord) -> TestCase {
     case
 }
 
-/// The verdict as one testcase: the gate's own pass/fail, whatever the steps say.
-fn gate_suite(report: &Report) -> TestSuite {
+/// The verdict as one testcase. It fails with the reasons no other testcase shows (a
+/// deadline, flows not run, `[gate]` limits), so that a failing step is not counted twice; and
+/// with every reason when nothing else failed, so that a failed gate is never a green report.
+fn gate_suite(report: &Report, shown_elsewhere: bool) -> TestSuite {
+    let reasons = match report.verdict {
+        GateVerdict::Pass => &[][..],
+        GateVerdict::Fail if shown_elsewhere => &report.gate_reasons[..],
+        GateVerdict::Fail | GateVerdict::Aborted => &report.reasons[..],
+    };
     let status = match report.verdict {
         GateVerdict::Pass => TestCaseStatus::success(),
+        GateVerdict::Fail if reasons.is_empty() => TestCaseStatus::success(),
         verdict => {
             let kind = if verdict == GateVerdict::Aborted {
                 NonSuccessKind::Error
@@ -343,8 +371,8 @@ fn gate_suite(report: &Report) -> TestSuite {
             status
                 .set_type("gate")
                 .set_message(report.headline.as_str());
-            if !report.reasons.is_empty() {
-                status.set_description(report.reasons.join("\n"));
+            if !reasons.is_empty() {
+                status.set_description(reasons.join("\n"));
             }
             status
         }
@@ -392,6 +420,7 @@ pub(crate) mod tests {
             duration_ms: 1500,
             verdict,
             reasons: vec![],
+            gate_reasons: vec![],
             summary: Summary {
                 flows: flows.len(),
                 passed: 0,
@@ -486,16 +515,47 @@ pub(crate) mod tests {
             xml.contains("<error message=\"connect: refused\" type=\"error\">"),
             "{xml}"
         );
-        // The gate's own testcase fails too.
+        // The step shows the failure: the gate's own testcase does not count it again.
+        assert!(!xml.contains("type=\"gate\""), "{xml}");
+        assert!(xml.contains("failures=\"1\" errors=\"1\""), "{xml}");
+    }
+
+    #[test]
+    fn the_gate_testcase_carries_what_no_step_shows() {
+        let mut r = report(
+            vec![flow(
+                "f",
+                true,
+                FlowOutcome::Failed,
+                vec![step("pay", StepOutcome::Failed)],
+            )],
+            GateVerdict::Fail,
+        );
+        r.reasons = vec![
+            "flow 'f' failed at step 'pay'".into(),
+            "p95 latency 2s over 1s".into(),
+        ];
+        r.gate_reasons = vec!["p95 latency 2s over 1s".into()];
+        let xml = render(&r);
         assert!(
-            xml.contains("<failure message=\"GATE fail\" type=\"gate\""),
+            xml.contains("type=\"gate\">p95 latency 2s over 1s</failure>"),
+            "{xml}"
+        );
+        // A failed gate with nothing else failing carries every reason: never a green report.
+        let mut alone = report(vec![], GateVerdict::Fail);
+        alone.reasons = vec!["flow 'f' failed at step 'pay'".into()];
+        let xml = render(&alone);
+        assert!(
+            xml.contains(
+                "type=\"gate\">flow &apos;f&apos; failed at step &apos;pay&apos;</failure>"
+            ) || xml.contains("type=\"gate\">flow 'f' failed at step 'pay'</failure>"),
             "{xml}"
         );
     }
 
     #[test]
     fn non_critical_suites_are_marked_and_cleanups_prefixed() {
-        let mut c = step("delete", StepOutcome::Passed);
+        let mut c = step("delete", StepOutcome::Failed);
         c.phase = Phase::Cleanup;
         let skipped = StepRecord::skipped("later", Phase::Step, "GET", "an earlier step failed");
         let xml = render(&report(
@@ -503,10 +563,24 @@ pub(crate) mod tests {
                 "recs",
                 false,
                 FlowOutcome::Warned,
-                vec![step("a", StepOutcome::Passed), skipped, c],
+                vec![step("a", StepOutcome::Failed), skipped, c],
             )],
             GateVerdict::Pass,
         ));
+        // A PASS has no failure and no error: the warned step and the failed cleanup say what
+        // went wrong in <system-out>.
+        assert!(
+            !xml.contains("<failure") && !xml.contains("<error"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<system-out>warning: request: GET http://staging/x"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<system-out>warning: cleanup failed: this does not change the verdict"),
+            "{xml}"
+        );
         assert!(
             xml.contains("<testsuite name=\"recs (non-critical)\""),
             "{xml}"
@@ -522,7 +596,7 @@ pub(crate) mod tests {
             "{xml}"
         );
         assert!(
-            xml.contains("<testcase name=\"a\" classname=\"recs (non-critical)\" time=\"0.012\"/>"),
+            xml.contains("<testcase name=\"a\" classname=\"recs\" time=\"0.012\">"),
             "{xml}"
         );
     }

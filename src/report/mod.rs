@@ -35,6 +35,11 @@ pub struct Report {
     pub duration_ms: u64,
     pub verdict: GateVerdict,
     pub reasons: Vec<String>,
+    /// The reasons that no step, setup, wait or integrity result shows by itself (a deadline,
+    /// flows not run, `[gate]` limits, a flow that did not finish): what the JUnit `gate`
+    /// testcase carries, so that no failure is counted twice.
+    #[serde(default)]
+    pub gate_reasons: Vec<String>,
     pub summary: Summary,
     /// `[wait]`: whether staging became ready, after how many polls (null without `[wait]`).
     pub wait: Option<WaitRecord>,
@@ -101,6 +106,10 @@ impl Report {
                     .map(|r| mask.mask_text(&r))
                     .collect(),
             },
+            gate_reasons: gate_reasons(verdict, &flows, result)
+                .iter()
+                .map(|r| mask.mask_text(r))
+                .collect(),
             summary: Summary {
                 flows: flows.len(),
                 passed: count(FlowOutcome::Passed),
@@ -139,6 +148,32 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
             + "\n"
     }
+}
+
+/// The reasons of a failed verdict that no record of the run shows as a failure itself.
+fn gate_reasons(verdict: &Verdict, flows: &[FlowRecord], result: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    for reason in verdict.reasons() {
+        match reason {
+            Reason::FlowsFailed { failed, .. } => {
+                let unshown = failed.iter().filter(|(name, _)| {
+                    flows
+                        .iter()
+                        .find(|f| &f.name == name)
+                        .is_none_or(|f| f.failed_step().is_none())
+                });
+                out.extend(unshown.map(|(name, why)| format!("flow '{name}' {why}")));
+            }
+            Reason::SetupFailed { .. }
+                if result
+                    .setup
+                    .iter()
+                    .any(|s| s.outcome == crate::engine::StepOutcome::Failed) => {}
+            Reason::ConfigMismatch { .. } | Reason::WrongVersion(_) | Reason::NotReady { .. } => {}
+            other => out.extend(other.details()),
+        }
+    }
+    out
 }
 
 fn warnings(flows: &[FlowRecord]) -> Vec<String> {

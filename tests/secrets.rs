@@ -597,3 +597,192 @@ fn the_readme_short_secret_example_is_what_preflight_prints() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
 }
+
+/// Found by attacking the masking: escapes of other encoders, base64 at an offset, a float,
+/// a user name without a password, a redirect that changed a secret host's case, a regex
+/// error quoting its pattern line by line.
+mod attacked {
+    use super::*;
+
+    /// Staging answers `/values` with `body` and status 500, so that the excerpt is shown.
+    async fn answering(body: String) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(path("/values"))
+            .respond_with(ResponseTemplate::new(500).set_body_string(body))
+            .mount(&server)
+            .await;
+        server
+    }
+
+    async fn excerpt_of(body: String, secret: &str) -> Outputs {
+        let server = answering(body).await;
+        let flow =
+            "[[step]]\nname = \"v\"\npath = \"/values\"\nheaders = { x-k = \"{{ secret.S }}\" }\n";
+        let dir = suite(&server.uri(), "", &[("v.toml", flow)]);
+        let out = run_all(dir.path(), &[("S", secret)], &[]).await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn escapes_of_other_encoders_are_masked() {
+        // (secret, what staging sends, how many times the secret is in it)
+        let cases = [
+            ("p<ss&w>rd123", r#"{"go":"p\u003css\u0026w\u003erd123"}"#, 1),
+            ("abc/defgh123", r#"{"php":"abc\/defgh123"}"#, 1),
+            ("pässwörd<&>", r#"{"py":"p\u00e4ssw\u00f6rd<&>"}"#, 1),
+            ("ab+cd/ef==", "v=ab%2Bcd/ef%3D%3D", 1),
+            (
+                "it's a secret/x~1",
+                "a=it%27s+a+secret%2Fx~1&b=it%27s%20a%20secret%2Fx%7E1",
+                2,
+            ),
+        ];
+        for (secret, body, times) in cases {
+            let out = excerpt_of(body.to_string(), secret).await;
+            for (name, text) in out.all() {
+                assert!(!text.contains(body), "{name} shows {body}:\n{text}");
+            }
+            assert_eq!(
+                out.report()["flows"][0]["steps"][0]["body_excerpt"]
+                    .as_str()
+                    .unwrap()
+                    .matches("***")
+                    .count(),
+                times,
+                "{body}: {}",
+                out.json
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn base64_at_any_offset_is_masked() {
+        let secret = "hunter2hunter2";
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{{\"sub\":\"u\",\"pw\":\"{secret}\"}}"));
+        let token = format!("eyJhbGciOiJub25lIn0.{claims}.");
+        let out = excerpt_of(format!("token={token}"), secret).await;
+        for (name, text) in out.all() {
+            assert!(!text.contains(&claims), "{name} shows the claims:\n{text}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_number_equal_to_a_secret_by_value_is_masked() {
+        let server = MockServer::start().await;
+        Mock::given(path("/pin"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"pin": 12345678.0}"#))
+            .mount(&server)
+            .await;
+        let flow = "[[step]]\nname = \"pin\"\npath = \"/pin\"\nheaders = { x-k = \"{{ secret.S }}\" }\n[step.expect.json]\n\"$.pin\" = 1\n";
+        let dir = suite(&server.uri(), "", &[("pin.toml", flow)]);
+        let out = run_all(dir.path(), &[("S", "12345678")], &[]).await;
+        assert_eq!(out.code, 1);
+        out.assert_hidden("12345678");
+        let actual = &out.report()["flows"][0]["steps"][0]["assertions"][1]["actual"];
+        assert_eq!(*actual, json!("***"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_user_name_without_a_password_is_masked_in_basic_auth() {
+        let server = echo_staging().await;
+        let port = server.address().port();
+        let flow = format!(
+            "[[step]]\nname = \"u\"\nurl = \"http://{{{{ secret.TOK }}}}@127.0.0.1:{port}/echo\"\n"
+        );
+        let dir = suite(&server.uri(), "", &[("u.toml", &flow)]);
+        let out = run_all(dir.path(), &[("TOK", "abcdefghij")], &[]).await;
+        assert_eq!(out.code, 1);
+        out.assert_hidden("abcdefghij");
+        out.assert_hidden(&base64::engine::general_purpose::STANDARD.encode("abcdefghij:"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_secret_host_stays_masked_after_a_redirect() {
+        let server = MockServer::start().await;
+        Mock::given(path("/redir"))
+            .respond_with(ResponseTemplate::new(302).insert_header("location", "/final"))
+            .mount(&server)
+            .await;
+        Mock::given(path("/final"))
+            .respond_with(ResponseTemplate::new(500))
+            .mount(&server)
+            .await;
+        let port = server.address().port();
+        let flow =
+            format!("[[step]]\nname = \"r\"\nurl = \"http://{{{{ secret.H }}}}:{port}/redir\"\n");
+        let dir = suite(
+            &server.uri(),
+            "follow_redirects = true\n",
+            &[("r.toml", &flow)],
+        );
+        let out = run_all(dir.path(), &[("H", "LOCALHOST")], &[]).await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        for (name, text) in out.all() {
+            assert!(
+                !text.to_lowercase().contains("localhost"),
+                "{name} shows the host:\n{text}"
+            );
+        }
+        assert_eq!(
+            out.report()["flows"][0]["steps"][0]["url"],
+            json!(format!("http://***:{port}/final"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_invalid_regex_holding_a_secret_is_not_quoted() {
+        let server = MockServer::start().await;
+        Mock::given(path("/a"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "a": "x" })))
+            .mount(&server)
+            .await;
+        let flow = "[[step]]\nname = \"a\"\npath = \"/a\"\n[step.expect.json]\n\"$.a\" = { matches = \"{{ secret.R }}\" }\n";
+        let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+        let out = run_all(dir.path(), &[("R", "abc(\ndefgh")], &[]).await;
+        assert_eq!(out.code, 1);
+        for (name, text) in out.all() {
+            assert!(
+                !text.contains("defgh"),
+                "{name} quotes the pattern:\n{text}"
+            );
+        }
+        assert!(out.stdout.contains("invalid regex `***`"), "{}", out.stdout);
+    }
+
+    /// A header sent with a plain capture whose value is a secret capture's too is dropped
+    /// across origins like a secret header.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_plain_copy_of_a_secret_stays_home_too() {
+        let other = MockServer::start().await;
+        Mock::given(path("/landing"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&other)
+            .await;
+        let staging = MockServer::start().await;
+        Mock::given(path("/login"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({ "token": "tok-0123456789" })),
+            )
+            .mount(&staging)
+            .await;
+        Mock::given(path("/go"))
+            .respond_with(
+                ResponseTemplate::new(307)
+                    .insert_header("location", format!("{}/landing", other.uri()).as_str()),
+            )
+            .mount(&staging)
+            .await;
+        let flow = "[[step]]\nname = \"login\"\npath = \"/login\"\ncapture = { t = { json = \"$.token\", secret = true }, u = \"$.token\" }\n[[step]]\nname = \"go\"\npath = \"/go\"\nheaders = { x-copy = \"{{ u }}\" }\n";
+        let dir = suite(
+            &staging.uri(),
+            "follow_redirects = true\n",
+            &[("go.toml", flow)],
+        );
+        let out = run_all(dir.path(), &[], &[]).await;
+        assert_eq!(out.code, 0, "{}", out.stdout);
+        let landing = &other.received_requests().await.unwrap()[0];
+        assert!(landing.headers.get("x-copy").is_none());
+    }
+}

@@ -270,27 +270,42 @@ impl Expectation {
                 .map_err(str::to_string),
             (subject, _) => observed.value_of(subject),
         };
+        let ctx = Context {
+            observed,
+            scope,
+            mask,
+            // Headers and bodies are text: `equals = 42` means the text `42`.
+            text_subject: matches!(self.subject, Subject::Header(_) | Subject::Body),
+        };
         match &self.op {
             Op::Length(inner) => inner
                 .iter()
                 .map(|op| {
                     let op = Op::Length(vec![op.clone()]);
-                    evaluate_op(&subject, &op, &actual, observed, scope, mask)
+                    evaluate_op(&subject, &op, &actual, &ctx)
                 })
                 .collect(),
-            op => vec![evaluate_op(&subject, op, &actual, observed, scope, mask)],
+            op => vec![evaluate_op(&subject, op, &actual, &ctx)],
         }
     }
+}
+
+/// What an evaluation needs besides the operator and the value.
+struct Context<'a> {
+    observed: &'a Observed,
+    scope: &'a dyn Scope,
+    mask: &'a dyn Mask,
+    /// The subject is text (a header, the body), not a JSON value.
+    text_subject: bool,
 }
 
 fn evaluate_op(
     subject: &str,
     op: &Op,
     actual: &Result<Option<Value>, String>,
-    observed: &Observed,
-    scope: &dyn Scope,
-    mask: &dyn Mask,
+    ctx: &Context,
 ) -> Assertion {
+    let (scope, mask) = (ctx.scope, ctx.mask);
     let shown_actual = |value: Option<&Value>| shown_actual(value.map(|v| mask.mask_value(v)));
     let mut assertion = Assertion {
         subject: subject.to_string(),
@@ -309,7 +324,7 @@ fn evaluate_op(
             return assertion;
         }
     };
-    match judge(op, actual, observed, scope) {
+    match judge(op, actual, ctx) {
         Ok(Judgement {
             expected,
             actual: shown,
@@ -405,13 +420,12 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
-fn judge(
-    op: &Op,
-    actual: Option<&Value>,
-    observed: &Observed,
-    scope: &dyn Scope,
-) -> Result<Judgement, String> {
+fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, String> {
+    let (observed, scope) = (ctx.observed, ctx.scope);
     let render = |v: &TemplateValue| v.render_shown(scope);
+    let equal = |actual: &Value, expected: &Value, template: &TemplateValue| {
+        equality(ctx, template).holds(actual, expected)
+    };
     // Every operator but `exists` needs a value to judge.
     if let Op::Exists(want) = op {
         return Ok(Judgement::plain(json!(want), actual.is_some() == *want));
@@ -423,25 +437,32 @@ fn judge(
         Op::Exists(_) => unreachable!("handled above"),
         Op::Equals(v) => {
             let expected = render(v)?;
-            Judgement::plain(expected.shown, loose_eq(actual, &expected.value))
+            Judgement::plain(expected.shown, equal(actual, &expected.value, v))
         }
         Op::NotEquals(v) => {
             let expected = render(v)?;
-            Judgement::plain(expected.shown, !loose_eq(actual, &expected.value))
+            Judgement::plain(expected.shown, !equal(actual, &expected.value, v))
         }
         Op::Contains(v) => {
             let expected = render(v)?;
-            let passed = contains(actual, &expected.value)?;
+            let passed = contains(actual, &expected.value, equality(ctx, v))?;
             Judgement::plain(expected.shown, passed)
         }
         Op::NotContains(v) => {
             let expected = render(v)?;
-            let passed = !contains(actual, &expected.value)?;
+            let passed = !contains(actual, &expected.value, equality(ctx, v))?;
             Judgement::plain(expected.shown, passed)
         }
         Op::Matches(pattern) => {
             let rendered = pattern.render_shown(scope)?;
-            let regex = Regex::new(&rendered.value).map_err(|e| format!("invalid regex: {e}"))?;
+            let regex = Regex::new(&rendered.value).map_err(|e| {
+                // The error quotes the pattern, line by line: not when it holds a secret.
+                if rendered.value == rendered.shown {
+                    format!("invalid regex: {e}")
+                } else {
+                    format!("invalid regex `{}`", rendered.shown)
+                }
+            })?;
             let text = match actual {
                 Value::String(s) => s.clone(),
                 Value::Number(_) | Value::Bool(_) => actual.to_string(),
@@ -480,7 +501,11 @@ fn judge(
             };
             let len = json!(len);
             let inner = inner.first().ok_or("empty `length` table")?;
-            let mut judged = judge(inner, Some(&len), observed, scope)?;
+            let numeric = Context {
+                text_subject: false,
+                ..*ctx
+            };
+            let mut judged = judge(inner, Some(&len), &numeric)?;
             judged.actual = Some(len);
             judged
         }
@@ -489,7 +514,14 @@ fn judge(
             let Value::Array(options) = &expected.value else {
                 return Err("`one_of` needs an array".into());
             };
-            let passed = options.iter().any(|o| loose_eq(actual, o));
+            let templates = match v {
+                TemplateValue::Array(items) => items.iter().collect(),
+                _ => Vec::new(),
+            };
+            let passed = options.iter().enumerate().any(|(i, o)| {
+                let template = templates.get(i).copied().unwrap_or(v);
+                equal(actual, o, template)
+            });
             Judgement::plain(expected.shown, passed)
         }
         Op::Type(t) => Judgement {
@@ -535,29 +567,56 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Equality where numbers compare by value (1 == 1.0) and a text subject (header, body)
-/// compares with the expected value written as text.
-pub fn loose_eq(actual: &Value, expected: &Value) -> bool {
-    match (actual, expected) {
-        (Value::Number(_), Value::Number(_)) => number(actual) == number(expected),
-        (Value::String(a), Value::Number(_) | Value::Bool(_)) => *a == value_to_text(expected),
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| loose_eq(x, y))
+/// How two values are compared by `equals`, `not_equals`, `one_of` and `contains`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Equality {
+    /// JSON values with their types: `5` is not `"5"`, `true` is not `"true"`; numbers
+    /// compare by value (`1` is `1.0`).
+    Typed,
+    /// Typed, except that the expected value came from a string source (`env.`, `secret.`,
+    /// `--var`): the environment has only strings, so `"5"` equals the number `5`.
+    FromText,
+    /// The subject is text (a header, the body): the expected value is compared as text.
+    Text,
+}
+
+/// The equality for an expected value written as `template`.
+fn equality(ctx: &Context, template: &TemplateValue) -> Equality {
+    let from_text = matches!(template, TemplateValue::String(t)
+        if t.single_name().is_some_and(|name| ctx.scope.is_text_sourced(name)));
+    match (ctx.text_subject, from_text) {
+        (true, _) => Equality::Text,
+        (false, true) => Equality::FromText,
+        (false, false) => Equality::Typed,
+    }
+}
+
+impl Equality {
+    pub fn holds(self, actual: &Value, expected: &Value) -> bool {
+        match (self, actual, expected) {
+            (_, Value::Number(_), Value::Number(_)) => number(actual) == number(expected),
+            (Equality::Text, Value::String(a), _) => *a == value_to_text(expected),
+            (Equality::FromText, Value::Number(_) | Value::Bool(_), Value::String(e)) => {
+                actual.to_string() == *e
+            }
+            (_, Value::Array(a), Value::Array(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Equality::Typed.holds(x, y))
+            }
+            (_, Value::Object(a), Value::Object(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .all(|(k, v)| b.get(k).is_some_and(|w| Equality::Typed.holds(v, w)))
+            }
+            _ => actual == expected,
         }
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .all(|(k, v)| b.get(k).is_some_and(|w| loose_eq(v, w)))
-        }
-        _ => actual == expected,
     }
 }
 
 /// Substring on strings, membership on arrays, key presence on objects.
-fn contains(actual: &Value, expected: &Value) -> Result<bool, String> {
+fn contains(actual: &Value, expected: &Value, equality: Equality) -> Result<bool, String> {
     match actual {
         Value::String(s) => Ok(s.contains(&value_to_text(expected))),
-        Value::Array(items) => Ok(items.iter().any(|i| loose_eq(i, expected))),
+        Value::Array(items) => Ok(items.iter().any(|i| equality.holds(i, expected))),
         Value::Object(map) => Ok(expected.as_str().is_some_and(|k| map.contains_key(k))),
         other => Err(format!(
             "`contains` needs a string, array or object, found {}",

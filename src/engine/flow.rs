@@ -202,11 +202,13 @@ async fn execute(
             return result;
         }
     };
-    // A redirect took the request elsewhere: that URL came from staging, masked by value.
     let url = if exchange.url == sent_url {
         shown_url
     } else {
-        mask.mask_text(&crate::redact::shown_url(&exchange.url))
+        let secret_target = match &step.target {
+            Target::Url(t) | Target::Path(t) => t.is_sensitive(scope),
+        };
+        redirected_url(&sent_url, &shown_url, &exchange.url, secret_target, mask)
     };
     let observed = observe(exchange);
     // Captures first, so that a secret capture is masked in this step's own assertions; they
@@ -242,6 +244,30 @@ async fn execute(
             shown_headers
         },
     }
+}
+
+/// The URL a redirect ended at, as it may be shown. It came from staging, so it is masked by
+/// value; and when a secret went into the first URL and the redirect stayed on its origin,
+/// the origin is shown as it was shown for the first URL, since the parser may have changed
+/// its case or encoding (`LOCALHOST` to `localhost`, Unicode to punycode).
+fn redirected_url(
+    sent: &url::Url,
+    shown_sent: &str,
+    last: &url::Url,
+    secret_target: bool,
+    mask: &dyn Mask,
+) -> String {
+    let shown_last = mask.mask_text(&shown_url(last));
+    if !secret_target || last.origin() != sent.origin() {
+        return shown_last;
+    }
+    let origin = url::Url::parse(shown_sent)
+        .ok()
+        .map(|u| u.origin())
+        .filter(|o| o.is_tuple())
+        .map_or_else(|| MASK.to_string(), |o| o.ascii_serialization());
+    let rest = &last[url::Position::BeforePath..];
+    format!("{origin}{}", mask.mask_text(rest))
 }
 
 fn observe(exchange: Exchange) -> Observed {
@@ -468,7 +494,11 @@ pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<
             HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header `{name}`: {e}"))?;
         let header = HeaderValue::from_str(&text.value)
             .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
-        if value.is_sensitive(scope) {
+        // A value that holds a secret under another name (a plain capture of a token) is
+        // just as secret.
+        let holds_secret =
+            !shared.redactor.is_empty() && shared.redactor.mask_text(&text.value) != text.value;
+        if value.is_sensitive(scope) || holds_secret {
             secret_headers.push(name.clone());
         }
         let shown = shown_header(name.as_str(), &text.shown, shared.show_sensitive_headers);

@@ -55,6 +55,19 @@ impl Scope for FlowScope<'_> {
         }
     }
 
+    fn is_text_sourced(&self, name: &str) -> bool {
+        if self.captures.contains_key(name) || self.setup.contains_key(name) {
+            return false;
+        }
+        name.starts_with("env.")
+            || name.starts_with("secret.")
+            || self
+                .plan
+                .settings
+                .cli_vars
+                .contains_key(name.split('.').next().unwrap_or(name))
+    }
+
     /// `secret.` names and secret captures; over-masking a same-named var is the safe side.
     fn is_sensitive(&self, name: &str) -> bool {
         name.starts_with("secret.")

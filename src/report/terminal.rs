@@ -5,6 +5,24 @@ use super::{FlowOutcome, GateVerdict, Phase, StepOutcome, StepRecord};
 use console::style;
 use std::fmt::Write;
 
+/// `text` with every control character (C0, DEL, C1) written as `\u{1b}`: values that came
+/// from staging (or from anywhere) can never move the cursor, erase a line or paint a verdict.
+pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// How much the summary says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Detail {
@@ -25,7 +43,7 @@ pub fn summary(report: &Report, detail: Detail) -> String {
                     out,
                     "{} {} ({}ms)",
                     outcome_mark(flow.outcome),
-                    flow.name,
+                    clean(&flow.name),
                     flow.duration_ms
                 );
                 for step in &flow.steps {
@@ -42,7 +60,7 @@ pub fn summary(report: &Report, detail: Detail) -> String {
                 out,
                 "{} setup failed at step '{}'",
                 style("✗").red().bold(),
-                step.name
+                clean(&step.name)
             );
             failure_detail(&mut out, step);
         }
@@ -57,7 +75,9 @@ pub fn summary(report: &Report, detail: Detail) -> String {
             let _ = writeln!(
                 out,
                 "{label} {} ({}) failed at step '{}'",
-                flow.name, flow.file, step.name
+                clean(&flow.name),
+                clean(&flow.file),
+                clean(&step.name)
             );
             failure_detail(&mut out, step);
         }
@@ -66,7 +86,12 @@ pub fn summary(report: &Report, detail: Detail) -> String {
             .iter()
             .filter(|w| w.starts_with("cleanup failed"))
         {
-            let _ = writeln!(out, "{} {warning}", style("! warning:").yellow().bold());
+            let _ = writeln!(
+                out,
+                "{} {}",
+                style("! warning:").yellow().bold(),
+                clean(warning)
+            );
         }
         integrity_lines(&mut out, report);
         if report.verdict == GateVerdict::Aborted {
@@ -80,8 +105,8 @@ pub fn summary(report: &Report, detail: Detail) -> String {
                         out,
                         "{} interrupted while running '{}' at step '{}'",
                         style("!").yellow().bold(),
-                        flow.name,
-                        step.name
+                        clean(&flow.name),
+                        clean(&step.name)
                     );
                 }
             }
@@ -101,10 +126,11 @@ pub fn summary(report: &Report, detail: Detail) -> String {
             ms(s.latency_ms.max)
         );
     }
+    let headline = clean(&report.headline);
     let headline = if report.verdict == GateVerdict::Pass {
-        style(&report.headline).green().bold()
+        style(headline).green().bold()
     } else {
-        style(&report.headline).red().bold()
+        style(headline).red().bold()
     };
     let _ = writeln!(out, "{headline}");
     out
@@ -132,7 +158,7 @@ fn step_line(step: &StepRecord) -> String {
     } else {
         ""
     };
-    format!("{mark} {phase}{}{status}{latency}", step.name)
+    format!("{mark} {phase}{}{status}{latency}", clean(&step.name))
 }
 
 /// The request, each failed assertion with expected and actual, the status and a body excerpt.
@@ -141,9 +167,9 @@ fn failure_detail(out: &mut String, step: &StepRecord) {
         .url
         .as_deref()
         .unwrap_or("(no URL: the request could not be built)");
-    let _ = writeln!(out, "    request: {} {url}", step.method);
+    let _ = writeln!(out, "    request: {} {}", clean(&step.method), clean(url));
     if let Some(error) = &step.error {
-        let _ = writeln!(out, "    error:   {error}");
+        let _ = writeln!(out, "    error:   {}", clean(error));
     }
     if let Some(status) = step.status {
         let latency = step
@@ -156,13 +182,13 @@ fn failure_detail(out: &mut String, step: &StepRecord) {
             out,
             "    {} {} {}: expected {}, actual {}",
             style("✗").red(),
-            a.subject,
-            a.op,
-            a.expected,
-            a.actual
+            clean(&a.subject),
+            clean(&a.op),
+            clean(&a.expected.to_string()),
+            clean(&a.actual.to_string())
         );
         if let Some(message) = &a.message {
-            let _ = writeln!(out, "        {message}");
+            let _ = writeln!(out, "        {}", clean(message));
         }
     }
     if let Some(body) = step.body_excerpt.as_deref().filter(|b| !b.is_empty()) {
@@ -170,7 +196,7 @@ fn failure_detail(out: &mut String, step: &StepRecord) {
         let _ = writeln!(
             out,
             "    body:    {}",
-            crate::check::excerpt(&one_line, 200)
+            clean(&crate::check::excerpt(&one_line, 200))
         );
     }
 }
@@ -187,7 +213,7 @@ fn integrity_lines(out: &mut String, report: &Report) {
                 wait.waited_ms
             );
         } else {
-            let last = wait.last.as_deref().unwrap_or("no answer");
+            let last = clean(wait.last.as_deref().unwrap_or("no answer"));
             let _ = writeln!(
                 out,
                 "{} staging not ready after {polls} (last: {last})",
@@ -205,25 +231,31 @@ fn integrity_lines(out: &mut String, report: &Report) {
             let short: String = r.actual.chars().take(19).collect();
             let _ = writeln!(
                 out,
-                "{} config {} {short}…{served}",
+                "{} config {} {}…{served}",
                 style("✓").green(),
-                r.file
+                clean(&r.file),
+                clean(&short)
             );
         } else {
-            let message = r.message.as_deref().unwrap_or("config mismatch");
+            let message = clean(r.message.as_deref().unwrap_or("config mismatch"));
             let _ = writeln!(out, "{} {message}", style("✗").red().bold());
             if let Some(hint) = &r.hint {
-                let _ = writeln!(out, "    fix: {hint}");
+                let _ = writeln!(out, "    fix: {}", clean(hint));
             }
         }
     }
     if let Some(v) = &report.deployed_version {
         match v.message() {
             None => {
-                let _ = writeln!(out, "{} staging runs {}", style("✓").green(), v.expected);
+                let _ = writeln!(
+                    out,
+                    "{} staging runs {}",
+                    style("✓").green(),
+                    clean(&v.expected)
+                );
             }
             Some(message) => {
-                let _ = writeln!(out, "{} {message}", style("✗").red().bold());
+                let _ = writeln!(out, "{} {}", style("✗").red().bold(), clean(&message));
             }
         }
     }

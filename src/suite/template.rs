@@ -39,6 +39,12 @@ pub trait Scope {
     fn is_sensitive(&self, _name: &str) -> bool {
         false
     }
+
+    /// Whether `name` resolves to a value that can only be a string (`env.`, `secret.`,
+    /// `--var`): such an expected value may equal a number or boolean written as that text.
+    fn is_text_sourced(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// A rendered value and the form of it that may be shown: the same text with every
@@ -128,6 +134,14 @@ impl Template {
             Part::Name { name, span } => Some((name.as_str(), span.clone())),
             Part::Text(_) => None,
         })
+    }
+
+    /// The name, when the template is exactly one placeholder.
+    pub fn single_name(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [Part::Name { name, .. }] => Some(name),
+            _ => None,
+        }
     }
 
     /// The text itself when the template has no placeholders.

@@ -10,8 +10,9 @@
 //!
 //! This module sits below every other one: it knows nothing of suites, runs or reports.
 
+mod pattern;
+
 use base64::Engine as _;
-use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use std::sync::RwLock;
 
@@ -73,18 +74,6 @@ impl Mask for NoMask {
     }
 }
 
-/// What the URL standard percent-encodes in a path (and, but for `?`/`{`/`}`, a query).
-const URL_PATH: &AsciiSet = &CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}');
-
 /// Knows every secret value of the run: `secret.` variables, secret captures, and the values
 /// the HTTP layer derives from them (a Basic-auth header). Its `Debug` shows only counts.
 #[derive(Default)]
@@ -96,9 +85,9 @@ pub struct Redactor {
 struct Forms {
     /// Whole values: a JSON number, boolean or string equal to one of these is masked.
     values: Vec<String>,
-    /// Text forms (raw, trimmed, escaped, encoded), longest first so that a secret holding
-    /// another is replaced whole. Only values of [`MIN_SECRET_CHARS`] or more have them.
-    texts: Vec<String>,
+    /// One pattern per secret of [`MIN_SECRET_CHARS`] or more (see [`pattern`]), longest
+    /// secret first so that a secret holding another is replaced whole.
+    patterns: Vec<(usize, regex::Regex)>,
     /// Secrets learned during the run (secret captures): output made before may hold them.
     learned: bool,
 }
@@ -108,9 +97,9 @@ impl std::fmt::Debug for Redactor {
         let state = self.read();
         write!(
             f,
-            "Redactor({} values, {} forms)",
+            "Redactor({} values, {} patterns)",
             state.values.len(),
-            state.texts.len()
+            state.patterns.len()
         )
     }
 }
@@ -151,83 +140,43 @@ impl Redactor {
     /// Returns whether the secret was new.
     fn insert(&self, secret: &str) -> bool {
         let trimmed = secret.trim();
-        if trimmed.is_empty() {
+        if trimmed.is_empty() || self.read().values.iter().any(|v| v == secret) {
             return false;
         }
+        // Patterns are built outside the lock: compiling one takes a moment.
+        let long_enough = trimmed.chars().count() >= MIN_SECRET_CHARS;
+        let mut texts = vec![secret];
+        if trimmed != secret {
+            texts.push(trimmed);
+        }
+        let patterns: Vec<(usize, regex::Regex)> = texts
+            .iter()
+            .filter(|_| long_enough)
+            .filter_map(|s| pattern::secret_regex(s).map(|r| (s.len(), r)))
+            .collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.values.iter().any(|v| v == secret) {
             return false;
         }
-        state.values.push(secret.to_string());
-        if trimmed != secret {
-            state.values.push(trimmed.to_string());
-        }
-        if trimmed.chars().count() >= MIN_SECRET_CHARS {
-            for form in text_forms(secret).into_iter().chain(text_forms(trimmed)) {
-                if form.len() >= MIN_SECRET_CHARS && !state.texts.contains(&form) {
-                    state.texts.push(form);
-                }
-            }
-            state.texts.sort_by_key(|f| std::cmp::Reverse(f.len()));
-        }
+        state.values.extend(texts.iter().map(|t| t.to_string()));
+        state.patterns.extend(patterns);
+        state
+            .patterns
+            .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
         true
     }
 
-    fn equals_secret(&self, text: &str) -> bool {
-        self.read().values.iter().any(|v| v == text)
+    /// Whether a number's text is a secret, or equals one by value (`12345678.0`).
+    fn is_secret_number(&self, number: &serde_json::Number) -> bool {
+        let text = number.to_string();
+        let value = number.as_f64();
+        let state = self.read();
+        state
+            .values
+            .iter()
+            .any(|v| *v == text || (value.is_some() && v.trim().parse::<f64>().ok() == value))
+            || state.patterns.iter().any(|(_, p)| p.is_match(&text))
     }
-}
-
-/// Every form a secret may take in text it passes through: as is, JSON-escaped, percent- and
-/// form-encoded (upper- and lower-case hex), base64, and HTML/XML-escaped.
-fn text_forms(secret: &str) -> Vec<String> {
-    let json = serde_json::to_string(secret).unwrap_or_default();
-    let json_inner = json
-        .get(1..json.len().saturating_sub(1))
-        .unwrap_or_default()
-        .to_string();
-    let percent = [
-        utf8_percent_encode(secret, URL_PATH).to_string(),
-        utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
-        crate::urlencode::encode_segment(secret),
-        crate::urlencode::encode_query_value(secret),
-        secret.replace(' ', "%20"),
-    ];
-    let lower_hex = percent.iter().map(|p| lowercase_escapes(p));
-    let b64 = [
-        base64::engine::general_purpose::STANDARD.encode(secret),
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
-    ];
-    let html = secret
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    let html_quotes = [
-        html.replace('"', "&quot;").replace('\'', "&#39;"),
-        html.replace('"', "&quot;").replace('\'', "&apos;"),
-        html.replace('"', "&#34;").replace('\'', "&#x27;"),
-    ];
-    let mut forms: Vec<String> = vec![secret.to_string(), json_inner];
-    forms.extend(lower_hex);
-    forms.extend(percent);
-    forms.extend(b64);
-    forms.push(html);
-    forms.extend(html_quotes);
-    forms
-}
-
-/// `%2F` -> `%2f`: servers echo percent-escapes in either case.
-fn lowercase_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '%' {
-            out.extend(chars.by_ref().take(2).map(|h| h.to_ascii_lowercase()));
-        }
-    }
-    out
 }
 
 impl Mask for Redactor {
@@ -236,14 +185,13 @@ impl Mask for Redactor {
         if state.values.iter().any(|v| v == text) {
             return MASK.to_string();
         }
-        let mut out = None::<String>;
-        for form in &state.texts {
-            let current = out.as_deref().unwrap_or(text);
-            if current.contains(form.as_str()) {
-                out = Some(current.replace(form.as_str(), MASK));
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for (_, pattern) in &state.patterns {
+            if pattern.is_match(&out) {
+                out = pattern.replace_all(&out, MASK).into_owned().into();
             }
         }
-        out.unwrap_or_else(|| text.to_string())
+        out.into_owned()
     }
 
     fn mask_value(&self, value: &Value) -> Value {
@@ -252,7 +200,8 @@ impl Mask for Redactor {
         }
         match value {
             Value::Null => Value::Null,
-            Value::Bool(_) | Value::Number(_) if self.equals_secret(&value.to_string()) => {
+            Value::Number(n) if self.is_secret_number(n) => Value::String(MASK.into()),
+            Value::Bool(b) if self.read().values.iter().any(|v| *v == b.to_string()) => {
                 Value::String(MASK.into())
             }
             Value::Bool(_) | Value::Number(_) => value.clone(),
@@ -314,9 +263,10 @@ pub fn shown_url_text(text: &str) -> String {
 
 /// The Basic-auth credentials the HTTP client builds from a URL's userinfo, as it sends them.
 pub fn basic_auth_forms(url: &url::Url) -> Vec<String> {
-    let Some(password) = url.password() else {
+    if url.username().is_empty() && url.password().is_none() {
         return Vec::new();
-    };
+    }
+    let password = url.password().unwrap_or_default();
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(s)
             .decode_utf8_lossy()

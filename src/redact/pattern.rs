@@ -1,0 +1,158 @@
+//! The pattern that finds a secret in text, however the text encodes it.
+//!
+//! Guessing which encoder a server used (Python's `quote`, Go's `QueryEscape`, PHP's
+//! `json_encode`...) keeps missing cases, so the pattern decodes instead: each character of
+//! the secret may stand as itself or in any escape of it (percent-encoding in either case,
+//! `+` for a space, a JSON `\uXXXX` or short escape, an HTML or XML character reference), in any
+//! mix. Base64 cannot be matched a character at a time; it is matched by the part of the
+//! encoding that the secret alone decides, at each of the three offsets it may start at.
+
+use base64::Engine as _;
+use regex::Regex;
+
+/// The regex for `secret` and its base64 cores.
+pub fn secret_regex(secret: &str) -> Option<Regex> {
+    let mut alternatives = vec![escaped_chars(secret)];
+    alternatives.extend(
+        base64_cores(secret.as_bytes())
+            .iter()
+            .map(|c| regex::escape(c)),
+    );
+    Regex::new(&alternatives.join("|")).ok()
+}
+
+/// One alternation per character of `secret`.
+fn escaped_chars(secret: &str) -> String {
+    secret.chars().map(char_pattern).collect()
+}
+
+/// Every way one character may be written in text that passed through URLs, JSON or HTML.
+fn char_pattern(c: char) -> String {
+    let mut ways = vec![regex::escape(c.encode_utf8(&mut [0; 4]))];
+    let mut utf8 = [0; 4];
+    let percent: String = c
+        .encode_utf8(&mut utf8)
+        .bytes()
+        .map(|b| format!("%{}", any_case_hex(&format!("{b:02x}"))))
+        .collect();
+    ways.push(percent);
+    if c == ' ' {
+        ways.push(r"\+".into());
+    }
+    let mut units = [0u16; 2];
+    let json: String = c
+        .encode_utf16(&mut units)
+        .iter()
+        .map(|u| format!(r"\\u{}", any_case_hex(&format!("{u:04x}"))))
+        .collect();
+    ways.push(json);
+    if let Some(short) = json_short_escape(c) {
+        ways.push(regex::escape(short));
+    }
+    ways.push(format!("&#0*{};", c as u32));
+    ways.push(format!(
+        "&#[xX]0*{};",
+        any_case_hex(&format!("{:x}", c as u32))
+    ));
+    if let Some(named) = html_entity(c) {
+        ways.push(regex::escape(named));
+    }
+    format!("(?:{})", ways.join("|"))
+}
+
+/// `2f` -> `2[fF]`.
+fn any_case_hex(hex: &str) -> String {
+    hex.chars()
+        .map(|h| {
+            if h.is_ascii_alphabetic() {
+                format!("[{}{}]", h.to_ascii_lowercase(), h.to_ascii_uppercase())
+            } else {
+                h.to_string()
+            }
+        })
+        .collect()
+}
+
+fn json_short_escape(c: char) -> Option<&'static str> {
+    Some(match c {
+        '"' => r#"\""#,
+        '\\' => r"\\",
+        '/' => r"\/",
+        '\n' => r"\n",
+        '\r' => r"\r",
+        '\t' => r"\t",
+        '\u{8}' => r"\b",
+        '\u{c}' => r"\f",
+        _ => return None,
+    })
+}
+
+fn html_entity(c: char) -> Option<&'static str> {
+    Some(match c {
+        '&' => "&amp;",
+        '<' => "&lt;",
+        '>' => "&gt;",
+        '"' => "&quot;",
+        '\'' => "&apos;",
+        _ => return None,
+    })
+}
+
+/// The base64 characters that `bytes` alone decide, when they start 0, 1 or 2 bytes into
+/// the encoded data, in the standard and the URL-safe alphabet.
+pub fn base64_cores(bytes: &[u8]) -> Vec<String> {
+    let mut cores = Vec::new();
+    for offset in 0..3usize {
+        let mut data = vec![0u8; offset];
+        data.extend_from_slice(bytes);
+        data.extend_from_slice(&[0, 0]);
+        // Character i holds bits [6i, 6i + 6): keep those inside the secret's bits.
+        let first = (8 * offset).div_ceil(6);
+        let end = 8 * (offset + bytes.len()) / 6;
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::URL_SAFE,
+        ] {
+            let encoded = engine.encode(&data);
+            if let Some(core) = encoded.get(first..end)
+                && core.len() >= 8
+                && !cores.iter().any(|c| c == core)
+            {
+                cores.push(core.to_string());
+            }
+        }
+    }
+    cores
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(secret: &str, text: &str) -> bool {
+        secret_regex(secret).unwrap().is_match(text)
+    }
+
+    #[test]
+    fn finds_a_secret_in_any_mix_of_escapes() {
+        let s = "it's a secret/x~1";
+        assert!(found(s, "it%27s+a+secret%2Fx~1"));
+        assert!(found(s, "it%27s%20a%20secret/x%7E1"));
+        assert!(found(s, r"it\u0027s a secret\/x~1"));
+        assert!(found(s, "it&#39;s a secret&#x2F;x~1"));
+        assert!(found("p<ss&w>rd123", r"p\u003css\u0026w\u003Erd123"));
+        assert!(found("pässwörd<&>", r"p\u00e4ssw\u00f6rd&lt;&amp;&gt;"));
+        assert!(found("🙂-smile-🙂", r"\ud83d\ude42-smile-%F0%9F%99%82"));
+        assert!(!found(s, "its a secret/x~1"));
+    }
+
+    #[test]
+    fn finds_base64_at_any_offset() {
+        let secret = "hunter2hunter2";
+        for prefix in ["", "x", "xy", "xyz"] {
+            let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(format!("{{\"pw\":\"{prefix}{secret}\"}}"));
+            assert!(found(secret, &text), "offset of {prefix:?}: {text}");
+        }
+    }
+}

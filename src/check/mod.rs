@@ -597,7 +597,7 @@ impl Equality {
             (_, Value::Number(_), Value::Number(_)) => number(actual) == number(expected),
             (Equality::Text, Value::String(a), _) => *a == value_to_text(expected),
             (Equality::FromText, Value::Number(_) | Value::Bool(_), Value::String(e)) => {
-                actual.to_string() == *e
+                e.as_str() == actual.to_string().as_str()
             }
             (_, Value::Array(a), Value::Array(b)) => {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Equality::Typed.holds(x, y))

@@ -1,0 +1,207 @@
+//! What staging and the command line feed in cannot change what preflight does or shows,
+//! through the binary: placeholder values stay inside their path segment, equality keeps
+//! JSON types, and control characters from staging never reach the terminal raw.
+
+mod hermetic;
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use serde_json::json;
+use std::process::Output;
+use std::time::Duration;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn suite(base_url: &str, flows: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("preflight.toml"),
+        format!("base_url = \"{base_url}\"\n"),
+    )
+    .unwrap();
+    for (name, text) in flows {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+async fn run(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = cargo_bin_cmd!("preflight");
+    for var in hermetic::CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.timeout(Duration::from_secs(30))
+        .arg("run")
+        .arg(dir.path())
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Finding 25: a `--var` with `#` and a captured id with `../` stay one path segment.
+#[tokio::test(flavor = "multi_thread")]
+async fn placeholder_values_cannot_change_the_request_target() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "../admin" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let flow = r#"
+[[step]]
+name = "read"
+path = "/anything/{{ id }}"
+query = { q = "{{ id }}" }
+[[step]]
+name = "create"
+method = "POST"
+path = "/carts"
+capture = { cart = "$.id" }
+[[cleanup]]
+name = "delete"
+method = "DELETE"
+path = "/carts/{{ cart }}"
+"#;
+    let dir = suite(&server.uri(), &[("f.toml", flow)]);
+    let out = run(&dir, &["--var", "id=a#frag"], &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let requests = server.received_requests().await.unwrap();
+    let targets: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, &r.url[url::Position::BeforePath..]))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "GET /anything/a%23frag?q=a%23frag",
+            "POST /carts",
+            "DELETE /carts/..%2Fadmin"
+        ]
+    );
+}
+
+/// A value that is exactly `..` would still be read as "the folder above": refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dot_dot_value_fails_the_step_instead_of_climbing() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let dir = suite(
+        &server.uri(),
+        &[(
+            "f.toml",
+            "[[step]]\nname = \"up\"\npath = \"/files/{{ name }}/x\"\n",
+        )],
+    );
+    let out = run(&dir, &["--var", "name=.."], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("`{{ name }}` is `..`, which would change the request path"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+/// Finding 24: `equals` keeps JSON types both ways; a value from the environment or `--var`
+/// (always text) may equal a number or boolean written as that text.
+#[tokio::test(flavor = "multi_thread")]
+async fn equality_keeps_json_types() {
+    let server = MockServer::start().await;
+    Mock::given(path("/v"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({ "n": 5, "s": "5", "b": true, "t": "true", "list": [1, "2"] }),
+            ),
+        )
+        .mount(&server)
+        .await;
+    let typed = r#"
+[[step]]
+name = "typed"
+path = "/v"
+[step.expect.json]
+"$.n" = "5"
+"$.s" = 5
+"$.b" = "true"
+"$.t" = true
+"$.list" = { contains = 2 }
+"#;
+    let dir = suite(&server.uri(), &[("typed.toml", typed)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let lines = stdout(&out);
+    for (subject, op) in [
+        ("$.n", "equals"),
+        ("$.s", "equals"),
+        ("$.b", "equals"),
+        ("$.t", "equals"),
+        ("$.list", "contains"),
+    ] {
+        assert!(
+            lines.contains(&format!("✗ {subject} {op}")),
+            "{subject} must fail:\n{lines}"
+        );
+    }
+
+    let from_text = r#"
+[[step]]
+name = "from text"
+path = "/v"
+[step.expect.json]
+"$.n" = "{{ n }}"
+"$.b" = "{{ env.FLAG }}"
+"$.s" = "{{ n }}"
+"#;
+    let dir = suite(&server.uri(), &[("text.toml", from_text)]);
+    let out = run(&dir, &["--var", "n=5"], &[("FLAG", "true")]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+/// Finding 22: control characters in what staging sends are shown escaped; a response
+/// cannot erase the failure or paint a verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_characters_from_staging_are_escaped() {
+    let server = MockServer::start().await;
+    let body = "boom\u{1b}[2J\u{1b}[1;32mGATE PASSED\u{7}\u{0}\u{9b}31m";
+    Mock::given(path("/x"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .insert_header("x-evil", "a")
+                .set_body_string(body),
+        )
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\nname = \"x\"\npath = \"/x\"\nexpect = { body = { contains = \"ok\" } }\n";
+    let dir = suite(&server.uri(), &[("x.toml", flow)]);
+    let out = run(&dir, &["--verbose"], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for raw in ['\u{1b}', '\u{7}', '\u{0}', '\u{9b}'] {
+        assert!(!text.contains(raw), "{raw:?} reached the terminal:\n{text}");
+    }
+    assert!(
+        text.contains(r"boom\u{1b}[2J\u{1b}[1;32mGATE PASSED\u{7}\u{0}\u{9b}31m"),
+        "{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("GATE FAILED: 1 of 1 flow failed"),
+        "{text}"
+    );
+}

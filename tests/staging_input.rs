@@ -190,8 +190,20 @@ async fn control_characters_from_staging_are_escaped() {
         .await;
     let flow = "[[step]]\nname = \"x\"\npath = \"/x\"\nexpect = { body = { contains = \"ok\" } }\n";
     let dir = suite(&server.uri(), &[("x.toml", flow)]);
-    let out = run(&dir, &["--verbose"], &[]).await;
+    let junit = dir.path().join("r.xml");
+    let out = run(&dir, &["--verbose", "--junit", junit.to_str().unwrap()], &[]).await;
     assert_eq!(out.status.code(), Some(1));
+    // XML 1.0 cannot hold a NUL even escaped: the JUnit report stays well-formed.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the JUnit report is not well-formed XML: {e}\n{xml}"),
+        }
+    }
+    assert!(!xml.contains('\u{0}'), "{xml}");
     let text = stdout(&out);
     for raw in ['\u{1b}', '\u{7}', '\u{0}', '\u{9b}'] {
         assert!(!text.contains(raw), "{raw:?} reached the terminal:\n{text}");

@@ -421,62 +421,19 @@ pub fn excerpt(text: &str, max: usize) -> String {
 }
 
 fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, String> {
-    let (observed, scope) = (ctx.observed, ctx.scope);
-    let render = |v: &TemplateValue| v.render_shown(scope);
-    let equal = |actual: &Value, expected: &Value, template: &TemplateValue| {
-        equality(ctx, template).holds(actual, expected)
-    };
-    // Every operator but `exists` needs a value to judge.
-    if let Op::Exists(want) = op {
-        return Ok(Judgement::plain(json!(want), actual.is_some() == *want));
-    }
     let Some(actual) = actual else {
-        return Ok(Judgement::plain(expected_for_report(op, scope), false));
+        // Only `exists = false` holds for a value that is not there.
+        let passed = matches!(op, Op::Exists(false));
+        return Ok(Judgement::plain(expected_for_report(op, ctx.scope), passed));
     };
-    Ok(match op {
-        Op::Exists(_) => unreachable!("handled above"),
-        Op::Equals(v) => {
-            let expected = render(v)?;
-            Judgement::plain(expected.shown, equal(actual, &expected.value, v))
+    match op {
+        Op::Exists(want) => Ok(Judgement::plain(json!(want), *want)),
+        Op::Equals(_) | Op::NotEquals(_) | Op::OneOf(_) | Op::Contains(_) | Op::NotContains(_) => {
+            judge_equality(op, actual, ctx)
         }
-        Op::NotEquals(v) => {
-            let expected = render(v)?;
-            Judgement::plain(expected.shown, !equal(actual, &expected.value, v))
-        }
-        Op::Contains(v) => {
-            let expected = render(v)?;
-            let passed = contains(actual, &expected.value, equality(ctx, v))?;
-            Judgement::plain(expected.shown, passed)
-        }
-        Op::NotContains(v) => {
-            let expected = render(v)?;
-            let passed = !contains(actual, &expected.value, equality(ctx, v))?;
-            Judgement::plain(expected.shown, passed)
-        }
-        Op::Matches(pattern) => {
-            let rendered = pattern.render_shown(scope)?;
-            let regex = Regex::new(&rendered.value).map_err(|e| {
-                // The error quotes the pattern, line by line: not when it holds a secret.
-                if rendered.value == rendered.shown {
-                    format!("invalid regex: {e}")
-                } else {
-                    format!("invalid regex `{}`", rendered.shown)
-                }
-            })?;
-            let text = match actual {
-                Value::String(s) => s.clone(),
-                Value::Number(_) | Value::Bool(_) => actual.to_string(),
-                other => {
-                    return Err(format!(
-                        "`matches` needs a string, found {}",
-                        JsonType::of(other).name()
-                    ));
-                }
-            };
-            Judgement::plain(json!(rendered.shown), regex.is_match(&text))
-        }
+        Op::Matches(pattern) => judge_matches(pattern, actual, ctx.scope),
         Op::Lt(v) | Op::Le(v) | Op::Gt(v) | Op::Ge(v) => {
-            let expected = render(v)?;
+            let expected = v.render_shown(ctx.scope)?;
             let want = number(&expected.value).ok_or("the expected value is not a number")?;
             let got = number(actual).ok_or("the value is not a number")?;
             let passed = match op {
@@ -485,51 +442,15 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                 Op::Gt(_) => got > want,
                 _ => got >= want,
             };
-            Judgement::plain(expected.shown, passed)
+            Ok(Judgement::plain(expected.shown, passed))
         }
-        Op::Length(inner) => {
-            let len = match actual {
-                Value::String(s) => s.chars().count(),
-                Value::Array(a) => a.len(),
-                Value::Object(o) => o.len(),
-                other => {
-                    return Err(format!(
-                        "`length` needs a string, array or object, found {}",
-                        JsonType::of(other).name()
-                    ));
-                }
-            };
-            let len = json!(len);
-            let inner = inner.first().ok_or("empty `length` table")?;
-            let numeric = Context {
-                text_subject: false,
-                ..*ctx
-            };
-            let mut judged = judge(inner, Some(&len), &numeric)?;
-            judged.actual = Some(len);
-            judged
-        }
-        Op::OneOf(v) => {
-            let expected = render(v)?;
-            let Value::Array(options) = &expected.value else {
-                return Err("`one_of` needs an array".into());
-            };
-            let templates = match v {
-                TemplateValue::Array(items) => items.iter().collect(),
-                _ => Vec::new(),
-            };
-            let passed = options.iter().enumerate().any(|(i, o)| {
-                let template = templates.get(i).copied().unwrap_or(v);
-                equal(actual, o, template)
-            });
-            Judgement::plain(expected.shown, passed)
-        }
-        Op::Type(t) => Judgement {
+        Op::Length(inner) => judge_length(inner, actual, ctx),
+        Op::Type(t) => Ok(Judgement {
             expected: json!(t.name()),
             actual: Some(json!(JsonType::of(actual).name())),
             passed: JsonType::of(actual) == *t,
             message: None,
-        },
+        }),
         Op::JsonSchema(schema) => {
             let errors: Vec<String> = schema
                 .validator
@@ -537,29 +458,116 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                 .take(3)
                 .map(|e| format!("{} at `{}`", e, e.instance_path()))
                 .collect();
-            Judgement {
+            Ok(Judgement {
                 expected: json!(schema.file),
                 actual: None,
                 passed: errors.is_empty(),
                 message: (!errors.is_empty()).then(|| errors.join("; ")),
-            }
+            })
         }
         Op::Sha256(hex) | Op::Sha256OfFile { hex, .. } => {
-            let found = sha256_hex(&observed.body);
-            Judgement {
+            let found = sha256_hex(&ctx.observed.body);
+            Ok(Judgement {
                 expected: json!(hex),
                 passed: found.eq_ignore_ascii_case(hex),
                 actual: Some(json!(found)),
                 message: None,
-            }
+            })
         }
         Op::StatusClass(class) => {
             let passed = actual
                 .as_u64()
                 .is_some_and(|s| s / 100 == u64::from(*class));
-            Judgement::plain(json!(format!("{class}xx")), passed)
+            Ok(Judgement::plain(json!(format!("{class}xx")), passed))
         }
-    })
+    }
+}
+
+/// `equals`, `not_equals`, `one_of`, `contains`, `not_contains`: under the [`Equality`] of
+/// the subject and the expected value's source.
+fn judge_equality(op: &Op, actual: &Value, ctx: &Context) -> Result<Judgement, String> {
+    let (Op::Equals(v) | Op::NotEquals(v) | Op::OneOf(v) | Op::Contains(v) | Op::NotContains(v)) =
+        op
+    else {
+        return Err(format!("`{}` is not an equality", op.name()));
+    };
+    let expected = v.render_shown(ctx.scope)?;
+    let equality = equality(ctx, v);
+    let passed = match op {
+        Op::Equals(_) => equality.holds(actual, &expected.value),
+        Op::NotEquals(_) => !equality.holds(actual, &expected.value),
+        Op::Contains(_) => contains(actual, &expected.value, equality)?,
+        Op::NotContains(_) => !contains(actual, &expected.value, equality)?,
+        _ => {
+            let Value::Array(options) = &expected.value else {
+                return Err("`one_of` needs an array".into());
+            };
+            // Each option has its own source: `["{{ env.A }}", 5]`.
+            let templates: Vec<&TemplateValue> = match v {
+                TemplateValue::Array(items) => items.iter().collect(),
+                _ => Vec::new(),
+            };
+            options.iter().enumerate().any(|(i, option)| {
+                let template = templates.get(i).copied().unwrap_or(v);
+                self::equality(ctx, template).holds(actual, option)
+            })
+        }
+    };
+    Ok(Judgement::plain(expected.shown, passed))
+}
+
+fn judge_matches(
+    pattern: &Template,
+    actual: &Value,
+    scope: &dyn Scope,
+) -> Result<Judgement, String> {
+    let rendered = pattern.render_shown(scope)?;
+    let regex = Regex::new(&rendered.value).map_err(|e| {
+        // The error quotes the pattern, line by line: not when it holds a secret.
+        if rendered.value == rendered.shown {
+            format!("invalid regex: {e}")
+        } else {
+            format!("invalid regex `{}`", rendered.shown)
+        }
+    })?;
+    let text = match actual {
+        Value::String(s) => s.clone(),
+        Value::Number(_) | Value::Bool(_) => actual.to_string(),
+        other => {
+            return Err(format!(
+                "`matches` needs a string, found {}",
+                JsonType::of(other).name()
+            ));
+        }
+    };
+    Ok(Judgement::plain(
+        json!(rendered.shown),
+        regex.is_match(&text),
+    ))
+}
+
+/// `length`: the inner operator judges the length, a number.
+fn judge_length(inner: &[Op], actual: &Value, ctx: &Context) -> Result<Judgement, String> {
+    let len = match actual {
+        Value::String(s) => s.chars().count(),
+        Value::Array(a) => a.len(),
+        Value::Object(o) => o.len(),
+        other => {
+            return Err(format!(
+                "`length` needs a string, array or object, found {}",
+                JsonType::of(other).name()
+            ));
+        }
+    };
+    let len = json!(len);
+    let inner = inner.first().ok_or("empty `length` table")?;
+    let numeric = Context {
+        text_subject: false,
+        ..*ctx
+    };
+    let mut judged = judge(inner, Some(&len), &numeric)?;
+    judged.actual = Some(len);
+    Ok(judged)
 }
 
 /// Hex SHA-256 of bytes, as the lock file and `sha256` operators write it.

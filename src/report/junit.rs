@@ -57,9 +57,32 @@ pub fn render(report: &Report) -> String {
         .iter()
         .any(|suite| suite.failures > 0 || suite.errors > 0);
     junit.add_test_suite(gate_suite(report, shown_elsewhere));
-    junit
-        .to_string()
-        .expect("a JUnit report serializes to memory")
+    match junit.to_string() {
+        Ok(xml) => xml_1_0(&xml),
+        // Writing to memory cannot fail; should it ever, the report still fails the gate.
+        Err(e) => format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"preflight\" tests=\"1\" failures=\"1\"><testsuite name=\"gate\" tests=\"1\" failures=\"1\"><testcase name=\"verdict\" classname=\"gate\"><failure message=\"the JUnit report could not be rendered\">{}</failure></testcase></testsuite></testsuites>\n",
+            xml_1_0(&e.to_string()).replace('<', "&lt;")
+        ),
+    }
+}
+
+/// XML 1.0 has no way to write most control characters, even escaped: a body excerpt from
+/// staging holding a NUL would make the whole report unreadable. They are written as `\u{0}`.
+fn xml_1_0(xml: &str) -> String {
+    let allowed = |c: char| !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}');
+    if xml.chars().all(allowed) {
+        return xml.to_string();
+    }
+    xml.chars()
+        .map(|c| {
+            if allowed(c) {
+                c.to_string()
+            } else {
+                c.escape_unicode().to_string()
+            }
+        })
+        .collect()
 }
 
 /// The suite name of a flow: its name, marked when the flow is non-critical.

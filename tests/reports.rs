@@ -1,20 +1,15 @@
-//! Reports from real runs: a small suite on disk, loaded with `suite::load`, run by the engine
-//! against a wiremock server on 127.0.0.1, judged, and rendered by every reporter (terminal,
-//! JSON, JUnit, Markdown). Snapshots live in `tests/snapshots/`; what changes from run to run
+//! Reports from real runs: a small suite on disk, run by the real binary against a wiremock
+//! server on 127.0.0.1, with every report asked for (terminal, JSON, JUnit, Markdown and the
+//! GitHub step summary). Snapshots live in `tests/snapshots/`; what changes from run to run
 //! (ports, durations, latencies, timestamps, temp paths, uuids) is filtered out.
 
-use preflight::engine::{self, RunOptions};
-use preflight::redact::Redactor;
-use preflight::report::FlowOutcome;
-use preflight::report::terminal::{self, Detail};
-use preflight::report::{Report, junit, markdown};
-use preflight::suite::{self, Overrides};
-use preflight::verdict::{Verdict, judge};
+mod hermetic;
+
+use preflight::report::{FlowOutcome, Report};
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -37,9 +32,17 @@ enum Scenario {
 }
 
 /// One run, judged and reported; the suite directory lives as long as it.
+/// One run of the real binary with every report, read back.
 struct Run {
     report: Report,
-    verdict: Verdict,
+    code: i32,
+    /// The terminal summary (stdout; no colours, no progress).
+    stdout: String,
+    json: String,
+    junit: String,
+    markdown: String,
+    /// What was appended to `$GITHUB_STEP_SUMMARY`.
+    step_summary: String,
     dir: tempfile::TempDir,
 }
 
@@ -230,29 +233,42 @@ capture = {{ token = {{ json = "$.token", secret = true }} }}
     }
 }
 
-/// Loads, runs, judges and reports the scenario, the way `preflight run` does.
+/// Runs the scenario with `preflight run --json --junit --markdown`, as a pipeline would.
 async fn run(scenario: Scenario) -> Run {
     let server = staging(scenario).await;
     let dir = tempfile::tempdir().unwrap();
     write_suite(dir.path(), &server, scenario);
-    let env: HashMap<&str, &str> = [("SMOKE_KEY", SMOKE_KEY), ("SMOKE_PASSWORD", SMOKE_PASSWORD)]
-        .into_iter()
-        .collect();
-    let lookup = move |name: &str| env.get(name).map(|v| v.to_string());
-    let plan = match suite::load(dir.path(), Overrides::default(), &lookup) {
-        Ok(plan) => Arc::new(plan),
-        Err(problems) => {
-            let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            panic!("the suite should load:\n{}", shown.join("\n"))
-        }
-    };
-    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
-    let result = engine::run(plan.clone(), redactor.clone(), RunOptions::default()).await;
-    let verdict = judge(&result, &plan.settings.gate);
-    let report = Report::new(&plan, &result, &verdict, &redactor);
+    let out = tempfile::tempdir().unwrap();
+    let file = |name: &str| out.path().join(name);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
+    for var in hermetic::CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(file("r.json"))
+        .arg("--junit")
+        .arg(file("r.xml"))
+        .arg("--markdown")
+        .arg(file("r.md"))
+        .env("GITHUB_STEP_SUMMARY", file("summary.md"))
+        .env("NO_COLOR", "1")
+        .env("SMOKE_KEY", SMOKE_KEY)
+        .env("SMOKE_PASSWORD", SMOKE_PASSWORD);
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let read = |name: &str| std::fs::read_to_string(file(name)).unwrap();
+    let json = read("r.json");
     Run {
-        report,
-        verdict,
+        report: serde_json::from_str(&json).expect("the report reads back"),
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        json,
+        junit: read("r.xml"),
+        markdown: read("r.md"),
+        step_summary: read("summary.md"),
         dir,
     }
 }
@@ -293,16 +309,16 @@ impl Run {
     }
 
     fn terminal(&self) -> String {
-        console::set_colors_enabled(false);
-        terminal::summary(&self.report, Detail::Normal)
+        self.stdout.clone()
     }
 
-    fn all_outputs(&self) -> [(&'static str, String); 4] {
+    fn all_outputs(&self) -> [(&'static str, String); 5] {
         [
             ("terminal", self.terminal()),
-            ("json", self.report.to_json()),
-            ("junit", junit::render(&self.report)),
-            ("markdown", markdown::render(&self.report)),
+            ("json", self.json.clone()),
+            ("junit", self.junit.clone()),
+            ("markdown", self.markdown.clone()),
+            ("step summary", self.step_summary.clone()),
         ]
     }
 }
@@ -311,18 +327,15 @@ impl Run {
 #[tokio::test(flavor = "multi_thread")]
 async fn scenarios_produce_the_intended_results() {
     let passing = run(Scenario::Passing).await;
-    assert_eq!(passing.verdict, Verdict::Passed, "{}", passing.terminal());
+    assert_eq!(passing.code, 0, "{}", passing.terminal());
+    assert_eq!(passing.step_summary, passing.markdown);
     assert_eq!(passing.report.summary.passed, 2);
     assert!(passing.report.integrity.iter().all(|r| r.passed));
     assert_eq!(passing.report.setup.len(), 1);
     assert!(passing.report.wait.as_ref().is_some_and(|w| w.ready));
 
     let failing = run(Scenario::Failing).await;
-    assert!(
-        matches!(failing.verdict, Verdict::Failed(_)),
-        "{}",
-        failing.terminal()
-    );
+    assert_eq!(failing.code, 1, "{}", failing.terminal());
     let outcomes: Vec<(&str, FlowOutcome)> = failing
         .report
         .flows
@@ -375,19 +388,19 @@ async fn snapshot_passing_terminal() {
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_passing_json() {
     let run = run(Scenario::Passing).await;
-    run.snapshot("passing_json", &run.report.to_json());
+    run.snapshot("passing_json", &run.json);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_passing_junit() {
     let run = run(Scenario::Passing).await;
-    run.snapshot("passing_junit", &junit::render(&run.report));
+    run.snapshot("passing_junit", &run.junit);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_passing_markdown() {
     let run = run(Scenario::Passing).await;
-    run.snapshot("passing_markdown", &markdown::render(&run.report));
+    run.snapshot("passing_markdown", &run.markdown);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -399,19 +412,19 @@ async fn snapshot_failing_terminal() {
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_failing_json() {
     let run = run(Scenario::Failing).await;
-    run.snapshot("failing_json", &run.report.to_json());
+    run.snapshot("failing_json", &run.json);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_failing_junit() {
     let run = run(Scenario::Failing).await;
-    run.snapshot("failing_junit", &junit::render(&run.report));
+    run.snapshot("failing_junit", &run.junit);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_failing_markdown() {
     let run = run(Scenario::Failing).await;
-    run.snapshot("failing_markdown", &markdown::render(&run.report));
+    run.snapshot("failing_markdown", &run.markdown);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +543,7 @@ fn case<'a>(all: &'a [Element], suite: &str, case: &str) -> (&'a Element, Option
 #[tokio::test(flavor = "multi_thread")]
 async fn junit_of_a_passing_run_parses_with_no_failure() {
     let run = run(Scenario::Passing).await;
-    let all = parse_junit(&junit::render(&run.report));
+    let all = parse_junit(&run.junit);
     let root = &all[0];
     assert_eq!(root.name, "testsuites");
     assert_eq!(attr(root, "name"), "shop staging gate");
@@ -584,7 +597,7 @@ async fn junit_of_a_passing_run_parses_with_no_failure() {
 #[tokio::test(flavor = "multi_thread")]
 async fn junit_of_a_failing_run_carries_every_kind_of_failure() {
     let run = run(Scenario::Failing).await;
-    let all = parse_junit(&junit::render(&run.report));
+    let all = parse_junit(&run.junit);
     let suites: Vec<&str> = all
         .iter()
         .filter(|e| e.name == "testsuite")
@@ -695,7 +708,7 @@ fn system_out<'a>(all: &'a [Element], testcase: &Element) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn markdown_has_the_verdict_table_and_failure_details() {
-    let passing = markdown::render(&run(Scenario::Passing).await.report);
+    let passing = run(Scenario::Passing).await.markdown;
     assert!(
         passing.starts_with("## ✅ preflight: GATE PASSED\n"),
         "{passing}"
@@ -706,7 +719,7 @@ async fn markdown_has_the_verdict_table_and_failure_details() {
     assert!(passing.contains("Deployed version: ✅ staging runs `4f2a9c1`"));
     assert!(passing.contains("Staging was ready after 1 poll"));
 
-    let failing = markdown::render(&run(Scenario::Failing).await.report);
+    let failing = run(Scenario::Failing).await.markdown;
     assert!(
         failing.starts_with("## ❌ preflight: GATE FAILED\n"),
         "{failing}"

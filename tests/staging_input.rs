@@ -191,7 +191,12 @@ async fn control_characters_from_staging_are_escaped() {
     let flow = "[[step]]\nname = \"x\"\npath = \"/x\"\nexpect = { body = { contains = \"ok\" } }\n";
     let dir = suite(&server.uri(), &[("x.toml", flow)]);
     let junit = dir.path().join("r.xml");
-    let out = run(&dir, &["--verbose", "--junit", junit.to_str().unwrap()], &[]).await;
+    let out = run(
+        &dir,
+        &["--verbose", "--junit", junit.to_str().unwrap()],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     // XML 1.0 cannot hold a NUL even escaped: the JUnit report stays well-formed.
     let xml = std::fs::read_to_string(&junit).unwrap();

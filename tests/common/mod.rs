@@ -3,12 +3,11 @@
 //! encoders (stored blocks) so that no extra crate is needed.
 #![allow(dead_code)]
 
-use preflight::engine::{self, RunOptions, RunResult};
-use preflight::redact::Redactor;
-use preflight::report::terminal::{self, Detail};
-use preflight::report::{AssertionRecord, FlowRecord, Report, StepRecord};
+#[path = "../hermetic/mod.rs"]
+mod hermetic;
+
+use preflight::report::{AssertionRecord, FlowRecord, GateVerdict, Report, StepRecord};
 use preflight::suite::{self, Overrides, Plan};
-use preflight::verdict::{Verdict, judge};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
@@ -66,31 +65,67 @@ impl Suite {
     }
 }
 
-/// Everything one run produced, judged and reported.
+/// What one run of the real binary showed: its exit code, its output, and the JSON report
+/// it wrote, read back into the report's own type.
 pub struct Run {
-    pub plan: Arc<Plan>,
-    pub result: RunResult,
-    pub verdict: Verdict,
     pub report: Report,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
     pub elapsed: Duration,
 }
 
-/// Runs a plan the way `preflight run` does: redactor from the plan's secrets, engine, verdict,
-/// report.
+/// Runs `preflight run` on the plan's suite as a user would: the real binary, with the
+/// plan's environment (its `env.` and `secret.` values), `--var`s, base URL and limits on its
+/// command line, `--json` to a temporary file, `--verbose` on stdout.
 pub async fn run(plan: Plan) -> Run {
-    let plan = Arc::new(plan);
-    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("report.json");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
+    for var in hermetic::CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    let settings = &plan.settings;
+    cmd.arg("run")
+        .arg(&settings.dir)
+        .arg("--json")
+        .arg(&json)
+        .arg("--verbose")
+        .arg("--no-progress")
+        .args(["--concurrency", &settings.concurrency.to_string()])
+        .args([
+            "--timeout",
+            &humantime::format_duration(settings.timeout).to_string(),
+        ])
+        .args([
+            "--deadline",
+            &humantime::format_duration(settings.deadline).to_string(),
+        ]);
+    if let Some(base) = &settings.base_url {
+        cmd.args(["--base-url", base.as_str()]);
+    }
+    for (name, value) in &settings.cli_vars {
+        let value = preflight::suite::template::value_to_text(value);
+        cmd.arg("--var").arg(format!("{name}={value}"));
+    }
+    cmd.envs(&plan.env);
+    cmd.envs(plan.secrets.iter().map(|(k, v)| (k, v.expose())));
     let started = Instant::now();
-    let result = engine::run(plan.clone(), redactor.clone(), RunOptions::default()).await;
+    let output = tokio::task::spawn_blocking(move || cmd.output().expect("the binary starts"))
+        .await
+        .expect("the blocking task ends");
     let elapsed = started.elapsed();
-    let verdict = judge(&result, &plan.settings.gate);
-    let report = Report::new(&plan, &result, &verdict, &redactor);
-    assert_matches_report_schema(&report.to_json());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    assert_matches_report_schema(&text);
+    let report = serde_json::from_str(&text).expect("the report reads back");
     Run {
-        plan,
-        result,
-        verdict,
         report,
+        code: output.status.code().unwrap_or(-1),
+        stdout,
+        stderr,
         elapsed,
     }
 }
@@ -118,12 +153,26 @@ impl Run {
         self.report.to_json()
     }
 
+    /// What the terminal showed (`--verbose`), stdout and stderr.
     pub fn terminal(&self) -> String {
-        terminal::summary(&self.report, Detail::Verbose)
+        format!("{}{}", self.stdout, self.stderr)
     }
 
+    /// Exit 0 and a report that says so.
     pub fn passed(&self) -> bool {
-        self.verdict == Verdict::Passed
+        assert_eq!(
+            self.code == 0,
+            self.report.verdict == GateVerdict::Pass,
+            "the exit code and the report disagree: {}\n{}",
+            self.code,
+            self.stdout
+        );
+        self.code == 0
+    }
+
+    /// The last line of stdout.
+    pub fn headline(&self) -> &str {
+        self.stdout.lines().last().unwrap_or_default()
     }
 }
 

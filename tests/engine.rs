@@ -3,6 +3,7 @@
 //! judged and reported.
 
 mod common;
+mod hermetic;
 
 use common::{
     RawServer, Suite, assertion, check, closed_port, gzip, http_chunked, http_ok, run, sha256_hex,

@@ -3,8 +3,8 @@
 //! encoders (stored blocks) so that no extra crate is needed.
 #![allow(dead_code)]
 
-#[path = "../hermetic/mod.rs"]
-mod hermetic;
+// Every test file that uses `common` declares `mod hermetic;` too.
+use crate::hermetic;
 
 use preflight::report::{AssertionRecord, FlowRecord, GateVerdict, Report, StepRecord};
 use preflight::suite::{self, Overrides, Plan};

@@ -2,41 +2,18 @@
 //! no `<error>` (a warned non-critical flow and a failed cleanup are visible, not failures),
 //! and a failing step is counted once, not again by the `gate` testcase.
 
+mod binary;
 mod hermetic;
 
-use assert_cmd::cargo::cargo_bin_cmd;
-use std::time::Duration;
+use binary::{run_all, suite};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Runs `preflight run` on a suite written from `flows`, returning the exit code and JUnit.
 async fn junit_of(server: &MockServer, flows: &[(&str, &str)]) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("preflight.toml"),
-        format!("base_url = \"{}\"\n", server.uri()),
-    )
-    .unwrap();
-    for (name, text) in flows {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    let report = dir.path().join("r.xml");
-    let mut cmd = cargo_bin_cmd!("preflight");
-    for var in hermetic::CLEARED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.timeout(Duration::from_secs(30))
-        .arg("run")
-        .arg(dir.path())
-        .arg("--junit")
-        .arg(&report);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        std::fs::read_to_string(report).unwrap(),
-    )
+    let dir = suite(&server.uri(), "", flows);
+    let out = run_all(dir.path(), &[], &[]).await;
+    (out.code, out.junit)
 }
 
 async fn staging() -> MockServer {

@@ -2,47 +2,20 @@
 //! through the binary: placeholder values stay inside their path segment, equality keeps
 //! JSON types, and control characters from staging never reach the terminal raw.
 
+mod binary;
 mod hermetic;
 
-use assert_cmd::cargo::cargo_bin_cmd;
+use binary::Outputs;
 use serde_json::json;
-use std::process::Output;
-use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn suite(base_url: &str, flows: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("preflight.toml"),
-        format!("base_url = \"{base_url}\"\n"),
-    )
-    .unwrap();
-    for (name, text) in flows {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
+    binary::suite(base_url, "", flows)
 }
 
-async fn run(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = cargo_bin_cmd!("preflight");
-    for var in hermetic::CLEARED_ENV {
-        cmd.env_remove(var);
-    }
-    cmd.timeout(Duration::from_secs(30))
-        .arg("run")
-        .arg(dir.path())
-        .args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+async fn run(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Outputs {
+    binary::run_all(dir.path(), env, args).await
 }
 
 /// Finding 25: a `--var` with `#` and a captured id with `../` stay one path segment.
@@ -78,7 +51,7 @@ path = "/carts/{{ cart }}"
 "#;
     let dir = suite(&server.uri(), &[("f.toml", flow)]);
     let out = run(&dir, &["--var", "id=a#frag"], &[]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(out.code, 0, "{}", out.stdout);
     let requests = server.received_requests().await.unwrap();
     let targets: Vec<String> = requests
         .iter()
@@ -110,11 +83,13 @@ async fn a_dot_dot_value_fails_the_step_instead_of_climbing() {
         )],
     );
     let out = run(&dir, &["--var", "name=.."], &[]).await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.code, 1);
     assert!(
-        stdout(&out).contains("`{{ name }}` is `..`, which would change the request path"),
+        out.stdout
+            .clone()
+            .contains("`{{ name }}` is `..`, which would change the request path"),
         "{}",
-        stdout(&out)
+        out.stdout.clone()
     );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
@@ -145,8 +120,8 @@ path = "/v"
 "#;
     let dir = suite(&server.uri(), &[("typed.toml", typed)]);
     let out = run(&dir, &[], &[]).await;
-    assert_eq!(out.status.code(), Some(1));
-    let lines = stdout(&out);
+    assert_eq!(out.code, 1);
+    let lines = out.stdout.clone();
     for (subject, op) in [
         ("$.n", "equals"),
         ("$.s", "equals"),
@@ -171,7 +146,7 @@ path = "/v"
 "#;
     let dir = suite(&server.uri(), &[("text.toml", from_text)]);
     let out = run(&dir, &["--var", "n=5"], &[("FLAG", "true")]).await;
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(out.code, 0, "{}", out.stdout);
 }
 
 /// Finding 22: control characters in what staging sends are shown escaped; a response
@@ -190,16 +165,10 @@ async fn control_characters_from_staging_are_escaped() {
         .await;
     let flow = "[[step]]\nname = \"x\"\npath = \"/x\"\nexpect = { body = { contains = \"ok\" } }\n";
     let dir = suite(&server.uri(), &[("x.toml", flow)]);
-    let junit = dir.path().join("r.xml");
-    let out = run(
-        &dir,
-        &["--verbose", "--junit", junit.to_str().unwrap()],
-        &[],
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(1));
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 1);
     // XML 1.0 cannot hold a NUL even escaped: the JUnit report stays well-formed.
-    let xml = std::fs::read_to_string(&junit).unwrap();
+    let xml = out.junit.clone();
     let mut reader = quick_xml::Reader::from_str(&xml);
     loop {
         match reader.read_event() {
@@ -209,7 +178,7 @@ async fn control_characters_from_staging_are_escaped() {
         }
     }
     assert!(!xml.contains('\u{0}'), "{xml}");
-    let text = stdout(&out);
+    let text = out.stdout.clone();
     for raw in ['\u{1b}', '\u{7}', '\u{0}', '\u{9b}'] {
         assert!(!text.contains(raw), "{raw:?} reached the terminal:\n{text}");
     }

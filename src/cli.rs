@@ -2,16 +2,16 @@
 
 use crate::demo::{DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::{self, EventSink, RunOptions};
-use crate::fs::{write_atomic, write_atomic_with};
+use crate::fs::write::Prepared;
 use crate::integrity;
 use crate::redact::Redactor;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail};
 use crate::report::{Report, junit, markdown};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
-use crate::verdict::{self, EXIT_INVALID, Reason, judge};
+use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
 use clap::{Args, Parser, Subcommand};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -112,13 +112,14 @@ pub struct RunArgs {
     /// step and run their cleanups.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Write the JSON report (schema 1) to FILE.
+    /// Write the JSON report (schema 1) to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write the JUnit XML report to FILE.
+    /// Write the JUnit XML report to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Write the Markdown report to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
+    /// Write the Markdown report to FILE (`-`: standard output); also appended to
+    /// $GITHUB_STEP_SUMMARY when set.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
     /// Show authorization, cookie, set-cookie and proxy-authorization values instead of ***.
@@ -144,47 +145,166 @@ pub struct DemoArgs {
     pub run: RunArgs,
 }
 
-/// Writes every report asked for (atomically) and appends the Markdown to the GitHub job
-/// summary when `GITHUB_STEP_SUMMARY` is set; returns what could not be written.
-fn write_reports(args: &RunArgs, report: &Report) -> Vec<String> {
-    let mut failures = Vec::new();
-    type Render = fn(&Report) -> String;
-    let wanted: [(&Option<PathBuf>, &str, Option<Render>); 3] = [
-        (&args.json, "JSON", None),
-        (&args.junit, "JUnit", Some(junit::render)),
-        (&args.markdown, "Markdown", Some(markdown::render)),
-    ];
-    for (path, kind, render) in wanted {
-        let write = |path: &Path| match render {
-            Some(render) => write_atomic(path, &render(report)),
+/// One kind of report: what it renders, and the name its write failures go by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportKind {
+    Json,
+    Junit,
+    Markdown,
+    /// The Markdown report appended to `$GITHUB_STEP_SUMMARY`.
+    StepSummary,
+}
+
+impl ReportKind {
+    fn name(self) -> &'static str {
+        match self {
+            ReportKind::Json => "JSON",
+            ReportKind::Junit => "JUnit",
+            ReportKind::Markdown => "Markdown",
+            ReportKind::StepSummary => "step summary",
+        }
+    }
+
+    fn render(self, report: &Report, mut out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
             // The JSON report streams to its file: it can be large.
-            None => write_atomic_with(path, |out| report.write_json(out)),
+            ReportKind::Json => report.write_json(&mut out),
+            ReportKind::Junit => out.write_all(junit::render(report).as_bytes()),
+            ReportKind::Markdown | ReportKind::StepSummary => {
+                out.write_all(markdown::render(report).as_bytes())
+            }
+        }
+    }
+}
+
+/// `cannot write JSON report <path>: <cause>`.
+fn not_written(kind: ReportKind, path: &Path, error: &std::io::Error) -> Reason {
+    Reason::ReportNotWritten(format!(
+        "cannot write {} report {}: {error}",
+        kind.name(),
+        path.display()
+    ))
+}
+
+/// A report asked for, and its destination, opened.
+struct Output {
+    kind: ReportKind,
+    path: PathBuf,
+    dest: Prepared,
+}
+
+/// Writes every report so that each one carries the verdict of the exit code. Every
+/// destination is opened first, and one that cannot be fails the verdict before anything is
+/// rendered. Then the temporary files are written, then what cannot be taken back (standard
+/// output, devices, FIFOs, the step summary), and the renames come last: a failure on the way
+/// fails the verdict and re-renders whatever can still change. Returns the final verdict and
+/// the report rendered with it.
+fn write_reports(
+    args: &RunArgs,
+    verdict: Verdict,
+    build: &dyn Fn(&Verdict) -> Report,
+) -> (Verdict, Report) {
+    let (outputs, mut verdict) = open_outputs(args, verdict);
+    let (mut reversible, through): (Vec<Output>, Vec<Output>) =
+        outputs.into_iter().partition(|o| o.dest.is_reversible());
+    let mut report = build(&verdict);
+    stage_all(&mut reversible, &mut verdict, &mut report, build);
+    for mut output in through {
+        if let Err(e) = output.dest.stage(|out| output.kind.render(&report, out)) {
+            verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
+            report = build(&verdict);
+            stage_all(&mut reversible, &mut verdict, &mut report, build);
+        }
+    }
+    commit_all(reversible, verdict, report, build)
+}
+
+/// Opens every destination asked for, the step summary last; each one that cannot be opened
+/// is a reason of the verdict.
+fn open_outputs(args: &RunArgs, mut verdict: Verdict) -> (Vec<Output>, Verdict) {
+    let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let wanted = [
+        (ReportKind::Json, args.json.clone()),
+        (ReportKind::Junit, args.junit.clone()),
+        (ReportKind::Markdown, args.markdown.clone()),
+        (ReportKind::StepSummary, summary),
+    ];
+    let mut outputs = Vec::new();
+    for (kind, path) in wanted {
+        let Some(path) = path else { continue };
+        let opened = match kind {
+            ReportKind::StepSummary => Prepared::append(&path),
+            _ => Prepared::report(&path),
         };
-        if let Some(path) = path
-            && let Err(e) = write(path)
-        {
-            failures.push(format!(
-                "cannot write {kind} report {}: {e}",
-                path.display()
-            ));
+        match opened {
+            Ok(dest) => outputs.push(Output { kind, path, dest }),
+            Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
-    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
-        let appended = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&summary)
-            .and_then(|mut file| {
-                std::io::Write::write_all(&mut file, markdown::render(report).as_bytes())
-            });
-        if let Err(e) = appended {
-            failures.push(format!(
-                "cannot append to GITHUB_STEP_SUMMARY {}: {e}",
-                PathBuf::from(summary).display()
-            ));
+    (outputs, verdict)
+}
+
+/// Writes every temporary file with the current report. One that fails is dropped and fails
+/// the verdict, and the others are written again with that verdict.
+fn stage_all(
+    outputs: &mut Vec<Output>,
+    verdict: &mut Verdict,
+    report: &mut Report,
+    build: &dyn Fn(&Verdict) -> Report,
+) {
+    loop {
+        let mut failures = Vec::new();
+        outputs.retain_mut(|o| match o.dest.stage(|out| o.kind.render(report, out)) {
+            Ok(()) => true,
+            Err(e) => {
+                failures.push(not_written(o.kind, &o.path, &e));
+                false
+            }
+        });
+        if failures.is_empty() {
+            return;
+        }
+        for failure in failures {
+            *verdict = std::mem::replace(verdict, Verdict::Passed).add_reason(failure);
+        }
+        *report = build(verdict);
+    }
+}
+
+/// Renames every temporary file over its target. A rename that fails (rare: the folder
+/// changed meanwhile) fails the verdict, and the reports already in place are written again.
+fn commit_all(
+    outputs: Vec<Output>,
+    mut verdict: Verdict,
+    report: Report,
+    build: &dyn Fn(&Verdict) -> Report,
+) -> (Verdict, Report) {
+    let mut done = Vec::new();
+    let failed_before = verdict.reasons().len();
+    for output in outputs {
+        let (kind, path) = (output.kind, output.path);
+        match output.dest.commit() {
+            Ok(()) => done.push((kind, path)),
+            Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
-    failures
+    if verdict.reasons().len() == failed_before {
+        return (verdict, report);
+    }
+    let report = build(&verdict);
+    for (kind, path) in done {
+        let rewritten = Prepared::report(&path).and_then(|mut dest| {
+            dest.stage(|out| kind.render(&report, out))?;
+            dest.commit()
+        });
+        if let Err(e) = rewritten {
+            verdict = verdict.add_reason(not_written(kind, &path, &e));
+        }
+    }
+    let report = build(&verdict);
+    (verdict, report)
 }
 
 /// SIGINT or SIGTERM cancels the run (verdict aborted, exit 130, reports written); a second
@@ -453,6 +573,14 @@ async fn demo(args: &DemoArgs) -> ExitCode {
 }
 
 async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
+    let to_stdout = [&args.json, &args.junit, &args.markdown]
+        .into_iter()
+        .filter(|p| p.as_deref() == Some(Path::new("-")))
+        .count();
+    if to_stdout > 1 {
+        eprintln!("error: only one report can go to standard output (`-`)");
+        return ExitCode::from(EXIT_INVALID);
+    }
     let mut overrides = overrides(&args.suite);
     if let Some(url) = base_url {
         overrides.base_url = Some(url);
@@ -499,14 +627,12 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         }
     };
     let _ = shown.await;
-    let mut verdict = judge(&result, &plan.settings.gate);
-    let mut report = Report::new(&plan, &result, &verdict, &redactor);
-    let failures = write_reports(args, &report);
-    if !failures.is_empty() {
-        for failure in failures {
-            verdict = verdict.add_reason(Reason::ReportNotWritten(failure));
+    let build = |verdict: &Verdict| Report::new(&plan, &result, verdict, &redactor);
+    let (verdict, report) = write_reports(args, judge(&result, &plan.settings.gate), &build);
+    for reason in verdict.reasons() {
+        if let Reason::ReportNotWritten(failure) = reason {
+            eprintln!("error: {failure}");
         }
-        report = Report::new(&plan, &result, &verdict, &redactor);
     }
     let detail = if args.quiet {
         Detail::Quiet
@@ -515,7 +641,16 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     } else {
         Detail::Normal
     };
-    print!("{}", terminal::summary(&report, detail));
+    let summary = terminal::summary(&report, detail);
+    let to_stdout = [&args.json, &args.junit, &args.markdown]
+        .into_iter()
+        .any(|p| p.as_deref() == Some(Path::new("-")));
+    // A report on standard output keeps it clean: the human summary goes to stderr.
+    if to_stdout {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
     // The process is about to exit: freeing a large run piece by piece is wasted time.
     std::mem::forget((report, result, plan));
     verdict.exit_code()

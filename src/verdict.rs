@@ -3,7 +3,7 @@
 //! and passed.
 
 use crate::engine::result::percentile;
-use crate::engine::{FlowOutcome, Phase, RunResult, StepOutcome, Stop};
+use crate::engine::{FlowOutcome, INTERRUPTED, Phase, RunResult, StepOutcome, Stop};
 use crate::suite::GatePolicy;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use std::time::Duration;
 pub enum Verdict {
     Passed,
     Failed(Vec<Reason>),
-    Aborted,
+    /// Interrupted by a signal; the reasons are what else went wrong after it (a report that
+    /// could not be written): still exit 130, but never silently.
+    Aborted(Vec<Reason>),
 }
 
 /// Why the gate failed.
@@ -130,17 +132,29 @@ impl Verdict {
         match self {
             Verdict::Passed => "pass",
             Verdict::Failed(_) => "fail",
-            Verdict::Aborted => "aborted",
+            Verdict::Aborted(_) => "aborted",
         }
     }
 
     pub fn reasons(&self) -> &[Reason] {
         match self {
-            Verdict::Failed(reasons) => reasons,
-            Verdict::Passed | Verdict::Aborted => &[],
+            Verdict::Failed(reasons) | Verdict::Aborted(reasons) => reasons,
+            Verdict::Passed => &[],
         }
     }
 
+    /// The JSON report's `reasons`: `interrupted` first for an aborted run, then one entry per
+    /// failed flow, config mismatch or other reason.
+    pub fn reason_lines(&self) -> Vec<String> {
+        let interrupted = matches!(self, Verdict::Aborted(_)).then(|| INTERRUPTED.to_string());
+        interrupted
+            .into_iter()
+            .chain(self.reasons().iter().flat_map(Reason::details))
+            .collect()
+    }
+
+    /// One more reason: a pass becomes a fail; an aborted run stays aborted (exit 130) and
+    /// keeps the reason.
     pub fn add_reason(self, reason: Reason) -> Verdict {
         match self {
             Verdict::Passed => Verdict::Failed(vec![reason]),
@@ -148,7 +162,10 @@ impl Verdict {
                 reasons.push(reason);
                 Verdict::Failed(reasons)
             }
-            Verdict::Aborted => Verdict::Aborted,
+            Verdict::Aborted(mut reasons) => {
+                reasons.push(reason);
+                Verdict::Aborted(reasons)
+            }
         }
     }
 
@@ -156,7 +173,7 @@ impl Verdict {
         ExitCode::from(match self {
             Verdict::Passed => 0,
             Verdict::Failed(_) => 1,
-            Verdict::Aborted => 130,
+            Verdict::Aborted(_) => 130,
         })
     }
 }
@@ -164,7 +181,7 @@ impl Verdict {
 /// Judges a run under the suite's `[gate]` policy.
 pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     if result.stopped == Some(Stop::Interrupted) {
-        return Verdict::Aborted;
+        return Verdict::Aborted(Vec::new());
     }
     let mut reasons = Vec::new();
     reasons.extend(result.internal_errors.iter().cloned().map(Reason::Internal));
@@ -421,7 +438,7 @@ mod tests {
             .collect();
         assert_eq!(reasons, ["deadline 1s exceeded", "1 flow not run"]);
         stopped.stopped = Some(Stop::Interrupted);
-        assert_eq!(judge_default(&stopped), Verdict::Aborted);
+        assert_eq!(judge_default(&stopped), Verdict::Aborted(vec![]));
         assert_eq!(judge_default(&stopped).exit_code(), ExitCode::from(130));
         let mut internal = run(vec![flow(
             "a",

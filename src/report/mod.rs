@@ -78,10 +78,7 @@ impl Report {
             started_at: result.started_at.clone(),
             duration_ms: result.duration_ms,
             verdict: verdict.name().into(),
-            reasons: match verdict {
-                Verdict::Aborted => vec![crate::engine::INTERRUPTED.to_string()],
-                _ => verdict.reasons().iter().flat_map(Reason::details).collect(),
-            },
+            reasons: verdict.reason_lines(),
             summary: Summary {
                 flows: result.flows.len(),
                 passed: count(FlowOutcome::Passed),
@@ -179,7 +176,13 @@ fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
             let parts: Vec<String> = reasons.iter().map(Reason::summary).collect();
             format!("GATE FAILED: {}", parts.join("; "))
         }
-        Verdict::Aborted => "GATE ABORTED: interrupted".into(),
+        // What went wrong after the interrupt (a report not written) is said too.
+        Verdict::Aborted(reasons) => {
+            let parts: Vec<String> = std::iter::once(crate::engine::INTERRUPTED.to_string())
+                .chain(reasons.iter().map(Reason::summary))
+                .collect();
+            format!("GATE ABORTED: {}", parts.join("; "))
+        }
     }
 }
 

@@ -61,10 +61,26 @@ pub struct SuiteArgs {
     pub vars: Vec<(String, String)>,
 }
 
+/// Which flows of the suite a command works on. Every value must match a flow of the suite.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Only flows with any of these tags (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Leave out flows with this tag (repeatable).
+    #[arg(long)]
+    pub skip_tag: Vec<String>,
+    /// Only the flow with this name (repeatable).
+    #[arg(long)]
+    pub flow: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
+    #[command(flatten)]
+    pub select: Selection,
 }
 
 #[derive(Debug, Args)]
@@ -78,12 +94,8 @@ pub struct LockArgs {
 pub struct ListArgs {
     #[arg(default_value = "smoke-tests")]
     pub suite: PathBuf,
-    /// Only flows with this tag (repeatable: any of them).
-    #[arg(long)]
-    pub tag: Vec<String>,
-    /// Only the flow with this name (repeatable).
-    #[arg(long)]
-    pub flow: Vec<String>,
+    #[command(flatten)]
+    pub select: Selection,
 }
 
 #[derive(Debug, Args)]
@@ -93,15 +105,8 @@ pub struct RunArgs {
     /// Flows in flight at once (overrides `concurrency`).
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
-    /// Run flows with any of these tags (repeatable).
-    #[arg(long)]
-    pub tag: Vec<String>,
-    /// Do not run flows with this tag (repeatable).
-    #[arg(long)]
-    pub skip_tag: Vec<String>,
-    /// Run only the flow with this name (repeatable).
-    #[arg(long)]
-    pub flow: Vec<String>,
+    #[command(flatten)]
+    pub select: Selection,
     /// Default per-request timeout, e.g. 5s (a step's own `timeout` still wins).
     #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
     pub timeout: Option<Duration>,
@@ -377,7 +382,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Check(args) => check(&args.suite),
+            Command::Check(args) => check(&args.suite, &args.select),
             Command::List(args) => list(&args),
             Command::Lock(args) => lock(&args),
             Command::Run(args) => run(&args, None).await,
@@ -447,12 +452,26 @@ fn nothing_to_run() -> ExitCode {
     ExitCode::from(EXIT_INVALID)
 }
 
-fn check(args: &SuiteArgs) -> ExitCode {
-    let Some(plan) = load(&args.suite, overrides(args)) else {
+/// Keeps the selected flows. A `--flow`, `--tag` or `--skip-tag` value that matches no flow of
+/// the suite is a usage error, so that a misspelt name can never pass the gate by running
+/// less; `Err` is the exit code (2).
+fn select(plan: &mut Plan, selection: &Selection) -> Result<(), ExitCode> {
+    let unmatched = plan.select(&selection.tag, &selection.skip_tag, &selection.flow);
+    for problem in &unmatched {
+        eprintln!("error: {problem}");
+    }
+    if !unmatched.is_empty() || plan.flows.is_empty() {
+        return Err(nothing_to_run());
+    }
+    Ok(())
+}
+
+fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
+    let Some(mut plan) = load(&args.suite, overrides(args)) else {
         return ExitCode::from(EXIT_INVALID);
     };
-    if plan.flows.is_empty() {
-        return nothing_to_run();
+    if let Err(code) = select(&mut plan, selection) {
+        return code;
     }
     let results = integrity::verify_local(
         &plan.settings.dir,
@@ -532,9 +551,8 @@ fn list(args: &ListArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    plan.select(&args.tag, &[], &args.flow);
-    if plan.flows.is_empty() {
-        return nothing_to_run();
+    if let Err(code) = select(&mut plan, &args.select) {
+        return code;
     }
     for flow in &plan.flows {
         let tags = if flow.tags.is_empty() {
@@ -572,14 +590,15 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     code
 }
 
-async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
+/// Loads the suite and keeps the selected flows; `Err` is the exit code (2).
+fn planned(args: &RunArgs, base_url: Option<String>) -> Result<Plan, ExitCode> {
     let to_stdout = [&args.json, &args.junit, &args.markdown]
         .into_iter()
         .filter(|p| p.as_deref() == Some(Path::new("-")))
         .count();
     if to_stdout > 1 {
         eprintln!("error: only one report can go to standard output (`-`)");
-        return ExitCode::from(EXIT_INVALID);
+        return Err(ExitCode::from(EXIT_INVALID));
     }
     let mut overrides = overrides(&args.suite);
     if let Some(url) = base_url {
@@ -590,13 +609,17 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     overrides.timeout = args.timeout;
     overrides.deadline = args.deadline;
     let Some(mut plan) = load(&args.suite.suite, overrides) else {
-        return ExitCode::from(EXIT_INVALID);
+        return Err(ExitCode::from(EXIT_INVALID));
     };
-    plan.select(&args.tag, &args.skip_tag, &args.flow);
-    if plan.flows.is_empty() {
-        return nothing_to_run();
-    }
-    let plan = Arc::new(plan);
+    select(&mut plan, &args.select)?;
+    Ok(plan)
+}
+
+async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
+    let plan = match planned(args, base_url) {
+        Ok(plan) => Arc::new(plan),
+        Err(code) => return code,
+    };
     let redactor = Arc::new(Redactor::new(&plan.secrets));
     let mode = if args.quiet {
         Mode::Silent

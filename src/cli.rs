@@ -612,6 +612,16 @@ fn planned(args: &RunArgs, base_url: Option<String>) -> Result<Plan, ExitCode> {
         return Err(ExitCode::from(EXIT_INVALID));
     };
     select(&mut plan, &args.select)?;
+    if !plan.flows.iter().any(|f| f.critical) {
+        // Nothing critical, no free pass: a selection of non-critical flows alone (or an
+        // unreachable staging behind them) must not end in PASS.
+        if !args.quiet {
+            eprintln!("note: no critical flow selected: the selected flows count as critical");
+        }
+        for flow in &mut plan.flows {
+            flow.critical = true;
+        }
+    }
     Ok(plan)
 }
 

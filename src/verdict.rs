@@ -178,13 +178,32 @@ impl Verdict {
     }
 }
 
-/// Judges a run under the suite's `[gate]` policy.
+/// Judges a run under the suite's `[gate]` policy. Each part adds the reasons of one kind, in
+/// the order the last line lists them.
 pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     if result.stopped == Some(Stop::Interrupted) {
         return Verdict::Aborted(Vec::new());
     }
-    let mut reasons = Vec::new();
-    reasons.extend(result.internal_errors.iter().cloned().map(Reason::Internal));
+    let mut reasons = run_cut_short(result);
+    reasons.extend(staging_checks(result));
+    reasons.extend(critical_failures(result));
+    reasons.extend(gate_limits(result, gate));
+    reasons.extend(unproven(result));
+    if reasons.is_empty() {
+        Verdict::Passed
+    } else {
+        Verdict::Failed(reasons)
+    }
+}
+
+/// Internal errors, the deadline, and a staging that never became ready.
+fn run_cut_short(result: &RunResult) -> Vec<Reason> {
+    let mut reasons: Vec<Reason> = result
+        .internal_errors
+        .iter()
+        .cloned()
+        .map(Reason::Internal)
+        .collect();
     if let Some(Stop::Deadline { deadline_ms }) = result.stopped {
         reasons.push(Reason::Deadline {
             deadline: Duration::from_millis(deadline_ms),
@@ -196,6 +215,12 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
             polls: wait.polls,
         });
     }
+    reasons
+}
+
+/// Pinned config, the deployed version and `[[setup]]`: what must hold before any flow counts.
+fn staging_checks(result: &RunResult) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     let mismatches: Vec<String> = result
         .integrity
         .iter()
@@ -223,6 +248,11 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
             step: step.name.clone(),
         });
     }
+    reasons
+}
+
+/// Critical flows that failed, each with the step it failed at or why it did not finish.
+fn critical_failures(result: &RunResult) -> Option<Reason> {
     let failed: Vec<(String, String)> = result
         .flows
         .iter()
@@ -243,12 +273,18 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
             (f.name.clone(), why)
         })
         .collect();
-    if !failed.is_empty() {
-        reasons.push(Reason::FlowsFailed {
-            failed,
-            total: result.flows.len(),
-        });
+    if failed.is_empty() {
+        return None;
     }
+    Some(Reason::FlowsFailed {
+        failed,
+        total: result.flows.len(),
+    })
+}
+
+/// The `[gate]` limits: non-critical failures, p95 latency, flaky critical steps.
+fn gate_limits(result: &RunResult, gate: &GatePolicy) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     let warned = result
         .flows
         .iter()
@@ -270,21 +306,29 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
         }
     }
     if gate.fail_on_flaky {
-        let steps: Vec<String> = result
-            .flows
+        // Setup steps are as critical as it gets: a failed one fails the gate.
+        let setup = result
+            .setup
             .iter()
-            .filter(|f| f.critical)
-            .flat_map(|f| {
-                f.steps
-                    .iter()
-                    .filter(|s| s.flaky)
-                    .map(move |s| format!("'{}' of flow '{}'", s.name, f.name))
-            })
-            .collect();
+            .filter(|s| s.flaky)
+            .map(|s| format!("'{}' of setup", s.name));
+        let flows = result.flows.iter().filter(|f| f.critical).flat_map(|f| {
+            f.steps
+                .iter()
+                .filter(|s| s.flaky)
+                .map(move |s| format!("'{}' of flow '{}'", s.name, f.name))
+        });
+        let steps: Vec<String> = setup.chain(flows).collect();
         if !steps.is_empty() {
             reasons.push(Reason::Flaky { steps });
         }
     }
+    reasons
+}
+
+/// Fail closed: flows that never ran, and records that do not prove a pass.
+fn unproven(result: &RunResult) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     let not_run = result
         .flows
         .iter()
@@ -295,14 +339,14 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     }
     // Belt and braces: a critical flow counts as passed only if each of its steps really ran
     // and passed, whatever its recorded outcome says.
-    let unproven = result.flows.iter().any(|f| {
+    let lying = result.flows.iter().any(|f| {
         f.critical
             && f.outcome == FlowOutcome::Passed
             && f.steps
                 .iter()
                 .any(|s| s.phase == Phase::Step && s.outcome != StepOutcome::Passed)
     });
-    if unproven {
+    if lying {
         reasons.push(Reason::Internal(
             "a flow reported passed with a step that did not pass".into(),
         ));
@@ -310,11 +354,7 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     if result.flows.is_empty() {
         reasons.push(Reason::Internal("no flow was run".into()));
     }
-    if reasons.is_empty() {
-        Verdict::Passed
-    } else {
-        Verdict::Failed(reasons)
-    }
+    reasons
 }
 
 /// `1 flow`, `2 flows`.

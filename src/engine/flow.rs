@@ -56,7 +56,7 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
             ));
             continue;
         }
-        let result = run_step(shared, Some(index), step, Phase::Step, &mut scope, &jar).await;
+        let result = run_timed(shared, Some(index), step, Phase::Step, &mut scope, &jar).await;
         failed = result.outcome != StepOutcome::Passed;
         steps.push(result);
         if failed && flow.critical {
@@ -94,7 +94,7 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
             ),
             Some(left) => match tokio::time::timeout(
                 left,
-                run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar),
+                run_timed(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar),
             )
             .await
             {
@@ -106,7 +106,7 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
                     "cleanup cut off: its grace time after the stop ran out".into(),
                 ),
             },
-            None => run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar).await,
+            None => run_timed(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar).await,
         };
         steps.push(result);
     }
@@ -132,6 +132,29 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
         duration_ms: duration.as_millis() as u64,
         steps,
     }
+}
+
+/// [`run_step`], with the time a failed request waited counted as its latency: a request that
+/// never answered (timeout, reset, refused) has no latency of its own, and leaving it out
+/// would let timeouts lower the p95. The waits between retries are preflight's, not staging's,
+/// so they do not count.
+pub async fn run_timed(
+    shared: &Shared,
+    flow: FlowIndex,
+    step: &Step,
+    phase: Phase,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+) -> StepResult {
+    let started = Instant::now();
+    let mut result = run_step(shared, flow, step, phase, scope, jar).await;
+    if result.latency_ms.is_none() && result.url.is_some() && result.attempts > 0 {
+        let waits: Duration = (2..=result.attempts)
+            .map(|n| step.retry.delay_before(n))
+            .sum();
+        result.latency_ms = Some(started.elapsed().saturating_sub(waits).as_millis() as u64);
+    }
+    result
 }
 
 /// Runs one step: render, send (racing cancellation), judge, capture.
@@ -314,7 +337,16 @@ async fn send_with_retries(
 ) -> (Result<Exchange, RequestError>, Vec<Attempt>) {
     let policy = &step.retry;
     let mut earlier = Vec::new();
+    // The time of the earlier attempts: the step's latency counts every attempt.
+    let mut waited = Duration::ZERO;
+    let counted = |result: Result<Exchange, RequestError>, waited: Duration| {
+        result.map(|mut exchange| {
+            exchange.latency += waited;
+            exchange
+        })
+    };
     loop {
+        let started = Instant::now();
         let result = if phase == Phase::Cleanup {
             // Cleanups run after a stop too; their own time is bounded by the caller.
             shared.http.exchange(request.clone(), jar, limits).await
@@ -324,6 +356,7 @@ async fn send_with_retries(
                 () = shared.cancel.cancelled() => return (Err(RequestError::Stopped(shared.stop_reason())), earlier),
             }
         };
+        let elapsed = started.elapsed();
         let kind = match &result {
             Err(RequestError::Connect(_) | RequestError::Tls(_)) => Some((policy.on.connect, true)),
             Err(RequestError::Timeout(_) | RequestError::Other(_)) => Some((
@@ -344,13 +377,14 @@ async fn send_with_retries(
         let retry =
             matches!(kind, Some((true, true))) && tries < policy.attempts && !shared.halted();
         if !retry {
-            return (result, earlier);
+            return (counted(result, waited), earlier);
         }
-        earlier.push(Attempt::of(&result));
         tokio::select! {
             () = tokio::time::sleep(policy.delay_before(tries + 1)) => {}
-            () = shared.cancel.cancelled() => return (result, earlier),
+            () = shared.cancel.cancelled() => return (counted(result, waited), earlier),
         }
+        earlier.push(Attempt::of(&result, elapsed));
+        waited += elapsed;
     }
 }
 

@@ -216,7 +216,7 @@ async fn run_setup(shared: &mut Shared) -> Vec<StepResult> {
             captures: std::mem::take(&mut captures),
             run_id: &shared.run_id,
         };
-        let result = flow::run_step(shared, None, step, Phase::Step, &mut scope, &jar).await;
+        let result = flow::run_timed(shared, None, step, Phase::Step, &mut scope, &jar).await;
         captures = scope.captures;
         failed = result.outcome != StepOutcome::Passed;
         results.push(result);

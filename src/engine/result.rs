@@ -97,17 +97,23 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn of(result: &Result<super::http::Exchange, super::http::RequestError>) -> Attempt {
+    /// One try and how long it took: an error (a timeout, a reset) is timed like an answer,
+    /// since it was waited for all the same.
+    pub fn of(
+        result: &Result<super::http::Exchange, super::http::RequestError>,
+        elapsed: std::time::Duration,
+    ) -> Attempt {
+        let latency_ms = Some(elapsed.as_millis() as u64);
         match result {
             Ok(exchange) => Attempt {
                 status: Some(exchange.status.as_u16()),
                 error: None,
-                latency_ms: Some(exchange.latency.as_millis() as u64),
+                latency_ms,
             },
             Err(e) => Attempt {
                 status: None,
                 error: Some(e.to_string()),
-                latency_ms: None,
+                latency_ms,
             },
         }
     }

@@ -83,6 +83,17 @@ impl StepResult {
         }
     }
 
+    /// A step that did not complete because it was cut off: failed with `error`, no response.
+    pub fn unfinished(name: &str, phase: Phase, method: &str, error: &str) -> Self {
+        StepResult {
+            attempts: 1,
+            outcome: StepOutcome::Failed,
+            error: Some(error.to_string()),
+            skipped_because: None,
+            ..StepResult::skipped(name, phase, method, "")
+        }
+    }
+
     pub fn failed_assertions(&self) -> impl Iterator<Item = &Assertion> {
         self.assertions.iter().filter(|a| !a.passed)
     }

@@ -149,10 +149,12 @@ fn warnings(result: &RunResult) -> Vec<String> {
                     .collect::<Vec<_>>()
                     .join("; ")
             });
-            out.push(format!(
-                "cleanup failed: flow '{}', step '{}': {why}",
-                flow.name, cleanup.name
-            ));
+            let (flow, step) = (&flow.name, &cleanup.name);
+            out.push(if why == crate::engine::flow::CLEANUP_UNFINISHED {
+                format!("{why} (flow '{flow}', step '{step}')")
+            } else {
+                format!("cleanup failed: flow '{flow}', step '{step}': {why}")
+            });
         }
     }
     out

@@ -315,16 +315,20 @@ mod tests {
     }
 
     #[test]
-    fn a_device_is_written_through_not_replaced() {
-        let mut prepared = Prepared::report(Path::new("/dev/null")).unwrap();
+    fn a_fifo_is_written_through_not_replaced() {
+        // A FIFO in a temp dir, never a device of the system: a broken build that renames
+        // over its path must not take /dev/null with it.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let reader = fifo.clone();
+        let read = std::thread::spawn(move || std::fs::read_to_string(reader).unwrap());
+        let mut prepared = Prepared::report(&fifo).unwrap();
         assert!(!prepared.is_reversible());
-        prepared.stage(|w| w.write_all(b"gone")).unwrap();
+        prepared.stage(|w| w.write_all(b"through")).unwrap();
         prepared.commit().unwrap();
-        assert!(
-            std::fs::metadata("/dev/null")
-                .unwrap()
-                .file_type()
-                .is_char_device()
-        );
+        assert_eq!(read.join().unwrap(), "through");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     }
 }

@@ -59,6 +59,17 @@ fn shown(out: &Output) -> String {
     )
 }
 
+/// Exit 1, `reason` alone on the last line, and on stderr.
+#[track_caller]
+fn assert_failed_for(out: &Output, reason: &str) {
+    let context = shown(out);
+    assert_eq!(out.status.code(), Some(1), "{context}");
+    let last = last_line(&text(&out.stdout)).to_string();
+    assert_eq!(last, format!("GATE FAILED: {reason}"), "{context}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("error: {reason}")), "{context}");
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{} not written: {e}", path.display()))
 }
@@ -125,6 +136,13 @@ fn suite(base: &str, flows: &[(&str, &str)]) -> Suite {
     suite
 }
 
+/// A staging, a suite whose one probe passes against it, and report paths.
+async fn passing() -> (MockServer, Suite, Reports) {
+    let server = staging().await;
+    let suite = suite(&server.uri(), &[("probe", "/ok")]);
+    (server, suite, Reports::new())
+}
+
 /// Report paths in a temp dir of their own.
 struct Reports {
     dir: tempfile::TempDir,
@@ -139,6 +157,30 @@ impl Reports {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Each of the named reports (JUnit `.xml`, JSON `.json`, Markdown otherwise) says the gate
+    /// failed, for `reason` among others.
+    #[track_caller]
+    fn assert_failed_with(&self, reason: &str, names: &[&str]) {
+        for name in names {
+            let path = self.path(name);
+            let (verdict, failed) = if name.ends_with(".xml") {
+                (junit_verdict(&read(&path)).to_string(), "failure")
+            } else if name.ends_with(".json") {
+                (
+                    read_json(&path)["verdict"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    "fail",
+                )
+            } else {
+                (markdown_verdict(&read(&path)).to_string(), "GATE FAILED")
+            };
+            assert_eq!(verdict, failed, "{name}");
+            assert!(read(&path).contains(reason), "{name} lacks {reason}");
+        }
     }
 
     /// `run SUITE --no-progress` with the JSON, JUnit and Markdown reports and the step
@@ -195,40 +237,16 @@ async fn every_report_and_the_step_summary_carry_the_verdict_of_the_exit_code() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_report_that_cannot_be_opened_fails_the_gate_in_every_report() {
-    let server = staging().await;
-    let suite = suite(&server.uri(), &[("probe", "/ok")]);
-    let reports = Reports::new();
+    let (_server, suite, reports) = passing().await;
     let missing = reports.path("no-such-dir/r.json");
     let out = output(reports.run(&suite, &["--json", missing.to_str().unwrap()])).await;
-    let context = shown(&out);
-    assert_eq!(out.status.code(), Some(1), "{context}");
     let reason = format!(
         "cannot write JSON report {}: No such file or directory (os error 2)",
         missing.display()
     );
-    assert_eq!(
-        last_line(&text(&out.stdout)),
-        format!("GATE FAILED: {reason}"),
-        "{context}"
-    );
-    assert!(
-        text(&out.stderr).contains(&format!("error: {reason}")),
-        "{context}"
-    );
+    assert_failed_for(&out, &reason);
     // The staging passed, yet no report may say so: the verdict is the exit code's.
-    let junit = read(&reports.path("r.xml"));
-    assert_eq!(junit_verdict(&junit), "failure", "{junit}");
-    assert!(junit.contains(&reason), "{junit}");
-    for name in ["r.md", "summary.md"] {
-        let markdown = read(&reports.path(name));
-        assert_eq!(
-            markdown_verdict(&markdown),
-            "GATE FAILED",
-            "{name}: {markdown}"
-        );
-        assert!(markdown.contains(&reason), "{name}: {markdown}");
-        assert!(!markdown.contains("GATE PASSED"), "{name}: {markdown}");
-    }
+    reports.assert_failed_with(&reason, &["r.xml", "r.md", "summary.md"]);
     assert!(!missing.exists());
 }
 
@@ -250,34 +268,19 @@ async fn a_report_that_fails_while_written_fails_the_gate_in_the_others() {
     let reader = fifo.clone();
     std::thread::spawn(move || drop(std::fs::File::open(reader)));
     let out = output(reports.run(&suite, &["--json", fifo.to_str().unwrap()])).await;
-    let context = shown(&out);
-    assert_eq!(out.status.code(), Some(1), "{context}");
     let reason = format!(
         "cannot write JSON report {}: Broken pipe (os error 32)",
         fifo.display()
     );
-    assert_eq!(
-        last_line(&text(&out.stdout)),
-        format!("GATE FAILED: {reason}"),
-        "{context}"
-    );
-    let junit = read(&reports.path("r.xml"));
-    assert_eq!(junit_verdict(&junit), "failure");
-    assert!(junit.contains(&reason));
-    for name in ["r.md", "summary.md"] {
-        let markdown = read(&reports.path(name));
-        assert_eq!(markdown_verdict(&markdown), "GATE FAILED", "{name}");
-        assert!(markdown.contains(&reason), "{name}");
-    }
+    assert_failed_for(&out, &reason);
+    reports.assert_failed_with(&reason, &["r.xml", "r.md", "summary.md"]);
     let meta = std::fs::metadata(&fifo).unwrap();
     assert!(meta.file_type().is_fifo(), "the FIFO was replaced");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_symlinked_report_writes_its_target_and_stays_a_link() {
-    let server = staging().await;
-    let suite = suite(&server.uri(), &[("probe", "/ok")]);
-    let reports = Reports::new();
+    let (_server, suite, reports) = passing().await;
     std::fs::create_dir(reports.path("kept")).unwrap();
     std::fs::write(reports.path("kept/report.json"), "old").unwrap();
     let link = reports.path("r.json");
@@ -325,9 +328,7 @@ fn read_on_a_thread(path: &Path) -> std::sync::mpsc::Receiver<String> {
 async fn a_fifo_and_a_link_to_one_are_written_through_not_replaced() {
     // A FIFO stands for `--json >(jq ...)`; a symlink to it for `/dev/stdout`, which links to
     // a pipe the same way.
-    let server = staging().await;
-    let suite = suite(&server.uri(), &[("probe", "/ok")]);
-    let reports = Reports::new();
+    let (_server, suite, reports) = passing().await;
     let fifo = mkfifo(&reports.path("fifo"));
     let link = reports.path("stdout-like");
     std::os::unix::fs::symlink(&fifo, &link).unwrap();
@@ -352,9 +353,7 @@ async fn a_fifo_and_a_link_to_one_are_written_through_not_replaced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dash_writes_the_report_to_stdout_and_the_summary_to_stderr() {
-    let server = staging().await;
-    let suite = suite(&server.uri(), &[("probe", "/ok")]);
-    let reports = Reports::new();
+    let (_server, suite, reports) = passing().await;
     let out = output(reports.run(&suite, &["--json", "-"])).await;
     let context = shown(&out);
     assert_eq!(out.status.code(), Some(0), "{context}");
@@ -373,9 +372,7 @@ async fn dash_writes_the_report_to_stdout_and_the_summary_to_stderr() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_reports_on_stdout_are_a_usage_error() {
-    let server = staging().await;
-    let suite = suite(&server.uri(), &[("probe", "/ok")]);
-    let reports = Reports::new();
+    let (server, suite, reports) = passing().await;
     let out = output(reports.run(&suite, &["--json", "-", "--junit", "-"])).await;
     assert_eq!(out.status.code(), Some(2), "{}", shown(&out));
     assert!(text(&out.stderr).contains("only one report can go to standard output"));

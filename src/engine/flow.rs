@@ -59,13 +59,8 @@ pub async fn run_flow(
             record.finish(flow, outcome)
         }
     };
-    // Emitted for a flow that never started too, so that no progress line is left behind.
-    shared.events.emit(Event::FlowFinished {
-        flow: index,
-        name: flow.name.clone(),
-        outcome: result.outcome,
-        duration: Duration::from_millis(result.duration_ms),
-    });
+    // For a flow that never started too: it had a progress line.
+    shared.flow_finished(index, &result);
     result
 }
 

@@ -91,6 +91,17 @@ impl Shared {
         }
     }
 
+    /// Tells the live reporters that a flow is done (ran, never started, or was cut off), so
+    /// that no progress line is left behind.
+    pub fn flow_finished(&self, index: usize, result: &FlowResult) {
+        self.events.emit(Event::FlowFinished {
+            flow: index,
+            name: result.name.clone(),
+            outcome: result.outcome,
+            duration: Duration::from_millis(result.duration_ms),
+        });
+    }
+
     /// `None` while the run goes on; after a stop, what is left of the cleanup grace time.
     pub fn cleanup_time_left(&self) -> Option<Duration> {
         self.stop
@@ -307,12 +318,7 @@ fn collect(
                 shared.stop_reason()
             };
             let result = record.cut_off(flow, &why);
-            shared.events.emit(Event::FlowFinished {
-                flow: index,
-                name: flow.name.clone(),
-                outcome: result.outcome,
-                duration: Duration::from_millis(result.duration_ms),
-            });
+            shared.flow_finished(index, &result);
             result
         }
     });

@@ -590,13 +590,17 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     code
 }
 
-/// Loads the suite and keeps the selected flows; `Err` is the exit code (2).
-fn planned(args: &RunArgs, base_url: Option<String>) -> Result<Plan, ExitCode> {
-    let to_stdout = [&args.json, &args.junit, &args.markdown]
+/// How many reports go to standard output (`-`).
+fn reports_to_stdout(args: &RunArgs) -> usize {
+    [&args.json, &args.junit, &args.markdown]
         .into_iter()
         .filter(|p| p.as_deref() == Some(Path::new("-")))
-        .count();
-    if to_stdout > 1 {
+        .count()
+}
+
+/// Loads the suite and keeps the selected flows; `Err` is the exit code (2).
+fn planned(args: &RunArgs, base_url: Option<String>) -> Result<Plan, ExitCode> {
+    if reports_to_stdout(args) > 1 {
         eprintln!("error: only one report can go to standard output (`-`)");
         return Err(ExitCode::from(EXIT_INVALID));
     }
@@ -675,11 +679,8 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         Detail::Normal
     };
     let summary = terminal::summary(&report, detail);
-    let to_stdout = [&args.json, &args.junit, &args.markdown]
-        .into_iter()
-        .any(|p| p.as_deref() == Some(Path::new("-")));
     // A report on standard output keeps it clean: the human summary goes to stderr.
-    if to_stdout {
+    if reports_to_stdout(args) > 0 {
         eprint!("{summary}");
     } else {
         print!("{summary}");

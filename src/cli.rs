@@ -2,16 +2,16 @@
 
 use crate::demo::{DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::{self, EventSink, RunOptions};
-use crate::fs::{write_atomic, write_atomic_with};
+use crate::fs::write::Prepared;
 use crate::integrity;
 use crate::redact::Redactor;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail};
 use crate::report::{Report, junit, markdown};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
-use crate::verdict::{self, EXIT_INVALID, Reason, judge};
+use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
 use clap::{Args, Parser, Subcommand};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,10 +61,26 @@ pub struct SuiteArgs {
     pub vars: Vec<(String, String)>,
 }
 
+/// Which flows of the suite a command works on. Every value must match a flow of the suite.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Only flows with any of these tags (repeatable).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// Leave out flows with this tag (repeatable).
+    #[arg(long)]
+    pub skip_tag: Vec<String>,
+    /// Only the flow with this name (repeatable).
+    #[arg(long)]
+    pub flow: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
+    #[command(flatten)]
+    pub select: Selection,
 }
 
 #[derive(Debug, Args)]
@@ -78,12 +94,8 @@ pub struct LockArgs {
 pub struct ListArgs {
     #[arg(default_value = "smoke-tests")]
     pub suite: PathBuf,
-    /// Only flows with this tag (repeatable: any of them).
-    #[arg(long)]
-    pub tag: Vec<String>,
-    /// Only the flow with this name (repeatable).
-    #[arg(long)]
-    pub flow: Vec<String>,
+    #[command(flatten)]
+    pub select: Selection,
 }
 
 #[derive(Debug, Args)]
@@ -93,15 +105,8 @@ pub struct RunArgs {
     /// Flows in flight at once (overrides `concurrency`).
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
-    /// Run flows with any of these tags (repeatable).
-    #[arg(long)]
-    pub tag: Vec<String>,
-    /// Do not run flows with this tag (repeatable).
-    #[arg(long)]
-    pub skip_tag: Vec<String>,
-    /// Run only the flow with this name (repeatable).
-    #[arg(long)]
-    pub flow: Vec<String>,
+    #[command(flatten)]
+    pub select: Selection,
     /// Default per-request timeout, e.g. 5s (a step's own `timeout` still wins).
     #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
     pub timeout: Option<Duration>,
@@ -112,13 +117,14 @@ pub struct RunArgs {
     /// step and run their cleanups.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Write the JSON report (schema 1) to FILE.
+    /// Write the JSON report (schema 1) to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write the JUnit XML report to FILE.
+    /// Write the JUnit XML report to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Write the Markdown report to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
+    /// Write the Markdown report to FILE (`-`: standard output); also appended to
+    /// $GITHUB_STEP_SUMMARY when set.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
     /// Show authorization, cookie, set-cookie and proxy-authorization values instead of ***.
@@ -144,47 +150,166 @@ pub struct DemoArgs {
     pub run: RunArgs,
 }
 
-/// Writes every report asked for (atomically) and appends the Markdown to the GitHub job
-/// summary when `GITHUB_STEP_SUMMARY` is set; returns what could not be written.
-fn write_reports(args: &RunArgs, report: &Report) -> Vec<String> {
-    let mut failures = Vec::new();
-    type Render = fn(&Report) -> String;
-    let wanted: [(&Option<PathBuf>, &str, Option<Render>); 3] = [
-        (&args.json, "JSON", None),
-        (&args.junit, "JUnit", Some(junit::render)),
-        (&args.markdown, "Markdown", Some(markdown::render)),
-    ];
-    for (path, kind, render) in wanted {
-        let write = |path: &Path| match render {
-            Some(render) => write_atomic(path, &render(report)),
+/// One kind of report: what it renders, and the name its write failures go by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReportKind {
+    Json,
+    Junit,
+    Markdown,
+    /// The Markdown report appended to `$GITHUB_STEP_SUMMARY`.
+    StepSummary,
+}
+
+impl ReportKind {
+    fn name(self) -> &'static str {
+        match self {
+            ReportKind::Json => "JSON",
+            ReportKind::Junit => "JUnit",
+            ReportKind::Markdown => "Markdown",
+            ReportKind::StepSummary => "step summary",
+        }
+    }
+
+    fn render(self, report: &Report, mut out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
             // The JSON report streams to its file: it can be large.
-            None => write_atomic_with(path, |out| report.write_json(out)),
+            ReportKind::Json => report.write_json(&mut out),
+            ReportKind::Junit => out.write_all(junit::render(report).as_bytes()),
+            ReportKind::Markdown | ReportKind::StepSummary => {
+                out.write_all(markdown::render(report).as_bytes())
+            }
+        }
+    }
+}
+
+/// `cannot write JSON report <path>: <cause>`.
+fn not_written(kind: ReportKind, path: &Path, error: &std::io::Error) -> Reason {
+    Reason::ReportNotWritten(format!(
+        "cannot write {} report {}: {error}",
+        kind.name(),
+        path.display()
+    ))
+}
+
+/// A report asked for, and its destination, opened.
+struct Output {
+    kind: ReportKind,
+    path: PathBuf,
+    dest: Prepared,
+}
+
+/// Writes every report so that each one carries the verdict of the exit code. Every
+/// destination is opened first, and one that cannot be fails the verdict before anything is
+/// rendered. Then the temporary files are written, then what cannot be taken back (standard
+/// output, devices, FIFOs, the step summary), and the renames come last: a failure on the way
+/// fails the verdict and re-renders whatever can still change. Returns the final verdict and
+/// the report rendered with it.
+fn write_reports(
+    args: &RunArgs,
+    verdict: Verdict,
+    build: &dyn Fn(&Verdict) -> Report,
+) -> (Verdict, Report) {
+    let (outputs, mut verdict) = open_outputs(args, verdict);
+    let (mut reversible, through): (Vec<Output>, Vec<Output>) =
+        outputs.into_iter().partition(|o| o.dest.is_reversible());
+    let mut report = build(&verdict);
+    stage_all(&mut reversible, &mut verdict, &mut report, build);
+    for mut output in through {
+        if let Err(e) = output.dest.stage(|out| output.kind.render(&report, out)) {
+            verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
+            report = build(&verdict);
+            stage_all(&mut reversible, &mut verdict, &mut report, build);
+        }
+    }
+    commit_all(reversible, verdict, report, build)
+}
+
+/// Opens every destination asked for, the step summary last; each one that cannot be opened
+/// is a reason of the verdict.
+fn open_outputs(args: &RunArgs, mut verdict: Verdict) -> (Vec<Output>, Verdict) {
+    let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let wanted = [
+        (ReportKind::Json, args.json.clone()),
+        (ReportKind::Junit, args.junit.clone()),
+        (ReportKind::Markdown, args.markdown.clone()),
+        (ReportKind::StepSummary, summary),
+    ];
+    let mut outputs = Vec::new();
+    for (kind, path) in wanted {
+        let Some(path) = path else { continue };
+        let opened = match kind {
+            ReportKind::StepSummary => Prepared::append(&path),
+            _ => Prepared::report(&path),
         };
-        if let Some(path) = path
-            && let Err(e) = write(path)
-        {
-            failures.push(format!(
-                "cannot write {kind} report {}: {e}",
-                path.display()
-            ));
+        match opened {
+            Ok(dest) => outputs.push(Output { kind, path, dest }),
+            Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
-    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
-        let appended = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&summary)
-            .and_then(|mut file| {
-                std::io::Write::write_all(&mut file, markdown::render(report).as_bytes())
-            });
-        if let Err(e) = appended {
-            failures.push(format!(
-                "cannot append to GITHUB_STEP_SUMMARY {}: {e}",
-                PathBuf::from(summary).display()
-            ));
+    (outputs, verdict)
+}
+
+/// Writes every temporary file with the current report. One that fails is dropped and fails
+/// the verdict, and the others are written again with that verdict.
+fn stage_all(
+    outputs: &mut Vec<Output>,
+    verdict: &mut Verdict,
+    report: &mut Report,
+    build: &dyn Fn(&Verdict) -> Report,
+) {
+    loop {
+        let mut failures = Vec::new();
+        outputs.retain_mut(|o| match o.dest.stage(|out| o.kind.render(report, out)) {
+            Ok(()) => true,
+            Err(e) => {
+                failures.push(not_written(o.kind, &o.path, &e));
+                false
+            }
+        });
+        if failures.is_empty() {
+            return;
+        }
+        for failure in failures {
+            *verdict = std::mem::replace(verdict, Verdict::Passed).add_reason(failure);
+        }
+        *report = build(verdict);
+    }
+}
+
+/// Renames every temporary file over its target. A rename that fails (rare: the folder
+/// changed meanwhile) fails the verdict, and the reports already in place are written again.
+fn commit_all(
+    outputs: Vec<Output>,
+    mut verdict: Verdict,
+    report: Report,
+    build: &dyn Fn(&Verdict) -> Report,
+) -> (Verdict, Report) {
+    let mut done = Vec::new();
+    let failed_before = verdict.reasons().len();
+    for output in outputs {
+        let (kind, path) = (output.kind, output.path);
+        match output.dest.commit() {
+            Ok(()) => done.push((kind, path)),
+            Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
-    failures
+    if verdict.reasons().len() == failed_before {
+        return (verdict, report);
+    }
+    let report = build(&verdict);
+    for (kind, path) in done {
+        let rewritten = Prepared::report(&path).and_then(|mut dest| {
+            dest.stage(|out| kind.render(&report, out))?;
+            dest.commit()
+        });
+        if let Err(e) = rewritten {
+            verdict = verdict.add_reason(not_written(kind, &path, &e));
+        }
+    }
+    let report = build(&verdict);
+    (verdict, report)
 }
 
 /// SIGINT or SIGTERM cancels the run (verdict aborted, exit 130, reports written); a second
@@ -257,7 +382,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Check(args) => check(&args.suite),
+            Command::Check(args) => check(&args.suite, &args.select),
             Command::List(args) => list(&args),
             Command::Lock(args) => lock(&args),
             Command::Run(args) => run(&args, None).await,
@@ -327,12 +452,26 @@ fn nothing_to_run() -> ExitCode {
     ExitCode::from(EXIT_INVALID)
 }
 
-fn check(args: &SuiteArgs) -> ExitCode {
-    let Some(plan) = load(&args.suite, overrides(args)) else {
+/// Keeps the selected flows. A `--flow`, `--tag` or `--skip-tag` value that matches no flow of
+/// the suite is a usage error, so that a misspelt name can never pass the gate by running
+/// less; `Err` is the exit code (2).
+fn select(plan: &mut Plan, selection: &Selection) -> Result<(), ExitCode> {
+    let unmatched = plan.select(&selection.tag, &selection.skip_tag, &selection.flow);
+    for problem in &unmatched {
+        eprintln!("error: {problem}");
+    }
+    if !unmatched.is_empty() || plan.flows.is_empty() {
+        return Err(nothing_to_run());
+    }
+    Ok(())
+}
+
+fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
+    let Some(mut plan) = load(&args.suite, overrides(args)) else {
         return ExitCode::from(EXIT_INVALID);
     };
-    if plan.flows.is_empty() {
-        return nothing_to_run();
+    if let Err(code) = select(&mut plan, selection) {
+        return code;
     }
     let results = integrity::verify_local(
         &plan.settings.dir,
@@ -412,9 +551,8 @@ fn list(args: &ListArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    plan.select(&args.tag, &[], &args.flow);
-    if plan.flows.is_empty() {
-        return nothing_to_run();
+    if let Err(code) = select(&mut plan, &args.select) {
+        return code;
     }
     for flow in &plan.flows {
         let tags = if flow.tags.is_empty() {
@@ -452,7 +590,20 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     code
 }
 
-async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
+/// How many reports go to standard output (`-`).
+fn reports_to_stdout(args: &RunArgs) -> usize {
+    [&args.json, &args.junit, &args.markdown]
+        .into_iter()
+        .filter(|p| p.as_deref() == Some(Path::new("-")))
+        .count()
+}
+
+/// Loads the suite and keeps the selected flows; `Err` is the exit code (2).
+fn planned(args: &RunArgs, base_url: Option<String>) -> Result<Plan, ExitCode> {
+    if reports_to_stdout(args) > 1 {
+        eprintln!("error: only one report can go to standard output (`-`)");
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
     let mut overrides = overrides(&args.suite);
     if let Some(url) = base_url {
         overrides.base_url = Some(url);
@@ -462,13 +613,27 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     overrides.timeout = args.timeout;
     overrides.deadline = args.deadline;
     let Some(mut plan) = load(&args.suite.suite, overrides) else {
-        return ExitCode::from(EXIT_INVALID);
+        return Err(ExitCode::from(EXIT_INVALID));
     };
-    plan.select(&args.tag, &args.skip_tag, &args.flow);
-    if plan.flows.is_empty() {
-        return nothing_to_run();
+    select(&mut plan, &args.select)?;
+    if !plan.flows.iter().any(|f| f.critical) {
+        // Nothing critical, no free pass: a selection of non-critical flows alone (or an
+        // unreachable staging behind them) must not end in PASS.
+        if !args.quiet {
+            eprintln!("note: no critical flow selected: the selected flows count as critical");
+        }
+        for flow in &mut plan.flows {
+            flow.critical = true;
+        }
     }
-    let plan = Arc::new(plan);
+    Ok(plan)
+}
+
+async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
+    let plan = match planned(args, base_url) {
+        Ok(plan) => Arc::new(plan),
+        Err(code) => return code,
+    };
     let redactor = Arc::new(Redactor::new(plan.secrets.values()));
     let mode = if args.quiet {
         Mode::Silent
@@ -499,14 +664,12 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         }
     };
     let _ = shown.await;
-    let mut verdict = judge(&result, &plan.settings.gate);
-    let mut report = Report::new(&plan, &result, &verdict, &redactor);
-    let failures = write_reports(args, &report);
-    if !failures.is_empty() {
-        for failure in failures {
-            verdict = verdict.add_reason(Reason::ReportNotWritten(failure));
+    let build = |verdict: &Verdict| Report::new(&plan, &result, verdict, &redactor);
+    let (verdict, report) = write_reports(args, judge(&result, &plan.settings.gate), &build);
+    for reason in verdict.reasons() {
+        if let Reason::ReportNotWritten(failure) = reason {
+            eprintln!("error: {failure}");
         }
-        report = Report::new(&plan, &result, &verdict, &redactor);
     }
     let detail = if args.quiet {
         Detail::Quiet
@@ -515,7 +678,13 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     } else {
         Detail::Normal
     };
-    print!("{}", terminal::summary(&report, detail));
+    let summary = terminal::summary(&report, detail);
+    // A report on standard output keeps it clean: the human summary goes to stderr.
+    if reports_to_stdout(args) > 0 {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
     // The process is about to exit: freeing a large run piece by piece is wasted time.
     std::mem::forget((report, result, plan));
     verdict.exit_code()

@@ -3,7 +3,7 @@
 //! and passed.
 
 use crate::engine::result::percentile;
-use crate::engine::{FlowOutcome, Phase, RunResult, StepOutcome, Stop};
+use crate::engine::{FlowOutcome, INTERRUPTED, Phase, RunResult, StepOutcome, Stop};
 use crate::suite::GatePolicy;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use std::time::Duration;
 pub enum Verdict {
     Passed,
     Failed(Vec<Reason>),
-    Aborted,
+    /// Interrupted by a signal; the reasons are what else went wrong after it (a report that
+    /// could not be written): still exit 130, but never silently.
+    Aborted(Vec<Reason>),
 }
 
 /// Why the gate failed.
@@ -130,17 +132,29 @@ impl Verdict {
         match self {
             Verdict::Passed => "pass",
             Verdict::Failed(_) => "fail",
-            Verdict::Aborted => "aborted",
+            Verdict::Aborted(_) => "aborted",
         }
     }
 
     pub fn reasons(&self) -> &[Reason] {
         match self {
-            Verdict::Failed(reasons) => reasons,
-            Verdict::Passed | Verdict::Aborted => &[],
+            Verdict::Failed(reasons) | Verdict::Aborted(reasons) => reasons,
+            Verdict::Passed => &[],
         }
     }
 
+    /// The JSON report's `reasons`: `interrupted` first for an aborted run, then one entry per
+    /// failed flow, config mismatch or other reason.
+    pub fn reason_lines(&self) -> Vec<String> {
+        let interrupted = matches!(self, Verdict::Aborted(_)).then(|| INTERRUPTED.to_string());
+        interrupted
+            .into_iter()
+            .chain(self.reasons().iter().flat_map(Reason::details))
+            .collect()
+    }
+
+    /// One more reason: a pass becomes a fail; an aborted run stays aborted (exit 130) and
+    /// keeps the reason.
     pub fn add_reason(self, reason: Reason) -> Verdict {
         match self {
             Verdict::Passed => Verdict::Failed(vec![reason]),
@@ -148,7 +162,10 @@ impl Verdict {
                 reasons.push(reason);
                 Verdict::Failed(reasons)
             }
-            Verdict::Aborted => Verdict::Aborted,
+            Verdict::Aborted(mut reasons) => {
+                reasons.push(reason);
+                Verdict::Aborted(reasons)
+            }
         }
     }
 
@@ -156,18 +173,37 @@ impl Verdict {
         ExitCode::from(match self {
             Verdict::Passed => 0,
             Verdict::Failed(_) => 1,
-            Verdict::Aborted => 130,
+            Verdict::Aborted(_) => 130,
         })
     }
 }
 
-/// Judges a run under the suite's `[gate]` policy.
+/// Judges a run under the suite's `[gate]` policy. Each part adds the reasons of one kind, in
+/// the order the last line lists them.
 pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     if result.stopped == Some(Stop::Interrupted) {
-        return Verdict::Aborted;
+        return Verdict::Aborted(Vec::new());
     }
-    let mut reasons = Vec::new();
-    reasons.extend(result.internal_errors.iter().cloned().map(Reason::Internal));
+    let mut reasons = run_cut_short(result);
+    reasons.extend(staging_checks(result));
+    reasons.extend(critical_failures(result));
+    reasons.extend(gate_limits(result, gate));
+    reasons.extend(unproven(result));
+    if reasons.is_empty() {
+        Verdict::Passed
+    } else {
+        Verdict::Failed(reasons)
+    }
+}
+
+/// Internal errors, the deadline, and a staging that never became ready.
+fn run_cut_short(result: &RunResult) -> Vec<Reason> {
+    let mut reasons: Vec<Reason> = result
+        .internal_errors
+        .iter()
+        .cloned()
+        .map(Reason::Internal)
+        .collect();
     if let Some(Stop::Deadline { deadline_ms }) = result.stopped {
         reasons.push(Reason::Deadline {
             deadline: Duration::from_millis(deadline_ms),
@@ -179,6 +215,12 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
             polls: wait.polls,
         });
     }
+    reasons
+}
+
+/// Pinned config, the deployed version and `[[setup]]`: what must hold before any flow counts.
+fn staging_checks(result: &RunResult) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     let mismatches: Vec<String> = result
         .integrity
         .iter()
@@ -206,6 +248,11 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
             step: step.name.clone(),
         });
     }
+    reasons
+}
+
+/// Critical flows that failed, each with the step it failed at or why it did not finish.
+fn critical_failures(result: &RunResult) -> Option<Reason> {
     let failed: Vec<(String, String)> = result
         .flows
         .iter()
@@ -226,12 +273,18 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
             (f.name.clone(), why)
         })
         .collect();
-    if !failed.is_empty() {
-        reasons.push(Reason::FlowsFailed {
-            failed,
-            total: result.flows.len(),
-        });
+    if failed.is_empty() {
+        return None;
     }
+    Some(Reason::FlowsFailed {
+        failed,
+        total: result.flows.len(),
+    })
+}
+
+/// The `[gate]` limits: non-critical failures, p95 latency, flaky critical steps.
+fn gate_limits(result: &RunResult, gate: &GatePolicy) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     let warned = result
         .flows
         .iter()
@@ -253,21 +306,29 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
         }
     }
     if gate.fail_on_flaky {
-        let steps: Vec<String> = result
-            .flows
+        // Setup steps are as critical as it gets: a failed one fails the gate.
+        let setup = result
+            .setup
             .iter()
-            .filter(|f| f.critical)
-            .flat_map(|f| {
-                f.steps
-                    .iter()
-                    .filter(|s| s.flaky)
-                    .map(move |s| format!("'{}' of flow '{}'", s.name, f.name))
-            })
-            .collect();
+            .filter(|s| s.flaky)
+            .map(|s| format!("'{}' of setup", s.name));
+        let flows = result.flows.iter().filter(|f| f.critical).flat_map(|f| {
+            f.steps
+                .iter()
+                .filter(|s| s.flaky)
+                .map(move |s| format!("'{}' of flow '{}'", s.name, f.name))
+        });
+        let steps: Vec<String> = setup.chain(flows).collect();
         if !steps.is_empty() {
             reasons.push(Reason::Flaky { steps });
         }
     }
+    reasons
+}
+
+/// Fail closed: flows that never ran, and records that do not prove a pass.
+fn unproven(result: &RunResult) -> Vec<Reason> {
+    let mut reasons = Vec::new();
     let not_run = result
         .flows
         .iter()
@@ -278,14 +339,14 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     }
     // Belt and braces: a critical flow counts as passed only if each of its steps really ran
     // and passed, whatever its recorded outcome says.
-    let unproven = result.flows.iter().any(|f| {
+    let lying = result.flows.iter().any(|f| {
         f.critical
             && f.outcome == FlowOutcome::Passed
             && f.steps
                 .iter()
                 .any(|s| s.phase == Phase::Step && s.outcome != StepOutcome::Passed)
     });
-    if unproven {
+    if lying {
         reasons.push(Reason::Internal(
             "a flow reported passed with a step that did not pass".into(),
         ));
@@ -293,11 +354,7 @@ pub fn judge(result: &RunResult, gate: &GatePolicy) -> Verdict {
     if result.flows.is_empty() {
         reasons.push(Reason::Internal("no flow was run".into()));
     }
-    if reasons.is_empty() {
-        Verdict::Passed
-    } else {
-        Verdict::Failed(reasons)
-    }
+    reasons
 }
 
 /// `1 flow`, `2 flows`.
@@ -421,7 +478,7 @@ mod tests {
             .collect();
         assert_eq!(reasons, ["deadline 1s exceeded", "1 flow not run"]);
         stopped.stopped = Some(Stop::Interrupted);
-        assert_eq!(judge_default(&stopped), Verdict::Aborted);
+        assert_eq!(judge_default(&stopped), Verdict::Aborted(vec![]));
         assert_eq!(judge_default(&stopped).exit_code(), ExitCode::from(130));
         let mut internal = run(vec![flow(
             "a",

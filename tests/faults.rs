@@ -557,6 +557,33 @@ async fn flaky_pass_fails_closed_with_fail_on_flaky() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn flaky_setup_step_fails_closed_with_fail_on_flaky() {
+    // A setup step is as critical as any: one that passed only after a retry counts for
+    // `fail_on_flaky` too.
+    let server = FaultServer::start(Fault::FailThenSucceed(1)).await;
+    let settings = "[gate]\nfail_on_flaky = true\n\n[[setup]]\nname = \"log in\"\npath = \"/login\"\nretry = { attempts = 2, backoff = \"50ms\" }";
+    let suite = Suite::new(&server.base_url(), settings, &get_probe(""));
+    let run = suite.run().await;
+    assert_eq!(run.code(), Some(1), "{}", run.printed());
+    assert_eq!(run.report["setup"][0]["flaky"], true, "{}", run.printed());
+    assert_eq!(run.step()["outcome"], "passed", "{}", run.printed());
+    assert_eq!(
+        run.report["reasons"],
+        serde_json::json!(["flaky step 'log in' of setup"]),
+        "{}",
+        run.printed()
+    );
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    assert_eq!(
+        stdout.lines().last(),
+        Some("GATE FAILED: 1 critical step passed only after a retry"),
+        "{}",
+        run.printed()
+    );
+    assert_eq!(server.requests(), 3, "two setup tries and the probe");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn failing_more_often_than_attempts_fails_closed() {
     let server = FaultServer::start(Fault::FailThenSucceed(5)).await;
     let flow = get_probe("retry = { attempts = 3, backoff = \"50ms\" }");
@@ -678,6 +705,30 @@ async fn post_is_not_resent_when_its_redirect_target_refuses() {
         server.requests(),
         run.printed()
     );
+    assert_eq!(run.attempts(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_is_not_resent_when_its_redirect_target_fails_the_tls_handshake() {
+    // The same, with the redirect target reached but its TLS handshake failing: the POST was
+    // sent on the first hop, so this is no `connect` failure (nothing-was-sent) either, and a
+    // step that retries on `connect` only must not send the POST again.
+    let target = FaultServer::start(Fault::NotTls).await;
+    let server = FaultServer::start(Fault::RedirectToHttps(307, target.addr())).await;
+    let flow = post_order("retry = { attempts = 3, backoff = \"50ms\", on = [\"connect\"] }");
+    let suite = Suite::new(&server.base_url(), "follow_redirects = true", &flow);
+    let run = suite.run().await;
+    run.assert_fails_closed();
+    run.assert_error_contains(&["redirect target: tls handshake failed"]);
+    assert_eq!(
+        server.requests(),
+        1,
+        "the POST was sent {} times: a failed TLS handshake on a redirect hop was retried as a \
+         connect failure\n{}",
+        server.requests(),
+        run.printed()
+    );
+    assert_eq!(target.connections(), 1, "{}", run.printed());
     assert_eq!(run.attempts(), 1);
 }
 
@@ -869,4 +920,105 @@ async fn setup_against_a_500_fails_closed_and_runs_no_flow() {
     );
     assert_eq!(server.requests(), 1, "a flow ran after a failed setup");
     run.assert_within(TIMEOUT);
+}
+
+// ---------------------------------------------------------------------------------------
+// Latency counts what was waited for (SPEC 8): every attempt, a timeout at its elapsed time.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_timeouts_before_an_answer_count_in_the_p95() {
+    // Six of seven requests time out after 500 ms; the seventh answers at once. The step
+    // waited over 3 s for staging: its latency, and the p95, must say so.
+    let server = FaultServer::start(Fault::SilentThenSucceed(6)).await;
+    let flow = get_probe("timeout = \"500ms\"\nretry = { attempts = 7, backoff = \"10ms\" }");
+    let suite = Suite::new(
+        &server.base_url(),
+        "[gate]\nmax_p95_latency = \"1s\"",
+        &flow,
+    );
+    let run = suite.run().await;
+    assert_eq!(server.requests(), 7, "{}", run.printed());
+    assert_eq!(run.step()["outcome"], "passed", "{}", run.printed());
+    assert_eq!(run.attempts(), 7);
+    let latency = run.step()["latency_ms"].as_u64().expect("a latency");
+    assert!(latency >= 3000, "latency {latency} ms\n{}", run.printed());
+    for attempt in run.earlier_attempts() {
+        assert!(
+            attempt["latency_ms"].as_u64().is_some_and(|ms| ms >= 500),
+            "a timed-out attempt counts at its elapsed time: {attempt}"
+        );
+    }
+    let p95 = run.report["summary"]["latency_ms"]["p95"].as_u64();
+    assert!(
+        p95.is_some_and(|p| p >= 3000),
+        "p95 {p95:?}\n{}",
+        run.printed()
+    );
+    run.assert_gate_failed();
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("GATE FAILED: p95 latency ") && last.ends_with(" over 1s"),
+        "{}",
+        run.printed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_step_counts_at_its_elapsed_time_in_the_p95() {
+    // A non-critical probe that times out only warns, but its second of waiting is a latency:
+    // the p95 cannot come out of the fast critical probe alone.
+    let silent = FaultServer::start(Fault::Silent).await;
+    let fast = FaultServer::start(Fault::Status(200)).await;
+    let suite = Suite::new(
+        &fast.base_url(),
+        "[gate]\nmax_p95_latency = \"500ms\"",
+        &get_probe(""),
+    );
+    std::fs::write(
+        suite.suite_dir().join("slow.toml"),
+        format!(
+            "critical = false\n[[step]]\nname = \"slow\"\nurl = \"{}/slow\"\n",
+            silent.base_url()
+        ),
+    )
+    .expect("write slow.toml");
+    let run = suite.run().await;
+    let slow = &run.report["flows"][1];
+    assert_eq!(slow["outcome"], "warned", "{}", run.printed());
+    assert!(
+        slow["steps"][0]["latency_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms >= 1000),
+        "{}",
+        run.printed()
+    );
+    run.assert_gate_failed();
+    assert!(
+        run.report["reasons"].to_string().contains(" over 500ms"),
+        "{}",
+        run.printed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_latency_counts_every_attempt() {
+    // Two tries time out after 300 ms, the third answers at once: the step waited over 600 ms,
+    // more than its `max_latency`.
+    let server = FaultServer::start(Fault::SilentThenSucceed(2)).await;
+    let flow = get_probe(
+        "timeout = \"300ms\"\nretry = { attempts = 3, backoff = \"10ms\" }\n[step.expect]\nmax_latency = \"500ms\"",
+    );
+    let suite = Suite::new(&server.base_url(), "", &flow);
+    let run = suite.run().await;
+    run.assert_fails_closed();
+    assert_eq!(server.requests(), 3, "{}", run.printed());
+    let failed = run.failed_assertions();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["subject"], "latency");
+    assert!(
+        failed[0]["actual"].as_u64().is_some_and(|ms| ms >= 600),
+        "{failed:?}"
+    );
 }

@@ -777,7 +777,7 @@ path = "/carts/{{ cart_id }}"
 /// The binary started as a plain child process, killed if the test ends early.
 struct Running {
     child: Option<Child>,
-    _out_dir: tempfile::TempDir,
+    out_dir: tempfile::TempDir,
     stdout: PathBuf,
     stderr: PathBuf,
     json: PathBuf,
@@ -794,7 +794,16 @@ impl Drop for Running {
 
 impl Running {
     fn start(suite: &Suite) -> Running {
-        let out_dir = tempfile::tempdir().expect("temp dir");
+        Running::start_with(suite, tempfile::tempdir().expect("temp dir"), |_| {})
+    }
+
+    /// [`Running::start`] with its output files in `out_dir`, and `more` arguments or
+    /// variables.
+    fn start_with(
+        suite: &Suite,
+        out_dir: tempfile::TempDir,
+        more: impl FnOnce(&mut std::process::Command),
+    ) -> Running {
         let stdout = out_dir.path().join("stdout.txt");
         let stderr = out_dir.path().join("stderr.txt");
         let json = out_dir.path().join("report.json");
@@ -810,10 +819,11 @@ impl Running {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        more(&mut cmd);
         let child = cmd.spawn().expect("the binary starts");
         Running {
             child: Some(child),
-            _out_dir: out_dir,
+            out_dir,
             stdout,
             stderr,
             json,
@@ -851,11 +861,15 @@ impl Running {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
     fn output(&self) -> String {
         format!(
             "--- stdout\n{}\n--- stderr\n{}",
             self.stdout(),
-            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+            self.stderr()
         )
     }
 }
@@ -1008,5 +1022,103 @@ async fn a_second_sigint_during_cleanups_exits_at_once() {
         !last_line(&running.stdout()).starts_with("GATE PASSED"),
         "{}",
         running.output()
+    );
+}
+
+/// After the verdict `aborted`: every report and the step summary say so, and a report that
+/// cannot be written is reported (stderr, the last line, the reasons) while the exit code
+/// stays 130.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aborted_run_writes_every_report_as_aborted_and_names_the_one_it_could_not_write() {
+    let staging = signal_staging(Duration::ZERO).await;
+    let suite = signal_suite(&staging);
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let dir = out_dir.path().to_path_buf();
+    let junit = dir.join("no-such-dir/report.xml");
+    let junit_arg = junit.clone();
+    let mut running = Running::start_with(&suite, out_dir, |cmd| {
+        cmd.arg("--junit")
+            .arg(&junit_arg)
+            .arg("--markdown")
+            .arg(dir.join("report.md"))
+            .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"));
+    });
+    until_count(&staging.slow, 1, "the slow step", &running).await;
+
+    running.signal("INT");
+    let (code, _) = running.exit_within(Duration::from_secs(20)).await;
+
+    assert_eq!(code, Some(130), "{}", running.output());
+    let reason = format!(
+        "cannot write JUnit report {}: No such file or directory (os error 2)",
+        junit.display()
+    );
+    assert_eq!(
+        last_line(&running.stdout()),
+        format!("GATE ABORTED: interrupted; {reason}"),
+        "{}",
+        running.output()
+    );
+    assert!(
+        running.stderr().contains(&format!("error: {reason}")),
+        "{}",
+        running.output()
+    );
+    let report = read_json(&running.json);
+    assert_eq!(report["verdict"], "aborted");
+    assert_eq!(report["reasons"], json!(["interrupted", reason]));
+    for name in ["report.md", "summary.md"] {
+        let markdown = std::fs::read_to_string(running.out_dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name} not written: {e}"));
+        assert!(
+            markdown.starts_with("## ⛔ preflight: GATE ABORTED"),
+            "{name}: {markdown}"
+        );
+        assert!(markdown.contains(&reason), "{name}: {markdown}");
+    }
+}
+
+/// A cleanup that started before the signal and outlives the grace time is cut off: the
+/// flow keeps the result of its step, and the cleanup is a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_during_a_slow_cleanup_keeps_the_flows_results() {
+    let deletes = Arc::new(AtomicUsize::new(0));
+    let counted = deletes.clone();
+    let server = RawServer::start(move |head: String| {
+        let deletes = counted.clone();
+        async move {
+            if head.starts_with("DELETE ") {
+                deletes.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            response("200 OK", "{}")
+        }
+    })
+    .await;
+    let suite = Suite::new(&settings(&server.url, "timeout = \"60s\""));
+    suite.write(
+        "shop.toml",
+        "[[step]]\nname = \"get\"\npath = \"/a\"\n\n[[cleanup]]\nname = \"tidy\"\nmethod = \"DELETE\"\npath = \"/data\"\n",
+    );
+    let mut running = Running::start(&suite);
+    until_count(&deletes, 1, "the cleanup", &running).await;
+
+    running.signal("TERM");
+    let (code, _) = running.exit_within(Duration::from_secs(20)).await;
+
+    assert_eq!(code, Some(130), "{}", running.output());
+    let report = read_json(&running.json);
+    assert_eq!(report["verdict"], "aborted");
+    let steps = &report["flows"][0]["steps"];
+    assert_eq!(
+        (&steps[0]["outcome"], &steps[0]["status"]),
+        (&json!("passed"), &json!(200)),
+        "{report:#}"
+    );
+    let unfinished = "cleanup did not finish: test data may be left behind";
+    assert_eq!(steps[1]["error"], unfinished, "{report:#}");
+    assert_eq!(
+        report["warnings"],
+        json!([format!("{unfinished} (flow 'shop', step 'tidy')")])
     );
 }

@@ -3,6 +3,7 @@
 use super::Shared;
 use super::event::{Event, FlowIndex};
 use super::http::{Exchange, Limits, Request, RequestError};
+use super::record::FlowRecord;
 use super::result::{Attempt, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
@@ -18,12 +19,20 @@ use std::time::{Duration, Instant};
 
 /// Cleanups get this long in total once the run is cancelled (deadline, signal).
 pub const CLEANUP_GRACE: Duration = Duration::from_secs(5);
+/// The error of a cleanup cut off (or never started) when the grace time ran out: a warning,
+/// since what the flow created may still be on staging.
+pub const CLEANUP_UNFINISHED: &str = "cleanup did not finish: test data may be left behind";
 const BODY_EXCERPT_CHARS: usize = 500;
 
-/// Runs one flow to the end, cleanups included. Never panics on bad input: every problem
-/// becomes a failed step.
-pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult {
-    let started = Instant::now();
+/// Runs one flow to the end, cleanups included, recording each step result in `record` as soon
+/// as it exists (so that a task aborted after the grace time keeps them). Never panics on bad
+/// input: every problem becomes a failed step.
+pub async fn run_flow(
+    shared: &Shared,
+    index: usize,
+    flow: &Flow,
+    record: &FlowRecord,
+) -> FlowResult {
     shared.events.emit(Event::FlowStarted {
         flow: index,
         name: flow.name.clone(),
@@ -36,7 +45,36 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
         captures: HashMap::new(),
         run_id: &shared.run_id,
     };
-    let mut steps = Vec::with_capacity(flow.steps.len() + flow.cleanup.len());
+    let (failed, stopped) = run_steps(shared, index, flow, &mut scope, &jar, record).await;
+    let result = match stopped {
+        // Halted before its first step: the flow never started.
+        Some(reason) if record.nothing_tried() => super::skipped_flow(flow, &reason),
+        _ => {
+            run_cleanups(shared, index, flow, &mut scope, &jar, record).await;
+            // A flow stopped half-way did not pass: failed (warned if non-critical).
+            let outcome = match (failed || stopped.is_some(), flow.critical) {
+                (false, _) => FlowOutcome::Passed,
+                (true, true) => FlowOutcome::Failed,
+                (true, false) => FlowOutcome::Warned,
+            };
+            record.finish(flow, outcome)
+        }
+    };
+    // For a flow that never started too: it had a progress line.
+    shared.flow_finished(index, &result);
+    result
+}
+
+/// The flow's steps in order: whether one failed, and what stopped the rest (fail-fast,
+/// deadline, signal).
+async fn run_steps(
+    shared: &Shared,
+    index: usize,
+    flow: &Flow,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+    record: &FlowRecord,
+) -> (bool, Option<String>) {
     let mut failed = false;
     let mut stopped: Option<String> = None;
     for step in &flow.steps {
@@ -49,90 +87,131 @@ pub async fn run_flow(shared: &Shared, index: usize, flow: &Flow) -> FlowResult 
             (None, false) => None,
         };
         if let Some(because) = skip {
-            steps.push(StepResult::skipped(
+            let method = step.method.as_str();
+            record.push(StepResult::skipped(
                 &step.name,
                 Phase::Step,
-                step.method.as_str(),
+                method,
                 because,
             ));
             continue;
         }
-        let result = run_step(shared, Some(index), step, Phase::Step, &mut scope, &jar).await;
+        record.running(step, Phase::Step);
+        let result = run_timed(shared, Some(index), step, Phase::Step, scope, jar).await;
         failed = result.outcome != StepOutcome::Passed;
-        steps.push(result);
+        record.push(result);
         if failed && flow.critical {
             // Fail-fast stops the run at the failing step, not after this flow's cleanups.
             shared.critical_flow_failed(&flow.name);
         }
     }
-    if stopped.is_some() && steps.iter().all(|s| s.outcome == StepOutcome::Skipped) {
-        // Halted before its first step: the flow never started.
-        return super::skipped_flow(flow, stopped.as_deref().unwrap_or_default());
-    }
+    (failed, stopped)
+}
+
+/// The flow's cleanups, in order, each one recorded.
+async fn run_cleanups(
+    shared: &Shared,
+    index: usize,
+    flow: &Flow,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+    record: &FlowRecord,
+) {
     for step in &flow.cleanup {
-        let missing: Vec<&String> = step
-            .uses_captures
-            .iter()
-            .filter(|c| !scope.captures.contains_key(*c))
-            .collect();
-        if !missing.is_empty() {
-            let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
-            let because = format!("capture {} never happened", names.join(", "));
-            steps.push(StepResult::skipped(
-                &step.name,
-                Phase::Cleanup,
-                step.method.as_str(),
-                because,
-            ));
-            continue;
-        }
-        let result = match shared.cleanup_time_left() {
-            Some(left) if left.is_zero() => StepResult::skipped(
-                &step.name,
-                Phase::Cleanup,
-                step.method.as_str(),
-                "no time left for cleanups",
-            ),
-            Some(left) => match tokio::time::timeout(
-                left,
-                run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => failed_without_response(
-                    step,
-                    Phase::Cleanup,
-                    None,
-                    "cleanup cut off: its grace time after the stop ran out".into(),
-                ),
-            },
-            None => run_step(shared, Some(index), step, Phase::Cleanup, &mut scope, &jar).await,
+        let result = match unrunnable(flow, step, scope, record) {
+            Some(result) => result,
+            None => run_cleanup(shared, index, step, scope, jar, record).await,
         };
-        steps.push(result);
+        record.push(result);
     }
-    // A flow stopped half-way did not pass: it counts as failed (warned if non-critical).
-    let outcome = match (failed || stopped.is_some(), flow.critical) {
-        (false, _) => FlowOutcome::Passed,
-        (true, true) => FlowOutcome::Failed,
-        (true, false) => FlowOutcome::Warned,
+}
+
+/// A cleanup that needs a capture (of the flow or of `[[setup]]`) that never happened cannot
+/// run. If a step that makes the capture was tried, it may have created what the cleanup
+/// deletes: a failed cleanup, so a warning. If none was tried, nothing was created: skipped.
+fn unrunnable(
+    flow: &Flow,
+    step: &Step,
+    scope: &FlowScope<'_>,
+    record: &FlowRecord,
+) -> Option<StepResult> {
+    let missing: Vec<&str> = step
+        .uses_captures
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !scope.captures.contains_key(*c) && !scope.setup.contains_key(*c))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+    let never = format!("capture {} never happened", names.join(", "));
+    let method = step.method.as_str();
+    let tried = missing.iter().any(|c| record.tried_to_capture(flow, c));
+    Some(if tried {
+        let error = format!("{never}: the cleanup could not run, test data may be left behind");
+        StepResult::unfinished(&step.name, Phase::Cleanup, method, &error)
+    } else {
+        let because = format!("{never}: the step that makes it did not run");
+        StepResult::skipped(&step.name, Phase::Cleanup, method, because)
+    })
+}
+
+/// One cleanup, cut off when the grace time after a stop runs out, wherever it started.
+async fn run_cleanup(
+    shared: &Shared,
+    index: usize,
+    step: &Step,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+    record: &FlowRecord,
+) -> StepResult {
+    let unfinished = || {
+        let method = step.method.as_str();
+        StepResult::unfinished(&step.name, Phase::Cleanup, method, CLEANUP_UNFINISHED)
     };
-    let duration = started.elapsed();
-    shared.events.emit(Event::FlowFinished {
-        flow: index,
-        name: flow.name.clone(),
-        outcome,
-        duration,
-    });
-    FlowResult {
-        name: flow.name.clone(),
-        file: flow.file.clone(),
-        tags: flow.tags.clone(),
-        critical: flow.critical,
-        outcome,
-        duration_ms: duration.as_millis() as u64,
-        steps,
+    if shared
+        .cleanup_time_left()
+        .is_some_and(|left| left.is_zero())
+    {
+        return unfinished();
     }
+    record.running(step, Phase::Cleanup);
+    tokio::select! {
+        result = run_timed(shared, Some(index), step, Phase::Cleanup, scope, jar) => result,
+        () = grace_over(shared) => unfinished(),
+    }
+}
+
+/// Resolves when the cleanup grace time after a stop (deadline, signal) has run out; never
+/// while the run goes on.
+async fn grace_over(shared: &Shared) {
+    shared.cancel.cancelled().await;
+    let at = shared.stop.get().map_or_else(Instant::now, |(_, at)| *at);
+    tokio::time::sleep_until((at + CLEANUP_GRACE).into()).await;
+}
+
+/// [`run_step`], with the time a failed request waited counted as its latency: a request that
+/// never answered (timeout, reset, refused) has no latency of its own, and leaving it out
+/// would let timeouts lower the p95. The waits between retries are preflight's, not staging's,
+/// so they do not count.
+pub async fn run_timed(
+    shared: &Shared,
+    flow: FlowIndex,
+    step: &Step,
+    phase: Phase,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+) -> StepResult {
+    let started = Instant::now();
+    let mut result = run_step(shared, flow, step, phase, scope, jar).await;
+    if result.latency_ms.is_none() && result.url.is_some() && result.attempts > 0 {
+        let waits: Duration = (2..=result.attempts)
+            .map(|n| step.retry.delay_before(n))
+            .sum();
+        result.latency_ms = Some(started.elapsed().saturating_sub(waits).as_millis() as u64);
+    }
+    result
 }
 
 /// Runs one step: render, send (racing cancellation), judge, capture.
@@ -382,7 +461,16 @@ async fn send_with_retries(
 ) -> (Result<Exchange, RequestError>, Vec<Attempt>) {
     let policy = &step.retry;
     let mut earlier = Vec::new();
+    // The time of the earlier attempts: the step's latency counts every attempt.
+    let mut waited = Duration::ZERO;
+    let counted = |result: Result<Exchange, RequestError>, waited: Duration| {
+        result.map(|mut exchange| {
+            exchange.latency += waited;
+            exchange
+        })
+    };
     loop {
+        let started = Instant::now();
         let result = if phase == Phase::Cleanup {
             // Cleanups run after a stop too; their own time is bounded by the caller.
             shared.http.exchange(request.clone(), jar, limits).await
@@ -392,6 +480,7 @@ async fn send_with_retries(
                 () = shared.cancel.cancelled() => return (Err(RequestError::Stopped(shared.stop_reason())), earlier),
             }
         };
+        let elapsed = started.elapsed();
         let kind = match &result {
             Err(RequestError::Connect(_) | RequestError::Tls(_)) => Some((policy.on.connect, true)),
             Err(RequestError::Timeout(_) | RequestError::Other(_)) => Some((
@@ -412,13 +501,14 @@ async fn send_with_retries(
         let retry =
             matches!(kind, Some((true, true))) && tries < policy.attempts && !shared.halted();
         if !retry {
-            return (result, earlier);
+            return (counted(result, waited), earlier);
         }
-        earlier.push(Attempt::of(&result));
         tokio::select! {
             () = tokio::time::sleep(policy.delay_before(tries + 1)) => {}
-            () = shared.cancel.cancelled() => return (result, earlier),
+            () = shared.cancel.cancelled() => return (counted(result, waited), earlier),
         }
+        earlier.push(Attempt::of(&result, elapsed));
+        waited += elapsed;
     }
 }
 

@@ -148,9 +148,13 @@ impl Http {
                 builder = builder.body(body.clone());
             }
             let mut response = builder.send().await.map_err(|e| match classify(e) {
-                // The first hop was sent already: for retries this is not "nothing was sent".
+                // The first hop was sent already: for retries this is not "nothing was sent",
+                // whether the next hop's connection or its TLS handshake failed.
                 RequestError::Connect(chain) if hops > 0 => {
                     RequestError::Other(format!("redirect target: connect failed: {chain}"))
+                }
+                RequestError::Tls(chain) if hops > 0 => {
+                    RequestError::Other(format!("redirect target: tls handshake failed: {chain}"))
                 }
                 other => other,
             })?;

@@ -8,6 +8,7 @@ pub mod event;
 pub mod flow;
 pub mod http;
 mod preflight;
+pub mod record;
 pub mod result;
 pub mod scope;
 
@@ -18,6 +19,7 @@ use crate::integrity;
 use crate::redact::Redactor;
 use crate::suite::Plan;
 use flow::CLEANUP_GRACE;
+use record::FlowRecord;
 use reqwest::cookie::Jar;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -87,6 +89,17 @@ impl Shared {
         if self.fail_fast && self.failed_fast.set(flow.to_string()).is_ok() {
             self.halt.cancel();
         }
+    }
+
+    /// Tells the live reporters that a flow is done (ran, never started, or was cut off), so
+    /// that no progress line is left behind.
+    pub fn flow_finished(&self, index: usize, result: &FlowResult) {
+        self.events.emit(Event::FlowFinished {
+            flow: index,
+            name: result.name.clone(),
+            outcome: result.outcome,
+            duration: Duration::from_millis(result.duration_ms),
+        });
     }
 
     /// `None` while the run goes on; after a stop, what is left of the cleanup grace time.
@@ -216,7 +229,7 @@ async fn run_setup(shared: &mut Shared) -> Vec<StepResult> {
             captures: std::mem::take(&mut captures),
             run_id: &shared.run_id,
         };
-        let result = flow::run_step(shared, None, step, Phase::Step, &mut scope, &jar).await;
+        let result = flow::run_timed(shared, None, step, Phase::Step, &mut scope, &jar).await;
         captures = scope.captures;
         failed = result.outcome != StepOutcome::Passed;
         results.push(result);
@@ -232,7 +245,7 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
     let mut internal_errors = Vec::new();
     let slots = Arc::new(Semaphore::new(plan.settings.concurrency));
     let mut tasks = JoinSet::new();
-    let mut task_flow = HashMap::new();
+    let mut started: Started = HashMap::new();
     for index in 0..plan.flows.len() {
         // Finished flows are collected while waiting for a slot, so that at most
         // `concurrency` task cells (each as large as a whole flow future) are alive at once.
@@ -241,7 +254,7 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
                 biased;
                 () = shared.halt.cancelled() => break None,
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    collect(done, &task_flow, plan, &mut flows, &mut internal_errors);
+                    collect(done, &mut started, shared, &mut flows, &mut internal_errors);
                 }
                 permit = slots.clone().acquire_owned() => {
                     break Some(permit.expect("the semaphore is never closed"));
@@ -250,12 +263,14 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
         };
         let Some(permit) = permit else { break };
         let shared = shared.clone();
+        let record = Arc::new(FlowRecord::new());
+        let kept = record.clone();
         // Each flow holds its slot to the end, cleanups included.
         let handle = tasks.spawn(async move {
             let _slot = permit;
-            flow::run_flow(&shared, index, &shared.plan.flows[index]).await
+            flow::run_flow(&shared, index, &shared.plan.flows[index], &record).await
         });
-        task_flow.insert(handle.id(), index);
+        started.insert(handle.id(), (index, kept));
     }
     // After a stop, running flows get their cleanup grace time; past it, they are aborted.
     loop {
@@ -267,41 +282,46 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
             }
         };
         let Some(done) = next else { break };
-        collect(done, &task_flow, plan, &mut flows, &mut internal_errors);
+        collect(done, &mut started, shared, &mut flows, &mut internal_errors);
     }
     (flows, internal_errors)
 }
 
+/// Each running flow task: its flow's index and what it recorded so far.
+type Started = HashMap<tokio::task::Id, (usize, Arc<FlowRecord>)>;
+
 fn collect(
     done: Result<(tokio::task::Id, FlowResult), tokio::task::JoinError>,
-    task_flow: &HashMap<tokio::task::Id, usize>,
-    plan: &Plan,
+    started: &mut Started,
+    shared: &Shared,
     flows: &mut [Option<FlowResult>],
     internal_errors: &mut Vec<String>,
 ) {
-    match done {
-        Ok((id, result)) => {
-            if let Some(&index) = task_flow.get(&id) {
-                flows[index] = Some(result);
-            }
-        }
+    let (id, outcome) = match done {
+        Ok((id, result)) => (id, Ok(result)),
+        Err(error) => (error.id(), Err(error)),
+    };
+    let Some((index, record)) = started.remove(&id) else {
+        return;
+    };
+    let flow = &shared.plan.flows[index];
+    flows[index] = Some(match outcome {
+        Ok(result) => result,
         Err(error) => {
-            // A panic or an abort must fail the gate, never vanish.
-            let index = task_flow.get(&error.id()).copied();
-            let what = if error.is_panic() {
-                "panicked"
+            // A panic must fail the gate, never vanish; an abort after the grace time only
+            // happens after a stop, which already decides the verdict. Either way the flow keeps
+            // every step result it recorded.
+            let why = if error.is_panic() {
+                internal_errors.push(format!("flow '{}' panicked", flow.name));
+                "flow task panicked".to_string()
             } else {
-                "was aborted after the stop grace time"
+                shared.stop_reason()
             };
-            let name = index.map_or("?", |i| plan.flows[i].name.as_str());
-            internal_errors.push(format!("flow '{name}' {what}"));
-            if let Some(i) = index {
-                let mut failed = skipped_flow(&plan.flows[i], &format!("flow task {what}"));
-                failed.outcome = FlowOutcome::Failed;
-                flows[i] = Some(failed);
-            }
+            let result = record.cut_off(flow, &why);
+            shared.flow_finished(index, &result);
+            result
         }
-    }
+    });
 }
 
 pub(crate) fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResult {

@@ -75,6 +75,17 @@ impl StepResult {
         }
     }
 
+    /// A step that did not complete because it was cut off: failed with `error`, no response.
+    pub fn unfinished(name: &str, phase: Phase, method: &str, error: &str) -> Self {
+        StepResult {
+            attempts: 1,
+            outcome: StepOutcome::Failed,
+            error: Some(error.to_string()),
+            skipped_because: None,
+            ..StepResult::skipped(name, phase, method, "")
+        }
+    }
+
     pub fn failed_assertions(&self) -> impl Iterator<Item = &Assertion> {
         self.assertions.iter().filter(|a| !a.passed)
     }
@@ -89,17 +100,23 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn of(result: &Result<super::http::Exchange, super::http::RequestError>) -> Attempt {
+    /// One try and how long it took: an error (a timeout, a reset) is timed like an answer,
+    /// since it was waited for all the same.
+    pub fn of(
+        result: &Result<super::http::Exchange, super::http::RequestError>,
+        elapsed: std::time::Duration,
+    ) -> Attempt {
+        let latency_ms = Some(elapsed.as_millis() as u64);
         match result {
             Ok(exchange) => Attempt {
                 status: Some(exchange.status.as_u16()),
                 error: None,
-                latency_ms: Some(exchange.latency.as_millis() as u64),
+                latency_ms,
             },
             Err(e) => Attempt {
                 status: None,
                 error: Some(e.to_string()),
-                latency_ms: None,
+                latency_ms,
             },
         }
     }

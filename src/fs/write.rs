@@ -1,43 +1,269 @@
-//! Writing files so that a reader never sees half of one.
+//! Writing files so that a reader never sees half of one, and without replacing what a path
+//! names when it is not a regular file.
+//!
+//! A destination is [`Prepared`] (resolved and opened) before anything is written to it, so a
+//! caller can learn that a file cannot be written before it decides what to write. Only
+//! regular files (or paths that do not exist yet) are written by a temporary file and a
+//! rename; a symlink writes its target; a device, a FIFO, a `/dev/stdout`-like path and `-`
+//! (standard output) are written through, never replaced.
 
-use std::io::Write;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-/// Writes a file atomically: a temporary file in the same folder, then a rename, so that a
-/// reader never sees half a report.
-pub fn write_atomic(path: &Path, content: &str) -> std::io::Result<()> {
+/// Symlinks followed at most (Linux's own limit is 40).
+const MAX_LINKS: usize = 40;
+/// How long opening a FIFO (or a pipe) waits for a reader before it is an error: a report
+/// nobody reads must not hang the gate forever.
+const OPEN_WAIT: Duration = Duration::from_secs(10);
+
+/// Writes a file atomically: a temporary file beside it, then a rename, so that a reader never
+/// sees half of it. A symlink writes its target; a device or FIFO is written through.
+pub fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
     write_atomic_with(path, |out| out.write_all(content.as_bytes()))
 }
 
 /// [`write_atomic`], with the content written by `fill` through a buffer.
 pub fn write_atomic_with(
     path: &Path,
-    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut prepared = Prepared::file(path)?;
+    prepared.stage(fill)?;
+    prepared.commit()
+}
+
+/// A destination resolved and opened, not yet written.
+#[derive(Debug)]
+pub struct Prepared {
+    sink: Sink,
+}
+
+#[derive(Debug)]
+enum Sink {
+    /// `-`.
+    Stdout,
+    /// A device, a FIFO or a `/dev/stdout`-like path, opened for appending: written through.
+    Through(File),
+    /// Appended to, created if missing (the GitHub step summary).
+    Append(File),
+    /// A regular file, or a path that does not exist yet: a temporary file beside the target,
+    /// renamed over it by [`Prepared::commit`]; removed if never committed.
+    Atomic {
+        target: PathBuf,
+        tmp: PathBuf,
+        file: File,
+        committed: bool,
+    },
+}
+
+/// What a path turned out to be.
+enum Kind {
+    Regular(PathBuf),
+    Special(PathBuf),
+}
+
+impl Prepared {
+    /// A report destination: `-` is standard output, anything else as [`Prepared::file`].
+    pub fn report(path: &Path) -> io::Result<Prepared> {
+        if path == Path::new("-") {
+            return Ok(Prepared { sink: Sink::Stdout });
+        }
+        Prepared::file(path)
+    }
+
+    /// A file destination: a regular file or a new path (through its symlinks) gets a
+    /// temporary file beside it; anything else is opened to be written through.
+    pub fn file(path: &Path) -> io::Result<Prepared> {
+        let sink = match resolve(path)? {
+            Kind::Regular(target) => atomic(target)?,
+            Kind::Special(path) => Sink::Through(open_waiting(path)?),
+        };
+        Ok(Prepared { sink })
+    }
+
+    /// A file that content is appended to, created if missing.
+    pub fn append(path: &Path) -> io::Result<Prepared> {
+        let file = OpenOptions::new().append(true).create(true).open(path)?;
+        Ok(Prepared {
+            sink: Sink::Append(file),
+        })
+    }
+
+    /// Whether what [`Prepared::stage`] writes can still be replaced (by staging again) or
+    /// dropped: true until the rename, for a temporary file only.
+    pub fn is_reversible(&self) -> bool {
+        matches!(self.sink, Sink::Atomic { .. })
+    }
+
+    /// Writes the content: into the temporary file (replacing what an earlier call wrote), or
+    /// straight through to standard output, the device, FIFO or appended file.
+    pub fn stage(&mut self, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Stdout => {
+                let mut out = io::BufWriter::new(io::stdout().lock());
+                fill(&mut out)?;
+                out.flush()
+            }
+            Sink::Through(file) | Sink::Append(file) => {
+                let mut out = io::BufWriter::with_capacity(64 * 1024, &*file);
+                fill(&mut out)?;
+                out.flush()
+            }
+            Sink::Atomic { file, .. } => {
+                file.set_len(0)?;
+                file.rewind()?;
+                let mut out = io::BufWriter::with_capacity(64 * 1024, &*file);
+                fill(&mut out)?;
+                out.flush()
+            }
+        }
+    }
+
+    /// Makes the staged content final: the temporary file is synced and renamed over its
+    /// target. Nothing to do for the others: they were written through.
+    pub fn commit(mut self) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Atomic {
+                target,
+                tmp,
+                file,
+                committed,
+            } => {
+                file.sync_all()?;
+                std::fs::rename(&*tmp, &*target)?;
+                *committed = true;
+                Ok(())
+            }
+            Sink::Stdout | Sink::Through(_) | Sink::Append(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Sink::Atomic {
+            tmp,
+            committed: false,
+            ..
+        } = &self.sink
+        {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Follows the path's own symlinks to what it names. A symlink inside `/proc` (what
+/// `/dev/stdout` and `/dev/fd/N` lead to) names an open file of a process, maybe a pipe or the
+/// very file the shell redirected stdout to: it is written through, never resolved, since a
+/// rename would put the report beside that file instead of into it.
+fn resolve(path: &Path) -> io::Result<Kind> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let meta = match std::fs::symlink_metadata(&current) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Kind::Regular(current)),
+            Err(e) => return Err(e),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            if in_proc(&current) {
+                return Ok(Kind::Special(current));
+            }
+            let link = std::fs::read_link(&current)?;
+            current = match current.parent() {
+                Some(dir) if link.is_relative() => dir.join(link),
+                _ => link,
+            };
+        } else if kind.is_file() {
+            return Ok(Kind::Regular(current));
+        } else if kind.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory",
+            ));
+        } else if kind.is_fifo() || kind.is_char_device() || kind.is_block_device() {
+            return Ok(Kind::Special(current));
+        } else {
+            return Err(io::Error::other("not a file, device or FIFO"));
+        }
+    }
+    Err(io::Error::other("too many levels of symbolic links"))
+}
+
+/// Whether the path's folder is (really) inside `/proc`.
+fn in_proc(path: &Path) -> bool {
     let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(dir).is_ok_and(|dir| dir.starts_with("/proc"))
+}
+
+/// A temporary file beside `target`, with the target's permissions when it exists.
+fn atomic(target: PathBuf) -> io::Result<Sink> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
+    let name = target
         .file_name()
         .map_or("report".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::fs::File::create(&tmp)?);
-        fill(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    if let Ok(meta) = std::fs::metadata(&target) {
+        // Best effort: a report someone made group-readable stays so.
+        let _ = file.set_permissions(meta.permissions());
     }
-    result
+    Ok(Sink::Atomic {
+        target,
+        tmp,
+        file,
+        committed: false,
+    })
+}
+
+/// Opens a device, FIFO or `/proc` file for appending. Opening a FIFO blocks until a reader
+/// opens it, so the open runs on its own thread and gives up after [`OPEN_WAIT`] (the thread
+/// is left blocked: the process is about to exit).
+fn open_waiting(path: PathBuf) -> io::Result<File> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("open-report".into())
+        .spawn(move || {
+            let _ = sender.send(OpenOptions::new().append(true).open(path));
+        })?;
+    receiver.recv_timeout(OPEN_WAIT).unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "no reader opened it within {}",
+                humantime::format_duration(OPEN_WAIT)
+            ),
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
 
     #[test]
     fn atomic_write_replaces_whole_file() {
@@ -46,11 +272,63 @@ mod tests {
         write_atomic(&path, "one").unwrap();
         write_atomic(&path, "two").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
+        assert_eq!(files_in(dir.path()), ["r.json"], "no temporary file left");
         assert!(write_atomic(&dir.path().join("missing/r.json"), "x").is_err());
+        assert!(write_atomic(dir.path(), "x").is_err(), "a directory");
+    }
+
+    #[test]
+    fn staging_again_replaces_and_dropping_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(&path, "old").unwrap();
+        let mut prepared = Prepared::report(&path).unwrap();
+        assert!(prepared.is_reversible());
+        prepared
+            .stage(|w| w.write_all(b"a longer first try"))
+            .unwrap();
+        prepared.stage(|w| w.write_all(b"second")).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old", "not yet");
+        prepared.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+
+        let dropped = Prepared::report(&path).unwrap();
+        drop(dropped);
+        assert_eq!(files_in(dir.path()), ["r.json"]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+    }
+
+    #[test]
+    fn a_symlink_writes_its_target_and_stays_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let target = dir.path().join("real/report.json");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink("real/report.json", &link).unwrap();
+        // A dangling link: its target is created.
+        write_atomic(&link, "first").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "first");
+        write_atomic(&link, "second").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "second");
+        assert_eq!(files_in(&dir.path().join("real")), ["report.json"]);
+    }
+
+    #[test]
+    fn a_fifo_is_written_through_not_replaced() {
+        // A FIFO in a temp dir, never a device of the system: a broken build that renames
+        // over its path must not take /dev/null with it.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let reader = fifo.clone();
+        let read = std::thread::spawn(move || std::fs::read_to_string(reader).unwrap());
+        let mut prepared = Prepared::report(&fifo).unwrap();
+        assert!(!prepared.is_reversible());
+        prepared.stage(|w| w.write_all(b"through")).unwrap();
+        prepared.commit().unwrap();
+        assert_eq!(read.join().unwrap(), "through");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     }
 }

@@ -95,17 +95,13 @@ impl Report {
             verdict: match verdict {
                 Verdict::Passed => GateVerdict::Pass,
                 Verdict::Failed(_) => GateVerdict::Fail,
-                Verdict::Aborted => GateVerdict::Aborted,
+                Verdict::Aborted(_) => GateVerdict::Aborted,
             },
-            reasons: match verdict {
-                Verdict::Aborted => vec![crate::engine::INTERRUPTED.to_string()],
-                _ => verdict
-                    .reasons()
-                    .iter()
-                    .flat_map(Reason::details)
-                    .map(|r| mask.mask_text(&r))
-                    .collect(),
-            },
+            reasons: verdict
+                .reason_lines()
+                .iter()
+                .map(|r| mask.mask_text(r))
+                .collect(),
             gate_reasons: gate_reasons(verdict, &flows, result)
                 .iter()
                 .map(|r| mask.mask_text(r))
@@ -193,10 +189,12 @@ fn warnings(flows: &[FlowRecord]) -> Vec<String> {
                     .collect::<Vec<_>>()
                     .join("; ")
             });
-            out.push(format!(
-                "cleanup failed: flow '{}', step '{}': {why}",
-                flow.name, cleanup.name
-            ));
+            let (flow, step) = (&flow.name, &cleanup.name);
+            out.push(if why == crate::engine::flow::CLEANUP_UNFINISHED {
+                format!("{why} (flow '{flow}', step '{step}')")
+            } else {
+                format!("cleanup failed: flow '{flow}', step '{step}': {why}")
+            });
         }
     }
     out
@@ -220,7 +218,13 @@ fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
             let parts: Vec<String> = reasons.iter().map(Reason::summary).collect();
             format!("GATE FAILED: {}", parts.join("; "))
         }
-        Verdict::Aborted => "GATE ABORTED: interrupted".into(),
+        // What went wrong after the interrupt (a report not written) is said too.
+        Verdict::Aborted(reasons) => {
+            let parts: Vec<String> = std::iter::once(crate::engine::INTERRUPTED.to_string())
+                .chain(reasons.iter().map(Reason::summary))
+                .collect();
+            format!("GATE ABORTED: {}", parts.join("; "))
+        }
     }
 }
 

@@ -204,13 +204,57 @@ pub enum Body {
 }
 
 impl Plan {
-    /// Keeps the flows selected by the filters (tags: any of them; names: any of them).
-    pub fn select(&mut self, tags: &[String], skip_tags: &[String], names: &[String]) {
+    /// Keeps the flows selected by the filters (tags: any of them; names: any of them), and
+    /// returns one message per filter value that matches no flow of the suite, naming it and
+    /// what exists: a misspelt `--flow` must be an error, never a smaller run that passes.
+    pub fn select(
+        &mut self,
+        tags: &[String],
+        skip_tags: &[String],
+        names: &[String],
+    ) -> Vec<String> {
+        let mut known_tags: Vec<&str> = self
+            .flows
+            .iter()
+            .flat_map(|f| f.tags.iter().map(String::as_str))
+            .collect();
+        known_tags.sort_unstable();
+        known_tags.dedup();
+        let known_names: Vec<&str> = self.flows.iter().map(|f| f.name.as_str()).collect();
+        // At most this many existing names or tags are listed in one message.
+        const SHOWN: usize = 20;
+        let mut unmatched = Vec::new();
+        for (flag, values, known, what) in [
+            ("--flow", names, &known_names, "flows"),
+            ("--tag", tags, &known_tags, "tags"),
+            ("--skip-tag", skip_tags, &known_tags, "tags"),
+        ] {
+            for value in values.iter().filter(|v| !known.contains(&v.as_str())) {
+                let hint = crate::suite::problem::did_you_mean(value, known.iter().copied())
+                    .map_or(String::new(), |h| format!(" ({h})"));
+                let mut listed = known
+                    .iter()
+                    .take(SHOWN)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if known.len() > SHOWN {
+                    listed.push_str(&format!(" and {} more", known.len() - SHOWN));
+                }
+                if known.is_empty() {
+                    listed = "none".into();
+                }
+                unmatched.push(format!(
+                    "{flag} '{value}' matches no flow{hint}; {what} of the suite: {listed}"
+                ));
+            }
+        }
         self.flows.retain(|flow| {
             let tagged = tags.is_empty() || flow.tags.iter().any(|t| tags.contains(t));
             let skipped = flow.tags.iter().any(|t| skip_tags.contains(t));
             let named = names.is_empty() || names.contains(&flow.name);
             tagged && !skipped && named
         });
+        unmatched
     }
 }

@@ -52,6 +52,15 @@ pub enum Fault {
     Status(u16),
     /// The first `n` requests get `503`, every later one `200` with `{"ok":true}`.
     FailThenSucceed(usize),
+    /// The first `n` requests are never answered (as [`Fault::Silent`]), every later one gets
+    /// `200` with `{"ok":true}`.
+    SilentThenSucceed(usize),
+    /// As [`Fault::RedirectTo`], to `https://<addr>/elsewhere`.
+    RedirectToHttps(u16, SocketAddr),
+    /// Answers in plain HTTP as soon as a connection is accepted, before reading a byte: a TLS
+    /// client gets garbage instead of a ServerHello, so its handshake fails. Counts
+    /// connections, never requests.
+    NotTls,
 }
 
 /// The body of a successful answer.
@@ -247,12 +256,16 @@ async fn serve(mut stream: TcpStream, fault: Fault, counters: &Counters, stop: &
         reset(stream);
         return;
     }
+    if fault == Fault::NotTls {
+        send_and_close(stream, &response(400, "", "")).await;
+        return;
+    }
     let Some(head) = read_request(&mut stream).await else {
         return;
     };
     let nth = counters.requests.fetch_add(1, Ordering::SeqCst);
     match fault {
-        Fault::ResetOnAccept => unreachable!("handled before reading"),
+        Fault::ResetOnAccept | Fault::NotTls => unreachable!("handled before reading"),
         Fault::ResetAfterRequest => reset(stream),
         Fault::Silent => {
             stop.cancelled().await;
@@ -334,6 +347,18 @@ async fn serve(mut stream: TcpStream, fault: Fault, counters: &Counters, stop: &
         Fault::RedirectTo(status, to) => {
             let location = format!("location: http://{to}/elsewhere\r\n");
             send_and_close(stream, &response(status, &location, "")).await;
+        }
+        Fault::RedirectToHttps(status, to) => {
+            let location = format!("location: https://{to}/elsewhere\r\n");
+            send_and_close(stream, &response(status, &location, "")).await;
+        }
+        Fault::SilentThenSucceed(n) if nth < n => {
+            stop.cancelled().await;
+            drop(stream);
+        }
+        Fault::SilentThenSucceed(_) => {
+            let bytes = response(200, "content-type: application/json\r\n", OK_JSON);
+            send_and_close(stream, &bytes).await;
         }
         Fault::InvalidJson => {
             let bytes = response(200, "content-type: application/json\r\n", BAD_JSON);

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::tls::TlsSettings;
+
 /// Everything needed to run a suite, checked: no request is sent before this exists.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -116,16 +118,6 @@ pub struct GatePolicy {
     pub max_noncritical_failures: Option<usize>,
     pub max_p95_latency: Option<Duration>,
     pub fail_on_flaky: bool,
-}
-
-/// TLS options, validated at load time (files exist and parse).
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    pub insecure: bool,
-    /// Extra trusted roots (PEM bundle).
-    pub ca_cert: Option<Vec<u8>>,
-    /// Client certificate and key (PEM, concatenated) for mutual TLS.
-    pub identity: Option<Vec<u8>>,
 }
 
 /// A pinned config file, and where staging serves it.

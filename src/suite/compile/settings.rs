@@ -230,7 +230,6 @@ impl Compiler<'_> {
 
     /// `insecure`, `ca_cert`, `client_cert` + `client_key`: files must exist and parse.
     pub(super) fn tls(&mut self, src: &mut Source, raw: &RawSuite) -> TlsSettings {
-        use crate::engine::http::Http;
         let mut tls = TlsSettings {
             insecure: raw.insecure.as_ref().is_some_and(|i| *i.get_ref()),
             ..TlsSettings::default()
@@ -248,7 +247,7 @@ impl Compiler<'_> {
                 .ca_cert
                 .as_deref()
                 .map(reqwest::Certificate::from_pem_bundle);
-            match (holds_certs, Http::client(&only_ca)) {
+            match (holds_certs, crate::tls::client(&only_ca)) {
                 (Some(Ok(certs)), _) if certs.is_empty() => src.error(
                     ca.span(),
                     format!("`{}` holds no PEM certificate", ca.get_ref()),
@@ -271,7 +270,7 @@ impl Compiler<'_> {
                         identity: Some(pem),
                         ..TlsSettings::default()
                     };
-                    match Http::client(&only_identity) {
+                    match crate::tls::client(&only_identity) {
                         Ok(_) => tls.identity = only_identity.identity,
                         Err(e) => src.error(
                             cert.span(),

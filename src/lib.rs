@@ -15,5 +15,6 @@ pub mod redact;
 pub mod report;
 pub mod schema;
 pub mod suite;
+pub mod template;
 pub mod tls;
 pub mod verdict;

@@ -8,7 +8,8 @@ pub mod compile;
 pub mod plan;
 pub mod problem;
 pub mod raw;
-pub mod template;
+/// Templates live below both `suite` and `check`; re-exported for the engine's imports.
+pub use crate::template;
 
 pub use compile::{Overrides, parse_duration, parse_size};
 pub use plan::{

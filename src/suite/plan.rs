@@ -1,7 +1,7 @@
 //! The validated plan: what the engine runs. Built only by `compile.rs`.
 
 use crate::check::{Capture, Expectation};
-use crate::suite::template::{Template, TemplateValue};
+use crate::template::{Template, TemplateValue};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -5,7 +5,7 @@ use super::{Compiler, Known};
 use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject, sha256_hex};
 use crate::suite::problem::did_you_mean;
 use crate::suite::raw::RawExpect;
-use crate::suite::template::TemplateValue;
+use crate::template::TemplateValue;
 use regex::Regex;
 use serde_json::Value;
 use std::ops::Range;

@@ -15,7 +15,7 @@ pub use source::{Source, parse_duration, parse_size, toml_to_json};
 
 use crate::suite::plan::{Flow, Plan, RetryPolicy, Settings, Step};
 use crate::suite::problem::did_you_mean;
-use crate::suite::template::Template;
+use crate::template::Template;
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use crate::suite::plan::{
 };
 use crate::suite::problem::{Problem, did_you_mean};
 use crate::suite::raw::{RawGate, RawIntegrity, RawRetry, RawSuite, RawVersion, RawWait};
-use crate::suite::template::Template;
+use crate::template::Template;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use std::ops::Range;

@@ -1,7 +1,7 @@
 //! One file's text and the value parsers that record located problems in it.
 
 use crate::suite::problem::Problem;
-use crate::suite::template::{Template, TemplateValue};
+use crate::template::{Template, TemplateValue};
 use serde_json::{Value, json};
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use crate::check::{Capture, CaptureSource, JsonQuery};
 use crate::suite::plan::{Body, Flow, Step, Target};
 use crate::suite::problem::{Problem, did_you_mean};
 use crate::suite::raw::{RawFlow, RawStep};
-use crate::suite::template::Template;
+use crate::template::Template;
 use indexmap::IndexMap;
 use regex::Regex;
 use std::collections::BTreeSet;

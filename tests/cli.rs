@@ -1428,3 +1428,140 @@ fn demo_with_broken_payments_fails_at_pay() {
     assert!(text.contains("502"), "{text}");
     assert!(last_line(&text).starts_with("GATE FAILED: "), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Input never hurts: files that are not regular, symlink cycles, limits, names.
+// ---------------------------------------------------------------------------------------------
+
+/// A suite in `<temp>/s`, for what git cannot hold (FIFOs, symlinks); run with the temp dir
+/// as working directory so that locations read `s/...`.
+fn temp_suite(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join("s").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// `preflight <command> s [args]` in `dir`.
+fn in_dir(dir: &Path, command: &str, args: &[&str]) -> Output {
+    preflight()
+        .current_dir(dir)
+        .args([command, "s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+}
+
+#[test]
+fn files_a_suite_reads_must_be_regular_files() {
+    let dir = temp_suite(&[
+        (
+            "preflight.toml",
+            "base_url = \"http://127.0.0.1:9\"\nca_cert = \"certs/ca.pem\"\n",
+        ),
+        (
+            "flow.toml",
+            "[[step]]\npath = \"/upload\"\nmethod = \"POST\"\nbody_file = \"pipe.bin\"\n\
+             [step.expect]\nbody = { sha256_of_file = \"pipe.bin\" }\n\
+             [step.expect.json]\n\"$\" = { json_schema = \"schema.json\" }\n",
+        ),
+        ("certs/keep", ""),
+    ]);
+    for fifo in ["certs/ca.pem", "pipe.bin", "schema.json"] {
+        mkfifo(&dir.path().join("s").join(fifo));
+    }
+    // Before, the first FIFO blocked `check` until the safety timeout killed it.
+    let out = in_dir(dir.path(), "check", &[]);
+    assert_problems(
+        &out,
+        &[
+            problem(
+                "s/preflight.toml:2:11",
+                "ca_cert = \"certs/ca.pem\"",
+                "cannot read `s/certs/ca.pem`: not a regular file",
+            ),
+            problem(
+                "s/flow.toml:4:13",
+                "body_file = \"pipe.bin\"",
+                "cannot read `s/pipe.bin`: not a regular file",
+            ),
+            problem(
+                "s/flow.toml:6:10",
+                "body = { sha256_of_file = \"pipe.bin\" }",
+                "cannot read `s/pipe.bin`: not a regular file",
+            ),
+            problem(
+                "s/flow.toml:8:9",
+                "\"$\" = { json_schema = \"schema.json\" }",
+                "cannot read `s/schema.json`: not a regular file",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn suite_files_that_are_fifos_are_problems_naming_them() {
+    let dir = temp_suite(&[("health.toml", "[[step]]\npath = \"/health\"\n")]);
+    mkfifo(&dir.path().join("s/preflight.toml"));
+    mkfifo(&dir.path().join("s/pipe.toml"));
+    let out = in_dir(dir.path(), "check", &["--base-url", "http://127.0.0.1:9"]);
+    out.clone().assert().code(2);
+    let err = stderr(&out);
+    for file in ["s/preflight.toml", "s/pipe.toml"] {
+        assert!(
+            err.contains(&format!(
+                "error: cannot read: not a regular file\n--> {file}\n"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        last_line(&err),
+        "suite invalid: 2 problems, nothing was run"
+    );
+}
+
+#[test]
+fn symlink_cycles_in_the_suite_are_problems_and_the_walk_ends() {
+    let dir = temp_suite(&[
+        ("a/health.toml", "[[step]]\npath = \"/health\"\n"),
+        ("preflight.toml", "base_url = \"http://127.0.0.1:9\"\n"),
+    ]);
+    let s = dir.path().join("s");
+    std::os::unix::fs::symlink("..", s.join("a/up")).unwrap();
+    std::os::unix::fs::symlink(".", s.join("self")).unwrap();
+    // Not a cycle: a second name for `a`, listed once (else `health` would be there twice).
+    std::os::unix::fs::symlink("a", s.join("b")).unwrap();
+    // Two cycles used to make the walk exponential; now each is found once.
+    let out = in_dir(dir.path(), "check", &[]);
+    out.clone().assert().code(2);
+    let err = stderr(&out);
+    for link in ["s/a/up", "s/self"] {
+        assert!(
+            err.contains(&format!(
+                "error: symlink cycle: this folder leads back to `s`\n--> {link}\n"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        last_line(&err),
+        "suite invalid: 2 problems, nothing was run"
+    );
+    std::fs::remove_file(s.join("a/up")).unwrap();
+    std::fs::remove_file(s.join("self")).unwrap();
+    let out = in_dir(dir.path(), "list", &[]);
+    out.clone().assert().success();
+    assert_eq!(
+        stdout(&out),
+        "health (a/health.toml) critical\n  1. GET /health\n"
+    );
+}

@@ -20,6 +20,7 @@ pub use problem::Problem;
 
 use compile::{Compiler, Source};
 use problem::did_you_mean;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// The suite settings file inside a suite directory.
@@ -36,15 +37,7 @@ pub fn load(
     if !dir.is_dir() {
         return Err(vec![Problem::file(dir, "suite directory not found")]);
     }
-    let files = match discover(dir) {
-        Ok(files) => files,
-        Err(e) => {
-            return Err(vec![Problem::file(
-                dir,
-                format!("cannot list the suite: {e}"),
-            )]);
-        }
-    };
+    let files = discover(dir, &mut problems);
     let mut compiler = Compiler::new(dir, overrides, env);
 
     let suite_path = dir.join(SUITE_FILE);
@@ -105,10 +98,71 @@ pub fn load(
 }
 
 /// Every `*.toml` below `dir` but the suite file, ordered by path. Hidden folders are skipped.
-pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    fn walk(root: &Path, here: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(here)? {
-            let path = entry?.path();
+/// A folder reached again through a symlink is listed once, so that symlinks cannot make the
+/// walk grow exponentially; a symlink back to a folder that contains it (a cycle) is a problem.
+pub fn discover(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    let mut walk = Walk {
+        root: dir,
+        files: Vec::new(),
+        visited: HashSet::new(),
+        open: Vec::new(),
+        problems,
+    };
+    walk.folder(dir);
+    let mut files = walk.files;
+    // The order of `sort()` (component by component), with the components split once.
+    files.sort_by_cached_key(|p| {
+        p.components()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect::<Vec<_>>()
+    });
+    files
+}
+
+struct Walk<'a> {
+    root: &'a Path,
+    files: Vec<PathBuf>,
+    /// Canonical paths of the folders listed so far.
+    visited: HashSet<PathBuf>,
+    /// The folders being listed, outermost first: (canonical path, path as reached).
+    open: Vec<(PathBuf, PathBuf)>,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Walk<'_> {
+    fn folder(&mut self, here: &Path) {
+        let listed = std::fs::canonicalize(here).and_then(|c| Ok((c, std::fs::read_dir(here)?)));
+        let (canonical, entries) = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                let problem = Problem::file(here, format!("cannot list the suite: {e}"));
+                return self.problems.push(problem);
+            }
+        };
+        if let Some((_, outer)) = self.open.iter().find(|(c, _)| *c == canonical) {
+            let message = format!(
+                "symlink cycle: this folder leads back to `{}`",
+                outer.display()
+            );
+            return self.problems.push(Problem::file(here, message));
+        }
+        if !self.visited.insert(canonical.clone()) {
+            return;
+        }
+        self.open.push((canonical, here.to_path_buf()));
+        let mut paths = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => paths.push(entry.path()),
+                Err(e) => {
+                    let problem = Problem::file(here, format!("cannot list the suite: {e}"));
+                    self.problems.push(problem);
+                }
+            }
+        }
+        // In name order, so that which of two symlinked names is listed is not up to chance.
+        paths.sort();
+        for path in paths {
             let hidden = path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with('.'));
@@ -116,29 +170,20 @@ pub fn discover(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
                 continue;
             }
             if path.is_dir() {
-                walk(root, &path, out)?;
+                self.folder(&path);
             } else if path.extension().is_some_and(|e| e == "toml") {
-                let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                let relative = path.strip_prefix(self.root).unwrap_or(&path).to_path_buf();
                 if relative != Path::new(SUITE_FILE) {
-                    out.push(relative);
+                    self.files.push(relative);
                 }
             }
         }
-        Ok(())
+        self.open.pop();
     }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out)?;
-    // The order of `sort()` (component by component), with the components split once.
-    out.sort_by_cached_key(|p| {
-        p.components()
-            .map(|c| c.as_os_str().to_os_string())
-            .collect::<Vec<_>>()
-    });
-    Ok(out)
 }
 
 fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match crate::fs::read::read_regular_text(path) {
         Ok(text) => Some(text),
         Err(e) => {
             problems.push(Problem::file(path, format!("cannot read: {e}")));

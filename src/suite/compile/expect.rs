@@ -2,7 +2,7 @@
 
 use super::source::{Source, one_line};
 use super::{Compiler, Known};
-use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject, sha256_hex};
+use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject};
 use crate::suite::problem::did_you_mean;
 use crate::suite::raw::RawExpect;
 use crate::template::TemplateValue;
@@ -266,10 +266,10 @@ impl Compiler<'_> {
             },
             "sha256_of_file" => {
                 let file = file_arg(src, key, arg, at)?;
-                let bytes = src.read_file(&self.dir, &file)?;
+                let hex = src.hash_file(&self.dir, &file)?;
                 Op::Sha256OfFile {
                     file: file.into_inner(),
-                    hex: sha256_hex(&bytes),
+                    hex,
                 }
             }
             unknown => {

@@ -1,5 +1,6 @@
 //! One file's text and the value parsers that record located problems in it.
 
+use crate::fs::read;
 use crate::suite::problem::Problem;
 use crate::template::{Template, TemplateValue};
 use serde_json::{Value, json};
@@ -121,9 +122,24 @@ impl Source<'_> {
 
     /// Reads a file the suite names, relative to the suite directory.
     pub(super) fn read_file(&mut self, dir: &Path, value: &Spanned<String>) -> Option<Vec<u8>> {
+        self.with_file(dir, value, read::read_regular)
+    }
+
+    /// The SHA-256 (hex) of a file the suite names, read in chunks.
+    pub(super) fn hash_file(&mut self, dir: &Path, value: &Spanned<String>) -> Option<String> {
+        self.with_file(dir, value, read::sha256_regular)
+    }
+
+    /// Reads a file the suite names with `read`; a FIFO or device is refused (never read).
+    fn with_file<T>(
+        &mut self,
+        dir: &Path,
+        value: &Spanned<String>,
+        read: fn(&Path) -> Result<T, read::ReadError>,
+    ) -> Option<T> {
         let path = dir.join(value.get_ref());
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
+        match read(&path) {
+            Ok(content) => Some(content),
             Err(e) => {
                 self.error(
                     value.span(),

@@ -366,7 +366,12 @@ fn check(args: &SuiteArgs) -> ExitCode {
 }
 
 fn lock(args: &LockArgs) -> ExitCode {
-    let plan = match suite::load(&args.suite, offline(), &|_| None) {
+    // The lock is what this command replaces: a malformed one must not stop it.
+    let overrides = Overrides {
+        skip_lock: true,
+        ..offline()
+    };
+    let plan = match suite::load(&args.suite, overrides, &|_| None) {
         Ok(plan) => plan,
         Err(problems) => {
             print_problems(&problems);

@@ -433,4 +433,51 @@ async fn a_lock_that_is_a_fifo_is_a_problem_not_a_hang() {
         )),
         "{err}"
     );
+    // `lock` does not write into it either: that would block too.
+    let (code, _, err) = preflight(args(&["lock"], dir.path())).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: cannot write {}: not a regular file",
+            lock.display()
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_repairs_a_malformed_lock_as_the_error_suggests() {
+    let dir = suite("");
+    let lock = dir.path().join("preflight.lock");
+    for malformed in [
+        "[files\n",
+        "[files]\n\"config/checkout.json\" = 42\n",
+        "[files]\n\"config/checkout.json\" = \"md5:abc\"\n",
+        "unknown = 1\n",
+    ] {
+        std::fs::write(&lock, malformed).unwrap();
+        let (code, _, err) = preflight(args(
+            &["check", "--base-url", "http://127.0.0.1:9"],
+            dir.path(),
+        ))
+        .await;
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("= help: regenerate it with `preflight lock`"),
+            "{err}"
+        );
+        let (code, out, err) = preflight(args(&["lock"], dir.path())).await;
+        assert_eq!(code, 0, "{malformed}: {err}");
+        assert_eq!(
+            out,
+            format!("wrote {} (1 file)\n", lock.display()),
+            "{malformed}"
+        );
+        let (code, _, err) = preflight(args(
+            &["check", "--base-url", "http://127.0.0.1:9"],
+            dir.path(),
+        ))
+        .await;
+        assert_eq!(code, 0, "{malformed}: {err}");
+    }
 }

@@ -75,10 +75,14 @@ pub fn load(
             flows.push(compiler.flow(&mut src, &file, raw));
         }
     }
-    let lock = crate::integrity::read_lock(dir).unwrap_or_else(|found| {
-        problems.extend(found);
+    let lock = if compiler.overrides.skip_lock {
         None
-    });
+    } else {
+        crate::integrity::read_lock(dir).unwrap_or_else(|found| {
+            problems.extend(found);
+            None
+        })
+    };
     // Files in the order they were read; within a file, top to bottom.
     let order: Vec<PathBuf> = problems.iter().fold(Vec::new(), |mut seen, p| {
         if !seen.contains(&p.file) {

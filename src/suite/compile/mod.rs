@@ -34,6 +34,9 @@ pub struct Overrides {
     /// Nothing will be sent or rendered (`list`, `lock`): a missing base_url, unknown names
     /// and unset env./secret. variables are not problems.
     pub offline: bool,
+    /// The lock is about to be rewritten (`lock`): it is not read, so a malformed one is no
+    /// problem.
+    pub skip_lock: bool,
 }
 
 /// Names every template may use without declaring them.

@@ -550,6 +550,114 @@ async fn one_mistake_in_preflight_toml_is_one_problem() {
     .await;
 }
 
+/// Every unknown key and wrong type of every file, in one pass: the first of a file hides
+/// neither its others nor the value problems of the same or another file.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_problem_of_every_file_in_one_pass() {
+    assert_invalid(
+        "every-problem",
+        &[
+            problem(
+                "every-problem/preflight.toml:2:15",
+                "concurrency = \"eight\"",
+                "invalid type: string \"eight\"",
+            ),
+            problem(
+                "every-problem/preflight.toml:3:11",
+                "timeout = \"soon\"",
+                "invalid duration `soon`",
+            ),
+            hinted(
+                "every-problem/preflight.toml:4:1",
+                "retries = 3",
+                "unknown field `retries`",
+                "did you mean `retry`?",
+            ),
+            hinted(
+                "every-problem/a.toml:3:1",
+                "methd = \"POST\"",
+                "unknown field `methd`",
+                "did you mean `method`?",
+            ),
+            problem(
+                "every-problem/a.toml:7:10",
+                "status = \"2xy\"",
+                "`status` is an integer (201), a list ([200, 201]) or a class (\"2xx\")",
+            ),
+            hinted(
+                "every-problem/a.toml:9:15",
+                "\"$.total\" = { equal = 0 }",
+                "unknown operator `equal`",
+                "did you mean `equals`?",
+            ),
+            problem(
+                "every-problem/b.toml:1:12",
+                "critical = \"yes\"",
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            hinted(
+                "every-problem/b.toml:5:16",
+                "\"$.status\" = { equal = \"ok\" }",
+                "unknown operator `equal`",
+                "did you mean `equals`?",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// A preflight.toml that is not TOML at all still lets every flow be checked; names and the
+/// base_url it may have declared are not blamed on the flows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_suite_file_hides_no_problem_of_the_flows() {
+    assert_invalid_with(
+        "suite-syntax-error",
+        &[
+            problem(
+                "suite-syntax-error/preflight.toml:1:31",
+                "base_url = \"http://127.0.0.1:9",
+                "invalid basic string",
+            ),
+            hinted(
+                "suite-syntax-error/cart.toml:5:15",
+                "\"$.total\" = { gte = 0 }",
+                "unknown operator `gte`",
+                "did you mean `gt`?",
+            ),
+        ],
+        false,
+    )
+    .await;
+}
+
+/// `check` resolves names as `run` will: keys of table variables, and a flow's own [vars]
+/// under the suite headers.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_run_cannot_resolve_are_problems_for_check() {
+    assert_invalid(
+        "unresolvable-names",
+        &[
+            problem(
+                "unresolvable-names/guest.toml:2:12",
+                "customer = \"guest\"",
+                "the suite header `x-customer` reads `customer.email`, which has no value in this flow: `customer` is a string, not a table",
+            ),
+            problem(
+                "unresolvable-names/guest.toml:5:24",
+                "path = \"/api/prices/{{ currency.code }}\"",
+                "`currency.code` has no value: `currency` is a string, not a table",
+            ),
+            hinted(
+                "unresolvable-names/member.toml:3:25",
+                "query = { country = \"{{ customer.address.contry }}\" }",
+                "`customer.address.contry` has no value: `customer.address` has no key `contry`",
+                "did you mean `country`?",
+            ),
+        ],
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Valid suites: check, run, verdicts, filters, reports, overrides.
 // ---------------------------------------------------------------------------------------------

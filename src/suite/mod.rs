@@ -5,6 +5,7 @@
 //! and collects every problem of the whole suite, each located at file:line:col.
 
 pub mod compile;
+pub mod parse;
 pub mod plan;
 pub mod problem;
 pub mod raw;
@@ -18,8 +19,8 @@ pub use plan::{
 };
 pub use problem::Problem;
 
-use compile::{Compiler, Source};
-use problem::did_you_mean;
+use compile::{Compiler, Lost, Source};
+use parse::{Parsed, parse};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -28,36 +29,21 @@ pub const SUITE_FILE: &str = "preflight.toml";
 
 /// Loads and validates the suite in `dir`. `env` reads environment variables (injected so
 /// that tests need not touch the process environment).
+///
+/// Every file is compiled whatever the others hold: a problem in one (even a syntax error in
+/// preflight.toml) hides none in another.
 pub fn load(
     dir: &Path,
     overrides: Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, Vec<Problem>> {
-    let mut problems = Vec::new();
     if !dir.is_dir() {
         return Err(vec![Problem::file(dir, "suite directory not found")]);
     }
+    let mut problems = Vec::new();
     let files = discover(dir, &mut problems);
     let mut compiler = Compiler::new(dir, overrides, env);
-
-    let suite_path = dir.join(SUITE_FILE);
-    let suite_parsed;
-    let setup = {
-        let text = if suite_path.exists() {
-            read(&suite_path, &mut problems)
-        } else {
-            Some(String::new())
-        };
-        let mut src = Source {
-            path: suite_path,
-            text: text.unwrap_or_default(),
-            problems: &mut problems,
-        };
-        let raw = parse(&mut src);
-        suite_parsed = raw.is_some();
-        compiler.suite(&mut src, raw.unwrap_or_default())
-    };
-
+    let (settings, setup) = suite_file(&mut compiler, &mut problems);
     let mut flows = Vec::new();
     for relative in files {
         let path = dir.join(&relative);
@@ -69,10 +55,11 @@ pub fn load(
             text,
             problems: &mut problems,
         };
-        // Without valid settings, names and base_url cannot be judged: only the shape is.
-        if let Some(raw) = parse::<raw::RawFlow>(&mut src).filter(|_| suite_parsed) {
+        let parsed = parse::<raw::RawFlow>(&mut src);
+        let lost = Lost::of(&parsed);
+        if let Some(raw) = parsed.raw {
             let file = relative.to_string_lossy().replace('\\', "/");
-            flows.push(compiler.flow(&mut src, &file, raw));
+            flows.push(compiler.flow(&mut src, &file, raw, lost));
         }
     }
     let lock = if compiler.overrides.skip_lock {
@@ -94,11 +81,38 @@ pub fn load(
     if problems.is_empty() {
         Ok(Plan {
             lock,
-            ..compiler.finish(setup, flows)
+            ..compiler.finish(settings, setup, flows)
         })
     } else {
         Err(problems)
     }
+}
+
+/// Compiles preflight.toml. Without one every key has its default; an unreadable or broken
+/// one is compiled as far as it can be read.
+fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> (Settings, Vec<Step>) {
+    let path = compiler.dir.join(SUITE_FILE);
+    // A dangling symlink is not "no file": it is read, and fails.
+    let absent =
+        std::fs::symlink_metadata(&path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    let text = if absent {
+        Some(String::new())
+    } else {
+        read(&path, problems)
+    };
+    let readable = text.is_some();
+    let mut src = Source {
+        path,
+        text: text.unwrap_or_default(),
+        problems,
+    };
+    let parsed = if readable {
+        parse::<raw::RawSuite>(&mut src)
+    } else {
+        Parsed::unreadable()
+    };
+    let lost = Lost::of(&parsed);
+    compiler.suite(&mut src, parsed.raw.unwrap_or_default(), lost)
 }
 
 /// Every `*.toml` below `dir` but the suite file, ordered by path. Hidden folders are skipped.
@@ -194,32 +208,6 @@ fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
             None
         }
     }
-}
-
-/// Deserializes one file; a syntax or shape error is recorded at its location.
-fn parse<T: serde::de::DeserializeOwned>(src: &mut Source) -> Option<T> {
-    match toml::from_str::<T>(&src.text) {
-        Ok(raw) => Some(raw),
-        Err(e) => {
-            let message = e.message().trim().to_string();
-            let hint = unknown_field_hint(&message);
-            let problem = match e.span() {
-                Some(span) => Problem::at(&src.path, &src.text, span, message),
-                None => Problem::file(&src.path, message),
-            };
-            src.problems.push(Problem { hint, ..problem });
-            None
-        }
-    }
-}
-
-/// serde says "unknown field `steps`, expected one of `name`, `step`, ..."; suggest the closest.
-fn unknown_field_hint(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (field, expected) = rest.split_once('`')?;
-    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    did_you_mean(field, candidates.iter().copied())
-        .or_else(|| Some(format!("valid keys here: {}", candidates.join(", "))))
 }
 
 #[cfg(test)]

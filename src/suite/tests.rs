@@ -255,10 +255,18 @@ fn every_problem_of_every_file_is_listed() {
         .collect();
     assert_eq!(
         where_,
-        ["preflight.toml:1", "a.toml:2", "b.toml:3", "b.toml:5"],
+        // With `methd` dropped, a.toml's step has no `path` either: a problem of its own.
+        [
+            "preflight.toml:1",
+            "a.toml:1",
+            "a.toml:2",
+            "b.toml:3",
+            "b.toml:5"
+        ],
         "{found:#?}"
     );
-    assert_eq!(found[1].hint.as_deref(), Some("did you mean `method`?"));
+    assert_eq!(found[1].message, "a step needs `path` or `url`");
+    assert_eq!(found[2].hint.as_deref(), Some("did you mean `method`?"));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! `step.rs` flows and steps, `expect.rs` expectations, `source.rs` locates and parses values.
 
 mod expect;
+mod names;
 mod settings;
 mod source;
 mod step;
@@ -13,11 +14,11 @@ mod step;
 pub use expect::OPERATORS;
 pub use source::{Source, parse_duration, parse_size, toml_to_json};
 
+use crate::suite::parse::Parsed;
 use crate::suite::plan::{Flow, Plan, RetryPolicy, Settings, Step};
-use crate::suite::problem::did_you_mean;
-use crate::template::Template;
+use names::Known;
+use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,18 +40,6 @@ pub struct Overrides {
     pub skip_lock: bool,
 }
 
-/// Names every template may use without declaring them.
-const BUILTINS: [&str; 4] = ["run_id", "uuid", "now", "unix_ms"];
-
-/// The names known at one point of the suite, for static resolution.
-#[derive(Clone, Default)]
-struct Known {
-    vars: BTreeSet<String>,
-    captures: BTreeSet<String>,
-    /// Captures of later steps of the same list: using one is a distinct, common mistake.
-    later: BTreeSet<String>,
-}
-
 /// Compiles the suite settings; the flows are compiled one by one with [`Compiler::flow`].
 pub struct Compiler<'e> {
     pub dir: PathBuf,
@@ -58,96 +47,66 @@ pub struct Compiler<'e> {
     pub env: &'e dyn Fn(&str) -> Option<String>,
     env_used: HashMap<String, String>,
     secrets: BTreeSet<String>,
-    settings: Option<Settings>,
-    setup_captures: BTreeSet<String>,
+    /// `--var name=value`: strings, winning over every `[vars]`.
+    cli_vars: Map<String, Value>,
+    /// What every flow starts from: suite `[vars]`, `--var`, `[[setup]]` captures.
+    suite_known: Known,
+    /// Suite headers are rendered in each flow's scope: their dotted names, to check them
+    /// against a flow's own `[vars]` too (header name, placeholder name).
+    suite_header_names: Vec<(String, String)>,
     base_url_missing: bool,
     default_retry: RetryPolicy,
+    /// The flows compiled so far by name, with their files: a name may be used once.
+    flow_names: HashMap<String, String>,
+}
+
+/// What could not be read of a file, so that its absence is not blamed on what is left: a
+/// name that may have been declared there, a `base_url`, a flow `name`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lost {
+    pub names: bool,
+    pub base_url: bool,
+    pub name: bool,
+    pub steps: bool,
+}
+
+impl Lost {
+    pub fn of<T>(parsed: &Parsed<T>) -> Lost {
+        Lost {
+            names: parsed.lost_names(),
+            base_url: parsed.lost("base_url"),
+            name: parsed.lost("name"),
+            steps: parsed.lost("step"),
+        }
+    }
 }
 
 impl<'e> Compiler<'e> {
     pub fn new(dir: &Path, overrides: Overrides, env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        let cli_vars = overrides
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         Compiler {
             dir: dir.to_path_buf(),
             overrides,
             env,
             env_used: HashMap::new(),
             secrets: BTreeSet::new(),
-            settings: None,
-            setup_captures: BTreeSet::new(),
+            cli_vars,
+            suite_known: Known::default(),
+            suite_header_names: Vec::new(),
             base_url_missing: false,
             default_retry: RetryPolicy::none(),
+            flow_names: HashMap::new(),
         }
     }
 
-    /// Checks that every name of `template` resolves at this point; records env values.
-    fn resolve(
-        &mut self,
-        src: &mut Source,
-        template: &Template,
-        span: &Range<usize>,
-        known: &Known,
-    ) {
-        if self.overrides.offline {
-            return;
-        }
-        for (name, _) in template.names() {
-            let at = src.find_placeholder(span, name);
-            if let Some(var) = name
-                .strip_prefix("env.")
-                .or_else(|| name.strip_prefix("secret."))
-            {
-                match (self.env)(var) {
-                    // An empty secret is almost always a CI secret that was never defined.
-                    Some(value) if value.is_empty() && name.starts_with("secret.") => src.error(
-                        at,
-                        format!("environment variable `{var}` is empty (used as `{name}`)"),
-                    ),
-                    Some(value) => {
-                        if name.starts_with("secret.") {
-                            self.secrets.insert(value.clone());
-                        }
-                        self.env_used.insert(var.to_string(), value);
-                    }
-                    None => src.error(
-                        at,
-                        format!("environment variable `{var}` is not set (used as `{name}`)"),
-                    ),
-                }
-                continue;
-            }
-            let head = name.split('.').next().unwrap_or(name);
-            if BUILTINS.contains(&name)
-                || known.captures.contains(name)
-                || known.vars.contains(head)
-            {
-                continue;
-            }
-            if known.later.contains(name) {
-                src.error_hint(
-                    at,
-                    format!("`{name}` is used before the step that captures it"),
-                    Some("a step may only use captures of the steps before it".into()),
-                );
-                continue;
-            }
-            let candidates: Vec<&str> = known
-                .vars
-                .iter()
-                .chain(&known.captures)
-                .map(String::as_str)
-                .chain(BUILTINS)
-                .collect();
-            let hint = did_you_mean(name, candidates).or_else(|| {
-                Some("names come from captures of earlier steps, [[setup]] captures, --var, [vars], env.NAME, secret.NAME, run_id, uuid, now, unix_ms".into())
-            });
-            src.error_hint(at, format!("unknown name `{name}`"), hint);
-        }
-    }
-
-    /// Compiles a list of steps in order: each may use the captures of the ones before it.
-    pub fn finish(self, setup: Vec<Step>, flows: Vec<Flow>) -> Plan {
+    /// The plan, once every file is compiled without a problem.
+    pub fn finish(self, settings: Settings, setup: Vec<Step>, flows: Vec<Flow>) -> Plan {
         Plan {
-            settings: self.settings.expect("suite compiled"),
+            settings,
             setup,
             flows,
             env: self.env_used,

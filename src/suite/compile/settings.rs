@@ -1,8 +1,9 @@
 //! preflight.toml: base URL, limits, headers, vars, retry, wait, gate, TLS, integrity, version.
 
 use super::expect::status_op;
+use super::names::Known;
 use super::source::{Source, is_identifier, parse_size, toml_to_json};
-use super::{Compiler, Known};
+use super::{Compiler, Lost};
 use crate::check::{JsonQuery, Op};
 use crate::suite::plan::{
     GatePolicy, IntegrityEntry, RetryKinds, RetryPolicy, Settings, Step, TlsSettings, VersionCheck,
@@ -19,7 +20,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 impl Compiler<'_> {
-    pub fn suite(&mut self, src: &mut Source, raw: RawSuite) -> Vec<Step> {
+    /// Compiles preflight.toml (its entries with problems already dropped, see `lost`), then
+    /// the `[[setup]]` steps.
+    pub fn suite(&mut self, src: &mut Source, raw: RawSuite, lost: Lost) -> (Settings, Vec<Step>) {
         let name = raw.name.as_ref().map_or_else(
             || {
                 std::fs::canonicalize(&self.dir)
@@ -30,7 +33,8 @@ impl Compiler<'_> {
             |n| n.get_ref().clone(),
         );
         let base_url = self.base_url(src, raw.base_url.as_ref());
-        self.base_url_missing = self.overrides.base_url.is_none() && raw.base_url.is_none();
+        self.base_url_missing =
+            self.overrides.base_url.is_none() && raw.base_url.is_none() && !lost.base_url;
         let concurrency = match (self.overrides.concurrency, &raw.concurrency) {
             (Some(0), _) => {
                 src.problems.push(Problem::file(
@@ -65,15 +69,12 @@ impl Compiler<'_> {
             None => 10 << 20,
         };
         let vars = self.vars(src, raw.vars.as_ref());
-        let cli_vars: Map<String, Value> = self
-            .overrides
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let mut known = Known::default();
-        known.vars.extend(vars.keys().cloned());
-        known.vars.extend(cli_vars.keys().cloned());
+        let mut known = Known {
+            vars: vars.clone(),
+            open: lost.names,
+            ..Known::default()
+        };
+        known.vars.extend(self.cli_vars.clone());
         let headers = self.headers(src, raw.headers.as_ref(), &known);
         let integrity = self.integrity(src, raw.integrity.as_deref().unwrap_or_default(), &known);
         let retry = match &raw.retry {
@@ -92,7 +93,7 @@ impl Compiler<'_> {
             .version
             .as_ref()
             .and_then(|v| self.version(src, v, &known));
-        self.settings = Some(Settings {
+        let settings = Settings {
             name,
             dir: self.dir.clone(),
             base_url,
@@ -103,20 +104,22 @@ impl Compiler<'_> {
             max_body,
             headers,
             vars,
-            cli_vars,
+            cli_vars: self.cli_vars.clone(),
             integrity,
             version,
             retry,
             wait,
             gate,
             tls,
-        });
+        };
         let steps = self.steps(src, raw.setup.as_deref().unwrap_or_default(), &known, false);
-        self.setup_captures = steps
-            .iter()
-            .flat_map(|s| s.captures.iter().map(|c| c.name.clone()))
-            .collect();
-        steps
+        known.captures.extend(
+            steps
+                .iter()
+                .flat_map(|s| s.captures.iter().map(|c| c.name.clone())),
+        );
+        self.suite_known = known;
+        (settings, steps)
     }
 
     pub(super) fn integrity(
@@ -367,6 +370,13 @@ impl Compiler<'_> {
             }
             let template = src.template(value.get_ref(), &value.span());
             self.resolve(src, &template, &value.span(), known);
+            // Rendered in each flow's scope, where its [vars] may give a name another shape.
+            self.suite_header_names.extend(
+                template
+                    .names()
+                    .filter(|(n, _)| n.contains('.'))
+                    .map(|(n, _)| (lower.clone(), n.to_string())),
+            );
             out.push((lower, template));
         }
         out

@@ -1,8 +1,9 @@
 //! Flows and their steps: requests, bodies, captures, and the order captures may be used in.
 
+use super::names::{BUILTINS, Known};
 use super::settings::retry_policy;
 use super::source::{Source, is_identifier, one_line, toml_to_text};
-use super::{BUILTINS, Compiler, Known};
+use super::{Compiler, Lost};
 use crate::check::{Capture, CaptureSource, JsonQuery};
 use crate::suite::plan::{Body, Flow, Step, Target};
 use crate::suite::problem::{Problem, did_you_mean};
@@ -334,17 +335,20 @@ impl Compiler<'_> {
         }
     }
 
-    /// Compiles one flow file.
-    pub fn flow(&mut self, src: &mut Source, file: &str, raw: RawFlow) -> Flow {
-        let settings = self.settings.clone().expect("suite compiled before flows");
+    /// Compiles one flow file (its entries with problems already dropped, see `lost`).
+    pub fn flow(&mut self, src: &mut Source, file: &str, raw: RawFlow, lost: Lost) -> Flow {
         let vars = self.vars(src, raw.vars.as_ref());
-        let mut known = Known::default();
-        known.vars.extend(settings.vars.keys().cloned());
-        known.vars.extend(settings.cli_vars.keys().cloned());
-        known.vars.extend(vars.keys().cloned());
-        known.captures.extend(self.setup_captures.iter().cloned());
+        let mut known = self.suite_known.clone();
+        known.open |= lost.names;
+        // Flow [vars] win over suite [vars]; --var wins over both.
+        for (name, value) in &vars {
+            if !self.cli_vars.contains_key(name) {
+                known.vars.insert(name.clone(), value.clone());
+            }
+        }
+        self.suite_headers_in_flow(src, raw.vars.as_ref(), &known);
         let steps = self.steps(src, raw.step.as_deref().unwrap_or_default(), &known, false);
-        if steps.is_empty() {
+        if steps.is_empty() && !lost.steps {
             src.problems.push(Problem::file(
                 &src.path,
                 "a flow needs at least one [[step]]",
@@ -362,17 +366,42 @@ impl Compiler<'_> {
             &known,
             true,
         );
-        let stem = Path::new(file)
-            .file_stem()
-            .map_or(file.to_string(), |s| s.to_string_lossy().into_owned());
+        let (name, name_at) = match raw.name {
+            Some(name) => (name.get_ref().clone(), Some(name.span())),
+            None => {
+                let stem = Path::new(file).file_stem();
+                let stem = stem.map_or(file.to_string(), |s| s.to_string_lossy().into_owned());
+                (stem, None)
+            }
+        };
+        if !lost.name {
+            self.unique_name(src, &name, name_at, file);
+        }
         Flow {
-            name: raw.name.map_or(stem, Spanned::into_inner),
+            name,
             file: file.to_string(),
             tags: raw.tags.unwrap_or_default(),
             critical: raw.critical.unwrap_or(true),
             vars,
             steps,
             cleanup,
+        }
+    }
+
+    /// A flow name is used once: `--flow` selects by it and reports name flows by it.
+    fn unique_name(&mut self, src: &mut Source, name: &str, at: Option<Range<usize>>, file: &str) {
+        let Some(first) = self.flow_names.get(name) else {
+            self.flow_names.insert(name.to_string(), file.to_string());
+            return;
+        };
+        let message = format!("two flows are named `{name}`: {first} and {file}");
+        let hint = "give each flow its own `name`".to_string();
+        match at {
+            Some(at) => src.error_hint(at, message, Some(hint)),
+            // The name is the file's stem: the problem is the file's.
+            None => src
+                .problems
+                .push(Problem::file(&src.path, message).with_hint(hint)),
         }
     }
 }

@@ -658,6 +658,48 @@ async fn names_run_cannot_resolve_are_problems_for_check() {
     .await;
 }
 
+/// A flow name selects flows (`--flow`) and names them in reports: two flows may not share
+/// one, whether it is written or comes from the file's stem.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_flows_with_one_name_are_a_problem_naming_both_files() {
+    let server = correct_staging().await;
+    for command in [
+        &["check"][..],
+        &["run", "--flow", "health", "--no-progress"],
+    ] {
+        let mut cmd = preflight();
+        cmd.current_dir(invalid_dir())
+            .args(command)
+            .arg("duplicate-names")
+            .args(["--base-url", &server.uri()]);
+        let out = output(cmd).await;
+        out.clone()
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty());
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "error: two flows are named `health`: a.toml and b.toml\n \
+                 --> duplicate-names/b.toml:1:8\n  |\n1 | name = \"health\"\n"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "error: two flows are named `card`: legacy/card.toml and payments/card.toml\n\
+                 --> duplicate-names/payments/card.toml\n = help: give each flow its own `name`"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            last_line(&err),
+            "suite invalid: 2 problems, nothing was run"
+        );
+    }
+    assert!(received(&server).await.is_empty(), "nothing was sent");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Valid suites: check, run, verdicts, filters, reports, overrides.
 // ---------------------------------------------------------------------------------------------

@@ -700,6 +700,120 @@ async fn two_flows_with_one_name_are_a_problem_naming_both_files() {
     assert!(received(&server).await.is_empty(), "nothing was sent");
 }
 
+/// Limits are checked up front: concurrency 1 to 10000, durations 1ms to 24h, sizes at
+/// least a byte, 1 to 100 tries; each a located problem, never a panic half-way through a run.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_are_located_problems() {
+    assert_invalid(
+        "limits",
+        &[
+            problem(
+                "limits/preflight.toml:2:15",
+                "concurrency = 4611686018427387904",
+                "`concurrency` is 1 to 10000",
+            ),
+            problem(
+                "limits/preflight.toml:3:11",
+                "timeout = \"0s\"",
+                "duration `0s` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:4:12",
+                "deadline = \"100000h\"",
+                "duration `100000h` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:5:12",
+                "max_body = \"0MiB\"",
+                "size `0MiB` is out of range: at least 1 byte",
+            ),
+            problem(
+                "limits/preflight.toml:8:12",
+                "attempts = 1000",
+                "`attempts` is the total number of tries, 1 to 100",
+            ),
+            problem(
+                "limits/preflight.toml:9:11",
+                "backoff = \"0ms\"",
+                "duration `0ms` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:13:11",
+                "timeout = \"1us\"",
+                "duration `1us` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:14:12",
+                "interval = \"0s\"",
+                "duration `0s` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:17:19",
+                "max_p95_latency = \"0ms\"",
+                "duration `0ms` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/flow.toml:3:11",
+                "timeout = \"25h\"",
+                "duration `25h` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/flow.toml:6:15",
+                "max_latency = \"0ms\"",
+                "duration `0ms` is out of range: from 1ms to 24h",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// `--concurrency 4611686018427387904` once passed the loader, sent the first requests and
+/// panicked in the scheduler (exit 1, no report).
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_on_the_command_line_are_refused_before_anything_is_sent() {
+    let server = correct_staging().await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("r.json");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--concurrency", "4611686018427387904"],
+            "error: --concurrency is 1 to 10000, not 4611686018427387904\n--> --concurrency\n",
+        ),
+        (
+            &["--concurrency", "0"],
+            "error: --concurrency is 1 to 10000, not 0\n--> --concurrency\n",
+        ),
+        (
+            &["--timeout", "0s"],
+            "error: invalid value '0s' for '--timeout <DURATION>': duration `0s` is out of range: from 1ms to 24h",
+        ),
+        (
+            &["--deadline", "25h"],
+            "error: invalid value '25h' for '--deadline <DURATION>': duration `25h` is out of range: from 1ms to 24h",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut cmd = preflight();
+        cmd.arg("run")
+            .arg(fixture("valid"))
+            .args(["--base-url", &server.uri(), "--no-progress", "--json"])
+            .arg(&report)
+            .args(flags);
+        let out = output(cmd).await;
+        out.clone()
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty());
+        assert!(
+            stderr(&out).contains(message),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(received(&server).await.is_empty(), "nothing was sent");
+    assert!(!report.exists(), "no report when nothing was run");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Valid suites: check, run, verdicts, filters, reports, overrides.
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
+/// More flows in flight than this is a load test, not a gate; far more would not even fit the
+/// scheduler's semaphore.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
 impl Compiler<'_> {
     /// Compiles preflight.toml (its entries with problems already dropped, see `lost`), then
     /// the `[[setup]]` steps.
@@ -35,22 +39,7 @@ impl Compiler<'_> {
         let base_url = self.base_url(src, raw.base_url.as_ref());
         self.base_url_missing =
             self.overrides.base_url.is_none() && raw.base_url.is_none() && !lost.base_url;
-        let concurrency = match (self.overrides.concurrency, &raw.concurrency) {
-            (Some(0), _) => {
-                src.problems.push(Problem::file(
-                    Path::new("--concurrency"),
-                    "--concurrency must be at least 1",
-                ));
-                1
-            }
-            (Some(n), _) => n,
-            (None, Some(c)) if *c.get_ref() < 1 => {
-                src.error(c.span(), "concurrency must be at least 1");
-                1
-            }
-            (None, Some(c)) => *c.get_ref() as usize,
-            (None, None) => 8,
-        };
+        let concurrency = self.concurrency(src, raw.concurrency.as_ref());
         let timeout = self
             .overrides
             .timeout
@@ -120,6 +109,28 @@ impl Compiler<'_> {
         );
         self.suite_known = known;
         (settings, steps)
+    }
+
+    /// Flows in flight at once: `--concurrency` over the file's, 1 to [`MAX_CONCURRENCY`].
+    fn concurrency(&mut self, src: &mut Source, raw: Option<&Spanned<i64>>) -> usize {
+        let limits = format!("1 to {MAX_CONCURRENCY}");
+        match (self.overrides.concurrency, raw) {
+            (Some(n), _) if (1..=MAX_CONCURRENCY).contains(&n) => n,
+            (Some(n), _) => {
+                let message = format!("--concurrency is {limits}, not {n}");
+                src.problems
+                    .push(Problem::file(Path::new("--concurrency"), message));
+                1
+            }
+            (None, Some(c)) => match usize::try_from(*c.get_ref()) {
+                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => n,
+                _ => {
+                    src.error(c.span(), format!("`concurrency` is {limits}"));
+                    1
+                }
+            },
+            (None, None) => 8,
+        }
     }
 
     pub(super) fn integrity(
@@ -218,11 +229,6 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|t| src.duration(t))
             .unwrap_or(Duration::from_secs(1));
-        if let Some(i) = &w.interval
-            && interval.is_zero()
-        {
-            src.error(i.span(), "`interval` must be more than 0");
-        }
         Some(WaitPolicy {
             path,
             status,

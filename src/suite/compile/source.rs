@@ -64,18 +64,19 @@ impl Source<'_> {
         span.clone()
     }
 
-    /// Parses a template written at `span`; problems point inside the string.
+    /// Parses a template written at `span`; problems point inside the string when it is
+    /// written as is (no escapes), else at the whole value.
     pub(super) fn template(&mut self, text: &str, span: &Range<usize>) -> Template {
         match Template::parse(text) {
             Ok(t) => t,
             Err(e) => {
                 let at = self.find_in(span, text);
-                let start = if at.len() == text.len() {
-                    at.start
+                let at = if at.len() == text.len() {
+                    at.start + e.span.start..at.start + e.span.end
                 } else {
-                    span.start
+                    span.clone()
                 };
-                self.error(start + e.span.start..start + e.span.end, e.message);
+                self.error(at, e.message);
                 Template::literal(text)
             }
         }
@@ -151,11 +152,23 @@ impl Source<'_> {
     }
 }
 
-/// `"250ms"`, `"10s"`, `"2m"`.
+/// The shortest and longest duration a suite or the command line may give: shorter is no
+/// time at all for a request, longer is no gate (and would not fit every clock and counter).
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `"250ms"`, `"10s"`, `"2m"`: from 1ms to 24h.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
         format!("invalid duration `{text}`: {e} (write e.g. \"250ms\", \"10s\", \"2m\")")
-    })
+    })?;
+    if (MIN_DURATION..=MAX_DURATION).contains(&duration) {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "duration `{text}` is out of range: from 1ms to 24h"
+        ))
+    }
 }
 
 /// `"512KiB"`, `"10MiB"`, `"1GB"`, `"2048"` (bytes).
@@ -177,11 +190,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    number
+    let size = number
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("invalid size `{text}` (write e.g. \"512KiB\", \"10MiB\")"))
+        .ok_or_else(|| format!("invalid size `{text}` (write e.g. \"512KiB\", \"10MiB\")"))?;
+    if size == 0 {
+        return Err(format!("size `{text}` is out of range: at least 1 byte"));
+    }
+    Ok(size)
 }
 
 pub(super) fn is_identifier(name: &str) -> bool {

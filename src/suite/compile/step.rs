@@ -227,10 +227,8 @@ impl Compiler<'_> {
                 || name == "env"
                 || name == "secret"
             {
-                let at = src.find_in(
-                    &(src.text[..span.start].rfind('\n').unwrap_or(0)..span.start),
-                    name,
-                );
+                let line_start = src.text.get(..span.start).and_then(|t| t.rfind('\n'));
+                let at = src.find_in(&(line_start.unwrap_or(0)..span.start), name);
                 src.error(at, format!("`{name}` cannot be a capture name: use letters, digits, `_`, `-`, and not a built-in name"));
                 continue;
             }

@@ -1,6 +1,6 @@
 //! The command line: clap definitions and the thin wiring from arguments to the library.
 
-use crate::demo::{DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
+use crate::demo::{BundledSuite, DEMO_SUITE, DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::{self, EventSink, RunOptions};
 use crate::fs::{write_atomic, write_atomic_with};
 use crate::integrity;
@@ -48,7 +48,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SuiteArgs {
     /// The suite directory.
     #[arg(default_value = "smoke-tests")]
@@ -86,7 +86,7 @@ pub struct ListArgs {
     pub flow: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
@@ -135,6 +135,8 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
+/// `run`'s options; SUITE defaults to `smoke-tests/` here, or the bundled copy of it when the
+/// working directory has none.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Switch a fault on in the demo staging (repeatable).
@@ -444,6 +446,19 @@ fn list(args: &ListArgs) -> ExitCode {
 }
 
 async fn demo(args: &DemoArgs) -> ExitCode {
+    // The bundled suite: `smoke-tests/` of the working directory when it has one (the
+    // repository, where edits to the suite and its config show), else the binary's own copy.
+    let mut run_args = args.run.clone();
+    let mut bundled = None;
+    if run_args.suite.suite == Path::new(DEMO_SUITE) && !run_args.suite.suite.exists() {
+        match BundledSuite::write() {
+            Ok(suite) => run_args.suite.suite = bundled.insert(suite).suite(),
+            Err(e) => {
+                eprintln!("error: cannot write the bundled suite to a temporary directory: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let server = match DemoServer::start(&args.fault).await {
         Ok(server) => server,
         Err(e) => {
@@ -452,8 +467,9 @@ async fn demo(args: &DemoArgs) -> ExitCode {
         }
     };
     eprintln!("demo staging listening on {}", server.base_url());
-    let code = run(&args.run, Some(server.base_url())).await;
+    let code = run(&run_args, Some(server.base_url())).await;
     server.shutdown().await;
+    drop(bundled);
     code
 }
 

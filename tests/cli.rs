@@ -1829,3 +1829,51 @@ fn symlink_cycles_in_the_suite_are_problems_and_the_walk_ends() {
         "health (a/health.toml) critical\n  1. GET /health\n"
     );
 }
+
+/// An installed binary has no repository around it: from any directory, `demo` runs the copy
+/// of the bundled suite the binary carries (and removes it afterwards), faults included.
+#[test]
+fn demo_runs_from_any_directory() {
+    let anywhere = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = |faults: &[&str]| {
+        preflight()
+            .current_dir(anywhere.path())
+            .env("TMPDIR", tmp.path())
+            .args(["demo", "--no-progress"])
+            .args(faults)
+            .output()
+            .unwrap()
+    };
+    let out = demo(&[]);
+    out.clone().assert().success();
+    assert!(
+        last_line(&stdout(&out)).starts_with("GATE PASSED: 4 flows, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = demo(&["--fault", "broken-payments"]);
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(text.contains("failed at step 'pay'"), "{text}");
+    assert_eq!(last_line(&text), "GATE FAILED: 1 of 4 flows failed");
+
+    let out = demo(&["--fault", "stale-config"]);
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(
+        text.contains("config mismatch: ../config/checkout-config.json: staging serves sha256:"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the bundled copy is removed"
+    );
+    assert_eq!(
+        std::fs::read_dir(anywhere.path()).unwrap().count(),
+        0,
+        "nothing written here"
+    );
+}

@@ -303,7 +303,10 @@ fn a_bad_template_written_with_escapes_is_located_at_its_value() {
     // The error's offset is in the unescaped string: added to the source it once landed
     // inside `é` and panicked.
     let found = problems(&[BASE, ("f.toml", "[[step]]\npath = \"\\t\\téé{{\"\n")]);
-    let at: Vec<_> = found.iter().map(|p| (p.line, p.col, p.message.as_str())).collect();
+    let at: Vec<_> = found
+        .iter()
+        .map(|p| (p.line, p.col, p.message.as_str()))
+        .collect();
     assert_eq!(
         at,
         [(2, 8, "unclosed `{{`: a placeholder ends with `}}`")],

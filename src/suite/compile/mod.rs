@@ -3,10 +3,14 @@
 //! Each part of a file is read by one method of [`Compiler`] that records problems in the
 //! [`Source`] it was read from and returns what it could build; the caller decides at the end
 //! whether the plan may run (no problems at all) or not. `settings.rs` reads preflight.toml,
-//! `step.rs` flows and steps, `expect.rs` expectations, `source.rs` locates and parses values.
+//! `step.rs` flows and steps, `request.rs` a step's request, `capture.rs` its captures,
+//! `expect.rs` expectations, `names.rs` resolves template names, `source.rs` locates and
+//! parses values.
 
+mod capture;
 mod expect;
 mod names;
+mod request;
 mod settings;
 mod source;
 mod step;

@@ -27,15 +27,7 @@ impl Compiler<'_> {
     /// Compiles preflight.toml (its entries with problems already dropped, see `lost`), then
     /// the `[[setup]]` steps.
     pub fn suite(&mut self, src: &mut Source, raw: RawSuite, lost: Lost) -> (Settings, Vec<Step>) {
-        let name = raw.name.as_ref().map_or_else(
-            || {
-                std::fs::canonicalize(&self.dir)
-                    .ok()
-                    .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .unwrap_or_else(|| "suite".into())
-            },
-            |n| n.get_ref().clone(),
-        );
+        let name = self.suite_name(raw.name.as_ref());
         let base_url = self.base_url(src, raw.base_url.as_ref());
         self.base_url_missing =
             self.overrides.base_url.is_none() && raw.base_url.is_none() && !lost.base_url;
@@ -50,13 +42,12 @@ impl Compiler<'_> {
             .deadline
             .or_else(|| raw.deadline.as_ref().and_then(|t| src.duration(t)))
             .unwrap_or(Duration::from_secs(300));
-        let max_body = match &raw.max_body {
-            Some(size) => parse_size(size.get_ref()).unwrap_or_else(|e| {
+        let max_body = raw.max_body.as_ref().map_or(10 << 20, |size| {
+            parse_size(size.get_ref()).unwrap_or_else(|e| {
                 src.error(size.span(), e);
                 0
-            }),
-            None => 10 << 20,
-        };
+            })
+        });
         let vars = self.vars(src, raw.vars.as_ref());
         let mut known = Known {
             vars: vars.clone(),
@@ -109,6 +100,17 @@ impl Compiler<'_> {
         );
         self.suite_known = known;
         (settings, steps)
+    }
+
+    /// `name`, by default the suite directory's name.
+    fn suite_name(&self, raw: Option<&Spanned<String>>) -> String {
+        match raw {
+            Some(name) => name.get_ref().clone(),
+            None => std::fs::canonicalize(&self.dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "suite".into()),
+        }
     }
 
     /// Flows in flight at once: `--concurrency` over the file's, 1 to [`MAX_CONCURRENCY`].

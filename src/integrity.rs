@@ -7,7 +7,8 @@
 
 use crate::check::sha256_hex;
 use crate::fs::read::{ReadError, read_regular_text, sha256_regular};
-use crate::suite::{IntegrityEntry, Problem};
+use crate::problem::Problem;
+use crate::template::Template;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -16,6 +17,14 @@ use toml::Spanned;
 
 pub const LOCK_FILE: &str = "preflight.lock";
 const NO_LOCK_ENTRY: &str = "<no lock entry>";
+
+/// A pinned config file (`[[integrity]]` of preflight.toml), and where staging serves it.
+#[derive(Debug, Clone)]
+pub struct IntegrityEntry {
+    /// As written in preflight.toml (with `/` separators): the lock file's key.
+    pub file: String,
+    pub served_at: Option<Template>,
+}
 
 /// `preflight.lock`: file (as written in preflight.toml) -> `sha256:<hex>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,6 +11,7 @@ pub mod demo;
 pub mod engine;
 pub mod fs;
 pub mod integrity;
+pub mod problem;
 pub mod redact;
 pub mod report;
 pub mod schema;

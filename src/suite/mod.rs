@@ -7,17 +7,17 @@
 pub mod compile;
 pub mod parse;
 pub mod plan;
-pub mod problem;
 pub mod raw;
 /// Templates live below both `suite` and `check`; re-exported for the engine's imports.
 pub use crate::template;
 
+/// Located problems live below `suite` and `integrity` (the lock is read by both).
+pub use crate::problem::{self, Problem};
 pub use compile::{Overrides, parse_duration, parse_size};
 pub use plan::{
     Body, Flow, GatePolicy, IntegrityEntry, Plan, RetryKinds, RetryPolicy, Settings, Step, Target,
     TlsSettings, VersionCheck, VersionSource, WaitPolicy,
 };
-pub use problem::Problem;
 
 use compile::{Compiler, Lost, Source};
 use parse::{Parsed, parse};

@@ -3,8 +3,8 @@
 //! entry it points at is dropped from the parsed document and the rest is read again: one
 //! mistake hides no other, and what remains is still compiled, so its value problems show too.
 
+use crate::problem::{Problem, did_you_mean};
 use crate::suite::compile::Source;
-use crate::suite::problem::{Problem, did_you_mean};
 use serde::de::DeserializeOwned;
 use std::ops::Range;
 use toml::Spanned;

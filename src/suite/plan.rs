@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::integrity::IntegrityEntry;
 pub use crate::tls::TlsSettings;
 
 /// Everything needed to run a suite, checked: no request is sent before this exists.
@@ -118,14 +119,6 @@ pub struct GatePolicy {
     pub max_noncritical_failures: Option<usize>,
     pub max_p95_latency: Option<Duration>,
     pub fail_on_flaky: bool,
-}
-
-/// A pinned config file, and where staging serves it.
-#[derive(Debug, Clone)]
-pub struct IntegrityEntry {
-    /// As written in preflight.toml (with `/` separators): the lock file's key.
-    pub file: String,
-    pub served_at: Option<Template>,
 }
 
 /// `[version]`: what staging must report it runs.

@@ -5,7 +5,7 @@ use super::Compiler;
 use super::names::BUILTINS;
 use super::source::{Source, is_identifier, one_line};
 use crate::check::{Capture, CaptureSource, JsonQuery};
-use crate::suite::problem::did_you_mean;
+use crate::problem::did_you_mean;
 use indexmap::IndexMap;
 use regex::Regex;
 use std::ops::Range;

@@ -3,7 +3,7 @@
 use super::source::{Source, one_line};
 use super::{Compiler, Known};
 use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject};
-use crate::suite::problem::did_you_mean;
+use crate::problem::did_you_mean;
 use crate::suite::raw::RawExpect;
 use crate::template::TemplateValue;
 use regex::Regex;

@@ -4,7 +4,7 @@
 
 use super::Compiler;
 use super::source::Source;
-use crate::suite::problem::did_you_mean;
+use crate::problem::did_you_mean;
 use crate::template::Template;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};

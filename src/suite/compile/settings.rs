@@ -5,11 +5,11 @@ use super::names::Known;
 use super::source::{Source, is_identifier, parse_size, toml_to_json};
 use super::{Compiler, Lost};
 use crate::check::{JsonQuery, Op};
+use crate::problem::{Problem, did_you_mean};
 use crate::suite::plan::{
     GatePolicy, IntegrityEntry, RetryKinds, RetryPolicy, Settings, Step, TlsSettings, VersionCheck,
     VersionSource, WaitPolicy,
 };
-use crate::suite::problem::{Problem, did_you_mean};
 use crate::suite::raw::{RawGate, RawIntegrity, RawRetry, RawSuite, RawVersion, RawWait};
 use crate::template::Template;
 use indexmap::IndexMap;

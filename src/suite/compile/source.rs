@@ -1,7 +1,7 @@
 //! One file's text and the value parsers that record located problems in it.
 
 use crate::fs::read;
-use crate::suite::problem::Problem;
+use crate::problem::Problem;
 use crate::template::{Template, TemplateValue};
 use serde_json::{Value, json};
 use std::ops::Range;

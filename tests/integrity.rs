@@ -346,6 +346,11 @@ async fn version_from_a_header_and_a_path_that_matches_nothing() {
     assert!(out.contains("status 404"), "{out}");
 }
 
+/// `preflight check DIR` with a base URL nothing listens on (check sends nothing).
+async fn check(dir: &Path) -> (i32, String, String) {
+    preflight(args(&["check", "--base-url", "http://127.0.0.1:9"], dir)).await
+}
+
 fn mkfifo(path: &Path) {
     let made = std::process::Command::new("mkfifo").arg(path).status();
     assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
@@ -380,11 +385,7 @@ async fn a_fifo_or_a_device_as_integrity_file_is_a_mismatch_not_a_hang() {
             sha(CONFIG)
         )
     };
-    let (code, _, err) = preflight(args(
-        &["check", "--base-url", "http://127.0.0.1:9"],
-        dir.path(),
-    ))
-    .await;
+    let (code, _, err) = check(dir.path()).await;
     assert_eq!(code, 1, "{err}");
     assert!(
         err.lines().any(|l| l == expected("config/pipe.json")),
@@ -419,11 +420,7 @@ async fn a_fifo_or_a_device_as_integrity_file_is_a_mismatch_not_a_hang() {
 async fn a_lock_that_is_a_fifo_is_a_problem_not_a_hang() {
     let dir = suite("");
     mkfifo(&dir.path().join("preflight.lock"));
-    let (code, _, err) = preflight(args(
-        &["check", "--base-url", "http://127.0.0.1:9"],
-        dir.path(),
-    ))
-    .await;
+    let (code, _, err) = check(dir.path()).await;
     assert_eq!(code, 2, "{err}");
     let lock = dir.path().join("preflight.lock");
     assert!(
@@ -456,11 +453,7 @@ async fn lock_repairs_a_malformed_lock_as_the_error_suggests() {
         "unknown = 1\n",
     ] {
         std::fs::write(&lock, malformed).unwrap();
-        let (code, _, err) = preflight(args(
-            &["check", "--base-url", "http://127.0.0.1:9"],
-            dir.path(),
-        ))
-        .await;
+        let (code, _, err) = check(dir.path()).await;
         assert_eq!(code, 2, "{err}");
         assert!(
             err.contains("= help: regenerate it with `preflight lock`"),
@@ -473,11 +466,7 @@ async fn lock_repairs_a_malformed_lock_as_the_error_suggests() {
             format!("wrote {} (1 file)\n", lock.display()),
             "{malformed}"
         );
-        let (code, _, err) = preflight(args(
-            &["check", "--base-url", "http://127.0.0.1:9"],
-            dir.path(),
-        ))
-        .await;
+        let (code, _, err) = check(dir.path()).await;
         assert_eq!(code, 0, "{malformed}: {err}");
     }
 }

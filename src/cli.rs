@@ -1,6 +1,6 @@
 //! The command line: clap definitions and the thin wiring from arguments to the library.
 
-use crate::demo::{DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
+use crate::demo::{BundledSuite, DEMO_SUITE, DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::{self, EventSink, RunOptions};
 use crate::fs::write::Prepared;
 use crate::integrity;
@@ -48,7 +48,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SuiteArgs {
     /// The suite directory.
     #[arg(default_value = "smoke-tests")]
@@ -62,7 +62,7 @@ pub struct SuiteArgs {
 }
 
 /// Which flows of the suite a command works on. Every value must match a flow of the suite.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Selection {
     /// Only flows with any of these tags (repeatable).
     #[arg(long)]
@@ -98,7 +98,7 @@ pub struct ListArgs {
     pub select: Selection,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
@@ -141,6 +141,8 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
+/// `run`'s options; SUITE defaults to `smoke-tests/` here, or the bundled copy of it when the
+/// working directory has none.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Switch a fault on in the demo staging (repeatable).
@@ -505,7 +507,12 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
 }
 
 fn lock(args: &LockArgs) -> ExitCode {
-    let plan = match suite::load(&args.suite, offline(), &|_| None) {
+    // The lock is what this command replaces: a malformed one must not stop it.
+    let overrides = Overrides {
+        skip_lock: true,
+        ..offline()
+    };
+    let plan = match suite::load(&args.suite, overrides, &|_| None) {
         Ok(plan) => plan,
         Err(problems) => {
             print_problems(&problems);
@@ -577,6 +584,19 @@ fn list(args: &ListArgs) -> ExitCode {
 }
 
 async fn demo(args: &DemoArgs) -> ExitCode {
+    // The bundled suite: `smoke-tests/` of the working directory when it has one (the
+    // repository, where edits to the suite and its config show), else the binary's own copy.
+    let mut run_args = args.run.clone();
+    let mut bundled = None;
+    if run_args.suite.suite == Path::new(DEMO_SUITE) && !run_args.suite.suite.exists() {
+        match BundledSuite::write() {
+            Ok(suite) => run_args.suite.suite = bundled.insert(suite).suite(),
+            Err(e) => {
+                eprintln!("error: cannot write the bundled suite to a temporary directory: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let server = match DemoServer::start(&args.fault).await {
         Ok(server) => server,
         Err(e) => {
@@ -585,8 +605,9 @@ async fn demo(args: &DemoArgs) -> ExitCode {
         }
     };
     eprintln!("demo staging listening on {}", server.base_url());
-    let code = run(&args.run, Some(server.base_url())).await;
+    let code = run(&run_args, Some(server.base_url())).await;
     server.shutdown().await;
+    drop(bundled);
     code
 }
 

@@ -37,6 +37,80 @@ const OLD_COMMIT: &str = "0ld0ld0";
 /// The reviewed checkout config; staging serves these exact bytes unless `StaleConfig` is on.
 const CHECKOUT_CONFIG: &str = include_str!("../config/checkout-config.json");
 
+/// The folder of the bundled suite, relative to where `preflight demo` runs.
+pub const DEMO_SUITE: &str = "smoke-tests";
+
+/// The bundled suite and the config it pins, carried by the binary so that `preflight demo`
+/// works from any directory: paths relative to one root, as in the repository, so the lock's
+/// `../config/checkout-config.json` still names the pinned file.
+pub const BUNDLED_FILES: [(&str, &str); 8] = [
+    (
+        "smoke-tests/preflight.toml",
+        include_str!("../smoke-tests/preflight.toml"),
+    ),
+    (
+        "smoke-tests/preflight.lock",
+        include_str!("../smoke-tests/preflight.lock"),
+    ),
+    (
+        "smoke-tests/catalogue/browse.toml",
+        include_str!("../smoke-tests/catalogue/browse.toml"),
+    ),
+    (
+        "smoke-tests/guest-checkout.toml",
+        include_str!("../smoke-tests/guest-checkout.toml"),
+    ),
+    (
+        "smoke-tests/health.toml",
+        include_str!("../smoke-tests/health.toml"),
+    ),
+    (
+        "smoke-tests/recommendations.toml",
+        include_str!("../smoke-tests/recommendations.toml"),
+    ),
+    (
+        "smoke-tests/schemas/products.schema.json",
+        include_str!("../smoke-tests/schemas/products.schema.json"),
+    ),
+    ("config/checkout-config.json", CHECKOUT_CONFIG),
+];
+
+/// The bundled suite written to a fresh temporary directory, removed again when dropped.
+#[derive(Debug)]
+pub struct BundledSuite {
+    root: std::path::PathBuf,
+}
+
+impl BundledSuite {
+    /// Writes [`BUNDLED_FILES`] below a new directory in the system's temporary directory.
+    pub fn write() -> std::io::Result<BundledSuite> {
+        let root = std::env::temp_dir().join(format!("preflight-demo-{}", Uuid::new_v4()));
+        // `create_dir`, not `create_dir_all`: a directory that exists already is not ours.
+        std::fs::create_dir(&root)?;
+        let suite = BundledSuite { root };
+        for (relative, content) in BUNDLED_FILES {
+            let path = suite.root.join(relative);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, content)?;
+        }
+        Ok(suite)
+    }
+
+    /// The suite directory to run.
+    pub fn suite(&self) -> std::path::PathBuf {
+        self.root.join(DEMO_SUITE)
+    }
+}
+
+impl Drop for BundledSuite {
+    fn drop(&mut self) {
+        // Best effort: it is a temporary directory either way.
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 /// Only two currencies are sold; prices are kept in EUR and converted at a fixed rate.
 const CURRENCIES: [&str; 2] = ["EUR", "USD"];
 const USD_PER_100_EUR: u64 = 108;
@@ -845,6 +919,38 @@ mod tests {
         assert_eq!(resp.status(), 200);
         assert!(started.elapsed() >= SLOW_RECOMMENDATIONS);
         assert!(json_of(resp).await["items"].is_array());
+    }
+
+    /// The binary's copy of the suite is the repository's, file for file: a flow added to
+    /// `smoke-tests/` and not to [`BUNDLED_FILES`] would be missing from an installed demo.
+    #[test]
+    fn bundled_files_mirror_the_repository() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut on_disk = vec![root.join("config/checkout-config.json")];
+        files(&root.join(DEMO_SUITE), &mut on_disk);
+        on_disk.sort();
+        let mut bundled: Vec<_> = BUNDLED_FILES.iter().map(|(p, _)| root.join(p)).collect();
+        bundled.sort();
+        assert_eq!(bundled, on_disk);
+        for (relative, content) in BUNDLED_FILES {
+            let disk = std::fs::read_to_string(root.join(relative)).unwrap();
+            assert_eq!(disk, content, "{relative}");
+        }
+        let written = BundledSuite::write().unwrap();
+        let root = written.root.clone();
+        assert!(written.suite().join("preflight.lock").is_file());
+        drop(written);
+        assert!(!root.exists(), "removed when dropped");
     }
 
     #[tokio::test]

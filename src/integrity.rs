@@ -6,7 +6,9 @@
 //! fetched by the engine and judged here with [`judge_served`].
 
 use crate::check::sha256_hex;
-use crate::suite::{IntegrityEntry, Problem};
+use crate::fs::read::{ReadError, read_regular_text, sha256_regular};
+use crate::problem::Problem;
+use crate::template::Template;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -15,6 +17,14 @@ use toml::Spanned;
 
 pub const LOCK_FILE: &str = "preflight.lock";
 const NO_LOCK_ENTRY: &str = "<no lock entry>";
+
+/// A pinned config file (`[[integrity]]` of preflight.toml), and where staging serves it.
+#[derive(Debug, Clone)]
+pub struct IntegrityEntry {
+    /// As written in preflight.toml (with `/` separators): the lock file's key.
+    pub file: String,
+    pub served_at: Option<Template>,
+}
 
 /// `preflight.lock`: file (as written in preflight.toml) -> `sha256:<hex>`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,9 +60,9 @@ pub struct IntegrityResult {
 /// Reads and validates the lock file; `Ok(None)` when there is none.
 pub fn read_lock(dir: &Path) -> Result<Option<Lock>, Vec<Problem>> {
     let path = dir.join(LOCK_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match read_regular_text(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.is_missing() => return Ok(None),
         Err(e) => return Err(vec![Problem::file(&path, format!("cannot read: {e}"))]),
     };
     let raw: RawLock = toml::from_str(&text).map_err(|e| {
@@ -108,10 +118,12 @@ pub fn render_lock(lock: &Lock) -> String {
 }
 
 /// `sha256:<hex>` of a file, or how it could not be read (`<missing>`, `<unreadable: ...>`).
+/// Only regular files are read, in chunks: a FIFO or a device is `<unreadable: not a regular
+/// file>`, never a hang or an endless read.
 pub fn hash_file(path: &Path) -> Result<String, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(format!("sha256:{}", sha256_hex(&bytes))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("<missing>".into()),
+    match sha256_regular(path) {
+        Ok(hex) => Ok(format!("sha256:{hex}")),
+        Err(e) if e.is_missing() => Err("<missing>".into()),
         Err(e) => Err(format!("<unreadable: {e}>")),
     }
 }
@@ -141,8 +153,14 @@ pub fn write_lock(dir: &Path, entries: &[IntegrityEntry]) -> Result<LockOutcome,
     }
     let text = render_lock(&lock);
     let path = dir.join(LOCK_FILE);
-    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
-        return Ok(LockOutcome::Unchanged(lock.files.len()));
+    // Whatever is there is replaced (a malformed lock too), unless it is no regular file:
+    // writing into a FIFO or a device would block or go nowhere.
+    match read_regular_text(&path) {
+        Ok(old) if old == text => return Ok(LockOutcome::Unchanged(lock.files.len())),
+        Err(e @ ReadError::NotRegular) => {
+            return Err(vec![format!("cannot write {}: {e}", path.display())]);
+        }
+        _ => {}
     }
     crate::fs::write_atomic(&path, &text)
         .map_err(|e| vec![format!("cannot write {}: {e}", path.display())])?;

@@ -550,6 +550,270 @@ async fn one_mistake_in_preflight_toml_is_one_problem() {
     .await;
 }
 
+/// Every unknown key and wrong type of every file, in one pass: the first of a file hides
+/// neither its others nor the value problems of the same or another file.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_problem_of_every_file_in_one_pass() {
+    assert_invalid(
+        "every-problem",
+        &[
+            problem(
+                "every-problem/preflight.toml:2:15",
+                "concurrency = \"eight\"",
+                "invalid type: string \"eight\"",
+            ),
+            problem(
+                "every-problem/preflight.toml:3:11",
+                "timeout = \"soon\"",
+                "invalid duration `soon`",
+            ),
+            hinted(
+                "every-problem/preflight.toml:4:1",
+                "retries = 3",
+                "unknown field `retries`",
+                "did you mean `retry`?",
+            ),
+            hinted(
+                "every-problem/a.toml:3:1",
+                "methd = \"POST\"",
+                "unknown field `methd`",
+                "did you mean `method`?",
+            ),
+            problem(
+                "every-problem/a.toml:7:10",
+                "status = \"2xy\"",
+                "`status` is an integer (201), a list ([200, 201]) or a class (\"2xx\")",
+            ),
+            hinted(
+                "every-problem/a.toml:9:15",
+                "\"$.total\" = { equal = 0 }",
+                "unknown operator `equal`",
+                "did you mean `equals`?",
+            ),
+            problem(
+                "every-problem/b.toml:1:12",
+                "critical = \"yes\"",
+                "invalid type: string \"yes\", expected a boolean",
+            ),
+            hinted(
+                "every-problem/b.toml:5:16",
+                "\"$.status\" = { equal = \"ok\" }",
+                "unknown operator `equal`",
+                "did you mean `equals`?",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// A preflight.toml that is not TOML at all still lets every flow be checked; names and the
+/// base_url it may have declared are not blamed on the flows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_suite_file_hides_no_problem_of_the_flows() {
+    assert_invalid_with(
+        "suite-syntax-error",
+        &[
+            problem(
+                "suite-syntax-error/preflight.toml:1:31",
+                "base_url = \"http://127.0.0.1:9",
+                "invalid basic string",
+            ),
+            hinted(
+                "suite-syntax-error/cart.toml:5:15",
+                "\"$.total\" = { gte = 0 }",
+                "unknown operator `gte`",
+                "did you mean `gt`?",
+            ),
+        ],
+        false,
+    )
+    .await;
+}
+
+/// `check` resolves names as `run` will: keys of table variables, and a flow's own [vars]
+/// under the suite headers.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_run_cannot_resolve_are_problems_for_check() {
+    assert_invalid(
+        "unresolvable-names",
+        &[
+            problem(
+                "unresolvable-names/guest.toml:2:12",
+                "customer = \"guest\"",
+                "the suite header `x-customer` reads `customer.email`, which has no value in this flow: `customer` is a string, not a table",
+            ),
+            problem(
+                "unresolvable-names/guest.toml:5:24",
+                "path = \"/api/prices/{{ currency.code }}\"",
+                "`currency.code` has no value: `currency` is a string, not a table",
+            ),
+            hinted(
+                "unresolvable-names/member.toml:3:25",
+                "query = { country = \"{{ customer.address.contry }}\" }",
+                "`customer.address.contry` has no value: `customer.address` has no key `contry`",
+                "did you mean `country`?",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// A flow name selects flows (`--flow`) and names them in reports: two flows may not share
+/// one, whether it is written or comes from the file's stem.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_flows_with_one_name_are_a_problem_naming_both_files() {
+    let server = correct_staging().await;
+    for command in [
+        &["check"][..],
+        &["run", "--flow", "health", "--no-progress"],
+    ] {
+        let mut cmd = preflight();
+        cmd.current_dir(invalid_dir())
+            .args(command)
+            .arg("duplicate-names")
+            .args(["--base-url", &server.uri()]);
+        let out = output(cmd).await;
+        out.clone()
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty());
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "error: two flows are named `health`: a.toml and b.toml\n \
+                 --> duplicate-names/b.toml:1:8\n  |\n1 | name = \"health\"\n"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "error: two flows are named `card`: legacy/card.toml and payments/card.toml\n\
+                 --> duplicate-names/payments/card.toml\n = help: give each flow its own `name`"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            last_line(&err),
+            "suite invalid: 2 problems, nothing was run"
+        );
+    }
+    assert!(received(&server).await.is_empty(), "nothing was sent");
+}
+
+/// Limits are checked up front: concurrency 1 to 10000, durations 1ms to 24h, sizes at
+/// least a byte, 1 to 100 tries; each a located problem, never a panic half-way through a run.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_are_located_problems() {
+    assert_invalid(
+        "limits",
+        &[
+            problem(
+                "limits/preflight.toml:2:15",
+                "concurrency = 4611686018427387904",
+                "`concurrency` is 1 to 10000",
+            ),
+            problem(
+                "limits/preflight.toml:3:11",
+                "timeout = \"0s\"",
+                "duration `0s` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:4:12",
+                "deadline = \"100000h\"",
+                "duration `100000h` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:5:12",
+                "max_body = \"0MiB\"",
+                "size `0MiB` is out of range: at least 1 byte",
+            ),
+            problem(
+                "limits/preflight.toml:8:12",
+                "attempts = 1000",
+                "`attempts` is the total number of tries, 1 to 100",
+            ),
+            problem(
+                "limits/preflight.toml:9:11",
+                "backoff = \"0ms\"",
+                "duration `0ms` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:13:11",
+                "timeout = \"1us\"",
+                "duration `1us` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:14:12",
+                "interval = \"0s\"",
+                "duration `0s` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/preflight.toml:17:19",
+                "max_p95_latency = \"0ms\"",
+                "duration `0ms` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/flow.toml:3:11",
+                "timeout = \"25h\"",
+                "duration `25h` is out of range: from 1ms to 24h",
+            ),
+            problem(
+                "limits/flow.toml:6:15",
+                "max_latency = \"0ms\"",
+                "duration `0ms` is out of range: from 1ms to 24h",
+            ),
+        ],
+    )
+    .await;
+}
+
+/// `--concurrency 4611686018427387904` once passed the loader, sent the first requests and
+/// panicked in the scheduler (exit 1, no report).
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_on_the_command_line_are_refused_before_anything_is_sent() {
+    let server = correct_staging().await;
+    let reports = tempfile::tempdir().unwrap();
+    let report = reports.path().join("r.json");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--concurrency", "4611686018427387904"],
+            "error: --concurrency is 1 to 10000, not 4611686018427387904\n--> --concurrency\n",
+        ),
+        (
+            &["--concurrency", "0"],
+            "error: --concurrency is 1 to 10000, not 0\n--> --concurrency\n",
+        ),
+        (
+            &["--timeout", "0s"],
+            "error: invalid value '0s' for '--timeout <DURATION>': duration `0s` is out of range: from 1ms to 24h",
+        ),
+        (
+            &["--deadline", "25h"],
+            "error: invalid value '25h' for '--deadline <DURATION>': duration `25h` is out of range: from 1ms to 24h",
+        ),
+    ];
+    for (flags, message) in cases {
+        let mut cmd = preflight();
+        cmd.arg("run")
+            .arg(fixture("valid"))
+            .args(["--base-url", &server.uri(), "--no-progress", "--json"])
+            .arg(&report)
+            .args(flags);
+        let out = output(cmd).await;
+        out.clone()
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty());
+        assert!(
+            stderr(&out).contains(message),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(received(&server).await.is_empty(), "nothing was sent");
+    assert!(!report.exists(), "no report when nothing was run");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Valid suites: check, run, verdicts, filters, reports, overrides.
 // ---------------------------------------------------------------------------------------------
@@ -1427,4 +1691,189 @@ fn demo_with_broken_payments_fails_at_pay() {
     assert!(text.contains("failed at step 'pay'"), "{text}");
     assert!(text.contains("502"), "{text}");
     assert!(last_line(&text).starts_with("GATE FAILED: "), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input never hurts: files that are not regular, symlink cycles, limits, names.
+// ---------------------------------------------------------------------------------------------
+
+/// A suite in `<temp>/s`, for what git cannot hold (FIFOs, symlinks); run with the temp dir
+/// as working directory so that locations read `s/...`.
+fn temp_suite(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join("s").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// `preflight <command> s [args]` in `dir`.
+fn in_dir(dir: &Path, command: &str, args: &[&str]) -> Output {
+    preflight()
+        .current_dir(dir)
+        .args([command, "s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+}
+
+#[test]
+fn files_a_suite_reads_must_be_regular_files() {
+    let dir = temp_suite(&[
+        (
+            "preflight.toml",
+            "base_url = \"http://127.0.0.1:9\"\nca_cert = \"certs/ca.pem\"\n",
+        ),
+        (
+            "flow.toml",
+            "[[step]]\npath = \"/upload\"\nmethod = \"POST\"\nbody_file = \"pipe.bin\"\n\
+             [step.expect]\nbody = { sha256_of_file = \"pipe.bin\" }\n\
+             [step.expect.json]\n\"$\" = { json_schema = \"schema.json\" }\n",
+        ),
+        ("certs/keep", ""),
+    ]);
+    for fifo in ["certs/ca.pem", "pipe.bin", "schema.json"] {
+        mkfifo(&dir.path().join("s").join(fifo));
+    }
+    // Before, the first FIFO blocked `check` until the safety timeout killed it.
+    let out = in_dir(dir.path(), "check", &[]);
+    assert_problems(
+        &out,
+        &[
+            problem(
+                "s/preflight.toml:2:11",
+                "ca_cert = \"certs/ca.pem\"",
+                "cannot read `s/certs/ca.pem`: not a regular file",
+            ),
+            problem(
+                "s/flow.toml:4:13",
+                "body_file = \"pipe.bin\"",
+                "cannot read `s/pipe.bin`: not a regular file",
+            ),
+            problem(
+                "s/flow.toml:6:10",
+                "body = { sha256_of_file = \"pipe.bin\" }",
+                "cannot read `s/pipe.bin`: not a regular file",
+            ),
+            problem(
+                "s/flow.toml:8:9",
+                "\"$\" = { json_schema = \"schema.json\" }",
+                "cannot read `s/schema.json`: not a regular file",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn suite_files_that_are_fifos_are_problems_naming_them() {
+    let dir = temp_suite(&[("health.toml", "[[step]]\npath = \"/health\"\n")]);
+    mkfifo(&dir.path().join("s/preflight.toml"));
+    mkfifo(&dir.path().join("s/pipe.toml"));
+    let out = in_dir(dir.path(), "check", &["--base-url", "http://127.0.0.1:9"]);
+    out.clone().assert().code(2);
+    let err = stderr(&out);
+    for file in ["s/preflight.toml", "s/pipe.toml"] {
+        assert!(
+            err.contains(&format!(
+                "error: cannot read: not a regular file\n--> {file}\n"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        last_line(&err),
+        "suite invalid: 2 problems, nothing was run"
+    );
+}
+
+#[test]
+fn symlink_cycles_in_the_suite_are_problems_and_the_walk_ends() {
+    let dir = temp_suite(&[
+        ("a/health.toml", "[[step]]\npath = \"/health\"\n"),
+        ("preflight.toml", "base_url = \"http://127.0.0.1:9\"\n"),
+    ]);
+    let s = dir.path().join("s");
+    std::os::unix::fs::symlink("..", s.join("a/up")).unwrap();
+    std::os::unix::fs::symlink(".", s.join("self")).unwrap();
+    // Not a cycle: a second name for `a`, listed once (else `health` would be there twice).
+    std::os::unix::fs::symlink("a", s.join("b")).unwrap();
+    // Two cycles used to make the walk exponential; now each is found once.
+    let out = in_dir(dir.path(), "check", &[]);
+    out.clone().assert().code(2);
+    let err = stderr(&out);
+    for link in ["s/a/up", "s/self"] {
+        assert!(
+            err.contains(&format!(
+                "error: symlink cycle: this folder leads back to `s`\n--> {link}\n"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        last_line(&err),
+        "suite invalid: 2 problems, nothing was run"
+    );
+    std::fs::remove_file(s.join("a/up")).unwrap();
+    std::fs::remove_file(s.join("self")).unwrap();
+    let out = in_dir(dir.path(), "list", &[]);
+    out.clone().assert().success();
+    assert_eq!(
+        stdout(&out),
+        "health (a/health.toml) critical\n  1. GET /health\n"
+    );
+}
+
+/// An installed binary has no repository around it: from any directory, `demo` runs the copy
+/// of the bundled suite the binary carries (and removes it afterwards), faults included.
+#[test]
+fn demo_runs_from_any_directory() {
+    let anywhere = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = |faults: &[&str]| {
+        preflight()
+            .current_dir(anywhere.path())
+            .env("TMPDIR", tmp.path())
+            .args(["demo", "--no-progress"])
+            .args(faults)
+            .output()
+            .unwrap()
+    };
+    let out = demo(&[]);
+    out.clone().assert().success();
+    assert!(
+        last_line(&stdout(&out)).starts_with("GATE PASSED: 4 flows, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = demo(&["--fault", "broken-payments"]);
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(text.contains("failed at step 'pay'"), "{text}");
+    assert_eq!(last_line(&text), "GATE FAILED: 1 of 4 flows failed");
+
+    let out = demo(&["--fault", "stale-config"]);
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(
+        text.contains("config mismatch: ../config/checkout-config.json: staging serves sha256:"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "the bundled copy is removed"
+    );
+    assert_eq!(
+        std::fs::read_dir(anywhere.path()).unwrap().count(),
+        0,
+        "nothing written here"
+    );
 }

@@ -1,6 +1,9 @@
-//! Fuzzing the loader: arbitrary bytes, arbitrary TOML documents built from the real keys, and
-//! mutations of the bundled suite are fed to `suite::load` (and the lock reader). Every input
-//! must either load or come back as located problems: never a panic, never an unlocated error.
+//! Fuzzing the loader: arbitrary bytes, arbitrary TOML documents built from the real keys (and
+//! values at and past the limits), and mutations of the bundled suite are fed to `suite::load`
+//! (and the lock reader). Every input must either load or come back as located problems: never
+//! a panic, and line 0 only for a problem about a whole file. Any set of independent mistakes
+//! (unknown keys, wrong types, limits, operators, names, a flow name used twice) across the
+//! files of a suite must come back as exactly one problem on each mistaken line.
 //!
 //! `cargo test --test fuzz_loader` runs a quick round (a few hundred cases per strategy). For a
 //! long run: `PREFLIGHT_FUZZ_SECS=600 cargo test --release --test fuzz_loader -- --nocapture`
@@ -101,6 +104,11 @@ const STRINGS: &[&str] = &[
     "5xx",
     "é\u{0}\u{202e}",
     "{{ uuid }}{{ now }}",
+    "1us",
+    "24h",
+    "25h",
+    "0KiB",
+    "health",
 ];
 
 fn value(depth: u32) -> BoxedStrategy<toml::Value> {
@@ -108,8 +116,17 @@ fn value(depth: u32) -> BoxedStrategy<toml::Value> {
         proptest::sample::select(STRINGS).prop_map(|s| toml::Value::String(s.to_string())),
         any::<String>().prop_map(toml::Value::String),
         any::<i64>().prop_map(toml::Value::Integer),
-        prop_oneof![Just(0i64), Just(1), Just(-1), Just(200), Just(599)]
-            .prop_map(toml::Value::Integer),
+        prop_oneof![
+            Just(0i64),
+            Just(1),
+            Just(-1),
+            Just(200),
+            Just(599),
+            Just(10_000),
+            Just(10_001),
+            Just(4_611_686_018_427_387_904),
+        ]
+        .prop_map(toml::Value::Integer),
         any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(toml::Value::Float),
@@ -157,13 +174,36 @@ fn check_suite(dir: &Path) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Problems about a whole file (or folder), the only ones that may have no line.
+const WHOLE_FILE: &[&str] = &[
+    "cannot read",
+    "cannot list the suite",
+    "symlink cycle",
+    "a flow needs at least one [[step]]",
+    "two flows are named",
+    "more than 100 problems",
+];
+
+/// In a file of the suite, at a line and column with the line shown; line 0 only for a
+/// problem about the whole file.
 fn located(p: &Problem, dir: &Path) -> bool {
-    p.file.starts_with(dir) && (p.line == 0 || (p.line >= 1 && p.col >= 1 && p.snippet.is_some()))
+    let at_text = p.line >= 1 && p.col >= 1 && p.snippet.is_some();
+    let whole_file = p.line == 0
+        && p.col == 0
+        && p.snippet.is_none()
+        && WHOLE_FILE.iter().any(|m| p.message.starts_with(m));
+    p.file.starts_with(dir) && (at_text || whole_file)
 }
 
 fn write_suite(dir: &Path, settings: &[u8], flow: &[u8], lock: Option<&[u8]>) {
+    write_flows(dir, settings, &[("flow.toml", flow)], lock);
+}
+
+fn write_flows(dir: &Path, settings: &[u8], flows: &[(&str, &[u8])], lock: Option<&[u8]>) {
     std::fs::write(dir.join("preflight.toml"), settings).unwrap();
-    std::fs::write(dir.join("flow.toml"), flow).unwrap();
+    for (name, flow) in flows {
+        std::fs::write(dir.join(name), flow).unwrap();
+    }
     if let Some(lock) = lock {
         std::fs::write(dir.join("preflight.lock"), lock).unwrap();
     }
@@ -233,14 +273,18 @@ fn arbitrary_toml_documents_never_panic_the_loader() {
     fuzz(
         "toml documents",
         128,
-        (table(3), table(3), table(2)),
-        |(settings, flow, lock)| {
+        (table(3), table(3), table(3), table(2)),
+        |(settings, flow, other, lock)| {
             let dir = tempfile::tempdir().unwrap();
             let text = |t: &toml::Table| toml::to_string(t).unwrap_or_default();
-            write_suite(
+            let (flow, other) = (text(&flow), text(&other));
+            write_flows(
                 dir.path(),
                 text(&settings).as_bytes(),
-                text(&flow).as_bytes(),
+                &[
+                    ("flow.toml", flow.as_bytes()),
+                    ("other.toml", other.as_bytes()),
+                ],
                 Some(text(&lock).as_bytes()),
             );
             check_suite(dir.path())
@@ -289,6 +333,101 @@ fn mutated_bundled_suite_files_never_panic_the_loader() {
             )
             .unwrap();
             check_suite(dir.path())
+        },
+    );
+}
+
+/// Independent mistakes, each on its own line of preflight.toml or a flow: `(file, line
+/// template, mistake)`. A line is written with or without its mistake.
+const MISTAKES: &[(&str, &str, &str)] = &[
+    ("preflight.toml", "name = \"s\"", "concurrency = 10001"),
+    ("preflight.toml", "", "timeout = 5"),
+    ("preflight.toml", "", "retries = 1"),
+    ("preflight.toml", "", "deadline = \"0s\""),
+    ("preflight.toml", "", "max_body = \"0\""),
+    (
+        "preflight.toml",
+        "[gate]",
+        "[gate]\nmax_p95_latency = \"99h\"",
+    ),
+    (
+        "flow.toml",
+        "[[step]]\npath = \"/a\"",
+        "[[step]]\npath = \"/a\"\nmethd = \"GET\"",
+    ),
+    ("flow.toml", "", "timeout = 5"),
+    ("flow.toml", "", "retry = { attempts = 0 }"),
+    ("flow.toml", "", "headers = { x = \"{{ currency.code }}\" }"),
+    (
+        "flow.toml",
+        "[step.expect]",
+        "[step.expect]\nmax_latency = \"0ms\"",
+    ),
+    ("flow.toml", "", "status = \"9xx\""),
+    (
+        "flow.toml",
+        "[step.expect.json]",
+        "[step.expect.json]\n\"$.a\" = { equal = 1 }",
+    ),
+    ("flow.toml", "", "\"$.b\" = { matches = \"(\" }"),
+    ("zz.toml", "name = \"other\"", "name = \"flow\""),
+];
+
+/// Any set of independent mistakes is found in one pass: exactly one problem on each line
+/// with a mistake, none elsewhere, whatever the other files hold.
+#[test]
+fn every_mistake_is_found_in_one_pass() {
+    fuzz(
+        "independent mistakes",
+        128,
+        proptest::collection::vec(any::<bool>(), MISTAKES.len()),
+        |chosen| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut files: Vec<(&str, String)> = vec![
+                (
+                    "preflight.toml",
+                    "base_url = \"http://127.0.0.1:9\"\n".into(),
+                ),
+                ("flow.toml", String::new()),
+                ("zz.toml", String::new()),
+            ];
+            let mut expected: Vec<(String, usize)> = Vec::new();
+            for ((file, plain, mistake), on) in MISTAKES.iter().zip(&chosen) {
+                let text = &mut files.iter_mut().find(|(f, _)| f == file).unwrap().1;
+                let written = if *on { mistake } else { plain };
+                if *on {
+                    // The mistake is on the last line of what is written.
+                    let line = text.lines().count() + written.lines().count();
+                    expected.push((file.to_string(), line));
+                }
+                text.push_str(written);
+                text.push('\n');
+            }
+            files[0].1.push_str("[vars]\ncurrency = \"EUR\"\n");
+            files[2].1.push_str("[[step]]\npath = \"/d\"\n");
+            for (file, text) in &files {
+                std::fs::write(dir.path().join(file), text).unwrap();
+            }
+            let env = |_: &str| None;
+            let found: Vec<(String, usize)> =
+                match suite::load(dir.path(), Overrides::default(), &env) {
+                    Ok(_) => Vec::new(),
+                    Err(problems) => problems
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.file.file_name().unwrap().to_string_lossy().into_owned(),
+                                p.line,
+                            )
+                        })
+                        .collect(),
+                };
+            let mut expected_sorted = expected.clone();
+            expected_sorted.sort();
+            let mut found_sorted = found.clone();
+            found_sorted.sort();
+            prop_assert_eq!(found_sorted, expected_sorted, "files: {:#?}", files);
+            Ok(())
         },
     );
 }

@@ -4,6 +4,7 @@
 use assert_cmd::cargo::cargo_bin_cmd;
 use serde_json::Value;
 use std::path::Path;
+use std::time::Duration;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -33,6 +34,8 @@ async fn preflight(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
         let out = cargo_bin_cmd!("preflight")
             .args(&args)
+            // A safety bound: a FIFO must never make preflight hang.
+            .timeout(Duration::from_secs(30))
             .env_remove("PREFLIGHT_BASE_URL")
             .env("NO_COLOR", "1")
             .output()
@@ -341,4 +344,129 @@ async fn version_from_a_header_and_a_path_that_matches_nothing() {
     let (code, out, _) = version_run(gone, "4f2a9c1").await;
     assert_eq!(code, 1);
     assert!(out.contains("status 404"), "{out}");
+}
+
+/// `preflight check DIR` with a base URL nothing listens on (check sends nothing).
+async fn check(dir: &Path) -> (i32, String, String) {
+    preflight(args(&["check", "--base-url", "http://127.0.0.1:9"], dir)).await
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", path.display());
+}
+
+/// A lock pinning every file of `files` to the hash of `content` (what they held once).
+fn write_lock(dir: &Path, files: &[&str], content: &str) {
+    let lines: Vec<String> = files
+        .iter()
+        .map(|f| format!("\"{f}\" = \"sha256:{}\"\n", sha(content)))
+        .collect();
+    std::fs::write(
+        dir.join("preflight.lock"),
+        format!("[files]\n{}", lines.concat()),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_or_a_device_as_integrity_file_is_a_mismatch_not_a_hang() {
+    let dir =
+        suite("[[integrity]]\nfile = \"config/pipe.json\"\n[[integrity]]\nfile = \"/dev/zero\"\n");
+    mkfifo(&dir.path().join("config/pipe.json"));
+    write_lock(
+        dir.path(),
+        &["config/checkout.json", "config/pipe.json", "/dev/zero"],
+        CONFIG,
+    );
+    let expected = |file: &str| {
+        format!(
+            "config mismatch: {file}: expected sha256:{}, found <unreadable: not a regular file>",
+            sha(CONFIG)
+        )
+    };
+    let (code, _, err) = check(dir.path()).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.lines().any(|l| l == expected("config/pipe.json")),
+        "{err}"
+    );
+    assert!(err.lines().any(|l| l == expected("/dev/zero")), "{err}");
+
+    let server = staging(CONFIG, "abc").await;
+    let (code, out, _) = preflight(args(
+        &["run", "--base-url", &server.uri(), "--no-progress"],
+        dir.path(),
+    ))
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&expected("config/pipe.json")), "{out}");
+    assert!(out.contains(&expected("/dev/zero")), "{out}");
+    assert_eq!(last_line(&out), "GATE FAILED: config mismatch in 2 files");
+
+    let (code, _, err) = preflight(args(&["lock"], dir.path())).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error: cannot pin config/pipe.json: <unreadable: not a regular file>"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: cannot pin /dev/zero: <unreadable: not a regular file>"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lock_that_is_a_fifo_is_a_problem_not_a_hang() {
+    let dir = suite("");
+    mkfifo(&dir.path().join("preflight.lock"));
+    let (code, _, err) = check(dir.path()).await;
+    assert_eq!(code, 2, "{err}");
+    let lock = dir.path().join("preflight.lock");
+    assert!(
+        err.contains(&format!(
+            "error: cannot read: not a regular file\n--> {}",
+            lock.display()
+        )),
+        "{err}"
+    );
+    // `lock` does not write into it either: that would block too.
+    let (code, _, err) = preflight(args(&["lock"], dir.path())).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "error: cannot write {}: not a regular file",
+            lock.display()
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lock_repairs_a_malformed_lock_as_the_error_suggests() {
+    let dir = suite("");
+    let lock = dir.path().join("preflight.lock");
+    for malformed in [
+        "[files\n",
+        "[files]\n\"config/checkout.json\" = 42\n",
+        "[files]\n\"config/checkout.json\" = \"md5:abc\"\n",
+        "unknown = 1\n",
+    ] {
+        std::fs::write(&lock, malformed).unwrap();
+        let (code, _, err) = check(dir.path()).await;
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("= help: regenerate it with `preflight lock`"),
+            "{err}"
+        );
+        let (code, out, err) = preflight(args(&["lock"], dir.path())).await;
+        assert_eq!(code, 0, "{malformed}: {err}");
+        assert_eq!(
+            out,
+            format!("wrote {} (1 file)\n", lock.display()),
+            "{malformed}"
+        );
+        let (code, _, err) = check(dir.path()).await;
+        assert_eq!(code, 0, "{malformed}: {err}");
+    }
 }

@@ -8,7 +8,7 @@ pub mod capture;
 pub mod jsonpath;
 
 use crate::redact::{Mask, NoMask};
-use crate::suite::template::{Scope, Template, TemplateValue, value_to_text};
+use crate::template::{Scope, Template, TemplateValue, value_to_text};
 pub use capture::{Capture, CaptureSource};
 pub use jsonpath::JsonQuery;
 use regex::Regex;

@@ -8,8 +8,8 @@ use super::result::{Attempt, FlowOutcome, FlowResult, Phase, StepOutcome, StepRe
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
-use crate::suite::template::Scope;
-use crate::suite::template::{UrlTemplate, value_to_text};
+use crate::template::Scope;
+use crate::template::{UrlTemplate, value_to_text};
 use crate::suite::{Body, Flow, Step, Target};
 use reqwest::cookie::Jar;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};

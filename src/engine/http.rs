@@ -5,6 +5,7 @@
 //! are dropped on a cross-origin hop exactly as SPEC 8 says.
 
 use crate::suite::TlsSettings;
+pub use crate::tls::{error_chain, install_crypto_provider};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -79,28 +80,9 @@ impl Http {
     /// The client of a run. Proxies come from `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY`
     /// (reqwest's system proxy); HTTP/2 is used when a TLS server offers it.
     pub fn new(tls: &TlsSettings) -> Result<Http, String> {
-        Http::client(tls)
+        crate::tls::client(tls)
             .map(|client| Http { client })
             .map_err(|e| format!("cannot build the HTTP client: {e}"))
-    }
-
-    /// The reqwest client for these TLS settings. The suite loader builds one too, so that an
-    /// unusable certificate or key is an invalid suite (exit 2), not a failed run.
-    pub fn client(tls: &TlsSettings) -> Result<reqwest::Client, String> {
-        install_crypto_provider();
-        let failed = |e: reqwest::Error| error_chain(&e);
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("preflight/", env!("CARGO_PKG_VERSION")))
-            .tls_danger_accept_invalid_certs(tls.insecure);
-        if let Some(pem) = &tls.ca_cert {
-            builder = builder
-                .tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem).map_err(failed)?);
-        }
-        if let Some(pem) = &tls.identity {
-            builder = builder.identity(reqwest::Identity::from_pem(pem).map_err(failed)?);
-        }
-        builder.build().map_err(failed)
     }
 
     /// Sends `request` and reads the whole response, within `limits.timeout`.
@@ -287,34 +269,4 @@ fn is_tls(error: &(dyn StdError + 'static)) -> bool {
         current = e.source();
     }
     false
-}
-
-/// The whole cause chain on one line, without reqwest's and hyper's generic wrappers, so the
-/// real reason (a refused port, a certificate, a reset) is always visible.
-pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let text = e.to_string();
-        let generic = text.starts_with("error sending request")
-            || text.starts_with("client error (")
-            || text == "builder error"
-            || text.starts_with("error decoding response body")
-            || text.starts_with("request or response body error");
-        if !generic && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        current = e.source();
-    }
-    if parts.is_empty() {
-        error.to_string()
-    } else {
-        parts.join(": ")
-    }
-}
-
-/// rustls needs one process-wide crypto provider; ring builds fast and small.
-pub fn install_crypto_provider() {
-    // An error only means a provider is installed already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

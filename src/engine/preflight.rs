@@ -8,7 +8,7 @@ use crate::check::{Expectation, Observed, Subject};
 use crate::integrity::{IntegrityResult, VersionResult, judge_served};
 use crate::redact::Mask;
 use crate::suite::WaitPolicy;
-use crate::suite::template::{Template, value_to_text};
+use crate::template::{Template, value_to_text};
 use crate::suite::{VersionCheck, VersionSource};
 use reqwest::cookie::Jar;
 use serde_json::Map;

@@ -3,7 +3,7 @@
 
 use crate::redact::Secret;
 use crate::suite::Plan;
-use crate::suite::template::Scope;
+use crate::template::Scope;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -3,7 +3,7 @@
 //! Masking happens in two places, both at the source:
 //! - what preflight *renders* (URLs, headers, expected values) is rendered from the templates
 //!   a second time with every sensitive placeholder written as `***` (see
-//!   `suite::template::Template::render_shown`), so no encoding of a secret can reach it;
+//!   `template::Template::render_shown`), so no encoding of a secret can reach it;
 //! - what *staging sends back* (actual values, body excerpts, redirect URLs, error texts) is
 //!   masked by value here, by the [`Redactor`], before it is cut to an excerpt: decoded JSON
 //!   values of every type, and the text forms a secret can take in transit.

@@ -2,12 +2,15 @@
 
 use crate::check::{Capture, Expectation};
 use crate::redact::Secret;
-use crate::suite::template::{Template, TemplateValue};
+use crate::template::{Template, TemplateValue};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use crate::integrity::IntegrityEntry;
+pub use crate::tls::TlsSettings;
 
 /// Everything needed to run a suite, checked: no request is sent before this exists.
 #[derive(Debug, Clone)]
@@ -121,24 +124,6 @@ pub struct GatePolicy {
     pub fail_on_flaky: bool,
 }
 
-/// TLS options, validated at load time (files exist and parse).
-#[derive(Debug, Clone, Default)]
-pub struct TlsSettings {
-    pub insecure: bool,
-    /// Extra trusted roots (PEM bundle).
-    pub ca_cert: Option<Vec<u8>>,
-    /// Client certificate and key (PEM, concatenated) for mutual TLS.
-    pub identity: Option<Vec<u8>>,
-}
-
-/// A pinned config file, and where staging serves it.
-#[derive(Debug, Clone)]
-pub struct IntegrityEntry {
-    /// As written in preflight.toml (with `/` separators): the lock file's key.
-    pub file: String,
-    pub served_at: Option<Template>,
-}
-
 /// `[version]`: what staging must report it runs.
 #[derive(Debug, Clone)]
 pub struct VersionCheck {
@@ -230,7 +215,7 @@ impl Plan {
             ("--skip-tag", skip_tags, &known_tags, "tags"),
         ] {
             for value in values.iter().filter(|v| !known.contains(&v.as_str())) {
-                let hint = crate::suite::problem::did_you_mean(value, known.iter().copied())
+                let hint = crate::problem::did_you_mean(value, known.iter().copied())
                     .map_or(String::new(), |h| format!(" ({h})"));
                 let mut listed = known
                     .iter()

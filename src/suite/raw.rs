@@ -23,7 +23,7 @@ pub struct RawSuite {
     #[schemars(with = "Option<String>")]
     pub base_url: Option<Spanned<String>>,
     /// Flows in flight at once (default 8).
-    #[schemars(with = "Option<u32>", range(min = 1))]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 10000))]
     pub concurrency: Option<Spanned<i64>>,
     /// Per-request timeout, body included, e.g. "10s" (default 10s).
     #[schemars(with = "Option<String>")]

@@ -37,6 +37,11 @@ fn sizes_and_durations() {
     assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert!(parse_duration("soon").is_err());
+    for out_of_range in ["0s", "999us", "24h 1ms", "9999999h"] {
+        assert!(parse_duration(out_of_range).is_err(), "{out_of_range}");
+    }
+    assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+    assert!(parse_size("0KiB").is_err());
 }
 
 #[test]
@@ -256,10 +261,18 @@ fn every_problem_of_every_file_is_listed() {
         .collect();
     assert_eq!(
         where_,
-        ["preflight.toml:1", "a.toml:2", "b.toml:3", "b.toml:5"],
+        // With `methd` dropped, a.toml's step has no `path` either: a problem of its own.
+        [
+            "preflight.toml:1",
+            "a.toml:1",
+            "a.toml:2",
+            "b.toml:3",
+            "b.toml:5"
+        ],
         "{found:#?}"
     );
-    assert_eq!(found[1].hint.as_deref(), Some("did you mean `method`?"));
+    assert_eq!(found[1].message, "a step needs `path` or `url`");
+    assert_eq!(found[2].hint.as_deref(), Some("did you mean `method`?"));
 }
 
 #[test]
@@ -284,4 +297,20 @@ fn filters_select_by_tag_and_name() {
     assert_eq!(names(&["x"], &["slow"], &[]), ["a"]);
     assert_eq!(names(&[], &[], &["b"]), ["b"]);
     assert!(names(&["nope"], &[], &[]).is_empty());
+}
+
+#[test]
+fn a_bad_template_written_with_escapes_is_located_at_its_value() {
+    // The error's offset is in the unescaped string: added to the source it once landed
+    // inside `é` and panicked.
+    let found = problems(&[BASE, ("f.toml", "[[step]]\npath = \"\\t\\téé{{\"\n")]);
+    let at: Vec<_> = found
+        .iter()
+        .map(|p| (p.line, p.col, p.message.as_str()))
+        .collect();
+    assert_eq!(
+        at,
+        [(2, 8, "unclosed `{{`: a placeholder ends with `}}`")],
+        "{found:#?}"
+    );
 }

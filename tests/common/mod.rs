@@ -105,7 +105,7 @@ pub async fn run(plan: Plan) -> Run {
         cmd.args(["--base-url", base.as_str()]);
     }
     for (name, value) in &settings.cli_vars {
-        let value = preflight::suite::template::value_to_text(value);
+        let value = preflight::template::value_to_text(value);
         cmd.arg("--var").arg(format!("{name}={value}"));
     }
     cmd.envs(&plan.env);

@@ -2,10 +2,10 @@
 
 use super::source::{Source, one_line};
 use super::{Compiler, Known};
-use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject, sha256_hex};
-use crate::suite::problem::did_you_mean;
+use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject};
+use crate::problem::did_you_mean;
 use crate::suite::raw::RawExpect;
-use crate::suite::template::TemplateValue;
+use crate::template::TemplateValue;
 use regex::Regex;
 use serde_json::Value;
 use std::ops::Range;
@@ -98,8 +98,15 @@ impl Compiler<'_> {
             );
         }
         for (key, arg) in table {
-            let at = src.find_in(&span, key);
-            if let Some(op) = self.op(src, key, arg, &at, &span, known, on_body) {
+            let operator = Operator {
+                key,
+                arg,
+                at: src.find_in(&span, key),
+                table: &span,
+                known,
+                on_body,
+            };
+            if let Some(op) = self.op(src, &operator) {
                 out.push(Expectation {
                     subject: subject.clone(),
                     op,
@@ -122,166 +129,200 @@ impl Compiler<'_> {
         v
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn op(
-        &mut self,
-        src: &mut Source,
-        key: &str,
-        arg: &toml::Value,
-        at: &Range<usize>,
-        span: &Range<usize>,
-        known: &Known,
-        on_body: bool,
-    ) -> Option<Op> {
-        let number_like = |v: &TemplateValue| {
-            matches!(v, TemplateValue::Number(_))
-                || matches!(v, TemplateValue::String(t) if t.as_literal().is_none())
-        };
-        Some(match key {
+    /// One operator of a table; `None` when it is not usable (a problem is recorded).
+    fn op(&mut self, src: &mut Source, o: &Operator) -> Option<Op> {
+        Some(match o.key {
             "equals" | "not_equals" | "contains" | "not_contains" | "one_of" => {
-                let v = self.expected_value(src, arg, span, known);
-                match key {
-                    "equals" => Op::Equals(v),
-                    "not_equals" => Op::NotEquals(v),
-                    "contains" => Op::Contains(v),
-                    "not_contains" => Op::NotContains(v),
-                    _ => {
-                        if !matches!(v, TemplateValue::Array(_)) {
-                            src.error(at.clone(), "`one_of` takes an array of values");
-                        }
-                        Op::OneOf(v)
-                    }
-                }
+                self.value_op(src, o)
             }
-            "lt" | "le" | "gt" | "ge" => {
-                let v = self.expected_value(src, arg, span, known);
-                if !number_like(&v) {
-                    src.error(at.clone(), format!("`{key}` takes a number"));
-                }
-                match key {
-                    "lt" => Op::Lt(v),
-                    "le" => Op::Le(v),
-                    "gt" => Op::Gt(v),
-                    _ => Op::Ge(v),
-                }
-            }
-            "matches" => {
-                let Some(text) = arg.as_str() else {
-                    src.error(at.clone(), "`matches` takes a regex string");
-                    return None;
-                };
-                let t = src.template(text, span);
-                self.resolve(src, &t, span, known);
-                if let Some(literal) = t.as_literal()
-                    && let Err(e) = Regex::new(literal)
-                {
-                    src.error(
-                        at.clone(),
-                        format!("invalid regex: {}", one_line(&e.to_string())),
-                    );
-                }
-                Op::Matches(t)
-            }
-            "exists" => match arg.as_bool() {
+            "lt" | "le" | "gt" | "ge" => self.number_op(src, o),
+            "matches" => self.matches_op(src, o)?,
+            "exists" => match o.arg.as_bool() {
                 Some(b) => Op::Exists(b),
                 None => {
-                    src.error(at.clone(), "`exists` takes true or false");
+                    src.error(o.at.clone(), "`exists` takes true or false");
                     return None;
                 }
             },
-            "length" => match arg {
-                toml::Value::Integer(n) if *n >= 0 => {
-                    Op::Length(vec![Op::Equals(TemplateValue::Number((*n).into()))])
-                }
-                toml::Value::Table(inner) if !inner.is_empty() => {
-                    let mut ops = Vec::new();
-                    for (k, v) in inner {
-                        if !matches!(
-                            k.as_str(),
-                            "equals" | "not_equals" | "lt" | "le" | "gt" | "ge" | "one_of"
-                        ) {
-                            let at = src.find_in(span, k);
-                            src.error(at, format!("`length` takes numeric operators (equals, lt, le, gt, ge, one_of), not `{k}`"));
-                            continue;
-                        }
-                        ops.extend(self.op(src, k, v, at, span, known, on_body));
-                    }
-                    Op::Length(ops)
-                }
-                _ => {
-                    src.error(
-                        at.clone(),
-                        "`length` takes a non-negative integer or a table like { ge = 1 }",
-                    );
-                    return None;
-                }
-            },
-            "type" => match arg.as_str().and_then(JsonType::parse) {
-                Some(t) => Op::Type(t),
-                None => {
-                    src.error_hint(
-                        at.clone(),
-                        format!("`type` must be one of {}", JsonType::NAMES.join(", ")),
-                        arg.as_str().and_then(|s| did_you_mean(s, JsonType::NAMES)),
-                    );
-                    return None;
-                }
-            },
-            "json_schema" => {
-                let file = file_arg(src, key, arg, at)?;
-                let bytes = src.read_file(&self.dir, &file)?;
-                let schema: Value = match serde_json::from_slice(&bytes) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        src.error(at.clone(), format!("`{}` is not JSON: {e}", file.get_ref()));
-                        return None;
-                    }
-                };
-                match jsonschema::validator_for(&schema) {
-                    Ok(validator) => Op::JsonSchema(SchemaFile {
-                        file: file.into_inner(),
-                        validator: Arc::new(validator),
-                    }),
-                    Err(e) => {
-                        src.error(
-                            at.clone(),
-                            format!("`{}` is not a valid JSON Schema: {e}", file.get_ref()),
-                        );
-                        return None;
-                    }
-                }
-            }
-            "sha256" | "sha256_of_file" if !on_body => {
-                src.error(at.clone(), format!("`{key}` applies only to `body`"));
+            "length" => self.length_op(src, o)?,
+            "type" => type_op(src, o)?,
+            "json_schema" => self.schema_op(src, o)?,
+            "sha256" | "sha256_of_file" if !o.on_body => {
+                src.error(o.at.clone(), format!("`{}` applies only to `body`", o.key));
                 return None;
             }
-            "sha256" => match arg.as_str() {
-                Some(hex) if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
-                    Op::Sha256(hex.to_ascii_lowercase())
-                }
-                _ => {
-                    src.error(at.clone(), "`sha256` takes 64 hex digits");
-                    return None;
-                }
-            },
+            "sha256" => sha256_op(src, o)?,
             "sha256_of_file" => {
-                let file = file_arg(src, key, arg, at)?;
-                let bytes = src.read_file(&self.dir, &file)?;
+                let file = file_arg(src, o)?;
+                let hex = src.hash_file(&self.dir, &file)?;
                 Op::Sha256OfFile {
                     file: file.into_inner(),
-                    hex: sha256_hex(&bytes),
+                    hex,
                 }
             }
             unknown => {
-                src.error_hint(
-                    at.clone(),
-                    format!("unknown operator `{unknown}`"),
-                    did_you_mean(unknown, OPERATORS)
-                        .or_else(|| Some(format!("operators: {}", OPERATORS.join(", ")))),
-                );
+                let hint = did_you_mean(unknown, OPERATORS)
+                    .or_else(|| Some(format!("operators: {}", OPERATORS.join(", "))));
+                src.error_hint(o.at.clone(), format!("unknown operator `{unknown}`"), hint);
                 return None;
             }
         })
+    }
+
+    /// `equals`, `not_equals`, `contains`, `not_contains`, `one_of`: an expected value.
+    fn value_op(&mut self, src: &mut Source, o: &Operator) -> Op {
+        let v = self.expected_value(src, o.arg, o.table, o.known);
+        match o.key {
+            "equals" => Op::Equals(v),
+            "not_equals" => Op::NotEquals(v),
+            "contains" => Op::Contains(v),
+            "not_contains" => Op::NotContains(v),
+            _ => {
+                if !matches!(v, TemplateValue::Array(_)) {
+                    src.error(o.at.clone(), "`one_of` takes an array of values");
+                }
+                Op::OneOf(v)
+            }
+        }
+    }
+
+    /// `lt`, `le`, `gt`, `ge`: a number, or a placeholder that will be one.
+    fn number_op(&mut self, src: &mut Source, o: &Operator) -> Op {
+        let v = self.expected_value(src, o.arg, o.table, o.known);
+        let number_like = matches!(v, TemplateValue::Number(_))
+            || matches!(&v, TemplateValue::String(t) if t.as_literal().is_none());
+        if !number_like {
+            src.error(o.at.clone(), format!("`{}` takes a number", o.key));
+        }
+        match o.key {
+            "lt" => Op::Lt(v),
+            "le" => Op::Le(v),
+            "gt" => Op::Gt(v),
+            _ => Op::Ge(v),
+        }
+    }
+
+    /// `matches`: a regex, checked now when it has no placeholder.
+    fn matches_op(&mut self, src: &mut Source, o: &Operator) -> Option<Op> {
+        let Some(text) = o.arg.as_str() else {
+            src.error(o.at.clone(), "`matches` takes a regex string");
+            return None;
+        };
+        let t = src.template(text, o.table);
+        self.resolve(src, &t, o.table, o.known);
+        if let Some(literal) = t.as_literal()
+            && let Err(e) = Regex::new(literal)
+        {
+            let message = format!("invalid regex: {}", one_line(&e.to_string()));
+            src.error(o.at.clone(), message);
+        }
+        Some(Op::Matches(t))
+    }
+
+    /// `length`: a count, or a table of numeric operators on it.
+    fn length_op(&mut self, src: &mut Source, o: &Operator) -> Option<Op> {
+        match o.arg {
+            toml::Value::Integer(n) if *n >= 0 => Some(Op::Length(vec![Op::Equals(
+                TemplateValue::Number((*n).into()),
+            )])),
+            toml::Value::Table(inner) if !inner.is_empty() => {
+                let mut ops = Vec::new();
+                for (key, arg) in inner {
+                    if !LENGTH_OPERATORS.contains(&key.as_str()) {
+                        let at = src.find_in(o.table, key);
+                        src.error(at, format!("`length` takes numeric operators (equals, lt, le, gt, ge, one_of), not `{key}`"));
+                        continue;
+                    }
+                    ops.extend(self.op(
+                        src,
+                        &Operator {
+                            key,
+                            arg,
+                            ..o.clone()
+                        },
+                    ));
+                }
+                Some(Op::Length(ops))
+            }
+            _ => {
+                src.error(
+                    o.at.clone(),
+                    "`length` takes a non-negative integer or a table like { ge = 1 }",
+                );
+                None
+            }
+        }
+    }
+
+    /// `json_schema`: a JSON Schema file, compiled now.
+    fn schema_op(&mut self, src: &mut Source, o: &Operator) -> Option<Op> {
+        let file = file_arg(src, o)?;
+        let bytes = src.read_file(&self.dir, &file)?;
+        let schema: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                src.error(
+                    o.at.clone(),
+                    format!("`{}` is not JSON: {e}", file.get_ref()),
+                );
+                return None;
+            }
+        };
+        match jsonschema::validator_for(&schema) {
+            Ok(validator) => Some(Op::JsonSchema(SchemaFile {
+                file: file.into_inner(),
+                validator: Arc::new(validator),
+            })),
+            Err(e) => {
+                let message = format!("`{}` is not a valid JSON Schema: {e}", file.get_ref());
+                src.error(o.at.clone(), message);
+                None
+            }
+        }
+    }
+}
+
+/// The operators `length` takes.
+const LENGTH_OPERATORS: [&str; 7] = ["equals", "not_equals", "lt", "le", "gt", "ge", "one_of"];
+
+/// One operator of an operator table and where it is written.
+#[derive(Clone)]
+struct Operator<'a> {
+    key: &'a str,
+    arg: &'a toml::Value,
+    /// The operator's key: where its own problems point.
+    at: Range<usize>,
+    /// The whole table: its placeholders are looked for in it.
+    table: &'a Range<usize>,
+    known: &'a Known,
+    /// `sha256` and `sha256_of_file` apply to the body only.
+    on_body: bool,
+}
+
+fn type_op(src: &mut Source, o: &Operator) -> Option<Op> {
+    match o.arg.as_str().and_then(JsonType::parse) {
+        Some(t) => Some(Op::Type(t)),
+        None => {
+            let hint = o
+                .arg
+                .as_str()
+                .and_then(|s| did_you_mean(s, JsonType::NAMES));
+            let message = format!("`type` must be one of {}", JsonType::NAMES.join(", "));
+            src.error_hint(o.at.clone(), message, hint);
+            None
+        }
+    }
+}
+
+fn sha256_op(src: &mut Source, o: &Operator) -> Option<Op> {
+    match o.arg.as_str() {
+        Some(hex) if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) => {
+            Some(Op::Sha256(hex.to_ascii_lowercase()))
+        }
+        _ => {
+            src.error(o.at.clone(), "`sha256` takes 64 hex digits");
+            None
+        }
     }
 }
 
@@ -314,16 +355,12 @@ pub(super) fn status_op(src: &mut Source, status: &Spanned<toml::Value>) -> Op {
     }
 }
 
-pub(super) fn file_arg(
-    src: &mut Source,
-    key: &str,
-    arg: &toml::Value,
-    at: &Range<usize>,
-) -> Option<Spanned<String>> {
-    match arg.as_str() {
-        Some(path) => Some(Spanned::new(at.clone(), path.to_string())),
+/// A file path operand, located at the operator.
+fn file_arg(src: &mut Source, o: &Operator) -> Option<Spanned<String>> {
+    match o.arg.as_str() {
+        Some(path) => Some(Spanned::new(o.at.clone(), path.to_string())),
         None => {
-            src.error(at.clone(), format!("`{key}` takes a file path"));
+            src.error(o.at.clone(), format!("`{}` takes a file path", o.key));
             None
         }
     }

@@ -3,9 +3,14 @@
 //! Each part of a file is read by one method of [`Compiler`] that records problems in the
 //! [`Source`] it was read from and returns what it could build; the caller decides at the end
 //! whether the plan may run (no problems at all) or not. `settings.rs` reads preflight.toml,
-//! `step.rs` flows and steps, `expect.rs` expectations, `source.rs` locates and parses values.
+//! `step.rs` flows and steps, `request.rs` a step's request, `capture.rs` its captures,
+//! `expect.rs` expectations, `names.rs` resolves template names, `source.rs` locates and
+//! parses values.
 
+mod capture;
 mod expect;
+mod names;
+mod request;
 mod settings;
 mod source;
 mod step;
@@ -13,12 +18,12 @@ mod step;
 pub use expect::OPERATORS;
 pub use source::{Source, parse_duration, parse_size, toml_to_json};
 
-use crate::redact::{MIN_SECRET_CHARS, Secret};
+use crate::suite::parse::Parsed;
 use crate::suite::plan::{Flow, Plan, RetryPolicy, Settings, Step};
-use crate::suite::problem::did_you_mean;
-use crate::suite::template::Template;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Range;
+use names::Known;
+use serde_json::{Map, Value};
+use crate::redact::Secret;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,18 +40,9 @@ pub struct Overrides {
     /// Nothing will be sent or rendered (`list`, `lock`): a missing base_url, unknown names
     /// and unset env./secret. variables are not problems.
     pub offline: bool,
-}
-
-/// Names every template may use without declaring them.
-const BUILTINS: [&str; 4] = ["run_id", "uuid", "now", "unix_ms"];
-
-/// The names known at one point of the suite, for static resolution.
-#[derive(Clone, Default)]
-struct Known {
-    vars: BTreeSet<String>,
-    captures: BTreeSet<String>,
-    /// Captures of later steps of the same list: using one is a distinct, common mistake.
-    later: BTreeSet<String>,
+    /// The lock is about to be rewritten (`lock`): it is not read, so a malformed one is no
+    /// problem.
+    pub skip_lock: bool,
 }
 
 /// Compiles the suite settings; the flows are compiled one by one with [`Compiler::flow`].
@@ -56,106 +52,64 @@ pub struct Compiler<'e> {
     pub env: &'e dyn Fn(&str) -> Option<String>,
     env_used: HashMap<String, String>,
     secrets: BTreeMap<String, Secret>,
-    settings: Option<Settings>,
-    setup_captures: BTreeSet<String>,
+    /// `--var name=value`: strings, winning over every `[vars]`.
+    cli_vars: Map<String, Value>,
+    /// What every flow starts from: suite `[vars]`, `--var`, `[[setup]]` captures.
+    suite_known: Known,
+    /// Suite headers are rendered in each flow's scope: their dotted names, to check them
+    /// against a flow's own `[vars]` too (header name, placeholder name).
+    suite_header_names: Vec<(String, String)>,
     base_url_missing: bool,
     default_retry: RetryPolicy,
+    /// The flows compiled so far by name, with their files: a name may be used once.
+    flow_names: HashMap<String, String>,
+}
+
+/// What could not be read of a file, so that its absence is not blamed on what is left: a
+/// name that may have been declared there, a `base_url`, a flow `name`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lost {
+    pub names: bool,
+    pub base_url: bool,
+    pub name: bool,
+    pub steps: bool,
+}
+
+impl Lost {
+    pub fn of<T>(parsed: &Parsed<T>) -> Lost {
+        Lost {
+            names: parsed.lost_names(),
+            base_url: parsed.lost("base_url"),
+            name: parsed.lost("name"),
+            steps: parsed.lost("step"),
+        }
+    }
 }
 
 impl<'e> Compiler<'e> {
     pub fn new(dir: &Path, overrides: Overrides, env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        let cli_vars = overrides
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         Compiler {
             dir: dir.to_path_buf(),
             overrides,
             env,
             env_used: HashMap::new(),
             secrets: BTreeMap::new(),
-            settings: None,
-            setup_captures: BTreeSet::new(),
+            cli_vars,
+            suite_known: Known::default(),
+            suite_header_names: Vec::new(),
             base_url_missing: false,
             default_retry: RetryPolicy::none(),
+            flow_names: HashMap::new(),
         }
     }
 
-    /// Checks that every name of `template` resolves at this point; records env values.
-    fn resolve(
-        &mut self,
-        src: &mut Source,
-        template: &Template,
-        span: &Range<usize>,
-        known: &Known,
-    ) {
-        if self.overrides.offline {
-            return;
-        }
-        for (name, _) in template.names() {
-            let at = src.find_placeholder(span, name);
-            if let Some(var) = name
-                .strip_prefix("env.")
-                .or_else(|| name.strip_prefix("secret."))
-            {
-                let secret = name.starts_with("secret.");
-                match (self.env)(var) {
-                    // An empty secret is almost always a CI secret that was never defined.
-                    Some(value) if value.is_empty() && secret => src.error(
-                        at,
-                        format!("environment variable `{var}` is empty (used as `{name}`)"),
-                    ),
-                    Some(value) if secret && value.trim().chars().count() < MIN_SECRET_CHARS => {
-                        src.error_hint(
-                            at,
-                            format!(
-                                "environment variable `{var}` is too short to be a secret (used as `{name}`)"
-                            ),
-                            Some(format!(
-                                "a secret needs at least {MIN_SECRET_CHARS} characters: a shorter one cannot be masked in output without hiding ordinary text"
-                            )),
-                        )
-                    }
-                    Some(value) if secret => {
-                        self.secrets.insert(var.to_string(), Secret::new(value));
-                    }
-                    Some(value) => {
-                        self.env_used.insert(var.to_string(), value);
-                    }
-                    None => src.error(
-                        at,
-                        format!("environment variable `{var}` is not set (used as `{name}`)"),
-                    ),
-                }
-                continue;
-            }
-            let head = name.split('.').next().unwrap_or(name);
-            if BUILTINS.contains(&name)
-                || known.captures.contains(name)
-                || known.vars.contains(head)
-            {
-                continue;
-            }
-            if known.later.contains(name) {
-                src.error_hint(
-                    at,
-                    format!("`{name}` is used before the step that captures it"),
-                    Some("a step may only use captures of the steps before it".into()),
-                );
-                continue;
-            }
-            let candidates: Vec<&str> = known
-                .vars
-                .iter()
-                .chain(&known.captures)
-                .map(String::as_str)
-                .chain(BUILTINS)
-                .collect();
-            let hint = did_you_mean(name, candidates).or_else(|| {
-                Some("names come from captures of earlier steps, [[setup]] captures, --var, [vars], env.NAME, secret.NAME, run_id, uuid, now, unix_ms".into())
-            });
-            src.error_hint(at, format!("unknown name `{name}`"), hint);
-        }
-    }
-
-    /// Compiles a list of steps in order: each may use the captures of the ones before it.
-    pub fn finish(self, setup: Vec<Step>, flows: Vec<Flow>) -> Plan {
+    /// The plan, once every file is compiled without a problem.
+    pub fn finish(self, settings: Settings, setup: Vec<Step>, flows: Vec<Flow>) -> Plan {
         let mut env = self.env_used;
         // A variable used as `secret.` too is a secret wherever it is used.
         env.retain(|var, _| !self.secrets.contains_key(var));
@@ -167,7 +121,7 @@ impl<'e> Compiler<'e> {
             .map(|c| c.name.clone())
             .collect();
         Plan {
-            settings: self.settings.expect("suite compiled"),
+            settings,
             setup,
             flows,
             env,

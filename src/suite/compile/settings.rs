@@ -1,16 +1,17 @@
 //! preflight.toml: base URL, limits, headers, vars, retry, wait, gate, TLS, integrity, version.
 
 use super::expect::status_op;
+use super::names::Known;
 use super::source::{Source, is_identifier, parse_size, toml_to_json};
-use super::{Compiler, Known};
+use super::{Compiler, Lost};
 use crate::check::{JsonQuery, Op};
+use crate::problem::{Problem, did_you_mean};
 use crate::suite::plan::{
     GatePolicy, IntegrityEntry, RetryKinds, RetryPolicy, Settings, Step, TlsSettings, VersionCheck,
     VersionSource, WaitPolicy,
 };
-use crate::suite::problem::{Problem, did_you_mean};
 use crate::suite::raw::{RawGate, RawIntegrity, RawRetry, RawSuite, RawVersion, RawWait};
-use crate::suite::template::Template;
+use crate::template::Template;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use std::ops::Range;
@@ -18,35 +19,19 @@ use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
+/// More flows in flight than this is a load test, not a gate; far more would not even fit the
+/// scheduler's semaphore.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
 impl Compiler<'_> {
-    pub fn suite(&mut self, src: &mut Source, raw: RawSuite) -> Vec<Step> {
-        let name = raw.name.as_ref().map_or_else(
-            || {
-                std::fs::canonicalize(&self.dir)
-                    .ok()
-                    .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .unwrap_or_else(|| "suite".into())
-            },
-            |n| n.get_ref().clone(),
-        );
+    /// Compiles preflight.toml (its entries with problems already dropped, see `lost`), then
+    /// the `[[setup]]` steps.
+    pub fn suite(&mut self, src: &mut Source, raw: RawSuite, lost: Lost) -> (Settings, Vec<Step>) {
+        let name = self.suite_name(raw.name.as_ref());
         let base_url = self.base_url(src, raw.base_url.as_ref());
-        self.base_url_missing = self.overrides.base_url.is_none() && raw.base_url.is_none();
-        let concurrency = match (self.overrides.concurrency, &raw.concurrency) {
-            (Some(0), _) => {
-                src.problems.push(Problem::file(
-                    Path::new("--concurrency"),
-                    "--concurrency must be at least 1",
-                ));
-                1
-            }
-            (Some(n), _) => n,
-            (None, Some(c)) if *c.get_ref() < 1 => {
-                src.error(c.span(), "concurrency must be at least 1");
-                1
-            }
-            (None, Some(c)) => *c.get_ref() as usize,
-            (None, None) => 8,
-        };
+        self.base_url_missing =
+            self.overrides.base_url.is_none() && raw.base_url.is_none() && !lost.base_url;
+        let concurrency = self.concurrency(src, raw.concurrency.as_ref());
         let timeout = self
             .overrides
             .timeout
@@ -57,23 +42,19 @@ impl Compiler<'_> {
             .deadline
             .or_else(|| raw.deadline.as_ref().and_then(|t| src.duration(t)))
             .unwrap_or(Duration::from_secs(300));
-        let max_body = match &raw.max_body {
-            Some(size) => parse_size(size.get_ref()).unwrap_or_else(|e| {
+        let max_body = raw.max_body.as_ref().map_or(10 << 20, |size| {
+            parse_size(size.get_ref()).unwrap_or_else(|e| {
                 src.error(size.span(), e);
                 0
-            }),
-            None => 10 << 20,
-        };
+            })
+        });
         let vars = self.vars(src, raw.vars.as_ref());
-        let cli_vars: Map<String, Value> = self
-            .overrides
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        let mut known = Known::default();
-        known.vars.extend(vars.keys().cloned());
-        known.vars.extend(cli_vars.keys().cloned());
+        let mut known = Known {
+            vars: vars.clone(),
+            open: lost.names,
+            ..Known::default()
+        };
+        known.vars.extend(self.cli_vars.clone());
         let headers = self.headers(src, raw.headers.as_ref(), &known);
         let integrity = self.integrity(src, raw.integrity.as_deref().unwrap_or_default(), &known);
         let retry = match &raw.retry {
@@ -92,7 +73,7 @@ impl Compiler<'_> {
             .version
             .as_ref()
             .and_then(|v| self.version(src, v, &known));
-        self.settings = Some(Settings {
+        let settings = Settings {
             name,
             dir: self.dir.clone(),
             base_url,
@@ -103,20 +84,55 @@ impl Compiler<'_> {
             max_body,
             headers,
             vars,
-            cli_vars,
+            cli_vars: self.cli_vars.clone(),
             integrity,
             version,
             retry,
             wait,
             gate,
             tls,
-        });
+        };
         let steps = self.steps(src, raw.setup.as_deref().unwrap_or_default(), &known, false);
-        self.setup_captures = steps
-            .iter()
-            .flat_map(|s| s.captures.iter().map(|c| c.name.clone()))
-            .collect();
-        steps
+        known.captures.extend(
+            steps
+                .iter()
+                .flat_map(|s| s.captures.iter().map(|c| c.name.clone())),
+        );
+        self.suite_known = known;
+        (settings, steps)
+    }
+
+    /// `name`, by default the suite directory's name.
+    fn suite_name(&self, raw: Option<&Spanned<String>>) -> String {
+        match raw {
+            Some(name) => name.get_ref().clone(),
+            None => std::fs::canonicalize(&self.dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "suite".into()),
+        }
+    }
+
+    /// Flows in flight at once: `--concurrency` over the file's, 1 to [`MAX_CONCURRENCY`].
+    fn concurrency(&mut self, src: &mut Source, raw: Option<&Spanned<i64>>) -> usize {
+        let limits = format!("1 to {MAX_CONCURRENCY}");
+        match (self.overrides.concurrency, raw) {
+            (Some(n), _) if (1..=MAX_CONCURRENCY).contains(&n) => n,
+            (Some(n), _) => {
+                let message = format!("--concurrency is {limits}, not {n}");
+                src.problems
+                    .push(Problem::file(Path::new("--concurrency"), message));
+                1
+            }
+            (None, Some(c)) => match usize::try_from(*c.get_ref()) {
+                Ok(n) if (1..=MAX_CONCURRENCY).contains(&n) => n,
+                _ => {
+                    src.error(c.span(), format!("`concurrency` is {limits}"));
+                    1
+                }
+            },
+            (None, None) => 8,
+        }
     }
 
     pub(super) fn integrity(
@@ -215,11 +231,6 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|t| src.duration(t))
             .unwrap_or(Duration::from_secs(1));
-        if let Some(i) = &w.interval
-            && interval.is_zero()
-        {
-            src.error(i.span(), "`interval` must be more than 0");
-        }
         Some(WaitPolicy {
             path,
             status,
@@ -230,7 +241,6 @@ impl Compiler<'_> {
 
     /// `insecure`, `ca_cert`, `client_cert` + `client_key`: files must exist and parse.
     pub(super) fn tls(&mut self, src: &mut Source, raw: &RawSuite) -> TlsSettings {
-        use crate::engine::http::Http;
         let mut tls = TlsSettings {
             insecure: raw.insecure.as_ref().is_some_and(|i| *i.get_ref()),
             ..TlsSettings::default()
@@ -248,7 +258,7 @@ impl Compiler<'_> {
                 .ca_cert
                 .as_deref()
                 .map(reqwest::Certificate::from_pem_bundle);
-            match (holds_certs, Http::client(&only_ca)) {
+            match (holds_certs, crate::tls::client(&only_ca)) {
                 (Some(Ok(certs)), _) if certs.is_empty() => src.error(
                     ca.span(),
                     format!("`{}` holds no PEM certificate", ca.get_ref()),
@@ -271,7 +281,7 @@ impl Compiler<'_> {
                         identity: Some(pem),
                         ..TlsSettings::default()
                     };
-                    match Http::client(&only_identity) {
+                    match crate::tls::client(&only_identity) {
                         Ok(_) => tls.identity = only_identity.identity,
                         Err(e) => src.error(
                             cert.span(),
@@ -372,6 +382,13 @@ impl Compiler<'_> {
             }
             let template = src.template(value.get_ref(), &value.span());
             self.resolve(src, &template, &value.span(), known);
+            // Rendered in each flow's scope, where its [vars] may give a name another shape.
+            self.suite_header_names.extend(
+                template
+                    .names()
+                    .filter(|(n, _)| n.contains('.'))
+                    .map(|(n, _)| (lower.clone(), n.to_string())),
+            );
             out.push((lower, template));
         }
         out

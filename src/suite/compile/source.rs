@@ -1,7 +1,8 @@
 //! One file's text and the value parsers that record located problems in it.
 
-use crate::suite::problem::Problem;
-use crate::suite::template::{Template, TemplateValue};
+use crate::fs::read;
+use crate::problem::Problem;
+use crate::template::{Template, TemplateValue};
 use serde_json::{Value, json};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -63,18 +64,19 @@ impl Source<'_> {
         span.clone()
     }
 
-    /// Parses a template written at `span`; problems point inside the string.
+    /// Parses a template written at `span`; problems point inside the string when it is
+    /// written as is (no escapes), else at the whole value.
     pub(super) fn template(&mut self, text: &str, span: &Range<usize>) -> Template {
         match Template::parse(text) {
             Ok(t) => t,
             Err(e) => {
                 let at = self.find_in(span, text);
-                let start = if at.len() == text.len() {
-                    at.start
+                let at = if at.len() == text.len() {
+                    at.start + e.span.start..at.start + e.span.end
                 } else {
-                    span.start
+                    span.clone()
                 };
-                self.error(start + e.span.start..start + e.span.end, e.message);
+                self.error(at, e.message);
                 Template::literal(text)
             }
         }
@@ -121,9 +123,24 @@ impl Source<'_> {
 
     /// Reads a file the suite names, relative to the suite directory.
     pub(super) fn read_file(&mut self, dir: &Path, value: &Spanned<String>) -> Option<Vec<u8>> {
+        self.with_file(dir, value, read::read_regular)
+    }
+
+    /// The SHA-256 (hex) of a file the suite names, read in chunks.
+    pub(super) fn hash_file(&mut self, dir: &Path, value: &Spanned<String>) -> Option<String> {
+        self.with_file(dir, value, read::sha256_regular)
+    }
+
+    /// Reads a file the suite names with `read`; a FIFO or device is refused (never read).
+    fn with_file<T>(
+        &mut self,
+        dir: &Path,
+        value: &Spanned<String>,
+        read: fn(&Path) -> Result<T, read::ReadError>,
+    ) -> Option<T> {
         let path = dir.join(value.get_ref());
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
+        match read(&path) {
+            Ok(content) => Some(content),
             Err(e) => {
                 self.error(
                     value.span(),
@@ -135,11 +152,23 @@ impl Source<'_> {
     }
 }
 
-/// `"250ms"`, `"10s"`, `"2m"`.
+/// The shortest and longest duration a suite or the command line may give: shorter is no
+/// time at all for a request, longer is no gate (and would not fit every clock and counter).
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `"250ms"`, `"10s"`, `"2m"`: from 1ms to 24h.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| {
         format!("invalid duration `{text}`: {e} (write e.g. \"250ms\", \"10s\", \"2m\")")
-    })
+    })?;
+    if (MIN_DURATION..=MAX_DURATION).contains(&duration) {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "duration `{text}` is out of range: from 1ms to 24h"
+        ))
+    }
 }
 
 /// `"512KiB"`, `"10MiB"`, `"1GB"`, `"2048"` (bytes).
@@ -161,11 +190,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    number
+    let size = number
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| format!("invalid size `{text}` (write e.g. \"512KiB\", \"10MiB\")"))
+        .ok_or_else(|| format!("invalid size `{text}` (write e.g. \"512KiB\", \"10MiB\")"))?;
+    if size == 0 {
+        return Err(format!("size `{text}` is out of range: at least 1 byte"));
+    }
+    Ok(size)
 }
 
 pub(super) fn is_identifier(name: &str) -> bool {

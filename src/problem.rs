@@ -30,9 +30,10 @@ impl Problem {
         }
     }
 
-    /// A problem at a byte range of `source`.
+    /// A problem at a byte range of `source`. A range that is off the text or splits a
+    /// character is moved to the character it is in, so a location can never panic.
     pub fn at(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
-        let start = span.start.min(source.len());
+        let start = char_start(source, span.start);
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = source[start..]
             .find('\n')
@@ -40,7 +41,7 @@ impl Problem {
         let line_text = source[line_start..line_end].trim_end_matches('\r');
         let line = source[..start].matches('\n').count() + 1;
         let col = source[line_start..start].chars().count() + 1;
-        let end = span.end.clamp(start, line_end);
+        let end = char_start(source, span.end.clamp(start, line_end));
         let width = source[start..end].chars().count().max(1);
         Problem {
             file: file.to_path_buf(),
@@ -89,6 +90,15 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The start of the character at byte `at` of `text` (its end when `at` is past it).
+fn char_start(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// The closest candidate to a misspelt name, for "did you mean" hints.
 pub fn did_you_mean<'a>(
     name: &str,
@@ -116,6 +126,18 @@ mod tests {
         assert!(text.contains(" --> f.toml:2:15"), "{text}");
         assert!(text.contains("2 | path = \"/x/{{ nope }}\""), "{text}");
         assert!(text.contains("\n  |               ^^^^"), "{text}");
+    }
+
+    #[test]
+    fn ranges_off_the_text_or_inside_a_character_do_not_panic() {
+        let src = "a = \"é€\"\n";
+        #[allow(clippy::reversed_empty_ranges)]
+        for span in [5..6, 6..8, 7..100, 100..200, 3..2] {
+            let p = Problem::at(Path::new("f.toml"), src, span.clone(), "x");
+            assert!(p.line >= 1 && p.col >= 1, "{span:?}: {p:?}");
+        }
+        let p = Problem::at(Path::new("f.toml"), src, 6..7, "x");
+        assert_eq!((p.line, p.col), (1, 6), "inside `é`: at `é`");
     }
 
     #[test]

@@ -1,0 +1,115 @@
+//! Reading the files a suite names (its TOML files, the lock, bodies, schemas, certificates,
+//! pinned config): only regular files. A FIFO blocks until someone writes to it and a device
+//! like `/dev/zero` never ends, so either would hang the gate or fill its memory; they are
+//! refused before a single byte is read. Hashing reads in fixed-size chunks, so a large pinned
+//! file costs 64 KiB of memory, not its size.
+
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// The chunk size for hashing.
+const CHUNK: usize = 64 * 1024;
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A directory, FIFO, socket or device (after following symlinks).
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ReadError {
+    /// The file (or a folder on its path) does not exist.
+    pub fn is_missing(&self) -> bool {
+        matches!(self, ReadError::Io(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Opens `path` for reading if it is a regular file. The type is checked before opening
+/// (opening a FIFO blocks until a writer comes) and again on the open handle, in case the
+/// path was swapped in between.
+pub fn open_regular(path: &Path) -> Result<File, ReadError> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    let file = File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    Ok(file)
+}
+
+/// The whole content of a regular file.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    open_regular(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The whole content of a regular file that must be UTF-8 text.
+pub fn read_regular_text(path: &Path) -> Result<String, ReadError> {
+    let mut text = String::new();
+    open_regular(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The SHA-256 of a regular file as lower-case hex, read in 64 KiB chunks.
+pub fn sha256_regular(path: &Path) -> Result<String, ReadError> {
+    let mut file = open_regular(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; CHUNK];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regular_files_are_read_and_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, "abc").unwrap();
+        assert_eq!(read_regular(&path).unwrap(), b"abc");
+        assert_eq!(read_regular_text(&path).unwrap(), "abc");
+        assert_eq!(
+            sha256_regular(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        // Larger than one chunk, not a multiple of it.
+        let big = vec![7u8; CHUNK * 2 + 5];
+        std::fs::write(&path, &big).unwrap();
+        assert_eq!(
+            sha256_regular(&path).unwrap(),
+            hex::encode(Sha256::digest(&big))
+        );
+    }
+
+    #[test]
+    fn devices_directories_and_missing_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            sha256_regular(Path::new("/dev/zero")),
+            Err(ReadError::NotRegular)
+        ));
+        assert!(matches!(
+            read_regular(dir.path()),
+            Err(ReadError::NotRegular)
+        ));
+        let missing = read_regular(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.is_missing(), "{missing}");
+        assert_eq!(ReadError::NotRegular.to_string(), "not a regular file");
+    }
+}

@@ -9,7 +9,7 @@ use common::{
     RawServer, Suite, assertion, check, closed_port, gzip, http_chunked, http_ok, run, sha256_hex,
     zlib,
 };
-use preflight::report::{FlowOutcome, GateVerdict, Phase, StepOutcome};
+use preflight::report::{FlowOutcome, GateVerdict, Phase, StepOutcome, WarningKind};
 use preflight::suite::Overrides;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -1238,9 +1238,10 @@ async fn a_failing_cleanup_warns_but_does_not_change_the_verdict() {
     assert_eq!(run.report.warnings.len(), 1, "{:?}", run.report.warnings);
     let warning = &run.report.warnings[0];
     assert!(
-        warning.starts_with("cleanup failed")
-            && warning.contains("tidy")
-            && warning.contains("remove tmp"),
+        warning.kind == WarningKind::CleanupFailed
+            && warning.message.starts_with("cleanup failed")
+            && warning.message.contains("tidy")
+            && warning.message.contains("remove tmp"),
         "{warning:?}"
     );
     assert!(
@@ -1610,7 +1611,10 @@ async fn a_non_critical_failure_warns_and_a_critical_one_fails() {
     assert!(run.passed(), "{}", run.stdout);
     assert_eq!(run.report.summary.warned, 1);
     assert!(
-        run.report.warnings.iter().any(|w| w.contains("optional")),
+        run.report
+            .warnings
+            .iter()
+            .any(|w| w.flow == "optional" && w.kind == WarningKind::NonCriticalFlowFailed),
         "{:?}",
         run.report.warnings
     );

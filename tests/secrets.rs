@@ -263,7 +263,7 @@ expect = { body = { contains = "nope" } }
         );
     }
     assert!(
-        out.report()["warnings"][0]
+        out.report()["warnings"][0]["message"]
             .as_str()
             .unwrap()
             .contains("cleanup failed"),

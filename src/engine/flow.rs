@@ -8,9 +8,9 @@ use super::result::{Attempt, FlowOutcome, FlowResult, Phase, StepOutcome, StepRe
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
+use crate::suite::{Body, Flow, Step, Target};
 use crate::template::Scope;
 use crate::template::{UrlTemplate, value_to_text};
-use crate::suite::{Body, Flow, Step, Target};
 use reqwest::cookie::Jar;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};

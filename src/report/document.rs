@@ -58,6 +58,28 @@ pub enum Phase {
     Cleanup,
 }
 
+/// What kind of thing did not fail the gate but needs a look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningKind {
+    /// A non-critical flow failed.
+    NonCriticalFlowFailed,
+    /// A cleanup failed, could not run for a missing capture, or did not finish: test data
+    /// may be left behind.
+    CleanupFailed,
+}
+
+/// Something that did not fail the gate but needs a look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Warning {
+    pub kind: WarningKind,
+    pub flow: String,
+    /// The step (or cleanup) it is about.
+    pub step: Option<String>,
+    /// What a person reads: `cleanup failed: flow 'x', step 'y': ...`.
+    pub message: String,
+}
+
 /// One step as it ran (or did not).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepRecord {

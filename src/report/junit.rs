@@ -404,7 +404,8 @@ fn gate_suite(report: &Report, shown_elsewhere: bool) -> TestSuite {
     case.set_classname("gate");
     case.set_time(Duration::from_millis(report.duration_ms));
     if !report.warnings.is_empty() {
-        case.set_system_out(report.warnings.join("\n"));
+        let messages: Vec<&str> = report.warnings.iter().map(|w| w.message.as_str()).collect();
+        case.set_system_out(messages.join("\n"));
     }
     let mut suite = TestSuite::new("gate");
     stamp(&mut suite, report);

@@ -241,19 +241,13 @@ fn warnings(out: &mut String, report: &Report) {
         .iter()
         .flat_map(|f| f.failed_cleanups().map(move |s| (f, s)))
         .collect();
-    // Warned flows are under Failures and failed cleanups get their details below; any other
-    // warning is listed as it is.
-    let others: Vec<&String> = report
-        .warnings
-        .iter()
-        .filter(|w| !w.starts_with("cleanup failed") && !w.starts_with("non-critical flow"))
-        .collect();
+    // Warned flows are under Failures and failed cleanups get their details below.
     let flaky: Vec<(&FlowRecord, &StepRecord)> = report
         .flows
         .iter()
         .flat_map(|f| f.steps.iter().filter(|s| s.flaky).map(move |s| (f, s)))
         .collect();
-    if cleanups.is_empty() && others.is_empty() && flaky.is_empty() {
+    if cleanups.is_empty() && flaky.is_empty() {
         return;
     }
     let _ = writeln!(out, "### Warnings\n");
@@ -265,9 +259,6 @@ fn warnings(out: &mut String, report: &Report) {
             code(&step.name)
         );
         step_detail(out, step, "  ");
-    }
-    for warning in others {
-        let _ = writeln!(out, "- ⚠️ {}", text(warning));
     }
     for (flow, step) in flaky {
         let _ = writeln!(

@@ -11,7 +11,7 @@ pub mod terminal;
 
 pub use document::{
     AssertionRecord, AttemptRecord, FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, Masked,
-    Phase, StepOutcome, StepRecord, VersionRecord, WaitRecord,
+    Phase, StepOutcome, StepRecord, VersionRecord, WaitRecord, Warning, WarningKind,
 };
 
 use crate::engine::RunResult;
@@ -48,7 +48,7 @@ pub struct Report {
     pub setup: Vec<StepRecord>,
     pub flows: Vec<FlowRecord>,
     /// Things that did not fail the gate but need a look: failed cleanups, warned flows.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// The last line of the terminal output.
     pub headline: String,
 }
@@ -172,14 +172,20 @@ fn gate_reasons(verdict: &Verdict, flows: &[FlowRecord], result: &RunResult) -> 
     out
 }
 
-fn warnings(flows: &[FlowRecord]) -> Vec<String> {
+fn warnings(flows: &[FlowRecord]) -> Vec<Warning> {
     let mut out = Vec::new();
     for flow in flows {
         if flow.outcome == FlowOutcome::Warned {
-            let step = flow
-                .failed_step()
-                .map_or(String::new(), |s| format!(" at step '{}'", s.name));
-            out.push(format!("non-critical flow '{}' failed{step}", flow.name));
+            let step = flow.failed_step().map(|s| s.name.clone());
+            let at = step
+                .as_ref()
+                .map_or(String::new(), |s| format!(" at step '{s}'"));
+            out.push(Warning {
+                kind: WarningKind::NonCriticalFlowFailed,
+                flow: flow.name.clone(),
+                step,
+                message: format!("non-critical flow '{}' failed{at}", flow.name),
+            });
         }
         for cleanup in flow.failed_cleanups() {
             let why = cleanup.error.clone().unwrap_or_else(|| {
@@ -189,11 +195,17 @@ fn warnings(flows: &[FlowRecord]) -> Vec<String> {
                     .collect::<Vec<_>>()
                     .join("; ")
             });
-            let (flow, step) = (&flow.name, &cleanup.name);
-            out.push(if why == crate::engine::flow::CLEANUP_UNFINISHED {
-                format!("{why} (flow '{flow}', step '{step}')")
+            let (name, step) = (&flow.name, &cleanup.name);
+            let message = if why == crate::engine::flow::CLEANUP_UNFINISHED {
+                format!("{why} (flow '{name}', step '{step}')")
             } else {
-                format!("cleanup failed: flow '{flow}', step '{step}': {why}")
+                format!("cleanup failed: flow '{name}', step '{step}': {why}")
+            };
+            out.push(Warning {
+                kind: WarningKind::CleanupFailed,
+                flow: name.clone(),
+                step: Some(step.clone()),
+                message,
             });
         }
     }

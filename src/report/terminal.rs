@@ -1,7 +1,7 @@
 //! The end-of-run summary: failures in detail, warnings, counts, latency, and the last line.
 
 use super::Report;
-use super::{FlowOutcome, GateVerdict, Phase, StepOutcome, StepRecord};
+use super::{FlowOutcome, GateVerdict, Phase, StepOutcome, StepRecord, WarningKind};
 use console::style;
 use std::fmt::Write;
 
@@ -81,16 +81,17 @@ pub fn summary(report: &Report, detail: Detail) -> String {
             );
             failure_detail(&mut out, step);
         }
+        // Warned flows are shown above with their failure; cleanups are listed here.
         for warning in report
             .warnings
             .iter()
-            .filter(|w| w.starts_with("cleanup failed"))
+            .filter(|w| w.kind == WarningKind::CleanupFailed)
         {
             let _ = writeln!(
                 out,
                 "{} {}",
                 style("! warning:").yellow().bold(),
-                clean(warning)
+                clean(&warning.message)
             );
         }
         integrity_lines(&mut out, report);

@@ -18,11 +18,11 @@ mod step;
 pub use expect::OPERATORS;
 pub use source::{Source, parse_duration, parse_size, toml_to_json};
 
+use crate::redact::Secret;
 use crate::suite::parse::Parsed;
 use crate::suite::plan::{Flow, Plan, RetryPolicy, Settings, Step};
 use names::Known;
 use serde_json::{Map, Value};
-use crate::redact::Secret;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

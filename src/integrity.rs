@@ -173,11 +173,21 @@ pub fn verify_local(
     entries: &[IntegrityEntry],
     lock: Option<&Lock>,
 ) -> Vec<IntegrityResult> {
+    judge_local(entries, lock, |entry| hash_file(&dir.join(&entry.file)))
+}
+
+/// Every entry judged against the lock with what `hash` found (`sha256:<hex>`, or why
+/// nothing was found: `<missing>`, `<unreadable: reason>`).
+pub fn judge_local(
+    entries: &[IntegrityEntry],
+    lock: Option<&Lock>,
+    hash: impl Fn(&IntegrityEntry) -> Result<String, String>,
+) -> Vec<IntegrityResult> {
     entries
         .iter()
         .map(|entry| {
             let expected = lock.and_then(|l| l.files.get(&entry.file)).cloned();
-            let actual = hash_file(&dir.join(&entry.file));
+            let actual = hash(entry);
             let passed = matches!((&expected, &actual), (Some(e), Ok(a)) if e == a);
             let expected = expected.unwrap_or_else(|| NO_LOCK_ENTRY.into());
             let actual = actual.unwrap_or_else(|why| why);

@@ -470,3 +470,37 @@ async fn lock_repairs_a_malformed_lock_as_the_error_suggests() {
         assert_eq!(code, 0, "{malformed}: {err}");
     }
 }
+
+/// Hashing a pinned file obeys the deadline: a huge file (sparse: 64 GiB that take no disk)
+/// ends the run at the deadline with a mismatch, instead of holding the gate for minutes.
+#[test]
+fn hashing_a_huge_pinned_file_stops_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = std::fs::File::create(dir.path().join("huge.bin")).unwrap();
+    huge.set_len(64 << 30).unwrap();
+    std::fs::write(
+        dir.path().join("preflight.toml"),
+        "base_url = \"http://127.0.0.1:9\"\ndeadline = \"1s\"\n[[integrity]]\nfile = \"huge.bin\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("preflight.lock"),
+        format!("[files]\n\"huge.bin\" = \"sha256:{}\"\n", "0".repeat(64)),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("a.toml"), "[[step]]\npath = \"/a\"\n").unwrap();
+    let out = cargo_bin_cmd!("preflight")
+        .arg("run")
+        .arg(dir.path())
+        .env_remove("PREFLIGHT_BASE_URL")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("config mismatch: huge.bin: expected sha256:")
+            && stdout.contains("found <unreadable: deadline of 1s exceeded>"),
+        "{stdout}"
+    );
+}

@@ -119,11 +119,13 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     let started = Instant::now();
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let settings = &plan.settings;
-    let mut integrity =
-        integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref());
     let http = match http::Http::new(&settings.tls) {
         Ok(http) => http,
-        Err(e) => return not_run(&plan, started_at, integrity, vec![e]),
+        Err(e) => {
+            let integrity =
+                integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref());
+            return not_run(&plan, started_at, integrity, vec![e]);
+        }
     };
     let cancel = CancellationToken::new();
     let mut shared = Shared {
@@ -144,6 +146,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         flows: plan.flows.len(),
     });
     let watcher = watch_stop(&shared, settings.deadline, &options.interrupt);
+    let mut integrity = verify_local_in_time(&shared).await;
 
     let wait = match &settings.wait {
         Some(policy) => Some(preflight::wait_until_ready(&shared, policy).await),
@@ -197,6 +200,26 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         wait,
         integrity,
         deployed_version,
+    }
+}
+
+/// Hashes the pinned files on a blocking thread, so that the deadline and a signal stop the
+/// run even while a huge file is read: what was not hashed then is a mismatch.
+async fn verify_local_in_time(shared: &Shared) -> Vec<integrity::IntegrityResult> {
+    let plan = shared.plan.clone();
+    let hashing = tokio::task::spawn_blocking(move || {
+        let settings = &plan.settings;
+        integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref())
+    });
+    let settings = &shared.plan.settings;
+    let not_hashed = |why: String| {
+        integrity::judge_local(&settings.integrity, shared.plan.lock.as_ref(), |_| {
+            Err(format!("<unreadable: {why}>"))
+        })
+    };
+    tokio::select! {
+        done = hashing => done.unwrap_or_else(|e| not_hashed(format!("hashing failed: {e}"))),
+        () = shared.cancel.cancelled() => not_hashed(shared.stop_reason()),
     }
 }
 

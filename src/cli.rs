@@ -216,14 +216,17 @@ fn write_reports(
         outputs.into_iter().partition(|o| o.dest.is_reversible());
     let mut report = build(&verdict);
     stage_all(&mut reversible, &mut verdict, &mut report, build);
+    // Files are renamed into place first: they can still be written again. What is written
+    // through (standard output, a FIFO, the step summary) cannot be taken back, so it goes
+    // last, with the verdict the files already hold.
+    let (mut verdict, mut report, committed) = commit_all(reversible, verdict, report, build);
     for mut output in through {
         if let Err(e) = output.dest.stage(|out| output.kind.render(&report, out)) {
             verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
-            report = build(&verdict);
-            stage_all(&mut reversible, &mut verdict, &mut report, build);
+            report = rewrite(&committed, &mut verdict, build);
         }
     }
-    commit_all(reversible, verdict, report, build)
+    (verdict, report)
 }
 
 /// Opens every destination asked for, the step summary last; each one that cannot be opened
@@ -280,14 +283,15 @@ fn stage_all(
     }
 }
 
-/// Renames every temporary file over its target. A rename that fails (rare: the folder
-/// changed meanwhile) fails the verdict, and the reports already in place are written again.
+/// Renames every temporary file over its target. A rename that fails (the folder changed
+/// meanwhile, a target that cannot be replaced) fails the verdict, and the reports already in
+/// place are written again. Returns the reports in place.
 fn commit_all(
     outputs: Vec<Output>,
     mut verdict: Verdict,
     report: Report,
     build: &dyn Fn(&Verdict) -> Report,
-) -> (Verdict, Report) {
+) -> (Verdict, Report, Vec<(ReportKind, PathBuf)>) {
     let mut done = Vec::new();
     let failed_before = verdict.reasons().len();
     for output in outputs {
@@ -298,25 +302,43 @@ fn commit_all(
         }
     }
     if verdict.reasons().len() == failed_before {
-        return (verdict, report);
+        return (verdict, report, done);
     }
-    let report = build(&verdict);
+    let report = rewrite(&done, &mut verdict, build);
+    (verdict, report, done)
+}
+
+/// Writes the reports already in place again with `verdict` (and whatever goes wrong doing
+/// so): a later failure must not leave one of them saying otherwise.
+fn rewrite(
+    done: &[(ReportKind, PathBuf)],
+    verdict: &mut Verdict,
+    build: &dyn Fn(&Verdict) -> Report,
+) -> Report {
+    let report = build(verdict);
+    let mut failures = Vec::new();
     for (kind, path) in done {
-        let rewritten = Prepared::report(&path).and_then(|mut dest| {
+        let rewritten = Prepared::report(path).and_then(|mut dest| {
             dest.stage(|out| kind.render(&report, out))?;
             dest.commit()
         });
         if let Err(e) = rewritten {
-            verdict = verdict.add_reason(not_written(kind, &path, &e));
+            failures.push(not_written(*kind, path, &e));
         }
     }
-    let report = build(&verdict);
-    (verdict, report)
+    if failures.is_empty() {
+        return report;
+    }
+    for failure in failures {
+        *verdict = std::mem::replace(verdict, Verdict::Passed).add_reason(failure);
+    }
+    build(verdict)
 }
 
 /// SIGINT or SIGTERM cancels the run (verdict aborted, exit 130, reports written); a second
-/// one exits at once, still non-zero.
-async fn watch_signals(interrupt: CancellationToken) {
+/// one, or one that comes after the run is over (while reports are written), exits at once,
+/// still non-zero.
+async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     // Both listeners exist before the first signal, so none can slip between them.
     let (Ok(mut int), Ok(mut term)) = (
@@ -335,6 +357,10 @@ async fn watch_signals(interrupt: CancellationToken) {
         }
     };
     next_signal().await;
+    if run_over.is_cancelled() {
+        eprintln!("\ninterrupted while writing reports: exiting now");
+        std::process::exit(130);
+    }
     eprintln!("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)");
     interrupt.cancel();
     next_signal().await;
@@ -615,8 +641,20 @@ async fn demo(args: &DemoArgs) -> ExitCode {
 fn reports_to_stdout(args: &RunArgs) -> usize {
     [&args.json, &args.junit, &args.markdown]
         .into_iter()
-        .filter(|p| p.as_deref() == Some(Path::new("-")))
+        .flatten()
+        .filter(|p| is_stdout(p))
         .count()
+}
+
+/// `-`, or a path that names the same file as standard output (`/dev/stdout`, `/dev/fd/1`,
+/// the file stdout is redirected to): a report there shares the stream with no other.
+fn is_stdout(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if path == Path::new("-") {
+        return true;
+    }
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    id(path).is_some_and(|file| id(Path::new("/dev/fd/1")) == Some(file))
 }
 
 /// Loads the suite and keeps the selected flows; `Err` is the exit code (2).
@@ -666,7 +704,8 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let shown = tokio::spawn(progress::show(receiver, mode));
     let interrupt = CancellationToken::new();
-    let signals = tokio::spawn(watch_signals(interrupt.clone()));
+    let run_over = CancellationToken::new();
+    tokio::spawn(watch_signals(interrupt.clone(), run_over.clone()));
     let options = RunOptions {
         show_sensitive_headers: args.show_sensitive_headers,
         events: EventSink::new(sender),
@@ -676,7 +715,9 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     // The engine runs in its own task so that even a panic inside it ends in a failed gate.
     let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
     let finished = engine.await;
-    signals.abort();
+    // From now on a signal ends the process at once (exit 130): nothing is left to stop
+    // gracefully, and writing a report (to a FIFO nobody reads) must never outlast a cancel.
+    run_over.cancel();
     let result = match finished {
         Ok(result) => result,
         Err(e) => {

@@ -312,10 +312,11 @@ fn gate_limits(result: &RunResult, gate: &GatePolicy) -> Vec<Reason> {
             .iter()
             .filter(|s| s.flaky)
             .map(|s| format!("'{}' of setup", s.name));
+        // A cleanup never changes the verdict, flaky or not.
         let flows = result.flows.iter().filter(|f| f.critical).flat_map(|f| {
             f.steps
                 .iter()
-                .filter(|s| s.flaky)
+                .filter(|s| s.flaky && s.phase == Phase::Step)
                 .map(move |s| format!("'{}' of flow '{}'", s.name, f.name))
         });
         let steps: Vec<String> = setup.chain(flows).collect();

@@ -252,6 +252,67 @@ async fn execute(
             return failed_without_response(step, phase, None, error);
         }
     };
+    let sent = match send(shared, step, phase, prepared, jar, scope).await {
+        Ok(sent) => sent,
+        Err(failed) => return failed,
+    };
+    let observed = observe(sent.exchange);
+    // Captures first, so that a secret capture is masked in this step's own assertions; they
+    // are taken even when an assertion failed, so that cleanups can still delete what the
+    // step created.
+    let missed = take_captures(shared, step, &observed, scope);
+    let mut assertions = judge(shared, step, &observed, scope);
+    assertions.extend(missed);
+    let passed = assertions.iter().all(|a| a.passed);
+    StepResult {
+        name: step.name.clone(),
+        phase,
+        method: step.method.to_string(),
+        url: Some(sent.shown_url),
+        status: Some(observed.status),
+        latency_ms: Some(observed.latency.as_millis() as u64),
+        attempts: sent.attempts,
+        flaky: passed && sent.attempts > 1,
+        earlier_attempts: sent.earlier,
+        outcome: if passed {
+            StepOutcome::Passed
+        } else {
+            StepOutcome::Failed
+        },
+        error: None,
+        assertions,
+        skipped_because: None,
+        body_excerpt: (!passed)
+            .then(|| excerpt(&mask.mask_text(&observed.body_text()), BODY_EXCERPT_CHARS)),
+        request_headers: if passed {
+            BTreeMap::new()
+        } else {
+            sent.shown_headers
+        },
+    }
+}
+
+/// A request that got a response, and how to show it.
+struct Sent {
+    exchange: Exchange,
+    /// The URL the response came from, as it may be shown.
+    shown_url: String,
+    shown_headers: BTreeMap<String, String>,
+    attempts: u32,
+    earlier: Vec<Attempt>,
+}
+
+/// Sends the prepared request under the step's retry policy; a request that got no response
+/// is the step's failed result.
+async fn send(
+    shared: &Shared,
+    step: &Step,
+    phase: Phase,
+    prepared: Prepared,
+    jar: &Jar,
+    scope: &FlowScope<'_>,
+) -> Result<Sent, StepResult> {
+    let mask = &*shared.redactor;
     let settings = &shared.plan.settings;
     let limits = Limits {
         timeout: step.timeout.unwrap_or(settings.timeout),
@@ -278,10 +339,10 @@ async fn execute(
             result.request_headers = shown_headers;
             result.attempts = attempts;
             result.earlier_attempts = earlier;
-            return result;
+            return Err(result);
         }
     };
-    let url = if exchange.url == sent_url {
+    let shown_url = if exchange.url == sent_url {
         shown_url
     } else {
         let secret_target = match &step.target {
@@ -289,40 +350,13 @@ async fn execute(
         };
         redirected_url(&sent_url, &shown_url, &exchange.url, secret_target, mask)
     };
-    let observed = observe(exchange);
-    // Captures first, so that a secret capture is masked in this step's own assertions; they
-    // are taken even when an assertion failed, so that cleanups can still delete what the
-    // step created.
-    let missed = take_captures(shared, step, &observed, scope);
-    let mut assertions = judge(shared, step, &observed, scope);
-    assertions.extend(missed);
-    let passed = assertions.iter().all(|a| a.passed);
-    StepResult {
-        name: step.name.clone(),
-        phase,
-        method: step.method.to_string(),
-        url: Some(url),
-        status: Some(observed.status),
-        latency_ms: Some(observed.latency.as_millis() as u64),
+    Ok(Sent {
+        exchange,
+        shown_url,
+        shown_headers,
         attempts,
-        flaky: passed && attempts > 1,
-        earlier_attempts: earlier,
-        outcome: if passed {
-            StepOutcome::Passed
-        } else {
-            StepOutcome::Failed
-        },
-        error: None,
-        assertions,
-        skipped_because: None,
-        body_excerpt: (!passed)
-            .then(|| excerpt(&mask.mask_text(&observed.body_text()), BODY_EXCERPT_CHARS)),
-        request_headers: if passed {
-            BTreeMap::new()
-        } else {
-            shown_headers
-        },
-    }
+        earlier,
+    })
 }
 
 /// The URL a redirect ended at, as it may be shown. It came from staging, so it is masked by

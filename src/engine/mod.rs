@@ -64,6 +64,29 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn new(
+        plan: Arc<Plan>,
+        http: http::Http,
+        redactor: Arc<Redactor>,
+        options: &RunOptions,
+    ) -> Self {
+        let cancel = CancellationToken::new();
+        Shared {
+            plan,
+            http,
+            redactor,
+            events: options.events.clone(),
+            halt: cancel.child_token(),
+            cancel,
+            failed_fast: OnceLock::new(),
+            fail_fast: options.fail_fast,
+            stop: Arc::new(OnceLock::new()),
+            setup_captures: HashMap::new(),
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            show_sensitive_headers: options.show_sensitive_headers,
+        }
+    }
+
     /// Why the run was stopped, for the steps it cut short.
     pub fn stop_reason(&self) -> String {
         match self.stop.get() {
@@ -127,21 +150,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
             return not_run(&plan, started_at, integrity, vec![e]);
         }
     };
-    let cancel = CancellationToken::new();
-    let mut shared = Shared {
-        plan: plan.clone(),
-        http,
-        redactor,
-        events: options.events.clone(),
-        halt: cancel.child_token(),
-        cancel,
-        failed_fast: OnceLock::new(),
-        fail_fast: options.fail_fast,
-        stop: Arc::new(OnceLock::new()),
-        setup_captures: HashMap::new(),
-        run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
-        show_sensitive_headers: options.show_sensitive_headers,
-    };
+    let mut shared = Shared::new(plan.clone(), http, redactor, &options);
     shared.events.emit(Event::RunStarted {
         flows: plan.flows.len(),
     });

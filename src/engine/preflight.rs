@@ -31,6 +31,16 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
             };
         }
     };
+    if expected.is_empty() {
+        // `expect = "{{ env.GIT_SHA }}"` with the variable set but empty: a check that proves
+        // nothing must not pass.
+        return VersionResult {
+            expected: shown_expected,
+            actual: None,
+            passed: false,
+            error: Some("the expected version is empty (`expect` rendered to nothing)".into()),
+        };
+    }
     let read = async {
         let exchange = get(shared, &check.path).await?;
         match &check.source {

@@ -85,12 +85,16 @@ impl Prepared {
         Ok(Prepared { sink })
     }
 
-    /// A file that content is appended to, created if missing.
+    /// A file that content is appended to, created if missing; a FIFO or device is written
+    /// through, waiting for a reader as long as [`Prepared::file`] does.
     pub fn append(path: &Path) -> io::Result<Prepared> {
-        let file = OpenOptions::new().append(true).create(true).open(path)?;
-        Ok(Prepared {
-            sink: Sink::Append(file),
-        })
+        let sink = match resolve(path)? {
+            Kind::Regular(target) => {
+                Sink::Append(OpenOptions::new().append(true).create(true).open(target)?)
+            }
+            Kind::Special(path) => Sink::Through(open_waiting(path)?),
+        };
+        Ok(Prepared { sink })
     }
 
     /// Whether what [`Prepared::stage`] writes can still be replaced (by staging again) or

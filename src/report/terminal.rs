@@ -36,96 +36,16 @@ pub enum Detail {
 /// Renders the summary. Pure: the caller prints it.
 pub fn summary(report: &Report, detail: Detail) -> String {
     let mut out = String::new();
+    if detail == Detail::Verbose {
+        every_step(&mut out, report);
+    }
     if detail != Detail::Quiet {
-        if detail == Detail::Verbose {
-            for flow in &report.flows {
-                let _ = writeln!(
-                    out,
-                    "{} {} ({}ms)",
-                    outcome_mark(flow.outcome),
-                    clean(&flow.name),
-                    flow.duration_ms
-                );
-                for step in &flow.steps {
-                    let _ = writeln!(out, "    {}", step_line(step));
-                }
-            }
-        }
-        for step in report
-            .setup
-            .iter()
-            .filter(|s| s.outcome == StepOutcome::Failed)
-        {
-            let _ = writeln!(
-                out,
-                "{} setup failed at step '{}'",
-                style("✗").red().bold(),
-                clean(&step.name)
-            );
-            failure_detail(&mut out, step);
-        }
-        for flow in &report.flows {
-            let Some(step) = flow.failed_step() else {
-                continue;
-            };
-            let label = match flow.outcome {
-                FlowOutcome::Warned => style("! warning:").yellow().bold(),
-                _ => style("✗").red().bold(),
-            };
-            let _ = writeln!(
-                out,
-                "{label} {} ({}) failed at step '{}'",
-                clean(&flow.name),
-                clean(&flow.file),
-                clean(&step.name)
-            );
-            failure_detail(&mut out, step);
-        }
-        // Warned flows are shown above with their failure; cleanups are listed here.
-        for warning in report
-            .warnings
-            .iter()
-            .filter(|w| w.kind == WarningKind::CleanupFailed)
-        {
-            let _ = writeln!(
-                out,
-                "{} {}",
-                style("! warning:").yellow().bold(),
-                clean(&warning.message)
-            );
-        }
+        failures(&mut out, report);
         integrity_lines(&mut out, report);
         if report.verdict == GateVerdict::Aborted {
-            for flow in &report.flows {
-                let cut = flow
-                    .steps
-                    .iter()
-                    .find(|s| s.error.as_deref() == Some(crate::engine::INTERRUPTED));
-                if let Some(step) = cut {
-                    let _ = writeln!(
-                        out,
-                        "{} interrupted while running '{}' at step '{}'",
-                        style("!").yellow().bold(),
-                        clean(&flow.name),
-                        clean(&step.name)
-                    );
-                }
-            }
+            interrupted(&mut out, report);
         }
-        let s = &report.summary;
-        let _ = writeln!(
-            out,
-            "flows: {} total, {} passed, {} failed, {} warned, {} skipped",
-            s.flows, s.passed, s.failed, s.warned, s.skipped
-        );
-        let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}ms"));
-        let _ = writeln!(
-            out,
-            "latency: p50 {}, p95 {}, max {}",
-            ms(s.latency_ms.p50),
-            ms(s.latency_ms.p95),
-            ms(s.latency_ms.max)
-        );
+        counts(&mut out, report);
     }
     let headline = clean(&report.headline);
     let headline = if report.verdict == GateVerdict::Pass {
@@ -135,6 +55,105 @@ pub fn summary(report: &Report, detail: Detail) -> String {
     };
     let _ = writeln!(out, "{headline}");
     out
+}
+
+/// `--verbose`: every flow and step, passed ones too.
+fn every_step(out: &mut String, report: &Report) {
+    for flow in &report.flows {
+        let _ = writeln!(
+            out,
+            "{} {} ({}ms)",
+            outcome_mark(flow.outcome),
+            clean(&flow.name),
+            flow.duration_ms
+        );
+        for step in &flow.steps {
+            let _ = writeln!(out, "    {}", step_line(step));
+        }
+    }
+}
+
+/// Failed setup steps, failed flows (warned ones as warnings) and cleanup warnings.
+fn failures(out: &mut String, report: &Report) {
+    for step in report
+        .setup
+        .iter()
+        .filter(|s| s.outcome == StepOutcome::Failed)
+    {
+        let _ = writeln!(
+            out,
+            "{} setup failed at step '{}'",
+            style("✗").red().bold(),
+            clean(&step.name)
+        );
+        failure_detail(out, step);
+    }
+    for flow in &report.flows {
+        let Some(step) = flow.failed_step() else {
+            continue;
+        };
+        let label = match flow.outcome {
+            FlowOutcome::Warned => style("! warning:").yellow().bold(),
+            _ => style("✗").red().bold(),
+        };
+        let _ = writeln!(
+            out,
+            "{label} {} ({}) failed at step '{}'",
+            clean(&flow.name),
+            clean(&flow.file),
+            clean(&step.name)
+        );
+        failure_detail(out, step);
+    }
+    // Warned flows are shown above with their failure; cleanups are listed here.
+    for warning in report
+        .warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::CleanupFailed)
+    {
+        let _ = writeln!(
+            out,
+            "{} {}",
+            style("! warning:").yellow().bold(),
+            clean(&warning.message)
+        );
+    }
+}
+
+/// What was still running when a signal came.
+fn interrupted(out: &mut String, report: &Report) {
+    for flow in &report.flows {
+        let cut = flow
+            .steps
+            .iter()
+            .find(|s| s.error.as_deref() == Some(crate::engine::INTERRUPTED));
+        if let Some(step) = cut {
+            let _ = writeln!(
+                out,
+                "{} interrupted while running '{}' at step '{}'",
+                style("!").yellow().bold(),
+                clean(&flow.name),
+                clean(&step.name)
+            );
+        }
+    }
+}
+
+fn counts(out: &mut String, report: &Report) {
+    let s = &report.summary;
+    let _ = writeln!(
+        out,
+        "flows: {} total, {} passed, {} failed, {} warned, {} skipped",
+        s.flows, s.passed, s.failed, s.warned, s.skipped
+    );
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v}ms"));
+    let _ = writeln!(
+        out,
+        "latency: p50 {}, p95 {}, max {}",
+        ms(s.latency_ms.p50),
+        ms(s.latency_ms.p95),
+        ms(s.latency_ms.max)
+    );
 }
 
 fn outcome_mark(outcome: FlowOutcome) -> console::StyledObject<&'static str> {

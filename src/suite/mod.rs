@@ -189,7 +189,10 @@ impl Walk<'_> {
             }
             if path.is_dir() {
                 self.folder(&path);
-            } else if path.extension().is_some_and(|e| e == "toml") {
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+            {
                 let relative = path.strip_prefix(self.root).unwrap_or(&path).to_path_buf();
                 if relative != Path::new(SUITE_FILE) {
                     self.files.push(relative);

@@ -174,6 +174,13 @@ impl Compiler<'_> {
         let path = src.template(v.path.get_ref(), &v.path.span());
         self.resolve(src, &path, &v.path.span(), known);
         self.need_base_url(src, v.path.span());
+        if v.expect.get_ref().trim().is_empty() {
+            // An empty expected version would pass against a staging that reports none.
+            src.error(
+                v.expect.span(),
+                "`expect` is empty: it must name the version staging runs",
+            );
+        }
         let expect = src.template(v.expect.get_ref(), &v.expect.span());
         self.resolve(src, &expect, &v.expect.span(), known);
         let source = match (&v.json, &v.header) {

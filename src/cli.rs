@@ -6,7 +6,7 @@ use crate::fs::write::Prepared;
 use crate::integrity;
 use crate::redact::Redactor;
 use crate::report::progress::{self, Mode};
-use crate::report::terminal::{self, Detail};
+use crate::report::terminal::{self, Detail, clean};
 use crate::report::{Report, junit, markdown};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
@@ -369,10 +369,23 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
+    let (name, value) = text
+        .split_once('=')
         .filter(|(name, _)| !name.is_empty())
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{text}`"))?;
+    if name.starts_with("env.") || name.starts_with("secret.") {
+        return Err(format!(
+            "`{name}` comes from the environment: set the variable `{}` instead",
+            name.split_once('.').map_or(name, |(_, var)| var)
+        ));
+    }
+    if name.contains('.') {
+        // `{{ a.b }}` reads into a table of [vars]; --var sets a whole variable, a string.
+        return Err(format!(
+            "`{name}`: --var sets a whole variable (a string), not a key inside a table; use a variable of its own"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {
@@ -454,14 +467,21 @@ fn overrides(args: &SuiteArgs) -> Overrides {
 }
 
 /// Loads the suite or prints every problem; `None` means exit 2.
+/// Loads the suite and rehearses every request known before the run (what `check` accepts,
+/// `run` can build), or prints every problem; `None` means exit 2.
 fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
-    match suite::load(dir, overrides, &env) {
-        Ok(plan) => Some(plan),
-        Err(problems) => {
-            print_problems(&problems);
-            None
+    let problems = match suite::load(dir, overrides, &env) {
+        Ok(plan) => {
+            let problems = engine::rehearse(&plan);
+            if problems.is_empty() {
+                return Some(plan);
+            }
+            problems
         }
-    }
+        Err(problems) => problems,
+    };
+    print_problems(&problems);
+    None
 }
 
 fn print_problems(problems: &[Problem]) {
@@ -524,7 +544,7 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
     let count = verdict::counted;
     println!(
         "suite valid: {} ({}, {}, {})",
-        plan.settings.name,
+        clean(&plan.settings.name),
         count(plan.flows.len(), "flow"),
         count(steps, "step"),
         count(plan.setup.len(), "setup step")
@@ -591,19 +611,24 @@ fn list(args: &ListArgs) -> ExitCode {
         let tags = if flow.tags.is_empty() {
             String::new()
         } else {
-            format!(" [{}]", flow.tags.join(", "))
+            format!(" [{}]", clean(&flow.tags.join(", ")))
         };
         let critical = if flow.critical {
             "critical"
         } else {
             "non-critical"
         };
-        println!("{} ({}){tags} {critical}", flow.name, flow.file);
+        // Names are the suite's own, but a terminal is no place for raw control characters.
+        println!(
+            "{} ({}){tags} {critical}",
+            clean(&flow.name),
+            clean(&flow.file)
+        );
         for (i, step) in flow.steps.iter().enumerate() {
-            println!("  {}. {}", i + 1, step.name);
+            println!("  {}. {}", i + 1, clean(&step.name));
         }
         for step in &flow.cleanup {
-            println!("  cleanup: {}", step.name);
+            println!("  cleanup: {}", clean(&step.name));
         }
     }
     ExitCode::SUCCESS
@@ -614,7 +639,7 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     // repository, where edits to the suite and its config show), else the binary's own copy.
     let mut run_args = args.run.clone();
     let mut bundled = None;
-    if run_args.suite.suite == Path::new(DEMO_SUITE) && !run_args.suite.suite.exists() {
+    if run_args.suite.suite == Path::new(DEMO_SUITE) && !run_args.suite.suite.is_dir() {
         match BundledSuite::write() {
             Ok(suite) => run_args.suite.suite = bundled.insert(suite).suite(),
             Err(e) => {

@@ -586,17 +586,32 @@ mod attacked {
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "a": "x" })))
             .mount(&server)
             .await;
+        // Known before the run, the pattern is refused when the suite loads (exit 2)...
         let flow = "[[step]]\nname = \"a\"\npath = \"/a\"\n[step.expect.json]\n\"$.a\" = { matches = \"{{ secret.R }}\" }\n";
         let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
         let out = run_all(dir.path(), &[("R", "abc(\ndefgh")], &[]).await;
+        assert_eq!(out.code, 2);
+        assert!(
+            out.stderr.contains("matches `***`, which is not a regex"),
+            "{}",
+            out.stderr
+        );
+        // ...and a pattern captured during the run fails its step, quoted masked.
+        Mock::given(path("/pattern"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "p": "abc(\ndefgh" })))
+            .mount(&server)
+            .await;
+        let flow = "[[step]]\nname = \"p\"\npath = \"/pattern\"\ncapture = { r = { json = \"$.p\", secret = true } }\n[[step]]\nname = \"a\"\npath = \"/a\"\n[step.expect.json]\n\"$.a\" = { matches = \"{{ r }}\" }\n";
+        let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+        let out = run_all(dir.path(), &[], &[]).await;
         assert_eq!(out.code, 1);
+        assert!(out.stdout.contains("invalid regex `***`"), "{}", out.stdout);
         for (name, text) in out.all() {
             assert!(
                 !text.contains("defgh"),
                 "{name} quotes the pattern:\n{text}"
             );
         }
-        assert!(out.stdout.contains("invalid regex `***`"), "{}", out.stdout);
     }
 
     /// A header sent with a plain capture whose value is a secret capture's too is dropped

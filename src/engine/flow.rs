@@ -573,7 +573,26 @@ pub(super) struct Prepared {
 
 /// Builds the request: URL, query, headers (suite ones, then the step's), body.
 pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<Prepared, String> {
-    let settings = &shared.plan.settings;
+    let looks = Looks {
+        redactor: &shared.redactor,
+        show_sensitive_headers: shared.show_sensitive_headers,
+    };
+    build_request(&shared.plan.settings, &looks, step, scope)
+}
+
+/// What rendering a request needs to know besides the suite: how to show it.
+pub(super) struct Looks<'a> {
+    pub redactor: &'a crate::redact::Redactor,
+    pub show_sensitive_headers: bool,
+}
+
+/// Builds the request of `step` in `scope`, the one way both a run and a rehearsal do it.
+pub(super) fn build_request(
+    settings: &crate::suite::Settings,
+    looks: &Looks,
+    step: &Step,
+    scope: &dyn Scope,
+) -> Result<Prepared, String> {
     let (mut url, mut shown) = match &step.target {
         Target::Url(t) => {
             let text = t.render_url(scope, UrlTemplate::Url)?;
@@ -603,11 +622,11 @@ pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<
     }
     // The client sends a URL's userinfo as a Basic-auth header: mask that form too.
     for form in basic_auth_forms(&url) {
-        shared.redactor.learn(&form);
+        looks.redactor.learn(&form);
     }
     let shown_url = match url::Url::parse(&shown) {
         Ok(parsed) => shown_url(&parsed),
-        Err(_) => shared.redactor.mask_text(&shown),
+        Err(_) => looks.redactor.mask_text(&shown),
     };
     let mut headers = HeaderMap::new();
     let mut shown_headers = BTreeMap::new();
@@ -621,11 +640,11 @@ pub(super) fn render(shared: &Shared, step: &Step, scope: &dyn Scope) -> Result<
         // A value that holds a secret under another name (a plain capture of a token) is
         // just as secret.
         let holds_secret =
-            !shared.redactor.is_empty() && shared.redactor.mask_text(&text.value) != text.value;
+            !looks.redactor.is_empty() && looks.redactor.mask_text(&text.value) != text.value;
         if value.is_sensitive(scope) || holds_secret {
             secret_headers.push(name.clone());
         }
-        let shown = shown_header(name.as_str(), &text.shown, shared.show_sensitive_headers);
+        let shown = shown_header(name.as_str(), &text.shown, looks.show_sensitive_headers);
         shown_headers.insert(name.to_string(), shown);
         headers.insert(name, header);
     }

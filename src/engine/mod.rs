@@ -9,10 +9,12 @@ pub mod flow;
 pub mod http;
 mod preflight;
 pub mod record;
+mod rehearse;
 pub mod result;
 pub mod scope;
 
 pub use event::{Event, EventSink};
+pub use rehearse::rehearse;
 pub use result::{FlowOutcome, FlowResult, Phase, RunResult, StepOutcome, StepResult, Stop};
 
 use crate::integrity;

@@ -154,19 +154,7 @@ async fn get(shared: &Shared, path: &Template) -> Result<super::http::Exchange, 
 async fn fetch(shared: &Shared, path: &Template) -> Result<super::http::Exchange, String> {
     let settings = &shared.plan.settings;
     let scope = suite_scope(shared);
-    let step = crate::suite::Step {
-        name: "preflight check".into(),
-        method: reqwest::Method::GET,
-        target: crate::suite::Target::Path(path.clone()),
-        query: Vec::new(),
-        headers: Vec::new(),
-        body: crate::suite::Body::None,
-        timeout: None,
-        expectations: Vec::new(),
-        captures: Vec::new(),
-        retry: crate::suite::RetryPolicy::none(),
-        uses_captures: Vec::new(),
-    };
+    let step = crate::suite::Step::get(path.clone());
     let request = super::flow::render(shared, &step, &scope)
         .map_err(|e| shared.redactor.mask_text(&e))?
         .request;

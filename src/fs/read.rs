@@ -12,12 +12,19 @@ use std::path::Path;
 /// The chunk size for hashing.
 const CHUNK: usize = 64 * 1024;
 
+/// The largest file a suite may name for preflight to hold or hash when it loads
+/// (`body_file`, `json_schema`, `sha256_of_file`, certificates, its own TOML files): loading
+/// has no deadline, so a huge file must be refused rather than read.
+pub const MAX_SUITE_FILE: u64 = 64 * 1024 * 1024;
+
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// A directory, FIFO, socket or device (after following symlinks).
     #[error("not a regular file")]
     NotRegular,
+    #[error("{size} bytes, over the limit of {limit} bytes for a file a suite names")]
+    TooLarge { size: u64, limit: u64 },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -43,18 +50,61 @@ pub fn open_regular(path: &Path) -> Result<File, ReadError> {
     Ok(file)
 }
 
-/// The whole content of a regular file.
+/// A regular file of at most [`MAX_SUITE_FILE`] bytes, opened. The limit also bounds what is
+/// read, should the file grow after the check.
+fn open_suite_file(path: &Path) -> Result<std::io::Take<File>, ReadError> {
+    let file = open_regular(path)?;
+    let size = file.metadata()?.len();
+    if size > MAX_SUITE_FILE {
+        return Err(ReadError::TooLarge {
+            size,
+            limit: MAX_SUITE_FILE,
+        });
+    }
+    Ok(file.take(MAX_SUITE_FILE))
+}
+
+/// The whole content of a regular file a suite names.
 pub fn read_regular(path: &Path) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
-    open_regular(path)?.read_to_end(&mut bytes)?;
+    open_suite_file(path)?.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
-/// The whole content of a regular file that must be UTF-8 text.
+/// The whole content of a regular file a suite names, which must be UTF-8 text. Invalid
+/// UTF-8 is an `InvalidData` error whose message gives the byte offset.
 pub fn read_regular_text(path: &Path) -> Result<String, ReadError> {
-    let mut text = String::new();
-    open_regular(path)?.read_to_string(&mut text)?;
-    Ok(text)
+    let bytes = read_regular(path)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            InvalidUtf8 { at },
+        ))
+    })
+}
+
+/// Where a file stops being UTF-8 text.
+#[derive(Debug, thiserror::Error)]
+#[error("not UTF-8 text (from byte {at})")]
+pub struct InvalidUtf8 {
+    pub at: usize,
+}
+
+/// The SHA-256 of a regular file a suite names (`sha256_of_file`), within the size limit.
+pub fn sha256_suite_file(path: &Path) -> Result<String, ReadError> {
+    let mut file = open_suite_file(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; CHUNK];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// The SHA-256 of a regular file as lower-case hex, read in 64 KiB chunks.

@@ -4,6 +4,7 @@
 //! Drawing must never slow the run: the bars redraw at most 10 times a second, one ticker
 //! animates the overall bar, and only the first few running flows get a line of their own.
 
+use super::terminal::clean;
 use crate::engine::{Event, FlowOutcome};
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -54,7 +55,7 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
                     line.set_style(
                         ProgressStyle::with_template("  {prefix}: {msg}").expect("valid template"),
                     );
-                    line.set_prefix(name);
+                    line.set_prefix(clean(&name).into_owned());
                     lines.insert(flow, line);
                 }
                 show_hidden(&overall, running, lines.len());
@@ -67,7 +68,7 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
                 },
             ) => {
                 if let Some(line) = lines.get(&flow) {
-                    line.set_message(step);
+                    line.set_message(clean(&step).into_owned());
                 }
             }
             (Mode::Bars, Event::FlowFinished { flow, .. }) => {
@@ -94,7 +95,7 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
                     FlowOutcome::Warned => style("WARN").yellow(),
                     FlowOutcome::Skipped => style("SKIP").dim(),
                 };
-                eprintln!("{mark} {name} ({}ms)", duration.as_millis());
+                eprintln!("{mark} {} ({}ms)", clean(&name), duration.as_millis());
             }
             _ => {}
         }

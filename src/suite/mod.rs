@@ -204,8 +204,22 @@ impl Walk<'_> {
 }
 
 fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+    use crate::fs::read::{InvalidUtf8, ReadError};
     match crate::fs::read::read_regular_text(path) {
         Ok(text) => Some(text),
+        Err(ReadError::Io(e)) if e.get_ref().is_some_and(|inner| inner.is::<InvalidUtf8>()) => {
+            // Point at the first byte that is not UTF-8, in the line it spoils.
+            let at = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<InvalidUtf8>())
+                .map_or(0, |invalid| invalid.at);
+            let bytes = crate::fs::read::read_regular(path).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let shown_at = String::from_utf8_lossy(&bytes[..at.min(bytes.len())]).len();
+            let problem = Problem::at(path, &text, shown_at..shown_at + 1, "not UTF-8 text");
+            problems.push(problem);
+            None
+        }
         Err(e) => {
             problems.push(Problem::file(path, format!("cannot read: {e}")));
             None

@@ -188,6 +188,25 @@ pub enum Body {
     Form(Vec<(String, Template)>),
 }
 
+impl Step {
+    /// The GET a suite-level path (`[wait]`, `[version]`, `served_at`) is fetched with.
+    pub fn get(path: Template) -> Step {
+        Step {
+            name: "preflight check".into(),
+            method: reqwest::Method::GET,
+            target: Target::Path(path),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Body::None,
+            timeout: None,
+            expectations: Vec::new(),
+            captures: Vec::new(),
+            retry: RetryPolicy::none(),
+            uses_captures: Vec::new(),
+        }
+    }
+}
+
 impl Plan {
     /// Keeps the flows selected by the filters (tags: any of them; names: any of them), and
     /// returns one message per filter value that matches no flow of the suite, naming it and

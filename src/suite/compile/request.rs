@@ -3,7 +3,7 @@
 
 use super::Compiler;
 use super::names::Known;
-use super::source::{Source, toml_to_text};
+use super::source::{Source, has_non_finite, toml_to_text};
 use crate::suite::plan::{Body, Target};
 use crate::suite::raw::RawStep;
 use crate::template::Template;
@@ -79,6 +79,13 @@ impl Compiler<'_> {
     ) -> Vec<(String, Template)> {
         let mut out = Vec::new();
         for (key, value) in raw.into_iter().flatten() {
+            if has_non_finite(value.get_ref()) {
+                src.error(
+                    value.span(),
+                    "NaN and infinity are not values preflight can send",
+                );
+                continue;
+            }
             let texts: Vec<String> = match value.get_ref() {
                 toml::Value::Array(items) => items.iter().map(toml_to_text).collect(),
                 toml::Value::Table(_) => {

@@ -2,7 +2,7 @@
 
 use super::expect::status_op;
 use super::names::Known;
-use super::source::{Source, is_identifier, parse_size, toml_to_json};
+use super::source::{Source, has_non_finite, is_identifier, parse_size, toml_to_json};
 use super::{Compiler, Lost};
 use crate::check::{JsonQuery, Op};
 use crate::problem::{Problem, did_you_mean};
@@ -191,7 +191,13 @@ impl Compiler<'_> {
                     return None;
                 }
             },
-            (None, Some(header)) => VersionSource::Header(header.get_ref().to_ascii_lowercase()),
+            (None, Some(header)) => {
+                let name = header.get_ref().to_ascii_lowercase();
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    src.error(header.span(), format!("invalid header name `{name}`"));
+                }
+                VersionSource::Header(name)
+            }
             (Some(_), Some(header)) => {
                 src.error(
                     header.span(),
@@ -367,6 +373,12 @@ impl Compiler<'_> {
                 src.error(
                     value.span(),
                     format!("variable name `{name}` must use letters, digits, `_` and `-`"),
+                );
+            }
+            if has_non_finite(value.get_ref()) {
+                src.error(
+                    value.span(),
+                    "NaN and infinity are not JSON values: preflight can neither send nor compare them",
                 );
             }
             out.insert(name.clone(), toml_to_json(value.get_ref()));

@@ -19,7 +19,10 @@ pub struct Source<'a> {
 impl Source<'_> {
     pub(super) fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         let problem = Problem::at(&self.path, &self.text, span, message);
-        self.problems.push(problem);
+        // One mistake said once, however many parts of a value it touches.
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
     }
 
     pub(super) fn error_hint(
@@ -93,7 +96,7 @@ impl Source<'_> {
             toml::Value::Float(f) => match serde_json::Number::from_f64(*f) {
                 Some(n) => TemplateValue::Number(n),
                 None => {
-                    self.error(span.clone(), "NaN and infinity cannot be sent as JSON");
+                    self.error(span.clone(), "NaN and infinity are not JSON values: preflight can neither send nor compare them");
                     TemplateValue::Null
                 }
             },
@@ -128,7 +131,7 @@ impl Source<'_> {
 
     /// The SHA-256 (hex) of a file the suite names, read in chunks.
     pub(super) fn hash_file(&mut self, dir: &Path, value: &Spanned<String>) -> Option<String> {
-        self.with_file(dir, value, read::sha256_regular)
+        self.with_file(dir, value, read::sha256_suite_file)
     }
 
     /// Reads a file the suite names with `read`; a FIFO or device is refused (never read).
@@ -216,7 +219,18 @@ pub(super) fn one_line(text: &str) -> String {
 pub(super) fn toml_to_text(value: &toml::Value) -> String {
     match value {
         toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) => d.to_string(),
         other => toml_to_json(other).to_string(),
+    }
+}
+
+/// Whether a TOML value holds NaN or an infinity anywhere: JSON has no such numbers.
+pub(super) fn has_non_finite(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Float(f) => !f.is_finite(),
+        toml::Value::Array(items) => items.iter().any(has_non_finite),
+        toml::Value::Table(t) => t.values().any(has_non_finite),
+        _ => false,
     }
 }
 

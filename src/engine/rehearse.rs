@@ -1,0 +1,145 @@
+//! A rehearsal: every request whose values are known before the run (from `[vars]`, `--var`,
+//! the environment and the built-ins) is built exactly as the run will build it, without
+//! sending anything. `check` and `run` both rehearse, so that what `check` accepts `run` can
+//! build: a variable holding `..` in a path, an environment variable that is not a URL, a
+//! header value with a line break, a pattern that is not a regex. Requests that use captures
+//! are only known during the run.
+
+use super::flow::{Looks, build_request};
+use super::scope::FlowScope;
+use crate::check::Op;
+use crate::problem::Problem;
+use crate::redact::{Mask, Redactor};
+use crate::suite::{Body, Plan, Step, Target};
+use crate::template::{Scope, Template};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Every request and pattern of the plan that cannot be built, as a problem of its file.
+pub fn rehearse(plan: &Plan) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let suite_file = plan.settings.dir.join(crate::suite::SUITE_FILE);
+    let no_vars = Map::new();
+    let suite_scope = static_scope(plan, &no_vars);
+    for step in &plan.setup {
+        let what = format!("setup step '{}'", step.name);
+        rehearse_step(plan, step, &suite_scope, &suite_file, &what, &mut problems);
+    }
+    let settings = &plan.settings;
+    let suite_paths = settings
+        .wait
+        .as_ref()
+        .map(|w| ("[wait] path", &w.path))
+        .into_iter()
+        .chain(
+            settings
+                .version
+                .as_ref()
+                .map(|v| ("[version] path", &v.path)),
+        )
+        .chain(
+            settings
+                .integrity
+                .iter()
+                .filter_map(|e| e.served_at.as_ref().map(|p| ("served_at", p))),
+        );
+    for (what, path) in suite_paths {
+        let step = Step::get(path.clone());
+        rehearse_step(plan, &step, &suite_scope, &suite_file, what, &mut problems);
+    }
+    for flow in &plan.flows {
+        let scope = static_scope(plan, &flow.vars);
+        let file = settings.dir.join(&flow.file);
+        for step in flow.steps.iter().chain(&flow.cleanup) {
+            let what = format!("flow '{}', step '{}'", flow.name, step.name);
+            rehearse_step(plan, step, &scope, &file, &what, &mut problems);
+        }
+    }
+    problems
+}
+
+/// The scope of the run before any capture: vars, `--var`, the environment, built-ins.
+fn static_scope<'a>(plan: &'a Plan, flow_vars: &'a Map<String, Value>) -> FlowScope<'a> {
+    static NO_CAPTURES: std::sync::OnceLock<HashMap<String, Value>> = std::sync::OnceLock::new();
+    FlowScope {
+        plan,
+        flow_vars,
+        setup: NO_CAPTURES.get_or_init(HashMap::new),
+        captures: HashMap::new(),
+        run_id: "rehearsal",
+    }
+}
+
+fn rehearse_step(
+    plan: &Plan,
+    step: &Step,
+    scope: &FlowScope,
+    file: &Path,
+    what: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let redactor = Redactor::new(plan.secrets.values());
+    let looks = Looks {
+        redactor: &redactor,
+        show_sensitive_headers: false,
+    };
+    if known(request_templates(plan, step), scope)
+        && let Err(e) = build_request(&plan.settings, &looks, step, scope)
+    {
+        let e = redactor.mask_text(&e);
+        problems.push(Problem::file(
+            file,
+            format!("{what}: the request cannot be built: {e}"),
+        ));
+    }
+    for expectation in &step.expectations {
+        let Op::Matches(pattern) = &expectation.op else {
+            continue;
+        };
+        if !known([pattern], scope) {
+            continue;
+        }
+        let Ok(rendered) = pattern.render_shown(scope) else {
+            continue;
+        };
+        if regex::Regex::new(&rendered.value).is_err() {
+            let message = format!(
+                "{what}: `{}` matches `{}`, which is not a regex",
+                expectation.subject.label(),
+                rendered.shown
+            );
+            problems.push(Problem::file(file, message));
+        }
+    }
+}
+
+/// Whether every name of the templates has a value before the run (no capture).
+fn known<'t>(templates: impl IntoIterator<Item = &'t Template>, scope: &dyn Scope) -> bool {
+    templates
+        .into_iter()
+        .all(|t| t.names().all(|(name, _)| scope.lookup(name).is_some()))
+}
+
+/// Every template a step's request is built from.
+fn request_templates<'a>(plan: &'a Plan, step: &'a Step) -> Vec<&'a Template> {
+    let mut out = Vec::new();
+    match &step.target {
+        Target::Path(t) | Target::Url(t) => out.push(t),
+    }
+    out.extend(step.query.iter().map(|(_, t)| t));
+    out.extend(
+        plan.settings
+            .headers
+            .iter()
+            .chain(&step.headers)
+            .map(|(_, t)| t),
+    );
+    match &step.body {
+        Body::Json(value) => out.extend(value.templates()),
+        Body::Text(t) => out.push(t),
+        Body::Form(pairs) => out.extend(pairs.iter().map(|(_, t)| t)),
+        Body::None | Body::File { .. } => {}
+    }
+    out
+}

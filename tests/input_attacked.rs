@@ -1,0 +1,218 @@
+//! What attacking the loader found, each through the binary: `check` accepted what `run` could
+//! not build, huge files were read at load time, NaN and dates reached requests, names with
+//! control characters reached the terminal, `--var a.b` was accepted and useless, invalid
+//! UTF-8 had no location, and a file named `smoke-tests` stopped the demo.
+
+mod binary;
+mod hermetic;
+
+use binary::{preflight, suite};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn check(dir: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = preflight();
+    cmd.arg("check").arg(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// What `check` accepts, `run` can build: every request known before the run is rehearsed.
+#[test]
+fn check_rehearses_every_request_run_would_build() {
+    let cases: [(&str, &str, &[(&str, &str)], &str); 6] = [
+        (
+            "[vars]\nid = \"..\"\n",
+            "[[step]]\npath = \"/x/{{ id }}\"\n",
+            &[],
+            "`{{ id }}` is `..`, which would change the request path",
+        ),
+        (
+            "",
+            "[[step]]\nurl = \"{{ env.U }}\"\n",
+            &[("U", "not a url")],
+            "invalid url `not a url`",
+        ),
+        (
+            "[vars]\nv = \"a\\nb\"\n",
+            "[[step]]\npath = \"/h\"\nheaders = { x-a = \"{{ v }}\" }\n",
+            &[],
+            "header `x-a` has a value that is not valid in HTTP",
+        ),
+        (
+            "",
+            "[[step]]\npath = \"/r\"\n[step.expect.json]\n\"$.a\" = { matches = \"{{ env.R }}\" }\n",
+            &[("R", "(")],
+            "`$.a` matches `(`, which is not a regex",
+        ),
+        (
+            "[vars]\nid = \"..\"\n[wait]\npath = \"/w/{{ id }}\"\n",
+            "[[step]]\npath = \"/ok\"\n",
+            &[],
+            "[wait] path: the request cannot be built",
+        ),
+        (
+            "[version]\npath = \"/v\"\nheader = \"bad header\"\nexpect = \"1\"\n",
+            "[[step]]\npath = \"/ok\"\n",
+            &[],
+            "invalid header name `bad header`",
+        ),
+    ];
+    for (settings, flow, env, expected) in cases {
+        let dir = suite("http://127.0.0.1:9", settings, &[("a.toml", flow)]);
+        let (code, text) = check(dir.path(), env);
+        assert_eq!(code, 2, "{settings}{flow}: {text}");
+        assert!(text.contains(expected), "{settings}{flow}: {text}");
+    }
+}
+
+/// Files a suite names are read when it loads, which has no deadline: one over 64 MiB is a
+/// problem, never minutes of reading or gigabytes of memory.
+#[test]
+fn huge_files_a_suite_names_are_refused() {
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "",
+        &[(
+            "a.toml",
+            "[[step]]\nmethod = \"POST\"\npath = \"/x\"\nbody_file = \"big.bin\"\nexpect = { body = { sha256_of_file = \"big.bin\" } }\n",
+        )],
+    );
+    let big = std::fs::File::create(dir.path().join("big.bin")).unwrap();
+    big.set_len(100 << 20).unwrap();
+    let (code, text) = check(dir.path(), &[]);
+    assert_eq!(code, 2, "{text}");
+    assert_eq!(
+        text.matches("over the limit of 67108864 bytes").count(),
+        2,
+        "{text}"
+    );
+}
+
+/// NaN and infinity are not values preflight can send or compare; a date in a query is sent
+/// as the date, not as a quoted JSON string.
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_toml_values_are_refused_or_sent_as_written() {
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "[vars]\nx = nan\n",
+        &[("a.toml", "[[step]]\npath = \"/x\"\nquery = { q = inf }\n")],
+    );
+    let (code, text) = check(dir.path(), &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("preflight.toml:3:5"), "{text}");
+    assert!(text.contains("a.toml:3:15"), "{text}");
+
+    let server = MockServer::start().await;
+    Mock::given(path("/d"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let dir = suite(
+        &server.uri(),
+        "",
+        &[(
+            "d.toml",
+            "[[step]]\npath = \"/d\"\nquery = { r = 1979-05-27 }\n",
+        )],
+    );
+    let mut cmd = preflight();
+    cmd.arg("run").arg(dir.path());
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let sent = &server.received_requests().await.unwrap()[0];
+    assert_eq!(sent.url.query(), Some("r=1979-05-27"));
+}
+
+/// Names are the suite's own, but `list`, `check` and the progress lines escape control
+/// characters as the summary does.
+#[test]
+fn control_characters_in_names_are_escaped_everywhere() {
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "name = \"S\\u001b]0;T\\u0007\"\n",
+        &[(
+            "a.toml",
+            "name = \"ev\\u001b[2Jil\"\ntags = [\"t\\u001b[31m\"]\n[[step]]\nname = \"s\\u0007\"\npath = \"/x\"\n",
+        )],
+    );
+    for args in [&["list"][..], &["check"], &["run", "--no-progress"]] {
+        let command = args[0];
+        let out = preflight()
+            .arg(command)
+            .arg(dir.path())
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{command}: {text:?}"
+        );
+        assert!(text.contains(r"\u{1b}"), "{command}: {text:?}");
+    }
+}
+
+/// `--var` sets a whole variable: `a.b` and the environment's names are refused, clearly.
+#[test]
+fn var_names_with_dots_are_refused() {
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
+    );
+    for (var, says) in [
+        ("customer.email=x", "not a key inside a table"),
+        ("env.X=1", "set the variable `X` instead"),
+    ] {
+        let out = preflight()
+            .arg("check")
+            .arg(dir.path())
+            .args(["--var", var])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
+/// A flow file that is not UTF-8 is a problem at the line and column of the first bad byte.
+#[test]
+fn invalid_utf8_is_located() {
+    let dir = suite("http://127.0.0.1:9", "", &[]);
+    std::fs::write(dir.path().join("a.toml"), b"[[step]]\npath = \"/x\xff\"\n").unwrap();
+    let (code, text) = check(dir.path(), &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("not UTF-8 text"), "{text}");
+    assert!(text.contains("a.toml:2:11"), "{text}");
+}
+
+/// `demo` falls back to its own copy of the suite unless `smoke-tests` is a folder.
+#[test]
+fn demo_runs_beside_a_file_named_like_its_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("smoke-tests"), "not a folder").unwrap();
+    let out = preflight()
+        .current_dir(dir.path())
+        .args(["demo", "--no-progress"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("GATE PASSED"), "{stdout}");
+}

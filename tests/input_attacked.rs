@@ -25,10 +25,13 @@ fn check(dir: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Suite settings, a flow, the environment, and what `check` must say.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+
 /// What `check` accepts, `run` can build: every request known before the run is rehearsed.
 #[test]
 fn check_rehearses_every_request_run_would_build() {
-    let cases: [(&str, &str, &[(&str, &str)], &str); 6] = [
+    let cases: [Case; 6] = [
         (
             "[vars]\nid = \"..\"\n",
             "[[step]]\npath = \"/x/{{ id }}\"\n",

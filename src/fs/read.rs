@@ -93,23 +93,16 @@ pub struct InvalidUtf8 {
 
 /// The SHA-256 of a regular file a suite names (`sha256_of_file`), within the size limit.
 pub fn sha256_suite_file(path: &Path) -> Result<String, ReadError> {
-    let mut file = open_suite_file(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0; CHUNK];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buffer[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
+    sha256_of(open_suite_file(path)?)
 }
 
 /// The SHA-256 of a regular file as lower-case hex, read in 64 KiB chunks.
 pub fn sha256_regular(path: &Path) -> Result<String, ReadError> {
-    let mut file = open_regular(path)?;
+    sha256_of(open_regular(path)?)
+}
+
+/// Lower-case hex SHA-256 of everything `reader` yields, read in 64 KiB chunks.
+fn sha256_of(mut file: impl Read) -> Result<String, ReadError> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0; CHUNK];
     loop {

@@ -88,8 +88,6 @@ struct Forms {
     /// One pattern per secret of [`MIN_SECRET_CHARS`] or more (see [`pattern`]), longest
     /// secret first so that a secret holding another is replaced whole.
     patterns: Vec<(usize, regex::Regex)>,
-    /// Secrets learned during the run (secret captures): output made before may hold them.
-    learned: bool,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -113,19 +111,11 @@ impl Redactor {
         redactor
     }
 
-    /// Adds a secret learned during the run (a `secret = true` capture, a derived value).
+    /// Adds a secret learned during the run (a `secret = true` capture, a derived value). The
+    /// report is masked again when it is built, so output made before it learned one is
+    /// covered too.
     pub fn learn(&self, secret: &str) {
-        if self.insert(secret) {
-            self.state
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .learned = true;
-        }
-    }
-
-    /// Whether secrets were learned during the run, so that earlier output needs a new look.
-    pub fn learned_during_run(&self) -> bool {
-        self.read().learned
+        self.insert(secret);
     }
 
     /// No secret known: nothing to mask.
@@ -137,11 +127,10 @@ impl Redactor {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Returns whether the secret was new.
-    fn insert(&self, secret: &str) -> bool {
+    fn insert(&self, secret: &str) {
         let trimmed = secret.trim();
         if trimmed.is_empty() || self.read().values.iter().any(|v| v == secret) {
-            return false;
+            return;
         }
         // Patterns are built outside the lock: compiling one takes a moment.
         let long_enough = trimmed.chars().count() >= MIN_SECRET_CHARS;
@@ -156,14 +145,13 @@ impl Redactor {
             .collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.values.iter().any(|v| v == secret) {
-            return false;
+            return;
         }
         state.values.extend(texts.iter().map(|t| t.to_string()));
         state.patterns.extend(patterns);
         state
             .patterns
             .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
-        true
     }
 
     /// Whether a number's text is a secret, or equals one by value (`12345678.0`).
@@ -326,7 +314,6 @@ mod tests {
         assert_eq!(r.mask_text("got padded-secret."), "got ***.");
         // A short captured secret is masked only where it is the whole value.
         r.learn("abc");
-        assert!(r.learned_during_run());
         assert_eq!(r.mask_text("abc"), MASK);
         assert_eq!(r.mask_text("abcdef"), "abcdef");
         assert_eq!(r.mask_value(&json!(["abc"])), json!(["***"]));

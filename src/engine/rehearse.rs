@@ -19,12 +19,22 @@ use std::path::Path;
 /// Every request and pattern of the plan that cannot be built, as a problem of its file.
 pub fn rehearse(plan: &Plan) -> Vec<Problem> {
     let mut problems = Vec::new();
+    // One redactor for the whole rehearsal: building one compiles a pattern per secret.
+    let redactor = Redactor::new(plan.secrets.values());
+    let looks = Looks {
+        redactor: &redactor,
+        show_sensitive_headers: false,
+    };
+    let rehearsal = Rehearsal {
+        plan,
+        looks: &looks,
+    };
     let suite_file = plan.settings.dir.join(crate::suite::SUITE_FILE);
     let no_vars = Map::new();
     let suite_scope = static_scope(plan, &no_vars);
     for step in &plan.setup {
         let what = format!("setup step '{}'", step.name);
-        rehearse_step(plan, step, &suite_scope, &suite_file, &what, &mut problems);
+        rehearsal.step(step, &suite_scope, &suite_file, &what, &mut problems);
     }
     let settings = &plan.settings;
     let suite_paths = settings
@@ -46,14 +56,14 @@ pub fn rehearse(plan: &Plan) -> Vec<Problem> {
         );
     for (what, path) in suite_paths {
         let step = Step::get(path.clone());
-        rehearse_step(plan, &step, &suite_scope, &suite_file, what, &mut problems);
+        rehearsal.step(&step, &suite_scope, &suite_file, what, &mut problems);
     }
     for flow in &plan.flows {
         let scope = static_scope(plan, &flow.vars);
         let file = settings.dir.join(&flow.file);
         for step in flow.steps.iter().chain(&flow.cleanup) {
             let what = format!("flow '{}', step '{}'", flow.name, step.name);
-            rehearse_step(plan, step, &scope, &file, &what, &mut problems);
+            rehearsal.step(step, &scope, &file, &what, &mut problems);
         }
     }
     problems
@@ -71,45 +81,49 @@ fn static_scope<'a>(plan: &'a Plan, flow_vars: &'a Map<String, Value>) -> FlowSc
     }
 }
 
-fn rehearse_step(
-    plan: &Plan,
-    step: &Step,
-    scope: &FlowScope,
-    file: &Path,
-    what: &str,
-    problems: &mut Vec<Problem>,
-) {
-    let redactor = Redactor::new(plan.secrets.values());
-    let looks = Looks {
-        redactor: &redactor,
-        show_sensitive_headers: false,
-    };
-    if known(request_templates(plan, step), scope)
-        && let Err(e) = build_request(&plan.settings, &looks, step, scope)
-    {
-        let e = redactor.mask_text(&e);
-        problems.push(Problem::file(
-            file,
-            format!("{what}: the request cannot be built: {e}"),
-        ));
-    }
-    for expectation in &step.expectations {
-        let Op::Matches(pattern) = &expectation.op else {
-            continue;
-        };
-        if !known([pattern], scope) {
-            continue;
+/// The plan under rehearsal, and how its requests are rendered.
+struct Rehearsal<'a> {
+    plan: &'a Plan,
+    looks: &'a Looks<'a>,
+}
+
+impl Rehearsal<'_> {
+    fn step(
+        &self,
+        step: &Step,
+        scope: &FlowScope,
+        file: &Path,
+        what: &str,
+        problems: &mut Vec<Problem>,
+    ) {
+        let plan = self.plan;
+        if known(request_templates(plan, step), scope)
+            && let Err(e) = build_request(&plan.settings, self.looks, step, scope)
+        {
+            let e = self.looks.redactor.mask_text(&e);
+            problems.push(Problem::file(
+                file,
+                format!("{what}: the request cannot be built: {e}"),
+            ));
         }
-        let Ok(rendered) = pattern.render_shown(scope) else {
-            continue;
-        };
-        if regex::Regex::new(&rendered.value).is_err() {
-            let message = format!(
-                "{what}: `{}` matches `{}`, which is not a regex",
-                expectation.subject.label(),
-                rendered.shown
-            );
-            problems.push(Problem::file(file, message));
+        for expectation in &step.expectations {
+            let Op::Matches(pattern) = &expectation.op else {
+                continue;
+            };
+            if !known([pattern], scope) {
+                continue;
+            }
+            let Ok(rendered) = pattern.render_shown(scope) else {
+                continue;
+            };
+            if regex::Regex::new(&rendered.value).is_err() {
+                let message = format!(
+                    "{what}: `{}` matches `{}`, which is not a regex",
+                    expectation.subject.label(),
+                    rendered.shown
+                );
+                problems.push(Problem::file(file, message));
+            }
         }
     }
 }

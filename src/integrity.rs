@@ -1,4 +1,4 @@
-//! Config integrity (SPEC 6): the lock file, hashing pinned files, and judging what was found.
+//! Config integrity: the lock file, hashing pinned files, and judging what was found.
 //!
 //! The incident behind preflight was a pipeline silently overwriting a checkout config. So a
 //! suite pins config files by SHA-256 in `preflight.lock`, and every `check` and `run` hashes
@@ -49,7 +49,7 @@ pub struct IntegrityResult {
     /// With `served_at`: `sha256:<hex>` of what staging served, or why nothing was.
     pub served: Option<String>,
     pub passed: bool,
-    /// The failure, in the form of SPEC 6: `config mismatch: <file>: expected ..., found ...`.
+    /// The failure: `config mismatch: <file>: expected ..., found ...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// What to do about it.
@@ -239,7 +239,7 @@ pub fn mismatches(results: &[IntegrityResult]) -> usize {
     results.iter().filter(|r| !r.passed).count()
 }
 
-/// Version reported by staging vs the expected one (SPEC 6).
+/// Version reported by staging vs the expected one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionResult {
     pub expected: String,

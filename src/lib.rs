@@ -1,7 +1,7 @@
 //! preflight: a staging pre-flight gate. Loads a suite of TOML flows, runs them concurrently
 //! against staging, and returns one verdict a pipeline can trust.
 //!
-//! The crate reads like the contract (SPEC.md): [`suite`] turns files into a validated plan,
+//! The crate reads like its user documentation: [`suite`] turns files into a validated plan,
 //! [`check`] evaluates expectations, [`engine`] runs the plan and emits events, [`report`]
 //! renders results, [`verdict`] maps them to the exit code, and [`cli`] wires it together.
 

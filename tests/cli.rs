@@ -1335,7 +1335,7 @@ fn list_shows_flows_tags_criticality_and_steps() {
 
 /// BUG (src/cli.rs `list`): `list` loads the suite with `Overrides::default()`, so it ignores
 /// PREFLIGHT_BASE_URL and rejects a suite whose base_url comes from the environment, which
-/// `check` and `run` accept (SPEC 8: the base_url comes from the file, the environment or the
+/// `check` and `run` accept (the base_url comes from the file, the environment or the
 /// flag).
 #[test]
 fn list_honours_preflight_base_url() {
@@ -1586,7 +1586,7 @@ async fn secrets_are_sent_but_never_shown() {
 }
 
 /// `--show-sensitive-headers` reveals sensitive header values, but a `secret.` value inside
-/// one stays redacted (SPEC 4: redacted in every output).
+/// one stays redacted (redacted in every output).
 #[tokio::test(flavor = "multi_thread")]
 async fn show_sensitive_headers_still_redacts_secrets() {
     let server = login_staging().await;

@@ -1543,7 +1543,7 @@ json = { token = "{{ secret.SMOKE_TOKEN }}", note = "t={{ secret.SMOKE_TOKEN }}"
     assert!(terminal.contains("GATE FAILED"));
 }
 
-/// SPEC 4: a secret is redacted in every output. Here it sits in the path, where the URL
+/// A secret is redacted in every output. Here it sits in the path, where the URL
 /// percent-encodes it differently from a query string.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_secret_in_the_path_is_redacted_in_the_reported_url() {
@@ -1844,7 +1844,7 @@ async fn a_step_timeout_fails_the_step_with_its_duration() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Extra: typed placeholders in expectations (SPEC 8)
+// Extra: typed placeholders in expectations
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1889,10 +1889,10 @@ path = "/b"
 }
 
 // ---------------------------------------------------------------------------------------------
-// Extra: sensitive response headers in assertion records (SPEC 7)
+// Extra: sensitive response headers in assertion records
 // ---------------------------------------------------------------------------------------------
 
-/// SPEC 7: reports show the values of `authorization`, `cookie`, `set-cookie` and
+/// Reports show the values of `authorization`, `cookie`, `set-cookie` and
 /// `proxy-authorization` as `***` unless `--show-sensitive-headers`. An expectation on the
 /// `set-cookie` response header must not print the session cookie in its `actual`.
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 //! with the step's error naming the real cause, and within the configured timeout plus a
 //! small margin. The one exception is a staging that fails and then recovers within the
 //! step's retries: exit 0 with the step marked flaky (and exit 1 under `fail_on_flaky`).
-//! The retry tests (SPEC 8) count the requests the server really received.
+//! The retry tests count the requests the server really received.
 //!
 //! `docs/fault-matrix.md` lists these tests by name: keep the two in step.
 
@@ -287,7 +287,7 @@ async fn reset_on_accept_fails_closed_naming_the_reset() {
     let suite = Suite::new(&server.base_url(), "", &get_probe(""));
     let run = suite.run().await;
     run.assert_fails_closed();
-    // The real reason, not only a generic "request failed" (SPEC 8, errors).
+    // The real reason, not only a generic "request failed".
     run.assert_error_contains(&["reset"]);
     assert_eq!(server.connections(), 1, "no retry without [retry]");
     run.assert_within(TIMEOUT);
@@ -299,7 +299,7 @@ async fn reset_after_request_fails_closed_naming_the_reset() {
     let suite = Suite::new(&server.base_url(), "", &get_probe(""));
     let run = suite.run().await;
     run.assert_fails_closed();
-    // The real reason, not only a generic "request failed" (SPEC 8, errors).
+    // The real reason, not only a generic "request failed".
     run.assert_error_contains(&["reset"]);
     assert_eq!(server.requests(), 1, "no retry without [retry]");
     run.assert_within(TIMEOUT);
@@ -327,7 +327,7 @@ async fn stalled_body_fails_closed_with_timeout() {
     let suite = Suite::new(&server.base_url(), "", &get_probe(""));
     let run = suite.run().await;
     run.assert_fails_closed();
-    // The timeout covers the body too (SPEC 2: "per request, body included").
+    // The timeout covers the body too ("per request, body included").
     run.assert_error_contains(&["timed out after 1s"]);
     assert!(
         run.elapsed >= TIMEOUT,
@@ -451,7 +451,7 @@ async fn redirect_loop_fails_closed_with_too_many_redirects() {
     let run = suite.run().await;
     run.assert_fails_closed();
     run.assert_error_contains(&["too many redirects"]);
-    // The first request and 10 hops; the 11th redirect fails the step (SPEC 8).
+    // The first request and 10 hops; the 11th redirect fails the step.
     assert_eq!(server.requests(), 11, "{}", run.printed());
     run.assert_within(TIMEOUT);
 }
@@ -599,7 +599,7 @@ async fn failing_more_often_than_attempts_fails_closed() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Retries (SPEC 8), counted at the server.
+// Retries, counted at the server.
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
@@ -663,7 +663,7 @@ async fn post_is_not_retried_after_timeout_with_suite_retry_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn post_is_not_retried_after_reset_with_suite_retry_only() {
-    // A connection lost after the request was sent counts as `timeout` (SPEC 8): the order
+    // A connection lost after the request was sent counts as `timeout`: the order
     // may have been taken, so a POST is not sent again.
     let server = FaultServer::start(Fault::ResetAfterRequest).await;
     let suite = Suite::new(&server.base_url(), SUITE_RETRY_3, &post_order(""));
@@ -690,7 +690,7 @@ async fn get_is_retried_after_reset() {
 async fn post_is_not_resent_when_its_redirect_target_refuses() {
     // POST /orders is taken (303 See Other, the POST-redirect-GET pattern), then the page it
     // redirects to is down. A connection was made and the order was sent: this is not a
-    // `connect` failure ("no connection was made, so nothing was sent", SPEC 8), and with the
+    // `connect` failure ("no connection was made, so nothing was sent"), and with the
     // suite-level [retry] only the POST must not be sent again (a second order).
     let server = FaultServer::start(Fault::RedirectTo(303, closed_port())).await;
     let settings = format!("follow_redirects = true\n{SUITE_RETRY_3}");
@@ -736,7 +736,7 @@ async fn post_is_not_resent_when_its_redirect_target_fails_the_tls_handshake() {
 async fn post_after_reset_on_accept_is_resent_only_when_nothing_was_sent() {
     // An RST right after accept races the client: when it lands while the client is still
     // connecting, the error is a `connect` one ("tcp connect error: ... reset"), nothing was
-    // sent, and a POST may be tried again (SPEC 8); when it lands after the request was
+    // sent, and a POST may be tried again; when it lands after the request was
     // written, it counts as `timeout` and a POST with the suite-level [retry] only must not be
     // sent again. Either way: a POST is re-sent only after a try that sent nothing.
     let server = FaultServer::start(Fault::ResetOnAccept).await;
@@ -923,7 +923,7 @@ async fn setup_against_a_500_fails_closed_and_runs_no_flow() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Latency counts what was waited for (SPEC 8): every attempt, a timeout at its elapsed time.
+// Latency counts what was waited for: every attempt, a timeout at its elapsed time.
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,4 +1,4 @@
-//! Config integrity and deployed version (SPEC 6), through the real binary against a real
+//! Config integrity and deployed version, through the real binary against a real
 //! loopback server.
 
 use assert_cmd::cargo::cargo_bin_cmd;

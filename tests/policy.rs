@@ -221,7 +221,7 @@ async fn wait_polls_until_staging_is_ready_and_reports_the_polls() {
     let wait = &gate.report["wait"];
     assert!(
         wait.is_object(),
-        "SPEC [wait]: the report must carry the wait result (ready, polls), got {wait} in {:#}",
+        "[wait]: the report must carry the wait result (ready, polls), got {wait} in {:#}",
         gate.report
     );
     assert_eq!(wait["ready"], json!(true), "{wait}");
@@ -680,7 +680,7 @@ path = "/carts/{{ cart_id }}"
     assert!(gate.elapsed < Duration::from_secs(10), "{}", gate.shown());
 }
 
-/// SPEC 5: the *first critical failure* stops new flows and steps. The failing flow's own
+/// the *first critical failure* stops new flows and steps. The failing flow's own
 /// cleanup must not delay the stop: while it runs (slowly here), the flow alongside must not
 /// start its next step and no new flow may start.
 #[tokio::test(flavor = "multi_thread")]

@@ -1,4 +1,4 @@
-//! Proxies from the environment (SPEC 2): `HTTP_PROXY` for http URLs (absolute-form
+//! Proxies from the environment: `HTTP_PROXY` for http URLs (absolute-form
 //! requests), `HTTPS_PROXY` for https (tunnelled with CONNECT), `NO_PROXY` for hosts reached
 //! directly, lower-case names too; loopback is proxied unless `NO_PROXY` names it. The real
 //! binary runs against a counting proxy of the test's own, all on 127.0.0.1.

@@ -1,4 +1,4 @@
-//! TLS settings (SPEC 2: `insecure`, `ca_cert`, `client_cert`, `client_key`; SPEC 8: files
+//! TLS settings (`insecure`, `ca_cert`, `client_cert`, `client_key`; files
 //! the suite names must exist and parse, errors show their whole cause chain) and HTTP/2 over
 //! TLS, against real rustls servers on 127.0.0.1 with certificates made by the test.
 
@@ -75,7 +75,7 @@ async fn an_untrusted_server_certificate_fails_the_gate_and_names_the_cause() {
     let error = outcome.probe_error();
     assert!(
         error.starts_with("tls handshake failed: "),
-        "SPEC 8 wording, got `{error}`"
+        "the documented wording, got `{error}`"
     );
     assert!(
         error.contains("UnknownIssuer") && error.to_lowercase().contains("certificate"),
@@ -318,7 +318,7 @@ async fn a_client_key_that_does_not_match_the_certificate_is_an_invalid_suite() 
 
     let outcome = run(&suite, preflight()).await;
 
-    // SPEC 8: the files must make an identity, or the suite is invalid; the cause is shown.
+    // the files must make an identity, or the suite is invalid; the cause is shown.
     assert_invalid(&outcome, "KeyMismatch", 5);
     assert!(server.log.requests().is_empty() && server.log.refused().is_empty());
 }
@@ -350,7 +350,7 @@ async fn a_ca_cert_pem_with_a_broken_certificate_is_an_invalid_suite() {
 
     let outcome = run(&suite, preflight()).await;
 
-    // PEM armour around bytes that are no X.509 certificate: SPEC 8 says the file must parse.
+    // PEM armour around bytes that are no X.509 certificate: the contract says the file must parse.
     assert_invalid(&outcome, "certs/broken.pem", 4);
     assert!(outcome.output().contains("BadEncoding"), "{outcome:#?}");
     assert!(server.log.requests().is_empty() && server.log.refused().is_empty());

@@ -1,4 +1,4 @@
-//! RFC 9535 JSONPath queries with the singular/non-singular rule of SPEC 8.
+//! RFC 9535 JSONPath queries with the singular/non-singular rule (a singular query is the node, any other the array of nodes).
 
 use serde_json::Value;
 use serde_json_path::JsonPath;

@@ -481,7 +481,7 @@ fn failed_without_response(
 }
 
 /// Sends the request, and again while the failure is of a kind the step's retry policy allows
-/// (SPEC 8): connect failures; timeouts and lost connections; 5xx statuses the step did not
+/// (the retry rules): connect failures; timeouts and lost connections; 5xx statuses the step did not
 /// expect. A POST or PATCH is retried after a timeout or a 5xx only when the step's own
 /// `retry.on` names it, since the first try may have taken effect. Never 4xx or assertions.
 async fn send_with_retries(

@@ -2,7 +2,7 @@
 //!
 //! Redirects are followed here rather than by reqwest so that each hop goes through the
 //! flow's own cookie jar while every flow shares one connection pool, and so that credentials
-//! are dropped on a cross-origin hop exactly as SPEC 8 says.
+//! are dropped on a cross-origin hop.
 
 use crate::suite::TlsSettings;
 pub use crate::tls::{error_chain, install_crypto_provider};

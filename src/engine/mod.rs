@@ -138,7 +138,7 @@ impl Shared {
 /// Runs the plan to the end and returns everything that happened. It does not judge: that is
 /// [`crate::verdict`]'s job.
 ///
-/// Order (SPEC 5): local integrity, the `[version]` check and each `served_at` hash,
+/// Order: local integrity, the `[version]` check and each `served_at` hash,
 /// `[[setup]]`, then the flows, each followed by its cleanups.
 pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) -> RunResult {
     let started = Instant::now();

@@ -1,4 +1,4 @@
-//! Name resolution at run time, in the order of SPEC 4: captures of the flow, `[[setup]]`
+//! Name resolution at run time, first match wins: captures of the flow, `[[setup]]`
 //! captures, `--var`, flow `[vars]`, suite `[vars]`, then built-ins.
 
 use crate::redact::Secret;

@@ -212,7 +212,7 @@ fn warnings(flows: &[FlowRecord]) -> Vec<Warning> {
     out
 }
 
-/// The last line of `run` (SPEC 8).
+/// The last line of `run`.
 fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
     match verdict {
         Verdict::Passed => format!(

@@ -47,12 +47,12 @@ pub struct Settings {
     pub wait: Option<WaitPolicy>,
     pub gate: GatePolicy,
     pub tls: TlsSettings,
-    /// Config files pinned by SHA-256 (SPEC 6).
+    /// Config files pinned by SHA-256.
     pub integrity: Vec<IntegrityEntry>,
     pub version: Option<VersionCheck>,
 }
 
-/// When a step is tried again (SPEC 2 `[retry]`, SPEC 8 "Retries").
+/// When a step is tried again (`[retry]` and a step's own `retry`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Total tries; 1 means no retry.

@@ -427,13 +427,16 @@ mod property {
     }
 }
 
-/// The README's example of a refused short secret is what the binary prints.
+/// The docs' example of a refused short secret (docs/templates.md) is what the binary prints.
 #[test]
 fn the_readme_short_secret_example_is_what_preflight_prints() {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/templates.md")).unwrap();
     let command = "$ DEMO_SHOP_TOKEN=e preflight check smoke-tests --base-url http://127.0.0.1:9\n";
-    let start = readme.find(command).expect("the example is in the README") + command.len();
+    let start = readme
+        .find(command)
+        .expect("the example is in docs/templates.md")
+        + command.len();
     let expected = &readme[start..start + readme[start..].find("```").unwrap()];
     let out = preflight()
         .current_dir(env!("CARGO_MANIFEST_DIR"))

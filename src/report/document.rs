@@ -111,6 +111,10 @@ pub struct StepRecord {
     /// For failed steps: the request headers sent (sensitive ones masked).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_headers: BTreeMap<String, String>,
+    /// The step has `poll`: its earlier attempts are polls whose expectations did not hold
+    /// yet, which is expected, not flaky. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub polled: bool,
 }
 
 impl StepRecord {
@@ -131,6 +135,7 @@ impl StepRecord {
             skipped_because: Some(because.into()),
             body_excerpt: None,
             request_headers: BTreeMap::new(),
+            polled: false,
         }
     }
 
@@ -292,6 +297,7 @@ impl Masked<StepRecord> for engine::StepResult {
                 .iter()
                 .map(|(name, value)| (name.clone(), text(value, mask)))
                 .collect(),
+            polled: self.polled,
         }
     }
 }

@@ -166,7 +166,8 @@ fn step_status(step: &StepRecord) -> TestCaseStatus {
         }
         StepOutcome::Passed => {
             let mut status = TestCaseStatus::success();
-            if step.flaky || step.attempts > 1 {
+            // A polled step that passed after polls is not flaky: no rerun marks it so.
+            if step.flaky || (step.attempts > 1 && !step.polled) {
                 let n = attempt_count(step);
                 status.add_reruns(reruns(step).into_iter().map(|mut rerun| {
                     let message = rerun.message.take().map_or(String::new(), String::from);

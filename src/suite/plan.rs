@@ -166,6 +166,17 @@ pub struct Step {
     pub retry: RetryPolicy,
     /// Capture names its request uses: a cleanup whose captures never happened is skipped.
     pub uses_captures: Vec<String>,
+    /// `poll`: sent again while its expectations fail.
+    pub poll: Option<PollPolicy>,
+}
+
+/// `poll = { attempts, interval }`: how often a step is sent until its expectations hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPolicy {
+    /// Total sends, the first included.
+    pub attempts: u32,
+    /// The wait between two sends.
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +214,7 @@ impl Step {
             captures: Vec::new(),
             retry: RetryPolicy::none(),
             uses_captures: Vec::new(),
+            poll: None,
         }
     }
 }

@@ -88,6 +88,21 @@ pub struct RawRetry {
     pub on: Option<Vec<Spanned<String>>>,
 }
 
+/// Polling: a step sent again while its expectations fail (an order that becomes paid later).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoll {
+    /// Total sends, the first included, 1 to 1000.
+    #[schemars(with = "u32", range(min = 1, max = 1000))]
+    pub attempts: Spanned<i64>,
+    /// The wait between two sends, e.g. "500ms".
+    #[schemars(with = "String")]
+    pub interval: Spanned<String>,
+    /// A POST or PATCH may have taken effect at each send (a second order): it is polled only
+    /// when this is true (default false).
+    pub non_idempotent: Option<bool>,
+}
+
 /// A failure kind that may be retried.
 #[derive(JsonSchema)]
 #[allow(dead_code)]
@@ -223,6 +238,9 @@ pub struct RawStep {
     /// Overrides the suite's [retry].
     #[schemars(with = "Option<RawRetry>")]
     pub retry: Option<Spanned<RawRetry>>,
+    /// Send the step again while its expectations fail, until they hold or attempts run out.
+    #[schemars(with = "Option<RawPoll>")]
+    pub poll: Option<Spanned<RawPoll>>,
     /// What the response must be (status defaults to "2xx").
     pub expect: Option<RawExpect>,
     /// Values for later steps: a JSONPath string, or { json | header | body_regex | cookie, secret }.

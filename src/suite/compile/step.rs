@@ -6,11 +6,12 @@ use super::settings::retry_policy;
 use super::source::Source;
 use super::{Compiler, Lost};
 use crate::problem::Problem;
-use crate::suite::plan::{Flow, Step};
-use crate::suite::raw::{RawFlow, RawStep};
+use crate::suite::plan::{Flow, PollPolicy, Step};
+use crate::suite::raw::{RawFlow, RawPoll, RawStep};
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
+use toml::Spanned;
 
 impl Compiler<'_> {
     /// Compiles a list of steps in order: each may use the captures of the ones before it.
@@ -57,6 +58,7 @@ impl Compiler<'_> {
         let timeout = raw.timeout.as_ref().and_then(|t| src.duration(t));
         let expectations = self.expect(src, raw.expect.as_ref(), known);
         let captures = self.captures(src, raw.capture.as_ref());
+        let poll = raw.poll.as_ref().and_then(|p| poll_policy(src, p, &method));
         Step {
             name: step_name(raw, &method),
             method,
@@ -69,6 +71,7 @@ impl Compiler<'_> {
             captures,
             retry,
             uses_captures: uses.captures.into_iter().collect(),
+            poll,
         }
     }
 
@@ -141,6 +144,38 @@ impl Compiler<'_> {
                 .push(Problem::file(&src.path, message).with_hint(hint)),
         }
     }
+}
+
+/// `poll = { attempts, interval }`. A POST or PATCH may take effect at every send (a second
+/// order, a second payment), so it is polled only when the step says `non_idempotent = true`.
+fn poll_policy(
+    src: &mut Source,
+    raw: &Spanned<RawPoll>,
+    method: &reqwest::Method,
+) -> Option<PollPolicy> {
+    let p = raw.get_ref();
+    let attempts = match u32::try_from(*p.attempts.get_ref()) {
+        Ok(n @ 1..=1000) => Some(n),
+        _ => {
+            let message = "`poll.attempts` is the total number of sends, 1 to 1000";
+            src.error(p.attempts.span(), message);
+            None
+        }
+    };
+    let interval = src.duration(&p.interval);
+    let unsafe_method = matches!(*method, reqwest::Method::POST | reqwest::Method::PATCH);
+    if unsafe_method && p.non_idempotent != Some(true) {
+        src.error_hint(
+            raw.span(),
+            format!("a {method} is not polled by default: each send may take effect again"),
+            Some("add `non_idempotent = true` to `poll` if sending it again is safe".into()),
+        );
+        return None;
+    }
+    Some(PollPolicy {
+        attempts: attempts?,
+        interval: interval?,
+    })
 }
 
 /// The step's `name`, by default "METHOD path".

@@ -185,7 +185,7 @@ async fn run_cleanup(
 
 /// Resolves when the cleanup grace time after a stop (deadline, signal) has run out; never
 /// while the run goes on.
-async fn grace_over(shared: &Shared) {
+pub(super) async fn grace_over(shared: &Shared) {
     shared.cancel.cancelled().await;
     let at = shared.stop.get().map_or_else(Instant::now, |(_, at)| *at);
     tokio::time::sleep_until((at + CLEANUP_GRACE).into()).await;

@@ -193,6 +193,8 @@ pub struct RunResult {
     pub wait: Option<WaitResult>,
     pub integrity: Vec<crate::integrity::IntegrityResult>,
     pub deployed_version: Option<crate::integrity::VersionResult>,
+    /// `[[teardown]]`, after every flow: never part of the verdict.
+    pub teardown: Vec<StepResult>,
 }
 
 impl RunResult {

@@ -67,6 +67,9 @@ pub enum WarningKind {
     /// A cleanup failed, could not run for a missing capture, or did not finish: test data
     /// may be left behind.
     CleanupFailed,
+    /// A `[[teardown]]` step failed, could not run for a missing capture, or did not finish:
+    /// test data may be left behind. `flow` is empty.
+    TeardownFailed,
 }
 
 /// Something that did not fail the gate but needs a look.

@@ -19,7 +19,7 @@ pub use plan::{
     Step, Target, TlsSettings, VersionCheck, VersionSource, WaitPolicy,
 };
 
-use compile::{Compiler, Lost, Source};
+use compile::{Compiler, Lost, Source, SuiteParts};
 use parse::{Parsed, parse};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ pub fn load(
     let mut problems = Vec::new();
     let files = discover(dir, &mut problems);
     let mut compiler = Compiler::new(dir, overrides, env);
-    let (settings, setup) = suite_file(&mut compiler, &mut problems);
+    let suite = suite_file(&mut compiler, &mut problems);
     let mut flows = Vec::new();
     for relative in files {
         let path = dir.join(&relative);
@@ -81,7 +81,7 @@ pub fn load(
     if problems.is_empty() {
         Ok(Plan {
             lock,
-            ..compiler.finish(settings, setup, flows)
+            ..compiler.finish(suite, flows)
         })
     } else {
         Err(problems)
@@ -90,7 +90,7 @@ pub fn load(
 
 /// Compiles preflight.toml. Without one every key has its default; an unreadable or broken
 /// one is compiled as far as it can be read.
-fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> (Settings, Vec<Step>) {
+fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> SuiteParts {
     let path = compiler.dir.join(SUITE_FILE);
     // A dangling symlink is not "no file": it is read, and fails.
     let absent =

@@ -18,6 +18,8 @@ pub struct Plan {
     pub settings: Settings,
     pub setup: Vec<Step>,
     pub flows: Vec<Flow>,
+    /// `[[teardown]]`: run once after every flow; a failure only warns.
+    pub teardown: Vec<Step>,
     /// Values of the `env.` names the suite uses, read once at load.
     pub env: HashMap<String, String>,
     /// Values of the `secret.` names: never shown, held so that they cannot be printed.

@@ -71,6 +71,9 @@ pub struct RawSuite {
     pub version: Option<Spanned<RawVersion>>,
     /// Steps run once before any flow; their captures are visible to every flow.
     pub setup: Option<Vec<RawStep>>,
+    /// Steps run once after every flow has finished (also after failures, the deadline and an
+    /// interrupt); they see the [[setup]] captures. A failed teardown is a warning.
+    pub teardown: Option<Vec<RawStep>>,
 }
 
 /// When a step is tried again.

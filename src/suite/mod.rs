@@ -59,7 +59,7 @@ pub fn load(
         let lost = Lost::of(&parsed);
         if let Some(raw) = parsed.raw {
             let file = relative.to_string_lossy().replace('\\', "/");
-            flows.push(compiler.flow(&mut src, &file, raw, lost));
+            flows.extend(compiler.flow(&mut src, &file, raw, lost));
         }
     }
     let lock = if compiler.overrides.skip_lock {

@@ -151,6 +151,9 @@ pub struct Flow {
     pub vars: Map<String, Value>,
     pub steps: Vec<Step>,
     pub cleanup: Vec<Step>,
+    /// For one row of `each`: the flow's own name (`name` is `flow [key=value]`), by which
+    /// `--flow` selects all its rows.
+    pub row_of: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -238,7 +241,18 @@ impl Plan {
             .collect();
         known_tags.sort_unstable();
         known_tags.dedup();
-        let known_names: Vec<&str> = self.flows.iter().map(|f| f.name.as_str()).collect();
+        // A flow with rows is selected by its own name (every row) or by a row's name.
+        let mut known_names: Vec<&str> = Vec::new();
+        for flow in &self.flows {
+            if let Some(of) = flow
+                .row_of
+                .as_deref()
+                .filter(|of| !known_names.contains(of))
+            {
+                known_names.push(of);
+            }
+            known_names.push(&flow.name);
+        }
         // At most this many existing names or tags are listed in one message.
         const SHOWN: usize = 20;
         let mut unmatched = Vec::new();
@@ -270,7 +284,9 @@ impl Plan {
         self.flows.retain(|flow| {
             let tagged = tags.is_empty() || flow.tags.iter().any(|t| tags.contains(t));
             let skipped = flow.tags.iter().any(|t| skip_tags.contains(t));
-            let named = names.is_empty() || names.contains(&flow.name);
+            let named = names.is_empty()
+                || names.contains(&flow.name)
+                || flow.row_of.as_ref().is_some_and(|of| names.contains(of));
             tagged && !skipped && named
         });
         unmatched

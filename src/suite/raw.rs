@@ -195,11 +195,19 @@ pub struct RawFlow {
     /// Flow variables, overriding suite [vars].
     #[schemars(with = "Option<BTreeMap<String, JsonValue>>")]
     pub vars: Option<IndexMap<String, Spanned<Value>>>,
+    /// Rows: the flow runs once per row, the row's values as variables (over [vars]), named
+    /// `name [key=value, ...]`. Write `each = [{ currency = "EUR" }, { currency = "USD" }]` or
+    /// `[[each]]` tables.
+    #[schemars(with = "Option<Vec<BTreeMap<String, JsonValue>>>")]
+    pub each: Option<Spanned<Vec<Spanned<RawRow>>>>,
     /// The steps, in order.
     pub step: Option<Vec<RawStep>>,
     /// Steps that always run after the steps, pass or fail.
     pub cleanup: Option<Vec<RawStep>>,
 }
+
+/// One row of `each`: variable name -> value.
+pub type RawRow = IndexMap<String, Spanned<Value>>;
 
 /// A `[[step]]`, `[[cleanup]]` or `[[setup]]` table.
 #[derive(Debug, Deserialize, JsonSchema)]

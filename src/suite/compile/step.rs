@@ -7,7 +7,8 @@ use super::source::Source;
 use super::{Compiler, Lost};
 use crate::problem::Problem;
 use crate::suite::plan::{Flow, PollPolicy, Step};
-use crate::suite::raw::{RawFlow, RawPoll, RawStep};
+use crate::suite::raw::{RawFlow, RawPoll, RawRow, RawStep};
+use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
@@ -75,9 +76,74 @@ impl Compiler<'_> {
         }
     }
 
-    /// Compiles one flow file (its entries with problems already dropped, see `lost`).
-    pub fn flow(&mut self, src: &mut Source, file: &str, raw: RawFlow, lost: Lost) -> Flow {
+    /// Compiles one flow file (its entries with problems already dropped, see `lost`): one
+    /// flow, or one per row of `each`.
+    pub fn flow(&mut self, src: &mut Source, file: &str, raw: RawFlow, lost: Lost) -> Vec<Flow> {
         let vars = self.vars(src, raw.vars.as_ref());
+        let (name, name_at) = match &raw.name {
+            Some(name) => (name.get_ref().clone(), Some(name.span())),
+            None => {
+                let stem = Path::new(file).file_stem();
+                let stem = stem.map_or(file.to_string(), |s| s.to_string_lossy().into_owned());
+                (stem, None)
+            }
+        };
+        if !lost.name {
+            self.unique_name(src, &name, name_at, file);
+        }
+        let Some(each) = &raw.each else {
+            let run = Run {
+                name,
+                row_of: None,
+                vars,
+                row: None,
+            };
+            return vec![self.flow_run(src, file, &raw, lost, run)];
+        };
+        if each.get_ref().is_empty() {
+            src.error(each.span(), "`each` needs at least one row");
+        }
+        let mut flows: Vec<Flow> = Vec::new();
+        for row in each.get_ref() {
+            let row_vars = self.vars(src, Some(row.get_ref()));
+            let row_name = format!("{name} [{}]", row_label(&row_vars));
+            if flows.iter().any(|f| f.name == row_name) {
+                let message = format!("two rows of `each` are the same: `{row_name}`");
+                src.error(row.span(), message);
+                continue;
+            }
+            if !lost.name {
+                self.unique_name(src, &row_name, Some(row.span()), file);
+            }
+            let mut merged = vars.clone();
+            merged.extend(row_vars);
+            let run = Run {
+                name: row_name,
+                row_of: Some(name.clone()),
+                vars: merged,
+                row: Some(row.get_ref()),
+            };
+            flows.push(self.flow_run(src, file, &raw, lost, run));
+        }
+        flows
+    }
+
+    /// One run of a flow file with these variables (the flow's `[vars]`, with a row's values
+    /// over them), and its name.
+    fn flow_run(
+        &mut self,
+        src: &mut Source,
+        file: &str,
+        raw: &RawFlow,
+        lost: Lost,
+        run: Run,
+    ) -> Flow {
+        let Run {
+            name,
+            row_of,
+            vars,
+            row,
+        } = run;
         let mut known = self.suite_known.clone();
         known.open |= lost.names;
         // Flow [vars] win over suite [vars]; --var wins over both.
@@ -87,12 +153,11 @@ impl Compiler<'_> {
             }
         }
         self.suite_headers_in_flow(src, raw.vars.as_ref(), &known);
+        self.suite_headers_in_flow(src, row, &known);
         let steps = self.steps(src, raw.step.as_deref().unwrap_or_default(), &known, false);
-        if steps.is_empty() && !lost.steps {
-            src.problems.push(Problem::file(
-                &src.path,
-                "a flow needs at least one [[step]]",
-            ));
+        let no_steps = Problem::file(&src.path, "a flow needs at least one [[step]]");
+        if steps.is_empty() && !lost.steps && !src.problems.contains(&no_steps) {
+            src.problems.push(no_steps);
         }
         // Cleanups may use any capture of the flow; one whose captures never happened is skipped.
         known.captures.extend(
@@ -106,25 +171,15 @@ impl Compiler<'_> {
             &known,
             true,
         );
-        let (name, name_at) = match raw.name {
-            Some(name) => (name.get_ref().clone(), Some(name.span())),
-            None => {
-                let stem = Path::new(file).file_stem();
-                let stem = stem.map_or(file.to_string(), |s| s.to_string_lossy().into_owned());
-                (stem, None)
-            }
-        };
-        if !lost.name {
-            self.unique_name(src, &name, name_at, file);
-        }
         Flow {
             name,
             file: file.to_string(),
-            tags: raw.tags.unwrap_or_default(),
+            tags: raw.tags.clone().unwrap_or_default(),
             critical: raw.critical.unwrap_or(true),
             vars,
             steps,
             cleanup,
+            row_of,
         }
     }
 
@@ -144,6 +199,28 @@ impl Compiler<'_> {
                 .push(Problem::file(&src.path, message).with_hint(hint)),
         }
     }
+}
+
+/// One run of a flow file: the flow itself, or one row of its `each`.
+struct Run<'a> {
+    name: String,
+    /// For a row: the flow's own name.
+    row_of: Option<String>,
+    /// The flow's `[vars]`, with the row's values over them.
+    vars: Map<String, Value>,
+    row: Option<&'a RawRow>,
+}
+
+/// `key=value, ...` of a row, strings without quotes: `currency=USD`.
+fn row_label(row: &Map<String, Value>) -> String {
+    let pairs: Vec<String> = row
+        .iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => format!("{key}={text}"),
+            other => format!("{key}={other}"),
+        })
+        .collect();
+    pairs.join(", ")
 }
 
 /// `poll = { attempts, interval }`. A POST or PATCH may take effect at every send (a second

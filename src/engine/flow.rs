@@ -135,17 +135,10 @@ fn unrunnable(
     scope: &FlowScope<'_>,
     record: &FlowRecord,
 ) -> Option<StepResult> {
-    let missing: Vec<&str> = step
-        .uses_captures
-        .iter()
-        .map(String::as_str)
-        .filter(|c| !scope.captures.contains_key(*c) && !scope.setup.contains_key(*c))
-        .collect();
+    let (missing, never) = super::scope::missing_captures(step, scope);
     if missing.is_empty() {
         return None;
     }
-    let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
-    let never = format!("capture {} never happened", names.join(", "));
     let method = step.method.as_str();
     let tried = missing.iter().any(|c| record.tried_to_capture(flow, c));
     Some(if tried {

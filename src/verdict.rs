@@ -414,6 +414,7 @@ mod tests {
             duration_ms: 1,
             setup: vec![],
             flows,
+            teardown: vec![],
             stopped: None,
             internal_errors: vec![],
             wait: None,

@@ -8,7 +8,7 @@ use super::result::{Attempt, FlowOutcome, FlowResult, Phase, StepOutcome, StepRe
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
-use crate::suite::{Body, Flow, Step, Target};
+use crate::suite::{Body, Flow, PollPolicy, Step, Target};
 use crate::template::Scope;
 use crate::template::{UrlTemplate, value_to_text};
 use reqwest::cookie::Jar;
@@ -135,17 +135,10 @@ fn unrunnable(
     scope: &FlowScope<'_>,
     record: &FlowRecord,
 ) -> Option<StepResult> {
-    let missing: Vec<&str> = step
-        .uses_captures
-        .iter()
-        .map(String::as_str)
-        .filter(|c| !scope.captures.contains_key(*c) && !scope.setup.contains_key(*c))
-        .collect();
+    let (missing, never) = super::scope::missing_captures(step, scope);
     if missing.is_empty() {
         return None;
     }
-    let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
-    let never = format!("capture {} never happened", names.join(", "));
     let method = step.method.as_str();
     let tried = missing.iter().any(|c| record.tried_to_capture(flow, c));
     Some(if tried {
@@ -185,7 +178,7 @@ async fn run_cleanup(
 
 /// Resolves when the cleanup grace time after a stop (deadline, signal) has run out; never
 /// while the run goes on.
-async fn grace_over(shared: &Shared) {
+pub(super) async fn grace_over(shared: &Shared) {
     shared.cancel.cancelled().await;
     let at = shared.stop.get().map_or_else(Instant::now, |(_, at)| *at);
     tokio::time::sleep_until((at + CLEANUP_GRACE).into()).await;
@@ -203,6 +196,21 @@ pub async fn run_timed(
     scope: &mut FlowScope<'_>,
     jar: &Jar,
 ) -> StepResult {
+    match step.poll {
+        Some(poll) => run_polled(shared, flow, step, phase, scope, jar, poll).await,
+        None => run_timed_once(shared, flow, step, phase, scope, jar).await,
+    }
+}
+
+/// One send of the step (with its retries), timed as [`run_timed`] says.
+async fn run_timed_once(
+    shared: &Shared,
+    flow: FlowIndex,
+    step: &Step,
+    phase: Phase,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+) -> StepResult {
     let started = Instant::now();
     let mut result = run_step(shared, flow, step, phase, scope, jar).await;
     if result.latency_ms.is_none() && result.url.is_some() && result.attempts > 0 {
@@ -212,6 +220,89 @@ pub async fn run_timed(
         result.latency_ms = Some(started.elapsed().saturating_sub(waits).as_millis() as u64);
     }
     result
+}
+
+/// `poll`: sends the step again while it got a response that does not meet its expectations
+/// (a request error is left to `retry`). The first attempt that meets them passes, and is not
+/// flaky for it: several tries are what polling expects. After the last attempt, or when the
+/// run is stopped (deadline, signal, fail-fast), the last attempt's result stands, failed.
+/// Cleanups keep polling after a stop: their caller bounds them by the grace time.
+async fn run_polled(
+    shared: &Shared,
+    flow: FlowIndex,
+    step: &Step,
+    phase: Phase,
+    scope: &mut FlowScope<'_>,
+    jar: &Jar,
+    poll: PollPolicy,
+) -> StepResult {
+    let mut polled = Polled::default();
+    let mut sent = 0;
+    loop {
+        let result = run_timed_once(shared, flow, step, phase, scope, jar).await;
+        sent += 1;
+        let stoppable = phase != Phase::Cleanup;
+        let again = result.outcome == StepOutcome::Failed
+            && result.error.is_none()
+            && result.status.is_some()
+            && sent < poll.attempts
+            && !(stoppable && shared.halted());
+        if !again {
+            return polled.finish(result);
+        }
+        let stopped = if stoppable {
+            tokio::select! {
+                () = tokio::time::sleep(poll.interval) => false,
+                () = shared.halt.cancelled() => true,
+            }
+        } else {
+            tokio::time::sleep(poll.interval).await;
+            false
+        };
+        if stopped {
+            let mut result = polled.finish(result);
+            result.error = Some(format!("polling stopped: {}", shared.stop_reason()));
+            return result;
+        }
+        polled.push(result);
+    }
+}
+
+/// The attempts of a polled step before the current one.
+#[derive(Default)]
+struct Polled {
+    earlier: Vec<Attempt>,
+    sends: u32,
+    latency_ms: u64,
+}
+
+impl Polled {
+    /// An attempt whose expectations did not hold yet.
+    fn push(&mut self, result: StepResult) {
+        let unmet: Vec<&str> = result
+            .failed_assertions()
+            .map(|a| a.subject.as_str())
+            .collect();
+        let error = Some(format!("polled: not met yet: {}", unmet.join(", ")));
+        self.earlier.extend(result.earlier_attempts);
+        self.earlier.push(Attempt {
+            status: result.status,
+            error,
+            latency_ms: result.latency_ms,
+        });
+        self.sends += result.attempts;
+        self.latency_ms += result.latency_ms.unwrap_or(0);
+    }
+
+    /// The final result: every send counted in `attempts`, every latency in `latency_ms`.
+    fn finish(mut self, mut result: StepResult) -> StepResult {
+        self.earlier.append(&mut result.earlier_attempts);
+        result.earlier_attempts = self.earlier;
+        result.attempts += self.sends;
+        result.latency_ms = result.latency_ms.map(|ms| ms + self.latency_ms);
+        result.polled = true;
+        result
+    }
 }
 
 /// Runs one step: render, send (racing cancellation), judge, capture.
@@ -289,6 +380,7 @@ async fn execute(
         } else {
             sent.shown_headers
         },
+        polled: false,
     }
 }
 

@@ -12,6 +12,7 @@ pub mod record;
 mod rehearse;
 pub mod result;
 pub mod scope;
+pub mod teardown;
 
 pub use event::{Event, EventSink};
 pub use rehearse::rehearse;
@@ -185,6 +186,12 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     } else {
         run_flows(&shared).await
     };
+    // Setup may have created something whenever it started, whatever happened after.
+    let teardown = if not_ready || version_failed {
+        Vec::new()
+    } else {
+        teardown::run_teardown(&shared, &setup).await
+    };
     watcher.abort();
     let not_started = if not_ready {
         "staging not ready".to_string()
@@ -206,6 +213,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         duration_ms: started.elapsed().as_millis() as u64,
         setup,
         flows,
+        teardown,
         stopped: shared.stop.get().map(|(stop, _)| stop.clone()),
         internal_errors,
         wait,
@@ -384,6 +392,7 @@ fn not_run(
         started_at,
         duration_ms: 0,
         setup: Vec::new(),
+        teardown: Vec::new(),
         flows: plan
             .flows
             .iter()

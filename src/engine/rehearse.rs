@@ -36,6 +36,10 @@ pub fn rehearse(plan: &Plan) -> Vec<Problem> {
         let what = format!("setup step '{}'", step.name);
         rehearsal.step(step, &suite_scope, &suite_file, &what, &mut problems);
     }
+    for step in &plan.teardown {
+        let what = format!("teardown step '{}'", step.name);
+        rehearsal.step(step, &suite_scope, &suite_file, &what, &mut problems);
+    }
     let settings = &plan.settings;
     let suite_paths = settings
         .wait

@@ -52,6 +52,8 @@ pub struct StepResult {
     pub body_excerpt: Option<String>,
     /// For failed steps: the request headers sent (sensitive ones masked).
     pub request_headers: BTreeMap<String, String>,
+    /// Sent under `poll`: its earlier attempts are polls, expected, not flakiness.
+    pub polled: bool,
 }
 
 impl StepResult {
@@ -72,6 +74,7 @@ impl StepResult {
             skipped_because: Some(because.into()),
             body_excerpt: None,
             request_headers: BTreeMap::new(),
+            polled: false,
         }
     }
 
@@ -190,6 +193,8 @@ pub struct RunResult {
     pub wait: Option<WaitResult>,
     pub integrity: Vec<crate::integrity::IntegrityResult>,
     pub deployed_version: Option<crate::integrity::VersionResult>,
+    /// `[[teardown]]`, after every flow: never part of the verdict.
+    pub teardown: Vec<StepResult>,
 }
 
 impl RunResult {

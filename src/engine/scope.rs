@@ -8,6 +8,26 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The captures `step` uses that neither the flow nor `[[setup]]` made, and the message
+/// `capture `a`, `b` never happened` (empty when none is missing): a cleanup or teardown that
+/// needs one cannot run.
+pub fn missing_captures<'s>(
+    step: &'s crate::suite::Step,
+    scope: &FlowScope<'_>,
+) -> (Vec<&'s str>, String) {
+    let missing: Vec<&str> = step
+        .uses_captures
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !scope.captures.contains_key(*c) && !scope.setup.contains_key(*c))
+        .collect();
+    let names: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+    (
+        missing,
+        format!("capture {} never happened", names.join(", ")),
+    )
+}
+
 pub struct FlowScope<'a> {
     pub plan: &'a Plan,
     pub flow_vars: &'a Map<String, Value>,

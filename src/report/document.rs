@@ -67,6 +67,9 @@ pub enum WarningKind {
     /// A cleanup failed, could not run for a missing capture, or did not finish: test data
     /// may be left behind.
     CleanupFailed,
+    /// A `[[teardown]]` step failed, could not run for a missing capture, or did not finish:
+    /// test data may be left behind. `flow` is empty.
+    TeardownFailed,
 }
 
 /// Something that did not fail the gate but needs a look.
@@ -111,6 +114,10 @@ pub struct StepRecord {
     /// For failed steps: the request headers sent (sensitive ones masked).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_headers: BTreeMap<String, String>,
+    /// The step has `poll`: its earlier attempts are polls whose expectations did not hold
+    /// yet, which is expected, not flaky. Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub polled: bool,
 }
 
 impl StepRecord {
@@ -131,6 +138,7 @@ impl StepRecord {
             skipped_because: Some(because.into()),
             body_excerpt: None,
             request_headers: BTreeMap::new(),
+            polled: false,
         }
     }
 
@@ -292,6 +300,7 @@ impl Masked<StepRecord> for engine::StepResult {
                 .iter()
                 .map(|(name, value)| (name.clone(), text(value, mask)))
                 .collect(),
+            polled: self.polled,
         }
     }
 }

@@ -52,6 +52,20 @@ pub fn render(report: &Report) -> String {
     for flow in &report.flows {
         junit.add_test_suite(flow_suite(flow, report));
     }
+    // Teardown steps run as cleanups: a failure is a passed testcase with a warning.
+    if !report.teardown.is_empty() {
+        let mut suite = TestSuite::new("teardown");
+        stamp(&mut suite, report);
+        let total: u64 = report.teardown.iter().filter_map(|s| s.latency_ms).sum();
+        suite.set_time(Duration::from_millis(total));
+        suite.add_test_cases(
+            report
+                .teardown
+                .iter()
+                .map(|s| step_case(s, "teardown", false)),
+        );
+        junit.add_test_suite(suite);
+    }
     let shown_elsewhere = junit
         .test_suites
         .iter()
@@ -166,7 +180,8 @@ fn step_status(step: &StepRecord) -> TestCaseStatus {
         }
         StepOutcome::Passed => {
             let mut status = TestCaseStatus::success();
-            if step.flaky || step.attempts > 1 {
+            // A polled step that passed after polls is not flaky: no rerun marks it so.
+            if step.flaky || (step.attempts > 1 && !step.polled) {
                 let n = attempt_count(step);
                 status.add_reruns(reruns(step).into_iter().map(|mut rerun| {
                     let message = rerun.message.take().map_or(String::new(), String::from);
@@ -462,6 +477,7 @@ pub(crate) mod tests {
             integrity: vec![],
             deployed_version: None,
             setup: vec![],
+            teardown: vec![],
             flows,
             warnings: vec![],
             headline: format!("GATE {}", verdict.as_str()),

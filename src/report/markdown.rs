@@ -247,7 +247,12 @@ fn warnings(out: &mut String, report: &Report) {
         .iter()
         .flat_map(|f| f.steps.iter().filter(|s| s.flaky).map(move |s| (f, s)))
         .collect();
-    if cleanups.is_empty() && flaky.is_empty() {
+    let teardown: Vec<&StepRecord> = report
+        .teardown
+        .iter()
+        .filter(|s| s.outcome == StepOutcome::Failed)
+        .collect();
+    if cleanups.is_empty() && flaky.is_empty() && teardown.is_empty() {
         return;
     }
     let _ = writeln!(out, "### Warnings\n");
@@ -256,6 +261,14 @@ fn warnings(out: &mut String, report: &Report) {
             out,
             "- ⚠️ cleanup failed: flow {}, step {} (test data may be left behind)",
             code(&flow.name),
+            code(&step.name)
+        );
+        step_detail(out, step, "  ");
+    }
+    for step in teardown {
+        let _ = writeln!(
+            out,
+            "- ⚠️ teardown failed: step {} (test data may be left behind)",
             code(&step.name)
         );
         step_detail(out, step, "  ");

@@ -46,6 +46,9 @@ pub struct Report {
     pub integrity: Vec<IntegrityRecord>,
     pub deployed_version: Option<VersionRecord>,
     pub setup: Vec<StepRecord>,
+    /// `[[teardown]]` steps, run once after every flow: their failures are warnings.
+    #[serde(default)]
+    pub teardown: Vec<StepRecord>,
     pub flows: Vec<FlowRecord>,
     /// Things that did not fail the gate but need a look: failed cleanups, warned flows.
     pub warnings: Vec<Warning>,
@@ -79,7 +82,9 @@ impl Report {
         let flows: Vec<FlowRecord> = result.flows.iter().map(|f| f.masked(mask)).collect();
         let count = |o: FlowOutcome| flows.iter().filter(|f| f.outcome == o).count();
         let latencies = result.latencies();
-        let warnings = warnings(&flows);
+        let teardown: Vec<StepRecord> = result.teardown.iter().map(|s| s.masked(mask)).collect();
+        let mut warnings = warnings(&flows);
+        warnings.extend(teardown_warnings(&teardown));
         Report {
             schema: 1,
             tool: "preflight".into(),
@@ -126,6 +131,7 @@ impl Report {
             integrity: result.integrity.iter().map(|r| r.masked(mask)).collect(),
             deployed_version: result.deployed_version.as_ref().map(|v| v.masked(mask)),
             setup: result.setup.iter().map(|s| s.masked(mask)).collect(),
+            teardown,
             flows,
             headline: mask.mask_text(&headline(result, verdict, warnings.len())),
             warnings,
@@ -188,13 +194,7 @@ fn warnings(flows: &[FlowRecord]) -> Vec<Warning> {
             });
         }
         for cleanup in flow.failed_cleanups() {
-            let why = cleanup.error.clone().unwrap_or_else(|| {
-                cleanup
-                    .failed_assertions()
-                    .map(junit::assertion_line)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            });
+            let why = failure_reason(cleanup);
             let (name, step) = (&flow.name, &cleanup.name);
             let message = if why == crate::engine::flow::CLEANUP_UNFINISHED {
                 format!("{why} (flow '{name}', step '{step}')")
@@ -210,6 +210,37 @@ fn warnings(flows: &[FlowRecord]) -> Vec<Warning> {
         }
     }
     out
+}
+
+/// Why a step that only warns failed: its error, else its failed assertions.
+fn failure_reason(step: &StepRecord) -> String {
+    step.error.clone().unwrap_or_else(|| {
+        step.failed_assertions()
+            .map(junit::assertion_line)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// One warning per failed teardown step: test data may be left behind.
+fn teardown_warnings(teardown: &[StepRecord]) -> Vec<Warning> {
+    let failed = teardown.iter().filter(|s| s.outcome == StepOutcome::Failed);
+    failed
+        .map(|step| {
+            let why = failure_reason(step);
+            let message = if why == crate::engine::teardown::TEARDOWN_UNFINISHED {
+                format!("{why} (step '{}')", step.name)
+            } else {
+                format!("teardown failed: step '{}': {why}", step.name)
+            };
+            Warning {
+                kind: WarningKind::TeardownFailed,
+                flow: String::new(),
+                step: Some(step.name.clone()),
+                message,
+            }
+        })
+        .collect()
 }
 
 /// The last line of `run`.

@@ -106,11 +106,12 @@ fn failures(out: &mut String, report: &Report) {
         failure_detail(out, step);
     }
     // Warned flows are shown above with their failure; cleanups are listed here.
-    for warning in report
-        .warnings
-        .iter()
-        .filter(|w| w.kind == WarningKind::CleanupFailed)
-    {
+    for warning in report.warnings.iter().filter(|w| {
+        matches!(
+            w.kind,
+            WarningKind::CleanupFailed | WarningKind::TeardownFailed
+        )
+    }) {
         let _ = writeln!(
             out,
             "{} {}",

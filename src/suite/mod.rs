@@ -15,11 +15,11 @@ pub use crate::template;
 pub use crate::problem::{self, Problem};
 pub use compile::{Overrides, parse_duration, parse_size};
 pub use plan::{
-    Body, Flow, GatePolicy, IntegrityEntry, Plan, RetryKinds, RetryPolicy, Settings, Step, Target,
-    TlsSettings, VersionCheck, VersionSource, WaitPolicy,
+    Body, Flow, GatePolicy, IntegrityEntry, Plan, PollPolicy, RetryKinds, RetryPolicy, Settings,
+    Step, Target, TlsSettings, VersionCheck, VersionSource, WaitPolicy,
 };
 
-use compile::{Compiler, Lost, Source};
+use compile::{Compiler, Lost, Source, SuiteParts};
 use parse::{Parsed, parse};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ pub fn load(
     let mut problems = Vec::new();
     let files = discover(dir, &mut problems);
     let mut compiler = Compiler::new(dir, overrides, env);
-    let (settings, setup) = suite_file(&mut compiler, &mut problems);
+    let suite = suite_file(&mut compiler, &mut problems);
     let mut flows = Vec::new();
     for relative in files {
         let path = dir.join(&relative);
@@ -59,7 +59,7 @@ pub fn load(
         let lost = Lost::of(&parsed);
         if let Some(raw) = parsed.raw {
             let file = relative.to_string_lossy().replace('\\', "/");
-            flows.push(compiler.flow(&mut src, &file, raw, lost));
+            flows.extend(compiler.flow(&mut src, &file, raw, lost));
         }
     }
     let lock = if compiler.overrides.skip_lock {
@@ -81,7 +81,7 @@ pub fn load(
     if problems.is_empty() {
         Ok(Plan {
             lock,
-            ..compiler.finish(settings, setup, flows)
+            ..compiler.finish(suite, flows)
         })
     } else {
         Err(problems)
@@ -90,7 +90,7 @@ pub fn load(
 
 /// Compiles preflight.toml. Without one every key has its default; an unreadable or broken
 /// one is compiled as far as it can be read.
-fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> (Settings, Vec<Step>) {
+fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> SuiteParts {
     let path = compiler.dir.join(SUITE_FILE);
     // A dangling symlink is not "no file": it is read, and fails.
     let absent =

@@ -18,6 +18,8 @@ pub struct Plan {
     pub settings: Settings,
     pub setup: Vec<Step>,
     pub flows: Vec<Flow>,
+    /// `[[teardown]]`: run once after every flow; a failure only warns.
+    pub teardown: Vec<Step>,
     /// Values of the `env.` names the suite uses, read once at load.
     pub env: HashMap<String, String>,
     /// Values of the `secret.` names: never shown, held so that they cannot be printed.
@@ -149,6 +151,9 @@ pub struct Flow {
     pub vars: Map<String, Value>,
     pub steps: Vec<Step>,
     pub cleanup: Vec<Step>,
+    /// For one row of `each`: the flow's own name (`name` is `flow [key=value]`), by which
+    /// `--flow` selects all its rows.
+    pub row_of: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +171,17 @@ pub struct Step {
     pub retry: RetryPolicy,
     /// Capture names its request uses: a cleanup whose captures never happened is skipped.
     pub uses_captures: Vec<String>,
+    /// `poll`: sent again while its expectations fail.
+    pub poll: Option<PollPolicy>,
+}
+
+/// `poll = { attempts, interval }`: how often a step is sent until its expectations hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollPolicy {
+    /// Total sends, the first included.
+    pub attempts: u32,
+    /// The wait between two sends.
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +219,7 @@ impl Step {
             captures: Vec::new(),
             retry: RetryPolicy::none(),
             uses_captures: Vec::new(),
+            poll: None,
         }
     }
 }
@@ -224,7 +241,18 @@ impl Plan {
             .collect();
         known_tags.sort_unstable();
         known_tags.dedup();
-        let known_names: Vec<&str> = self.flows.iter().map(|f| f.name.as_str()).collect();
+        // A flow with rows is selected by its own name (every row) or by a row's name.
+        let mut known_names: Vec<&str> = Vec::new();
+        for flow in &self.flows {
+            if let Some(of) = flow
+                .row_of
+                .as_deref()
+                .filter(|of| !known_names.contains(of))
+            {
+                known_names.push(of);
+            }
+            known_names.push(&flow.name);
+        }
         // At most this many existing names or tags are listed in one message.
         const SHOWN: usize = 20;
         let mut unmatched = Vec::new();
@@ -256,7 +284,9 @@ impl Plan {
         self.flows.retain(|flow| {
             let tagged = tags.is_empty() || flow.tags.iter().any(|t| tags.contains(t));
             let skipped = flow.tags.iter().any(|t| skip_tags.contains(t));
-            let named = names.is_empty() || names.contains(&flow.name);
+            let named = names.is_empty()
+                || names.contains(&flow.name)
+                || flow.row_of.as_ref().is_some_and(|of| names.contains(of));
             tagged && !skipped && named
         });
         unmatched

@@ -71,6 +71,9 @@ pub struct RawSuite {
     pub version: Option<Spanned<RawVersion>>,
     /// Steps run once before any flow; their captures are visible to every flow.
     pub setup: Option<Vec<RawStep>>,
+    /// Steps run once after every flow has finished (also after failures, the deadline and an
+    /// interrupt); they see the [[setup]] captures. A failed teardown is a warning.
+    pub teardown: Option<Vec<RawStep>>,
 }
 
 /// When a step is tried again.
@@ -86,6 +89,21 @@ pub struct RawRetry {
     /// What is retried (default all three). Never 4xx or assertion failures.
     #[schemars(with = "Option<Vec<RetryOn>>")]
     pub on: Option<Vec<Spanned<String>>>,
+}
+
+/// Polling: a step sent again while its expectations fail (an order that becomes paid later).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoll {
+    /// Total sends, the first included, 1 to 1000.
+    #[schemars(with = "u32", range(min = 1, max = 1000))]
+    pub attempts: Spanned<i64>,
+    /// The wait between two sends, e.g. "500ms".
+    #[schemars(with = "String")]
+    pub interval: Spanned<String>,
+    /// A POST or PATCH may have taken effect at each send (a second order): it is polled only
+    /// when this is true (default false).
+    pub non_idempotent: Option<bool>,
 }
 
 /// A failure kind that may be retried.
@@ -177,11 +195,19 @@ pub struct RawFlow {
     /// Flow variables, overriding suite [vars].
     #[schemars(with = "Option<BTreeMap<String, JsonValue>>")]
     pub vars: Option<IndexMap<String, Spanned<Value>>>,
+    /// Rows: the flow runs once per row, the row's values as variables (over [vars]), named
+    /// `name [key=value, ...]`. Write `each = [{ currency = "EUR" }, { currency = "USD" }]` or
+    /// `[[each]]` tables.
+    #[schemars(with = "Option<Vec<BTreeMap<String, JsonValue>>>")]
+    pub each: Option<Spanned<Vec<Spanned<RawRow>>>>,
     /// The steps, in order.
     pub step: Option<Vec<RawStep>>,
     /// Steps that always run after the steps, pass or fail.
     pub cleanup: Option<Vec<RawStep>>,
 }
+
+/// One row of `each`: variable name -> value.
+pub type RawRow = IndexMap<String, Spanned<Value>>;
 
 /// A `[[step]]`, `[[cleanup]]` or `[[setup]]` table.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -223,6 +249,9 @@ pub struct RawStep {
     /// Overrides the suite's [retry].
     #[schemars(with = "Option<RawRetry>")]
     pub retry: Option<Spanned<RawRetry>>,
+    /// Send the step again while its expectations fail, until they hold or attempts run out.
+    #[schemars(with = "Option<RawPoll>")]
+    pub poll: Option<Spanned<RawPoll>>,
     /// What the response must be (status defaults to "2xx").
     pub expect: Option<RawExpect>,
     /// Values for later steps: a JSONPath string, or { json | header | body_regex | cookie, secret }.

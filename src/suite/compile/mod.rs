@@ -16,11 +16,12 @@ mod source;
 mod step;
 
 pub use expect::OPERATORS;
+pub use settings::SuiteParts;
 pub use source::{Source, parse_duration, parse_size, toml_to_json};
 
 use crate::redact::Secret;
 use crate::suite::parse::Parsed;
-use crate::suite::plan::{Flow, Plan, RetryPolicy, Settings, Step};
+use crate::suite::plan::{Flow, Plan, RetryPolicy};
 use names::Known;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -109,12 +110,18 @@ impl<'e> Compiler<'e> {
     }
 
     /// The plan, once every file is compiled without a problem.
-    pub fn finish(self, settings: Settings, setup: Vec<Step>, flows: Vec<Flow>) -> Plan {
+    pub fn finish(self, suite: SuiteParts, flows: Vec<Flow>) -> Plan {
+        let SuiteParts {
+            settings,
+            setup,
+            teardown,
+        } = suite;
         let mut env = self.env_used;
         // A variable used as `secret.` too is a secret wherever it is used.
         env.retain(|var, _| !self.secrets.contains_key(var));
         let secret_captures = setup
             .iter()
+            .chain(&teardown)
             .chain(flows.iter().flat_map(|f| f.steps.iter().chain(&f.cleanup)))
             .flat_map(|step| &step.captures)
             .filter(|c| c.secret)
@@ -124,6 +131,7 @@ impl<'e> Compiler<'e> {
             settings,
             setup,
             flows,
+            teardown,
             env,
             secrets: self.secrets,
             secret_captures,

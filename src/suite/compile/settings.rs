@@ -23,10 +23,17 @@ use toml::Spanned;
 /// scheduler's semaphore.
 pub const MAX_CONCURRENCY: usize = 10_000;
 
+/// What preflight.toml compiles to.
+pub struct SuiteParts {
+    pub settings: Settings,
+    pub setup: Vec<Step>,
+    pub teardown: Vec<Step>,
+}
+
 impl Compiler<'_> {
     /// Compiles preflight.toml (its entries with problems already dropped, see `lost`), then
-    /// the `[[setup]]` steps.
-    pub fn suite(&mut self, src: &mut Source, raw: RawSuite, lost: Lost) -> (Settings, Vec<Step>) {
+    /// the `[[setup]]` and `[[teardown]]` steps.
+    pub fn suite(&mut self, src: &mut Source, raw: RawSuite, lost: Lost) -> SuiteParts {
         let name = self.suite_name(raw.name.as_ref());
         let base_url = self.base_url(src, raw.base_url.as_ref());
         self.base_url_missing =
@@ -98,8 +105,19 @@ impl Compiler<'_> {
                 .iter()
                 .flat_map(|s| s.captures.iter().map(|c| c.name.clone())),
         );
+        // Teardown steps see the setup captures, and each other's in order.
+        let teardown = self.steps(
+            src,
+            raw.teardown.as_deref().unwrap_or_default(),
+            &known,
+            false,
+        );
         self.suite_known = known;
-        (settings, steps)
+        SuiteParts {
+            settings,
+            setup: steps,
+            teardown,
+        }
     }
 
     /// `name`, by default the suite directory's name.

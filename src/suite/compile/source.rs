@@ -33,7 +33,10 @@ impl Source<'_> {
     ) {
         let mut problem = Problem::at(&self.path, &self.text, span, message);
         problem.hint = hint;
-        self.problems.push(problem);
+        // A flow with rows is compiled once per row: its problems are said once.
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
     }
 
     /// The range of `needle` inside `span` (a key inside an inline table), else `span`.

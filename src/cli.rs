@@ -31,12 +31,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gate: flows against staging, then the verdict (exit 0 pass, 1 fail, 2 invalid).
+    /// Run the gate: flows against staging, then the verdict (exit 0 pass, 1 fail, 2 invalid,
+    /// 130 interrupted).
     Run(RunArgs),
-    /// Validate the suite without sending anything (exit 0 valid, 2 invalid).
+    /// Validate the suite without sending anything (exit 0 valid, 1 config mismatch, 2 invalid).
     Check(CheckArgs),
     /// List the flows with their tags, criticality and steps.
     List(ListArgs),
+    /// Write a minimal, commented starter suite into DIR (never overwrites a file).
+    Init(InitArgs),
     /// Write preflight.lock from the integrity files' current content.
     Lock(LockArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
@@ -50,7 +53,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct SuiteArgs {
-    /// The suite directory.
+    /// The suite directory, or one flow file of a suite (run with the settings of the nearest
+    /// preflight.toml above it).
     #[arg(default_value = "smoke-tests")]
     pub suite: PathBuf,
     /// Overrides base_url (and PREFLIGHT_BASE_URL).
@@ -65,13 +69,13 @@ pub struct SuiteArgs {
 #[derive(Debug, Clone, Args)]
 pub struct Selection {
     /// Only flows with any of these tags (repeatable).
-    #[arg(long)]
+    #[arg(long, value_name = "TAG")]
     pub tag: Vec<String>,
     /// Leave out flows with this tag (repeatable).
-    #[arg(long)]
+    #[arg(long, value_name = "TAG")]
     pub skip_tag: Vec<String>,
     /// Only the flow with this name (repeatable).
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub flow: Vec<String>,
 }
 
@@ -92,10 +96,21 @@ pub struct LockArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// The suite directory, or one flow file of a suite.
     #[arg(default_value = "smoke-tests")]
     pub suite: PathBuf,
     #[command(flatten)]
     pub select: Selection,
+    /// Print the flows as a JSON array (name, file, tags, critical, steps, cleanups).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to write the suite into (created if needed).
+    #[arg(default_value = "smoke-tests")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -426,6 +441,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::Check(args) => check(&args.suite, &args.select),
             Command::List(args) => list(&args),
             Command::Lock(args) => lock(&args),
+            Command::Init(args) => init(&args),
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
             Command::Schema { kind } => {
@@ -550,6 +566,25 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
         count(plan.setup.len(), "setup step")
     );
     ExitCode::SUCCESS
+}
+
+fn init(args: &InitArgs) -> ExitCode {
+    match crate::init::write(&args.dir) {
+        Ok(written) => {
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            let dir = args.dir.display();
+            println!(
+                "next: edit base_url in {dir}/preflight.toml, then `preflight check {dir}` and `preflight run {dir}`"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
 }
 
 fn lock(args: &LockArgs) -> ExitCode {

@@ -5,6 +5,7 @@ use crate::engine::{self, EventSink, RunOptions};
 use crate::fs::write::Prepared;
 use crate::integrity;
 use crate::redact::Redactor;
+use crate::report::document::ListedFlow;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail, clean};
 use crate::report::{Report, junit, markdown};
@@ -44,7 +45,8 @@ pub enum Command {
     Lock(LockArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
     Demo(DemoArgs),
-    /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files) or `report` (--json).
+    /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files), `report` (--json)
+    /// or `list` (list --json).
     Schema {
         #[arg(value_enum)]
         kind: crate::schema::Kind,
@@ -482,11 +484,22 @@ fn overrides(args: &SuiteArgs) -> Overrides {
     }
 }
 
-/// Loads the suite or prints every problem; `None` means exit 2.
+/// Loads the suite `path` names: a suite directory, or one flow file with the settings of the
+/// suite above it.
+fn load_suite(
+    path: &Path,
+    mut overrides: Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Vec<Problem>> {
+    let located = suite::locate(path).map_err(|p| vec![p])?;
+    overrides.flow_file = located.flow_file;
+    suite::load(&located.dir, overrides, env)
+}
+
 /// Loads the suite and rehearses every request known before the run (what `check` accepts,
 /// `run` can build), or prints every problem; `None` means exit 2.
 fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
-    let problems = match suite::load(dir, overrides, &env) {
+    let problems = match load_suite(dir, overrides, &env) {
         Ok(plan) => {
             let problems = engine::rehearse(&plan);
             if problems.is_empty() {
@@ -632,7 +645,7 @@ fn lock(args: &LockArgs) -> ExitCode {
 }
 
 fn list(args: &ListArgs) -> ExitCode {
-    let mut plan = match suite::load(&args.suite, offline(), &|_| None) {
+    let mut plan = match load_suite(&args.suite, offline(), &|_| None) {
         Ok(plan) => plan,
         Err(problems) => {
             print_problems(&problems);
@@ -641,6 +654,12 @@ fn list(args: &ListArgs) -> ExitCode {
     };
     if let Err(code) = select(&mut plan, &args.select) {
         return code;
+    }
+    if args.json {
+        let flows: Vec<ListedFlow> = plan.flows.iter().map(ListedFlow::of).collect();
+        let json = serde_json::to_string_pretty(&flows).expect("a listing always serializes");
+        println!("{json}");
+        return ExitCode::SUCCESS;
     }
     for flow in &plan.flows {
         let tags = if flow.tags.is_empty() {

@@ -7,6 +7,7 @@ mod hermetic;
 
 use binary::preflight;
 use serde_json::{Value, json};
+use std::path::Path;
 use std::process::Output;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -127,4 +128,128 @@ fn init_into_a_file_is_refused() {
     let out = preflight().arg("init").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("is not a folder"));
+}
+
+/// A suite of two flows, `health.toml` and `payments/card.toml`, against `base_url`.
+fn two_flow_suite(base_url: &str) -> tempfile::TempDir {
+    let dir = binary::suite(
+        base_url,
+        "[headers]\nx-suite = \"yes\"\n",
+        &[(
+            "health.toml",
+            "tags = [\"health\"]\n[[step]]\npath = \"/health\"\n",
+        )],
+    );
+    std::fs::create_dir(dir.path().join("payments")).unwrap();
+    std::fs::write(
+        dir.path().join("payments/card.toml"),
+        "name = \"card\"\ncritical = false\ntags = [\"pay\", \"card\"]\n\
+         [[step]]\npath = \"/card\"\n[[cleanup]]\nmethod = \"DELETE\"\npath = \"/card\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn list_json_is_a_stable_array_of_flows() {
+    let suite = two_flow_suite("http://127.0.0.1:9");
+    let out = preflight()
+        .arg("list")
+        .arg(suite.path())
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(
+        listed,
+        json!([
+            {"name": "health", "file": "health.toml", "tags": ["health"], "critical": true,
+             "steps": 1, "cleanups": 0},
+            {"name": "card", "file": "payments/card.toml", "tags": ["pay", "card"],
+             "critical": false, "steps": 1, "cleanups": 1},
+        ])
+    );
+    let schema: Value = serde_json::from_slice(
+        &preflight()
+            .args(["schema", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(
+        validator.is_valid(&listed),
+        "list --json matches `schema list`"
+    );
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/list.schema.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        committed.trim_end(),
+        serde_json::to_string_pretty(&schema).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_flow_file_runs_alone_with_the_settings_of_its_suite() {
+    let staging = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/card"))
+        .and(wiremock::matchers::header("x-suite", "yes"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&staging)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/card"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&staging)
+        .await;
+    let suite = two_flow_suite(&staging.uri());
+    // A broken sibling flow does not stop the one named.
+    std::fs::write(suite.path().join("broken.toml"), "[[step]]\npath = 3\n").unwrap();
+    let mut cmd = preflight();
+    cmd.current_dir(suite.path().join("payments"))
+        .args(["run", "card.toml", "--json", "-"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = report["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "only the flow named ran");
+    assert_eq!(flows[0]["file"], "payments/card.toml");
+    // No request to /health arrived: wiremock answers it 404 and `expect` counts the rest.
+    let received = staging.received_requests().await.unwrap();
+    assert!(received.iter().all(|r| r.url.path() == "/card"));
+
+    let listed = preflight()
+        .arg("list")
+        .arg(suite.path().join("payments/card.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(listed.status.code(), Some(0));
+    assert!(text(&listed.stdout).starts_with("card (payments/card.toml)"));
+    let checked = preflight()
+        .arg("check")
+        .arg(suite.path().join("health.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked.stderr));
+}
+
+#[test]
+fn a_flow_file_without_a_suite_above_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("health.toml");
+    std::fs::write(&flow, "[[step]]\npath = \"/health\"\n").unwrap();
+    let out = preflight().arg("run").arg(&flow).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no preflight.toml in this file's folder or any folder above it"),
+        "{stderr}"
+    );
 }

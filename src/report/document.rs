@@ -139,6 +139,34 @@ impl StepRecord {
     }
 }
 
+/// One flow of `preflight list --json`: a stable shape for scripts (schema: `preflight schema
+/// list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ListedFlow {
+    pub name: String,
+    /// The flow file, relative to the suite directory.
+    pub file: String,
+    pub tags: Vec<String>,
+    pub critical: bool,
+    /// `[[step]]` entries.
+    pub steps: usize,
+    /// `[[cleanup]]` entries.
+    pub cleanups: usize,
+}
+
+impl ListedFlow {
+    pub fn of(flow: &crate::suite::Flow) -> ListedFlow {
+        ListedFlow {
+            name: flow.name.clone(),
+            file: flow.file.clone(),
+            tags: flow.tags.clone(),
+            critical: flow.critical,
+            steps: flow.steps.len(),
+            cleanups: flow.cleanup.len(),
+        }
+    }
+}
+
 /// The evaluated form of one expectation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AssertionRecord {

@@ -43,6 +43,11 @@ pub struct Overrides {
     /// The lock is about to be rewritten (`lock`): it is not read, so a malformed one is no
     /// problem.
     pub skip_lock: bool,
+    /// Only this flow file (relative to the suite directory) is compiled: `run dir/flow.toml`.
+    pub flow_file: Option<PathBuf>,
+    /// `--vars-file`: TOML tables of variables, later files winning; they win over every
+    /// `[vars]`, and `--var` wins over them.
+    pub vars_files: Vec<PathBuf>,
 }
 
 /// Compiles the suite settings; the flows are compiled one by one with [`Compiler::flow`].

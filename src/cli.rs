@@ -62,9 +62,13 @@ pub struct SuiteArgs {
     /// Overrides base_url (and PREFLIGHT_BASE_URL).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
-    /// A template variable, `name=value` (repeatable); wins over [vars].
+    /// A template variable, `name=value` (repeatable); wins over [vars] and --vars-file.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// A TOML file of template variables (repeatable; later files win). Its values win over
+    /// [vars] of the suite and the flows; --var wins over it.
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
 }
 
 /// Which flows of the suite a command works on. Every value must match a flow of the suite.
@@ -480,6 +484,7 @@ fn overrides(args: &SuiteArgs) -> Overrides {
         base_url,
         base_url_origin: origin,
         vars: args.vars.clone(),
+        vars_files: args.vars_files.clone(),
         ..Overrides::default()
     }
 }

@@ -253,3 +253,111 @@ fn a_flow_file_without_a_suite_above_it_is_refused() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn vars_files_sit_between_vars_and_var() {
+    let staging = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/probe"))
+        .and(wiremock::matchers::query_param("s_only", "suite"))
+        .and(wiremock::matchers::query_param("over_suite", "flow"))
+        .and(wiremock::matchers::query_param("flow_vs_file", "file1"))
+        .and(wiremock::matchers::query_param("files", "file2"))
+        .and(wiremock::matchers::query_param("cli_vs_file", "cli"))
+        .and(wiremock::matchers::body_json(
+            json!({"n": 5, "who": {"name": "file"}}),
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&staging)
+        .await;
+    let suite = binary::suite(
+        &staging.uri(),
+        "[vars]\ns_only = \"suite\"\nover_suite = \"suite\"\nwho = { name = \"suite\" }\n",
+        &[(
+            "probe.toml",
+            "[vars]\nover_suite = \"flow\"\nflow_vs_file = \"flow\"\n\
+             [[step]]\nmethod = \"POST\"\npath = \"/probe\"\n\
+             query = { s_only = \"{{ s_only }}\", over_suite = \"{{ over_suite }}\", \
+             flow_vs_file = \"{{ flow_vs_file }}\", files = \"{{ files }}\", \
+             cli_vs_file = \"{{ cli_vs_file }}\" }\n\
+             json = { n = \"{{ n }}\", who = \"{{ who }}\" }\n",
+        )],
+    );
+    let vars = tempfile::tempdir().unwrap();
+    let file1 = vars.path().join("staging.toml");
+    let file2 = vars.path().join("local.toml");
+    std::fs::write(
+        &file1,
+        "flow_vs_file = \"file1\"\nfiles = \"file1\"\ncli_vs_file = \"file1\"\nn = 5\n\
+         who = { name = \"file\" }\n",
+    )
+    .unwrap();
+    std::fs::write(&file2, "files = \"file2\"\n").unwrap();
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(suite.path())
+        .arg("--vars-file")
+        .arg(&file1)
+        .arg("--vars-file")
+        .arg(&file2)
+        .args(["--var", "cli_vs_file=cli"]);
+    let out = output(cmd).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_vars_file_is_a_located_problem() {
+    let suite = binary::suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/\"\n")],
+    );
+    let vars = tempfile::tempdir().unwrap();
+    let bad = vars.path().join("bad.toml");
+    std::fs::write(&bad, "ok = 1\nn = nan\nbroken = [\n").unwrap();
+    let out = preflight()
+        .arg("check")
+        .arg(suite.path())
+        .arg("--vars-file")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:3:", bad.display())),
+        "{stderr}"
+    );
+
+    let nan = vars.path().join("nan.toml");
+    std::fs::write(&nan, "ok = 1\nn = nan\n").unwrap();
+    let missing = vars.path().join("missing.toml");
+    let out = preflight()
+        .arg("check")
+        .arg(suite.path())
+        .arg("--vars-file")
+        .arg(&nan)
+        .arg("--vars-file")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:", nan.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("NaN and infinity"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}", missing.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("suite invalid: 2 problems"), "{stderr}");
+}

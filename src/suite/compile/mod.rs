@@ -59,6 +59,9 @@ pub struct Compiler<'e> {
     secrets: BTreeMap<String, Secret>,
     /// `--var name=value`: strings, winning over every `[vars]`.
     cli_vars: Map<String, Value>,
+    /// `--vars-file` values, merged: folded into every `[vars]` table (suite and flow), so
+    /// that they win over both.
+    file_vars: Map<String, Value>,
     /// What every flow starts from: suite `[vars]`, `--var`, `[[setup]]` captures.
     suite_known: Known,
     /// Suite headers are rendered in each flow's scope: their dotted names, to check them
@@ -105,6 +108,7 @@ impl<'e> Compiler<'e> {
             env_used: HashMap::new(),
             secrets: BTreeMap::new(),
             cli_vars,
+            file_vars: Map::new(),
             suite_known: Known::default(),
             suite_header_names: Vec::new(),
             base_url_missing: false,

@@ -48,7 +48,9 @@ impl Compiler<'_> {
                 0
             })
         });
+        self.read_vars_files(src.problems);
         let vars = self.vars(src, raw.vars.as_ref());
+        let vars = self.over_file_vars(vars);
         let mut known = Known {
             vars: vars.clone(),
             open: lost.names,
@@ -384,6 +386,34 @@ impl Compiler<'_> {
             out.insert(name.clone(), toml_to_json(value.get_ref()));
         }
         out
+    }
+
+    /// Reads every `--vars-file` (a TOML table of variables, later files winning) into
+    /// `file_vars`; a file that cannot be read or holds a bad entry is a located problem.
+    fn read_vars_files(&mut self, problems: &mut Vec<Problem>) {
+        for path in self.overrides.vars_files.clone() {
+            let Some(text) = crate::suite::read(&path, problems) else {
+                continue;
+            };
+            let mut src = Source {
+                path,
+                text,
+                problems,
+            };
+            let parsed =
+                crate::suite::parse::parse::<IndexMap<String, Spanned<toml::Value>>>(&mut src);
+            if let Some(table) = parsed.raw {
+                let vars = self.vars(&mut src, Some(&table));
+                self.file_vars.extend(vars);
+            }
+        }
+    }
+
+    /// `[vars]` (suite or flow) with the `--vars-file` values over them: the files win over
+    /// every `[vars]` table, and `--var` (looked up first at run time) wins over the files.
+    pub(super) fn over_file_vars(&self, mut vars: Map<String, Value>) -> Map<String, Value> {
+        vars.extend(self.file_vars.clone());
+        vars
     }
 
     pub(super) fn headers(

@@ -75,6 +75,7 @@ impl Compiler<'_> {
     /// Compiles one flow file (its entries with problems already dropped, see `lost`).
     pub fn flow(&mut self, src: &mut Source, file: &str, raw: RawFlow, lost: Lost) -> Flow {
         let vars = self.vars(src, raw.vars.as_ref());
+        let vars = self.over_file_vars(vars);
         let mut known = self.suite_known.clone();
         known.open |= lost.names;
         // Flow [vars] win over suite [vars]; --var wins over both.

@@ -694,6 +694,15 @@ fn list(args: &ListArgs) -> ExitCode {
 }
 
 async fn demo(args: &DemoArgs) -> ExitCode {
+    if args.run.suite.base_url.is_some() {
+        // The demo staging is the point of `demo`: a --base-url quietly ignored would let a
+        // user believe they ran against their own staging.
+        eprintln!(
+            "error: demo runs against its own embedded staging, so it takes no --base-url; \
+             to run a suite against your staging: preflight run SUITE --base-url URL"
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
     // The bundled suite: `smoke-tests/` of the working directory when it has one (the
     // repository, where edits to the suite and its config show), else the binary's own copy.
     let mut run_args = args.run.clone();

@@ -361,3 +361,110 @@ fn a_bad_vars_file_is_a_located_problem() {
     );
     assert!(stderr.contains("suite invalid: 2 problems"), "{stderr}");
 }
+
+#[tokio::test]
+async fn status_classes_in_upper_case_are_accepted() {
+    let staging = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&staging)
+        .await;
+    let suite = binary::suite(
+        &staging.uri(),
+        "",
+        &[(
+            "a.toml",
+            "[[step]]\npath = \"/\"\nexpect = { status = \"2XX\" }\n",
+        )],
+    );
+    let mut cmd = preflight();
+    cmd.arg("run").arg(suite.path());
+    let out = output(cmd).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_base_url_without_a_scheme_gets_a_hint() {
+    let suite = binary::suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/\"\n")],
+    );
+    for url in ["127.0.0.1:18391", "localhost:18391"] {
+        let out = preflight()
+            .arg("check")
+            .arg(suite.path())
+            .args(["--base-url", url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("add the scheme: `http://{url}`")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_error_line_says_how_many_attempts_were_made() {
+    // A port nobody listens on: every attempt is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let suite = binary::suite(
+        &format!("http://127.0.0.1:{port}"),
+        "[retry]\nattempts = 3\nbackoff = \"1ms\"\n",
+        &[("a.toml", "[[step]]\npath = \"/\"\n")],
+    );
+    let out = preflight().arg("run").arg(suite.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let error = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("error:"))
+        .unwrap_or_else(|| panic!("an error line:\n{stdout}"));
+    assert!(error.contains("connect failed"), "{error}");
+    assert!(error.ends_with(" (3 attempts)"), "{error}");
+}
+
+#[test]
+fn demo_refuses_a_base_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = preflight()
+        .current_dir(dir.path())
+        .args(["demo", "--base-url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("demo runs against its own embedded staging"),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).is_empty(), "nothing ran");
+}
+
+#[test]
+fn help_texts_are_complete_and_consistent() {
+    let help = |cmd: &str| text(&preflight().args([cmd, "--help"]).output().unwrap().stdout);
+    let check = help("check");
+    assert!(check.contains("1 config mismatch"), "{check}");
+    assert!(help("run").contains("130 interrupted"));
+    let list = help("list");
+    assert!(list.contains("[SUITE]  The suite directory"), "{list}");
+    for cmd in ["run", "check", "list"] {
+        let help = help(cmd);
+        assert!(help.contains("--tag <TAG>"), "{cmd}: {help}");
+        assert!(help.contains("--skip-tag <TAG>"), "{cmd}: {help}");
+    }
+    assert!(text(&preflight().arg("--help").output().unwrap().stdout).contains("init"));
+}

@@ -189,7 +189,7 @@ fn failure_detail(out: &mut String, step: &StepRecord) {
         .unwrap_or("(no URL: the request could not be built)");
     let _ = writeln!(out, "    request: {} {}", clean(&step.method), clean(url));
     if let Some(error) = &step.error {
-        let _ = writeln!(out, "    error:   {}", clean(error));
+        let _ = writeln!(out, "    error:   {}{}", clean(error), attempts_note(step));
     }
     if let Some(status) = step.status {
         let latency = step
@@ -218,6 +218,16 @@ fn failure_detail(out: &mut String, step: &StepRecord) {
             "    body:    {}",
             clean(&crate::check::excerpt(&one_line, 200))
         );
+    }
+}
+
+/// ` (3 attempts)` after the error of a step that was retried, so `timed out after 1s` does
+/// not read as one try.
+fn attempts_note(step: &StepRecord) -> String {
+    if step.attempts > 1 {
+        format!(" ({} attempts)", step.attempts)
+    } else {
+        String::new()
     }
 }
 

@@ -354,12 +354,14 @@ impl Compiler<'_> {
                 crate::redact::shown_url_text(&text)
             ),
         };
+        let hint = scheme_hint(&text);
         match span {
-            Some(span) => src.error(span, problem),
-            None => src.problems.push(Problem::file(
-                Path::new(self.overrides.base_url_origin),
-                problem,
-            )),
+            Some(span) => src.error_hint(span, problem, hint),
+            None => {
+                let mut problem = Problem::file(Path::new(self.overrides.base_url_origin), problem);
+                problem.hint = hint;
+                src.problems.push(problem);
+            }
         }
         None
     }
@@ -442,6 +444,16 @@ impl Compiler<'_> {
         }
         out
     }
+}
+
+/// `127.0.0.1:8080` or `staging.example.com` parse as no URL (or as one with the scheme
+/// `127.0.0.1`): the usual mistake is a missing `http://`.
+fn scheme_hint(text: &str) -> Option<String> {
+    if text.contains("://") || text.trim().is_empty() {
+        return None;
+    }
+    let shown = crate::redact::shown_url_text(&format!("http://{text}"));
+    Some(format!("add the scheme: `{shown}` (or https://)"))
 }
 
 /// A `[retry]` table over `base` (the suite default, for a step's own table).

@@ -157,9 +157,10 @@ pub struct RunArgs {
     /// Print only the last line.
     #[arg(long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print every flow and step, passed ones too.
-    #[arg(long)]
-    pub verbose: bool,
+    /// Print every flow and step, passed ones too; twice (-vv): also each step's request and
+    /// response (headers, body excerpts), masked like every other output.
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// `run`'s options; SUITE defaults to `smoke-tests/` here, or the bundled copy of it when the
@@ -804,6 +805,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         events: EventSink::new(sender),
         interrupt,
         fail_fast: args.fail_fast,
+        capture_exchanges: args.verbose >= 2 && !args.quiet,
     };
     // The engine runs in its own task so that even a panic inside it ends in a failed gate.
     let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
@@ -828,7 +830,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     }
     let detail = if args.quiet {
         Detail::Quiet
-    } else if args.verbose {
+    } else if args.verbose > 0 {
         Detail::Verbose
     } else {
         Detail::Normal

@@ -52,6 +52,21 @@ pub struct StepResult {
     pub body_excerpt: Option<String>,
     /// For failed steps: the request headers sent (sensitive ones masked).
     pub request_headers: BTreeMap<String, String>,
+    /// With `-vv` only: the request and the response as they may be shown (masked, cut).
+    pub exchange: Option<Box<ExchangeDetail>>,
+}
+
+/// What `-vv` shows of one exchange, every value already in its shown form: secrets as `***`,
+/// sensitive header values as `***` unless `--show-sensitive-headers`, bodies masked by value
+/// before they were cut to an excerpt.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExchangeDetail {
+    /// The request headers sent, in the order sent.
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Option<String>,
+    pub response_headers: Vec<(String, String)>,
+    /// JSON pretty-printed.
+    pub response_body: Option<String>,
 }
 
 impl StepResult {
@@ -72,6 +87,7 @@ impl StepResult {
             skipped_because: Some(because.into()),
             body_excerpt: None,
             request_headers: BTreeMap::new(),
+            exchange: None,
         }
     }
 

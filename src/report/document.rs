@@ -111,6 +111,35 @@ pub struct StepRecord {
     /// For failed steps: the request headers sent (sensitive ones masked).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_headers: BTreeMap<String, String>,
+    /// With `-vv` only: the request and the response, masked and cut to excerpts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeRecord>,
+}
+
+/// What `-vv` shows of one step's exchange (`run -vv`): headers in the order sent or received,
+/// sensitive values as `***`, bodies cut to about 2 KB (JSON pretty-printed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExchangeRecord {
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Option<String>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Option<String>,
+}
+
+impl Masked<ExchangeRecord> for engine::result::ExchangeDetail {
+    fn masked(&self, mask: &dyn Mask) -> ExchangeRecord {
+        let headers = |list: &[(String, String)]| {
+            list.iter()
+                .map(|(n, v)| (n.clone(), text(v, mask)))
+                .collect()
+        };
+        ExchangeRecord {
+            request_headers: headers(&self.request_headers),
+            request_body: opt(&self.request_body, mask),
+            response_headers: headers(&self.response_headers),
+            response_body: opt(&self.response_body, mask),
+        }
+    }
 }
 
 impl StepRecord {
@@ -131,6 +160,7 @@ impl StepRecord {
             skipped_because: Some(because.into()),
             body_excerpt: None,
             request_headers: BTreeMap::new(),
+            exchange: None,
         }
     }
 
@@ -320,6 +350,7 @@ impl Masked<StepRecord> for engine::StepResult {
                 .iter()
                 .map(|(name, value)| (name.clone(), text(value, mask)))
                 .collect(),
+            exchange: self.exchange.as_ref().map(|e| e.masked(mask)),
         }
     }
 }

@@ -19,6 +19,20 @@ async fn output(mut cmd: assert_cmd::Command) -> Output {
         .unwrap()
 }
 
+fn assert_passed(out: &Output) {
+    let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+}
+
+/// A suite of one GET / step, for what never reaches staging.
+fn one_step_suite() -> tempfile::TempDir {
+    binary::suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/\"\n")],
+    )
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -36,7 +50,6 @@ async fn starter_staging() -> MockServer {
         .respond_with(
             ResponseTemplate::new(201).set_body_json(json!({"id": "c-1", "currency": "EUR"})),
         )
-        .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -49,7 +62,6 @@ async fn starter_staging() -> MockServer {
     Mock::given(method("DELETE"))
         .and(path("/api/carts/c-1"))
         .respond_with(ResponseTemplate::new(204))
-        .expect(1)
         .mount(&server)
         .await;
     server
@@ -303,22 +315,12 @@ async fn vars_files_sit_between_vars_and_var() {
         .arg(&file2)
         .args(["--var", "cli_vs_file=cli"]);
     let out = output(cmd).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_passed(&out);
 }
 
 #[test]
 fn a_bad_vars_file_is_a_located_problem() {
-    let suite = binary::suite(
-        "http://127.0.0.1:9",
-        "",
-        &[("a.toml", "[[step]]\npath = \"/\"\n")],
-    );
+    let suite = one_step_suite();
     let vars = tempfile::tempdir().unwrap();
     let bad = vars.path().join("bad.toml");
     std::fs::write(&bad, "ok = 1\nn = nan\nbroken = [\n").unwrap();
@@ -380,22 +382,12 @@ async fn status_classes_in_upper_case_are_accepted() {
     let mut cmd = preflight();
     cmd.arg("run").arg(suite.path());
     let out = output(cmd).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_passed(&out);
 }
 
 #[test]
 fn a_base_url_without_a_scheme_gets_a_hint() {
-    let suite = binary::suite(
-        "http://127.0.0.1:9",
-        "",
-        &[("a.toml", "[[step]]\npath = \"/\"\n")],
-    );
+    let suite = one_step_suite();
     for url in ["127.0.0.1:18391", "localhost:18391"] {
         let out = preflight()
             .arg("check")
@@ -467,4 +459,104 @@ fn help_texts_are_complete_and_consistent() {
         assert!(help.contains("--skip-tag <TAG>"), "{cmd}: {help}");
     }
     assert!(text(&preflight().arg("--help").output().unwrap().stdout).contains("init"));
+}
+
+/// One command of docs/authoring.md: the words after `preflight`, the exit code its comment
+/// promises, and whether its output is piped to `jq`.
+struct DocCommand {
+    line: String,
+    args: Vec<String>,
+    exit: i32,
+    piped: bool,
+}
+
+fn doc_command(line: &str, base_url: &str) -> DocCommand {
+    let (command, comment) = line.split_once('#').unwrap_or((line, ""));
+    let exit = comment
+        .trim()
+        .strip_prefix("exit ")
+        .map_or(0, |rest| rest[..1].parse().unwrap());
+    let (command, piped) = match command.split_once(" | ") {
+        Some((command, pipe)) => {
+            assert!(pipe.trim().starts_with("jq"), "{line}");
+            (command, true)
+        }
+        None => (command, false),
+    };
+    let args = command
+        .split_whitespace()
+        .skip(1)
+        .map(|w| w.replace("http://127.0.0.1:8080", base_url))
+        .collect();
+    DocCommand {
+        line: line.to_string(),
+        args,
+        exit,
+        piped,
+    }
+}
+
+/// Runs every `preflight` command of docs/authoring.md, in order, in one fresh folder against
+/// a staging that answers the starter suite; files shown as ```toml NAME are written first.
+#[tokio::test]
+async fn every_command_of_the_authoring_page_works_as_documented() {
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/authoring.md"))
+            .unwrap();
+    let staging = starter_staging().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut block, mut ran, mut listed) = (None::<String>, 0, None);
+    for line in page.lines() {
+        if let Some(info) = line.strip_prefix("```") {
+            block = if block.is_some() {
+                None
+            } else {
+                Some(info.to_string())
+            };
+            continue;
+        }
+        match block.as_deref() {
+            Some(info) if info.starts_with("toml ") => {
+                let file = dir.path().join(info[5..].trim());
+                let mut text = std::fs::read_to_string(&file).unwrap_or_default();
+                text.push_str(line);
+                text.push('\n');
+                std::fs::write(file, text).unwrap();
+            }
+            Some("sh") if line.starts_with("preflight ") => {
+                let command = doc_command(line, &staging.uri());
+                let mut cmd = preflight();
+                cmd.current_dir(dir.path()).args(&command.args);
+                let out = output(cmd).await;
+                assert_eq!(
+                    out.status.code(),
+                    Some(command.exit),
+                    "{}\n{}{}",
+                    command.line,
+                    text(&out.stdout),
+                    text(&out.stderr)
+                );
+                if command.piped {
+                    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    assert_eq!(report["verdict"], "pass", "{}", command.line);
+                }
+                if command.args == ["list", "--json"] {
+                    listed = Some(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+                }
+                ran += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(ran >= 10, "the page's commands were found ({ran})");
+    // The list --json example is the real output for the starter suite.
+    let example = page
+        .split("```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    assert_eq!(
+        listed,
+        Some(serde_json::from_str::<Value>(example).unwrap())
+    );
 }

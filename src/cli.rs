@@ -5,6 +5,7 @@ use crate::engine::{self, EventSink, RunOptions};
 use crate::fs::write::Prepared;
 use crate::integrity;
 use crate::redact::Redactor;
+use crate::report::document::ListedFlow;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail, clean};
 use crate::report::{Report, junit, markdown};
@@ -31,17 +32,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gate: flows against staging, then the verdict (exit 0 pass, 1 fail, 2 invalid).
+    /// Run the gate: flows against staging, then the verdict (exit 0 pass, 1 fail, 2 invalid,
+    /// 130 interrupted).
     Run(RunArgs),
-    /// Validate the suite without sending anything (exit 0 valid, 2 invalid).
+    /// Validate the suite without sending anything (exit 0 valid, 1 config mismatch, 2 invalid).
     Check(CheckArgs),
     /// List the flows with their tags, criticality and steps.
     List(ListArgs),
+    /// Write a minimal, commented starter suite into DIR (never overwrites a file).
+    Init(InitArgs),
     /// Write preflight.lock from the integrity files' current content.
     Lock(LockArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
     Demo(DemoArgs),
-    /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files) or `report` (--json).
+    /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files), `report` (--json)
+    /// or `list` (list --json).
     Schema {
         #[arg(value_enum)]
         kind: crate::schema::Kind,
@@ -50,28 +55,33 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct SuiteArgs {
-    /// The suite directory.
+    /// The suite directory, or one flow file of a suite (run with the settings of the nearest
+    /// preflight.toml above it).
     #[arg(default_value = "smoke-tests")]
     pub suite: PathBuf,
     /// Overrides base_url (and PREFLIGHT_BASE_URL).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
-    /// A template variable, `name=value` (repeatable); wins over [vars].
+    /// A template variable, `name=value` (repeatable); wins over [vars] and --vars-file.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// A TOML file of template variables (repeatable; later files win). Its values win over
+    /// [vars] of the suite and the flows; --var wins over it.
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
 }
 
 /// Which flows of the suite a command works on. Every value must match a flow of the suite.
 #[derive(Debug, Clone, Args)]
 pub struct Selection {
     /// Only flows with any of these tags (repeatable).
-    #[arg(long)]
+    #[arg(long, value_name = "TAG")]
     pub tag: Vec<String>,
     /// Leave out flows with this tag (repeatable).
-    #[arg(long)]
+    #[arg(long, value_name = "TAG")]
     pub skip_tag: Vec<String>,
     /// Only the flow with this name (repeatable).
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub flow: Vec<String>,
 }
 
@@ -92,10 +102,21 @@ pub struct LockArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// The suite directory, or one flow file of a suite.
     #[arg(default_value = "smoke-tests")]
     pub suite: PathBuf,
     #[command(flatten)]
     pub select: Selection,
+    /// Print the flows as a JSON array (name, file, tags, critical, steps, cleanups).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to write the suite into (created if needed).
+    #[arg(default_value = "smoke-tests")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -136,9 +157,10 @@ pub struct RunArgs {
     /// Print only the last line.
     #[arg(long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print every flow and step, passed ones too.
-    #[arg(long)]
-    pub verbose: bool,
+    /// Print every flow and step, passed ones too; twice (-vv): also each step's request and
+    /// response (headers, body excerpts), masked like every other output.
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 /// `run`'s options; SUITE defaults to `smoke-tests/` here, or the bundled copy of it when the
@@ -426,6 +448,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::Check(args) => check(&args.suite, &args.select),
             Command::List(args) => list(&args),
             Command::Lock(args) => lock(&args),
+            Command::Init(args) => init(&args),
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
             Command::Schema { kind } => {
@@ -462,15 +485,27 @@ fn overrides(args: &SuiteArgs) -> Overrides {
         base_url,
         base_url_origin: origin,
         vars: args.vars.clone(),
+        vars_files: args.vars_files.clone(),
         ..Overrides::default()
     }
 }
 
-/// Loads the suite or prints every problem; `None` means exit 2.
+/// Loads the suite `path` names: a suite directory, or one flow file with the settings of the
+/// suite above it.
+fn load_suite(
+    path: &Path,
+    mut overrides: Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Vec<Problem>> {
+    let located = suite::locate(path).map_err(|p| vec![p])?;
+    overrides.flow_file = located.flow_file;
+    suite::load(&located.dir, overrides, env)
+}
+
 /// Loads the suite and rehearses every request known before the run (what `check` accepts,
 /// `run` can build), or prints every problem; `None` means exit 2.
 fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
-    let problems = match suite::load(dir, overrides, &env) {
+    let problems = match load_suite(dir, overrides, &env) {
         Ok(plan) => {
             let problems = engine::rehearse(&plan);
             if problems.is_empty() {
@@ -552,6 +587,25 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn init(args: &InitArgs) -> ExitCode {
+    match crate::init::write(&args.dir) {
+        Ok(written) => {
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            let dir = args.dir.display();
+            println!(
+                "next: edit base_url in {dir}/preflight.toml, then `preflight check {dir}` and `preflight run {dir}`"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
 fn lock(args: &LockArgs) -> ExitCode {
     // The lock is what this command replaces: a malformed one must not stop it.
     let overrides = Overrides {
@@ -597,7 +651,7 @@ fn lock(args: &LockArgs) -> ExitCode {
 }
 
 fn list(args: &ListArgs) -> ExitCode {
-    let mut plan = match suite::load(&args.suite, offline(), &|_| None) {
+    let mut plan = match load_suite(&args.suite, offline(), &|_| None) {
         Ok(plan) => plan,
         Err(problems) => {
             print_problems(&problems);
@@ -606,6 +660,12 @@ fn list(args: &ListArgs) -> ExitCode {
     };
     if let Err(code) = select(&mut plan, &args.select) {
         return code;
+    }
+    if args.json {
+        let flows: Vec<ListedFlow> = plan.flows.iter().map(ListedFlow::of).collect();
+        let json = serde_json::to_string_pretty(&flows).expect("a listing always serializes");
+        println!("{json}");
+        return ExitCode::SUCCESS;
     }
     for flow in &plan.flows {
         let tags = if flow.tags.is_empty() {
@@ -635,6 +695,15 @@ fn list(args: &ListArgs) -> ExitCode {
 }
 
 async fn demo(args: &DemoArgs) -> ExitCode {
+    if args.run.suite.base_url.is_some() {
+        // The demo staging is the point of `demo`: a --base-url quietly ignored would let a
+        // user believe they ran against their own staging.
+        eprintln!(
+            "error: demo runs against its own embedded staging, so it takes no --base-url; \
+             to run a suite against your staging: preflight run SUITE --base-url URL"
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
     // The bundled suite: `smoke-tests/` of the working directory when it has one (the
     // repository, where edits to the suite and its config show), else the binary's own copy.
     let mut run_args = args.run.clone();
@@ -736,6 +805,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         events: EventSink::new(sender),
         interrupt,
         fail_fast: args.fail_fast,
+        capture_exchanges: args.verbose >= 2 && !args.quiet,
     };
     // The engine runs in its own task so that even a panic inside it ends in a failed gate.
     let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
@@ -760,7 +830,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     }
     let detail = if args.quiet {
         Detail::Quiet
-    } else if args.verbose {
+    } else if args.verbose > 0 {
         Detail::Verbose
     } else {
         Detail::Normal

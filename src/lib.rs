@@ -10,6 +10,7 @@ pub mod cli;
 pub mod demo;
 pub mod engine;
 pub mod fs;
+pub mod init;
 pub mod integrity;
 pub mod problem;
 pub mod redact;

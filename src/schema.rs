@@ -13,6 +13,8 @@ pub enum Kind {
     Flow,
     /// The `--json` report (schema 1).
     Report,
+    /// The output of `preflight list --json`.
+    List,
 }
 
 /// The schema as pretty JSON.
@@ -26,6 +28,10 @@ pub fn render(kind: Kind) -> String {
         Kind::Report => (
             schemars::schema_for!(Report),
             "preflight JSON report, schema 1",
+        ),
+        Kind::List => (
+            schemars::schema_for!(Vec<crate::report::document::ListedFlow>),
+            "preflight list --json",
         ),
     };
     schema.insert("title".into(), title.into());

@@ -4,7 +4,9 @@ use super::Shared;
 use super::event::{Event, FlowIndex};
 use super::http::{Exchange, Limits, Request, RequestError};
 use super::record::FlowRecord;
-use super::result::{Attempt, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
+use super::result::{
+    Attempt, ExchangeDetail, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult,
+};
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
@@ -347,6 +349,9 @@ async fn execute(
         Ok(sent) => sent,
         Err(failed) => return failed,
     };
+    let detail = shared
+        .capture_exchanges
+        .then(|| Box::new(exchange_detail(shared, &sent)));
     let observed = observe(sent.exchange);
     // Captures first, so that a secret capture is masked in this step's own assertions; they
     // are taken even when an assertion failed, so that cleanups can still delete what the
@@ -381,7 +386,67 @@ async fn execute(
             sent.shown_headers
         },
         polled: false,
+        exchange: detail,
     }
+}
+
+/// `-vv` excerpts are cut at this many characters: enough to learn a response's shape.
+const DETAIL_EXCERPT_CHARS: usize = 2000;
+/// A header value longer than this is cut too; so is a list of more headers than
+/// [`DETAIL_MAX_HEADERS`], so a hostile staging cannot make `-vv` hold much.
+const DETAIL_HEADER_CHARS: usize = 500;
+const DETAIL_MAX_HEADERS: usize = 100;
+
+/// What `-vv` shows of an exchange: the request from its shown forms (rendered with every
+/// sensitive value as `***`), the response masked by value before it is cut, and the values
+/// of sensitive headers as `***` unless `--show-sensitive-headers`.
+fn exchange_detail(shared: &Shared, sent: &Sent) -> ExchangeDetail {
+    let mask = &*shared.redactor;
+    let cut = |text: &str, max: usize| excerpt(&mask.mask_text(text), max);
+    let request_headers = sent
+        .shown_headers
+        .iter()
+        .take(DETAIL_MAX_HEADERS)
+        .map(|(n, v)| (n.clone(), cut(v, DETAIL_HEADER_CHARS)))
+        .collect();
+    let response_headers = sent
+        .exchange
+        .headers
+        .iter()
+        .take(DETAIL_MAX_HEADERS)
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            let shown = shown_header(name.as_str(), &value, shared.show_sensitive_headers);
+            (name.to_string(), cut(&shown, DETAIL_HEADER_CHARS))
+        })
+        .collect();
+    let body = &sent.exchange.body;
+    let response_body = (!body.is_empty()).then(|| shown_body(mask, body));
+    ExchangeDetail {
+        request_headers,
+        request_body: sent
+            .shown_body
+            .as_deref()
+            .map(|b| cut(b, DETAIL_EXCERPT_CHARS)),
+        response_headers,
+        response_body,
+    }
+}
+
+/// A response body as `-vv` shows it: JSON masked value by value, then pretty-printed;
+/// anything else masked as text; then cut. Masking comes before cutting, so no part of a
+/// secret survives at the cut.
+fn shown_body(mask: &dyn Mask, body: &[u8]) -> String {
+    // Past the excerpt nothing is shown: a huge body is not parsed for a 2 KB look at it.
+    let head = &body[..body.len().min(64 * DETAIL_EXCERPT_CHARS)];
+    let pretty = serde_json::from_slice::<Value>(head)
+        .ok()
+        .and_then(|json| serde_json::to_string_pretty(&mask.mask_value(&json)).ok());
+    let text = match pretty {
+        Some(pretty) => mask.mask_text(&pretty),
+        None => mask.mask_text(&String::from_utf8_lossy(head)),
+    };
+    excerpt(&text, DETAIL_EXCERPT_CHARS)
 }
 
 /// A request that got a response, and how to show it.
@@ -390,6 +455,8 @@ struct Sent {
     /// The URL the response came from, as it may be shown.
     shown_url: String,
     shown_headers: BTreeMap<String, String>,
+    /// The request body as it may be shown (sensitive values as `***`).
+    shown_body: Option<String>,
     attempts: u32,
     earlier: Vec<Attempt>,
 }
@@ -415,6 +482,7 @@ async fn send(
         request,
         shown_url,
         shown_headers,
+        shown_body,
     } = prepared;
     let sent_url = request.url.clone();
     let (exchange, mut earlier) =
@@ -446,6 +514,7 @@ async fn send(
         exchange,
         shown_url,
         shown_headers,
+        shown_body,
         attempts,
         earlier,
     })
@@ -661,6 +730,8 @@ pub(super) struct Prepared {
     /// The request headers as they may be shown (sensitive names masked too, unless
     /// `--show-sensitive-headers`).
     pub shown_headers: BTreeMap<String, String>,
+    /// The body as it may be shown, rendered in the same lookup as the body sent.
+    pub shown_body: Option<String>,
 }
 
 /// Builds the request: URL, query, headers (suite ones, then the step's), body.
@@ -740,7 +811,7 @@ pub(super) fn build_request(
         shown_headers.insert(name.to_string(), shown);
         headers.insert(name, header);
     }
-    let (body, content_type) = render_body(&step.body, scope)?;
+    let (body, content_type, shown_body) = render_body(&step.body, scope)?;
     if let Some(content_type) = content_type
         && !headers.contains_key(CONTENT_TYPE)
     {
@@ -757,36 +828,48 @@ pub(super) fn build_request(
         },
         shown_url,
         shown_headers,
+        shown_body,
     })
 }
 
-/// The body to send, and its content type when the body kind implies one.
-fn render_body(
-    body: &Body,
-    scope: &dyn Scope,
-) -> Result<(Option<Vec<u8>>, Option<&'static str>), String> {
+/// The body to send, its content type when the body kind implies one, and the form it may be
+/// shown in: both rendered from one lookup, so a `{{ uuid }}` shows the value sent.
+type RenderedBody = (Option<Vec<u8>>, Option<&'static str>, Option<String>);
+
+fn render_body(body: &Body, scope: &dyn Scope) -> Result<RenderedBody, String> {
     Ok(match body {
-        Body::None => (None, None),
+        Body::None => (None, None, None),
         Body::Json(value) => {
-            let json = value.render(scope)?;
+            let json = value.render_shown(scope)?;
+            let shown = serde_json::to_string_pretty(&json.shown).map_err(|e| e.to_string())?;
             (
-                Some(serde_json::to_vec(&json).map_err(|e| e.to_string())?),
+                Some(serde_json::to_vec(&json.value).map_err(|e| e.to_string())?),
                 Some("application/json"),
+                Some(shown),
             )
         }
-        Body::Text(t) => (Some(t.render(scope)?.into_bytes()), None),
+        Body::Text(t) => {
+            let text = t.render_shown(scope)?;
+            (Some(text.value.into_bytes()), None, Some(text.shown))
+        }
         Body::File { name, bytes } => {
             let json = name.ends_with(".json").then_some("application/json");
-            (Some(bytes.as_ref().clone()), json)
+            // The suite's own file: no placeholder in it, masked by value where it is shown.
+            let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1 << 16)]).into_owned();
+            (Some(bytes.as_ref().clone()), json, Some(shown))
         }
         Body::Form(pairs) => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
+            let mut shown = url::form_urlencoded::Serializer::new(String::new());
             for (key, value) in pairs {
-                form.append_pair(key, &value.render(scope)?);
+                let value = value.render_shown(scope)?;
+                form.append_pair(key, &value.value);
+                shown.append_pair(key, &value.shown);
             }
             (
                 Some(form.finish().into_bytes()),
                 Some("application/x-www-form-urlencoded"),
+                Some(shown.finish()),
             )
         }
     })

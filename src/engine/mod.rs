@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub interrupt: CancellationToken,
     /// The first critical failure stops new flows; running ones stop at their next step.
     pub fail_fast: bool,
+    /// `-vv`: keep, for every step, the request and the response as they may be shown. Off,
+    /// nothing of them is kept beyond what a failure shows, so memory stays bounded.
+    pub capture_exchanges: bool,
 }
 
 /// What every flow task shares.
@@ -64,6 +67,7 @@ pub struct Shared {
     pub setup_captures: HashMap<String, Value>,
     pub run_id: String,
     pub show_sensitive_headers: bool,
+    pub capture_exchanges: bool,
 }
 
 impl Shared {
@@ -87,6 +91,7 @@ impl Shared {
             setup_captures: HashMap::new(),
             run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             show_sensitive_headers: options.show_sensitive_headers,
+            capture_exchanges: options.capture_exchanges,
         }
     }
 

@@ -54,6 +54,21 @@ pub struct StepResult {
     pub request_headers: BTreeMap<String, String>,
     /// Sent under `poll`: its earlier attempts are polls, expected, not flakiness.
     pub polled: bool,
+    /// With `-vv` only: the request and the response as they may be shown (masked, cut).
+    pub exchange: Option<Box<ExchangeDetail>>,
+}
+
+/// What `-vv` shows of one exchange, every value already in its shown form: secrets as `***`,
+/// sensitive header values as `***` unless `--show-sensitive-headers`, bodies masked by value
+/// before they were cut to an excerpt.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExchangeDetail {
+    /// The request headers sent, in the order sent.
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Option<String>,
+    pub response_headers: Vec<(String, String)>,
+    /// JSON pretty-printed.
+    pub response_body: Option<String>,
 }
 
 impl StepResult {
@@ -75,6 +90,7 @@ impl StepResult {
             body_excerpt: None,
             request_headers: BTreeMap::new(),
             polled: false,
+            exchange: None,
         }
     }
 

@@ -118,6 +118,35 @@ pub struct StepRecord {
     /// yet, which is expected, not flaky. Absent when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub polled: bool,
+    /// With `-vv` only: the request and the response, masked and cut to excerpts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<ExchangeRecord>,
+}
+
+/// What `-vv` shows of one step's exchange (`run -vv`): headers in the order sent or received,
+/// sensitive values as `***`, bodies cut to about 2 KB (JSON pretty-printed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExchangeRecord {
+    pub request_headers: Vec<(String, String)>,
+    pub request_body: Option<String>,
+    pub response_headers: Vec<(String, String)>,
+    pub response_body: Option<String>,
+}
+
+impl Masked<ExchangeRecord> for engine::result::ExchangeDetail {
+    fn masked(&self, mask: &dyn Mask) -> ExchangeRecord {
+        let headers = |list: &[(String, String)]| {
+            list.iter()
+                .map(|(n, v)| (n.clone(), text(v, mask)))
+                .collect()
+        };
+        ExchangeRecord {
+            request_headers: headers(&self.request_headers),
+            request_body: opt(&self.request_body, mask),
+            response_headers: headers(&self.response_headers),
+            response_body: opt(&self.response_body, mask),
+        }
+    }
 }
 
 impl StepRecord {
@@ -139,11 +168,40 @@ impl StepRecord {
             body_excerpt: None,
             request_headers: BTreeMap::new(),
             polled: false,
+            exchange: None,
         }
     }
 
     pub fn failed_assertions(&self) -> impl Iterator<Item = &AssertionRecord> {
         self.assertions.iter().filter(|a| !a.passed)
+    }
+}
+
+/// One flow of `preflight list --json`: a stable shape for scripts (schema: `preflight schema
+/// list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ListedFlow {
+    pub name: String,
+    /// The flow file, relative to the suite directory.
+    pub file: String,
+    pub tags: Vec<String>,
+    pub critical: bool,
+    /// `[[step]]` entries.
+    pub steps: usize,
+    /// `[[cleanup]]` entries.
+    pub cleanups: usize,
+}
+
+impl ListedFlow {
+    pub fn of(flow: &crate::suite::Flow) -> ListedFlow {
+        ListedFlow {
+            name: flow.name.clone(),
+            file: flow.file.clone(),
+            tags: flow.tags.clone(),
+            critical: flow.critical,
+            steps: flow.steps.len(),
+            cleanups: flow.cleanup.len(),
+        }
     }
 }
 
@@ -301,6 +359,7 @@ impl Masked<StepRecord> for engine::StepResult {
                 .map(|(name, value)| (name.clone(), text(value, mask)))
                 .collect(),
             polled: self.polled,
+            exchange: self.exchange.as_ref().map(|e| e.masked(mask)),
         }
     }
 }

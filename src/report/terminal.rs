@@ -1,6 +1,7 @@
 //! The end-of-run summary: failures in detail, warnings, counts, latency, and the last line.
 
 use super::Report;
+use super::document::ExchangeRecord;
 use super::{FlowOutcome, GateVerdict, Phase, StepOutcome, StepRecord, WarningKind};
 use console::style;
 use std::fmt::Write;
@@ -69,7 +70,39 @@ fn every_step(out: &mut String, report: &Report) {
         );
         for step in &flow.steps {
             let _ = writeln!(out, "    {}", step_line(step));
+            if let Some(exchange) = &step.exchange {
+                exchange_lines(out, step, exchange);
+            }
         }
+    }
+}
+
+/// `-vv`: the request and the response of a step. Every value is already in its shown form;
+/// control characters are escaped here, since staging wrote much of it.
+fn exchange_lines(out: &mut String, step: &StepRecord, exchange: &ExchangeRecord) {
+    let url = step.url.as_deref().unwrap_or("");
+    let _ = writeln!(out, "      > {} {}", clean(&step.method), clean(url));
+    for (name, value) in &exchange.request_headers {
+        let _ = writeln!(out, "      > {}: {}", clean(name), clean(value));
+    }
+    body_lines(out, "      > ", exchange.request_body.as_deref());
+    if let Some(status) = step.status {
+        let _ = writeln!(out, "      < {status}");
+    }
+    for (name, value) in &exchange.response_headers {
+        let _ = writeln!(out, "      < {}: {}", clean(name), clean(value));
+    }
+    body_lines(out, "      < ", exchange.response_body.as_deref());
+}
+
+/// A body excerpt, one line of it per line, after a blank marker line.
+fn body_lines(out: &mut String, prefix: &str, body: Option<&str>) {
+    let Some(body) = body.filter(|b| !b.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(out, "{}", prefix.trim_end());
+    for line in body.lines() {
+        let _ = writeln!(out, "{prefix}{}", clean(line));
     }
 }
 
@@ -190,7 +223,7 @@ fn failure_detail(out: &mut String, step: &StepRecord) {
         .unwrap_or("(no URL: the request could not be built)");
     let _ = writeln!(out, "    request: {} {}", clean(&step.method), clean(url));
     if let Some(error) = &step.error {
-        let _ = writeln!(out, "    error:   {}", clean(error));
+        let _ = writeln!(out, "    error:   {}{}", clean(error), attempts_note(step));
     }
     if let Some(status) = step.status {
         let latency = step
@@ -219,6 +252,16 @@ fn failure_detail(out: &mut String, step: &StepRecord) {
             "    body:    {}",
             clean(&crate::check::excerpt(&one_line, 200))
         );
+    }
+}
+
+/// ` (3 attempts)` after the error of a step that was retried, so `timed out after 1s` does
+/// not read as one try.
+fn attempts_note(step: &StepRecord) -> String {
+    if step.attempts > 1 {
+        format!(" ({} attempts)", step.attempts)
+    } else {
+        String::new()
     }
 }
 

@@ -41,7 +41,10 @@ pub fn load(
         return Err(vec![Problem::file(dir, "suite directory not found")]);
     }
     let mut problems = Vec::new();
-    let files = discover(dir, &mut problems);
+    let files = match &overrides.flow_file {
+        Some(file) => vec![file.clone()],
+        None => discover(dir, &mut problems),
+    };
     let mut compiler = Compiler::new(dir, overrides, env);
     let suite = suite_file(&mut compiler, &mut problems);
     let mut flows = Vec::new();
@@ -86,6 +89,68 @@ pub fn load(
     } else {
         Err(problems)
     }
+}
+
+/// What a command's SUITE argument names: a suite directory, or one flow file of a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The suite directory.
+    pub dir: PathBuf,
+    /// The flow file, relative to `dir`, when one file was named.
+    pub flow_file: Option<PathBuf>,
+}
+
+/// Finds the suite of `path`: a directory is the suite itself; a flow file belongs to the
+/// nearest folder above it holding a preflight.toml (up to the filesystem root), whose
+/// settings it runs with. A file with no such folder above it is a problem: a flow alone has
+/// no base_url, headers or gate to run with.
+pub fn locate(path: &Path) -> Result<Located, Problem> {
+    if path.is_dir() || !path.exists() {
+        // A missing path is reported by `load`, as any missing suite is.
+        return Ok(Located {
+            dir: path.to_path_buf(),
+            flow_file: None,
+        });
+    }
+    let is_toml = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    if !is_toml {
+        return Err(Problem::file(
+            path,
+            "not a suite directory or a flow file (*.toml)",
+        ));
+    }
+    let absolute = std::path::absolute(path)
+        .map_err(|e| Problem::file(path, format!("cannot resolve the path: {e}")))?;
+    let Some(dir) = absolute
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join(SUITE_FILE).is_file())
+    else {
+        return Err(Problem::file(
+            path,
+            format!(
+                "no {SUITE_FILE} in this file's folder or any folder above it: a flow file runs with the settings of its suite"
+            ),
+        ));
+    };
+    let relative = absolute
+        .strip_prefix(dir)
+        .unwrap_or(&absolute)
+        .to_path_buf();
+    // Shown as the user would write it: relative to the working directory when below it.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let dir = match dir.strip_prefix(&cwd) {
+        Ok(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        Ok(p) => p.to_path_buf(),
+        Err(_) => dir.to_path_buf(),
+    };
+    Ok(Located {
+        dir,
+        // preflight.toml itself names the whole suite.
+        flow_file: (relative != Path::new(SUITE_FILE)).then_some(relative),
+    })
 }
 
 /// Compiles preflight.toml. Without one every key has its default; an unreadable or broken

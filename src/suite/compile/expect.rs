@@ -341,7 +341,10 @@ pub(super) fn status_op(src: &mut Source, status: &Spanned<toml::Value>) -> Op {
             ))
         }
         toml::Value::String(s)
-            if s.len() == 3 && s.ends_with("xx") && matches!(s.as_bytes()[0], b'1'..=b'5') =>
+            // "2XX" too: OpenAPI writes status classes in upper case.
+            if s.len() == 3
+                && s[1..].eq_ignore_ascii_case("xx")
+                && matches!(s.as_bytes()[0], b'1'..=b'5') =>
         {
             Op::StatusClass(u16::from(s.as_bytes()[0] - b'0'))
         }

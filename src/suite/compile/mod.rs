@@ -44,6 +44,11 @@ pub struct Overrides {
     /// The lock is about to be rewritten (`lock`): it is not read, so a malformed one is no
     /// problem.
     pub skip_lock: bool,
+    /// Only this flow file (relative to the suite directory) is compiled: `run dir/flow.toml`.
+    pub flow_file: Option<PathBuf>,
+    /// `--vars-file`: TOML tables of variables, later files winning; they win over every
+    /// `[vars]`, and `--var` wins over them.
+    pub vars_files: Vec<PathBuf>,
 }
 
 /// Compiles the suite settings; the flows are compiled one by one with [`Compiler::flow`].
@@ -55,6 +60,9 @@ pub struct Compiler<'e> {
     secrets: BTreeMap<String, Secret>,
     /// `--var name=value`: strings, winning over every `[vars]`.
     cli_vars: Map<String, Value>,
+    /// `--vars-file` values, merged: folded into every `[vars]` table (suite and flow), so
+    /// that they win over both.
+    file_vars: Map<String, Value>,
     /// What every flow starts from: suite `[vars]`, `--var`, `[[setup]]` captures.
     suite_known: Known,
     /// Suite headers are rendered in each flow's scope: their dotted names, to check them
@@ -101,6 +109,7 @@ impl<'e> Compiler<'e> {
             env_used: HashMap::new(),
             secrets: BTreeMap::new(),
             cli_vars,
+            file_vars: Map::new(),
             suite_known: Known::default(),
             suite_header_names: Vec::new(),
             base_url_missing: false,

@@ -55,7 +55,9 @@ impl Compiler<'_> {
                 0
             })
         });
+        self.read_vars_files(src.problems);
         let vars = self.vars(src, raw.vars.as_ref());
+        let vars = self.over_file_vars(vars);
         let mut known = Known {
             vars: vars.clone(),
             open: lost.names,
@@ -370,12 +372,14 @@ impl Compiler<'_> {
                 crate::redact::shown_url_text(&text)
             ),
         };
+        let hint = scheme_hint(&text);
         match span {
-            Some(span) => src.error(span, problem),
-            None => src.problems.push(Problem::file(
-                Path::new(self.overrides.base_url_origin),
-                problem,
-            )),
+            Some(span) => src.error_hint(span, problem, hint),
+            None => {
+                let mut problem = Problem::file(Path::new(self.overrides.base_url_origin), problem);
+                problem.hint = hint;
+                src.problems.push(problem);
+            }
         }
         None
     }
@@ -404,6 +408,34 @@ impl Compiler<'_> {
         out
     }
 
+    /// Reads every `--vars-file` (a TOML table of variables, later files winning) into
+    /// `file_vars`; a file that cannot be read or holds a bad entry is a located problem.
+    fn read_vars_files(&mut self, problems: &mut Vec<Problem>) {
+        for path in self.overrides.vars_files.clone() {
+            let Some(text) = crate::suite::read(&path, problems) else {
+                continue;
+            };
+            let mut src = Source {
+                path,
+                text,
+                problems,
+            };
+            let parsed =
+                crate::suite::parse::parse::<IndexMap<String, Spanned<toml::Value>>>(&mut src);
+            if let Some(table) = parsed.raw {
+                let vars = self.vars(&mut src, Some(&table));
+                self.file_vars.extend(vars);
+            }
+        }
+    }
+
+    /// `[vars]` (suite or flow) with the `--vars-file` values over them: the files win over
+    /// every `[vars]` table, and `--var` (looked up first at run time) wins over the files.
+    pub(super) fn over_file_vars(&self, mut vars: Map<String, Value>) -> Map<String, Value> {
+        vars.extend(self.file_vars.clone());
+        vars
+    }
+
     pub(super) fn headers(
         &mut self,
         src: &mut Source,
@@ -430,6 +462,16 @@ impl Compiler<'_> {
         }
         out
     }
+}
+
+/// `127.0.0.1:8080` or `staging.example.com` parse as no URL (or as one with the scheme
+/// `127.0.0.1`): the usual mistake is a missing `http://`.
+fn scheme_hint(text: &str) -> Option<String> {
+    if text.contains("://") || text.trim().is_empty() {
+        return None;
+    }
+    let shown = crate::redact::shown_url_text(&format!("http://{text}"));
+    Some(format!("add the scheme: `{shown}` (or https://)"))
 }
 
 /// A `[retry]` table over `base` (the suite default, for a step's own table).

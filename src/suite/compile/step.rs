@@ -80,6 +80,8 @@ impl Compiler<'_> {
     /// flow, or one per row of `each`.
     pub fn flow(&mut self, src: &mut Source, file: &str, raw: RawFlow, lost: Lost) -> Vec<Flow> {
         let vars = self.vars(src, raw.vars.as_ref());
+        // Values from --vars-file win over the flow's [vars]; a row's win over both.
+        let vars = self.over_file_vars(vars);
         let (name, name_at) = match &raw.name {
             Some(name) => (name.get_ref().clone(), Some(name.span())),
             None => {

@@ -651,4 +651,28 @@ mod attacked {
         let landing = &other.received_requests().await.unwrap()[0];
         assert!(landing.headers.get("x-copy").is_none());
     }
+
+    /// A request body echoed inside a JSON string of an error is escaped twice; a secret
+    /// number may come back in exponent form. Both are masked in the body excerpt.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn twice_escaped_and_exponent_forms_are_masked() {
+        let secret = r#"pa"ss\word12"#;
+        let echoed =
+            serde_json::to_string(&serde_json::to_string(&json!({ "a": secret })).unwrap())
+                .unwrap();
+        let out = excerpt_of(format!(r#"{{"error": "bad", "body": {echoed}}}"#), secret).await;
+        out.assert_hidden(secret);
+        assert!(!out.json.contains("word12"), "{}", out.json);
+        let out = excerpt_of(
+            r#"{"a": 1.2345678e7, "b": 12345678.0}"#.to_string(),
+            "12345678",
+        )
+        .await;
+        for (name, text) in out.all() {
+            assert!(
+                !text.contains("1.2345678e7") && !text.contains("12345678"),
+                "{name}:\n{text}"
+            );
+        }
+    }
 }

@@ -378,8 +378,7 @@ async fn execute(
         error: None,
         assertions,
         skipped_because: None,
-        body_excerpt: (!passed)
-            .then(|| excerpt(&mask.mask_text(&observed.body_text()), BODY_EXCERPT_CHARS)),
+        body_excerpt: (!passed).then(|| body_excerpt(&observed, mask)),
         request_headers: if passed {
             BTreeMap::new()
         } else {
@@ -542,6 +541,17 @@ fn redirected_url(
         .map_or_else(|| MASK.to_string(), |o| o.ascii_serialization());
     let rest = &last[url::Position::BeforePath..];
     format!("{origin}{}", mask.mask_text(rest))
+}
+
+/// The start of a response body as it may be shown. A JSON body is shown from its parsed
+/// values, masked by value (a secret number in any notation, a string escaped any number of
+/// times), then written compactly; any other body is masked as text. Both before the cut.
+fn body_excerpt(observed: &Observed, mask: &dyn Mask) -> String {
+    let text = match observed.json() {
+        Ok(value) => mask.mask_text(&mask.mask_value(value).to_string()),
+        Err(_) => mask.mask_text(&observed.body_text()),
+    };
+    excerpt(&text, BODY_EXCERPT_CHARS)
 }
 
 fn observe(exchange: Exchange) -> Observed {
@@ -709,7 +719,7 @@ async fn send_with_retries(
 
 /// POST and PATCH may have taken effect on the first try (a second order, a second payment).
 fn idempotent(method: &reqwest::Method) -> bool {
-    !matches!(*method, reqwest::Method::POST | reqwest::Method::PATCH)
+    crate::suite::plan::is_idempotent(method)
 }
 
 /// Whether the step's status expectation holds: an expected 503 is not a failure to retry.

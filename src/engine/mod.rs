@@ -191,6 +191,9 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     } else {
         run_flows(&shared).await
     };
+    // The deadline is the gate's: one that passes while teardown runs cuts the teardown
+    // short (a warning) but does not fail checks that all ran in time. A signal still aborts.
+    let stopped_before_teardown = shared.stop.get().map(|(stop, _)| stop.clone());
     // Setup may have created something whenever it started, whatever happened after.
     let teardown = if not_ready || version_failed {
         Vec::new()
@@ -219,7 +222,11 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         setup,
         flows,
         teardown,
-        stopped: shared.stop.get().map(|(stop, _)| stop.clone()),
+        stopped: match (stopped_before_teardown, shared.stop.get()) {
+            (Some(stop), _) => Some(stop),
+            (None, Some((Stop::Interrupted, _))) => Some(Stop::Interrupted),
+            (None, _) => None,
+        },
         internal_errors,
         wait,
         integrity,

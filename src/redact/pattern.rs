@@ -40,14 +40,16 @@ fn char_pattern(c: char) -> String {
         ways.push(r"\+".into());
     }
     let mut units = [0u16; 2];
+    // A JSON escape's backslash may itself be escaped, any number of times: a request body
+    // echoed inside a JSON string of an error message is escaped twice.
     let json: String = c
         .encode_utf16(&mut units)
         .iter()
-        .map(|u| format!(r"\\u{}", any_case_hex(&format!("{u:04x}"))))
+        .map(|u| format!(r"\\+u{}", any_case_hex(&format!("{u:04x}"))))
         .collect();
     ways.push(json);
     if let Some(short) = json_short_escape(c) {
-        ways.push(regex::escape(short));
+        ways.push(format!(r"\\+{}", regex::escape(&short[1..])));
     }
     ways.push(format!("&#0*{};", c as u32));
     ways.push(format!(
@@ -143,6 +145,8 @@ mod tests {
         assert!(found("p<ss&w>rd123", r"p\u003css\u0026w\u003Erd123"));
         assert!(found("pässwörd<&>", r"p\u00e4ssw\u00f6rd&lt;&amp;&gt;"));
         assert!(found("🙂-smile-🙂", r"\ud83d\ude42-smile-%F0%9F%99%82"));
+        // Escaped twice: a JSON body echoed inside a JSON string.
+        assert!(found(r#"pa"ss\word12"#, r#"pa\\\"ss\\\\word12"#));
         assert!(!found(s, "its a secret/x~1"));
     }
 

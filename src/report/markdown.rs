@@ -387,10 +387,24 @@ fn text(value: &str) -> String {
                 out.push(c);
             }
             '\n' | '\r' => out.push(' '),
+            c if c.is_control() => out.extend(c.escape_unicode()),
             _ => out.push(c),
         }
     }
     out
+}
+
+/// Control characters (but line breaks and tabs) written as `\u{1b}`: a report read in a
+/// terminal or a job summary cannot be rewritten by what staging (or a name) holds.
+fn visible(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            '\n' | '\t' => c.to_string(),
+            c if c.is_control() => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// Plain text for a table cell (`|` is escaped by [`text`] already).
@@ -417,7 +431,7 @@ fn cell_code(value: &str) -> String {
 }
 
 fn one_line(value: &str) -> String {
-    value.replace(['\r', '\n'], " ")
+    visible(&value.replace(['\r', '\n'], " "))
 }
 
 fn longest_run(value: &str, ch: char) -> usize {
@@ -435,6 +449,7 @@ fn longest_run(value: &str, ch: char) -> usize {
 
 /// A fenced block (indented under a list item) that no content can close early.
 fn fenced(out: &mut String, body: &str, indent: &str) {
+    let body = &visible(body);
     let fence = "`".repeat((longest_run(body, '`') + 1).max(3));
     let _ = writeln!(out, "{indent}{fence}text");
     for line in body.lines() {

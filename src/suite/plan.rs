@@ -204,6 +204,23 @@ pub enum Body {
     Form(Vec<(String, Template)>),
 }
 
+/// Whether sending `method` twice has the effect of sending it once (RFC 9110): only these
+/// are retried after a timeout or a 5xx, or polled, without the step saying so. POST, PATCH
+/// and any extension method may have taken effect on the first try (a second order, a second
+/// payment).
+pub fn is_idempotent(method: &reqwest::Method) -> bool {
+    use reqwest::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
 impl Step {
     /// The GET a suite-level path (`[wait]`, `[version]`, `served_at`) is fetched with.
     pub fn get(path: Template) -> Step {

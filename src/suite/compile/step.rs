@@ -242,7 +242,7 @@ fn poll_policy(
         }
     };
     let interval = src.duration(&p.interval);
-    let unsafe_method = matches!(*method, reqwest::Method::POST | reqwest::Method::PATCH);
+    let unsafe_method = !crate::suite::plan::is_idempotent(method);
     if unsafe_method && p.non_idempotent != Some(true) {
         src.error_hint(
             raw.span(),

@@ -542,3 +542,166 @@ async fn more_shards_than_flows_is_a_usage_error() {
     );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// The ```sh block of docs/pipelines.md's sharding section.
+fn sharding_commands() -> Vec<String> {
+    let page = repo_file("docs/pipelines.md");
+    let section = page
+        .split("## Sharding: one suite over many machines")
+        .nth(1)
+        .expect("the sharding section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    block.lines().map(str::to_string).collect()
+}
+
+/// Runs every command of the sharding section as written (the `# exit N` comment is the exit
+/// code it promises), in a folder holding a `smoke-tests` suite whose base_url is 127.0.0.1.
+#[tokio::test]
+async fn every_sharding_command_of_the_pipelines_page_works_as_documented() {
+    let server = staging().await;
+    let dir = tempfile::tempdir().unwrap();
+    let suite = small_suite(&server.uri(), "");
+    let target = dir.path().join("smoke-tests");
+    std::fs::create_dir(&target).unwrap();
+    for entry in std::fs::read_dir(suite.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+    }
+    let commands = sharding_commands();
+    assert!(commands.len() >= 5, "{commands:?}");
+    for line in commands {
+        let (command, comment) = line.split_once('#').unwrap_or((&line, ""));
+        let exit: i32 = comment
+            .trim()
+            .strip_prefix("exit ")
+            .map_or(0, |rest| rest[..1].parse().unwrap());
+        let mut words = command.split_whitespace().peekable();
+        let mut cmd = preflight();
+        while let Some((name, value)) = words.peek().and_then(|w| w.split_once('=')) {
+            cmd.env(name, value);
+            words.next();
+        }
+        assert_eq!(words.next(), Some("preflight"), "{line}");
+        cmd.current_dir(dir.path()).args(words);
+        let out = output(cmd).await;
+        assert_eq!(
+            out.status.code(),
+            Some(exit),
+            "{line}\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        if !comment.is_empty() {
+            let said = comment.trim().split_once(": ").unwrap().1;
+            let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+            assert!(all.contains(said), "{line}: {all}");
+        }
+    }
+    // docs/cli.md merges four shards.
+    let cli = repo_file("docs/cli.md");
+    let line = cli
+        .lines()
+        .find(|l| l.starts_with("preflight merge shard-1.json"))
+        .expect("the merge example of docs/cli.md");
+    for k in 1..=4 {
+        let mut cmd = preflight();
+        let (arg, json) = (format!("{k}/4"), format!("shard-{k}.json"));
+        cmd.current_dir(dir.path())
+            .args(["run", "smoke-tests", "--shard", &arg, "--json", &json]);
+        assert_eq!(output(cmd).await.status.code(), Some(0));
+    }
+    let mut cmd = preflight();
+    cmd.current_dir(dir.path())
+        .args(line.split_whitespace().skip(1));
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{line}: {}", text(&out.stdout));
+    assert!(
+        last_line(&out).starts_with("GATE PASSED: 4 flows"),
+        "{}",
+        last_line(&out)
+    );
+}
+
+/// The sharded pipeline examples agree with themselves: the number of parts each starts is the
+/// N its shards are told, and every flag they pass exists.
+#[test]
+fn sharded_pipeline_examples_agree_with_themselves() {
+    use yaml_rust2::YamlLoader;
+    let k8s_text = repo_file("examples/kubernetes-indexed-job.yaml");
+    let k8s = YamlLoader::load_from_str(&k8s_text).unwrap();
+    let job = k8s
+        .iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some("preflight-shards"))
+        .expect("the shard Job");
+    assert_eq!(job["spec"]["completionMode"].as_str(), Some("Indexed"));
+    let completions = job["spec"]["completions"].as_i64().unwrap();
+    assert!(k8s_text.contains(&format!("--shard-count {completions}")));
+    assert!(k8s_text.contains(&format!("-ge {completions} ]")));
+    assert!(k8s_text.contains("preflight merge /reports/shard-*.json"));
+
+    let gitlab_text = repo_file("examples/gitlab-ci-sharded.yml");
+    let gitlab = &YamlLoader::load_from_str(&gitlab_text).unwrap()[0];
+    assert_eq!(gitlab["preflight"]["parallel"].as_i64(), Some(4));
+    assert!(
+        gitlab["preflight"]["script"][0]
+            .as_str()
+            .unwrap()
+            .contains("--shard auto")
+    );
+    let merge_job = &gitlab["preflight-merge"];
+    assert_eq!(merge_job["when"].as_str(), Some("always"));
+    assert_eq!(
+        gitlab["promote"]["needs"][0].as_str(),
+        Some("preflight-merge")
+    );
+
+    let github_text = repo_file("examples/github-actions-sharded.yml");
+    let github = &YamlLoader::load_from_str(&github_text).unwrap()[0];
+    let matrix = github["jobs"]["preflight"]["strategy"]["matrix"]["shard"]
+        .as_vec()
+        .unwrap();
+    assert!(github_text.contains(&format!("--shard ${{{{ matrix.shard }}}}/{}", matrix.len())));
+    assert_eq!(
+        github["jobs"]["promote"]["needs"].as_str(),
+        Some("preflight-merge")
+    );
+
+    let help = |command: &str| {
+        text(
+            &preflight()
+                .args([command, "--help"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+    };
+    let (run_help, merge_help) = (help("run"), help("merge"));
+    for text in [&k8s_text, &gitlab_text, &github_text] {
+        for line in text
+            .lines()
+            .filter(|l| l.contains("preflight run") || l.contains("--shard"))
+        {
+            for flag in line.split_whitespace().filter(|w| w.starts_with("--")) {
+                assert!(run_help.contains(flag), "{flag} in {line}");
+            }
+        }
+        for line in text.lines().filter(|l| l.contains("preflight merge")) {
+            for flag in line.split_whitespace().filter(|w| w.starts_with("--")) {
+                assert!(merge_help.contains(flag), "{flag} in {line}");
+            }
+        }
+    }
+}

@@ -260,6 +260,46 @@ mod tests {
         }
     }
 
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn auto_refuses_half_set_and_conflicting_variables() {
+        let detected = |vars, count| detect(&env_of(vars), count);
+        assert_eq!(
+            detected(&[("CI_NODE_INDEX", "1")], None),
+            Err(ShardError::Partial {
+                set: "CI_NODE_INDEX",
+                missing: "CI_NODE_TOTAL"
+            })
+        );
+        assert!(matches!(
+            detected(&[("CI_NODE_INDEX", "1"), ("CI_NODE_TOTAL", "2")], Some(3)),
+            Err(ShardError::CountConflict { .. })
+        ));
+        assert!(matches!(
+            detected(
+                &[("CIRCLE_NODE_INDEX", "2"), ("CIRCLE_NODE_TOTAL", "2")],
+                None
+            ),
+            Err(ShardError::BadIndex { .. })
+        ));
+        assert!(matches!(
+            detected(&[("CI_NODE_INDEX", "0"), ("CI_NODE_TOTAL", "2")], None),
+            Err(ShardError::BadIndex { .. })
+        ));
+        assert_eq!(
+            detected(&[("JOB_COMPLETION_INDEX", "3")], Some(4)),
+            Ok(Shard { index: 4, count: 4 })
+        );
+        assert_eq!(detected(&[], None), Err(ShardError::NoneFound));
+    }
+
     #[test]
     fn round_robin_is_balanced() {
         let counts: Vec<usize> = (1..=4)

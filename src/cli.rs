@@ -1,14 +1,17 @@
 //! The command line: clap definitions and the thin wiring from arguments to the library.
 
 use crate::demo::{BundledSuite, DEMO_SUITE, DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
+use crate::engine::Stop;
 use crate::engine::{self, EventSink, RunOptions};
 use crate::fs::write::Prepared;
 use crate::integrity;
-use crate::redact::Redactor;
+use crate::redact::{Mask, Redactor};
 use crate::report::document::ListedFlow;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail, clean};
+use crate::report::{GateRecord, ShardRecord};
 use crate::report::{Report, junit, markdown};
+use crate::shard::{self, ShardArg};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
 use clap::{Args, Parser, Subcommand};
@@ -43,6 +46,9 @@ pub enum Command {
     Init(InitArgs),
     /// Write preflight.lock from the integrity files' current content.
     Lock(LockArgs),
+    /// Join the JSON reports of `run --shard K/N` into one run and one verdict (exit codes as
+    /// `run`).
+    Merge(MergeArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
     Demo(DemoArgs),
     /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files), `report` (--json)
@@ -138,16 +144,8 @@ pub struct RunArgs {
     /// step and run their cleanups.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Write the JSON report (schema 1) to FILE (`-`: standard output).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the JUnit XML report to FILE (`-`: standard output).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Write the Markdown report to FILE (`-`: standard output); also appended to
-    /// $GITHUB_STEP_SUMMARY when set.
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: Destinations,
     /// Show authorization, cookie, set-cookie and proxy-authorization values instead of ***.
     #[arg(long)]
     pub show_sensitive_headers: bool,
@@ -161,6 +159,43 @@ pub struct RunArgs {
     /// response (headers, body excerpts), masked like every other output.
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Run the K-th of N parts of the selected flows (split by flow name, balanced by count);
+    /// `auto` reads the CI's parallel-job variables. Join the JSON reports with `merge`.
+    #[arg(long, value_name = "K/N|auto", value_parser = parse_shard)]
+    pub shard: Option<ShardArg>,
+    /// N for `--shard auto` in a Kubernetes Indexed Job (K comes from JOB_COMPLETION_INDEX).
+    #[arg(long, value_name = "N", requires = "shard", value_parser = clap::value_parser!(u32).range(1..))]
+    pub shard_count: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The JSON reports of every shard of one run.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub reports: Vec<PathBuf>,
+    #[command(flatten)]
+    pub out: Destinations,
+    /// Print only the last line.
+    #[arg(long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print every flow and step, passed ones too.
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Where the reports go.
+#[derive(Debug, Clone, Args)]
+pub struct Destinations {
+    /// Write the JSON report (schema 1) to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the JUnit XML report to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the Markdown report to FILE (`-`: standard output); also appended to
+    /// $GITHUB_STEP_SUMMARY when set.
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
 }
 
 /// `run`'s options; SUITE defaults to `smoke-tests/` here, or the bundled copy of it when the
@@ -229,7 +264,7 @@ struct Output {
 /// fails the verdict and re-renders whatever can still change. Returns the final verdict and
 /// the report rendered with it.
 fn write_reports(
-    args: &RunArgs,
+    args: &Destinations,
     verdict: Verdict,
     build: &dyn Fn(&Verdict) -> Report,
 ) -> (Verdict, Report) {
@@ -253,7 +288,7 @@ fn write_reports(
 
 /// Opens every destination asked for, the step summary last; each one that cannot be opened
 /// is a reason of the verdict.
-fn open_outputs(args: &RunArgs, mut verdict: Verdict) -> (Vec<Output>, Verdict) {
+fn open_outputs(args: &Destinations, mut verdict: Verdict) -> (Vec<Output>, Verdict) {
     let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
@@ -448,6 +483,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::Check(args) => check(&args.suite, &args.select),
             Command::List(args) => list(&args),
             Command::Lock(args) => lock(&args),
+            Command::Merge(args) => merge(&args),
             Command::Init(args) => init(&args),
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
@@ -742,7 +778,7 @@ async fn demo(args: &DemoArgs) -> ExitCode {
 }
 
 /// How many reports go to standard output (`-`).
-fn reports_to_stdout(args: &RunArgs) -> usize {
+fn reports_to_stdout(args: &Destinations) -> usize {
     [&args.json, &args.junit, &args.markdown]
         .into_iter()
         .flatten()
@@ -761,9 +797,19 @@ fn is_stdout(path: &Path) -> bool {
     id(path).is_some_and(|file| id(Path::new("/dev/fd/1")) == Some(file))
 }
 
-/// Loads the suite and keeps the selected flows; `Err` is the exit code (2).
-fn planned(args: &RunArgs, base_url: Option<String>) -> Result<Plan, ExitCode> {
-    if reports_to_stdout(args) > 1 {
+/// What a shard's reports say about it: which part it is, and the suite digest.
+struct ShardPart {
+    record: ShardRecord,
+    digest: String,
+}
+
+/// Loads the suite and keeps the selected flows (of this shard, with `--shard`); `Err` is the
+/// exit code (2).
+fn planned(
+    args: &RunArgs,
+    base_url: Option<String>,
+) -> Result<(Plan, Option<ShardPart>), ExitCode> {
+    if reports_to_stdout(&args.out) > 1 {
         eprintln!("error: only one report can go to standard output (`-`)");
         return Err(ExitCode::from(EXIT_INVALID));
     }
@@ -789,12 +835,47 @@ fn planned(args: &RunArgs, base_url: Option<String>) -> Result<Plan, ExitCode> {
             flow.critical = true;
         }
     }
-    Ok(plan)
+    // The split comes after "nothing critical": that rule is about the whole selection, and a
+    // shard that happens to hold only non-critical flows must not judge them as critical.
+    let part = match args.shard {
+        Some(arg) => Some(sharded(&mut plan, arg, args.shard_count)?),
+        None => None,
+    };
+    Ok((plan, part))
+}
+
+/// Keeps the flows of the shard `arg` names, after taking the digest of the whole selection.
+fn sharded(plan: &mut Plan, arg: ShardArg, count: Option<u32>) -> Result<ShardPart, ExitCode> {
+    let usage = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    let shard = match arg {
+        ShardArg::Fixed(shard) => shard,
+        ShardArg::Auto => shard::detect(&env, count.map(|n| n as usize)).map_err(|e| usage(&e))?,
+    };
+    let digest = shard::suite_digest(plan)
+        .map_err(|e| usage(&format!("cannot read the suite to digest it: {e}")))?;
+    let selected = plan.flows.iter().map(|f| f.name.clone()).collect();
+    shard::keep(plan, shard).map_err(|e| usage(&e))?;
+    let record = ShardRecord {
+        index: shard.index,
+        count: shard.count,
+        selected,
+        gate: GateRecord::of(&plan.settings.gate),
+        deadline_exceeded_ms: None,
+        internal_errors: Vec::new(),
+    };
+    Ok(ShardPart { record, digest })
+}
+
+fn parse_shard(text: &str) -> Result<ShardArg, String> {
+    shard::parse(text).map_err(|e| e.to_string())
 }
 
 async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
-    let plan = match planned(args, base_url) {
-        Ok(plan) => Arc::new(plan),
+    let (plan, part) = match planned(args, base_url) {
+        Ok((plan, part)) => (Arc::new(plan), part),
         Err(code) => return code,
     };
     let redactor = Arc::new(Redactor::new(plan.secrets.values()));
@@ -831,28 +912,90 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         }
     };
     let _ = shown.await;
-    let build = |verdict: &Verdict| Report::new(&plan, &result, verdict, &redactor);
-    let (verdict, report) = write_reports(args, judge(&result, &plan.settings.gate), &build);
+    let build = |verdict: &Verdict| {
+        let mut report = Report::new(&plan, &result, verdict, &redactor);
+        if let Some(part) = &part {
+            let mut record = part.record.clone();
+            if let Some(Stop::Deadline { deadline_ms }) = result.stopped {
+                record.deadline_exceeded_ms = Some(deadline_ms);
+            }
+            record.internal_errors = result
+                .internal_errors
+                .iter()
+                .map(|e| redactor.mask_text(e))
+                .collect();
+            report.suite_digest = Some(part.digest.clone());
+            report.shard = Some(record);
+        }
+        report
+    };
+    let verdict = judge(&result, &plan.settings.gate);
+    let detail = detail(args.quiet, args.verbose);
+    let code = finish(&args.out, detail, verdict, &build);
+    // The process is about to exit: freeing a large run piece by piece is wasted time.
+    std::mem::forget((result, plan));
+    code
+}
+
+fn detail(quiet: bool, verbose: u8) -> Detail {
+    if quiet {
+        Detail::Quiet
+    } else if verbose > 0 {
+        Detail::Verbose
+    } else {
+        Detail::Normal
+    }
+}
+
+/// Writes the reports, prints the terminal summary and its last line, and returns the exit
+/// code of the verdict the reports carry: the same ending for `run` and `merge`.
+fn finish(
+    out: &Destinations,
+    detail: Detail,
+    verdict: Verdict,
+    build: &dyn Fn(&Verdict) -> Report,
+) -> ExitCode {
+    let (verdict, report) = write_reports(out, verdict, build);
     for reason in verdict.reasons() {
         if let Reason::ReportNotWritten(failure) = reason {
             eprintln!("error: {failure}");
         }
     }
-    let detail = if args.quiet {
-        Detail::Quiet
-    } else if args.verbose > 0 {
-        Detail::Verbose
-    } else {
-        Detail::Normal
-    };
     let summary = terminal::summary(&report, detail);
     // A report on standard output keeps it clean: the human summary goes to stderr.
-    if reports_to_stdout(args) > 0 {
+    if reports_to_stdout(out) > 0 {
         eprint!("{summary}");
     } else {
         print!("{summary}");
     }
-    // The process is about to exit: freeing a large run piece by piece is wasted time.
-    std::mem::forget((report, result, plan));
+    std::mem::forget(report);
     verdict.exit_code()
+}
+
+/// `preflight merge`: reads every shard report (any unreadable one, or one that is no shard
+/// report, is exit 2 naming it), then judges and reports the whole as `run` would.
+fn merge(args: &MergeArgs) -> ExitCode {
+    if reports_to_stdout(&args.out) > 1 {
+        eprintln!("error: only one report can go to standard output (`-`)");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let mut shards = Vec::new();
+    for path in &args.reports {
+        match crate::merge::read(path) {
+            Ok(shard) => shards.push(shard),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    }
+    let merged = crate::merge::merge(&shards);
+    drop(shards);
+    let build = |verdict: &Verdict| merged.report(verdict);
+    finish(
+        &args.out,
+        detail(args.quiet, args.verbose),
+        merged.verdict.clone(),
+        &build,
+    )
 }

@@ -61,6 +61,9 @@ pub enum Reason {
     },
     Internal(String),
     ReportNotWritten(String),
+    /// `merge`: the shard reports do not make up one whole run (a shard missing or given
+    /// twice, different suites, an aborted shard, a flow in two shards).
+    Merge(String),
 }
 
 impl Reason {
@@ -110,6 +113,7 @@ impl Reason {
             ),
             Reason::Internal(e) => format!("internal error: {e}"),
             Reason::ReportNotWritten(e) => e.clone(),
+            Reason::Merge(e) => e.clone(),
         }
     }
 

@@ -481,6 +481,8 @@ pub(crate) mod tests {
             flows,
             warnings: vec![],
             headline: format!("GATE {}", verdict.as_str()),
+            suite_digest: None,
+            shard: None,
         }
     }
 

@@ -54,6 +54,60 @@ pub struct Report {
     pub warnings: Vec<Warning>,
     /// The last line of the terminal output.
     pub headline: String,
+    /// Sharded runs and merged reports only: `sha256:<hex>` over the selected flows' files,
+    /// `preflight.toml`, the lock and the selection; the same for every shard of one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite_digest: Option<String>,
+    /// `run --shard K/N` only: which part this is, and what `merge` needs to judge the whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+}
+
+/// Which shard a report is, and what `merge` needs to judge the whole as one run would.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShardRecord {
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
+    /// Every selected flow of the whole run (all shards), in path order.
+    pub selected: Vec<String>,
+    /// The suite's `[gate]` policy.
+    pub gate: GateRecord,
+    /// The deadline, when this shard hit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_exceeded_ms: Option<u64>,
+    /// Failures of the engine itself in this shard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub internal_errors: Vec<String>,
+}
+
+/// The `[gate]` policy, as a shard report carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct GateRecord {
+    /// `null`: non-critical failures never fail the gate.
+    pub max_noncritical_failures: Option<usize>,
+    pub max_p95_latency_ms: Option<u64>,
+    pub fail_on_flaky: bool,
+}
+
+impl GateRecord {
+    pub fn of(gate: &crate::suite::GatePolicy) -> GateRecord {
+        GateRecord {
+            max_noncritical_failures: gate.max_noncritical_failures,
+            max_p95_latency_ms: gate.max_p95_latency.map(|d| d.as_millis() as u64),
+            fail_on_flaky: gate.fail_on_flaky,
+        }
+    }
+
+    pub fn policy(&self) -> crate::suite::GatePolicy {
+        crate::suite::GatePolicy {
+            max_noncritical_failures: self.max_noncritical_failures,
+            max_p95_latency: self
+                .max_p95_latency_ms
+                .map(std::time::Duration::from_millis),
+            fail_on_flaky: self.fail_on_flaky,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -78,7 +132,23 @@ impl Report {
     /// Builds the report from the run, masked: every value that came from staging, and every
     /// text made from one, goes through `redactor` on its way in.
     pub fn new(plan: &Plan, result: &RunResult, verdict: &Verdict, redactor: &Redactor) -> Report {
-        let mask: &dyn Mask = redactor;
+        let base_url = plan
+            .settings
+            .base_url
+            .as_ref()
+            .map(|u| redactor.mask_text(&shown_url(u)));
+        Report::of_result(&plan.settings.name, base_url, result, verdict, redactor)
+    }
+
+    /// Builds the report of `result` for the suite `suite` whose base URL shows as `base_url`:
+    /// `merge` builds its report of records already masked this way too.
+    pub fn of_result(
+        suite: &str,
+        base_url: Option<String>,
+        result: &RunResult,
+        verdict: &Verdict,
+        mask: &dyn Mask,
+    ) -> Report {
         let flows: Vec<FlowRecord> = result.flows.iter().map(|f| f.masked(mask)).collect();
         let count = |o: FlowOutcome| flows.iter().filter(|f| f.outcome == o).count();
         let latencies = result.latencies();
@@ -89,12 +159,8 @@ impl Report {
             schema: 1,
             tool: "preflight".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            suite: plan.settings.name.clone(),
-            base_url: plan
-                .settings
-                .base_url
-                .as_ref()
-                .map(|u| mask.mask_text(&shown_url(u))),
+            suite: suite.to_string(),
+            base_url,
             started_at: result.started_at.clone(),
             duration_ms: result.duration_ms,
             verdict: match verdict {
@@ -135,6 +201,8 @@ impl Report {
             flows,
             headline: mask.mask_text(&headline(result, verdict, warnings.len())),
             warnings,
+            suite_digest: None,
+            shard: None,
         }
     }
 

@@ -1,0 +1,440 @@
+//! `preflight merge`: shard reports joined into one run and judged as one run would be.
+//!
+//! Fail closed: the shards must make up exactly one whole run (every shard once, one suite
+//! digest, every selected flow in exactly one shard, no aborted shard), or the verdict fails
+//! with the reason named. The whole is re-judged by [`crate::verdict::judge`] itself, over a
+//! [`RunResult`] rebuilt from the records, so `[gate]` limits apply to the total.
+
+use crate::engine::result::{Attempt, WaitResult};
+use crate::engine::{self, FlowResult, RunResult, StepResult, Stop};
+use crate::integrity::{IntegrityResult, VersionResult};
+use crate::report::{FlowOutcome, FlowRecord, GateVerdict, Phase, Report, StepOutcome, StepRecord};
+use crate::suite::GatePolicy;
+use crate::verdict::{Reason, Verdict, judge};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Input that cannot be merged at all: exit 2, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: crate::fs::read::ReadError,
+    },
+    #[error("{path} is not a preflight JSON report of schema 1: {why}")]
+    NotAReport { path: PathBuf, why: String },
+    #[error("{path} is not a shard report (it has no `shard`): run each part with --shard K/N")]
+    NotAShard { path: PathBuf },
+}
+
+/// Why the shards do not make up one whole run: each one fails the merged verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("shard {index} of {count} missing")]
+    MissingShard { index: usize, count: usize },
+    #[error("shard {index} of {count} given twice ({first} and {second})")]
+    ShardTwice {
+        index: usize,
+        count: usize,
+        first: String,
+        second: String,
+    },
+    #[error("{file} is shard {index} of {count}, not of {expected}")]
+    CountDiffers {
+        file: String,
+        index: usize,
+        count: usize,
+        expected: usize,
+    },
+    #[error(
+        "{file} has suite digest {found}, not {expected}: shards of different suites, commits or selections"
+    )]
+    DigestDiffers {
+        file: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{file} was run with another selection or [gate] policy than {first}")]
+    PlanDiffers { file: String, first: String },
+    #[error("shard {index} of {count} was aborted")]
+    Aborted { index: usize, count: usize },
+    #[error("flow '{flow}' reported by shards {first} and {second}")]
+    FlowTwice {
+        flow: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("flow '{flow}' reported by shard {found}, but shard {owner} owns it")]
+    FlowMisplaced {
+        flow: String,
+        found: usize,
+        owner: usize,
+    },
+    #[error("flow '{flow}' reported by no shard")]
+    FlowMissing { flow: String },
+    #[error("flow '{flow}' of shard {shard} is not in the selection")]
+    FlowUnknown { flow: String, shard: usize },
+}
+
+/// One shard report, read and checked for shape.
+pub struct ShardReport {
+    pub path: PathBuf,
+    pub report: Report,
+}
+
+/// The whole, judged.
+pub struct Merged {
+    pub result: RunResult,
+    pub verdict: Verdict,
+    pub suite: String,
+    pub base_url: Option<String>,
+    pub suite_digest: Option<String>,
+}
+
+impl Merged {
+    /// The report of the whole with `verdict`: the records are masked already.
+    pub fn report(&self, verdict: &Verdict) -> Report {
+        let mut report = Report::of_result(
+            &self.suite,
+            self.base_url.clone(),
+            &self.result,
+            verdict,
+            &crate::redact::NoMask,
+        );
+        report.suite_digest = self.suite_digest.clone();
+        report
+    }
+}
+
+/// Reads one report file; anything that is not a schema-1 preflight shard report is an
+/// [`InputError`].
+pub fn read(path: &Path) -> Result<ShardReport, InputError> {
+    let text =
+        crate::fs::read::read_regular_text(path).map_err(|source| InputError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let not_a_report = |why: String| InputError::NotAReport {
+        path: path.to_path_buf(),
+        why,
+    };
+    let report: Report = serde_json::from_str(&text).map_err(|e| not_a_report(e.to_string()))?;
+    if report.schema != 1 || report.tool != "preflight" {
+        return Err(not_a_report(format!(
+            "schema {} of tool `{}`",
+            report.schema, report.tool
+        )));
+    }
+    if report.shard.is_none() {
+        return Err(InputError::NotAShard {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(ShardReport {
+        path: path.to_path_buf(),
+        report,
+    })
+}
+
+/// Joins the shards (at least one) into one run and judges it.
+pub fn merge(shards: &[ShardReport]) -> Merged {
+    let mut problems = consistency(shards);
+    let first = &shards[0].report;
+    let info = first
+        .shard
+        .as_ref()
+        .expect("read() keeps shard reports only");
+    let (flows, flow_problems) = join_flows(shards, &info.selected, info.count);
+    problems.extend(flow_problems);
+    let reports: Vec<&Report> = shards.iter().map(|s| &s.report).collect();
+    let result = RunResult {
+        started_at: reports
+            .iter()
+            .map(|r| r.started_at.clone())
+            .min()
+            .unwrap_or_default(),
+        duration_ms: reports.iter().map(|r| r.duration_ms).max().unwrap_or(0),
+        setup: worst_steps(reports.iter().map(|r| &r.setup)),
+        flows: flows.iter().map(flow_result).collect(),
+        stopped: reports
+            .iter()
+            .filter_map(|r| r.shard.as_ref()?.deadline_exceeded_ms)
+            .max()
+            .map(|deadline_ms| Stop::Deadline { deadline_ms }),
+        internal_errors: reports
+            .iter()
+            .filter_map(|r| r.shard.as_ref())
+            .flat_map(|s| s.internal_errors.iter().cloned())
+            .collect(),
+        wait: worst_wait(&reports),
+        integrity: worst_integrity(&reports),
+        deployed_version: worst_version(&reports),
+        teardown: worst_steps(reports.iter().map(|r| &r.teardown)),
+    };
+    let gate: GatePolicy = info.gate.policy();
+    let judged = judge(&result, &gate);
+    let verdict = if problems.is_empty() {
+        judged
+    } else {
+        let reasons = problems.iter().map(|p| Reason::Merge(p.to_string()));
+        Verdict::Failed(reasons.chain(judged.reasons().iter().cloned()).collect())
+    };
+    Merged {
+        result,
+        verdict,
+        suite: first.suite.clone(),
+        base_url: first.base_url.clone(),
+        suite_digest: first.suite_digest.clone(),
+    }
+}
+
+/// Every shard once, of one count, one digest, one selection and policy, none aborted.
+fn consistency(shards: &[ShardReport]) -> Vec<Problem> {
+    let first = &shards[0];
+    let info = first.report.shard.as_ref().expect("a shard report");
+    let count = info.count;
+    let name = |s: &ShardReport| s.path.display().to_string();
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<usize, &ShardReport> = BTreeMap::new();
+    for shard in shards {
+        let this = shard.report.shard.as_ref().expect("a shard report");
+        if this.count != count {
+            problems.push(Problem::CountDiffers {
+                file: name(shard),
+                index: this.index,
+                count: this.count,
+                expected: count,
+            });
+        }
+        if shard.report.suite_digest != first.report.suite_digest {
+            problems.push(Problem::DigestDiffers {
+                file: name(shard),
+                found: shown(&shard.report.suite_digest),
+                expected: shown(&first.report.suite_digest),
+            });
+        } else if this.selected != info.selected || this.gate != info.gate {
+            problems.push(Problem::PlanDiffers {
+                file: name(shard),
+                first: name(first),
+            });
+        }
+        if shard.report.verdict == GateVerdict::Aborted {
+            problems.push(Problem::Aborted {
+                index: this.index,
+                count: this.count,
+            });
+        }
+        if let Some(earlier) = seen.insert(this.index, shard) {
+            problems.push(Problem::ShardTwice {
+                index: this.index,
+                count: this.count,
+                first: name(earlier),
+                second: name(shard),
+            });
+        }
+    }
+    for index in (1..=count).filter(|i| !seen.contains_key(i)) {
+        problems.push(Problem::MissingShard { index, count });
+    }
+    problems
+}
+
+fn shown(digest: &Option<String>) -> String {
+    digest.clone().unwrap_or_else(|| "<none>".into())
+}
+
+/// The flows of every shard in the order of the selection, each once; a flow reported twice,
+/// by a shard that does not own it, by none, or outside the selection is a problem.
+fn join_flows(
+    shards: &[ShardReport],
+    selected: &[String],
+    count: usize,
+) -> (Vec<FlowRecord>, Vec<Problem>) {
+    let sorted = crate::shard::sorted_names(selected.iter().map(String::as_str));
+    let owners: BTreeMap<&str, usize> = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (*name, crate::shard::owner(i, count)))
+        .collect();
+    let mut problems = Vec::new();
+    let mut found: BTreeMap<&str, (usize, &FlowRecord)> = BTreeMap::new();
+    for shard in shards {
+        let index = shard.report.shard.as_ref().map_or(0, |s| s.index);
+        for flow in &shard.report.flows {
+            let Some(owner) = owners.get(flow.name.as_str()) else {
+                problems.push(Problem::FlowUnknown {
+                    flow: flow.name.clone(),
+                    shard: index,
+                });
+                continue;
+            };
+            if *owner != index {
+                problems.push(Problem::FlowMisplaced {
+                    flow: flow.name.clone(),
+                    found: index,
+                    owner: *owner,
+                });
+            }
+            if let Some((first, _)) = found.get(flow.name.as_str()) {
+                problems.push(Problem::FlowTwice {
+                    flow: flow.name.clone(),
+                    first: *first,
+                    second: index,
+                });
+            } else {
+                found.insert(&flow.name, (index, flow));
+            }
+        }
+    }
+    let mut flows = Vec::new();
+    for name in selected {
+        match found.get(name.as_str()) {
+            Some((_, flow)) => flows.push((*flow).clone()),
+            None => problems.push(Problem::FlowMissing { flow: name.clone() }),
+        }
+    }
+    (flows, problems)
+}
+
+/// The steps of the shard whose run of them went worst: a failure seen by one shard, or a
+/// flaky step, is kept; when all went well, the first shard's.
+fn worst_steps<'a>(lists: impl Iterator<Item = &'a Vec<StepRecord>>) -> Vec<StepResult> {
+    let badness = |steps: &Vec<StepRecord>| {
+        (
+            steps.iter().any(|s| s.outcome != StepOutcome::Passed),
+            steps.iter().any(|s| s.flaky),
+        )
+    };
+    let lists: Vec<&Vec<StepRecord>> = lists.collect();
+    let worst = lists
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, steps)| (badness(steps), std::cmp::Reverse(*i)))
+        .map(|(_, steps)| *steps);
+    worst.map_or_else(Vec::new, |steps| steps.iter().map(step_result).collect())
+}
+
+/// A `[wait]` that was not ready in any shard fails the whole.
+fn worst_wait(reports: &[&Report]) -> Option<WaitResult> {
+    let waits: Vec<_> = reports.iter().filter_map(|r| r.wait.as_ref()).collect();
+    let wait = waits.iter().find(|w| !w.ready).or(waits.first())?;
+    Some(WaitResult {
+        ready: wait.ready,
+        polls: wait.polls,
+        waited_ms: wait.waited_ms,
+        last: wait.last.clone(),
+    })
+}
+
+/// Per file, a mismatch seen by any shard.
+fn worst_integrity(reports: &[&Report]) -> Vec<IntegrityResult> {
+    let mut out: Vec<IntegrityResult> = Vec::new();
+    for record in reports.iter().flat_map(|r| &r.integrity) {
+        let result = IntegrityResult {
+            file: record.file.clone(),
+            expected: record.expected.clone(),
+            actual: record.actual.clone(),
+            served: record.served.clone(),
+            passed: record.passed,
+            message: record.message.clone(),
+            hint: record.hint.clone(),
+        };
+        match out.iter_mut().find(|r| r.file == record.file) {
+            Some(kept) if kept.passed && !record.passed => *kept = result,
+            Some(_) => {}
+            None => out.push(result),
+        }
+    }
+    out
+}
+
+/// A wrong deployed version seen by any shard.
+fn worst_version(reports: &[&Report]) -> Option<VersionResult> {
+    let versions: Vec<_> = reports
+        .iter()
+        .filter_map(|r| r.deployed_version.as_ref())
+        .collect();
+    let v = versions.iter().find(|v| !v.passed).or(versions.first())?;
+    Some(VersionResult {
+        expected: v.expected.clone(),
+        actual: v.actual.clone(),
+        passed: v.passed,
+        error: v.error.clone(),
+    })
+}
+
+fn flow_result(flow: &FlowRecord) -> FlowResult {
+    FlowResult {
+        name: flow.name.clone(),
+        file: flow.file.clone(),
+        tags: flow.tags.clone(),
+        critical: flow.critical,
+        outcome: match flow.outcome {
+            FlowOutcome::Passed => engine::FlowOutcome::Passed,
+            FlowOutcome::Failed => engine::FlowOutcome::Failed,
+            FlowOutcome::Warned => engine::FlowOutcome::Warned,
+            FlowOutcome::Skipped => engine::FlowOutcome::Skipped,
+        },
+        duration_ms: flow.duration_ms,
+        steps: flow.steps.iter().map(step_result).collect(),
+    }
+}
+
+/// A step record back as the engine's result: the records are already masked, and the report
+/// built from them again shows them as they are.
+fn step_result(step: &StepRecord) -> StepResult {
+    StepResult {
+        name: step.name.clone(),
+        phase: match step.phase {
+            Phase::Step => engine::Phase::Step,
+            Phase::Cleanup => engine::Phase::Cleanup,
+        },
+        method: step.method.clone(),
+        url: step.url.clone(),
+        status: step.status,
+        latency_ms: step.latency_ms,
+        attempts: step.attempts,
+        flaky: step.flaky,
+        earlier_attempts: step
+            .earlier_attempts
+            .iter()
+            .map(|a| Attempt {
+                status: a.status,
+                error: a.error.clone(),
+                latency_ms: a.latency_ms,
+            })
+            .collect(),
+        outcome: match step.outcome {
+            StepOutcome::Passed => engine::StepOutcome::Passed,
+            StepOutcome::Failed => engine::StepOutcome::Failed,
+            StepOutcome::Skipped => engine::StepOutcome::Skipped,
+        },
+        error: step.error.clone(),
+        assertions: step
+            .assertions
+            .iter()
+            .map(|a| crate::check::Assertion {
+                subject: a.subject.clone(),
+                op: a.op.clone(),
+                expected: a.expected.clone(),
+                actual: a.actual.clone(),
+                passed: a.passed,
+                message: a.message.clone(),
+            })
+            .collect(),
+        skipped_because: step.skipped_because.clone(),
+        body_excerpt: step.body_excerpt.clone(),
+        request_headers: step.request_headers.clone(),
+        polled: step.polled,
+        exchange: step.exchange.as_ref().map(|e| {
+            Box::new(engine::result::ExchangeDetail {
+                request_headers: e.request_headers.clone(),
+                request_body: e.request_body.clone(),
+                response_headers: e.response_headers.clone(),
+                response_body: e.response_body.clone(),
+            })
+        }),
+    }
+}

@@ -1,0 +1,310 @@
+//! Sharding: which part of the selected flows one machine runs (`--shard K/N`, `--shard auto`),
+//! and the suite digest that lets `merge` refuse to join shards of different suites.
+//!
+//! The split depends on the flow names alone, so every machine computes the same parts
+//! without talking to the others.
+
+use crate::suite::Plan;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// One part of N: `index` is 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// What `--shard` was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardArg {
+    Fixed(Shard),
+    /// Read from the CI's own variables.
+    Auto,
+}
+
+/// Why no shard could be decided: a usage error (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("--shard expects K/N with 1 <= K <= N, or `auto`; got `{0}`")]
+    Syntax(String),
+    #[error(
+        "--shard auto found no parallel job: set CI_NODE_INDEX and CI_NODE_TOTAL (GitLab parallel:), \
+         BUILDKITE_PARALLEL_JOB and BUILDKITE_PARALLEL_JOB_COUNT (Buildkite), CIRCLE_NODE_INDEX and \
+         CIRCLE_NODE_TOTAL (CircleCI), or JOB_COMPLETION_INDEX with --shard-count N (Kubernetes \
+         Indexed Job); or give --shard K/N"
+    )]
+    NoneFound,
+    #[error("--shard auto: {set} is set but {missing} is not")]
+    Partial {
+        set: &'static str,
+        missing: &'static str,
+    },
+    #[error("--shard auto: {name}=`{value}` is not a shard index of {count} ({base}-based)")]
+    BadIndex {
+        name: &'static str,
+        value: String,
+        count: usize,
+        base: usize,
+    },
+    #[error("--shard auto: {name}=`{value}` is not a positive number of shards")]
+    BadCount { name: &'static str, value: String },
+    #[error("--shard-count {given} disagrees with {name}={found}")]
+    CountConflict {
+        given: usize,
+        name: &'static str,
+        found: usize,
+    },
+    #[error(
+        "--shard {index}/{count}: the selection has only {flows} flows, so some shards would run none; use at most {flows} shards"
+    )]
+    TooManyShards {
+        index: usize,
+        count: usize,
+        flows: usize,
+    },
+}
+
+/// Parses `K/N` or `auto`.
+pub fn parse(text: &str) -> Result<ShardArg, ShardError> {
+    if text == "auto" {
+        return Ok(ShardArg::Auto);
+    }
+    let bad = || ShardError::Syntax(text.to_string());
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (index, count) = (
+        k.trim().parse::<usize>().map_err(|_| bad())?,
+        n.trim().parse::<usize>().map_err(|_| bad())?,
+    );
+    if index == 0 || index > count {
+        return Err(bad());
+    }
+    Ok(ShardArg::Fixed(Shard { index, count }))
+}
+
+/// The CI variables `--shard auto` reads, in the order it looks: (index, total, index base).
+const CI_PAIRS: [(&str, &str, usize); 3] = [
+    ("CI_NODE_INDEX", "CI_NODE_TOTAL", 1),
+    ("BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),
+    ("CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0),
+];
+
+/// The Kubernetes Indexed Job's 0-based index; its count comes from `--shard-count`.
+const K8S_INDEX: &str = "JOB_COMPLETION_INDEX";
+
+/// Decides the shard of `--shard auto` from the environment: GitLab, Buildkite, CircleCI,
+/// then Kubernetes. A half-set pair is an error rather than a fallback, so a misconfigured
+/// job never silently runs another part (or the whole).
+pub fn detect(
+    env: &dyn Fn(&str) -> Option<String>,
+    shard_count: Option<usize>,
+) -> Result<Shard, ShardError> {
+    let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    for (index_name, total_name, base) in CI_PAIRS {
+        match (get(index_name), get(total_name)) {
+            (None, None) => continue,
+            (Some(_), None) => {
+                return Err(ShardError::Partial {
+                    set: index_name,
+                    missing: total_name,
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ShardError::Partial {
+                    set: total_name,
+                    missing: index_name,
+                });
+            }
+            (Some(index), Some(total)) => {
+                let count = positive(total_name, &total)?;
+                if let Some(given) = shard_count.filter(|g| *g != count) {
+                    return Err(ShardError::CountConflict {
+                        given,
+                        name: total_name,
+                        found: count,
+                    });
+                }
+                return indexed(index_name, &index, base, count);
+            }
+        }
+    }
+    match (get(K8S_INDEX), shard_count) {
+        (Some(index), Some(count)) => indexed(K8S_INDEX, &index, 0, count),
+        (Some(_), None) => Err(ShardError::Partial {
+            set: K8S_INDEX,
+            missing: "--shard-count",
+        }),
+        (None, Some(_)) => Err(ShardError::Partial {
+            set: "--shard-count",
+            missing: K8S_INDEX,
+        }),
+        (None, None) => Err(ShardError::NoneFound),
+    }
+}
+
+fn positive(name: &'static str, value: &str) -> Result<usize, ShardError> {
+    value
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ShardError::BadCount {
+            name,
+            value: value.to_string(),
+        })
+}
+
+fn indexed(
+    name: &'static str,
+    value: &str,
+    base: usize,
+    count: usize,
+) -> Result<Shard, ShardError> {
+    let bad = || ShardError::BadIndex {
+        name,
+        value: value.to_string(),
+        count,
+        base,
+    };
+    let raw = value.trim().parse::<usize>().map_err(|_| bad())?;
+    let index = (raw + 1).checked_sub(base).ok_or_else(bad)?;
+    if index == 0 || index > count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
+}
+
+/// The shard (1-based) that owns the flow at `position` of the selection sorted by name:
+/// round robin, so the parts differ in size by at most one flow.
+pub fn owner(position: usize, count: usize) -> usize {
+    position % count + 1
+}
+
+/// The selected flow names sorted the way the split sorts them.
+pub fn sorted_names<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    names
+}
+
+/// Keeps the flows of `shard`, in their path order. More shards than flows is refused: an empty
+/// shard would have nothing to prove.
+pub fn keep(plan: &mut Plan, shard: Shard) -> Result<(), ShardError> {
+    let flows = plan.flows.len();
+    if shard.count > flows {
+        return Err(ShardError::TooManyShards {
+            index: shard.index,
+            count: shard.count,
+            flows,
+        });
+    }
+    let sorted = sorted_names(plan.flows.iter().map(|f| f.name.as_str()));
+    let mine: std::collections::HashSet<String> = sorted
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| owner(*i, shard.count) == shard.index)
+        .map(|(_, name)| name.to_string())
+        .collect();
+    plan.flows.retain(|f| mine.contains(&f.name));
+    Ok(())
+}
+
+/// `sha256:<hex>` over the selected flows' files, `preflight.toml`, the lock and the selected
+/// names (in path order): the same for every shard of one run, different as soon as a file,
+/// the lock or the selection differs. Each part is length-prefixed so no two inputs collide.
+pub fn suite_digest(plan: &Plan) -> std::io::Result<String> {
+    let dir = &plan.settings.dir;
+    let mut hasher = Sha256::new();
+    let mut part = |label: &str, bytes: &[u8]| {
+        for piece in [label.as_bytes(), bytes] {
+            hasher.update((piece.len() as u64).to_le_bytes());
+            hasher.update(piece);
+        }
+    };
+    for name in ["preflight.toml", crate::integrity::LOCK_FILE] {
+        part(name, &read_optional(&dir.join(name))?);
+    }
+    let mut files: Vec<&str> = plan.flows.iter().map(|f| f.file.as_str()).collect();
+    files.dedup();
+    for file in files {
+        part(file, &std::fs::read(dir.join(file))?);
+    }
+    for flow in &plan.flows {
+        part("selected", flow.name.as_bytes());
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// A file's bytes; an absent file reads as a marker distinct from an empty one.
+fn read_optional(path: &Path) -> std::io::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(b"\0absent".to_vec()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_k_of_n_and_refuses_the_rest() {
+        assert_eq!(
+            parse("2/4"),
+            Ok(ShardArg::Fixed(Shard { index: 2, count: 4 }))
+        );
+        assert_eq!(parse("auto"), Ok(ShardArg::Auto));
+        for bad in ["0/4", "5/4", "4", "a/b", "1/0", ""] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn auto_refuses_half_set_and_conflicting_variables() {
+        let detected = |vars, count| detect(&env_of(vars), count);
+        assert_eq!(
+            detected(&[("CI_NODE_INDEX", "1")], None),
+            Err(ShardError::Partial {
+                set: "CI_NODE_INDEX",
+                missing: "CI_NODE_TOTAL"
+            })
+        );
+        assert!(matches!(
+            detected(&[("CI_NODE_INDEX", "1"), ("CI_NODE_TOTAL", "2")], Some(3)),
+            Err(ShardError::CountConflict { .. })
+        ));
+        assert!(matches!(
+            detected(
+                &[("CIRCLE_NODE_INDEX", "2"), ("CIRCLE_NODE_TOTAL", "2")],
+                None
+            ),
+            Err(ShardError::BadIndex { .. })
+        ));
+        assert!(matches!(
+            detected(&[("CI_NODE_INDEX", "0"), ("CI_NODE_TOTAL", "2")], None),
+            Err(ShardError::BadIndex { .. })
+        ));
+        assert_eq!(
+            detected(&[("JOB_COMPLETION_INDEX", "3")], Some(4)),
+            Ok(Shard { index: 4, count: 4 })
+        );
+        assert_eq!(detected(&[], None), Err(ShardError::NoneFound));
+    }
+
+    #[test]
+    fn round_robin_is_balanced() {
+        let counts: Vec<usize> = (1..=4)
+            .map(|k| (0..62).filter(|i| owner(*i, 4) == k).count())
+            .collect();
+        assert_eq!(counts, [16, 16, 15, 15]);
+    }
+}

@@ -854,7 +854,12 @@ fn sharded(plan: &mut Plan, arg: ShardArg, count: Option<u32>) -> Result<ShardPa
         ShardArg::Fixed(shard) => shard,
         ShardArg::Auto => shard::detect(&env, count.map(|n| n as usize)).map_err(|e| usage(&e))?,
     };
-    let digest = shard::suite_digest(plan)
+    if let (ShardArg::Fixed(_), Some(count)) = (&arg, count) {
+        return Err(usage(&format!(
+            "--shard-count {count} goes with --shard auto; --shard K/N names the count itself"
+        )));
+    }
+    let digest = shard::suite_digest(plan, &env)
         .map_err(|e| usage(&format!("cannot read the suite to digest it: {e}")))?;
     let selected = plan.flows.iter().map(|f| f.name.clone()).collect();
     shard::keep(plan, shard).map_err(|e| usage(&e))?;

@@ -34,6 +34,8 @@ pub enum InputError {
 pub enum Problem {
     #[error("shard {index} of {count} missing")]
     MissingShard { index: usize, count: usize },
+    #[error("{file} tested another deployment than {first} (the deployed versions differ)")]
+    VersionDiffers { file: String, first: String },
     #[error("shard {index} of {count} given twice ({first} and {second})")]
     ShardTwice {
         index: usize,
@@ -127,10 +129,24 @@ pub fn read(path: &Path) -> Result<ShardReport, InputError> {
             report.schema, report.tool
         )));
     }
-    if report.shard.is_none() {
+    let Some(shard) = &report.shard else {
         return Err(InputError::NotAShard {
             path: path.to_path_buf(),
         });
+    };
+    // A report names its shard among the selection's flows: a count of 0 or beyond the flows
+    // (or an index outside it) is no shard a run writes, and must not drive the merge.
+    if shard.count == 0
+        || shard.count > shard.selected.len()
+        || shard.index == 0
+        || shard.index > shard.count
+    {
+        return Err(not_a_report(format!(
+            "shard {} of {} over {} selected flows is no shard a run writes",
+            shard.index,
+            shard.count,
+            shard.selected.len()
+        )));
     }
     Ok(ShardReport {
         path: path.to_path_buf(),
@@ -220,6 +236,9 @@ fn consistency(shards: &[ShardReport]) -> Vec<Problem> {
                 first: name(first),
             });
         }
+        if let Some(version) = differing_version(first, shard) {
+            problems.push(version);
+        }
         if shard.report.verdict == GateVerdict::Aborted {
             problems.push(Problem::Aborted {
                 index: this.index,
@@ -239,6 +258,22 @@ fn consistency(shards: &[ShardReport]) -> Vec<Problem> {
         problems.push(Problem::MissingShard { index, count });
     }
     problems
+}
+
+/// Shards that saw different deployed versions tested different deployments: their parts do
+/// not make up one run, whatever the suite says.
+fn differing_version(first: &ShardReport, shard: &ShardReport) -> Option<Problem> {
+    let seen = |s: &ShardReport| {
+        s.report
+            .deployed_version
+            .as_ref()
+            .map(|v| (v.expected.clone(), v.actual.clone()))
+    };
+    let (a, b) = (seen(first), seen(shard));
+    (a != b).then(|| Problem::VersionDiffers {
+        file: shard.path.display().to_string(),
+        first: first.path.display().to_string(),
+    })
 }
 
 fn shown(digest: &Option<String>) -> String {

@@ -167,7 +167,10 @@ fn indexed(
         base,
     };
     let raw = value.trim().parse::<usize>().map_err(|_| bad())?;
-    let index = (raw + 1).checked_sub(base).ok_or_else(bad)?;
+    let index = raw
+        .checked_add(1)
+        .and_then(|i| i.checked_sub(base))
+        .ok_or_else(bad)?;
     if index == 0 || index > count {
         return Err(bad());
     }
@@ -209,10 +212,25 @@ pub fn keep(plan: &mut Plan, shard: Shard) -> Result<(), ShardError> {
     Ok(())
 }
 
-/// `sha256:<hex>` over the selected flows' files, `preflight.toml`, the lock and the selected
-/// names (in path order): the same for every shard of one run, different as soon as a file,
-/// the lock or the selection differs. Each part is length-prefixed so no two inputs collide.
-pub fn suite_digest(plan: &Plan) -> std::io::Result<String> {
+/// The environment variables that name one pipeline run on each CI (and `PREFLIGHT_RUN_ID`
+/// elsewhere): shards of one run share them, a stale report of an earlier run does not.
+pub const RUN_ID_VARS: [&str; 5] = [
+    "PREFLIGHT_RUN_ID",
+    "GITHUB_RUN_ID",
+    "CI_PIPELINE_ID",
+    "BUILDKITE_BUILD_ID",
+    "CIRCLE_WORKFLOW_ID",
+];
+
+/// `sha256:<hex>` over everything that decides what a shard checks: the selected flows' files,
+/// `preflight.toml`, the lock, the files the flows read (`json_schema`, `body_file`, hashes),
+/// the effective base URL, every variable (`[vars]`, `--var`, `--vars-file`, rows), the
+/// `env.` values, the limits, the selected names, and the run id of the CI pipeline. It is the
+/// same for every shard of one run and differs as soon as any of these does, so shards of
+/// different suites, settings, deployments or runs are never joined. Secrets are left out (a
+/// report holds nothing derived from them). Each part is length-prefixed so no two inputs
+/// collide.
+pub fn suite_digest(plan: &Plan, env: &dyn Fn(&str) -> Option<String>) -> std::io::Result<String> {
     let dir = &plan.settings.dir;
     let mut hasher = Sha256::new();
     let mut part = |label: &str, bytes: &[u8]| {
@@ -231,8 +249,70 @@ pub fn suite_digest(plan: &Plan) -> std::io::Result<String> {
     }
     for flow in &plan.flows {
         part("selected", flow.name.as_bytes());
+        part(
+            "vars",
+            serde_json::to_string(&flow.vars)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        for step in flow.steps.iter().chain(&flow.cleanup) {
+            step_inputs(dir, step, &mut part)?;
+        }
+    }
+    for step in plan.setup.iter().chain(&plan.teardown) {
+        step_inputs(dir, step, &mut part)?;
+    }
+    let settings = &plan.settings;
+    let base_url = settings.base_url.as_ref().map_or("", |u| u.as_str());
+    part("base_url", base_url.as_bytes());
+    part(
+        "suite vars",
+        serde_json::to_string(&settings.vars)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    let cli: std::collections::BTreeMap<_, _> = settings.cli_vars.iter().collect();
+    part(
+        "--var",
+        serde_json::to_string(&cli).unwrap_or_default().as_bytes(),
+    );
+    let env_values: std::collections::BTreeMap<_, _> = plan.env.iter().collect();
+    part(
+        "env",
+        serde_json::to_string(&env_values)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    let limits = format!(
+        "{:?} {:?} {} {}",
+        settings.timeout, settings.deadline, settings.max_body, settings.follow_redirects
+    );
+    part("limits", limits.as_bytes());
+    for var in RUN_ID_VARS {
+        part(var, env(var).unwrap_or_default().as_bytes());
     }
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// The files a step reads (its body file, the schemas its expectations validate against) and
+/// the hashes it expects.
+fn step_inputs(
+    dir: &Path,
+    step: &crate::suite::Step,
+    part: &mut dyn FnMut(&str, &[u8]),
+) -> std::io::Result<()> {
+    use crate::check::Op;
+    if let crate::suite::Body::File { bytes, .. } = &step.body {
+        part("body_file", bytes);
+    }
+    for expectation in &step.expectations {
+        match &expectation.op {
+            Op::JsonSchema(schema) => part("json_schema", &read_optional(&dir.join(&schema.file))?),
+            Op::Sha256(hex) | Op::Sha256OfFile { hex, .. } => part("sha256", hex.as_bytes()),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A file's bytes; an absent file reads as a marker distinct from an empty one.

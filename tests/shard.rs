@@ -705,3 +705,89 @@ fn sharded_pipeline_examples_agree_with_themselves() {
         }
     }
 }
+
+/// Extra arguments and environment of one shard run.
+type Args<'a> = &'a [&'a str];
+type Env<'a> = &'a [(&'a str, &'a str)];
+
+/// Found by attacking merge: shards run with other settings, against another deployment or
+/// in another pipeline run must never be joined, and hand-made shard numbers never drive it.
+#[tokio::test]
+async fn shards_of_other_settings_deployments_or_runs_are_never_joined() {
+    let server = staging().await;
+    let suite = small_suite(&server.uri(), "");
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    let one = |extra: &'static [&'static str], env: &'static [(&'static str, &'static str)]| {
+        let (suite, json) = (suite.path().to_path_buf(), at("1.json"));
+        async move {
+            run(
+                &suite,
+                &json,
+                &[&["--shard", "1/2"][..], extra].concat(),
+                env,
+            )
+            .await
+        }
+    };
+    // Shard 2 of the same run, the reference.
+    run(
+        suite.path(),
+        &at("2.json"),
+        &["--shard", "2/2"],
+        &[("PREFLIGHT_RUN_ID", "r1")],
+    )
+    .await;
+    let cases: [(Args, Env); 3] = [
+        (
+            &["--base-url", "http://127.0.0.1:9"],
+            &[("PREFLIGHT_RUN_ID", "r1")],
+        ),
+        (&["--var", "release=B"], &[("PREFLIGHT_RUN_ID", "r1")]),
+        (&[], &[("PREFLIGHT_RUN_ID", "an-earlier-run")]),
+    ];
+    for (extra, env) in cases {
+        one(extra, env).await;
+        assert_merge_fails(&[at("1.json"), at("2.json")], "digest").await;
+    }
+    // The same run, but a report that says it saw another deployment.
+    one(&[], &[("PREFLIGHT_RUN_ID", "r1")]).await;
+    let other = edit(&at("2.json"), &at("2b.json"), |r| {
+        r["deployed_version"] =
+            serde_json::json!({ "expected": "B", "actual": "B", "passed": true });
+    });
+    assert_merge_fails(&[at("1.json"), other], "another deployment").await;
+    // Shard numbers no run writes are input errors, never a panic or a huge allocation.
+    for (index, count) in [(0, 0), (1, 1_000_000_000_000u64)] {
+        let bad = edit(&at("1.json"), &at("bad.json"), |r| {
+            r["shard"]["index"] = index.into();
+            r["shard"]["count"] = count.into();
+        });
+        let merged = merge(&[bad], dir.path()).await;
+        assert_eq!(merged.status.code(), Some(2), "{}", text(&merged.stderr));
+    }
+}
+
+/// `--shard auto` with an index no number type holds, and `--shard-count` with a fixed
+/// shard, are usage errors.
+#[tokio::test]
+async fn odd_shard_arguments_are_usage_errors() {
+    let server = staging().await;
+    let suite = small_suite(&server.uri(), "");
+    let json = suite.path().join("r.json");
+    let huge = [
+        ("CIRCLE_NODE_INDEX", "18446744073709551615"),
+        ("CIRCLE_NODE_TOTAL", "2"),
+    ];
+    let out = run(suite.path(), &json, &["--shard", "auto"], &huge).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = run(
+        suite.path(),
+        &json,
+        &["--shard", "1/2", "--shard-count", "3"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--shard-count 3 goes with --shard auto"));
+}

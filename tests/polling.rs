@@ -4,7 +4,7 @@
 mod binary;
 mod hermetic;
 
-use binary::{preflight, run_all, suite};
+use binary::{count, preflight, run_all, suite};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -30,14 +30,6 @@ async fn order_staging(pending: u64) -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-async fn count(server: &MockServer, m: &str, p: &str) -> usize {
-    let requests = server.received_requests().await.expect("recording is on");
-    requests
-        .iter()
-        .filter(|r| r.method.as_str() == m && r.url.path() == p)
-        .count()
 }
 
 fn order_flow(poll: &str) -> String {

@@ -5,7 +5,7 @@
 mod binary;
 mod hermetic;
 
-use binary::{run_all, suite};
+use binary::{count, run_all, suite};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
@@ -44,14 +44,6 @@ async fn staging(delete_status: u16) -> MockServer {
     let slow = ResponseTemplate::new(200).set_delay(Duration::from_secs(20));
     mount("GET", "/slow", slow).mount(&server).await;
     server
-}
-
-async fn count(server: &MockServer, m: &str, p: &str) -> usize {
-    let requests = server.received_requests().await.expect("recording is on");
-    requests
-        .iter()
-        .filter(|r| r.method.as_str() == m && r.url.path() == p)
-        .count()
 }
 
 fn flow(p: &str) -> String {

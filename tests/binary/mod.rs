@@ -159,3 +159,12 @@ pub async fn echo_staging() -> MockServer {
         .await;
     server
 }
+
+/// How many `m` requests for path `p` the server received.
+pub async fn count(server: &MockServer, m: &str, p: &str) -> usize {
+    let requests = server.received_requests().await.expect("recording is on");
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == m && r.url.path() == p)
+        .count()
+}

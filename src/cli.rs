@@ -277,6 +277,8 @@ fn write_reports(
     // through (standard output, a FIFO, the step summary) cannot be taken back, so it goes
     // last, with the verdict the files already hold.
     let (mut verdict, mut report, committed) = commit_all(reversible, verdict, report, build);
+    let mut through = through;
+    through.sort_by_key(|o| o.dest.write_through_rank());
     for mut output in through {
         if let Err(e) = output.dest.stage(|out| output.kind.render(&report, out)) {
             verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
@@ -899,7 +901,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     let options = RunOptions {
         show_sensitive_headers: args.show_sensitive_headers,
         events: EventSink::new(sender),
-        interrupt,
+        interrupt: interrupt.clone(),
         fail_fast: args.fail_fast,
         capture_exchanges: args.verbose >= 2 && !args.quiet,
     };
@@ -909,13 +911,18 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     // From now on a signal ends the process at once (exit 130): nothing is left to stop
     // gracefully, and writing a report (to a FIFO nobody reads) must never outlast a cancel.
     run_over.cancel();
-    let result = match finished {
+    let mut result = match finished {
         Ok(result) => result,
         Err(e) => {
             println!("GATE FAILED: internal error: the run did not complete ({e})");
             return ExitCode::from(1);
         }
     };
+    // A signal that came after the engine stopped listening, but before the run was over,
+    // still interrupts it: the pipeline asked to stop, and never gets a PASS for it.
+    if interrupt.is_cancelled() && result.stopped.is_none() {
+        result.stopped = Some(engine::Stop::Interrupted);
+    }
     let _ = shown.await;
     let build = |verdict: &Verdict| {
         let mut report = Report::new(&plan, &result, verdict, &redactor);

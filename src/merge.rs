@@ -62,6 +62,12 @@ pub enum Problem {
     PlanDiffers { file: String, first: String },
     #[error("shard {index} of {count} was aborted")]
     Aborted { index: usize, count: usize },
+    #[error("shard {index} of {count} failed on its own: {reasons}")]
+    ShardFailed {
+        index: usize,
+        count: usize,
+        reasons: String,
+    },
     #[error("flow '{flow}' reported by shards {first} and {second}")]
     FlowTwice {
         flow: String,
@@ -191,6 +197,25 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
     };
     let gate: GatePolicy = info.gate.policy();
     let judged = judge(&result, &gate);
+    // A shard that failed for a reason its records do not carry (a report it could not
+    // write, say) must not vanish into a passing whole: its own verdict stands.
+    if judged == Verdict::Passed {
+        for shard in shards
+            .iter()
+            .filter(|s| s.report.verdict == GateVerdict::Fail)
+        {
+            let this = shard
+                .report
+                .shard
+                .as_ref()
+                .expect("read() keeps shard reports only");
+            problems.push(Problem::ShardFailed {
+                index: this.index,
+                count: this.count,
+                reasons: shard.report.reasons.join("; "),
+            });
+        }
+    }
     let verdict = if problems.is_empty() {
         judged
     } else {

@@ -791,3 +791,24 @@ async fn odd_shard_arguments_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--shard-count 3 goes with --shard auto"));
 }
+
+/// A shard that failed on its own (here: a report it could not write) fails the merge, even
+/// though every flow of it passed.
+#[tokio::test]
+async fn a_shard_that_failed_on_its_own_fails_the_merge() {
+    let server = staging().await;
+    let suite = small_suite(&server.uri(), "");
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    let env = [("PREFLIGHT_RUN_ID", "r2")];
+    let failed = run(
+        suite.path(),
+        &at("1.json"),
+        &["--shard", "1/2", "--junit", "/nonexistent-dir/x.xml"],
+        &env,
+    )
+    .await;
+    assert_eq!(failed.status.code(), Some(1));
+    run(suite.path(), &at("2.json"), &["--shard", "2/2"], &env).await;
+    assert_merge_fails(&[at("1.json"), at("2.json")], "failed on its own").await;
+}

@@ -349,14 +349,19 @@ async fn execute(
         Ok(sent) => sent,
         Err(failed) => return failed,
     };
-    let detail = shared
-        .capture_exchanges
-        .then(|| Box::new(exchange_detail(shared, &sent)));
     let observed = observe(sent.exchange);
-    // Captures first, so that a secret capture is masked in this step's own assertions; they
-    // are taken even when an assertion failed, so that cleanups can still delete what the
-    // step created.
+    // Captures first, so that a secret capture is masked in this step's own assertions and
+    // `-vv` detail (before either is cut to an excerpt); they are taken even when an assertion
+    // failed, so that cleanups can still delete what the step created.
     let missed = take_captures(shared, step, &observed, scope);
+    let detail = shared.capture_exchanges.then(|| {
+        Box::new(exchange_detail(
+            shared,
+            &sent.shown_headers,
+            sent.shown_body.as_deref(),
+            &observed,
+        ))
+    });
     let mut assertions = judge(shared, step, &observed, scope);
     assertions.extend(missed);
     let passed = assertions.iter().all(|a| a.passed);
@@ -399,34 +404,33 @@ const DETAIL_MAX_HEADERS: usize = 100;
 /// What `-vv` shows of an exchange: the request from its shown forms (rendered with every
 /// sensitive value as `***`), the response masked by value before it is cut, and the values
 /// of sensitive headers as `***` unless `--show-sensitive-headers`.
-fn exchange_detail(shared: &Shared, sent: &Sent) -> ExchangeDetail {
+fn exchange_detail(
+    shared: &Shared,
+    shown_headers: &BTreeMap<String, String>,
+    shown_request_body: Option<&str>,
+    observed: &Observed,
+) -> ExchangeDetail {
     let mask = &*shared.redactor;
     let cut = |text: &str, max: usize| excerpt(&mask.mask_text(text), max);
-    let request_headers = sent
-        .shown_headers
+    let request_headers = shown_headers
         .iter()
         .take(DETAIL_MAX_HEADERS)
         .map(|(n, v)| (n.clone(), cut(v, DETAIL_HEADER_CHARS)))
         .collect();
-    let response_headers = sent
-        .exchange
+    let response_headers = observed
         .headers
         .iter()
         .take(DETAIL_MAX_HEADERS)
         .map(|(name, value)| {
-            let value = String::from_utf8_lossy(value.as_bytes());
-            let shown = shown_header(name.as_str(), &value, shared.show_sensitive_headers);
-            (name.to_string(), cut(&shown, DETAIL_HEADER_CHARS))
+            let shown = shown_header(name, value, shared.show_sensitive_headers);
+            (name.clone(), cut(&shown, DETAIL_HEADER_CHARS))
         })
         .collect();
-    let body = &sent.exchange.body;
+    let body = &observed.body;
     let response_body = (!body.is_empty()).then(|| shown_body(mask, body));
     ExchangeDetail {
         request_headers,
-        request_body: sent
-            .shown_body
-            .as_deref()
-            .map(|b| cut(b, DETAIL_EXCERPT_CHARS)),
+        request_body: shown_request_body.map(|b| cut(b, DETAIL_EXCERPT_CHARS)),
         response_headers,
         response_body,
     }

@@ -97,6 +97,18 @@ impl Prepared {
         Ok(Prepared { sink })
     }
 
+    /// The order in which outputs that cannot be taken back are written: the ones most likely
+    /// to fail (a FIFO or device whose reader may go away) first, the step summary next,
+    /// standard output last, so that a failure still changes the verdict the others show.
+    pub fn write_through_rank(&self) -> u8 {
+        match self.sink {
+            Sink::Through(_) => 0,
+            Sink::Append(_) => 1,
+            Sink::Stdout => 2,
+            Sink::Atomic { .. } => 3,
+        }
+    }
+
     /// Whether what [`Prepared::stage`] writes can still be replaced (by staging again) or
     /// dropped: true until the rename, for a temporary file only.
     pub fn is_reversible(&self) -> bool {

@@ -298,13 +298,24 @@ impl Plan {
                 ));
             }
         }
-        self.flows.retain(|flow| {
+        let by_tags = |flow: &Flow| {
             let tagged = tags.is_empty() || flow.tags.iter().any(|t| tags.contains(t));
             let skipped = flow.tags.iter().any(|t| skip_tags.contains(t));
-            let named = names.is_empty()
-                || names.contains(&flow.name)
-                || flow.row_of.as_ref().is_some_and(|of| names.contains(of));
-            tagged && !skipped && named
+            tagged && !skipped
+        };
+        let named =
+            |flow: &Flow, name: &String| flow.name == *name || flow.row_of.as_ref() == Some(name);
+        // A flow named with --flow and then filtered out by --tag or --skip-tag would silently
+        // not run: a named flow must run, or the selection is a usage error.
+        for name in names.iter().filter(|n| known_names.contains(&n.as_str())) {
+            if !self.flows.iter().any(|f| named(f, name) && by_tags(f)) {
+                unmatched.push(format!(
+                    "--flow '{name}' is left out by the --tag/--skip-tag filters: name it without them, or drop it"
+                ));
+            }
+        }
+        self.flows.retain(|flow| {
+            by_tags(flow) && (names.is_empty() || names.iter().any(|n| named(flow, n)))
         });
         unmatched
     }

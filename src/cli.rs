@@ -913,10 +913,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     run_over.cancel();
     let mut result = match finished {
         Ok(result) => result,
-        Err(e) => {
-            println!("GATE FAILED: internal error: the run did not complete ({e})");
-            return ExitCode::from(1);
-        }
+        Err(e) => engine::failed_run(&plan, format!("the run did not complete ({e})")),
     };
     // A signal that came after the engine stopped listening, but before the run was over,
     // still interrupts it: the pipeline asked to stop, and never gets a PASS for it.

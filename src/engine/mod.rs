@@ -378,6 +378,28 @@ fn collect(
     });
 }
 
+/// What is known of a run whose engine task failed (a panic): nothing ran to the end, so every
+/// flow is skipped and the failure is an internal error, which fails the gate. The reports are
+/// still written from it, so that none left by an earlier run stands at their paths.
+pub fn failed_run(plan: &Plan, why: String) -> RunResult {
+    RunResult {
+        started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        duration_ms: 0,
+        setup: Vec::new(),
+        flows: plan
+            .flows
+            .iter()
+            .map(|f| skipped_flow(f, "the run did not complete"))
+            .collect(),
+        stopped: None,
+        internal_errors: vec![why],
+        wait: None,
+        integrity: Vec::new(),
+        deployed_version: None,
+        teardown: Vec::new(),
+    }
+}
+
 pub(crate) fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResult {
     FlowResult {
         name: flow.name.clone(),

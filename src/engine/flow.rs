@@ -99,7 +99,14 @@ async fn run_steps(
             continue;
         }
         record.running(step, Phase::Step);
-        let result = run_timed(shared, Some(index), step, Phase::Step, scope, jar).await;
+        let run = StepRun {
+            shared,
+            flow: Some(index),
+            step,
+            phase: Phase::Step,
+            jar,
+        };
+        let result = run_timed(run, scope).await;
         failed = result.outcome != StepOutcome::Passed;
         record.push(result);
         if failed && flow.critical {
@@ -173,7 +180,7 @@ async fn run_cleanup(
     }
     record.running(step, Phase::Cleanup);
     tokio::select! {
-        result = run_timed(shared, Some(index), step, Phase::Cleanup, scope, jar) => result,
+        result = run_timed(StepRun { shared, flow: Some(index), step, phase: Phase::Cleanup, jar }, scope) => result,
         () = grace_over(shared) => unfinished(),
     }
 }
@@ -186,35 +193,33 @@ pub(super) async fn grace_over(shared: &Shared) {
     tokio::time::sleep_until((at + CLEANUP_GRACE).into()).await;
 }
 
+/// One step to run: the run it belongs to, its flow (`None`: the suite's setup or teardown),
+/// the step, its phase and the cookie jar it uses.
+#[derive(Clone, Copy)]
+pub struct StepRun<'a> {
+    pub shared: &'a Shared,
+    pub flow: FlowIndex,
+    pub step: &'a Step,
+    pub phase: Phase,
+    pub jar: &'a Jar,
+}
+
 /// [`run_step`], with the time a failed request waited counted as its latency: a request that
 /// never answered (timeout, reset, refused) has no latency of its own, and leaving it out
 /// would let timeouts lower the p95. The waits between retries are preflight's, not staging's,
 /// so they do not count.
-pub async fn run_timed(
-    shared: &Shared,
-    flow: FlowIndex,
-    step: &Step,
-    phase: Phase,
-    scope: &mut FlowScope<'_>,
-    jar: &Jar,
-) -> StepResult {
-    match step.poll {
-        Some(poll) => run_polled(shared, flow, step, phase, scope, jar, poll).await,
-        None => run_timed_once(shared, flow, step, phase, scope, jar).await,
+pub async fn run_timed(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
+    match run.step.poll {
+        Some(poll) => run_polled(run, scope, poll).await,
+        None => run_timed_once(run, scope).await,
     }
 }
 
 /// One send of the step (with its retries), timed as [`run_timed`] says.
-async fn run_timed_once(
-    shared: &Shared,
-    flow: FlowIndex,
-    step: &Step,
-    phase: Phase,
-    scope: &mut FlowScope<'_>,
-    jar: &Jar,
-) -> StepResult {
+async fn run_timed_once(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
     let started = Instant::now();
-    let mut result = run_step(shared, flow, step, phase, scope, jar).await;
+    let mut result = run_step(run, scope).await;
+    let step = run.step;
     if result.latency_ms.is_none() && result.url.is_some() && result.attempts > 0 {
         let waits: Duration = (2..=result.attempts)
             .map(|n| step.retry.delay_before(n))
@@ -229,19 +234,12 @@ async fn run_timed_once(
 /// flaky for it: several tries are what polling expects. After the last attempt, or when the
 /// run is stopped (deadline, signal, fail-fast), the last attempt's result stands, failed.
 /// Cleanups keep polling after a stop: their caller bounds them by the grace time.
-async fn run_polled(
-    shared: &Shared,
-    flow: FlowIndex,
-    step: &Step,
-    phase: Phase,
-    scope: &mut FlowScope<'_>,
-    jar: &Jar,
-    poll: PollPolicy,
-) -> StepResult {
+async fn run_polled(run: StepRun<'_>, scope: &mut FlowScope<'_>, poll: PollPolicy) -> StepResult {
+    let StepRun { shared, phase, .. } = run;
     let mut polled = Polled::default();
     let mut sent = 0;
     loop {
-        let result = run_timed_once(shared, flow, step, phase, scope, jar).await;
+        let result = run_timed_once(run, scope).await;
         sent += 1;
         let stoppable = phase != Phase::Cleanup;
         let again = result.outcome == StepOutcome::Failed
@@ -308,19 +306,15 @@ impl Polled {
 }
 
 /// Runs one step: render, send (racing cancellation), judge, capture.
-pub async fn run_step(
-    shared: &Shared,
-    flow: FlowIndex,
-    step: &Step,
-    phase: Phase,
-    scope: &mut FlowScope<'_>,
-    jar: &Jar,
-) -> StepResult {
+pub async fn run_step(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
+    let StepRun {
+        shared, flow, step, ..
+    } = run;
     shared.events.emit(Event::StepStarted {
         flow,
         step: step.name.clone(),
     });
-    let result = execute(shared, step, phase, scope, jar).await;
+    let result = execute(run, scope).await;
     shared.events.emit(Event::StepFinished {
         flow,
         step: step.name.clone(),
@@ -330,13 +324,14 @@ pub async fn run_step(
     result
 }
 
-async fn execute(
-    shared: &Shared,
-    step: &Step,
-    phase: Phase,
-    scope: &mut FlowScope<'_>,
-    jar: &Jar,
-) -> StepResult {
+async fn execute(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
+    let StepRun {
+        shared,
+        step,
+        phase,
+        jar,
+        ..
+    } = run;
     let mask = &*shared.redactor;
     let prepared = match render(shared, step, scope) {
         Ok(prepared) => prepared,

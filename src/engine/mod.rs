@@ -283,7 +283,14 @@ async fn run_setup(shared: &mut Shared) -> Vec<StepResult> {
             captures: std::mem::take(&mut captures),
             run_id: &shared.run_id,
         };
-        let result = flow::run_timed(shared, None, step, Phase::Step, &mut scope, &jar).await;
+        let run = flow::StepRun {
+            shared,
+            flow: None,
+            step,
+            phase: Phase::Step,
+            jar: &jar,
+        };
+        let result = flow::run_timed(run, &mut scope).await;
         captures = scope.captures;
         failed = result.outcome != StepOutcome::Passed;
         results.push(result);

@@ -52,7 +52,7 @@ async fn run_one(shared: &Shared, step: &Step, scope: &mut FlowScope<'_>, jar: &
         return unfinished();
     }
     tokio::select! {
-        result = run_timed(shared, None, step, Phase::Cleanup, scope, jar) => result,
+        result = run_timed(super::flow::StepRun { shared, flow: None, step, phase: Phase::Cleanup, jar }, scope) => result,
         () = grace_over(shared) => unfinished(),
     }
 }

@@ -10,7 +10,7 @@ use crate::fs::read::{ReadError, read_regular_text, sha256_regular};
 use crate::problem::Problem;
 use crate::template::Template;
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
@@ -39,7 +39,7 @@ struct RawLock {
 }
 
 /// One pinned file, judged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntegrityResult {
     pub file: String,
     /// `sha256:<hex>` from the lock, or `<no lock entry>`.
@@ -50,10 +50,8 @@ pub struct IntegrityResult {
     pub served: Option<String>,
     pub passed: bool,
     /// The failure: `config mismatch: <file>: expected ..., found ...`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// What to do about it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
 }
 
@@ -234,19 +232,13 @@ pub fn judge_served(result: &mut IntegrityResult, path: &str, body: Result<&[u8]
     result.served = Some(served);
 }
 
-/// How many files failed, for the last line.
-pub fn mismatches(results: &[IntegrityResult]) -> usize {
-    results.iter().filter(|r| !r.passed).count()
-}
-
 /// Version reported by staging vs the expected one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionResult {
     pub expected: String,
     pub actual: Option<String>,
     pub passed: bool,
     /// Why no version could be read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -353,7 +345,7 @@ mod tests {
                 .unwrap()
                 .contains("preflight lock")
         );
-        assert_eq!(mismatches(&results), 3);
+        assert_eq!(results.iter().filter(|r| !r.passed).count(), 3);
     }
 
     #[test]

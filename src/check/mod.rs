@@ -12,7 +12,6 @@ use crate::template::{Scope, Template, TemplateValue, value_to_text};
 pub use capture::{Capture, CaptureSource};
 pub use jsonpath::JsonQuery;
 use regex::Regex;
-use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
@@ -112,8 +111,8 @@ pub struct Expectation {
     pub op: Op,
 }
 
-/// The evaluated form of one expectation: what the reports show.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+/// The evaluated form of one expectation (reports show it as an `AssertionRecord`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assertion {
     pub subject: String,
     pub op: String,
@@ -121,7 +120,6 @@ pub struct Assertion {
     pub actual: Value,
     pub passed: bool,
     /// Why it failed, when the values alone do not say (schema errors, bad regex, no JSON).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 

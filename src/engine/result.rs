@@ -159,12 +159,6 @@ impl FlowResult {
             .iter()
             .find(|s| s.phase == Phase::Step && s.outcome == StepOutcome::Failed)
     }
-
-    pub fn failed_cleanups(&self) -> impl Iterator<Item = &StepResult> {
-        self.steps
-            .iter()
-            .filter(|s| s.phase == Phase::Cleanup && s.outcome == StepOutcome::Failed)
-    }
 }
 
 /// How `[wait]` went.

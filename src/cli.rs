@@ -135,10 +135,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub select: Selection,
     /// Default per-request timeout, e.g. 5s (a step's own `timeout` still wins).
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
     /// Deadline for the whole run, e.g. 2m.
-    #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub deadline: Option<Duration>,
     /// Stop starting flows at the first critical failure; running flows stop at their next
     /// step and run their cleanups.
@@ -445,10 +445,6 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
         ));
     }
     Ok((name.to_string(), value.to_string()))
-}
-
-fn parse_duration_arg(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
 }
 
 /// Parses the arguments and runs the command; the process exit code comes back.

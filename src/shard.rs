@@ -316,11 +316,12 @@ fn step_inputs(
 }
 
 /// A file's bytes; an absent file reads as a marker distinct from an empty one.
+/// Read like every suite file (regular files only, so a FIFO cannot hang the digest).
 fn read_optional(path: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(path) {
+    match crate::fs::read::read_regular(path) {
         Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(b"\0absent".to_vec()),
-        Err(e) => Err(e),
+        Err(e) if e.is_missing() => Ok(b"\0absent".to_vec()),
+        Err(e) => Err(std::io::Error::other(format!("{}: {e}", path.display()))),
     }
 }
 

@@ -54,12 +54,10 @@ pub async fn run_flow(
         _ => {
             run_cleanups(shared, index, flow, &mut scope, &jar, record).await;
             // A flow stopped half-way did not pass: failed (warned if non-critical).
-            let outcome = match (failed || stopped.is_some(), flow.critical) {
-                (false, _) => FlowOutcome::Passed,
-                (true, true) => FlowOutcome::Failed,
-                (true, false) => FlowOutcome::Warned,
-            };
-            record.finish(flow, outcome)
+            record.finish(
+                flow,
+                FlowOutcome::of(failed || stopped.is_some(), flow.critical),
+            )
         }
     };
     // For a flow that never started too: it had a progress line.

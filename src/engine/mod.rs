@@ -324,7 +324,7 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
         };
         let Some(permit) = permit else { break };
         let shared = shared.clone();
-        let record = Arc::new(FlowRecord::new());
+        let record = Arc::new(FlowRecord::start());
         let kept = record.clone();
         // Each flow holds its slot to the end, cleanups included.
         let handle = tasks.spawn(async move {

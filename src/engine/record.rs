@@ -23,7 +23,8 @@ struct Recorded {
 }
 
 impl FlowRecord {
-    pub fn new() -> FlowRecord {
+    /// An empty record whose clock starts now.
+    pub fn start() -> FlowRecord {
         FlowRecord {
             started: Instant::now(),
             inner: Mutex::default(),
@@ -121,17 +122,6 @@ impl FlowRecord {
             .iter()
             .any(|s| s.phase == Phase::Step && s.outcome != StepOutcome::Passed);
         drop(recorded);
-        let outcome = match (failed, flow.critical) {
-            (false, _) => FlowOutcome::Passed,
-            (true, true) => FlowOutcome::Failed,
-            (true, false) => FlowOutcome::Warned,
-        };
-        self.finish(flow, outcome)
-    }
-}
-
-impl Default for FlowRecord {
-    fn default() -> Self {
-        FlowRecord::new()
+        self.finish(flow, FlowOutcome::of(failed, flow.critical))
     }
 }

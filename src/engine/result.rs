@@ -20,6 +20,17 @@ pub enum FlowOutcome {
     Skipped,
 }
 
+impl FlowOutcome {
+    /// A flow that failed (or stopped half-way) fails the gate when critical, warns otherwise.
+    pub fn of(failed: bool, critical: bool) -> FlowOutcome {
+        match (failed, critical) {
+            (false, _) => FlowOutcome::Passed,
+            (true, true) => FlowOutcome::Failed,
+            (true, false) => FlowOutcome::Warned,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Step,

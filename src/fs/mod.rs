@@ -4,4 +4,4 @@
 pub mod read;
 pub mod write;
 
-pub use write::{write_atomic, write_atomic_with};
+pub use write::write_atomic;

@@ -23,16 +23,8 @@ const OPEN_WAIT: Duration = Duration::from_secs(10);
 /// Writes a file atomically: a temporary file beside it, then a rename, so that a reader never
 /// sees half of it. A symlink writes its target; a device or FIFO is written through.
 pub fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
-    write_atomic_with(path, |out| out.write_all(content.as_bytes()))
-}
-
-/// [`write_atomic`], with the content written by `fill` through a buffer.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
     let mut prepared = Prepared::file(path)?;
-    prepared.stage(fill)?;
+    prepared.stage(|out| out.write_all(content.as_bytes()))?;
     prepared.commit()
 }
 

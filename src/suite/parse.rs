@@ -48,7 +48,10 @@ impl<T> Parsed<T> {
                     Seg::Key(k) => Some(k.as_str()),
                     Seg::Index(_) => None,
                 });
-                matches!(last_key, Some("vars" | "step" | "setup" | "capture"))
+                matches!(
+                    last_key,
+                    Some("vars" | "step" | "setup" | "capture" | "cleanup" | "teardown" | "each")
+                )
             })
     }
 

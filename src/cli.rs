@@ -777,11 +777,56 @@ async fn demo(args: &DemoArgs) -> ExitCode {
 
 /// How many reports go to standard output (`-`).
 fn reports_to_stdout(args: &Destinations) -> usize {
-    [&args.json, &args.junit, &args.markdown]
-        .into_iter()
-        .flatten()
-        .filter(|p| is_stdout(p))
-        .count()
+    args.paths().filter(|p| is_stdout(p)).count()
+}
+
+impl Destinations {
+    fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.json, &self.junit, &self.markdown]
+            .into_iter()
+            .flatten()
+    }
+
+    /// Reports that would overwrite one another (more than one on standard output, or two
+    /// naming one file, through a symlink too): the last written would silently win.
+    fn clash(&self) -> Option<String> {
+        if reports_to_stdout(self) > 1 {
+            return Some("only one report can go to standard output (`-`)".into());
+        }
+        let files: Vec<_> = self
+            .paths()
+            .filter(|p| !is_stdout(p))
+            .map(|p| (p, file_identity(p)))
+            .collect();
+        files.iter().enumerate().find_map(|(i, (a, id))| {
+            let (b, _) = files[i + 1..].iter().find(|(_, other)| other == id)?;
+            Some(format!(
+                "two reports would go to the same file: `{}` and `{}`",
+                a.display(),
+                b.display()
+            ))
+        })
+    }
+}
+
+/// What names a file: its inode when it exists, else its path with the folder resolved.
+#[derive(PartialEq)]
+enum FileIdentity {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+fn file_identity(path: &Path) -> FileIdentity {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        return FileIdentity::Inode(meta.dev(), meta.ino());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let folder = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    FileIdentity::Path(folder.join(path.file_name().unwrap_or_default()))
 }
 
 /// `-`, or a path that names the same file as standard output (`/dev/stdout`, `/dev/fd/1`,
@@ -807,8 +852,8 @@ fn planned(
     args: &RunArgs,
     base_url: Option<String>,
 ) -> Result<(Plan, Option<ShardPart>), ExitCode> {
-    if reports_to_stdout(&args.out) > 1 {
-        eprintln!("error: only one report can go to standard output (`-`)");
+    if let Some(clash) = args.out.clash() {
+        eprintln!("error: {clash}");
         return Err(ExitCode::from(EXIT_INVALID));
     }
     let mut overrides = overrides(&args.suite);
@@ -980,8 +1025,8 @@ fn finish(
 /// `preflight merge`: reads every shard report (any unreadable one, or one that is no shard
 /// report, is exit 2 naming it), then judges and reports the whole as `run` would.
 fn merge(args: &MergeArgs) -> ExitCode {
-    if reports_to_stdout(&args.out) > 1 {
-        eprintln!("error: only one report can go to standard output (`-`)");
+    if let Some(clash) = args.out.clash() {
+        eprintln!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }
     let mut shards = Vec::new();

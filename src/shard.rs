@@ -49,6 +49,11 @@ pub enum ShardError {
     },
     #[error("--shard auto: {name}=`{value}` is not a positive number of shards")]
     BadCount { name: &'static str, value: String },
+    #[error("--shard auto: {first} and {second} name different shards; give --shard K/N")]
+    Disagree {
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("--shard-count {given} disagrees with {name}={found}")]
     CountConflict {
         given: usize,
@@ -100,8 +105,11 @@ pub fn detect(
     shard_count: Option<usize>,
 ) -> Result<Shard, ShardError> {
     let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    // Every source that is set is read: two CIs' variables that disagree (a runner inside
+    // another) would otherwise pick a shard silently, and two jobs could run the same part.
+    let mut found: Vec<(&'static str, Shard)> = Vec::new();
     for (index_name, total_name, base) in CI_PAIRS {
-        match (get(index_name), get(total_name)) {
+        let (index, total) = match (get(index_name), get(total_name)) {
             (None, None) => continue,
             (Some(_), None) => {
                 return Err(ShardError::Partial {
@@ -115,30 +123,40 @@ pub fn detect(
                     missing: index_name,
                 });
             }
-            (Some(index), Some(total)) => {
-                let count = positive(total_name, &total)?;
-                if let Some(given) = shard_count.filter(|g| *g != count) {
-                    return Err(ShardError::CountConflict {
-                        given,
-                        name: total_name,
-                        found: count,
-                    });
-                }
-                return indexed(index_name, &index, base, count);
-            }
+            (Some(index), Some(total)) => (index, total),
+        };
+        let count = positive(total_name, &total)?;
+        if let Some(given) = shard_count.filter(|g| *g != count) {
+            return Err(ShardError::CountConflict {
+                given,
+                name: total_name,
+                found: count,
+            });
         }
+        found.push((index_name, indexed(index_name, &index, base, count)?));
     }
     match (get(K8S_INDEX), shard_count) {
-        (Some(index), Some(count)) => indexed(K8S_INDEX, &index, 0, count),
-        (Some(_), None) => Err(ShardError::Partial {
-            set: K8S_INDEX,
-            missing: "--shard-count",
-        }),
-        (None, Some(_)) => Err(ShardError::Partial {
-            set: "--shard-count",
-            missing: K8S_INDEX,
-        }),
-        (None, None) => Err(ShardError::NoneFound),
+        (Some(index), Some(count)) => {
+            found.push((K8S_INDEX, indexed(K8S_INDEX, &index, 0, count)?))
+        }
+        (Some(_), None) if found.is_empty() => {
+            return Err(ShardError::Partial {
+                set: K8S_INDEX,
+                missing: "--shard-count",
+            });
+        }
+        (None, Some(_)) if found.is_empty() => {
+            return Err(ShardError::Partial {
+                set: "--shard-count",
+                missing: K8S_INDEX,
+            });
+        }
+        _ => {}
+    }
+    let &(first, shard) = found.first().ok_or(ShardError::NoneFound)?;
+    match found.iter().find(|(_, other)| *other != shard) {
+        Some(&(second, _)) => Err(ShardError::Disagree { first, second }),
+        None => Ok(shard),
     }
 }
 
@@ -341,7 +359,11 @@ mod tests {
         }
     }
 
-    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         move |name| {
             vars.iter()
                 .find(|(n, _)| *n == name)
@@ -351,7 +373,9 @@ mod tests {
 
     #[test]
     fn auto_refuses_half_set_and_conflicting_variables() {
-        let detected = |vars, count| detect(&env_of(vars), count);
+        fn detected(vars: &[(&str, &str)], count: Option<usize>) -> Result<Shard, ShardError> {
+            detect(&env_of(vars), count)
+        }
         assert_eq!(
             detected(&[("CI_NODE_INDEX", "1")], None),
             Err(ShardError::Partial {
@@ -379,6 +403,23 @@ mod tests {
             Ok(Shard { index: 4, count: 4 })
         );
         assert_eq!(detected(&[], None), Err(ShardError::NoneFound));
+        // Two sources that agree are one answer; two that disagree are refused.
+        let gitlab = [("CI_NODE_INDEX", "2"), ("CI_NODE_TOTAL", "2")];
+        let circle = [("CIRCLE_NODE_INDEX", "1"), ("CIRCLE_NODE_TOTAL", "2")];
+        assert_eq!(
+            detected(&[gitlab, circle].concat(), None),
+            Ok(Shard { index: 2, count: 2 })
+        );
+        assert_eq!(
+            detected(
+                &[&gitlab[..], &circle, &[("JOB_COMPLETION_INDEX", "0")]].concat(),
+                Some(2)
+            ),
+            Err(ShardError::Disagree {
+                first: "CI_NODE_INDEX",
+                second: "JOB_COMPLETION_INDEX"
+            })
+        );
     }
 
     #[test]

@@ -219,3 +219,92 @@ fn demo_runs_beside_a_file_named_like_its_suite() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("GATE PASSED"), "{stdout}");
 }
+
+/// Paths are appended to the base URL: after a query or a fragment every step would probe the
+/// same page, and a failing endpoint would never be called. Such a base URL is refused
+/// wherever it comes from, before any request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_url_with_a_query_or_fragment_is_refused() {
+    let server = MockServer::start().await;
+    Mock::given(path("/"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(path("/fail"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let flows = [(
+        "a.toml",
+        "[[step]]\npath = \"/fail\"\nexpect.status = 200\n",
+    )];
+    let plain = suite(&server.uri(), "", &flows);
+    let odd = format!("{}?x=1", server.uri());
+
+    let in_file = suite(&odd, "", &flows);
+    let (code, text) = check(in_file.path(), &[]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("must not have a query"), "{text}");
+    assert!(text.contains("preflight.toml:1:"), "{text}");
+
+    let from_env = format!("{}#frag", server.uri());
+    let (code, text) = check(plain.path(), &[("PREFLIGHT_BASE_URL", &from_env)]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("or a fragment"), "{text}");
+
+    let out = preflight()
+        .arg("run")
+        .arg(plain.path())
+        .args(["--base-url", &odd, "--no-progress"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("GATE PASSED"));
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+/// Two reports on one file (by the same name or through a symlink) would leave only the last
+/// one written, with the gate's exit code standing: refused before the run.
+#[test]
+fn two_reports_on_one_file_are_refused() {
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let report = out_dir.path().join("r.json");
+    std::fs::write(&report, "earlier").unwrap();
+    let link = out_dir.path().join("link.json");
+    std::os::unix::fs::symlink(&report, &link).unwrap();
+    let fresh = out_dir.path().join("new.xml");
+    let same_folder = out_dir.path().join(".").join("new.xml");
+    // (--json, --junit, --markdown): the same name, a symlink to it, the same file unwritten yet.
+    let cases = [
+        (&report, &report, &fresh),
+        (&report, &fresh, &link),
+        (&report, &fresh, &same_folder),
+    ];
+    for (i, (json, junit, markdown)) in cases.into_iter().enumerate() {
+        let out = preflight()
+            .arg("run")
+            .arg(dir.path())
+            .arg("--json")
+            .arg(json)
+            .arg("--junit")
+            .arg(junit)
+            .arg("--markdown")
+            .arg(markdown)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {stderr}");
+        assert!(
+            stderr.contains("two reports would go to the same file"),
+            "{stderr}"
+        );
+    }
+    assert!(!fresh.exists());
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "earlier");
+}

@@ -522,6 +522,27 @@ async fn shard_auto_reads_each_ci_and_refuses_none() {
         "{}",
         text(&k8s.stderr)
     );
+    // Two CIs' variables that name different shards (CircleCI counts from 0, GitLab from 1):
+    // no silent pick, which could run one part twice and another never.
+    let both = run(
+        suite.path(),
+        &json,
+        &["--shard", "auto"],
+        &[
+            ("CI_NODE_INDEX", "1"),
+            ("CI_NODE_TOTAL", "2"),
+            ("CIRCLE_NODE_INDEX", "1"),
+            ("CIRCLE_NODE_TOTAL", "2"),
+        ],
+    )
+    .await;
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both.stderr));
+    assert!(
+        text(&both.stderr).contains("CI_NODE_INDEX and CIRCLE_NODE_INDEX name different shards"),
+        "{}",
+        text(&both.stderr)
+    );
+    assert!(!json.exists());
     // Only the four shard runs reached staging, one flow each.
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 4);

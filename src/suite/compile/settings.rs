@@ -359,6 +359,12 @@ impl Compiler<'_> {
             (None, None) => return None,
         };
         let problem = match url::Url::parse(&text) {
+            // Paths are appended to the base URL's text: after a query or a fragment they
+            // would never reach the server, and every step would probe the same page.
+            Ok(url) if url.query().is_some() || url.fragment().is_some() => format!(
+                "base_url `{}` must not have a query (`?`) or a fragment (`#`)",
+                crate::redact::shown_url_text(&text)
+            ),
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
                 return Some(url);
             }

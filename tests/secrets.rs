@@ -676,3 +676,29 @@ mod attacked {
         }
     }
 }
+
+/// A server that reads the secret's UTF-8 bytes as Latin-1 (as Python's http.server reads
+/// headers) echoes `é` as `Ã©`: that misreading is masked like the secret itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_misread_as_latin1_is_masked() {
+    const SECRET: &str = "Sup3r-sécret-é";
+    let misread: String = SECRET.bytes().map(char::from).collect();
+    let server = MockServer::start().await;
+    Mock::given(path("/echo"))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!({ "seen": misread.clone() })))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/echo\"\nheaders = { x-key = \"{{ secret.KEY }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("echo.toml", flow)]);
+    let out = run_all(dir.path(), &[("KEY", SECRET)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(SECRET);
+    for (name, text) in out.all() {
+        assert!(
+            !text.contains(&misread),
+            "{name} shows `{misread}`:\n{text}"
+        );
+        assert!(!text.contains("cret-"), "{name} shows part of it:\n{text}");
+    }
+    assert!(out.json.contains("***"), "{}", out.json);
+}

@@ -28,6 +28,22 @@ fn escaped_chars(secret: &str) -> String {
 
 /// Every way one character may be written in text that passed through URLs, JSON or HTML.
 fn char_pattern(c: char) -> String {
+    let mut ways = escapes(c);
+    if !c.is_ascii() {
+        // A server that reads bytes as Latin-1 (Python's http.server reads headers so)
+        // echoes each byte of the UTF-8 as a character of its own: `é` comes back as `Ã©`.
+        let misread: String = c
+            .encode_utf8(&mut [0; 4])
+            .bytes()
+            .map(|b| format!("(?:{})", escapes(char::from(b)).join("|")))
+            .collect();
+        ways.push(misread);
+    }
+    format!("(?:{})", ways.join("|"))
+}
+
+/// `c` as itself and in each escape of it.
+fn escapes(c: char) -> Vec<String> {
     let mut ways = vec![regex::escape(c.encode_utf8(&mut [0; 4]))];
     let mut utf8 = [0; 4];
     let percent: String = c
@@ -59,7 +75,7 @@ fn char_pattern(c: char) -> String {
     if let Some(named) = html_entity(c) {
         ways.push(regex::escape(named));
     }
-    format!("(?:{})", ways.join("|"))
+    ways
 }
 
 /// `2f` -> `2[fF]`.
@@ -148,6 +164,9 @@ mod tests {
         // Escaped twice: a JSON body echoed inside a JSON string.
         assert!(found(r#"pa"ss\word12"#, r#"pa\\\"ss\\\\word12"#));
         assert!(!found(s, "its a secret/x~1"));
+        // UTF-8 bytes read back as Latin-1, raw or escaped after the misreading.
+        assert!(found("pässwörd<&>", "pÃ¤sswÃ¶rd<&>"));
+        assert!(found("pässwörd<&>", r"p\u00c3\u00a4ssw%C3%83%C2%B6rd<&>"));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum Command {
     Merge(MergeArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
     Demo(DemoArgs),
+    /// Serve the gate over HTTP: `POST /run` for delivery controllers (Flagger, Argo
+    /// Rollouts), scheduled runs with `--every`, reports under `/runs`, Prometheus `/metrics`.
+    Serve(ServeArgs),
     /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files), `report` (--json)
     /// or `list` (list --json).
     Schema {
@@ -129,17 +132,10 @@ pub struct InitArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub suite: SuiteArgs,
-    /// Flows in flight at once (overrides `concurrency`).
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub tuning: Tuning,
     #[command(flatten)]
     pub select: Selection,
-    /// Default per-request timeout, e.g. 5s (a step's own `timeout` still wins).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout: Option<Duration>,
-    /// Deadline for the whole run, e.g. 2m.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub deadline: Option<Duration>,
     /// Stop starting flows at the first critical failure; running flows stop at their next
     /// step and run their cleanups.
     #[arg(long)]
@@ -207,6 +203,63 @@ pub struct DemoArgs {
     pub fault: Vec<Fault>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub suite: SuiteArgs,
+    #[command(flatten)]
+    pub select: Selection,
+    #[command(flatten)]
+    pub tuning: Tuning,
+    /// Stop starting flows at a run's first critical failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// The address to listen on (a token is required off loopback: PREFLIGHT_SERVE_TOKEN).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub listen: std::net::SocketAddr,
+    /// Run the suite on a schedule too, e.g. 5m (each wait gets up to 10% random jitter).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub every: Option<Duration>,
+    /// A variable `POST /run` may set in its body's `vars` (repeatable); it must be one the
+    /// suite declares.
+    #[arg(long = "allow-var", value_name = "NAME")]
+    pub allow_vars: Vec<String>,
+    /// How long a request waits for the run in progress before `429`.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "30s")]
+    pub queue_timeout: Duration,
+    /// How long the last finished run answers a request with the same idempotency key
+    /// (Idempotency-Key header or Flagger checksum) instead of a new run; 0s: never.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "5m")]
+    pub replay_for: Duration,
+    /// How many reports to keep.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep: u32,
+    /// Keep the reports in this folder too (read back at start-up); without it they are kept
+    /// in memory only.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// `/metrics` needs no token.
+    #[arg(long)]
+    pub public_metrics: bool,
+    /// On SIGTERM, how long a run in progress may go on before it is aborted.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "30s")]
+    pub shutdown_grace: Duration,
+}
+
+/// What a run may be tuned with on the command line, over the suite's settings.
+#[derive(Debug, Clone, Args)]
+pub struct Tuning {
+    /// Flows in flight at once (overrides `concurrency`).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Default per-request timeout, e.g. 5s (a step's own `timeout` still wins).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Deadline for the whole run, e.g. 2m.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub deadline: Option<Duration>,
 }
 
 /// One kind of report: what it renders, and the name its write failures go by.
@@ -485,6 +538,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::Init(args) => init(&args),
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
+            Command::Serve(args) => serve(args).await,
             Command::Schema { kind } => {
                 println!("{}", crate::schema::render(kind));
                 ExitCode::SUCCESS
@@ -856,28 +910,13 @@ fn planned(
         eprintln!("error: {clash}");
         return Err(ExitCode::from(EXIT_INVALID));
     }
-    let mut overrides = overrides(&args.suite);
-    if let Some(url) = base_url {
-        overrides.base_url = Some(url);
-        overrides.base_url_origin = "demo";
-    }
-    overrides.concurrency = args.concurrency;
-    overrides.timeout = args.timeout;
-    overrides.deadline = args.deadline;
-    let Some(mut plan) = load(&args.suite.suite, overrides) else {
-        return Err(ExitCode::from(EXIT_INVALID));
-    };
-    select(&mut plan, &args.select)?;
-    if !plan.flows.iter().any(|f| f.critical) {
-        // Nothing critical, no free pass: a selection of non-critical flows alone (or an
-        // unreachable staging behind them) must not end in PASS.
-        if !args.quiet {
-            eprintln!("note: no critical flow selected: the selected flows count as critical");
-        }
-        for flow in &mut plan.flows {
-            flow.critical = true;
-        }
-    }
+    let mut plan = selected(
+        &args.suite,
+        &args.select,
+        &args.tuning,
+        base_url,
+        args.quiet,
+    )?;
     // The split comes after "nothing critical": that rule is about the whole selection, and a
     // shard that happens to hold only non-critical flows must not judge them as critical.
     let part = match args.shard {
@@ -885,6 +924,72 @@ fn planned(
         None => None,
     };
     Ok((plan, part))
+}
+
+/// Loads the suite with the command line's overrides and keeps the selected flows; `Err` is
+/// the exit code (2), the problems printed.
+fn selected(
+    suite: &SuiteArgs,
+    selection: &Selection,
+    tuning: &Tuning,
+    base_url: Option<String>,
+    quiet: bool,
+) -> Result<Plan, ExitCode> {
+    let mut overrides = overrides(suite);
+    if let Some(url) = base_url {
+        overrides.base_url = Some(url);
+        overrides.base_url_origin = "demo";
+    }
+    overrides.concurrency = tuning.concurrency;
+    overrides.timeout = tuning.timeout;
+    overrides.deadline = tuning.deadline;
+    let Some(mut plan) = load(&suite.suite, overrides) else {
+        return Err(ExitCode::from(EXIT_INVALID));
+    };
+    select(&mut plan, selection)?;
+    if !plan.flows.iter().any(|f| f.critical) {
+        // Nothing critical, no free pass: a selection of non-critical flows alone (or an
+        // unreachable staging behind them) must not end in PASS.
+        if !quiet {
+            eprintln!("note: no critical flow selected: the selected flows count as critical");
+        }
+        for flow in &mut plan.flows {
+            flow.critical = true;
+        }
+    }
+    Ok(plan)
+}
+
+/// `preflight serve`: the suite is loaded now, and again on SIGHUP, with the same options.
+async fn serve(args: ServeArgs) -> ExitCode {
+    let ServeArgs {
+        suite,
+        select,
+        tuning,
+        ..
+    } = &args;
+    let (suite, select, tuning) = (suite.clone(), select.clone(), tuning.clone());
+    let load: crate::serve::Loader =
+        Arc::new(move || selected(&suite, &select, &tuning, None, false).ok());
+    let token = std::env::var(crate::serve::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty());
+    let options = crate::serve::ServeOptions {
+        listen: args.listen,
+        every: args.every,
+        allow_vars: args.allow_vars,
+        keep: args.keep as usize,
+        state_dir: args.state_dir,
+        public_metrics: args.public_metrics,
+        shutdown_grace: args.shutdown_grace,
+        gate: crate::serve::GateOptions {
+            fail_fast: args.fail_fast,
+            queue_timeout: args.queue_timeout,
+            replay_for: args.replay_for,
+            token: None,
+        },
+    };
+    crate::serve::serve(options, token, load).await
 }
 
 /// Keeps the flows of the shard `arg` names, after taking the digest of the whole selection.

@@ -17,6 +17,7 @@ pub mod problem;
 pub mod redact;
 pub mod report;
 pub mod schema;
+pub mod serve;
 pub mod shard;
 pub mod suite;
 pub mod template;

@@ -483,6 +483,7 @@ pub(crate) mod tests {
             headline: format!("GATE {}", verdict.as_str()),
             suite_digest: None,
             shard: None,
+            serve: None,
         }
     }
 

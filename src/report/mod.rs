@@ -61,6 +61,56 @@ pub struct Report {
     /// `run --shard K/N` only: which part this is, and what `merge` needs to judge the whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRecord>,
+    /// `preflight serve` only: which run of the server this is, and what asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<ServeRecord>,
+}
+
+/// How a run of `preflight serve` came about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ServeRecord {
+    /// The server's number for this run: `GET /runs/{run_id}`.
+    pub run_id: String,
+    pub trigger: Trigger,
+    /// The `Idempotency-Key` header, or the Flagger payload's `checksum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The Flagger webhook payload that asked for the run (its `token` never kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagger: Option<FlaggerRecord>,
+    /// Variables the request set (names allowed by `--allow-var`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// What started a run of `preflight serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `POST /run`.
+    Request,
+    /// `--every`.
+    Schedule,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Request => "request",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// A Flagger webhook payload, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FlaggerRecord {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub phase: Option<String>,
+    pub checksum: Option<String>,
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 /// Which shard a report is, and what `merge` needs to judge the whole as one run would.
@@ -203,6 +253,7 @@ impl Report {
             warnings,
             suite_digest: None,
             shard: None,
+            serve: None,
         }
     }
 

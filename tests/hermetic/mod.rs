@@ -4,6 +4,7 @@
 
 pub const CLEARED_ENV: &[&str] = &[
     "PREFLIGHT_BASE_URL",
+    "PREFLIGHT_SERVE_TOKEN",
     "PREFLIGHT_TEST_SECRET",
     "PREFLIGHT_TEST_UNSET_VAR",
     "NO_COLOR",

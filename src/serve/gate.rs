@@ -1,0 +1,261 @@
+//! One run at a time: requests and the schedule queue for the gate, requests with the same
+//! idempotency key share one run, and every finished run is judged, masked, kept and counted
+//! exactly as `preflight run` would judge it.
+
+use super::metrics::Metrics;
+use super::store::{Store, StoredRun};
+use crate::engine::{self, EventSink, RunOptions, Stop};
+use crate::redact::{Mask, Redactor, Secret};
+use crate::report::{FlaggerRecord, Report, ServeRecord, Trigger};
+use crate::suite::Plan;
+use crate::verdict::judge;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// What the server was started with, beyond the suite.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    pub fail_fast: bool,
+    /// How long a request waits for the run in progress before `429`.
+    pub queue_timeout: Duration,
+    /// How long the last finished run answers a request with its idempotency key.
+    pub replay_for: Duration,
+    /// `PREFLIGHT_SERVE_TOKEN`: masked in every report too.
+    pub token: Option<Secret>,
+}
+
+/// A run someone asked for.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub trigger: Trigger,
+    /// The plan to run: the suite as loaded, with the request's variables.
+    pub plan: Arc<Plan>,
+    pub key: Option<String>,
+    pub flagger: Option<FlaggerRecord>,
+    pub vars: BTreeMap<String, String>,
+}
+
+/// How a request for a run ended.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Ran(Arc<StoredRun>),
+    /// Still waiting for the run in progress after `--queue-timeout`.
+    Busy {
+        retry_after: Duration,
+    },
+    /// The server is shutting down: no new run starts.
+    ShuttingDown,
+}
+
+/// Runs waiting or in progress by idempotency key, and the last one finished with a key.
+#[derive(Default)]
+struct Pending {
+    by_key: HashMap<String, watch::Receiver<Option<Answer>>>,
+    last: Option<(String, Instant, Arc<StoredRun>)>,
+}
+
+pub struct Gate {
+    suite: RwLock<Arc<Plan>>,
+    options: GateOptions,
+    /// Held for the whole of a run: runs never overlap, and waiters are served in order.
+    running: tokio::sync::Mutex<()>,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    /// How long the last run took, for `Retry-After`.
+    last_duration_ms: AtomicU64,
+    pub store: Store,
+    pub metrics: Metrics,
+    /// No new run starts once cancelled.
+    pub shutdown: CancellationToken,
+    /// Interrupts the run in progress (cleanups still run): the shutdown grace is over.
+    pub abort: CancellationToken,
+}
+
+impl Gate {
+    pub fn new(plan: Plan, options: GateOptions, store: Store, metrics: Metrics) -> Gate {
+        metrics.suite_loaded(plan.flows.len());
+        Gate {
+            next_id: AtomicU64::new(store.last_id() + 1),
+            suite: RwLock::new(Arc::new(plan)),
+            options,
+            running: tokio::sync::Mutex::new(()),
+            pending: Mutex::new(Pending::default()),
+            last_duration_ms: AtomicU64::new(0),
+            store,
+            metrics,
+            shutdown: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        }
+    }
+
+    /// The suite runs start from.
+    pub fn suite(&self) -> Arc<Plan> {
+        self.suite.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the suite (SIGHUP); runs already asked for keep the plan they were given.
+    pub fn replace_suite(&self, plan: Plan) {
+        self.metrics.suite_loaded(plan.flows.len());
+        *self.suite.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(plan);
+    }
+
+    /// Waits for the run in progress, if any, to end; holding the guard, none starts.
+    pub async fn running(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.running.lock().await
+    }
+
+    pub fn options(&self) -> &GateOptions {
+        &self.options
+    }
+
+    /// Runs what `request` asks for, or joins the run with its idempotency key, and answers
+    /// when that run ends. The run goes on when the caller goes away: a retry with the same
+    /// key gets its result.
+    pub async fn request(self: &Arc<Self>, request: RunRequest) -> Answer {
+        let mut receiver = {
+            let mut pending = self.lock_pending();
+            let joined = request.key.as_ref().and_then(|key| {
+                if let Some(receiver) = pending.by_key.get(key) {
+                    return Some(Ok(receiver.clone()));
+                }
+                match &pending.last {
+                    Some((last, finished, run))
+                        if last == key && finished.elapsed() < self.options.replay_for =>
+                    {
+                        Some(Err(Answer::Ran(run.clone())))
+                    }
+                    _ => None,
+                }
+            });
+            match joined {
+                Some(Ok(receiver)) => receiver,
+                Some(Err(answer)) => return answer,
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    if let Some(key) = &request.key {
+                        pending.by_key.insert(key.clone(), receiver.clone());
+                    }
+                    let gate = self.clone();
+                    tokio::spawn(async move {
+                        let key = request.key.clone();
+                        let answer = gate.queue_and_run(request).await;
+                        let mut pending = gate.lock_pending();
+                        if let Some(key) = key {
+                            pending.by_key.remove(&key);
+                            if let Answer::Ran(run) = &answer {
+                                pending.last = Some((key, Instant::now(), run.clone()));
+                            }
+                        }
+                        let _ = sender.send(Some(answer));
+                    });
+                    receiver
+                }
+            }
+        };
+        match receiver.wait_for(Option::is_some).await {
+            Ok(answer) => answer.clone().unwrap_or(Answer::ShuttingDown),
+            // The run's task ended without an answer: it panicked.
+            Err(_) => Answer::ShuttingDown,
+        }
+    }
+
+    /// Waits for the gate (up to `--queue-timeout` for a request; a scheduled run waits as
+    /// long as it takes), then runs.
+    async fn queue_and_run(&self, request: RunRequest) -> Answer {
+        let patience = match request.trigger {
+            Trigger::Request => self.options.queue_timeout,
+            Trigger::Schedule => Duration::MAX,
+        };
+        let guard = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => return Answer::ShuttingDown,
+            guard = tokio::time::timeout(patience, self.running.lock()) => guard,
+        };
+        let Ok(_guard) = guard else {
+            self.metrics.queue_rejected();
+            let last = Duration::from_millis(self.last_duration_ms.load(Ordering::Relaxed));
+            return Answer::Busy {
+                retry_after: last.max(Duration::from_secs(1)),
+            };
+        };
+        if self.shutdown.is_cancelled() {
+            return Answer::ShuttingDown;
+        }
+        Answer::Ran(self.run(request).await)
+    }
+
+    /// One run, judged and reported as `preflight run` would, then kept and counted.
+    async fn run(&self, request: RunRequest) -> Arc<StoredRun> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.metrics.run_started();
+        let plan = request.plan.clone();
+        // A redactor per run: what one run learns (secret captures) is masked in its report,
+        // and a long-lived server does not pile up every session token it ever saw.
+        let secrets = plan.secrets.values().chain(self.options.token.as_ref());
+        let redactor = Arc::new(Redactor::new(secrets));
+        let interrupt = self.abort.child_token();
+        let options = RunOptions {
+            show_sensitive_headers: false,
+            events: EventSink::default(),
+            interrupt: interrupt.clone(),
+            fail_fast: self.options.fail_fast,
+            capture_exchanges: false,
+        };
+        // Its own task: a panic in the engine still ends in a failed run, never in PASS.
+        let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
+        let mut result = match engine.await {
+            Ok(result) => result,
+            Err(e) => engine::failed_run(&plan, format!("the run did not complete ({e})")),
+        };
+        if interrupt.is_cancelled() && result.stopped.is_none() {
+            result.stopped = Some(Stop::Interrupted);
+        }
+        let verdict = judge(&result, &plan.settings.gate);
+        let mut report = Report::new(&plan, &result, &verdict, &redactor);
+        report.serve = Some(record(id, &request, &*redactor));
+        self.last_duration_ms
+            .store(report.duration_ms, Ordering::Relaxed);
+        self.metrics.run_finished(&report, request.trigger);
+        let stored = Arc::new(StoredRun::of(id, &report));
+        if let Err(e) = self.store.keep(stored.clone()) {
+            eprintln!("warning: cannot keep the report of run {id} on disk: {e}");
+        }
+        eprintln!(
+            "run {id} ({}): {}",
+            request.trigger.as_str(),
+            crate::report::terminal::clean(&report.headline)
+        );
+        stored
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The report's `serve` section, masked like the rest of it.
+fn record(id: u64, request: &RunRequest, mask: &dyn Mask) -> ServeRecord {
+    let masked = |map: &BTreeMap<String, String>| {
+        map.iter()
+            .map(|(k, v)| (mask.mask_text(k), mask.mask_text(v)))
+            .collect()
+    };
+    let text = |t: &Option<String>| t.as_deref().map(|t| mask.mask_text(t));
+    ServeRecord {
+        run_id: id.to_string(),
+        trigger: request.trigger,
+        idempotency_key: text(&request.key),
+        flagger: request.flagger.as_ref().map(|f| FlaggerRecord {
+            name: text(&f.name),
+            namespace: text(&f.namespace),
+            phase: text(&f.phase),
+            checksum: text(&f.checksum),
+            metadata: masked(&f.metadata),
+        }),
+        vars: masked(&request.vars),
+    }
+}

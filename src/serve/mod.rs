@@ -1,0 +1,279 @@
+//! `preflight serve`: the gate as an HTTP service, for delivery controllers (Flagger
+//! webhooks, Argo Rollouts web analysis) and scheduled staging checks with Prometheus
+//! metrics.
+//!
+//! The suite is loaded once at start-up (and again only on SIGHUP); every run is judged,
+//! masked and reported exactly as `preflight run` would, one at a time.
+
+mod gate;
+mod metrics;
+mod routes;
+mod store;
+
+pub use gate::GateOptions;
+
+use crate::redact::Secret;
+use crate::report::Trigger;
+use crate::suite::{Plan, Target};
+use crate::verdict::EXIT_INVALID;
+use gate::{Answer, Gate, RunRequest};
+use routes::Server;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The token's environment variable.
+pub const TOKEN_ENV: &str = "PREFLIGHT_SERVE_TOKEN";
+/// A shorter token is refused: it could be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// How to serve, beyond the suite.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub every: Option<Duration>,
+    pub allow_vars: Vec<String>,
+    pub keep: usize,
+    pub state_dir: Option<PathBuf>,
+    pub public_metrics: bool,
+    pub shutdown_grace: Duration,
+    pub gate: GateOptions,
+}
+
+/// Loads the suite (printing its problems); `None` when it is invalid.
+pub type Loader = Arc<dyn Fn() -> Option<Plan> + Send + Sync>;
+
+/// Serves until SIGTERM or SIGINT; the exit code is 2 when it cannot start.
+pub async fn serve(options: ServeOptions, token: Option<String>, load: Loader) -> ExitCode {
+    let invalid = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    if let Err(message) = check_token(&options.listen, token.as_deref()) {
+        return invalid(message);
+    }
+    let Some(plan) = load() else {
+        return ExitCode::from(EXIT_INVALID);
+    };
+    if let Err(message) = check_allowed_vars(&plan, &options.allow_vars) {
+        return invalid(message);
+    }
+    let store = match store::Store::open(options.keep, options.state_dir.as_deref()) {
+        Ok(store) => store,
+        Err(e) => return invalid(format!("cannot use --state-dir: {e}")),
+    };
+    let listener = match tokio::net::TcpListener::bind(options.listen).await {
+        Ok(listener) => listener,
+        Err(e) => return invalid(format!("cannot listen on {}: {e}", options.listen)),
+    };
+    let address = listener
+        .local_addr()
+        .map_or(options.listen.to_string(), |a| a.to_string());
+    let gate_options = GateOptions {
+        token: token.clone().map(Secret::new),
+        ..options.gate.clone()
+    };
+    let suite = crate::report::terminal::clean(&plan.settings.name).into_owned();
+    let flows = plan.flows.len();
+    let gate = Arc::new(Gate::new(
+        plan,
+        gate_options,
+        store,
+        metrics::Metrics::new(),
+    ));
+    if token.is_none() {
+        eprintln!(
+            "warning: {TOKEN_ENV} is not set: every route is open to anyone who can reach {address}"
+        );
+    }
+    let server = Arc::new(Server {
+        gate: gate.clone(),
+        token,
+        public_metrics: options.public_metrics,
+        allowed_vars: options.allow_vars.iter().cloned().collect(),
+        every: options.every,
+        started: Instant::now(),
+        last_scheduled: Mutex::new(None),
+    });
+    eprintln!(
+        "preflight serve: listening on http://{address} (suite {suite}, {})",
+        crate::verdict::counted(flows, "flow")
+    );
+    tokio::spawn(watch_signals(
+        gate.clone(),
+        load,
+        options.allow_vars.clone(),
+        options.shutdown_grace,
+    ));
+    if let Some(every) = options.every {
+        tokio::spawn(schedule(server.clone(), every));
+    }
+    let app = routes::router(server);
+    let shutdown = gate.shutdown.clone().cancelled_owned();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("error: the server stopped: {e}");
+        return ExitCode::from(1);
+    }
+    // A scheduled run nobody waits for over HTTP may still be going: it ends (or is aborted
+    // after the grace time) before the process does, so its cleanups run.
+    let _last = gate.running().await;
+    eprintln!("preflight serve: stopped");
+    ExitCode::SUCCESS
+}
+
+/// Off loopback a token is required; a token must be long enough not to be guessed.
+fn check_token(listen: &SocketAddr, token: Option<&str>) -> Result<(), String> {
+    match token {
+        None if !listen.ip().is_loopback() => Err(format!(
+            "{listen} is not a loopback address: set {TOKEN_ENV} (at least {MIN_TOKEN_LEN} characters) so that only callers with the token can run the gate"
+        )),
+        Some(token) if token.trim().chars().count() < MIN_TOKEN_LEN => Err(format!(
+            "{TOKEN_ENV} is shorter than {MIN_TOKEN_LEN} characters: use a random one, e.g. `openssl rand -hex 32`"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An allowed variable must be one the suite declares, and no `url = ...` may read it: a
+/// request could otherwise point preflight at another host.
+fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
+    let settings = &plan.settings;
+    for name in allowed {
+        let declared = settings.vars.contains_key(name)
+            || settings.cli_vars.contains_key(name)
+            || plan.flows.iter().any(|f| f.vars.contains_key(name));
+        if !declared {
+            return Err(format!(
+                "--allow-var {name}: the suite declares no variable `{name}`; give it a default in [vars] (or with --var)"
+            ));
+        }
+        let steps = plan.setup.iter().chain(&plan.teardown).chain(
+            plan.flows
+                .iter()
+                .flat_map(|f| f.steps.iter().chain(&f.cleanup)),
+        );
+        for step in steps {
+            let Target::Url(url) = &step.target else {
+                continue;
+            };
+            if url.names().any(|(n, _)| n.split('.').next() == Some(name)) {
+                return Err(format!(
+                    "--allow-var {name}: step '{}' reads it in its `url`, so a request could point preflight at another host; use `path` (under base_url) for it",
+                    step.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--every`: a run, then the interval plus up to a tenth of it at random (so that several
+/// servers do not hit staging in step), until shutdown. Runs never overlap: a scheduled run
+/// waits for the one in progress.
+async fn schedule(server: Arc<Server>, every: Duration) {
+    let gate = &server.gate;
+    loop {
+        let request = RunRequest {
+            trigger: Trigger::Schedule,
+            plan: gate.suite(),
+            key: None,
+            flagger: None,
+            vars: BTreeMap::new(),
+        };
+        match gate.request(request).await {
+            Answer::Ran(_) => {
+                *server
+                    .last_scheduled
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            }
+            Answer::ShuttingDown => return,
+            Answer::Busy { .. } => {}
+        }
+        let jitter = every.mul_f64(random_fraction() / 10.0);
+        tokio::select! {
+            _ = tokio::time::sleep(every + jitter) => {}
+            _ = gate.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// A number in [0, 1).
+fn random_fraction() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() >> 75) as f64 / (1u64 << 53) as f64
+}
+
+/// SIGHUP reloads the suite; SIGTERM or SIGINT shuts down: no new run, the run in progress
+/// gets `grace` to finish, then is aborted (its cleanups still run). A second SIGTERM or
+/// SIGINT aborts it at once.
+async fn watch_signals(gate: Arc<Gate>, load: Loader, allowed: Vec<String>, grace: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        eprintln!("warning: cannot listen for signals; SIGHUP will not reload the suite");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&gate, &load, &allowed).await,
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+        }
+    }
+    eprintln!(
+        "preflight serve: shutting down; a run in progress gets {} to finish",
+        humantime::format_duration(grace)
+    );
+    gate.shutdown.cancel();
+    tokio::select! {
+        _ = tokio::time::sleep(grace) => {
+            eprintln!("preflight serve: shutdown grace is over: aborting the run in progress");
+        }
+        _ = int.recv() => eprintln!("preflight serve: interrupted again: aborting the run"),
+        _ = term.recv() => eprintln!("preflight serve: interrupted again: aborting the run"),
+    }
+    gate.abort.cancel();
+}
+
+async fn reload(gate: &Gate, load: &Loader, allowed: &[String]) {
+    eprintln!("preflight serve: SIGHUP: reloading the suite");
+    let load = load.clone();
+    let loaded = tokio::task::spawn_blocking(move || load())
+        .await
+        .ok()
+        .flatten();
+    let plan = match loaded {
+        Some(plan) => match check_allowed_vars(&plan, allowed) {
+            Ok(()) => Some(plan),
+            Err(message) => {
+                eprintln!("error: {message}");
+                None
+            }
+        },
+        None => None,
+    };
+    match plan {
+        Some(plan) => {
+            let flows = plan.flows.len();
+            gate.replace_suite(plan);
+            gate.metrics.reloaded(true);
+            eprintln!(
+                "preflight serve: suite reloaded ({})",
+                crate::verdict::counted(flows, "flow")
+            );
+        }
+        None => {
+            gate.metrics.reloaded(false);
+            eprintln!("preflight serve: reload failed: still serving the suite loaded before");
+        }
+    }
+}

@@ -1,0 +1,832 @@
+//! `preflight serve`, through the real binary: a server process on a free loopback port, a
+//! staging stand-in on loopback, and HTTP calls as a delivery controller would make them.
+
+mod binary;
+mod hermetic;
+
+use binary::{echo_staging, forms, suite};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "s3rve-token-0123456789abcdef";
+
+/// A running `preflight serve`, killed when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    fn start(suite: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let (child, stderr, url) = spawn(suite, args, env);
+        let url = url.unwrap_or_else(|| panic!("serve did not start:\n{}", stderr.lock().unwrap()));
+        Serve { child, url, stderr }
+    }
+
+    fn client() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    async fn post(&self, route: &str, body: Option<Value>, token: Option<&str>) -> (u16, Value) {
+        let mut request = Self::client().post(format!("{}{route}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("serve answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, route: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = Self::client().get(format!("{}{route}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("serve answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (at most 30 s): its code and everything it printed.
+    async fn exit(mut self) -> (Option<i32>, String) {
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return (status.code(), self.stderr.lock().unwrap().clone());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("serve did not exit:\n{}", self.stderr.lock().unwrap());
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `preflight serve SUITE --listen 127.0.0.1:0 ARGS`; the URL once it listens (`None`
+/// when it exited first).
+fn spawn(
+    suite: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, Arc<Mutex<String>>, Option<String>) {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("preflight"));
+    for var in hermetic::CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.arg("serve").arg(suite);
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(args).envs(env.iter().copied());
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the binary starts");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (found, url) = std::sync::mpsc::channel();
+    let lines = BufReader::new(child.stderr.take().unwrap());
+    let seen = stderr.clone();
+    std::thread::spawn(move || {
+        for line in lines.lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = found.send(rest.split(' ').next().unwrap_or("").to_string());
+            }
+            let mut seen = seen.lock().unwrap();
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+    });
+    let url = url.recv_timeout(Duration::from_secs(20)).ok();
+    (child, stderr, url)
+}
+
+/// Runs `serve` expecting it not to start: its exit code and stderr.
+fn refused(suite: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let (mut child, stderr, url) = spawn(suite, args, env);
+    assert!(url.is_none(), "serve started at {url:?}");
+    let status = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let stderr = stderr.lock().unwrap().clone();
+    (status.code(), stderr)
+}
+
+const HEALTH: &str = r#"
+name = "health"
+[[step]]
+name = "ping"
+path = "/ping"
+expect = { status = 200 }
+"#;
+
+async fn staging(status: u16, delay: Duration) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/ping"))
+        .respond_with(ResponseTemplate::new(status).set_delay(delay))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn pings(server: &MockServer) -> usize {
+    binary::count(server, "GET", "/ping").await
+}
+
+#[tokio::test]
+async fn run_answers_with_the_report_and_the_status_of_its_verdict() {
+    let good = staging(200, Duration::ZERO).await;
+    let dir = suite(&good.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[]);
+    let (status, report) = serve.post("/run", None, None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["verdict"], "pass");
+    assert_eq!(report["serve"]["run_id"], "1");
+    assert_eq!(report["serve"]["trigger"], "request");
+    assert_eq!(report["flows"][0]["name"], "health");
+    assert_eq!(pings(&good).await, 1);
+
+    let bad = staging(500, Duration::ZERO).await;
+    let dir = suite(&bad.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[]);
+    let (status, report) = serve.post("/run", None, None).await;
+    assert_eq!(status, 422, "a failed gate is 422: {report}");
+    assert_eq!(report["verdict"], "fail");
+    assert!(
+        report["headline"]
+            .as_str()
+            .unwrap()
+            .starts_with("GATE FAILED")
+    );
+    // Argo Rollouts' web provider counts a non-2xx as an error: `status=report` is always 200.
+    let (status, report) = serve.post("/run?status=report", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["verdict"], "fail");
+    let (status, text) = serve.get("/run", None).await;
+    assert_eq!(status, 405, "{text}");
+    let (status, report) = serve.post("/run?status=bogus", None, None).await;
+    assert_eq!(status, 400, "{report}");
+    let (status, report) = serve
+        .post("/run?base_url=http://elsewhere", None, None)
+        .await;
+    assert_eq!(
+        status, 400,
+        "no request can point preflight elsewhere: {report}"
+    );
+    let (status, _) = serve.get("/nowhere", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(pings(&bad).await, 2, "the refused requests ran nothing");
+}
+
+#[tokio::test]
+async fn runs_are_listed_and_served_by_id_and_latest() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &["--keep", "2"], &[]);
+    let (status, text) = serve.get("/runs/latest", None).await;
+    assert_eq!(status, 404, "{text}");
+    for _ in 0..3 {
+        assert_eq!(serve.post("/run", None, None).await.0, 200);
+    }
+    let (status, text) = serve.get("/runs", None).await;
+    assert_eq!(status, 200);
+    let listed: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let ids: Vec<&str> = listed.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["3", "2"], "newest first, --keep 2");
+    assert_eq!(listed[0]["verdict"], "pass");
+    let (status, text) = serve.get("/runs/latest", None).await;
+    assert_eq!(status, 200);
+    let latest: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(latest["serve"]["run_id"], "3");
+    let (status, text) = serve.get("/runs/2", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["serve"]["run_id"],
+        "2"
+    );
+    assert_eq!(
+        serve.get("/runs/1", None).await.0,
+        404,
+        "forgotten beyond --keep"
+    );
+    assert_eq!(serve.get("/runs/x", None).await.0, 404);
+    assert_eq!(serve.get("/healthz", None).await, (200, "ok\n".into()));
+    assert_eq!(serve.get("/readyz", None).await, (200, "ready\n".into()));
+}
+
+#[tokio::test]
+async fn a_flagger_payload_is_recorded_without_its_token() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[("PREFLIGHT_SERVE_TOKEN", TOKEN)]);
+    let payload = json!({
+        "name": "podinfo",
+        "namespace": "test",
+        "phase": "Progressing",
+        "checksum": "85d557f47b",
+        "metadata": { "type": "pre-rollout", "token": TOKEN }
+    });
+    // Flagger cannot send headers: the token in its metadata is enough.
+    let (status, report) = serve.post("/run", Some(payload), None).await;
+    assert_eq!(status, 200, "{report}");
+    let flagger = &report["serve"]["flagger"];
+    assert_eq!(flagger["name"], "podinfo");
+    assert_eq!(flagger["namespace"], "test");
+    assert_eq!(flagger["phase"], "Progressing");
+    assert_eq!(flagger["checksum"], "85d557f47b");
+    assert_eq!(flagger["metadata"], json!({ "type": "pre-rollout" }));
+    assert_eq!(report["serve"]["idempotency_key"], "85d557f47b");
+    assert!(!report.to_string().contains(TOKEN));
+    let wrong = json!({ "checksum": "x", "metadata": { "token": "not-the-token-at-all" } });
+    assert_eq!(serve.post("/run", Some(wrong), None).await.0, 401);
+    let unknown = json!({ "name": "podinfo", "base_url": "http://elsewhere" });
+    let (status, error) = serve.post("/run", Some(unknown), Some(TOKEN)).await;
+    assert_eq!(status, 400);
+    assert!(
+        error["error"].as_str().unwrap().contains("base_url"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn requests_with_one_idempotency_key_share_one_run() {
+    let staging = staging(200, Duration::from_millis(700)).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Arc::new(Serve::start(dir.path(), &[], &[]));
+    let payload = json!({ "name": "podinfo", "checksum": "rev-1" });
+    let (a, b) = tokio::join!(
+        serve.post("/run", Some(payload.clone()), None),
+        serve.post("/run", Some(payload.clone()), None)
+    );
+    assert_eq!((a.0, b.0), (200, 200));
+    assert_eq!(a.1["serve"]["run_id"], b.1["serve"]["run_id"]);
+    assert_eq!(pings(&staging).await, 1, "two requests, one run");
+    // A retry after the run finished gets its result (a controller that timed out).
+    let (status, again) = serve.post("/run", Some(payload), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["serve"]["run_id"], a.1["serve"]["run_id"]);
+    assert_eq!(pings(&staging).await, 1);
+    // The Idempotency-Key header works the same; another key is another run.
+    let keyed = |key: &'static str| {
+        Serve::client()
+            .post(format!("{}/run", serve.url))
+            .header("Idempotency-Key", key)
+            .send()
+    };
+    let (x, y) = tokio::join!(keyed("k-1"), keyed("k-1"));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(
+        x.headers()["preflight-run-id"],
+        y.headers()["preflight-run-id"]
+    );
+    assert_eq!(pings(&staging).await, 2);
+    let z = keyed("k-2").await.unwrap();
+    assert_ne!(
+        z.headers()["preflight-run-id"],
+        x.headers()["preflight-run-id"]
+    );
+    assert_eq!(pings(&staging).await, 3);
+}
+
+#[tokio::test]
+async fn a_request_waits_for_the_run_in_progress_then_gets_429() {
+    let staging = staging(200, Duration::from_millis(1500)).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Arc::new(Serve::start(dir.path(), &["--queue-timeout", "200ms"], &[]));
+    let first = tokio::spawn({
+        let serve = serve.clone();
+        async move { serve.post("/run", None, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = Serve::client()
+        .post(format!("{}/run", serve.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert_eq!(first.await.unwrap().0, 200);
+    assert_eq!(pings(&staging).await, 1, "the rejected request ran nothing");
+    let (_, metrics) = serve.get("/metrics", None).await;
+    assert_eq!(
+        metric(&metrics, "preflight_queue_rejections_total"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_required_and_compared() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[("PREFLIGHT_SERVE_TOKEN", TOKEN)]);
+    let response = Serve::client()
+        .post(format!("{}/run", serve.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        serve
+            .post("/run", None, Some("wrong-token-but-long"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        serve
+            .post("/run", None, Some(&TOKEN[..TOKEN.len() - 1]))
+            .await
+            .0,
+        401
+    );
+    for route in ["/runs", "/runs/latest", "/runs/1", "/metrics"] {
+        assert_eq!(serve.get(route, None).await.0, 401, "{route}");
+    }
+    assert_eq!(pings(&staging).await, 0);
+    assert_eq!(serve.post("/run", None, Some(TOKEN)).await.0, 200);
+    assert_eq!(serve.get("/runs/1", Some(TOKEN)).await.0, 200);
+    assert_eq!(serve.get("/metrics", Some(TOKEN)).await.0, 200);
+    assert_eq!(serve.get("/healthz", None).await.0, 200);
+    assert_eq!(serve.get("/readyz", None).await.0, 200);
+
+    let public = Serve::start(
+        dir.path(),
+        &["--public-metrics"],
+        &[("PREFLIGHT_SERVE_TOKEN", TOKEN)],
+    );
+    assert_eq!(public.get("/metrics", None).await.0, 200);
+    assert_eq!(public.get("/runs", None).await.0, 401);
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_unsafe_or_invalid() {
+    let dir = suite("http://127.0.0.1:9", "", &[("health.toml", HEALTH)]);
+    let (code, stderr) = refused(dir.path(), &["--listen", "0.0.0.0:0"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("PREFLIGHT_SERVE_TOKEN"), "{stderr}");
+    let (code, stderr) = refused(dir.path(), &[], &[("PREFLIGHT_SERVE_TOKEN", "short")]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("shorter than 16"), "{stderr}");
+    let broken = suite("http://127.0.0.1:9", "", &[("health.toml", "name = \n")]);
+    let (code, stderr) = refused(broken.path(), &[], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("health.toml"), "{stderr}");
+    let (code, stderr) = refused(dir.path(), &["--allow-var", "region"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("declares no variable `region`"), "{stderr}");
+    let aimed = r#"
+name = "aimed"
+[vars]
+host = "127.0.0.1:9"
+[[step]]
+name = "elsewhere"
+url = "http://{{ host }}/ping"
+"#;
+    let dir = suite("http://127.0.0.1:9", "", &[("aimed.toml", aimed)]);
+    let (code, stderr) = refused(dir.path(), &["--allow-var", "host"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("another host"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[("PREFLIGHT_SERVE_TOKEN", TOKEN)]);
+    let big = json!({ "name": "x".repeat(70 * 1024) });
+    assert_eq!(
+        serve.post("/run", Some(big.clone()), Some(TOKEN)).await.0,
+        413
+    );
+    // Without the header the body is read to look for a Flagger token: still within 64 KiB.
+    assert_eq!(serve.post("/run", Some(big), None).await.0, 413);
+    assert_eq!(pings(&staging).await, 0);
+}
+
+#[tokio::test]
+async fn allowed_variables_are_set_by_the_request_and_no_others() {
+    let staging = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&staging)
+        .await;
+    let flow = r#"
+name = "regional"
+[vars]
+region = "eu"
+[[step]]
+name = "home"
+path = "/shop/{{ region }}"
+expect = { status = 200 }
+"#;
+    let dir = suite(&staging.uri(), "", &[("regional.toml", flow)]);
+    let serve = Serve::start(dir.path(), &["--allow-var", "region"], &[]);
+    assert_eq!(serve.post("/run", None, None).await.0, 200);
+    let body = json!({ "vars": { "region": "us/../../admin" } });
+    let (status, report) = serve.post("/run", Some(body), None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["serve"]["vars"]["region"], "us/../../admin");
+    let body = json!({ "vars": { "other": "x" } });
+    let (status, error) = serve.post("/run", Some(body), None).await;
+    assert_eq!(status, 400);
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("`other`") && message.contains("region"),
+        "{message}"
+    );
+    let paths: Vec<String> = staging
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    // A value stays inside its path segment: it cannot climb out of the suite's path.
+    assert_eq!(paths, ["/shop/eu", "/shop/us%2F..%2F..%2Fadmin"]);
+}
+
+/// A staging stand-in that counts the requests in flight at once.
+async fn counting_staging(delay: Duration) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (now, max) = (in_flight.clone(), most.clone());
+    let app = axum::Router::new().fallback(move || {
+        let (now, max) = (now.clone(), max.clone());
+        async move {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, most, in_flight)
+}
+
+#[tokio::test]
+async fn scheduled_and_requested_runs_never_overlap() {
+    let (url, most, _) = counting_staging(Duration::from_millis(150)).await;
+    let dir = suite(&url, "", &[("health.toml", HEALTH)]);
+    let serve = Arc::new(Serve::start(dir.path(), &["--every", "100ms"], &[]));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let serve = serve.clone();
+        clients.push(tokio::spawn(async move {
+            serve.post("/run", None, None).await.0
+        }));
+    }
+    for client in clients {
+        assert_eq!(client.await.unwrap(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, text) = serve.get("/runs", None).await;
+    let runs: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let scheduled = runs.iter().filter(|r| r["trigger"] == "schedule").count();
+    assert!(scheduled >= 2, "the schedule kept running: {text}");
+    assert_eq!(most.load(Ordering::SeqCst), 1, "two runs overlapped");
+    assert_eq!(serve.get("/readyz", None).await.0, 200);
+}
+
+/// The value of the sample `name` (with its labels, as written) in a Prometheus exposition.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.rsplit_once(' ')?;
+        (key == name).then(|| value.parse().unwrap())
+    })
+}
+
+/// Every sample of the exposition, each line checked to be `name{labels} value`.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (key, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample line: {l}"));
+            assert!(key.starts_with("preflight_"), "{l}");
+            (
+                key.to_string(),
+                value.parse().unwrap_or_else(|_| panic!("{l}")),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metrics_tell_what_ran() {
+    let staging = MockServer::start().await;
+    Mock::given(path("/ping"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&staging)
+        .await;
+    Mock::given(path("/pay"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&staging)
+        .await;
+    let pay = r#"
+name = "pay"
+[[step]]
+name = "charge"
+path = "/pay"
+expect = { status = 200 }
+"#;
+    let dir = suite(
+        &staging.uri(),
+        "",
+        &[("health.toml", HEALTH), ("pay.toml", pay)],
+    );
+    let serve = Serve::start(dir.path(), &[], &[]);
+    let (_, before) = serve.get("/metrics", None).await;
+    let before = samples(&before);
+    assert_eq!(before["preflight_suite_flows"], 2.0);
+    assert_eq!(before["preflight_run_in_progress"], 0.0);
+    assert_eq!(before["preflight_last_run_timestamp_seconds"], 0.0);
+    assert_eq!(serve.post("/run", None, None).await.0, 422);
+    assert_eq!(serve.post("/run", None, None).await.0, 422);
+    let (status, text) = serve.get("/metrics", None).await;
+    assert_eq!(status, 200);
+    let m = samples(&text);
+    assert_eq!(
+        m[r#"preflight_runs_total{verdict="fail",trigger="request"}"#],
+        2.0
+    );
+    assert_eq!(m[r#"preflight_last_run_verdict{verdict="fail"}"#], 1.0);
+    assert_eq!(m[r#"preflight_last_run_verdict{verdict="pass"}"#], 0.0);
+    assert!(m["preflight_last_run_timestamp_seconds"] > 1.7e9);
+    assert_eq!(m["preflight_run_duration_seconds_count"], 2.0);
+    assert_eq!(
+        m[r#"preflight_flow_outcome{flow="pay",outcome="failed"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"preflight_flow_outcome{flow="pay",outcome="passed"}"#],
+        0.0
+    );
+    assert_eq!(
+        m[r#"preflight_flow_outcome{flow="health",outcome="passed"}"#],
+        1.0
+    );
+    assert!(m.contains_key(r#"preflight_flow_duration_seconds{flow="pay"}"#));
+    assert_eq!(
+        m[r#"preflight_step_latency_seconds_count{flow="health",step="ping"}"#],
+        2.0
+    );
+    assert_eq!(
+        m[r#"preflight_step_latency_seconds_bucket{le="+Inf",flow="pay",step="charge"}"#],
+        2.0
+    );
+    assert_eq!(m["preflight_integrity_mismatches"], 0.0);
+    assert_eq!(m["preflight_version_mismatch"], 0.0);
+    // Bounded labels: the suite's names and fixed words, never a URL.
+    assert!(!text.contains("127.0.0.1"), "{text}");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_suite_and_a_bad_reload_keeps_the_old_one() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[]);
+    let second = HEALTH.replace("\"health\"", "\"health-two\"");
+    std::fs::write(dir.path().join("two.toml"), second).unwrap();
+    assert_eq!(
+        serve.post("/run", None, None).await.1["summary"]["flows"],
+        1
+    );
+    serve.signal("HUP");
+    wait_for(&serve, "suite reloaded").await;
+    let (status, report) = serve.post("/run", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(report["summary"]["flows"], 2);
+    std::fs::write(dir.path().join("two.toml"), "name = [broken").unwrap();
+    serve.signal("HUP");
+    wait_for(&serve, "reload failed").await;
+    let (status, report) = serve.post("/run", None, None).await;
+    assert_eq!(status, 200, "the old suite still runs: {report}");
+    assert_eq!(report["summary"]["flows"], 2);
+    let (_, text) = serve.get("/metrics", None).await;
+    let m = samples(&text);
+    assert_eq!(m[r#"preflight_suite_reloads_total{result="ok"}"#], 1.0);
+    assert_eq!(m[r#"preflight_suite_reloads_total{result="failed"}"#], 1.0);
+    assert!(serve.stderr().contains("two.toml"), "{}", serve.stderr());
+}
+
+async fn wait_for(serve: &Serve, text: &str) {
+    for _ in 0..200 {
+        if serve.stderr().contains(text) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("serve never said `{text}`:\n{}", serve.stderr());
+}
+
+#[tokio::test]
+async fn sigterm_during_a_run_aborts_it_after_the_grace_and_runs_its_cleanups() {
+    let staging = MockServer::start().await;
+    Mock::given(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(20)))
+        .mount(&staging)
+        .await;
+    Mock::given(path("/cart"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&staging)
+        .await;
+    let flow = r#"
+name = "checkout"
+[[step]]
+name = "slow"
+path = "/slow"
+[[cleanup]]
+name = "empty cart"
+method = "DELETE"
+path = "/cart"
+"#;
+    let dir = suite(&staging.uri(), "", &[("checkout.toml", flow)]);
+    let serve = Arc::new(Serve::start(
+        dir.path(),
+        &["--shutdown-grace", "300ms"],
+        &[],
+    ));
+    let call = tokio::spawn({
+        let serve = serve.clone();
+        async move { serve.post("/run", None, None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    serve.signal("TERM");
+    let (status, report) = call.await.unwrap();
+    assert_eq!(status, 503, "{report}");
+    assert_eq!(report["verdict"], "aborted");
+    assert_eq!(
+        binary::count(&staging, "DELETE", "/cart").await,
+        1,
+        "cleanup ran"
+    );
+    let serve = Arc::into_inner(serve).expect("one owner left");
+    let (code, stderr) = serve.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[tokio::test]
+async fn reports_outlive_a_restart_in_the_state_dir() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let serve = Serve::start(dir.path(), &["--state-dir", state_dir, "--keep", "2"], &[]);
+    for _ in 0..3 {
+        assert_eq!(serve.post("/run", None, None).await.0, 200);
+    }
+    serve.signal("TERM");
+    assert_eq!(serve.exit().await.0, Some(0));
+    let mut files: Vec<String> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["run-00000002.json", "run-00000003.json"]);
+    let serve = Serve::start(dir.path(), &["--state-dir", state_dir, "--keep", "2"], &[]);
+    let (status, text) = serve.get("/runs/3", None).await;
+    assert_eq!(status, 200, "{text}");
+    let (_, report) = serve.post("/run", None, None).await;
+    assert_eq!(report["serve"]["run_id"], "4", "numbering goes on");
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_any_response_metric_or_log() {
+    let secret = "sup3r-s3cret-value";
+    let staging = echo_staging().await;
+    let flow = r#"
+name = "leaky"
+[[step]]
+name = "echo"
+path = "/echo"
+headers = { Authorization = "Bearer {{ secret.PREFLIGHT_TEST_SECRET }}" }
+expect = { status = 200 }
+"#;
+    let dir = suite(
+        &staging.uri(),
+        "[vars]\nnote = \"n\"\n",
+        &[("leaky.toml", flow)],
+    );
+    let serve = Serve::start(
+        dir.path(),
+        &["--allow-var", "note"],
+        &[
+            ("PREFLIGHT_TEST_SECRET", secret),
+            ("PREFLIGHT_SERVE_TOKEN", TOKEN),
+        ],
+    );
+    let body = json!({
+        "name": secret,
+        "checksum": secret,
+        "metadata": { "note": secret, "token": TOKEN },
+        "vars": { "note": TOKEN },
+    });
+    let (status, report) = serve.post("/run", Some(body), Some(TOKEN)).await;
+    assert_eq!(status, 422, "{report}");
+    let mut seen = vec![report.to_string()];
+    for route in ["/runs", "/runs/latest", "/runs/1", "/metrics"] {
+        seen.push(serve.get(route, Some(TOKEN)).await.1);
+    }
+    let bad = json!({ "vars": { secret: "x" } });
+    seen.push(
+        serve
+            .post("/run", Some(bad), Some(TOKEN))
+            .await
+            .1
+            .to_string(),
+    );
+    seen.push(serve.stderr());
+    for value in [secret, TOKEN] {
+        for form in forms(value) {
+            for text in &seen {
+                assert!(!text.contains(&form), "`{form}` shows in:\n{text}");
+            }
+        }
+    }
+    assert!(seen[0].contains("***"), "the echo was masked, not missing");
+}
+
+#[tokio::test]
+async fn a_soak_of_concurrent_calls_keeps_memory_flat() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Arc::new(Serve::start(dir.path(), &["--queue-timeout", "60s"], &[]));
+    let rss = |serve: &Serve| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", serve.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let round = |calls: usize| {
+        let serve = serve.clone();
+        async move {
+            let mut clients = Vec::new();
+            for _ in 0..8 {
+                let serve = serve.clone();
+                clients.push(tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    for _ in 0..calls / 8 {
+                        statuses.push(serve.post("/run", None, None).await.0);
+                    }
+                    statuses
+                }));
+            }
+            for client in clients {
+                assert!(client.await.unwrap().iter().all(|s| *s == 200));
+            }
+        }
+    };
+    round(80).await;
+    let warm = rss(&serve);
+    round(320).await;
+    let after = rss(&serve);
+    eprintln!("serve RSS after 80 runs: {warm} KiB; after 400: {after} KiB");
+    assert_eq!(pings(&staging).await, 400);
+    // Reports beyond --keep are dropped: 320 more runs may not keep piling up memory.
+    assert!(
+        after < warm + 8 * 1024,
+        "RSS grew from {warm} KiB to {after} KiB"
+    );
+}

@@ -830,3 +830,246 @@ async fn a_soak_of_concurrent_calls_keeps_memory_flat() {
         "RSS grew from {warm} KiB to {after} KiB"
     );
 }
+
+// The examples and docs, as a user takes them.
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn yaml_docs(path: &str) -> Vec<yaml_rust2::Yaml> {
+    let text = std::fs::read_to_string(repo(path)).unwrap();
+    yaml_rust2::YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn of_kind<'a>(docs: &'a [yaml_rust2::Yaml], kind: &str) -> &'a yaml_rust2::Yaml {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+/// A staging stand-in for the example suite of `kubernetes.yaml`.
+async fn shop_staging() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/health"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/products"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "items": [] })))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The suite of the example ConfigMap, written into a folder.
+fn example_suite() -> tempfile::TempDir {
+    let docs = yaml_docs("examples/serve/kubernetes.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let data = of_kind(&docs, "ConfigMap")["data"].as_hash().unwrap();
+    for (name, text) in data {
+        let (name, text) = (name.as_str().unwrap(), text.as_str().unwrap());
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn the_kubernetes_example_serves_as_written() {
+    let docs = yaml_docs("examples/serve/kubernetes.yaml");
+    let suite = example_suite();
+    let state = tempfile::tempdir().unwrap();
+    let container = &of_kind(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let staging = shop_staging().await;
+    // The Deployment's arguments, with the mounts and the address made local.
+    let mut args: Vec<String> = Vec::new();
+    let mut given = container["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap());
+    assert_eq!(given.next(), Some("serve"));
+    assert_eq!(given.next(), Some("/suite"));
+    for arg in given {
+        args.push(match arg {
+            "/state" => state.path().to_str().unwrap().to_string(),
+            "0.0.0.0:9464" => "127.0.0.1:0".to_string(),
+            other => other.to_string(),
+        });
+    }
+    assert!(args.contains(&"--listen".to_string()) && args.contains(&"--every".to_string()));
+    args.extend(["--base-url".to_string(), staging.uri()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // The Secret's placeholder is refused: nobody runs the example with it by mistake.
+    let placeholder = of_kind(&docs, "Secret")["stringData"]["token"]
+        .as_str()
+        .unwrap();
+    let (code, stderr) = refused(
+        suite.path(),
+        &args,
+        &[("PREFLIGHT_SERVE_TOKEN", placeholder)],
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    let serve = Serve::start(suite.path(), &args, &[("PREFLIGHT_SERVE_TOKEN", TOKEN)]);
+    for probe in ["livenessProbe", "readinessProbe"] {
+        let route = container[probe]["httpGet"]["path"].as_str().unwrap();
+        assert_eq!(serve.get(route, None).await.0, 200, "{probe} {route}");
+    }
+    let (status, report) = serve.post("/run", None, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["verdict"], "pass");
+}
+
+#[tokio::test]
+async fn the_argo_rollouts_example_judges_the_report() {
+    let docs = yaml_docs("examples/serve/argo-rollouts-web-analysis.yaml");
+    let metric = &of_kind(&docs, "AnalysisTemplate")["spec"]["metrics"][0];
+    assert_eq!(
+        metric["successCondition"].as_str(),
+        Some(r#"result.verdict == "pass""#)
+    );
+    assert_eq!(metric["provider"]["web"]["jsonPath"].as_str(), Some("{$}"));
+    let web = &metric["provider"]["web"];
+    assert_eq!(web["method"].as_str(), Some("POST"));
+    let url = url::Url::parse(web["url"].as_str().unwrap()).unwrap();
+    let route = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let header = &web["headers"][0];
+    assert_eq!(header["key"].as_str(), Some("Authorization"));
+    let value = header["value"]
+        .as_str()
+        .unwrap()
+        .replace("{{args.preflight-token}}", TOKEN);
+    for (staging_status, verdict) in [(200, "pass"), (500, "fail")] {
+        let staging = staging(staging_status, Duration::ZERO).await;
+        let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+        let serve = Serve::start(dir.path(), &[], &[("PREFLIGHT_SERVE_TOKEN", TOKEN)]);
+        let response = Serve::client()
+            .post(format!("{}{route}", serve.url))
+            .header("Authorization", &value)
+            .send()
+            .await
+            .unwrap();
+        // A non-2xx would be an Error of the measurement in Argo Rollouts, not a Failure.
+        assert_eq!(response.status().as_u16(), 200);
+        let result: Value = response.json().await.unwrap();
+        assert_eq!(result["verdict"], verdict);
+    }
+}
+
+#[tokio::test]
+async fn the_flagger_example_webhooks_pass_and_fail_the_check() {
+    let docs = yaml_docs("examples/serve/flagger-canary.yaml");
+    let hooks = of_kind(&docs, "Canary")["spec"]["analysis"]["webhooks"]
+        .as_vec()
+        .unwrap();
+    let types: Vec<&str> = hooks.iter().map(|h| h["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["pre-rollout", "rollout"]);
+    for (staging_status, expected) in [(200, 200), (500, 422)] {
+        let staging = staging(staging_status, Duration::ZERO).await;
+        let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+        let serve = Serve::start(dir.path(), &[], &[("PREFLIGHT_SERVE_TOKEN", TOKEN)]);
+        for hook in hooks {
+            let url = url::Url::parse(hook["url"].as_str().unwrap()).unwrap();
+            let mut metadata = serde_json::Map::new();
+            for (k, v) in hook["metadata"].as_hash().unwrap() {
+                let v = v.as_str().unwrap();
+                let v = if v == "CHANGE-ME" { TOKEN } else { v };
+                metadata.insert(k.as_str().unwrap().to_string(), json!(v));
+            }
+            // What Flagger sends: its payload, no header.
+            let payload = json!({
+                "name": "shop", "namespace": "shop", "phase": "Progressing",
+                "checksum": format!("rev-{}", hook["type"].as_str().unwrap()),
+                "metadata": metadata,
+            });
+            let (status, report) = serve.post(url.path(), Some(payload), None).await;
+            assert_eq!(status, expected, "{report}");
+        }
+    }
+}
+
+/// The `preflight_*` names a text mentions.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (at, _) in text.match_indices("preflight_") {
+        let name: String = text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.len() > "preflight_".len() {
+            names.insert(name);
+        }
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_metric_the_docs_and_alerts_name_is_exposed() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[]);
+    serve.signal("HUP");
+    wait_for(&serve, "suite reloaded").await;
+    assert_eq!(serve.post("/run", None, None).await.0, 200);
+    let (_, exposition) = serve.get("/metrics", None).await;
+    let exposed: std::collections::BTreeSet<String> = samples(&exposition)
+        .keys()
+        .map(|k| k.split('{').next().unwrap().to_string())
+        .collect();
+    let known = |name: &str| {
+        ["", "_bucket", "_sum", "_count"]
+            .iter()
+            .any(|suffix| exposed.contains(&format!("{name}{suffix}")))
+    };
+    let docs = std::fs::read_to_string(repo("docs/serve.md")).unwrap();
+    let rules = std::fs::read_to_string(repo("examples/serve/prometheus-rules.yaml")).unwrap();
+    for name in metric_names(&docs).iter().chain(&metric_names(&rules)) {
+        assert!(
+            known(name),
+            "`{name}` is documented but not exposed:\n{exposition}"
+        );
+    }
+    for name in &exposed {
+        let base = name
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            docs.contains(base),
+            "`{name}` is exposed but not in docs/serve.md"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_quick_start_of_the_docs_runs_the_bundled_suite() {
+    let docs = std::fs::read_to_string(repo("docs/serve.md")).unwrap();
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let curl = r#"curl -X POST -H "Authorization: Bearer $PREFLIGHT_SERVE_TOKEN" http://127.0.0.1:9464/run"#;
+    for text in [&docs, &readme] {
+        assert!(text.contains("preflight serve smoke-tests --base-url http://127.0.0.1:8080"));
+        assert!(text.contains(curl));
+        assert!(text.contains(r#"export PREFLIGHT_SERVE_TOKEN="$(openssl rand -hex 32)""#));
+    }
+    // The bundled suite, served against the demo staging on a free port in place of :8080.
+    let staging = preflight::demo::DemoServer::start(&[]).await.unwrap();
+    let base_url = staging.base_url();
+    let serve = Serve::start(
+        &repo("smoke-tests"),
+        &["--base-url", &base_url, "--every", "5m"],
+        &[
+            ("PREFLIGHT_SERVE_TOKEN", TOKEN),
+            (preflight::demo::DEMO_TOKEN_ENV, preflight::demo::DEMO_TOKEN),
+        ],
+    );
+    let (status, report) = serve.post("/run", None, Some(TOKEN)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["verdict"], "pass");
+    for route in ["/runs", "/runs/latest", "/metrics"] {
+        assert_eq!(serve.get(route, Some(TOKEN)).await.0, 200, "{route}");
+    }
+    let (_, report) = serve.get("/runs/latest", Some(TOKEN)).await;
+    assert!(!report.contains(preflight::demo::DEMO_TOKEN));
+    drop(serve);
+    staging.shutdown().await;
+}

@@ -1073,3 +1073,54 @@ async fn the_quick_start_of_the_docs_runs_the_bundled_suite() {
     drop(serve);
     staging.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_key_reused_with_other_vars_never_gets_the_other_runs_verdict() {
+    let staging = MockServer::start().await;
+    Mock::given(path("/shop/eu"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&staging)
+        .await;
+    Mock::given(path("/shop/us"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&staging)
+        .await;
+    let flow = r#"
+name = "regional"
+[vars]
+region = "eu"
+[[step]]
+name = "home"
+path = "/shop/{{ region }}"
+expect = { status = 200 }
+"#;
+    let dir = suite(&staging.uri(), "", &[("regional.toml", flow)]);
+    let serve = Serve::start(dir.path(), &["--allow-var", "region"], &[]);
+    let eu = json!({ "checksum": "rev-1", "vars": { "region": "eu" } });
+    assert_eq!(serve.post("/run", Some(eu), None).await.0, 200);
+    let us = json!({ "checksum": "rev-1", "vars": { "region": "us" } });
+    let (status, error) = serve.post("/run", Some(us), None).await;
+    assert_eq!(status, 409, "a pass for eu is no answer for us: {error}");
+    let us = json!({ "checksum": "rev-2", "vars": { "region": "us" } });
+    assert_eq!(serve.post("/run", Some(us), None).await.0, 422);
+}
+
+#[tokio::test]
+async fn a_reload_forgets_the_run_a_replay_would_answer_with() {
+    let staging = MockServer::start().await;
+    Mock::given(path("/ping"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&staging)
+        .await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[]);
+    let payload = json!({ "checksum": "rev-1" });
+    assert_eq!(serve.post("/run", Some(payload.clone()), None).await.0, 200);
+    let stricter = HEALTH.replace("/ping", "/pong");
+    std::fs::write(dir.path().join("health.toml"), stricter).unwrap();
+    serve.signal("HUP");
+    wait_for(&serve, "suite reloaded").await;
+    let (status, report) = serve.post("/run", Some(payload), None).await;
+    assert_eq!(status, 422, "the new suite ran: {report}");
+    assert_eq!(report["serve"]["run_id"], "2");
+}

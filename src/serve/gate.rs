@@ -43,6 +43,8 @@ pub struct RunRequest {
 #[derive(Debug, Clone)]
 pub enum Answer {
     Ran(Arc<StoredRun>),
+    /// The idempotency key names a run of other variables: it cannot answer this request.
+    KeyReused,
     /// Still waiting for the run in progress after `--queue-timeout`.
     Busy {
         retry_after: Duration,
@@ -54,8 +56,30 @@ pub enum Answer {
 /// Runs waiting or in progress by idempotency key, and the last one finished with a key.
 #[derive(Default)]
 struct Pending {
-    by_key: HashMap<String, watch::Receiver<Option<Answer>>>,
-    last: Option<(String, Instant, Arc<StoredRun>)>,
+    by_key: HashMap<String, Keyed<watch::Receiver<Option<Answer>>>>,
+    last: Option<Keyed<(Instant, Arc<StoredRun>)>>,
+}
+
+/// A run under an idempotency key, with the variables it runs with: a request with the key
+/// and other variables asks for another run, and must not get this one's verdict.
+struct Keyed<T> {
+    key: String,
+    vars: BTreeMap<String, String>,
+    run: T,
+}
+
+impl<T> Keyed<T> {
+    /// `None`: another key. `Some(Err)`: the key, with other variables.
+    fn matching(&self, request: &RunRequest) -> Option<Result<&T, Answer>> {
+        if request.key.as_deref() != Some(self.key.as_str()) {
+            return None;
+        }
+        Some(if self.vars == request.vars {
+            Ok(&self.run)
+        } else {
+            Err(Answer::KeyReused)
+        })
+    }
 }
 
 pub struct Gate {
@@ -101,6 +125,8 @@ impl Gate {
     pub fn replace_suite(&self, plan: Plan) {
         self.metrics.suite_loaded(plan.flows.len());
         *self.suite.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(plan);
+        // A replay would answer for the suite that was replaced.
+        self.lock_pending().last = None;
     }
 
     /// Waits for the run in progress, if any, to end; holding the guard, none starts.
@@ -118,42 +144,23 @@ impl Gate {
     pub async fn request(self: &Arc<Self>, request: RunRequest) -> Answer {
         let mut receiver = {
             let mut pending = self.lock_pending();
-            let joined = request.key.as_ref().and_then(|key| {
-                if let Some(receiver) = pending.by_key.get(key) {
-                    return Some(Ok(receiver.clone()));
+            let waiting = request
+                .key
+                .as_ref()
+                .and_then(|key| pending.by_key.get(key))
+                .and_then(|keyed| keyed.matching(&request));
+            let finished = pending
+                .last
+                .as_ref()
+                .and_then(|keyed| keyed.matching(&request));
+            match (waiting, finished) {
+                (Some(Ok(receiver)), _) => receiver.clone(),
+                (Some(Err(reused)), _) => return reused,
+                (None, Some(Ok((at, run)))) if at.elapsed() < self.options.replay_for => {
+                    return Answer::Ran(run.clone());
                 }
-                match &pending.last {
-                    Some((last, finished, run))
-                        if last == key && finished.elapsed() < self.options.replay_for =>
-                    {
-                        Some(Err(Answer::Ran(run.clone())))
-                    }
-                    _ => None,
-                }
-            });
-            match joined {
-                Some(Ok(receiver)) => receiver,
-                Some(Err(answer)) => return answer,
-                None => {
-                    let (sender, receiver) = watch::channel(None);
-                    if let Some(key) = &request.key {
-                        pending.by_key.insert(key.clone(), receiver.clone());
-                    }
-                    let gate = self.clone();
-                    tokio::spawn(async move {
-                        let key = request.key.clone();
-                        let answer = gate.queue_and_run(request).await;
-                        let mut pending = gate.lock_pending();
-                        if let Some(key) = key {
-                            pending.by_key.remove(&key);
-                            if let Answer::Ran(run) = &answer {
-                                pending.last = Some((key, Instant::now(), run.clone()));
-                            }
-                        }
-                        let _ = sender.send(Some(answer));
-                    });
-                    receiver
-                }
+                (None, Some(Err(reused))) => return reused,
+                _ => self.start(request, &mut pending),
             }
         };
         match receiver.wait_for(Option::is_some).await {
@@ -161,6 +168,38 @@ impl Gate {
             // The run's task ended without an answer: it panicked.
             Err(_) => Answer::ShuttingDown,
         }
+    }
+
+    /// Starts the run `request` asks for in a task of its own, under its key.
+    fn start(
+        self: &Arc<Self>,
+        request: RunRequest,
+        pending: &mut Pending,
+    ) -> watch::Receiver<Option<Answer>> {
+        let (sender, receiver) = watch::channel(None);
+        if let Some(key) = &request.key {
+            let keyed = Keyed {
+                key: key.clone(),
+                vars: request.vars.clone(),
+                run: receiver.clone(),
+            };
+            pending.by_key.insert(key.clone(), keyed);
+        }
+        let gate = self.clone();
+        tokio::spawn(async move {
+            let (key, vars) = (request.key.clone(), request.vars.clone());
+            let answer = gate.queue_and_run(request).await;
+            let mut pending = gate.lock_pending();
+            if let Some(key) = key {
+                pending.by_key.remove(&key);
+                if let Answer::Ran(run) = &answer {
+                    let run = (Instant::now(), run.clone());
+                    pending.last = Some(Keyed { key, vars, run });
+                }
+            }
+            let _ = sender.send(Some(answer));
+        });
+        receiver
     }
 
     /// Waits for the gate (up to `--queue-timeout` for a request; a scheduled run waits as

@@ -194,7 +194,8 @@ async fn schedule(server: Arc<Server>, every: Duration) {
                     .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             }
             Answer::ShuttingDown => return,
-            Answer::Busy { .. } => {}
+            // A scheduled run has no key and waits as long as it takes: neither happens.
+            Answer::Busy { .. } | Answer::KeyReused => {}
         }
         let jitter = every.mul_f64(random_fraction() / 10.0);
         tokio::select! {

@@ -248,6 +248,10 @@ async fn run(
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             response
         }
+        Answer::KeyReused => error(
+            StatusCode::CONFLICT,
+            "this idempotency key belongs to a run with other vars: use a new key",
+        ),
         Answer::ShuttingDown => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "preflight serve is shutting down: no run was started",

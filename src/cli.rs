@@ -971,8 +971,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let (suite, select, tuning) = (suite.clone(), select.clone(), tuning.clone());
     let load: crate::serve::Loader =
         Arc::new(move || selected(&suite, &select, &tuning, None, false).ok());
+    // A token from a file (a Kubernetes Secret) often ends in a newline: callers send it
+    // without one.
     let token = std::env::var(crate::serve::TOKEN_ENV)
         .ok()
+        .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty());
     let options = crate::serve::ServeOptions {
         listen: args.listen,

@@ -1124,3 +1124,241 @@ async fn a_reload_forgets_the_run_a_replay_would_answer_with() {
     assert_eq!(status, 422, "the new suite ran: {report}");
     assert_eq!(report["serve"]["run_id"], "2");
 }
+
+// What the attack on serve found, each pinned down.
+
+#[tokio::test]
+async fn a_header_key_and_a_checksum_never_answer_for_each_other() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[]);
+    let first = Serve::client()
+        .post(format!("{}/run", serve.url))
+        .header("Idempotency-Key", "R2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.headers()["preflight-run-id"], "1");
+    let (_, report) = serve
+        .post("/run", Some(json!({ "checksum": "R2" })), None)
+        .await;
+    assert_eq!(
+        report["serve"]["run_id"], "2",
+        "another kind of key, another run"
+    );
+    assert_eq!(pings(&staging).await, 2);
+}
+
+#[tokio::test]
+async fn a_request_joining_a_run_with_other_vars_is_refused() {
+    let staging = MockServer::start().await;
+    Mock::given(path("/shop/eu"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+        .mount(&staging)
+        .await;
+    let flow = r#"
+name = "regional"
+[vars]
+region = "eu"
+[[step]]
+name = "home"
+path = "/shop/{{ region }}"
+expect = { status = 200 }
+"#;
+    let dir = suite(&staging.uri(), "", &[("regional.toml", flow)]);
+    let serve = Arc::new(Serve::start(dir.path(), &["--allow-var", "region"], &[]));
+    let first = tokio::spawn({
+        let serve = serve.clone();
+        async move {
+            let eu = json!({ "checksum": "k", "vars": { "region": "eu" } });
+            serve.post("/run", Some(eu), None).await.0
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bad = json!({ "checksum": "k", "vars": { "region": "bad-evil" } });
+    assert_eq!(serve.post("/run", Some(bad), None).await.0, 409);
+    assert_eq!(first.await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn what_a_request_says_is_never_echoed_unmasked() {
+    let secret = "sup3rS3cretValue42";
+    let staging = staging(200, Duration::ZERO).await;
+    let flow = HEALTH.replace(
+        "expect = { status = 200 }",
+        "headers = { x-api-key = \"{{ secret.PREFLIGHT_TEST_SECRET }}\" }\nexpect = { status = 200 }",
+    );
+    let dir = suite(&staging.uri(), "", &[("health.toml", &flow)]);
+    let env = [
+        ("PREFLIGHT_TEST_SECRET", secret),
+        ("PREFLIGHT_SERVE_TOKEN", TOKEN),
+    ];
+    let serve = Serve::start(dir.path(), &[], &env);
+    for value in [secret, TOKEN] {
+        for route in [format!("/run?status={value}"), format!("/run?{value}=1")] {
+            let (status, error) = serve.post(&route, None, Some(TOKEN)).await;
+            assert_eq!(status, 400);
+            assert!(!error.to_string().contains(value), "{route}: {error}");
+        }
+    }
+    let (status, _) = serve
+        .post("/run?status=bogus&status=report", None, Some(TOKEN))
+        .await;
+    assert_eq!(status, 400, "one status, given once");
+    // An array is no run request, even if serde could read it field by field.
+    let array = json!([null, null, null, null, null, { "x": "y" }]);
+    assert_eq!(serve.post("/run", Some(array), Some(TOKEN)).await.0, 400);
+    assert_eq!(pings(&staging).await, 0);
+}
+
+#[tokio::test]
+async fn no_allowed_variable_can_reach_another_host() {
+    let host = r#"
+name = "tenant"
+[vars]
+tenant = "shop.staging"
+[[step]]
+name = "home"
+path = "/"
+headers = { Host = "{{ tenant }}" }
+"#;
+    let dir = suite("http://127.0.0.1:9", "", &[("tenant.toml", host)]);
+    let (code, stderr) = refused(dir.path(), &["--allow-var", "tenant"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("`Host` header"), "{stderr}");
+    // Through a capture: staging could echo the value back, and a `url` read it.
+    let echoed = r#"
+name = "echoed"
+[vars]
+ref = "x"
+[[step]]
+name = "first"
+path = "/echo"
+query = { next = "{{ ref }}" }
+[step.capture]
+next = "$.query.next"
+[[step]]
+name = "second"
+url = "{{ next }}"
+"#;
+    let dir = suite("http://127.0.0.1:9", "", &[("echoed.toml", echoed)]);
+    let (code, stderr) = refused(dir.path(), &["--allow-var", "ref"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("reads `next` in its `url`"), "{stderr}");
+    // Without --allow-var nothing a request says reaches a template: the suite serves.
+    let serve = Serve::start(dir.path(), &[], &[]);
+    assert_eq!(serve.get("/healthz", None).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_does_not_hold_up_shutdown() {
+    use std::io::Write;
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &["--shutdown-grace", "1s"], &[]);
+    let address = serve.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.write_all(b"POST /run HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut body = std::net::TcpStream::connect(&address).unwrap();
+    body.write_all(b"POST /run HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    serve.signal("TERM");
+    let (code, stderr) = serve.exit().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    drop((slow, body));
+}
+
+#[tokio::test]
+async fn the_state_dir_serves_only_reports_serve_wrote() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let victim = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(victim.path(), "precious").unwrap();
+    type Plant<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: [(&str, Plant); 3] = [
+        (
+            "a symlink",
+            Box::new(|state: &Path| {
+                std::os::unix::fs::symlink(victim.path(), state.join("run-00000001.json")).unwrap()
+            }),
+        ),
+        (
+            "names are",
+            Box::new(|state: &Path| std::fs::write(state.join("run-2.json"), "{}").unwrap()),
+        ),
+        (
+            "expected",
+            Box::new(|state: &Path| {
+                std::fs::write(state.join("run-00000003.json"), "not json").unwrap()
+            }),
+        ),
+    ];
+    for (why, plant) in cases {
+        let state = tempfile::tempdir().unwrap();
+        plant(state.path());
+        let state_dir = state.path().to_str().unwrap();
+        let (code, stderr) = refused(dir.path(), &["--state-dir", state_dir], &[]);
+        assert_eq!(code, Some(2), "{why}: {stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(victim.path()).unwrap(), "precious");
+}
+
+#[tokio::test]
+async fn a_token_read_from_a_file_works_without_its_newline() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let with_newline = format!("{TOKEN}\n");
+    let serve = Serve::start(dir.path(), &[], &[("PREFLIGHT_SERVE_TOKEN", &with_newline)]);
+    assert_eq!(serve.post("/run", None, Some(TOKEN)).await.0, 200);
+    let flagger = json!({ "metadata": { "token": TOKEN } });
+    assert_eq!(serve.post("/run", Some(flagger), None).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_queued_request_whose_caller_left_is_not_run() {
+    let staging = staging(200, Duration::from_millis(2000)).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Arc::new(Serve::start(dir.path(), &["--queue-timeout", "60s"], &[]));
+    let first = tokio::spawn({
+        let serve = serve.clone();
+        async move { serve.post("/run", None, None).await.0 }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let url = format!("{}/run", serve.url);
+    let calls = (0..5).map(|_| impatient.post(&url).send());
+    for gone in futures_join_all(calls).await {
+        assert!(gone.is_err(), "the caller gave up");
+    }
+    assert_eq!(first.await.unwrap(), 200);
+    // Had one of them run, it would be going now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        pings(&staging).await,
+        1,
+        "runs nobody waits for were not run"
+    );
+    let (_, text) = serve.get("/runs", None).await;
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&text).unwrap().len(), 1);
+}
+
+/// Awaits every future, concurrently.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for task in tasks {
+        outputs.push(task.await.unwrap());
+    }
+    outputs
+}

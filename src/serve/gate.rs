@@ -28,13 +28,21 @@ pub struct GateOptions {
     pub token: Option<Secret>,
 }
 
+/// What makes two requests one: the `Idempotency-Key` header, or else a Flagger payload's
+/// `checksum` (kept apart, so that one can never answer for the other).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    pub from_header: bool,
+    pub value: String,
+}
+
 /// A run someone asked for.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub trigger: Trigger,
     /// The plan to run: the suite as loaded, with the request's variables.
     pub plan: Arc<Plan>,
-    pub key: Option<String>,
+    pub key: Option<IdempotencyKey>,
     pub flagger: Option<FlaggerRecord>,
     pub vars: BTreeMap<String, String>,
 }
@@ -56,22 +64,29 @@ pub enum Answer {
 /// Runs waiting or in progress by idempotency key, and the last one finished with a key.
 #[derive(Default)]
 struct Pending {
-    by_key: HashMap<String, Keyed<watch::Receiver<Option<Answer>>>>,
+    by_key: HashMap<IdempotencyKey, Keyed<watch::Receiver<Option<Answer>>>>,
     last: Option<Keyed<(Instant, Arc<StoredRun>)>>,
+    /// Numbers the keyed runs, so that a run removes its own entry and no later one's.
+    tickets: u64,
 }
 
-/// A run under an idempotency key, with the variables it runs with: a request with the key
-/// and other variables asks for another run, and must not get this one's verdict.
+/// A run under an idempotency key, with the variables and the suite it runs with: a request
+/// with the key and other variables, or after a reload, asks for another run, and must not
+/// get this one's verdict.
 struct Keyed<T> {
-    key: String,
+    key: IdempotencyKey,
     vars: BTreeMap<String, String>,
+    /// The suite's generation (one more at each reload).
+    generation: u64,
+    ticket: u64,
     run: T,
 }
 
 impl<T> Keyed<T> {
-    /// `None`: another key. `Some(Err)`: the key, with other variables.
-    fn matching(&self, request: &RunRequest) -> Option<Result<&T, Answer>> {
-        if request.key.as_deref() != Some(self.key.as_str()) {
+    /// `None`: another key, or a suite since replaced. `Some(Err)`: the key, with other
+    /// variables.
+    fn matching(&self, request: &RunRequest, generation: u64) -> Option<Result<&T, Answer>> {
+        if request.key.as_ref() != Some(&self.key) || self.generation != generation {
             return None;
         }
         Some(if self.vars == request.vars {
@@ -89,6 +104,8 @@ pub struct Gate {
     running: tokio::sync::Mutex<()>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
+    /// One more at each reload: runs of an older suite answer no new request.
+    generation: AtomicU64,
     /// How long the last run took, for `Retry-After`.
     last_duration_ms: AtomicU64,
     pub store: Store,
@@ -104,6 +121,7 @@ impl Gate {
         metrics.suite_loaded(plan.flows.len());
         Gate {
             next_id: AtomicU64::new(store.last_id() + 1),
+            generation: AtomicU64::new(0),
             suite: RwLock::new(Arc::new(plan)),
             options,
             running: tokio::sync::Mutex::new(()),
@@ -116,17 +134,19 @@ impl Gate {
         }
     }
 
-    /// The suite runs start from.
-    pub fn suite(&self) -> Arc<Plan> {
-        self.suite.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The suite and its generation.
+    pub fn current(&self) -> (Arc<Plan>, u64) {
+        let suite = self.suite.read().unwrap_or_else(|e| e.into_inner());
+        (suite.clone(), self.generation.load(Ordering::SeqCst))
     }
 
     /// Replaces the suite (SIGHUP); runs already asked for keep the plan they were given.
     pub fn replace_suite(&self, plan: Plan) {
         self.metrics.suite_loaded(plan.flows.len());
-        *self.suite.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(plan);
-        // A replay would answer for the suite that was replaced.
-        self.lock_pending().last = None;
+        let mut suite = self.suite.write().unwrap_or_else(|e| e.into_inner());
+        *suite = Arc::new(plan);
+        // Under the same lock: a request sees the new suite and the new generation together.
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Waits for the run in progress, if any, to end; holding the guard, none starts.
@@ -141,18 +161,18 @@ impl Gate {
     /// Runs what `request` asks for, or joins the run with its idempotency key, and answers
     /// when that run ends. The run goes on when the caller goes away: a retry with the same
     /// key gets its result.
-    pub async fn request(self: &Arc<Self>, request: RunRequest) -> Answer {
+    pub async fn request(self: &Arc<Self>, request: RunRequest, generation: u64) -> Answer {
         let mut receiver = {
             let mut pending = self.lock_pending();
             let waiting = request
                 .key
                 .as_ref()
                 .and_then(|key| pending.by_key.get(key))
-                .and_then(|keyed| keyed.matching(&request));
+                .and_then(|keyed| keyed.matching(&request, generation));
             let finished = pending
                 .last
                 .as_ref()
-                .and_then(|keyed| keyed.matching(&request));
+                .and_then(|keyed| keyed.matching(&request, generation));
             match (waiting, finished) {
                 (Some(Ok(receiver)), _) => receiver.clone(),
                 (Some(Err(reused)), _) => return reused,
@@ -160,7 +180,7 @@ impl Gate {
                     return Answer::Ran(run.clone());
                 }
                 (None, Some(Err(reused))) => return reused,
-                _ => self.start(request, &mut pending),
+                _ => self.start(request, generation, &mut pending),
             }
         };
         match receiver.wait_for(Option::is_some).await {
@@ -174,27 +194,41 @@ impl Gate {
     fn start(
         self: &Arc<Self>,
         request: RunRequest,
+        generation: u64,
         pending: &mut Pending,
     ) -> watch::Receiver<Option<Answer>> {
         let (sender, receiver) = watch::channel(None);
+        pending.tickets += 1;
+        let ticket = pending.tickets;
         if let Some(key) = &request.key {
-            let keyed = Keyed {
+            let entry = Keyed {
                 key: key.clone(),
                 vars: request.vars.clone(),
+                generation,
+                ticket,
                 run: receiver.clone(),
             };
-            pending.by_key.insert(key.clone(), keyed);
+            pending.by_key.insert(key.clone(), entry);
         }
+        let finished = request.key.clone().map(|key| (key, request.vars.clone()));
         let gate = self.clone();
         tokio::spawn(async move {
-            let (key, vars) = (request.key.clone(), request.vars.clone());
-            let answer = gate.queue_and_run(request).await;
+            let answer = gate.queue_and_run(request, &sender).await;
             let mut pending = gate.lock_pending();
-            if let Some(key) = key {
-                pending.by_key.remove(&key);
+            if let Some((key, vars)) = finished {
+                if pending.by_key.get(&key).is_some_and(|k| k.ticket == ticket) {
+                    pending.by_key.remove(&key);
+                }
                 if let Answer::Ran(run) = &answer {
                     let run = (Instant::now(), run.clone());
-                    pending.last = Some(Keyed { key, vars, run });
+                    let last = Keyed {
+                        key,
+                        vars,
+                        generation,
+                        ticket,
+                        run,
+                    };
+                    pending.last = Some(last);
                 }
             }
             let _ = sender.send(Some(answer));
@@ -204,7 +238,11 @@ impl Gate {
 
     /// Waits for the gate (up to `--queue-timeout` for a request; a scheduled run waits as
     /// long as it takes), then runs.
-    async fn queue_and_run(&self, request: RunRequest) -> Answer {
+    async fn queue_and_run(
+        &self,
+        request: RunRequest,
+        answer: &watch::Sender<Option<Answer>>,
+    ) -> Answer {
         let patience = match request.trigger {
             Trigger::Request => self.options.queue_timeout,
             Trigger::Schedule => Duration::MAX,
@@ -222,6 +260,11 @@ impl Gate {
             };
         };
         if self.shutdown.is_cancelled() {
+            return Answer::ShuttingDown;
+        }
+        if answer.is_closed() {
+            // Nobody waits for this run any more (a caller without a key went away while it
+            // was queued): no retry can ask for it, so it is not run.
             return Answer::ShuttingDown;
         }
         Answer::Ran(self.run(request).await)
@@ -287,7 +330,7 @@ fn record(id: u64, request: &RunRequest, mask: &dyn Mask) -> ServeRecord {
     ServeRecord {
         run_id: id.to_string(),
         trigger: request.trigger,
-        idempotency_key: text(&request.key),
+        idempotency_key: request.key.as_ref().map(|k| mask.mask_text(&k.value)),
         flagger: request.flagger.as_ref().map(|f| FlaggerRecord {
             name: text(&f.name),
             namespace: text(&f.namespace),

@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 pub const TOKEN_ENV: &str = "PREFLIGHT_SERVE_TOKEN";
 /// A shorter token is refused: it could be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
+/// After shutdown and the last run, how long open connections get to finish.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// How to serve, beyond the suite.
 #[derive(Debug, Clone)]
@@ -113,12 +115,22 @@ pub async fn serve(options: ServeOptions, token: Option<String>, load: Loader) -
     }
     let app = routes::router(server);
     let shutdown = gate.shutdown.clone().cancelled_owned();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        eprintln!("error: the server stopped: {e}");
-        return ExitCode::from(1);
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // Once shut down and the last run over, its caller has the answer in moments; a client
+    // that never finishes its request must not keep the process alive past the grace time.
+    let drained = async {
+        gate.shutdown.cancelled().await;
+        let _last = gate.running().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(served) => {
+            if let Err(e) = served {
+                eprintln!("error: the server stopped: {e}");
+                return ExitCode::from(1);
+            }
+        }
+        _ = drained => eprintln!("preflight serve: closing the connections still open"),
     }
     // A scheduled run nobody waits for over HTTP may still be going: it ends (or is aborted
     // after the grace time) before the process does, so its cleanups run.
@@ -140,10 +152,24 @@ fn check_token(listen: &SocketAddr, token: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// An allowed variable must be one the suite declares, and no `url = ...` may read it: a
-/// request could otherwise point preflight at another host.
+/// An allowed variable must be one the suite declares, and a request must not be able to
+/// point preflight at another host with it: no `url = ...` may read anything but `env.` and
+/// `secret.` names (a variable directly, or through a capture of what staging echoed), and no
+/// `Host` header may read the variable.
 fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
     let settings = &plan.settings;
+    let steps = || {
+        plan.setup.iter().chain(&plan.teardown).chain(
+            plan.flows
+                .iter()
+                .flat_map(|f| f.steps.iter().chain(&f.cleanup)),
+        )
+    };
+    let reads = |template: &crate::template::Template, name: &str| {
+        template
+            .names()
+            .any(|(n, _)| n.split('.').next() == Some(name))
+    };
     for name in allowed {
         let declared = settings.vars.contains_key(name)
             || settings.cli_vars.contains_key(name)
@@ -153,21 +179,35 @@ fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
                 "--allow-var {name}: the suite declares no variable `{name}`; give it a default in [vars] (or with --var)"
             ));
         }
-        let steps = plan.setup.iter().chain(&plan.teardown).chain(
-            plan.flows
-                .iter()
-                .flat_map(|f| f.steps.iter().chain(&f.cleanup)),
-        );
-        for step in steps {
-            let Target::Url(url) = &step.target else {
-                continue;
-            };
-            if url.names().any(|(n, _)| n.split('.').next() == Some(name)) {
+        let host_headers = settings
+            .headers
+            .iter()
+            .chain(steps().flat_map(|s| &s.headers))
+            .filter(|(header, _)| header.eq_ignore_ascii_case("host"));
+        for (_, value) in host_headers {
+            if reads(value, name) {
                 return Err(format!(
-                    "--allow-var {name}: step '{}' reads it in its `url`, so a request could point preflight at another host; use `path` (under base_url) for it",
-                    step.name
+                    "--allow-var {name}: a `Host` header reads it, so a request could send preflight to another virtual host"
                 ));
             }
+        }
+    }
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    for step in steps() {
+        let Target::Url(url) = &step.target else {
+            continue;
+        };
+        let other = url
+            .names()
+            .map(|(n, _)| n)
+            .find(|n| !n.starts_with("env.") && !n.starts_with("secret."));
+        if let Some(other) = other {
+            return Err(format!(
+                "--allow-var: step '{}' reads `{other}` in its `url`; with variables a request may set, a `url` may read only env. and secret. names, since a request's value could reach it (directly, or echoed by staging into a capture) and point preflight at another host. Use `path` (under base_url) instead",
+                step.name
+            ));
         }
     }
     Ok(())
@@ -179,14 +219,15 @@ fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
 async fn schedule(server: Arc<Server>, every: Duration) {
     let gate = &server.gate;
     loop {
+        let (plan, generation) = gate.current();
         let request = RunRequest {
             trigger: Trigger::Schedule,
-            plan: gate.suite(),
+            plan,
             key: None,
             flagger: None,
             vars: BTreeMap::new(),
         };
-        match gate.request(request).await {
+        match gate.request(request, generation).await {
             Answer::Ran(_) => {
                 *server
                     .last_scheduled

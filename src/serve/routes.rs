@@ -1,6 +1,6 @@
 //! The HTTP routes of `preflight serve`, and who may call them.
 
-use super::gate::{Answer, Gate, RunRequest};
+use super::gate::{Answer, Gate, IdempotencyKey, RunRequest};
 use super::store::StoredRun;
 use crate::redact::{Mask, Redactor};
 use crate::report::{FlaggerRecord, GateVerdict, Trigger};
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -139,7 +139,8 @@ async fn require_token_or_flagger(
     let given = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v.get("metadata")?.get("token")?.as_str().map(String::from));
-    if !given.is_some_and(|given| token_matches(token, &given)) {
+    let given = given.as_deref().map(str::trim);
+    if !given.is_some_and(|given| token_matches(token, given)) {
         return unauthorized();
     }
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
@@ -184,13 +185,19 @@ impl RunBody {
 
 async fn run(
     State(server): State<Arc<Server>>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let (base, generation) = server.gate.current();
+    let mask = Redactor::new(
+        base.secrets
+            .values()
+            .chain(server.gate.options().token.as_ref()),
+    );
     let always_200 = match query_status(&query) {
         Ok(always) => always,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(message) => return error(StatusCode::BAD_REQUEST, mask.mask_text(&message)),
     };
     let body = match body {
         Ok(body) => body,
@@ -199,24 +206,14 @@ async fn run(
         }
         Err(e) => return error(e.status(), e.body_text()),
     };
-    let base = server.gate.suite();
-    let mask = Redactor::new(
-        base.secrets
-            .values()
-            .chain(server.gate.options().token.as_ref()),
-    );
-    let body: RunBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RunBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(body) => body,
-            Err(e) => {
-                let why = mask.mask_text(&e.to_string());
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the body is not a run request: {why}"),
-                );
-            }
+    let body = match parse_body(&body) {
+        Ok(body) => body,
+        Err(why) => {
+            let why = mask.mask_text(&why);
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a run request: {why}"),
+            );
         }
     };
     let key = match idempotency_key(&headers, &body) {
@@ -235,7 +232,7 @@ async fn run(
         flagger: body.flagger(),
         vars,
     };
-    match server.gate.request(request).await {
+    match server.gate.request(request, generation).await {
         Answer::Ran(run) => report(&run, always_200),
         Answer::Busy { retry_after } => {
             let seconds = retry_after.as_secs_f64().ceil() as u64;
@@ -259,34 +256,52 @@ async fn run(
     }
 }
 
-/// `?status=report`: always `200`, for callers that treat any other status as an error of
-/// their own (Argo Rollouts' web provider). No other parameter is known.
-fn query_status(query: &HashMap<String, String>) -> Result<bool, String> {
-    if let Some(unknown) = query.keys().find(|k| *k != "status") {
-        return Err(format!(
-            "unknown query parameter `{unknown}` (only `status=report`)"
-        ));
+/// Empty, or a JSON object of the keys of [`RunBody`] (an array, which serde would read field
+/// by field, is no run request).
+fn parse_body(body: &[u8]) -> Result<RunBody, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RunBody::default());
     }
-    match query.get("status").map(String::as_str) {
-        None => Ok(false),
-        Some("report") => Ok(true),
-        Some(other) => Err(format!(
-            "`status={other}`: the only value is `status=report` (always answer 200)"
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if !value.is_object() {
+        return Err("expected a JSON object".into());
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// `?status=report`: always `200`, for callers that treat any other status as an error of
+/// their own (Argo Rollouts' web provider). No other parameter is known, and it is given once.
+fn query_status(query: &[(String, String)]) -> Result<bool, String> {
+    match query {
+        [] => Ok(false),
+        [(key, value)] if key == "status" && value == "report" => Ok(true),
+        [(key, value)] if key == "status" => Err(format!(
+            "`status={value}`: the only value is `status=report` (always answer 200)"
         )),
+        _ => Err(
+            "the only query parameter is `status=report`, given once (always answer 200)".into(),
+        ),
     }
 }
 
 /// The `Idempotency-Key` header, else the Flagger payload's `checksum`.
-fn idempotency_key(headers: &HeaderMap, body: &RunBody) -> Result<Option<String>, String> {
+fn idempotency_key(headers: &HeaderMap, body: &RunBody) -> Result<Option<IdempotencyKey>, String> {
     let Some(value) = headers.get("idempotency-key") else {
-        return Ok(body.checksum.clone().filter(|c| !c.is_empty()));
+        let checksum = body.checksum.clone().filter(|c| !c.is_empty());
+        return Ok(checksum.map(|value| IdempotencyKey {
+            from_header: false,
+            value,
+        }));
     };
     let key = value
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or("the Idempotency-Key header must be 1 to 255 visible ASCII characters")?;
-    Ok(Some(key.to_string()))
+    Ok(Some(IdempotencyKey {
+        from_header: true,
+        value: key.to_string(),
+    }))
 }
 
 /// The suite with the request's variables, as if given with `--var`: only names allowed at

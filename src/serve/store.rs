@@ -1,7 +1,6 @@
 //! The last `--keep` reports of `preflight serve`: in memory, and in `--state-dir` when given,
 //! so that a restart does not lose them.
 
-use crate::fs::write::write_atomic;
 use crate::report::{GateVerdict, Report, Trigger};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -61,32 +60,49 @@ fn file_name(id: u64) -> String {
     format!("{PREFIX}{id:08}{SUFFIX}")
 }
 
+/// The id of a file this store wrote: `run-` and at least 8 digits, written as it writes
+/// them (so that no two names stand for one run).
 fn id_of(name: &str) -> Option<u64> {
-    name.strip_prefix(PREFIX)?
-        .strip_suffix(SUFFIX)?
-        .parse()
-        .ok()
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    let id: u64 = digits.parse().ok()?;
+    (file_name(id) == name).then_some(id)
 }
+
+/// Ids stop well before they could wrap.
+const MAX_ID: u64 = 1_000_000_000_000;
 
 impl Store {
     /// Opens the store, reading back the reports a previous server left in `dir` (the newest
-    /// `keep`); files that are not reports are left alone, with a warning.
-    pub fn open(keep: usize, dir: Option<&Path>) -> std::io::Result<Store> {
+    /// `keep`). A file there that looks like one of its reports and is not (a symlink, another
+    /// name for an id, something that does not parse) is refused: whatever put it there, the
+    /// store will not serve it, overwrite it or delete it.
+    pub fn open(keep: usize, dir: Option<&Path>) -> Result<Store, String> {
         let mut runs = Vec::new();
         if let Some(dir) = dir {
-            std::fs::create_dir_all(dir)?;
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(id) = id_of(&name) else { continue };
-                let path = entry.path();
-                match read_report(&path) {
-                    Ok(report) => runs.push(StoredRun::of(id, &report)),
-                    Err(why) => eprintln!(
-                        "warning: {} is not a preflight report, left out: {why}",
-                        path.display()
-                    ),
+                if !name.starts_with(PREFIX) || !name.ends_with(SUFFIX) {
+                    continue;
                 }
+                let path = entry.path();
+                let refuse = |why: String| {
+                    format!(
+                        "{} is not a report preflight serve wrote ({why}); move it away",
+                        path.display()
+                    )
+                };
+                let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+                if is_link {
+                    return Err(refuse("a symlink".into()));
+                }
+                let id = id_of(&name)
+                    .filter(|id| *id < MAX_ID)
+                    .ok_or_else(|| refuse(format!("names are {PREFIX}<8 digits>{SUFFIX}")))?;
+                let report = read_report(&path).map_err(refuse)?;
+                runs.push(StoredRun::of(id, &report));
             }
         }
         runs.sort_by_key(|r| r.id);
@@ -109,7 +125,7 @@ impl Store {
     /// be told.
     pub fn keep(&self, run: Arc<StoredRun>) -> std::io::Result<()> {
         let written = match &self.dir {
-            Some(dir) => write_atomic(&dir.join(file_name(run.id)), &run.json),
+            Some(dir) => write_new(dir, run.id, &run.json),
             None => Ok(()),
         };
         let mut runs = self.lock();
@@ -140,6 +156,17 @@ impl Store {
         // A panic while holding the lock leaves the list itself intact.
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Writes the report of `id` into `dir`: a temporary file, then a rename, which replaces
+/// whatever has the name (a symlink too) and never writes through it.
+fn write_new(dir: &Path, id: u64, json: &str) -> std::io::Result<()> {
+    let target = dir.join(file_name(id));
+    let tmp = dir.join(format!(".{}.{}.tmp", file_name(id), std::process::id()));
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, &target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 fn read_report(path: &Path) -> Result<Report, String> {

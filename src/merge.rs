@@ -464,6 +464,7 @@ fn step_result(step: &StepRecord) -> StepResult {
                 status: a.status,
                 error: a.error.clone(),
                 latency_ms: a.latency_ms,
+                started_ms: a.started_ms,
             })
             .collect(),
         outcome: match step.outcome {
@@ -471,6 +472,8 @@ fn step_result(step: &StepRecord) -> StepResult {
             StepOutcome::Failed => engine::StepOutcome::Failed,
             StepOutcome::Skipped => engine::StepOutcome::Skipped,
         },
+        started_ms: step.started_ms,
+        last_attempt_started_ms: step.last_attempt_started_ms.or(step.started_ms),
         error: step.error.clone(),
         assertions: step
             .assertions

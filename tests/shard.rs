@@ -150,7 +150,14 @@ fn untimed(mut report: Value) -> Value {
     fn strip(value: &mut Value) {
         match value {
             Value::Object(map) => {
-                for key in ["duration_ms", "latency_ms", "waited_ms", "started_at"] {
+                for key in [
+                    "duration_ms",
+                    "latency_ms",
+                    "waited_ms",
+                    "started_at",
+                    "started_ms",
+                    "last_attempt_started_ms",
+                ] {
                     map.remove(key);
                 }
                 map.values_mut().for_each(strip);

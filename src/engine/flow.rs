@@ -216,7 +216,13 @@ pub async fn run_timed(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResul
 /// One send of the step (with its retries), timed as [`run_timed`] says.
 async fn run_timed_once(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
     let started = Instant::now();
+    let offset = run.shared.offset_ms();
     let mut result = run_step(run, scope).await;
+    if result.outcome != StepOutcome::Skipped {
+        // A step that failed before sending (a template) began all the same.
+        result.started_ms.get_or_insert(offset);
+        result.last_attempt_started_ms.get_or_insert(offset);
+    }
     let step = run.step;
     if result.latency_ms.is_none() && result.url.is_some() && result.attempts > 0 {
         let waits: Duration = (2..=result.attempts)
@@ -272,6 +278,8 @@ struct Polled {
     earlier: Vec<Attempt>,
     sends: u32,
     latency_ms: u64,
+    /// When the first poll began.
+    started_ms: Option<u64>,
 }
 
 impl Polled {
@@ -282,11 +290,19 @@ impl Polled {
             .map(|a| a.subject.as_str())
             .collect();
         let error = Some(format!("polled: not met yet: {}", unmet.join(", ")));
+        self.started_ms = self.started_ms.or(result.started_ms);
+        // The poll's own time: its latency counts the retries before it too.
+        let retried: u64 = result
+            .earlier_attempts
+            .iter()
+            .filter_map(|a| a.latency_ms)
+            .sum();
         self.earlier.extend(result.earlier_attempts);
         self.earlier.push(Attempt {
             status: result.status,
             error,
-            latency_ms: result.latency_ms,
+            latency_ms: result.latency_ms.map(|ms| ms.saturating_sub(retried)),
+            started_ms: result.last_attempt_started_ms,
         });
         self.sends += result.attempts;
         self.latency_ms += result.latency_ms.unwrap_or(0);
@@ -298,6 +314,7 @@ impl Polled {
         result.earlier_attempts = self.earlier;
         result.attempts += self.sends;
         result.latency_ms = result.latency_ms.map(|ms| ms + self.latency_ms);
+        result.started_ms = self.started_ms.or(result.started_ms);
         result.polled = true;
         result
     }
@@ -384,6 +401,8 @@ async fn execute(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
         },
         polled: false,
         exchange: detail,
+        started_ms: Some(sent.started_ms),
+        last_attempt_started_ms: Some(sent.last_started_ms),
     }
 }
 
@@ -455,6 +474,9 @@ struct Sent {
     shown_body: Option<String>,
     attempts: u32,
     earlier: Vec<Attempt>,
+    /// When the first and the last attempt began, in ms from the start of the run.
+    started_ms: u64,
+    last_started_ms: u64,
 }
 
 /// Sends the prepared request under the step's retry policy; a request that got no response
@@ -481,8 +503,12 @@ async fn send(
         shown_body,
     } = prepared;
     let sent_url = request.url.clone();
-    let (exchange, mut earlier) =
+    let (exchange, mut earlier, last_started_ms) =
         send_with_retries(shared, step, phase, request, jar, limits, scope).await;
+    let started_ms = earlier
+        .first()
+        .and_then(|a| a.started_ms)
+        .unwrap_or(last_started_ms);
     for attempt in &mut earlier {
         attempt.error = attempt.error.as_deref().map(|e| mask.mask_text(e));
     }
@@ -495,6 +521,8 @@ async fn send(
             result.request_headers = shown_headers;
             result.attempts = attempts;
             result.earlier_attempts = earlier;
+            result.started_ms = Some(started_ms);
+            result.last_attempt_started_ms = Some(last_started_ms);
             return Err(result);
         }
     };
@@ -513,6 +541,8 @@ async fn send(
         shown_body,
         attempts,
         earlier,
+        started_ms,
+        last_started_ms,
     })
 }
 
@@ -660,7 +690,7 @@ async fn send_with_retries(
     jar: &Jar,
     limits: Limits,
     scope: &FlowScope<'_>,
-) -> (Result<Exchange, RequestError>, Vec<Attempt>) {
+) -> (Result<Exchange, RequestError>, Vec<Attempt>, u64) {
     let policy = &step.retry;
     let mut earlier = Vec::new();
     // The time of the earlier attempts: the step's latency counts every attempt.
@@ -673,13 +703,14 @@ async fn send_with_retries(
     };
     loop {
         let started = Instant::now();
+        let offset = shared.offset_ms();
         let result = if phase == Phase::Cleanup {
             // Cleanups run after a stop too; their own time is bounded by the caller.
             shared.http.exchange(request.clone(), jar, limits).await
         } else {
             tokio::select! {
                 result = shared.http.exchange(request.clone(), jar, limits) => result,
-                () = shared.cancel.cancelled() => return (Err(RequestError::Stopped(shared.stop_reason())), earlier),
+                () = shared.cancel.cancelled() => return (Err(RequestError::Stopped(shared.stop_reason())), earlier, offset),
             }
         };
         let elapsed = started.elapsed();
@@ -703,13 +734,13 @@ async fn send_with_retries(
         let retry =
             matches!(kind, Some((true, true))) && tries < policy.attempts && !shared.halted();
         if !retry {
-            return (counted(result, waited), earlier);
+            return (counted(result, waited), earlier, offset);
         }
         tokio::select! {
             () = tokio::time::sleep(policy.delay_before(tries + 1)) => {}
-            () = shared.cancel.cancelled() => return (counted(result, waited), earlier),
+            () = shared.cancel.cancelled() => return (counted(result, waited), earlier, offset),
         }
-        earlier.push(Attempt::of(&result, elapsed));
+        earlier.push(Attempt::of(&result, elapsed, offset));
         waited += elapsed;
     }
 }

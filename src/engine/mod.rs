@@ -68,6 +68,8 @@ pub struct Shared {
     pub run_id: String,
     pub show_sensitive_headers: bool,
     pub capture_exchanges: bool,
+    /// The start of the run: steps and attempts are timed from it.
+    pub started: Instant,
 }
 
 impl Shared {
@@ -92,7 +94,13 @@ impl Shared {
             run_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             show_sensitive_headers: options.show_sensitive_headers,
             capture_exchanges: options.capture_exchanges,
+            started: Instant::now(),
         }
+    }
+
+    /// Now, in ms from the start of the run.
+    pub fn offset_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     /// Why the run was stopped, for the steps it cut short.

@@ -67,6 +67,10 @@ pub struct StepResult {
     pub polled: bool,
     /// With `-vv` only: the request and the response as they may be shown (masked, cut).
     pub exchange: Option<Box<ExchangeDetail>>,
+    /// When the step began, in ms from the start of the run (`None`: it never began).
+    pub started_ms: Option<u64>,
+    /// When its last attempt (the one `status` is of) began, after retries or polls.
+    pub last_attempt_started_ms: Option<u64>,
 }
 
 /// What `-vv` shows of one exchange, every value already in its shown form: secrets as `***`,
@@ -102,6 +106,8 @@ impl StepResult {
             request_headers: BTreeMap::new(),
             polled: false,
             exchange: None,
+            started_ms: None,
+            last_attempt_started_ms: None,
         }
     }
 
@@ -127,6 +133,8 @@ pub struct Attempt {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub latency_ms: Option<u64>,
+    /// When it began, in ms from the start of the run.
+    pub started_ms: Option<u64>,
 }
 
 impl Attempt {
@@ -135,18 +143,22 @@ impl Attempt {
     pub fn of(
         result: &Result<super::http::Exchange, super::http::RequestError>,
         elapsed: std::time::Duration,
+        started_ms: u64,
     ) -> Attempt {
         let latency_ms = Some(elapsed.as_millis() as u64);
+        let started_ms = Some(started_ms);
         match result {
             Ok(exchange) => Attempt {
                 status: Some(exchange.status.as_u16()),
                 error: None,
                 latency_ms,
+                started_ms,
             },
             Err(e) => Attempt {
                 status: None,
                 error: Some(e.to_string()),
                 latency_ms,
+                started_ms,
             },
         }
     }

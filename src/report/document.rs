@@ -94,6 +94,14 @@ pub struct StepRecord {
     pub url: Option<String>,
     pub status: Option<u16>,
     pub latency_ms: Option<u64>,
+    /// When the step began (its first attempt), in ms from the start of the run; absent for
+    /// a step that never began. With `latency_ms` and the attempts' own, a timeline can be
+    /// drawn from the report alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// When its last attempt (the one `status` is of) began; absent when it is `started_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_started_ms: Option<u64>,
     pub attempts: u32,
     /// Passed, but only after a failed attempt.
     pub flaky: bool,
@@ -158,6 +166,8 @@ impl StepRecord {
             url: None,
             status: None,
             latency_ms: None,
+            started_ms: None,
+            last_attempt_started_ms: None,
             attempts: 0,
             flaky: false,
             earlier_attempts: Vec::new(),
@@ -224,6 +234,9 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub latency_ms: Option<u64>,
+    /// When it began, in ms from the start of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -333,6 +346,10 @@ impl Masked<StepRecord> for engine::StepResult {
             url: opt(&self.url, mask),
             status: self.status,
             latency_ms: self.latency_ms,
+            started_ms: self.started_ms,
+            last_attempt_started_ms: self
+                .last_attempt_started_ms
+                .filter(|at| Some(*at) != self.started_ms),
             attempts: self.attempts,
             flaky: self.flaky,
             earlier_attempts: self
@@ -342,6 +359,7 @@ impl Masked<StepRecord> for engine::StepResult {
                     status: a.status,
                     error: opt(&a.error, mask),
                     latency_ms: a.latency_ms,
+                    started_ms: a.started_ms,
                 })
                 .collect(),
             outcome: match self.outcome {

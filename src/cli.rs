@@ -159,6 +159,14 @@ pub struct RunArgs {
     /// `auto` reads the CI's parallel-job variables. Join the JSON reports with `merge`.
     #[arg(long, value_name = "K/N|auto", value_parser = parse_shard)]
     pub shard: Option<ShardArg>,
+    /// A JSON report of an earlier run (typically the last that passed): each step's latency
+    /// is compared with it; regressions warn, or fail with `[gate] fail_on_latency_regression`.
+    #[arg(long, value_name = "PREVIOUS.json")]
+    pub baseline: Option<PathBuf>,
+    /// Compare with a baseline of another suite digest too (steps are matched by flow and
+    /// step name).
+    #[arg(long, requires = "baseline")]
+    pub baseline_any: bool,
     /// N for `--shard auto` in a Kubernetes Indexed Job (K comes from JOB_COMPLETION_INDEX).
     #[arg(long, value_name = "N", requires = "shard", value_parser = clap::value_parser!(u32).range(1..))]
     pub shard_count: Option<u32>,
@@ -1034,6 +1042,25 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         Ok((plan, part)) => (Arc::new(plan), part),
         Err(code) => return code,
     };
+    // Every report names its suite's files by digest, so that it can be the baseline of a
+    // later run of the same suite.
+    let digest = match shard::files_digest(&plan) {
+        Ok(digest) => digest,
+        Err(e) => {
+            eprintln!("error: cannot read the suite to digest it: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let baseline = match &args.baseline {
+        None => None,
+        Some(path) => match crate::baseline::read(path, &digest, args.baseline_any) {
+            Ok(report) => Some((path.display().to_string(), report)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+    };
     let redactor = Arc::new(Redactor::new(plan.secrets.values()));
     let mode = if args.quiet {
         Mode::Silent
@@ -1070,8 +1097,24 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         result.stopped = Some(engine::Stop::Interrupted);
     }
     let _ = shown.await;
+    let mut verdict = judge(&result, &plan.settings.gate);
+    let compared = baseline.map(|(file, before)| {
+        let now = Report::new(&plan, &result, &verdict, &redactor);
+        let policy = &plan.settings.gate.latency_regression;
+        crate::baseline::compare(&file, &before, &now, policy)
+    });
+    if let Some(record) = compared.as_ref().filter(|r| r.fail_on_latency_regression) {
+        let steps: Vec<String> = record.regressions().map(|s| s.describe()).collect();
+        if !steps.is_empty() {
+            verdict = verdict.add_reason(Reason::LatencyRegressed { steps });
+        }
+    }
     let build = |verdict: &Verdict| {
         let mut report = Report::new(&plan, &result, verdict, &redactor);
+        report.suite_files_digest = Some(digest.clone());
+        if let Some(record) = &compared {
+            report.add_baseline(record.clone(), &result, verdict);
+        }
         if let Some(part) = &part {
             let mut record = part.record.clone();
             if let Some(Stop::Deadline { deadline_ms }) = result.stopped {
@@ -1087,7 +1130,6 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         }
         report
     };
-    let verdict = judge(&result, &plan.settings.gate);
     let detail = detail(args.quiet, args.verbose);
     let code = finish(&args.out, detail, verdict, &build);
     // The process is about to exit: freeing a large run piece by piece is wasted time.

@@ -5,6 +5,7 @@
 //! [`check`] evaluates expectations, [`engine`] runs the plan and emits events, [`report`]
 //! renders results, [`verdict`] maps them to the exit code, and [`cli`] wires it together.
 
+pub mod baseline;
 pub mod check;
 pub mod cli;
 pub mod demo;

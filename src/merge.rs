@@ -8,7 +8,9 @@
 use crate::engine::result::{Attempt, WaitResult};
 use crate::engine::{self, FlowResult, RunResult, StepResult, Stop};
 use crate::integrity::{IntegrityResult, VersionResult};
-use crate::report::{FlowOutcome, FlowRecord, GateVerdict, Phase, Report, StepOutcome, StepRecord};
+use crate::report::{
+    FlowOutcome, FlowRecord, GateVerdict, Phase, Report, ReportFileError, StepOutcome, StepRecord,
+};
 use crate::suite::GatePolicy;
 use crate::verdict::{Reason, Verdict, judge};
 use std::collections::BTreeMap;
@@ -119,22 +121,17 @@ impl Merged {
 /// Reads one report file; anything that is not a schema-1 preflight shard report is an
 /// [`InputError`].
 pub fn read(path: &Path) -> Result<ShardReport, InputError> {
-    let text =
-        crate::fs::read::read_regular_text(path).map_err(|source| InputError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
     let not_a_report = |why: String| InputError::NotAReport {
         path: path.to_path_buf(),
         why,
     };
-    let report: Report = serde_json::from_str(&text).map_err(|e| not_a_report(e.to_string()))?;
-    if report.schema != 1 || report.tool != "preflight" {
-        return Err(not_a_report(format!(
-            "schema {} of tool `{}`",
-            report.schema, report.tool
-        )));
-    }
+    let report = Report::read(path).map_err(|e| match e {
+        ReportFileError::Unreadable(source) => InputError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        },
+        ReportFileError::NotAReport(why) => not_a_report(why),
+    })?;
     let Some(shard) = &report.shard else {
         return Err(InputError::NotAShard {
             path: path.to_path_buf(),

@@ -249,7 +249,6 @@ pub const RUN_ID_VARS: [&str; 5] = [
 /// report holds nothing derived from them). Each part is length-prefixed so no two inputs
 /// collide.
 pub fn suite_digest(plan: &Plan, env: &dyn Fn(&str) -> Option<String>) -> std::io::Result<String> {
-    let dir = &plan.settings.dir;
     let mut hasher = Sha256::new();
     let mut part = |label: &str, bytes: &[u8]| {
         for piece in [label.as_bytes(), bytes] {
@@ -257,6 +256,29 @@ pub fn suite_digest(plan: &Plan, env: &dyn Fn(&str) -> Option<String>) -> std::i
             hasher.update(piece);
         }
     };
+    suite_files(plan, &mut part)?;
+    run_inputs(plan, env, &mut part);
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// `sha256:<hex>` over the suite's files and the selection only: what a run checks, not where
+/// or when (no base URL, variables or CI run ids). Runs of one suite on different deploys
+/// share it, so a report can be the `--baseline` of a later run.
+pub fn files_digest(plan: &Plan) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut part = |label: &str, bytes: &[u8]| {
+        for piece in [label.as_bytes(), bytes] {
+            hasher.update((piece.len() as u64).to_le_bytes());
+            hasher.update(piece);
+        }
+    };
+    suite_files(plan, &mut part)?;
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// The files of the selected flows, `preflight.toml`, the lock, and the selection.
+fn suite_files(plan: &Plan, part: &mut dyn FnMut(&str, &[u8])) -> std::io::Result<()> {
+    let dir = &plan.settings.dir;
     for name in ["preflight.toml", crate::integrity::LOCK_FILE] {
         part(name, &read_optional(&dir.join(name))?);
     }
@@ -274,12 +296,21 @@ pub fn suite_digest(plan: &Plan, env: &dyn Fn(&str) -> Option<String>) -> std::i
                 .as_bytes(),
         );
         for step in flow.steps.iter().chain(&flow.cleanup) {
-            step_inputs(dir, step, &mut part)?;
+            step_inputs(dir, step, part)?;
         }
     }
     for step in plan.setup.iter().chain(&plan.teardown) {
-        step_inputs(dir, step, &mut part)?;
+        step_inputs(dir, step, part)?;
     }
+    Ok(())
+}
+
+/// What a run is given beyond the files: where, with which values, in which CI run.
+fn run_inputs(
+    plan: &Plan,
+    env: &dyn Fn(&str) -> Option<String>,
+    part: &mut dyn FnMut(&str, &[u8]),
+) {
     let settings = &plan.settings;
     let base_url = settings.base_url.as_ref().map_or("", |u| u.as_str());
     part("base_url", base_url.as_bytes());
@@ -309,7 +340,6 @@ pub fn suite_digest(plan: &Plan, env: &dyn Fn(&str) -> Option<String>) -> std::i
     for var in RUN_ID_VARS {
         part(var, env(var).unwrap_or_default().as_bytes());
     }
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 /// The files a step reads (its body file, the schemas its expectations validate against) and

@@ -61,6 +61,11 @@ pub enum Reason {
     },
     Internal(String),
     ReportNotWritten(String),
+    /// `--baseline` with `[gate] fail_on_latency_regression`: steps slower than the baseline
+    /// run (each `'flow' / 'step': 40ms -> 124ms (+210%)`).
+    LatencyRegressed {
+        steps: Vec<String>,
+    },
     /// `merge`: the shard reports do not make up one whole run (a shard missing or given
     /// twice, different suites, an aborted shard, a flow in two shards).
     Merge(String),
@@ -113,6 +118,9 @@ impl Reason {
             ),
             Reason::Internal(e) => format!("internal error: {e}"),
             Reason::ReportNotWritten(e) => e.clone(),
+            Reason::LatencyRegressed { steps } => {
+                format!("{} slower than the baseline", counted(steps.len(), "step"))
+            }
             Reason::Merge(e) => e.clone(),
         }
     }
@@ -126,6 +134,10 @@ impl Reason {
                 .collect(),
             Reason::ConfigMismatch { messages } => messages.clone(),
             Reason::Flaky { steps } => steps.iter().map(|s| format!("flaky step {s}")).collect(),
+            Reason::LatencyRegressed { steps } => steps
+                .iter()
+                .map(|s| format!("slower than the baseline: {s}"))
+                .collect(),
             other => vec![other.summary()],
         }
     }

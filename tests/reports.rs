@@ -301,6 +301,11 @@ impl Run {
                 r#""([a-z_]+_ms|p50|p95|max)": \d+"#.into(),
                 r#""$1": "[N]""#,
             ),
+            // The suite files digest: the suite holds the server's port.
+            (
+                r#""suite_files_digest": "sha256:[0-9a-f]{64}""#.into(),
+                r#""suite_files_digest": "[DIGEST]""#,
+            ),
             // JUnit: times in seconds.
             (r#"time="\d+\.\d+""#.into(), r#"time="[T]""#),
             // Terminal and Markdown: `12ms`, `3.4s` (one token: a slow run may cross a second).

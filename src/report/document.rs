@@ -70,6 +70,8 @@ pub enum WarningKind {
     /// A `[[teardown]]` step failed, could not run for a missing capture, or did not finish:
     /// test data may be left behind. `flow` is empty.
     TeardownFailed,
+    /// `--baseline`: a step is slower than in the baseline run by more than `[gate]` allows.
+    LatencyRegression,
 }
 
 /// Something that did not fail the gate but needs a look.

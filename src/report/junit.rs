@@ -482,7 +482,9 @@ pub(crate) mod tests {
             warnings: vec![],
             headline: format!("GATE {}", verdict.as_str()),
             suite_digest: None,
+            suite_files_digest: None,
             shard: None,
+            baseline: None,
             serve: None,
         }
     }

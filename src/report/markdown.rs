@@ -69,8 +69,74 @@ pub fn render(report: &Report) -> String {
     failures(&mut out, report);
     warnings(&mut out, report);
     integrity(&mut out, report);
+    baseline(&mut out, report);
     summary(&mut out, report);
     out
+}
+
+/// `--baseline`: the regressions in a table, the flows and steps new or gone.
+fn baseline(out: &mut String, report: &Report) {
+    let Some(baseline) = &report.baseline else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "### Against the baseline
+"
+    );
+    let regressions: Vec<_> = baseline.regressions().collect();
+    let _ = writeln!(
+        out,
+        "Baseline {} ({}): {} compared, {} slower by more than {}% and {} ms.\n",
+        code(&baseline.file),
+        text(&baseline.started_at),
+        crate::verdict::counted(baseline.steps.len(), "step"),
+        regressions.len(),
+        baseline.max_latency_regression_pct,
+        baseline.min_latency_regression_ms
+    );
+    if !regressions.is_empty() {
+        let _ = writeln!(
+            out,
+            "| Flow | Step | Baseline | Now | Change |\n|---|---|---|---|---|"
+        );
+        for s in regressions {
+            let change = s
+                .change_pct
+                .map_or("new".to_string(), |p| format!("{p:+}%"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} ms | {} ms | {change} |",
+                cell(&s.flow),
+                cell(&s.step),
+                s.baseline_ms,
+                s.now_ms
+            );
+        }
+        out.push('\n');
+    }
+    let lists = [
+        ("New flows", baseline.new_flows.clone()),
+        ("Gone flows", baseline.gone_flows.clone()),
+        (
+            "New steps",
+            crate::report::terminal::keys(&baseline.new_steps),
+        ),
+        (
+            "Gone steps",
+            crate::report::terminal::keys(&baseline.gone_steps),
+        ),
+    ];
+    for (what, names) in lists {
+        if !names.is_empty() {
+            let _ = writeln!(
+                out,
+                "- {what} since the baseline: {}",
+                text(&names.join(", "))
+            );
+        }
+    }
+    out.push('\n');
 }
 
 fn flows_table(out: &mut String, report: &Report) {

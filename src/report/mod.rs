@@ -58,9 +58,17 @@ pub struct Report {
     /// `preflight.toml`, the lock and the selection; the same for every shard of one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite_digest: Option<String>,
+    /// `run` only: `sha256:<hex>` over the suite's files and the selected flows (not the base
+    /// URL, variables or CI run): runs of one suite share it, so a report of an earlier run can
+    /// be the `--baseline` of a later one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite_files_digest: Option<String>,
     /// `run --shard K/N` only: which part this is, and what `merge` needs to judge the whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRecord>,
+    /// `--baseline` only: each step's latency against the baseline run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::baseline::BaselineRecord>,
     /// `preflight serve` only: which run of the server this is, and what asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serve: Option<ServeRecord>,
@@ -156,6 +164,8 @@ impl GateRecord {
                 .max_p95_latency_ms
                 .map(std::time::Duration::from_millis),
             fail_on_flaky: self.fail_on_flaky,
+            // A shard report carries no baseline: `merge` compares nothing.
+            latency_regression: crate::suite::RegressionPolicy::default(),
         }
     }
 }
@@ -178,7 +188,31 @@ pub struct Latency {
     pub max: Option<u64>,
 }
 
+/// Why a file is no report to read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportFileError {
+    #[error(transparent)]
+    Unreadable(#[from] crate::fs::read::ReadError),
+    #[error("{0}")]
+    NotAReport(String),
+}
+
 impl Report {
+    /// Reads back a JSON report this tool wrote: a regular file, JSON of schema 1 of
+    /// preflight. `merge`, `--baseline` and `serve --state-dir` read them.
+    pub fn read(path: &std::path::Path) -> Result<Report, ReportFileError> {
+        let text = crate::fs::read::read_regular_text(path)?;
+        let report: Report =
+            serde_json::from_str(&text).map_err(|e| ReportFileError::NotAReport(e.to_string()))?;
+        if report.schema != 1 || report.tool != "preflight" {
+            return Err(ReportFileError::NotAReport(format!(
+                "schema {} of tool `{}`",
+                report.schema, report.tool
+            )));
+        }
+        Ok(report)
+    }
+
     /// Builds the report from the run, masked: every value that came from staging, and every
     /// text made from one, goes through `redactor` on its way in.
     pub fn new(plan: &Plan, result: &RunResult, verdict: &Verdict, redactor: &Redactor) -> Report {
@@ -252,9 +286,26 @@ impl Report {
             headline: mask.mask_text(&headline(result, verdict, warnings.len())),
             warnings,
             suite_digest: None,
+            suite_files_digest: None,
             shard: None,
+            baseline: None,
             serve: None,
         }
+    }
+
+    /// Adds the comparison with a baseline run: its regressions are warnings, unless they
+    /// failed the gate (then they are among the reasons already). The last line counts them.
+    pub fn add_baseline(
+        &mut self,
+        record: crate::baseline::BaselineRecord,
+        result: &RunResult,
+        verdict: &Verdict,
+    ) {
+        if !record.fail_on_latency_regression {
+            self.warnings.extend(crate::baseline::warnings(&record));
+            self.headline = headline(result, verdict, self.warnings.len());
+        }
+        self.baseline = Some(record);
     }
 
     /// Streams the JSON to `out`: a large report is never held whole as text.

@@ -43,6 +43,7 @@ pub fn summary(report: &Report, detail: Detail) -> String {
     if detail != Detail::Quiet {
         failures(&mut out, report);
         integrity_lines(&mut out, report);
+        baseline_lines(&mut out, report);
         if report.verdict == GateVerdict::Aborted {
             interrupted(&mut out, report);
         }
@@ -266,6 +267,56 @@ fn attempts_note(step: &StepRecord) -> String {
 }
 
 /// Readiness, config integrity and deployed version, beside the flows.
+/// `--baseline`: what was compared, each regression, the flows and steps new or gone.
+fn baseline_lines(out: &mut String, report: &Report) {
+    let Some(baseline) = &report.baseline else {
+        return;
+    };
+    let regressions: Vec<_> = baseline.regressions().collect();
+    let mark = if regressions.is_empty() {
+        style("✓").green()
+    } else if baseline.fail_on_latency_regression {
+        style("✗").red().bold()
+    } else {
+        style("!").yellow().bold()
+    };
+    let _ = writeln!(
+        out,
+        "{mark} baseline {} ({}): {} compared, {} slower by more than {}% and {}ms",
+        clean(&baseline.file),
+        clean(&baseline.started_at),
+        crate::verdict::counted(baseline.steps.len(), "step"),
+        regressions.len(),
+        baseline.max_latency_regression_pct,
+        baseline.min_latency_regression_ms
+    );
+    for step in regressions {
+        let _ = writeln!(out, "    slower: {}", clean(&step.describe()));
+    }
+    let lists = [
+        ("new flows", baseline.new_flows.clone()),
+        ("gone flows", baseline.gone_flows.clone()),
+        ("new steps", keys(&baseline.new_steps)),
+        ("gone steps", keys(&baseline.gone_steps)),
+    ];
+    for (what, names) in lists {
+        if !names.is_empty() {
+            let _ = writeln!(
+                out,
+                "    {what} since the baseline: {}",
+                clean(&names.join(", "))
+            );
+        }
+    }
+}
+
+/// `'flow' / 'step'` for each key.
+pub fn keys(keys: &[crate::baseline::StepKey]) -> Vec<String> {
+    keys.iter()
+        .map(|k| format!("'{}' / '{}'", k.flow, k.step))
+        .collect()
+}
+
 fn integrity_lines(out: &mut String, report: &Report) {
     if let Some(wait) = &report.wait {
         let polls = crate::verdict::counted(wait.polls as usize, "poll");

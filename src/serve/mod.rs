@@ -100,16 +100,23 @@ pub async fn serve(options: ServeOptions, token: Option<String>, load: Loader) -
         started: Instant::now(),
         last_scheduled: Mutex::new(None),
     });
-    eprintln!(
-        "preflight serve: listening on http://{address} (suite {suite}, {})",
-        crate::verdict::counted(flows, "flow")
-    );
+    // Listening for signals before saying we listen: a SIGHUP that comes right after must
+    // reload, not end the process.
+    let signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(e) => return invalid(format!("cannot listen for signals: {e}")),
+    };
     tokio::spawn(watch_signals(
+        signals,
         gate.clone(),
         load,
         options.allow_vars.clone(),
         options.shutdown_grace,
     ));
+    eprintln!(
+        "preflight serve: listening on http://{address} (suite {suite}, {})",
+        crate::verdict::counted(flows, "flow")
+    );
     if let Some(every) = options.every {
         tokio::spawn(schedule(server.clone(), every));
     }
@@ -254,16 +261,18 @@ fn random_fraction() -> f64 {
 /// SIGHUP reloads the suite; SIGTERM or SIGINT shuts down: no new run, the run in progress
 /// gets `grace` to finish, then is aborted (its cleanups still run). A second SIGTERM or
 /// SIGINT aborts it at once.
-async fn watch_signals(gate: Arc<Gate>, load: Loader, allowed: Vec<String>, grace: Duration) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        eprintln!("warning: cannot listen for signals; SIGHUP will not reload the suite");
-        return;
-    };
+async fn watch_signals(
+    signals: Signals,
+    gate: Arc<Gate>,
+    load: Loader,
+    allowed: Vec<String>,
+    grace: Duration,
+) {
+    let Signals {
+        mut hup,
+        mut int,
+        mut term,
+    } = signals;
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&gate, &load, &allowed).await,
@@ -284,6 +293,24 @@ async fn watch_signals(gate: Arc<Gate>, load: Loader, allowed: Vec<String>, grac
         _ = term.recv() => eprintln!("preflight serve: interrupted again: aborting the run"),
     }
     gate.abort.cancel();
+}
+
+/// The signals serve answers, listened for from the moment this exists.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
 }
 
 async fn reload(gate: &Gate, load: &Loader, allowed: &[String]) {

@@ -170,13 +170,5 @@ fn write_new(dir: &Path, id: u64, json: &str) -> std::io::Result<()> {
 }
 
 fn read_report(path: &Path) -> Result<Report, String> {
-    let text = crate::fs::read::read_regular_text(path).map_err(|e| e.to_string())?;
-    let report: Report = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    if report.schema != 1 || report.tool != "preflight" {
-        return Err(format!(
-            "schema {} of tool `{}`",
-            report.schema, report.tool
-        ));
-    }
-    Ok(report)
+    Report::read(path).map_err(|e| e.to_string())
 }

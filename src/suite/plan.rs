@@ -124,6 +124,29 @@ pub struct GatePolicy {
     pub max_noncritical_failures: Option<usize>,
     pub max_p95_latency: Option<Duration>,
     pub fail_on_flaky: bool,
+    /// How a step compares with the same step of a `--baseline` run.
+    pub latency_regression: RegressionPolicy,
+}
+
+/// When a step is slower than in the baseline run by enough to say so: by more than
+/// `max_relative_pct` percent *and* by more than `min_absolute` (2 ms to 4 ms is +100% and
+/// nothing to wake anyone for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegressionPolicy {
+    pub max_relative_pct: u32,
+    pub min_absolute: Duration,
+    /// Regressions fail the gate instead of warning.
+    pub fail: bool,
+}
+
+impl Default for RegressionPolicy {
+    fn default() -> Self {
+        RegressionPolicy {
+            max_relative_pct: 50,
+            min_absolute: Duration::from_millis(50),
+            fail: false,
+        }
+    }
 }
 
 /// `[version]`: what staging must report it runs.

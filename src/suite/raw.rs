@@ -149,6 +149,16 @@ pub struct RawGate {
     pub max_p95_latency: Option<Spanned<String>>,
     /// A critical step that passed only after a retry fails the gate.
     pub fail_on_flaky: Option<bool>,
+    /// With `--baseline`: a step slower than in the baseline run by more than this percentage
+    /// (and by more than `min_latency_regression`) has regressed, e.g. "50%" (the default).
+    #[schemars(with = "Option<String>")]
+    pub max_latency_regression: Option<Spanned<String>>,
+    /// With `--baseline`: a step must also be slower by more than this to have regressed,
+    /// e.g. "50ms" (the default).
+    #[schemars(with = "Option<String>")]
+    pub min_latency_regression: Option<Spanned<String>>,
+    /// With `--baseline`: a regressed step fails the gate instead of warning.
+    pub fail_on_latency_regression: Option<bool>,
 }
 
 /// A config file pinned by SHA-256.

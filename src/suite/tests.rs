@@ -198,7 +198,8 @@ fn retry_wait_gate_and_tls_settings() {
         GatePolicy {
             max_noncritical_failures: Some(2),
             max_p95_latency: Some(Duration::from_millis(800)),
-            fail_on_flaky: true
+            fail_on_flaky: true,
+            latency_regression: crate::suite::RegressionPolicy::default(),
         }
     );
 }

@@ -7,8 +7,8 @@ use super::{Compiler, Lost};
 use crate::check::{JsonQuery, Op};
 use crate::problem::{Problem, did_you_mean};
 use crate::suite::plan::{
-    GatePolicy, IntegrityEntry, RetryKinds, RetryPolicy, Settings, Step, TlsSettings, VersionCheck,
-    VersionSource, WaitPolicy,
+    GatePolicy, IntegrityEntry, RegressionPolicy, RetryKinds, RetryPolicy, Settings, Step,
+    TlsSettings, VersionCheck, VersionSource, WaitPolicy,
 };
 use crate::suite::raw::{RawGate, RawIntegrity, RawRetry, RawSuite, RawVersion, RawWait};
 use crate::template::Template;
@@ -545,9 +545,38 @@ pub(super) fn gate_policy(src: &mut Source, raw: &Spanned<RawGate>) -> GatePolic
         },
     };
     let max_p95_latency = g.max_p95_latency.as_ref().and_then(|d| src.duration(d));
+    let defaults = RegressionPolicy::default();
+    let max_relative_pct = match &g.max_latency_regression {
+        None => defaults.max_relative_pct,
+        Some(text) => match parse_percent(text.get_ref()) {
+            Some(pct) => pct,
+            None => {
+                src.error(
+                    text.span(),
+                    "`max_latency_regression` is a whole percentage, e.g. \"50%\"",
+                );
+                defaults.max_relative_pct
+            }
+        },
+    };
+    let min_absolute = g
+        .min_latency_regression
+        .as_ref()
+        .and_then(|d| src.duration(d))
+        .unwrap_or(defaults.min_absolute);
     GatePolicy {
         max_noncritical_failures,
         max_p95_latency,
         fail_on_flaky: g.fail_on_flaky.unwrap_or(false),
+        latency_regression: RegressionPolicy {
+            max_relative_pct,
+            min_absolute,
+            fail: g.fail_on_latency_regression.unwrap_or(false),
+        },
     }
+}
+
+/// `"50%"` -> 50.
+fn parse_percent(text: &str) -> Option<u32> {
+    text.trim().strip_suffix('%')?.trim().parse().ok()
 }

@@ -116,9 +116,9 @@ impl Merged {
     }
 }
 
-/// Reads one report file; anything that is not a schema-1 preflight shard report is an
-/// [`InputError`].
-pub fn read(path: &Path) -> Result<ShardReport, InputError> {
+/// Reads one JSON report file (a regular file, schema 1 of tool `preflight`); anything else
+/// is an [`InputError`]. `preflight report` reads its input with this too.
+pub fn read_report(path: &Path) -> Result<Report, InputError> {
     let text =
         crate::fs::read::read_regular_text(path).map_err(|source| InputError::Unreadable {
             path: path.to_path_buf(),
@@ -135,6 +135,17 @@ pub fn read(path: &Path) -> Result<ShardReport, InputError> {
             report.schema, report.tool
         )));
     }
+    Ok(report)
+}
+
+/// Reads one report file; anything that is not a schema-1 preflight shard report is an
+/// [`InputError`].
+pub fn read(path: &Path) -> Result<ShardReport, InputError> {
+    let not_a_report = |why: String| InputError::NotAReport {
+        path: path.to_path_buf(),
+        why,
+    };
+    let report = read_report(path)?;
     let Some(shard) = &report.shard else {
         return Err(InputError::NotAShard {
             path: path.to_path_buf(),

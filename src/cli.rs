@@ -10,7 +10,7 @@ use crate::report::document::ListedFlow;
 use crate::report::progress::{self, Mode};
 use crate::report::terminal::{self, Detail, clean};
 use crate::report::{GateRecord, ShardRecord};
-use crate::report::{Report, junit, markdown};
+use crate::report::{Report, html, junit, markdown};
 use crate::shard::{self, ShardArg};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
@@ -49,6 +49,9 @@ pub enum Command {
     /// Join the JSON reports of `run --shard K/N` into one run and one verdict (exit codes as
     /// `run`).
     Merge(MergeArgs),
+    /// Render a saved JSON report again: --html, --markdown, --junit, --json (exit 0 written,
+    /// 1 an output could not be written, 2 an unreadable report or no output asked for).
+    Report(ReportArgs),
     /// Run the bundled suite against an embedded demo staging on a free loopback port.
     Demo(DemoArgs),
     /// Serve the gate over HTTP: `POST /run` for delivery controllers (Flagger, Argo
@@ -187,6 +190,15 @@ pub struct MergeArgs {
     pub verbose: u8,
 }
 
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A JSON report (schema 1) written by `run`, `merge` or `serve`.
+    #[arg(value_name = "REPORT.json")]
+    pub report: PathBuf,
+    #[command(flatten)]
+    pub out: Destinations,
+}
+
 /// Where the reports go.
 #[derive(Debug, Clone, Args)]
 pub struct Destinations {
@@ -200,6 +212,10 @@ pub struct Destinations {
     /// $GITHUB_STEP_SUMMARY when set.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// Write the HTML report (one self-contained page: verdict, waterfall, latency, failures)
+    /// to FILE (`-`: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `run`'s options; SUITE defaults to `smoke-tests/` here, or the bundled copy of it when the
@@ -276,6 +292,7 @@ enum ReportKind {
     Json,
     Junit,
     Markdown,
+    Html,
     /// The Markdown report appended to `$GITHUB_STEP_SUMMARY`.
     StepSummary,
 }
@@ -286,6 +303,7 @@ impl ReportKind {
             ReportKind::Json => "JSON",
             ReportKind::Junit => "JUnit",
             ReportKind::Markdown => "Markdown",
+            ReportKind::Html => "HTML",
             ReportKind::StepSummary => "step summary",
         }
     }
@@ -295,6 +313,7 @@ impl ReportKind {
             // The JSON report streams to its file: it can be large.
             ReportKind::Json => report.write_json(&mut out),
             ReportKind::Junit => out.write_all(junit::render(report).as_bytes()),
+            ReportKind::Html => out.write_all(html::render(report).as_bytes()),
             ReportKind::Markdown | ReportKind::StepSummary => {
                 out.write_all(markdown::render(report).as_bytes())
             }
@@ -359,6 +378,7 @@ fn open_outputs(args: &Destinations, mut verdict: Verdict) -> (Vec<Output>, Verd
         (ReportKind::Json, args.json.clone()),
         (ReportKind::Junit, args.junit.clone()),
         (ReportKind::Markdown, args.markdown.clone()),
+        (ReportKind::Html, args.html.clone()),
         (ReportKind::StepSummary, summary),
     ];
     let mut outputs = Vec::new();
@@ -543,6 +563,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::List(args) => list(&args),
             Command::Lock(args) => lock(&args),
             Command::Merge(args) => merge(&args),
+            Command::Report(args) => rerender(&args),
             Command::Init(args) => init(&args),
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
@@ -844,7 +865,7 @@ fn reports_to_stdout(args: &Destinations) -> usize {
 
 impl Destinations {
     fn paths(&self) -> impl Iterator<Item = &PathBuf> {
-        [&self.json, &self.junit, &self.markdown]
+        [&self.json, &self.junit, &self.markdown, &self.html]
             .into_iter()
             .flatten()
     }
@@ -1198,4 +1219,52 @@ fn merge(args: &MergeArgs) -> ExitCode {
         merged.verdict.clone(),
         &build,
     )
+}
+
+/// `preflight report`: renders a saved JSON report again, as it was saved: nothing is judged
+/// again and nothing changes it, so a report made later from a CI artifact equals the one the
+/// run wrote, byte for byte. Never appends to `$GITHUB_STEP_SUMMARY` (the run did). Exit 0
+/// when every report is written, 1 when one cannot be, 2 for an unreadable input or nothing
+/// asked for.
+fn rerender(args: &ReportArgs) -> ExitCode {
+    if let Some(clash) = args.out.clash() {
+        eprintln!("error: {clash}");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    if args.out.paths().next().is_none() {
+        eprintln!(
+            "error: nothing to write: give at least one of --html, --markdown, --junit, --json"
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let report = match crate::merge::read_report(&args.report) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let wanted = [
+        (ReportKind::Json, &args.out.json),
+        (ReportKind::Junit, &args.out.junit),
+        (ReportKind::Markdown, &args.out.markdown),
+        (ReportKind::Html, &args.out.html),
+    ];
+    let mut code = ExitCode::SUCCESS;
+    for (kind, path) in wanted {
+        let Some(path) = path else { continue };
+        let written = Prepared::report(path).and_then(|mut dest| {
+            dest.stage(|out| kind.render(&report, out))?;
+            dest.commit()
+        });
+        if let Err(e) = written {
+            eprintln!(
+                "error: cannot write {} report {}: {e}",
+                kind.name(),
+                path.display()
+            );
+            code = ExitCode::from(1);
+        }
+    }
+    code
 }

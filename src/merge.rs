@@ -118,6 +118,21 @@ impl Merged {
     }
 }
 
+/// Reads one JSON report file (a regular file, schema 1 of tool `preflight`); anything else
+/// is an [`InputError`]. `preflight report` reads its input with this too.
+pub fn read_report(path: &Path) -> Result<Report, InputError> {
+    Report::read(path).map_err(|e| match e {
+        ReportFileError::Unreadable(source) => InputError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        },
+        ReportFileError::NotAReport(why) => InputError::NotAReport {
+            path: path.to_path_buf(),
+            why,
+        },
+    })
+}
+
 /// Reads one report file; anything that is not a schema-1 preflight shard report is an
 /// [`InputError`].
 pub fn read(path: &Path) -> Result<ShardReport, InputError> {
@@ -125,13 +140,7 @@ pub fn read(path: &Path) -> Result<ShardReport, InputError> {
         path: path.to_path_buf(),
         why,
     };
-    let report = Report::read(path).map_err(|e| match e {
-        ReportFileError::Unreadable(source) => InputError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        },
-        ReportFileError::NotAReport(why) => not_a_report(why),
-    })?;
+    let report = read_report(path)?;
     let Some(shard) = &report.shard else {
         return Err(InputError::NotAShard {
             path: path.to_path_buf(),

@@ -4,6 +4,7 @@
 //! engine's events).
 
 pub mod document;
+pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod progress;

@@ -36,6 +36,7 @@ code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}
 pre{background:#f5f5f5;padding:8px;margin:4px 0;white-space:pre-wrap;word-break:break-all}
 table{border-collapse:collapse}
 .grid td,.grid th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+.grid code{word-break:break-all}
 .banner{padding:16px 20px;border-radius:0 0 8px 8px;color:#fff}
 .banner.pass{background:#1f7a3a}.banner.fail{background:#b3261e}.banner.aborted{background:#a35f00}
 .banner h1{margin:0 0 4px;font-size:28px}.banner .headline{font-weight:bold;margin:0}

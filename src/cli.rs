@@ -208,8 +208,8 @@ pub struct Destinations {
     /// Write the JUnit XML report to FILE (`-`: standard output).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Write the Markdown report to FILE (`-`: standard output); also appended to
-    /// $GITHUB_STEP_SUMMARY when set.
+    /// Write the Markdown report to FILE (`-`: standard output); `run` and `merge` also
+    /// append it to $GITHUB_STEP_SUMMARY when set.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
     /// Write the HTML report (one self-contained page: verdict, waterfall, latency, failures)

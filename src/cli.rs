@@ -57,6 +57,16 @@ pub enum Command {
     /// Serve the gate over HTTP: `POST /run` for delivery controllers (Flagger, Argo
     /// Rollouts), scheduled runs with `--every`, reports under `/runs`, Prometheus `/metrics`.
     Serve(ServeArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of preflight, or of one command: `preflight man run`.
+    Man {
+        /// A command (`run`, `serve`...); without it, the page of preflight itself.
+        command: Option<String>,
+    },
     /// Print a JSON Schema: `suite` (preflight.toml), `flow` (flow files), `report` (--json)
     /// or `list` (list --json).
     Schema {
@@ -568,6 +578,12 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::Run(args) => run(&args, None).await,
             Command::Demo(args) => demo(&args).await,
             Command::Serve(args) => serve(args).await,
+            Command::Completions { shell } => {
+                let mut command = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut command, "preflight", &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            Command::Man { command } => man(command.as_deref()),
             Command::Schema { kind } => {
                 println!("{}", crate::schema::render(kind));
                 ExitCode::SUCCESS
@@ -1156,6 +1172,36 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     // The process is about to exit: freeing a large run piece by piece is wasted time.
     std::mem::forget((result, plan));
     code
+}
+
+/// `preflight man [COMMAND]`: the man page of preflight, or of one of its commands.
+fn man(command: Option<&str>) -> ExitCode {
+    let top = <Cli as clap::CommandFactory>::command();
+    let page = match command {
+        None => top,
+        Some(name) => match top.find_subcommand(name) {
+            Some(sub) => sub
+                .clone()
+                .display_name(format!("preflight-{name}"))
+                .bin_name(format!("preflight {name}"))
+                .version(env!("CARGO_PKG_VERSION")),
+            None => {
+                eprintln!("error: no command `{name}`; `preflight --help` lists them");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+    };
+    let mut roff = Vec::new();
+    let written = clap_mangen::Man::new(page)
+        .render(&mut roff)
+        .and_then(|()| std::io::stdout().write_all(&roff));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the man page: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn detail(quiet: bool, verbose: u8) -> Detail {

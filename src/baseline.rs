@@ -4,6 +4,7 @@
 //!
 //! Pure: two reports and a policy in, a [`BaselineRecord`] out.
 
+use crate::redact::Mask;
 use crate::report::{Phase, Report, ReportFileError, Warning, WarningKind};
 use crate::suite::RegressionPolicy;
 use serde::{Deserialize, Serialize};
@@ -81,6 +82,25 @@ impl BaselineRecord {
     pub fn regressions(&self) -> impl Iterator<Item = &StepComparison> {
         self.steps.iter().filter(|s| s.regressed)
     }
+
+    /// Every text in it masked: the baseline is a file from elsewhere (another suite, a run
+    /// before a value became a secret) and its names reach every report.
+    pub fn masked(mut self, mask: &dyn Mask) -> BaselineRecord {
+        let text = |t: &mut String| *t = mask.mask_text(t);
+        text(&mut self.file);
+        text(&mut self.started_at);
+        self.new_flows.iter_mut().for_each(text);
+        self.gone_flows.iter_mut().for_each(text);
+        for key in self.new_steps.iter_mut().chain(&mut self.gone_steps) {
+            text(&mut key.flow);
+            text(&mut key.step);
+        }
+        for step in &mut self.steps {
+            text(&mut step.flow);
+            text(&mut step.step);
+        }
+        self
+    }
 }
 
 /// One step in both runs.
@@ -88,6 +108,9 @@ impl BaselineRecord {
 pub struct StepComparison {
     pub flow: String,
     pub step: String,
+    /// Which step of that name in the flow, from 0, when the flow has several.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub occurrence: usize,
     pub baseline_ms: u64,
     pub now_ms: u64,
     /// `(now - baseline) / baseline`, in whole percent; absent when the baseline took 0 ms.
@@ -116,17 +139,23 @@ pub struct StepKey {
     pub step: String,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The steps of a report's flows by (flow, step name, occurrence of that name in the flow),
-/// with their latencies, in order.
+/// with their latencies (only of steps that got an answer: a step cut off or timed out has
+/// no latency to compare), in order.
 fn steps_of(report: &Report) -> Vec<((String, String, usize), Option<u64>)> {
     let mut steps = Vec::new();
     for flow in &report.flows {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         for step in flow.steps.iter().filter(|s| s.phase == Phase::Step) {
             let nth = seen.entry(step.name.as_str()).or_default();
+            let answered = step.status.is_some() && step.error.is_none();
             steps.push((
                 (flow.name.clone(), step.name.clone(), *nth),
-                step.latency_ms,
+                step.latency_ms.filter(|_| answered),
             ));
             *nth += 1;
         }
@@ -160,7 +189,9 @@ pub fn compare(
                 let (Some(baseline_ms), Some(now_ms)) = (*baseline_ms, *now_ms) else {
                     continue;
                 };
-                steps.push(judge(key_of(), baseline_ms, now_ms, policy, min_ms));
+                let mut judged = judge(key_of(), baseline_ms, now_ms, policy, min_ms);
+                judged.occurrence = key.2;
+                steps.push(judged);
             }
         }
     }
@@ -205,6 +236,7 @@ fn judge(
     StepComparison {
         flow: key.flow,
         step: key.step,
+        occurrence: 0,
         baseline_ms,
         now_ms,
         change_pct,

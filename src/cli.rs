@@ -433,6 +433,24 @@ fn stage_all(
     }
 }
 
+/// The report files renamed into place so far. A signal while the rest is written ends the
+/// process at once, and these are removed first: a file that says PASS must never stand
+/// beside an exit code of 130.
+static COMMITTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn committed(path: &Path) {
+    let mut committed = COMMITTED.lock().unwrap_or_else(|e| e.into_inner());
+    committed.push(path.to_path_buf());
+}
+
+/// Removes the reports already in place (see [`COMMITTED`]).
+fn remove_committed() {
+    let committed = COMMITTED.lock().unwrap_or_else(|e| e.into_inner());
+    for path in committed.iter() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Renames every temporary file over its target. A rename that fails (the folder changed
 /// meanwhile, a target that cannot be replaced) fails the verdict, and the reports already in
 /// place are written again. Returns the reports in place.
@@ -447,7 +465,10 @@ fn commit_all(
     for output in outputs {
         let (kind, path) = (output.kind, output.path);
         match output.dest.commit() {
-            Ok(()) => done.push((kind, path)),
+            Ok(()) => {
+                committed(&path);
+                done.push((kind, path));
+            }
             Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
@@ -508,12 +529,14 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
     };
     next_signal().await;
     if run_over.is_cancelled() {
-        eprintln!("\ninterrupted while writing reports: exiting now");
+        remove_committed();
+        eprintln!("\ninterrupted while writing reports: exiting now, no report kept");
         std::process::exit(130);
     }
     eprintln!("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)");
     interrupt.cancel();
     next_signal().await;
+    remove_committed();
     eprintln!("interrupted again: exiting now");
     std::process::exit(130);
 }
@@ -943,6 +966,8 @@ fn is_stdout(path: &Path) -> bool {
 struct ShardPart {
     record: ShardRecord,
     digest: String,
+    /// Of the whole selection, so that every shard (and their merge) has the same one.
+    files_digest: String,
 }
 
 /// Loads the suite and keeps the selected flows (of this shard, with `--shard`); `Err` is the
@@ -1055,8 +1080,9 @@ fn sharded(plan: &mut Plan, arg: ShardArg, count: Option<u32>) -> Result<ShardPa
             "--shard-count {count} goes with --shard auto; --shard K/N names the count itself"
         )));
     }
-    let digest = shard::suite_digest(plan, &env)
-        .map_err(|e| usage(&format!("cannot read the suite to digest it: {e}")))?;
+    let cannot = |e: std::io::Error| usage(&format!("cannot read the suite to digest it: {e}"));
+    let digest = shard::suite_digest(plan, &env).map_err(cannot)?;
+    let files_digest = shard::files_digest(plan).map_err(cannot)?;
     let selected = plan.flows.iter().map(|f| f.name.clone()).collect();
     shard::keep(plan, shard).map_err(|e| usage(&e))?;
     let record = ShardRecord {
@@ -1067,7 +1093,11 @@ fn sharded(plan: &mut Plan, arg: ShardArg, count: Option<u32>) -> Result<ShardPa
         deadline_exceeded_ms: None,
         internal_errors: Vec::new(),
     };
-    Ok(ShardPart { record, digest })
+    Ok(ShardPart {
+        record,
+        digest,
+        files_digest,
+    })
 }
 
 fn parse_shard(text: &str) -> Result<ShardArg, String> {
@@ -1081,7 +1111,11 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     };
     // Every report names its suite's files by digest, so that it can be the baseline of a
     // later run of the same suite.
-    let digest = match shard::files_digest(&plan) {
+    let digest = match part.as_ref().map(|p| Ok(p.files_digest.clone())) {
+        Some(digest) => digest,
+        None => shard::files_digest(&plan),
+    };
+    let digest = match digest {
         Ok(digest) => digest,
         Err(e) => {
             eprintln!("error: cannot read the suite to digest it: {e}");
@@ -1138,7 +1172,8 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     let compared = baseline.map(|(file, before)| {
         let now = Report::new(&plan, &result, &verdict, &redactor);
         let policy = &plan.settings.gate.latency_regression;
-        crate::baseline::compare(&file, &before, &now, policy)
+        // The baseline is a file from elsewhere: what it says is masked like the rest.
+        crate::baseline::compare(&file, &before, &now, policy).masked(&*redactor)
     });
     if let Some(record) = compared.as_ref().filter(|r| r.fail_on_latency_regression) {
         let steps: Vec<String> = record.regressions().map(|s| s.describe()).collect();

@@ -101,6 +101,8 @@ pub struct Merged {
     pub suite: String,
     pub base_url: Option<String>,
     pub suite_digest: Option<String>,
+    /// The shards' suite files digest, when they all have the same one.
+    pub suite_files_digest: Option<String>,
 }
 
 impl Merged {
@@ -114,6 +116,7 @@ impl Merged {
             &crate::redact::NoMask,
         );
         report.suite_digest = self.suite_digest.clone();
+        report.suite_files_digest = self.suite_files_digest.clone();
         report
     }
 }
@@ -234,6 +237,11 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
         suite: first.suite.clone(),
         base_url: first.base_url.clone(),
         suite_digest: first.suite_digest.clone(),
+        suite_files_digest: shards
+            .iter()
+            .all(|s| s.report.suite_files_digest == first.suite_files_digest)
+            .then(|| first.suite_files_digest.clone())
+            .flatten(),
     }
 }
 

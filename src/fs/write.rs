@@ -28,6 +28,47 @@ pub fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
     prepared.commit()
 }
 
+/// How long a reader may take nothing before a write through to it fails: a pipe or FIFO
+/// whose reader stopped reading must not hang the gate (its verdict then fails instead).
+const STALL: Duration = Duration::from_secs(10);
+
+/// Writes `bytes` to `out` on a thread of its own, and fails when no chunk has been taken for
+/// [`STALL`]. The thread is left blocked then; the process ends soon after anyway.
+fn write_watched(mut out: impl Write + Send + 'static, bytes: Vec<u8>) -> io::Result<()> {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let taken = std::sync::Arc::new(AtomicUsize::new(0));
+    let progress = taken.clone();
+    let (done, finished) = channel();
+    std::thread::spawn(move || {
+        let written = bytes.chunks(64 * 1024).try_for_each(|chunk| {
+            out.write_all(chunk)?;
+            progress.fetch_add(chunk.len(), Ordering::SeqCst);
+            Ok(())
+        });
+        let _ = done.send(written.and_then(|()| out.flush()));
+    });
+    let (mut seen, mut since) = (0, std::time::Instant::now());
+    loop {
+        match finished.recv_timeout(Duration::from_millis(100)) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(io::Error::other("the writing thread ended without a word"));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let now = taken.load(Ordering::SeqCst);
+                if now != seen {
+                    (seen, since) = (now, std::time::Instant::now());
+                } else if since.elapsed() >= STALL {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the reader took nothing for {}s", STALL.as_secs()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 /// A destination resolved and opened, not yet written.
 #[derive(Debug)]
 pub struct Prepared {
@@ -112,14 +153,14 @@ impl Prepared {
     pub fn stage(&mut self, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
         match &mut self.sink {
             Sink::Stdout => {
-                let mut out = io::BufWriter::new(io::stdout().lock());
-                fill(&mut out)?;
-                out.flush()
+                let mut bytes = Vec::new();
+                fill(&mut bytes)?;
+                write_watched(io::stdout(), bytes)
             }
             Sink::Through(file) | Sink::Append(file) => {
-                let mut out = io::BufWriter::with_capacity(64 * 1024, &*file);
-                fill(&mut out)?;
-                out.flush()
+                let mut bytes = Vec::new();
+                fill(&mut bytes)?;
+                write_watched(file.try_clone()?, bytes)
             }
             Sink::Atomic { file, .. } => {
                 file.set_len(0)?;

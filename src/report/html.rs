@@ -101,7 +101,7 @@ impl fmt::Display for Esc<'_> {
                 '"' => f.write_str("&quot;")?,
                 '\'' => f.write_str("&#39;")?,
                 '\n' | '\t' => f.write_char(c)?,
-                c if c.is_control() => write!(f, "{}", c.escape_unicode())?,
+                c if crate::report::terminal::hidden(c) => write!(f, "{}", c.escape_unicode())?,
                 c => f.write_char(c)?,
             }
         }
@@ -237,7 +237,7 @@ fn waterfall(out: &mut String, report: &Report) {
             "<tr class=\"o-{}\"><th title=\"{name}\">{name}</th><td>",
             flow_outcome(flow.outcome)
         );
-        let before = |step: &str| baseline_ms(report, &flow.name, step);
+        let before = |step: &str, nth: usize| baseline_ms(report, &flow.name, step, nth);
         bars(out, &flow.steps, span, &before);
         out.push_str("</td></tr>\n");
     }
@@ -261,7 +261,7 @@ fn waterfall(out: &mut String, report: &Report) {
 fn time_span(report: &Report) -> u64 {
     let ends = all_steps(report).filter_map(|s| {
         let start = s.last_attempt_started_ms.or(s.started_ms)?;
-        Some(start + s.latency_ms.unwrap_or(0))
+        Some(start.saturating_add(s.latency_ms.unwrap_or(0)))
     });
     ends.fold(report.duration_ms, u64::max).max(1)
 }
@@ -311,16 +311,16 @@ fn special_row(out: &mut String, name: &str, steps: &[StepRecord], span: u64) {
     let failed = steps.iter().any(|s| s.outcome == StepOutcome::Failed);
     let class = if failed { "o-failed" } else { "o-passed" };
     let _ = write!(out, "<tr class=\"special {class}\"><th>{name}</th><td>");
-    bars(out, steps, span, &|_| None);
+    bars(out, steps, span, &|_, _| None);
     out.push_str("</td></tr>\n");
 }
 
 /// How long `step` of `flow` took in the `--baseline` run, when it was compared.
-fn baseline_ms(report: &Report, flow: &str, step: &str) -> Option<u64> {
+fn baseline_ms(report: &Report, flow: &str, step: &str, nth: usize) -> Option<u64> {
     let compared = &report.baseline.as_ref()?.steps;
     compared
         .iter()
-        .find(|c| c.flow == flow && c.step == step)
+        .find(|c| c.flow == flow && c.step == step && c.occurrence == nth)
         .map(|c| c.baseline_ms)
 }
 
@@ -329,7 +329,13 @@ fn baseline_ms(report: &Report, flow: &str, step: &str) -> Option<u64> {
 /// attempt's length is the step's `latency_ms` less its earlier attempts' (a step's latency
 /// adds up all its attempts). Cleanups are outlined. Each bar has a `<title>` (on hover).
 /// With a baseline, a thin dark line under a step's bar is as long as the step took then.
-fn bars(out: &mut String, steps: &[StepRecord], span: u64, baseline: &dyn Fn(&str) -> Option<u64>) {
+fn bars(
+    out: &mut String,
+    steps: &[StepRecord],
+    span: u64,
+    baseline: &dyn Fn(&str, usize) -> Option<u64>,
+) {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let _ = write!(
         out,
         "<svg viewBox=\"0 0 {AXIS} 16\" preserveAspectRatio=\"none\" role=\"img\">"
@@ -337,6 +343,15 @@ fn bars(out: &mut String, steps: &[StepRecord], span: u64, baseline: &dyn Fn(&st
     let x = |ms: u64| ms as f64 * AXIS / span as f64;
     let width = |ms: u64| (ms as f64 * AXIS / span as f64).max(1.5);
     for step in steps {
+        // Counted for every step, drawn or not: the baseline matches steps by occurrence.
+        let nth = match step.phase {
+            Phase::Step => {
+                let nth = seen.entry(step.name.as_str()).or_default();
+                *nth += 1;
+                Some(*nth - 1)
+            }
+            Phase::Cleanup => None,
+        };
         let Some(started) = step.started_ms else {
             continue;
         };
@@ -398,7 +413,7 @@ fn bars(out: &mut String, steps: &[StepRecord], span: u64, baseline: &dyn Fn(&st
             step.attempts.max(1),
             step.attempts.max(1)
         );
-        if let Some(before) = baseline(&step.name).filter(|_| step.phase == Phase::Step) {
+        if let Some(before) = nth.and_then(|nth| baseline(&step.name, nth)) {
             let _ = write!(
                 out,
                 "<rect class=\"base\" x=\"{:.1}\" y=\"13\" width=\"{:.1}\" height=\"3\">\
@@ -441,11 +456,13 @@ fn unstarted(out: &mut String, report: &Report, rows: &[&FlowRecord]) {
         flow.steps.iter().for_each(|s| note(&place, s));
     }
     report.teardown.iter().for_each(|s| note("teardown", s));
+    let drawn: std::collections::HashSet<*const FlowRecord> =
+        rows.iter().map(|r| *r as *const FlowRecord).collect();
     let hidden_skipped = report
         .flows
         .iter()
         .filter(|f| f.outcome == FlowOutcome::Skipped)
-        .filter(|f| !rows.iter().any(|r| std::ptr::eq(*r, *f)));
+        .filter(|f| !drawn.contains(&(*f as *const FlowRecord)));
     for flow in hidden_skipped {
         items.push(format!("{}: not started", Esc(&flow.name)));
     }
@@ -490,7 +507,7 @@ fn histogram(out: &mut String, report: &Report) {
         out.push_str("<p class=\"note\">No step got as far as a response.</p>\n</section>\n");
         return;
     };
-    let bin = (max + 1).div_ceil(BINS).max(1);
+    let bin = max.saturating_add(1).div_ceil(BINS).max(1);
     let mut counts = [0usize; BINS as usize];
     for l in &latencies {
         counts[((l / bin) as usize).min(BINS as usize - 1)] += 1;

@@ -398,7 +398,9 @@ fn gate_suite(report: &Report, shown_elsewhere: bool) -> TestSuite {
     };
     let status = match report.verdict {
         GateVerdict::Pass => TestCaseStatus::success(),
-        GateVerdict::Fail if reasons.is_empty() => TestCaseStatus::success(),
+        // Every failure is its own testcase already; with nothing failed elsewhere, a failed
+        // verdict fails here, reasons or not.
+        GateVerdict::Fail if reasons.is_empty() && shown_elsewhere => TestCaseStatus::success(),
         verdict => {
             let kind = if verdict == GateVerdict::Aborted {
                 NonSuccessKind::Error

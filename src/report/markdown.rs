@@ -87,9 +87,10 @@ fn baseline(out: &mut String, report: &Report) {
     let regressions: Vec<_> = baseline.regressions().collect();
     let _ = writeln!(
         out,
-        "Baseline {} ({}): {} compared, {} slower by more than {}% and {} ms.\n",
+        "Baseline {} ({}, {}): {} compared, {} slower by more than {}% and {} ms.\n",
         code(&baseline.file),
         text(&baseline.started_at),
+        baseline.verdict.as_str(),
         crate::verdict::counted(baseline.steps.len(), "step"),
         regressions.len(),
         baseline.max_latency_regression_pct,
@@ -453,7 +454,7 @@ fn text(value: &str) -> String {
                 out.push(c);
             }
             '\n' | '\r' => out.push(' '),
-            c if c.is_control() => out.extend(c.escape_unicode()),
+            c if crate::report::terminal::hidden(c) => out.extend(c.escape_unicode()),
             _ => out.push(c),
         }
     }
@@ -467,7 +468,7 @@ fn visible(value: &str) -> String {
         .chars()
         .map(|c| match c {
             '\n' | '\t' => c.to_string(),
-            c if c.is_control() => c.escape_unicode().to_string(),
+            c if crate::report::terminal::hidden(c) => c.escape_unicode().to_string(),
             c => c.to_string(),
         })
         .collect()

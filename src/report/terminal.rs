@@ -9,12 +9,12 @@ use std::fmt::Write;
 /// `text` with every control character (C0, DEL, C1) written as `\u{1b}`: values that came
 /// from staging (or from anywhere) can never move the cursor, erase a line or paint a verdict.
 pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(hidden) {
         return text.into();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if hidden(c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
@@ -22,6 +22,16 @@ pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
         })
         .collect::<String>()
         .into()
+}
+
+/// A character that is not shown as itself, or changes how the text around it is shown:
+/// control characters, and the invisible and bidirectional formatting ones (U+202E can make a
+/// name read backwards). Reports write these as `\u{202e}`.
+pub fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// How much the summary says.
@@ -282,9 +292,10 @@ fn baseline_lines(out: &mut String, report: &Report) {
     };
     let _ = writeln!(
         out,
-        "{mark} baseline {} ({}): {} compared, {} slower by more than {}% and {}ms",
+        "{mark} baseline {} ({}, {}): {} compared, {} slower by more than {}% and {}ms",
         clean(&baseline.file),
         clean(&baseline.started_at),
+        baseline.verdict.as_str(),
         crate::verdict::counted(baseline.steps.len(), "step"),
         regressions.len(),
         baseline.max_latency_regression_pct,

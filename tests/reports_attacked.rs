@@ -1,0 +1,308 @@
+//! What the attack on the HTML report and baselines found, each pinned down through the real
+//! binary: a report reader that stops reading, a signal while reports are written, a hostile
+//! baseline, hostile saved reports, bidirectional text.
+
+mod binary;
+mod hermetic;
+
+use binary::{echo_staging, forms, preflight, suite};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A suite of `n` one-step flows against `url`: its JSON report is far over a pipe's buffer.
+fn many_flows(url: &str, n: usize) -> tempfile::TempDir {
+    let flows: Vec<(String, String)> = (0..n)
+        .map(|i| {
+            let text = format!(
+                "name = \"flow number {i} with a fairly long name to make the report large\"\n\
+                 [[step]]\nname = \"step of flow {i}\"\npath = \"/p/{i}\"\n"
+            );
+            (format!("f{i:04}.toml"), text)
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    suite(url, "", &refs)
+}
+
+async fn ok_staging() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A FIFO that a process opens for reading and never reads.
+fn stalled_fifo(dir: &Path) -> (std::path::PathBuf, std::process::Child) {
+    let fifo = dir.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec sleep 60 < '{}'", fifo.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    (fifo, reader)
+}
+
+#[tokio::test]
+async fn a_report_reader_that_stops_reading_fails_the_gate_instead_of_hanging_it() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 300);
+    let out = tempfile::tempdir().unwrap();
+    let (fifo, mut reader) = stalled_fifo(out.path());
+    let html = out.path().join("r.html");
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&fifo)
+        .arg("--html")
+        .arg(&html)
+        .timeout(Duration::from_secs(40));
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let _ = reader.kill();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the reader took nothing for 10s"),
+        "{stderr}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("GATE FAILED"),
+        "the page agrees with the exit code"
+    );
+    assert!(!page.contains("GATE PASSED"));
+}
+
+#[tokio::test]
+async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 300);
+    let out = tempfile::tempdir().unwrap();
+    let (fifo, mut reader) = stalled_fifo(out.path());
+    let html = out.path().join("r.html");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("preflight"))
+        .arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&fifo)
+        .arg("--html")
+        .arg(&html)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The HTML is renamed into place before the FIFO is written, and the write then stalls.
+    for _ in 0..100 {
+        if html.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(html.exists(), "the HTML was written first");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let _ = reader.kill();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !html.exists(),
+        "no report stays beside exit 130 to say PASS"
+    );
+}
+
+#[tokio::test]
+async fn what_a_baseline_says_is_masked_and_unanswered_steps_are_not_compared() {
+    let secret = "hunter2hunter2";
+    let staging = echo_staging().await;
+    let flow = r#"
+name = "leaky"
+[[step]]
+name = "one"
+path = "/one"
+headers = { x-tok = "{{ secret.PREFLIGHT_TEST_SECRET }}" }
+"#;
+    let dir = suite(&staging.uri(), "", &[("leaky.toml", flow)]);
+    let out = tempfile::tempdir().unwrap();
+    let before = out.path().join("before.json");
+    let run = |args: Vec<String>| {
+        let mut cmd = preflight();
+        cmd.arg("run")
+            .arg(dir.path())
+            .args(args)
+            .env("PREFLIGHT_TEST_SECRET", secret);
+        cmd
+    };
+    let mut first = run(vec!["--json".into(), before.display().to_string()]);
+    let _ = tokio::task::spawn_blocking(move || first.output().unwrap()).await;
+    // A baseline that holds the value in clear (written before it became a secret, say).
+    let mut doctored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&before).unwrap()).unwrap();
+    doctored["started_at"] = format!("{secret} <b>").into();
+    let mut gone = doctored["flows"][0].clone();
+    gone["name"] = format!("gone {secret}").into();
+    doctored["flows"].as_array_mut().unwrap().push(gone);
+    std::fs::write(&before, doctored.to_string()).unwrap();
+    let (json, html, md) = (
+        out.path().join("r.json"),
+        out.path().join("r.html"),
+        out.path().join("r.md"),
+    );
+    let args: Vec<String> = [
+        "--baseline",
+        before.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut second = run(args);
+    let output = tokio::task::spawn_blocking(move || second.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    for text in [
+        std::fs::read_to_string(&json).unwrap(),
+        std::fs::read_to_string(&html).unwrap(),
+        std::fs::read_to_string(&md).unwrap(),
+        stdout,
+    ] {
+        for form in forms(secret) {
+            assert!(!text.contains(&form), "`{form}` shows in:\n{text}");
+        }
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        report["baseline"]["gone_flows"],
+        serde_json::json!(["gone ***"])
+    );
+}
+
+#[tokio::test]
+async fn a_step_that_timed_out_is_no_latency_regression() {
+    let flow = "name = \"f\"\n[[step]]\nname = \"slow\"\npath = \"/x\"\ntimeout = \"300ms\"\n";
+    let dir = suite("http://unused.invalid", "", &[("f.toml", flow)]);
+    let out = tempfile::tempdir().unwrap();
+    let before = out.path().join("before.json");
+    let now = out.path().join("now.json");
+    let fast = ok_staging().await;
+    let slow = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&slow)
+        .await;
+    for (server, json, extra) in [(&fast, &before, vec![]), (&slow, &now, vec!["--baseline"])] {
+        let mut cmd = preflight();
+        cmd.arg("run")
+            .arg(dir.path())
+            .args(["--base-url", &server.uri(), "--json"])
+            .arg(json)
+            .args(&extra);
+        if !extra.is_empty() {
+            cmd.arg(&before);
+        }
+        let _ = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await;
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&now).unwrap()).unwrap();
+    assert_eq!(
+        report["verdict"], "fail",
+        "the timeout fails the gate itself"
+    );
+    assert_eq!(
+        report["baseline"]["steps"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    let reasons = report["reasons"].to_string();
+    assert!(!reasons.contains("slower than the baseline"), "{reasons}");
+}
+
+#[test]
+fn a_saved_report_whose_verdict_is_fail_is_never_green_in_junit() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = serde_json::json!({
+        "schema": 1, "tool": "preflight", "version": "0.1.0", "suite": "s",
+        "base_url": null, "started_at": "2026-12-01T00:00:00Z", "duration_ms": 1,
+        "verdict": "fail", "reasons": [], "gate_reasons": [],
+        "summary": {"flows": 0, "passed": 0, "failed": 0, "warned": 0, "skipped": 0, "flaky": 0,
+                    "latency_ms": {"p50": null, "p95": null, "max": null}},
+        "wait": null, "integrity": [], "deployed_version": null, "setup": [], "flows": [],
+        "warnings": [], "headline": "GATE FAILED"
+    });
+    let path = dir.path().join("r.json");
+    std::fs::write(&path, report.to_string()).unwrap();
+    let output = preflight()
+        .arg("report")
+        .arg(&path)
+        .args(["--junit", "-"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let junit = String::from_utf8_lossy(&output.stdout);
+    assert!(junit.contains("<failure"), "{junit}");
+}
+
+#[tokio::test]
+async fn bidirectional_and_invisible_characters_are_written_as_escapes() {
+    let staging = ok_staging().await;
+    let flow =
+        "name = \"pay\u{202E}lapyap\"\n[[step]]\nname = \"zero\u{200B}width\"\npath = \"/x\"\n";
+    let dir = suite(&staging.uri(), "", &[("f.toml", flow)]);
+    let out = tempfile::tempdir().unwrap();
+    let (html, md) = (out.path().join("r.html"), out.path().join("r.md"));
+    let mut cmd = preflight();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--verbose")
+        .arg("--html")
+        .arg(&html)
+        .arg("--markdown")
+        .arg(&md);
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    for text in [
+        stdout,
+        std::fs::read_to_string(&html).unwrap(),
+        std::fs::read_to_string(&md).unwrap(),
+    ] {
+        assert!(
+            !text.contains('\u{202E}') && !text.contains('\u{200B}'),
+            "{text}"
+        );
+        assert!(text.contains("\\u{202e}"), "{text}");
+    }
+}

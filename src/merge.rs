@@ -452,6 +452,8 @@ fn flow_result(flow: &FlowRecord) -> FlowResult {
 /// built from them again shows them as they are.
 fn step_result(step: &StepRecord) -> StepResult {
     StepResult {
+        // A shard's contract warnings are carried by its report's warnings, not its steps.
+        contract_notes: Vec::new(),
         name: step.name.clone(),
         phase: match step.phase {
             Phase::Step => engine::Phase::Step,

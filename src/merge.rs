@@ -10,6 +10,7 @@ use crate::engine::{self, FlowResult, RunResult, StepResult, Stop};
 use crate::integrity::{IntegrityResult, VersionResult};
 use crate::report::{
     FlowOutcome, FlowRecord, GateVerdict, Phase, Report, ReportFileError, StepOutcome, StepRecord,
+    Warning, WarningKind,
 };
 use crate::suite::GatePolicy;
 use crate::verdict::{Reason, Verdict, judge};
@@ -101,6 +102,8 @@ pub struct Merged {
     pub suite: String,
     pub base_url: Option<String>,
     pub suite_digest: Option<String>,
+    /// The shards' `[openapi]` warnings, which no record of a step carries.
+    pub contract_warnings: Vec<Warning>,
 }
 
 impl Merged {
@@ -114,8 +117,33 @@ impl Merged {
             &crate::redact::NoMask,
         );
         report.suite_digest = self.suite_digest.clone();
+        report.add_warnings(self.contract_warnings.clone(), &self.result, verdict);
         report
     }
+}
+
+/// The `[openapi]` warnings of every shard: a setup step's (run by each shard) said once, an
+/// undocumented operation once whichever shards sent it.
+fn contract_warnings(reports: &[&Report]) -> Vec<Warning> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for warning in reports.iter().flat_map(|r| &r.warnings) {
+        let key = match warning.kind {
+            WarningKind::ContractViolation => warning.message.clone(),
+            // `operation not in the OpenAPI document: GET /x (flow 'f', step 's')`
+            WarningKind::UndocumentedOperation => warning
+                .message
+                .rsplit_once(" (")
+                .map_or(warning.message.clone(), |(operation, _)| {
+                    operation.to_string()
+                }),
+            _ => continue,
+        };
+        if seen.insert(key) {
+            out.push(warning.clone());
+        }
+    }
+    out
 }
 
 /// Reads one JSON report file (a regular file, schema 1 of tool `preflight`); anything else
@@ -229,6 +257,7 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
         Verdict::Failed(reasons.chain(judged.reasons().iter().cloned()).collect())
     };
     Merged {
+        contract_warnings: contract_warnings(&reports),
         result,
         verdict,
         suite: first.suite.clone(),

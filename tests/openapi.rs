@@ -406,6 +406,79 @@ headers = { authorization = "Bearer {{ secret.TOKEN }}" }
     out.assert_hidden(TOKEN);
 }
 
+/// `merge` keeps the shards' contract warnings, each undocumented operation once.
+#[tokio::test(flavor = "multi_thread")]
+async fn merged_shards_keep_their_contract_warnings() {
+    // One pet listed with a number for a name and no photoUrls: two violations.
+    let server = petstore(pet(10), json!([{ "name": 1 }])).await;
+    Mock::given(path("/api/v3/store/inventory"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    let undocumented = "[[step]]\nname = \"inventory\"\npath = \"/store/inventory\"\n";
+    let list = "[[step]]\nname = \"list\"\npath = \"/pet/findByStatus\"\n";
+    let flows = [
+        ("a.toml", undocumented),
+        ("b.toml", undocumented),
+        ("c.toml", list),
+    ];
+    let dir = suite(
+        &base(&server),
+        "openapi.json",
+        PETSTORE,
+        "validate = \"warn\"\n",
+        &flows,
+    );
+    let out = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for k in 1..=2 {
+        let json = out.path().join(format!("shard-{k}.json"));
+        let done = preflight()
+            .arg("run")
+            .arg(dir.path())
+            .args(["--no-progress", "--shard", &format!("{k}/2"), "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert_eq!(
+            done.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&done.stdout)
+        );
+        reports.push(json);
+    }
+    let merged = out.path().join("merged.json");
+    let done = preflight()
+        .arg("merge")
+        .args(&reports)
+        .arg("--json")
+        .arg(&merged)
+        .output()
+        .unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(merged).unwrap()).unwrap();
+    let kinds: Vec<&str> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["kind"].as_str().unwrap())
+        .collect();
+    let count = |k: &str| kinds.iter().filter(|x| **x == k).count();
+    assert_eq!(count("undocumented_operation"), 1, "{kinds:?}");
+    assert_eq!(count("contract_violation"), 2, "{kinds:?}");
+    assert!(
+        report["headline"].as_str().unwrap().contains("3 warnings"),
+        "{}",
+        report["headline"]
+    );
+}
+
 /// `preflight check` on a suite whose document is broken: exit 2, and stderr.
 fn check_broken(spec_name: &str, spec: Option<&str>, extra: &str) -> String {
     let dir = binary::suite(

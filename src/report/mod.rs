@@ -310,6 +310,13 @@ impl Report {
         self.baseline = Some(record);
     }
 
+    /// Adds warnings that no record of the run carries (a merged run's `[openapi]` warnings,
+    /// from its shards' reports); the last line counts them.
+    pub fn add_warnings(&mut self, warnings: Vec<Warning>, result: &RunResult, verdict: &Verdict) {
+        self.warnings.extend(warnings);
+        self.headline = headline(result, verdict, self.warnings.len());
+    }
+
     /// Streams the JSON to `out`: a large report is never held whole as text.
     pub fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
         serde_json::to_writer_pretty(&mut *out, self)?;

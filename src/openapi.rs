@@ -336,8 +336,9 @@ fn responses(
     Ok(out)
 }
 
-/// One response schema as a validator. Its root holds the document's `components`, so that
-/// `#/components/...` references resolve as they do in the document.
+/// One response schema as a validator. Its root holds the entries of the document's
+/// `components` the schema reaches (only those: a large document is not copied once per
+/// response), so that `#/components/...` references resolve as they do in the document.
 fn compile(
     schema: &Value,
     components: &Value,
@@ -349,12 +350,57 @@ fn compile(
     } else {
         schema.clone()
     };
-    let root = json!({ "allOf": [schema], "components": components });
+    let root = json!({ "allOf": [schema], "components": reached(&schema, components) });
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(false)
         .build(&root)
         .map_err(|e| Broken::new(format!("{at}: the schema cannot be used: {e}")))
+}
+
+/// The entries of `components` (`schemas/Pet`, whole) that `schema` reaches through `$ref`s,
+/// directly or through each other, in a tree of the same shape.
+fn reached(schema: &Value, components: &Value) -> Value {
+    let mut out = Map::new();
+    let mut pending = Vec::new();
+    refs(schema, &mut pending);
+    while let Some(target) = pending.pop() {
+        let Some(path) = target.strip_prefix("#/components/") else {
+            continue;
+        };
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let mut parts = decoded
+            .split('/')
+            .map(|p| p.replace("~1", "/").replace("~0", "~"));
+        let (Some(section), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some(entry) = components.get(&section).and_then(|s| s.get(&name)) else {
+            continue;
+        };
+        let Value::Object(kept) = out.entry(section).or_insert_with(|| json!({})) else {
+            continue;
+        };
+        if !kept.contains_key(&name) {
+            kept.insert(name, entry.clone());
+            refs(entry, &mut pending);
+        }
+    }
+    Value::Object(out)
+}
+
+/// Every `$ref` string inside `value`.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                out.push(target.clone());
+            }
+            map.values().for_each(|v| refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
 }
 
 /// An OpenAPI 3.0 Schema Object as JSON Schema 2020-12: `nullable: true` admits `null`, and
@@ -551,14 +597,21 @@ impl Operation {
             }),
         }];
         if let Some(response) = found {
-            out.extend(content_checks(response, observed, mask));
+            // A response to HEAD has no body to check, whatever its headers say.
+            let head = self.method == "HEAD";
+            out.extend(content_checks(response, observed, mask, head));
         }
         out
     }
 }
 
 /// The content type, then the body against the schema of that content type.
-fn content_checks(response: &Response, observed: &Observed, mask: &dyn Mask) -> Vec<Assertion> {
+fn content_checks(
+    response: &Response,
+    observed: &Observed,
+    mask: &dyn Mask,
+    head: bool,
+) -> Vec<Assertion> {
     let sent_type = observed.header("content-type").map(|t| media_type(&t));
     let documented: Vec<&str> = response
         .content
@@ -572,7 +625,7 @@ fn content_checks(response: &Response, observed: &Observed, mask: &dyn Mask) -> 
             .iter()
             .find_map(|want| response.content.iter().flatten().find(|m| m.name == *want))
     });
-    let body_empty = observed.body.is_empty();
+    let body_empty = observed.body.is_empty() || head;
     let (passed, message) = match (&response.content, &sent_type, media) {
         // Nothing documented and nothing sent.
         (None, _, _) if body_empty => (true, None),
@@ -584,6 +637,8 @@ fn content_checks(response: &Response, observed: &Observed, mask: &dyn Mask) -> 
             )),
         ),
         (Some(_), _, Some(_)) => (true, None),
+        // HEAD may leave out the headers of the body it does not send.
+        (Some(_), None, None) if head => (true, None),
         (Some(_), None, None) => (false, Some("the response has no Content-Type".to_string())),
         (Some(_), Some(sent), None) => (
             false,
@@ -606,6 +661,7 @@ fn content_checks(response: &Response, observed: &Observed, mask: &dyn Mask) -> 
         schema: Some(validator),
     }) = media
         && is_json(name)
+        && !head
     {
         out.extend(schema_checks(validator, observed, mask));
     }
@@ -799,6 +855,39 @@ components:
         let failed = checked(&c, "/pet/1", &observed(500, ""));
         assert!(!failed[0].passed);
         assert_eq!(failed[0].expected, json!(["200", "4XX"]));
+    }
+
+    #[test]
+    fn recursive_schemas_and_referenced_responses_resolve() {
+        let doc = r##"{"openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+          "paths": {"/tree": {"get": {"responses": {"200": {"$ref": "#/components/responses/Tree"}}}}},
+          "components": {
+            "responses": {"Tree": {"description": "a tree", "content": {"application/json":
+              {"schema": {"$ref": "#/components/schemas/Node"}}}}},
+            "schemas": {"Node": {"type": "object", "required": ["v"], "properties": {
+              "v": {"type": "integer"},
+              "kids": {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}}}}}}"##;
+        let c = load("t.json", doc).unwrap();
+        let ok = checked(
+            &c,
+            "/tree",
+            &observed(200, r#"{"v":1,"kids":[{"v":2,"kids":[]}]}"#),
+        );
+        assert!(ok.iter().all(|a| a.passed), "{ok:?}");
+        let bad = checked(
+            &c,
+            "/tree",
+            &observed(200, r#"{"v":1,"kids":[{"kids":[{"v":"x"}]}]}"#),
+        );
+        let messages: Vec<_> = bad.iter().filter_map(|a| a.message.clone()).collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with("/kids/0/v: ")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with("/kids/0/kids/0/v: ")),
+            "{messages:?}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod fs;
 pub mod init;
 pub mod integrity;
 pub mod merge;
+pub mod openapi;
 pub mod problem;
 pub mod redact;
 pub mod report;

@@ -10,6 +10,7 @@ use crate::engine::{self, FlowResult, RunResult, StepResult, Stop};
 use crate::integrity::{IntegrityResult, VersionResult};
 use crate::report::{
     FlowOutcome, FlowRecord, GateVerdict, Phase, Report, ReportFileError, StepOutcome, StepRecord,
+    Warning, WarningKind,
 };
 use crate::suite::GatePolicy;
 use crate::verdict::{Reason, Verdict, judge};
@@ -103,6 +104,8 @@ pub struct Merged {
     pub suite_digest: Option<String>,
     /// The shards' suite files digest, when they all have the same one.
     pub suite_files_digest: Option<String>,
+    /// The shards' `[openapi]` warnings, which no record of a step carries.
+    pub contract_warnings: Vec<Warning>,
 }
 
 impl Merged {
@@ -117,8 +120,33 @@ impl Merged {
         );
         report.suite_digest = self.suite_digest.clone();
         report.suite_files_digest = self.suite_files_digest.clone();
+        report.add_warnings(self.contract_warnings.clone(), &self.result, verdict);
         report
     }
+}
+
+/// The `[openapi]` warnings of every shard: a setup step's (run by each shard) said once, an
+/// undocumented operation once whichever shards sent it.
+fn contract_warnings(reports: &[&Report]) -> Vec<Warning> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for warning in reports.iter().flat_map(|r| &r.warnings) {
+        let key = match warning.kind {
+            WarningKind::ContractViolation => warning.message.clone(),
+            // `operation not in the OpenAPI document: GET /x (flow 'f', step 's')`
+            WarningKind::UndocumentedOperation => warning
+                .message
+                .rsplit_once(" (")
+                .map_or(warning.message.clone(), |(operation, _)| {
+                    operation.to_string()
+                }),
+            _ => continue,
+        };
+        if seen.insert(key) {
+            out.push(warning.clone());
+        }
+    }
+    out
 }
 
 /// Reads one JSON report file (a regular file, schema 1 of tool `preflight`); anything else
@@ -232,6 +260,7 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
         Verdict::Failed(reasons.chain(judged.reasons().iter().cloned()).collect())
     };
     Merged {
+        contract_warnings: contract_warnings(&reports),
         result,
         verdict,
         suite: first.suite.clone(),
@@ -460,6 +489,8 @@ fn flow_result(flow: &FlowRecord) -> FlowResult {
 /// built from them again shows them as they are.
 fn step_result(step: &StepRecord) -> StepResult {
     StepResult {
+        // A shard's contract warnings are carried by its report's warnings, not its steps.
+        contract_notes: Vec::new(),
         name: step.name.clone(),
         phase: match step.phase {
             Phase::Step => engine::Phase::Step,

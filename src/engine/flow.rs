@@ -5,10 +5,11 @@ use super::event::{Event, FlowIndex};
 use super::http::{Exchange, Limits, Request, RequestError};
 use super::record::FlowRecord;
 use super::result::{
-    Attempt, ExchangeDetail, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult,
+    Attempt, ContractNote, ExchangeDetail, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult,
 };
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
+use crate::openapi::Finding;
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
 use crate::suite::{Body, Flow, PollPolicy, Step, Target};
 use crate::template::Scope;
@@ -374,6 +375,7 @@ async fn execute(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
     });
     let mut assertions = judge(shared, step, &observed, scope);
     assertions.extend(missed);
+    let contract_notes = contract(shared, step, &sent.sent_url, &observed, &mut assertions);
     let passed = assertions.iter().all(|a| a.passed);
     StepResult {
         name: step.name.clone(),
@@ -403,6 +405,60 @@ async fn execute(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
         exchange: detail,
         started_ms: Some(sent.started_ms),
         last_attempt_started_ms: Some(sent.last_started_ms),
+        contract_notes,
+    }
+}
+
+/// The `[openapi]` checks of one response: assertions with subject `openapi` (under
+/// `validate = "warn"` only the passing ones; the failing ones become notes), and a note for
+/// an operation the document does not have.
+fn contract(
+    shared: &Shared,
+    step: &Step,
+    sent_url: &url::Url,
+    observed: &Observed,
+    assertions: &mut Vec<Assertion>,
+) -> Vec<ContractNote> {
+    let Some(openapi) = &shared.plan.settings.openapi else {
+        return Vec::new();
+    };
+    let base_path = shared
+        .plan
+        .settings
+        .base_url
+        .as_ref()
+        .map_or("", |u| u.path());
+    let mask = &*shared.redactor;
+    let method = step.method.as_str();
+    match openapi
+        .contract
+        .check(method, sent_url.path(), base_path, observed, mask)
+    {
+        Finding::Undocumented { method, path } => {
+            vec![ContractNote::Undocumented(format!("{method} {path}"))]
+        }
+        Finding::Checked {
+            assertions: found, ..
+        } if openapi.warn_only => {
+            let (passed, failed): (Vec<_>, Vec<_>) = found.into_iter().partition(|a| a.passed);
+            assertions.extend(passed);
+            failed
+                .iter()
+                .map(|a| {
+                    let why = a.message.as_deref().unwrap_or("");
+                    ContractNote::Violation(format!(
+                        "{} {}: {why} (expected {}, actual {})",
+                        a.subject, a.op, a.expected, a.actual
+                    ))
+                })
+                .collect()
+        }
+        Finding::Checked {
+            assertions: found, ..
+        } => {
+            assertions.extend(found);
+            Vec::new()
+        }
     }
 }
 
@@ -467,6 +523,8 @@ fn shown_body(mask: &dyn Mask, body: &[u8]) -> String {
 /// A request that got a response, and how to show it.
 struct Sent {
     exchange: Exchange,
+    /// The URL the request was sent to (before any redirect): what the contract matches.
+    sent_url: url::Url,
     /// The URL the response came from, as it may be shown.
     shown_url: String,
     shown_headers: BTreeMap<String, String>,
@@ -536,6 +594,7 @@ async fn send(
     };
     Ok(Sent {
         exchange,
+        sent_url,
         shown_url,
         shown_headers,
         shown_body,

@@ -16,7 +16,9 @@ pub mod teardown;
 
 pub use event::{Event, EventSink};
 pub use rehearse::rehearse;
-pub use result::{FlowOutcome, FlowResult, Phase, RunResult, StepOutcome, StepResult, Stop};
+pub use result::{
+    ContractNote, FlowOutcome, FlowResult, Phase, RunResult, StepOutcome, StepResult, Stop,
+};
 
 use crate::integrity;
 use crate::redact::Redactor;

@@ -71,6 +71,18 @@ pub struct StepResult {
     pub started_ms: Option<u64>,
     /// When its last attempt (the one `status` is of) began, after retries or polls.
     pub last_attempt_started_ms: Option<u64>,
+    /// What the `[openapi]` contract found that warns rather than fails, already masked.
+    pub contract_notes: Vec<ContractNote>,
+}
+
+/// An `[openapi]` finding that is a warning: an operation the document does not have, or a
+/// violation under `validate = "warn"`. Its text is already masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContractNote {
+    /// `GET /pets/1`: matches no operation of the document.
+    Undocumented(String),
+    /// `openapi schema: /0/name: "name" is a required property`.
+    Violation(String),
 }
 
 /// What `-vv` shows of one exchange, every value already in its shown form: secrets as `***`,
@@ -108,6 +120,7 @@ impl StepResult {
             exchange: None,
             started_ms: None,
             last_attempt_started_ms: None,
+            contract_notes: Vec::new(),
         }
     }
 

@@ -72,6 +72,11 @@ pub enum WarningKind {
     TeardownFailed,
     /// `--baseline`: a step is slower than in the baseline run by more than `[gate]` allows.
     LatencyRegression,
+    /// `[openapi]` with `validate = "warn"`: a response breaks the document's contract.
+    ContractViolation,
+    /// `[openapi]`: a step's method and path match no operation of the document (once per
+    /// method and path).
+    UndocumentedOperation,
 }
 
 /// Something that did not fail the gate but needs a look.

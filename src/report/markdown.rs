@@ -7,7 +7,10 @@
 //! table cells so that a value can never break the table.
 
 use super::Report;
-use super::{FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, StepOutcome, StepRecord};
+use super::{
+    FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, StepOutcome, StepRecord, Warning,
+    WarningKind,
+};
 use crate::verdict::counted;
 use std::fmt::Write;
 
@@ -319,10 +322,26 @@ fn warnings(out: &mut String, report: &Report) {
         .iter()
         .filter(|s| s.outcome == StepOutcome::Failed)
         .collect();
-    if cleanups.is_empty() && flaky.is_empty() && teardown.is_empty() {
+    // The warnings no record of a step shows: each by its message. (Latency regressions have
+    // their own section; warned flows, cleanups and teardown are told above and below.)
+    let other: Vec<&Warning> = report
+        .warnings
+        .iter()
+        .filter(|w| match w.kind {
+            WarningKind::ContractViolation | WarningKind::UndocumentedOperation => true,
+            WarningKind::NonCriticalFlowFailed
+            | WarningKind::CleanupFailed
+            | WarningKind::TeardownFailed
+            | WarningKind::LatencyRegression => false,
+        })
+        .collect();
+    if cleanups.is_empty() && flaky.is_empty() && teardown.is_empty() && other.is_empty() {
         return;
     }
     let _ = writeln!(out, "### Warnings\n");
+    for warning in other {
+        let _ = writeln!(out, "- ⚠️ {}", text(&warning.message));
+    }
     for (flow, step) in cleanups {
         let _ = writeln!(
             out,

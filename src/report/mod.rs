@@ -240,6 +240,7 @@ impl Report {
         let teardown: Vec<StepRecord> = result.teardown.iter().map(|s| s.masked(mask)).collect();
         let mut warnings = warnings(&flows);
         warnings.extend(teardown_warnings(&teardown));
+        warnings.extend(contract_warnings(result, mask));
         Report {
             schema: 1,
             tool: "preflight".into(),
@@ -303,10 +304,16 @@ impl Report {
         verdict: &Verdict,
     ) {
         if !record.fail_on_latency_regression {
-            self.warnings.extend(crate::baseline::warnings(&record));
-            self.headline = headline(result, verdict, self.warnings.len());
+            self.add_warnings(crate::baseline::warnings(&record), result, verdict);
         }
         self.baseline = Some(record);
+    }
+
+    /// Adds warnings that no record of the run carries (a merged run's `[openapi]` warnings,
+    /// from its shards' reports; latency regressions); the last line counts them.
+    pub fn add_warnings(&mut self, warnings: Vec<Warning>, result: &RunResult, verdict: &Verdict) {
+        self.warnings.extend(warnings);
+        self.headline = headline(result, verdict, self.warnings.len());
     }
 
     /// Streams the JSON to `out`: a large report is never held whole as text.
@@ -377,6 +384,55 @@ fn warnings(flows: &[FlowRecord]) -> Vec<Warning> {
                 flow: name.clone(),
                 step: Some(step.clone()),
                 message,
+            });
+        }
+    }
+    out
+}
+
+/// `[openapi]` notes of every step that ran: each violation under `validate = "warn"`, and
+/// each undocumented operation once (by method and path), at the first step that sent it.
+fn contract_warnings(result: &RunResult, mask: &dyn Mask) -> Vec<Warning> {
+    let steps = result
+        .setup
+        .iter()
+        .map(|s| ("", s))
+        .chain(
+            result
+                .flows
+                .iter()
+                .flat_map(|f| f.steps.iter().map(move |s| (f.name.as_str(), s))),
+        )
+        .chain(result.teardown.iter().map(|s| ("", s)));
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for (flow, step) in steps {
+        for note in &step.contract_notes {
+            let at = if flow.is_empty() {
+                format!("step '{}'", step.name)
+            } else {
+                format!("flow '{flow}', step '{}'", step.name)
+            };
+            let (kind, message) = match note {
+                crate::engine::ContractNote::Undocumented(operation) => {
+                    if !seen.insert(operation.clone()) {
+                        continue;
+                    }
+                    (
+                        WarningKind::UndocumentedOperation,
+                        format!("operation not in the OpenAPI document: {operation} ({at})"),
+                    )
+                }
+                crate::engine::ContractNote::Violation(why) => (
+                    WarningKind::ContractViolation,
+                    format!("contract violation: {at}: {why}"),
+                ),
+            };
+            out.push(Warning {
+                kind,
+                flow: flow.to_string(),
+                step: Some(step.name.clone()),
+                message: mask.mask_text(&message),
             });
         }
     }

@@ -153,7 +153,10 @@ fn failures(out: &mut String, report: &Report) {
     for warning in report.warnings.iter().filter(|w| {
         matches!(
             w.kind,
-            WarningKind::CleanupFailed | WarningKind::TeardownFailed
+            WarningKind::CleanupFailed
+                | WarningKind::TeardownFailed
+                | WarningKind::ContractViolation
+                | WarningKind::UndocumentedOperation
         )
     }) {
         let _ = writeln!(

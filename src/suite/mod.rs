@@ -15,8 +15,9 @@ pub use crate::template;
 pub use crate::problem::{self, Problem};
 pub use compile::{Overrides, parse_duration, parse_size};
 pub use plan::{
-    Body, Flow, GatePolicy, IntegrityEntry, Plan, PollPolicy, RegressionPolicy, RetryKinds,
-    RetryPolicy, Settings, Step, Target, TlsSettings, VersionCheck, VersionSource, WaitPolicy,
+    Body, Flow, GatePolicy, IntegrityEntry, OpenApiCheck, Plan, PollPolicy, RegressionPolicy,
+    RetryKinds, RetryPolicy, Settings, Step, Target, TlsSettings, VersionCheck, VersionSource,
+    WaitPolicy,
 };
 
 use compile::{Compiler, Lost, Source, SuiteParts};

@@ -52,6 +52,16 @@ pub struct Settings {
     /// Config files pinned by SHA-256.
     pub integrity: Vec<IntegrityEntry>,
     pub version: Option<VersionCheck>,
+    /// `[openapi]`: the contract every response is checked against.
+    pub openapi: Option<OpenApiCheck>,
+}
+
+/// `[openapi]`, loaded and compiled.
+#[derive(Debug, Clone)]
+pub struct OpenApiCheck {
+    pub contract: Arc<crate::openapi::Contract>,
+    /// `validate = "warn"`: violations are warnings, not failures.
+    pub warn_only: bool,
 }
 
 /// When a step is tried again (`[retry]` and a step's own `retry`).

@@ -69,11 +69,36 @@ pub struct RawSuite {
     /// The version staging must report.
     #[schemars(with = "Option<RawVersion>")]
     pub version: Option<Spanned<RawVersion>>,
+    /// An OpenAPI 3.0 or 3.1 document every response is checked against.
+    #[schemars(with = "Option<RawOpenApi>")]
+    pub openapi: Option<Spanned<RawOpenApi>>,
     /// Steps run once before any flow; their captures are visible to every flow.
     pub setup: Option<Vec<RawStep>>,
     /// Steps run once after every flow has finished (also after failures, the deadline and an
     /// interrupt); they see the [[setup]] captures. A failed teardown is a warning.
     pub teardown: Option<Vec<RawStep>>,
+}
+
+/// `[openapi]`: contract checking of every response.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOpenApi {
+    /// The OpenAPI document (JSON or YAML), relative to preflight.toml.
+    #[schemars(with = "String")]
+    pub spec: Spanned<String>,
+    /// "strict" (the default): a violation fails the step; "warn": it is a warning.
+    #[schemars(with = "Option<ContractMode>")]
+    pub validate: Option<Spanned<String>>,
+}
+
+/// What a contract violation does.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum ContractMode {
+    #[serde(rename = "strict")]
+    Strict,
+    #[serde(rename = "warn")]
+    Warn,
 }
 
 /// When a step is tried again.

@@ -6,16 +6,20 @@ use super::source::{Source, has_non_finite, is_identifier, parse_size, toml_to_j
 use super::{Compiler, Lost};
 use crate::check::{JsonQuery, Op};
 use crate::problem::{Problem, did_you_mean};
+use crate::suite::plan::OpenApiCheck;
 use crate::suite::plan::{
     GatePolicy, IntegrityEntry, RegressionPolicy, RetryKinds, RetryPolicy, Settings, Step,
     TlsSettings, VersionCheck, VersionSource, WaitPolicy,
 };
-use crate::suite::raw::{RawGate, RawIntegrity, RawRetry, RawSuite, RawVersion, RawWait};
+use crate::suite::raw::{
+    RawGate, RawIntegrity, RawOpenApi, RawRetry, RawSuite, RawVersion, RawWait,
+};
 use crate::template::Template;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -82,6 +86,7 @@ impl Compiler<'_> {
             .version
             .as_ref()
             .and_then(|v| self.version(src, v, &known));
+        let openapi = raw.openapi.as_ref().and_then(|o| self.openapi(src, o));
         let settings = Settings {
             name,
             dir: self.dir.clone(),
@@ -96,6 +101,7 @@ impl Compiler<'_> {
             cli_vars: self.cli_vars.clone(),
             integrity,
             version,
+            openapi,
             retry,
             wait,
             gate,
@@ -336,6 +342,52 @@ impl Compiler<'_> {
             (None, None) => {}
         }
         tls
+    }
+
+    /// `[openapi]`: the document read, parsed, resolved and compiled now; a broken one is a
+    /// problem located in it (or at `spec` when it cannot be read at all).
+    fn openapi(&mut self, src: &mut Source, raw: &Spanned<RawOpenApi>) -> Option<OpenApiCheck> {
+        let o = raw.get_ref();
+        let warn_only = match o
+            .validate
+            .as_ref()
+            .map(|v| (v.get_ref().as_str(), v.span()))
+        {
+            None | Some(("strict", _)) => false,
+            Some(("warn", _)) => true,
+            Some((other, span)) => {
+                src.error_hint(
+                    span,
+                    format!("`validate` is \"strict\" or \"warn\", not `{other}`"),
+                    did_you_mean(other, ["strict", "warn"]),
+                );
+                false
+            }
+        };
+        let bytes = src.read_file(&self.dir, &o.spec)?;
+        let path = self.dir.join(o.spec.get_ref());
+        let Ok(text) = String::from_utf8(bytes) else {
+            src.error(
+                o.spec.span(),
+                format!("`{}` is not UTF-8 text", o.spec.get_ref()),
+            );
+            return None;
+        };
+        match crate::openapi::load(o.spec.get_ref(), &text) {
+            Ok(contract) => Some(OpenApiCheck {
+                contract: Arc::new(contract),
+                warn_only,
+            }),
+            Err(broken) => {
+                let message = format!("OpenAPI document: {}", broken.message);
+                let problem = match broken.at {
+                    Some(at) => Problem::at(&path, &text, at, message),
+                    None => Problem::file(&path, message),
+                };
+                src.problems.push(problem);
+                None
+            }
+        }
     }
 
     pub(super) fn need_base_url(&mut self, src: &mut Source, span: Range<usize>) {

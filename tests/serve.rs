@@ -1362,3 +1362,32 @@ where
     }
     outputs
 }
+
+#[tokio::test]
+async fn a_serve_report_can_be_the_baseline_of_a_run() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start(dir.path(), &[], &[]);
+    let (status, report) = serve.post("/run", None, None).await;
+    assert_eq!(status, 200);
+    let digest = report["suite_files_digest"].as_str().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{report}");
+    let out = tempfile::tempdir().unwrap();
+    let baseline = out.path().join("served.json");
+    std::fs::write(&baseline, report.to_string()).unwrap();
+    let json = out.path().join("run.json");
+    let mut cmd = binary::preflight();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--baseline")
+        .arg(&baseline)
+        .arg("--json")
+        .arg(&json);
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let ran: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(ran["suite_files_digest"], digest.as_str());
+    assert_eq!(ran["baseline"]["steps"].as_array().unwrap().len(), 1);
+}

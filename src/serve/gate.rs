@@ -45,6 +45,8 @@ pub struct RunRequest {
     pub key: Option<IdempotencyKey>,
     pub flagger: Option<FlaggerRecord>,
     pub vars: BTreeMap<String, String>,
+    /// The suite's files digest when it was loaded: the report's `suite_files_digest`.
+    pub files_digest: Option<String>,
 }
 
 /// How a request for a run ended.
@@ -98,7 +100,8 @@ impl<T> Keyed<T> {
 }
 
 pub struct Gate {
-    suite: RwLock<Arc<Plan>>,
+    /// The suite, and the digest of its files taken when it was loaded.
+    suite: RwLock<(Arc<Plan>, Option<String>)>,
     options: GateOptions,
     /// Held for the whole of a run: runs never overlap, and waiters are served in order.
     running: tokio::sync::Mutex<()>,
@@ -122,7 +125,7 @@ impl Gate {
         Gate {
             next_id: AtomicU64::new(store.last_id() + 1),
             generation: AtomicU64::new(0),
-            suite: RwLock::new(Arc::new(plan)),
+            suite: RwLock::new(loaded(plan)),
             options,
             running: tokio::sync::Mutex::new(()),
             pending: Mutex::new(Pending::default()),
@@ -134,17 +137,18 @@ impl Gate {
         }
     }
 
-    /// The suite and its generation.
-    pub fn current(&self) -> (Arc<Plan>, u64) {
+    /// The suite, its generation, and the digest of its files.
+    pub fn current(&self) -> (Arc<Plan>, u64, Option<String>) {
         let suite = self.suite.read().unwrap_or_else(|e| e.into_inner());
-        (suite.clone(), self.generation.load(Ordering::SeqCst))
+        let generation = self.generation.load(Ordering::SeqCst);
+        (suite.0.clone(), generation, suite.1.clone())
     }
 
     /// Replaces the suite (SIGHUP); runs already asked for keep the plan they were given.
     pub fn replace_suite(&self, plan: Plan) {
         self.metrics.suite_loaded(plan.flows.len());
         let mut suite = self.suite.write().unwrap_or_else(|e| e.into_inner());
-        *suite = Arc::new(plan);
+        *suite = loaded(plan);
         // Under the same lock: a request sees the new suite and the new generation together.
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
@@ -299,6 +303,7 @@ impl Gate {
         let verdict = judge(&result, &plan.settings.gate);
         let mut report = Report::new(&plan, &result, &verdict, &redactor);
         report.serve = Some(record(id, &request, &*redactor));
+        report.suite_files_digest = request.files_digest.clone();
         self.last_duration_ms
             .store(report.duration_ms, Ordering::Relaxed);
         self.metrics.run_finished(&report, request.trigger);
@@ -317,6 +322,13 @@ impl Gate {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A suite just loaded, with the digest of its files (read moments ago), so that its reports
+/// can be the `--baseline` of a `run` of the same suite.
+fn loaded(plan: Plan) -> (Arc<Plan>, Option<String>) {
+    let digest = crate::shard::files_digest(&plan).ok();
+    (Arc::new(plan), digest)
 }
 
 /// The report's `serve` section, masked like the rest of it.

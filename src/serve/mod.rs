@@ -226,13 +226,14 @@ fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
 async fn schedule(server: Arc<Server>, every: Duration) {
     let gate = &server.gate;
     loop {
-        let (plan, generation) = gate.current();
+        let (plan, generation, files_digest) = gate.current();
         let request = RunRequest {
             trigger: Trigger::Schedule,
             plan,
             key: None,
             flagger: None,
             vars: BTreeMap::new(),
+            files_digest,
         };
         match gate.request(request, generation).await {
             Answer::Ran(_) => {

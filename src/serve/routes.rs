@@ -189,7 +189,7 @@ async fn run(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let (base, generation) = server.gate.current();
+    let (base, generation, files_digest) = server.gate.current();
     let mask = Redactor::new(
         base.secrets
             .values()
@@ -231,6 +231,7 @@ async fn run(
         key,
         flagger: body.flagger(),
         vars,
+        files_digest,
     };
     match server.gate.request(request, generation).await {
         Answer::Ran(run) => report(&run, always_200),

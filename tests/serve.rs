@@ -161,6 +161,18 @@ async fn staging(status: u16, delay: Duration) -> MockServer {
     server
 }
 
+/// Waits until the stand-in has received `n` requests: the run in progress has begun (waited
+/// for, not timed: a loaded machine is slow).
+async fn until_received(server: &MockServer, n: usize) {
+    for _ in 0..400 {
+        if server.received_requests().await.unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("staging never received {n} requests");
+}
+
 async fn pings(server: &MockServer) -> usize {
     binary::count(server, "GET", "/ping").await
 }
@@ -329,7 +341,7 @@ async fn a_request_waits_for_the_run_in_progress_then_gets_429() {
         let serve = serve.clone();
         async move { serve.post("/run", None, None).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_received(&staging, 1).await;
     let response = Serve::client()
         .post(format!("{}/run", serve.url))
         .send()
@@ -519,13 +531,28 @@ async fn scheduled_and_requested_runs_never_overlap() {
     for client in clients {
         assert_eq!(client.await.unwrap(), 200);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, text) = serve.get("/runs", None).await;
-    let runs: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let scheduled = runs.iter().filter(|r| r["trigger"] == "schedule").count();
-    assert!(scheduled >= 2, "the schedule kept running: {text}");
+    // The schedule goes on beside the requests (waited for, not timed: a loaded machine is slow).
+    let mut scheduled = 0;
+    for _ in 0..100 {
+        let (_, text) = serve.get("/runs", None).await;
+        let runs: Vec<Value> = serde_json::from_str(&text).unwrap();
+        scheduled = runs.iter().filter(|r| r["trigger"] == "schedule").count();
+        if scheduled >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(scheduled >= 2, "the schedule kept running");
     assert_eq!(most.load(Ordering::SeqCst), 1, "two runs overlapped");
-    assert_eq!(serve.get("/readyz", None).await.0, 200);
+    let mut ready = 0;
+    for _ in 0..50 {
+        ready = serve.get("/readyz", None).await.0;
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ready, 200, "ready while scheduled runs keep finishing");
 }
 
 /// The value of the sample `name` (with its labels, as written) in a Prometheus exposition.
@@ -693,7 +720,7 @@ path = "/cart"
         let serve = serve.clone();
         async move { serve.post("/run", None, None).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_received(&staging, 1).await;
     serve.signal("TERM");
     let (status, report) = call.await.unwrap();
     assert_eq!(status, 503, "{report}");
@@ -1174,7 +1201,7 @@ expect = { status = 200 }
             serve.post("/run", Some(eu), None).await.0
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_received(&staging, 1).await;
     let bad = json!({ "checksum": "k", "vars": { "region": "bad-evil" } });
     assert_eq!(serve.post("/run", Some(bad), None).await.0, 409);
     assert_eq!(first.await.unwrap(), 200);
@@ -1326,7 +1353,7 @@ async fn a_queued_request_whose_caller_left_is_not_run() {
         let serve = serve.clone();
         async move { serve.post("/run", None, None).await.0 }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_received(&staging, 1).await;
     let impatient = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_millis(200))

@@ -1109,28 +1109,33 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         Ok((plan, part)) => (Arc::new(plan), part),
         Err(code) => return code,
     };
-    // Every report names its suite's files by digest, so that it can be the baseline of a
-    // later run of the same suite.
-    let digest = match part.as_ref().map(|p| Ok(p.files_digest.clone())) {
-        Some(digest) => digest,
-        None => shard::files_digest(&plan),
-    };
-    let digest = match digest {
-        Ok(digest) => digest,
-        Err(e) => {
-            eprintln!("error: cannot read the suite to digest it: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let baseline = match &args.baseline {
-        None => None,
-        Some(path) => match crate::baseline::read(path, &digest, args.baseline_any) {
-            Ok(report) => Some((path.display().to_string(), report)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_INVALID);
+    // The JSON report names its suite's files by digest, so that it can be the baseline of a
+    // later run of the same suite. Only the JSON and a baseline need it: reading every suite
+    // file again is start-up time a run without them does not spend.
+    let digest = match &part {
+        Some(part) => Some(part.files_digest.clone()),
+        None if args.out.json.is_some() || args.baseline.is_some() => {
+            match shard::files_digest(&plan) {
+                Ok(digest) => Some(digest),
+                Err(e) => {
+                    eprintln!("error: cannot read the suite to digest it: {e}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
             }
-        },
+        }
+        None => None,
+    };
+    let baseline = match (&args.baseline, &digest) {
+        (Some(path), Some(digest)) => {
+            match crate::baseline::read(path, digest, args.baseline_any) {
+                Ok(report) => Some((path.display().to_string(), report)),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            }
+        }
+        _ => None,
     };
     let redactor = Arc::new(Redactor::new(plan.secrets.values()));
     let mode = if args.quiet {
@@ -1183,9 +1188,9 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     }
     let build = |verdict: &Verdict| {
         let mut report = Report::new(&plan, &result, verdict, &redactor);
-        report.suite_files_digest = Some(digest.clone());
+        report.suite_files_digest = digest.clone();
         if let Some(record) = &compared {
-            report.add_baseline(record.clone(), &result, verdict);
+            report.add_baseline(record.clone(), &result, verdict, &*redactor);
         }
         if let Some(part) = &part {
             let mut record = part.record.clone();

@@ -120,7 +120,8 @@ impl Merged {
         );
         report.suite_digest = self.suite_digest.clone();
         report.suite_files_digest = self.suite_files_digest.clone();
-        report.add_warnings(self.contract_warnings.clone(), &self.result, verdict);
+        let warnings = self.contract_warnings.clone();
+        report.add_warnings(warnings, &self.result, verdict, &crate::redact::NoMask);
         report
     }
 }

@@ -285,7 +285,11 @@ fn suite_files(plan: &Plan, part: &mut dyn FnMut(&str, &[u8])) -> std::io::Resul
     let mut files: Vec<&str> = plan.flows.iter().map(|f| f.file.as_str()).collect();
     files.dedup();
     for file in files {
-        part(file, &std::fs::read(dir.join(file))?);
+        // Read like every suite file: a flow file that became a FIFO must not hang the digest.
+        let path = dir.join(file);
+        let bytes = crate::fs::read::read_regular(&path)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        part(file, &bytes);
     }
     for flow in &plan.flows {
         part("selected", flow.name.as_bytes());

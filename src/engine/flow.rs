@@ -777,14 +777,15 @@ async fn send_with_retries(
             Err(RequestError::Connect(_) | RequestError::Tls(_)) => Some((policy.on.connect, true)),
             Err(RequestError::Timeout(_) | RequestError::Other(_)) => Some((
                 policy.on.timeout,
-                idempotent(&step.method) || policy.named_by_step.timeout,
+                crate::suite::plan::is_idempotent(&step.method) || policy.named_by_step.timeout,
             )),
             Ok(exchange)
                 if exchange.status.is_server_error() && !status_expected(step, exchange, scope) =>
             {
                 Some((
                     policy.on.server_error,
-                    idempotent(&step.method) || policy.named_by_step.server_error,
+                    crate::suite::plan::is_idempotent(&step.method)
+                        || policy.named_by_step.server_error,
                 ))
             }
             _ => None,
@@ -802,11 +803,6 @@ async fn send_with_retries(
         earlier.push(Attempt::of(&result, elapsed, offset));
         waited += elapsed;
     }
-}
-
-/// POST and PATCH may have taken effect on the first try (a second order, a second payment).
-fn idempotent(method: &reqwest::Method) -> bool {
-    crate::suite::plan::is_idempotent(method)
 }
 
 /// Whether the step's status expectation holds: an expected 503 is not a failure to retry.

@@ -628,16 +628,17 @@ fn baseline(out: &mut String, report: &Report) {
         }
         out.push_str("</tbody></table>\n");
     }
-    let keys = |keys: &[crate::baseline::StepKey]| {
-        keys.iter()
-            .map(|k| format!("{} / {}", k.flow, k.step))
-            .collect::<Vec<_>>()
-    };
     let lists = [
         ("New flows", baseline.new_flows.clone()),
         ("Gone flows", baseline.gone_flows.clone()),
-        ("New steps", keys(&baseline.new_steps)),
-        ("Gone steps", keys(&baseline.gone_steps)),
+        (
+            "New steps",
+            crate::report::terminal::keys(&baseline.new_steps),
+        ),
+        (
+            "Gone steps",
+            crate::report::terminal::keys(&baseline.gone_steps),
+        ),
     ];
     for (what, names) in lists.iter().filter(|(_, n)| !n.is_empty()) {
         let _ = writeln!(

@@ -11,6 +11,7 @@ use super::{
     FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, StepOutcome, StepRecord, Warning,
     WarningKind,
 };
+use crate::report::terminal::clean;
 use crate::verdict::counted;
 use std::fmt::Write;
 
@@ -480,19 +481,6 @@ fn text(value: &str) -> String {
     out
 }
 
-/// Control characters (but line breaks and tabs) written as `\u{1b}`: a report read in a
-/// terminal or a job summary cannot be rewritten by what staging (or a name) holds.
-fn visible(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| match c {
-            '\n' | '\t' => c.to_string(),
-            c if crate::report::terminal::hidden(c) => c.escape_unicode().to_string(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 /// Plain text for a table cell (`|` is escaped by [`text`] already).
 fn cell(value: &str) -> String {
     text(value)
@@ -516,8 +504,10 @@ fn cell_code(value: &str) -> String {
     code(&value.replace('|', "\\|"))
 }
 
+/// Control characters written as `\u{1b}`: a report read in a terminal or a job summary
+/// cannot be rewritten by what staging (or a name) holds.
 fn one_line(value: &str) -> String {
-    visible(&value.replace(['\r', '\n'], " "))
+    clean(&value.replace(['\r', '\n'], " ")).into_owned()
 }
 
 fn longest_run(value: &str, ch: char) -> usize {
@@ -535,7 +525,7 @@ fn longest_run(value: &str, ch: char) -> usize {
 
 /// A fenced block (indented under a list item) that no content can close early.
 fn fenced(out: &mut String, body: &str, indent: &str) {
-    let body = &visible(body);
+    let body = &crate::report::terminal::clean_keeping_breaks(body);
     let fence = "`".repeat((longest_run(body, '`') + 1).max(3));
     let _ = writeln!(out, "{indent}{fence}text");
     for line in body.lines() {

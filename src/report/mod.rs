@@ -302,18 +302,26 @@ impl Report {
         record: crate::baseline::BaselineRecord,
         result: &RunResult,
         verdict: &Verdict,
+        mask: &dyn Mask,
     ) {
         if !record.fail_on_latency_regression {
-            self.add_warnings(crate::baseline::warnings(&record), result, verdict);
+            self.add_warnings(crate::baseline::warnings(&record), result, verdict, mask);
         }
         self.baseline = Some(record);
     }
 
     /// Adds warnings that no record of the run carries (a merged run's `[openapi]` warnings,
     /// from its shards' reports; latency regressions); the last line counts them.
-    pub fn add_warnings(&mut self, warnings: Vec<Warning>, result: &RunResult, verdict: &Verdict) {
+    pub fn add_warnings(
+        &mut self,
+        warnings: Vec<Warning>,
+        result: &RunResult,
+        verdict: &Verdict,
+        mask: &dyn Mask,
+    ) {
         self.warnings.extend(warnings);
-        self.headline = headline(result, verdict, self.warnings.len());
+        // Masked as when the report was built: reasons quote staging (a version, an error).
+        self.headline = mask.mask_text(&headline(result, verdict, self.warnings.len()));
     }
 
     /// Streams the JSON to `out`: a large report is never held whole as text.

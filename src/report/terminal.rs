@@ -9,15 +9,25 @@ use std::fmt::Write;
 /// `text` with every control character (C0, DEL, C1) written as `\u{1b}`: values that came
 /// from staging (or from anywhere) can never move the cursor, erase a line or paint a verdict.
 pub fn clean(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(hidden) {
+    escape_hidden(text, |_| false)
+}
+
+/// [`clean`], keeping line breaks and tabs: for a body shown over several lines.
+pub fn clean_keeping_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_hidden(text, |c| c == '\n' || c == '\t')
+}
+
+fn escape_hidden(text: &str, keep: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    let shown = |c: char| !hidden(c) || keep(c);
+    if text.chars().all(shown) {
         return text.into();
     }
     text.chars()
         .map(|c| {
-            if hidden(c) {
-                c.escape_unicode().to_string()
-            } else {
+            if shown(c) {
                 c.to_string()
+            } else {
+                c.escape_unicode().to_string()
             }
         })
         .collect::<String>()

@@ -55,6 +55,8 @@ pub enum Answer {
     Ran(Arc<StoredRun>),
     /// The idempotency key names a run of other variables: it cannot answer this request.
     KeyReused,
+    /// The run ended in an internal error (a panic): it has no report.
+    Failed,
     /// Still waiting for the run in progress after `--queue-timeout`.
     Busy {
         retry_after: Duration,
@@ -147,8 +149,10 @@ impl Gate {
     /// Replaces the suite (SIGHUP); runs already asked for keep the plan they were given.
     pub fn replace_suite(&self, plan: Plan) {
         self.metrics.suite_loaded(plan.flows.len());
+        // The digest reads the suite's files: not while requests wait for the lock.
+        let next = loaded(plan);
         let mut suite = self.suite.write().unwrap_or_else(|e| e.into_inner());
-        *suite = loaded(plan);
+        *suite = next;
         // Under the same lock: a request sees the new suite and the new generation together.
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
@@ -190,7 +194,7 @@ impl Gate {
         match receiver.wait_for(Option::is_some).await {
             Ok(answer) => answer.clone().unwrap_or(Answer::ShuttingDown),
             // The run's task ended without an answer: it panicked.
-            Err(_) => Answer::ShuttingDown,
+            Err(_) => Answer::Failed,
         }
     }
 
@@ -216,8 +220,22 @@ impl Gate {
         }
         let finished = request.key.clone().map(|key| (key, request.vars.clone()));
         let gate = self.clone();
+        let sender = Arc::new(sender);
         tokio::spawn(async move {
-            let answer = gate.queue_and_run(request, &sender).await;
+            // In a task of its own, so that a panic in it still answers every waiter and frees
+            // the key (a failed run, never a pass).
+            let run = tokio::spawn({
+                let (gate, sender) = (gate.clone(), sender.clone());
+                async move { gate.queue_and_run(request, &sender).await }
+            });
+            let answer = match run.await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    eprintln!("error: a run ended in an internal error: {e}");
+                    gate.metrics.run_failed();
+                    Answer::Failed
+                }
+            };
             let mut pending = gate.lock_pending();
             if let Some((key, vars)) = finished {
                 if pending.by_key.get(&key).is_some_and(|k| k.ticket == ticket) {

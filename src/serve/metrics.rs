@@ -235,6 +235,11 @@ impl Metrics {
         self.version_mismatch.set(i64::from(version_failed));
     }
 
+    /// A run that ended without a report (an internal error).
+    pub fn run_failed(&self) {
+        self.in_progress.set(0);
+    }
+
     pub fn queue_rejected(&self) {
         self.queue_rejections.inc();
     }

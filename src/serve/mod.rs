@@ -243,8 +243,9 @@ async fn schedule(server: Arc<Server>, every: Duration) {
                     .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             }
             Answer::ShuttingDown => return,
-            // A scheduled run has no key and waits as long as it takes: neither happens.
-            Answer::Busy { .. } | Answer::KeyReused => {}
+            // A scheduled run has no key and waits as long as it takes; a failed one (logged)
+            // is tried again at the next interval.
+            Answer::Busy { .. } | Answer::KeyReused | Answer::Failed => {}
         }
         let jitter = every.mul_f64(random_fraction() / 10.0);
         tokio::select! {

@@ -190,14 +190,18 @@ async fn run(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let (base, generation, files_digest) = server.gate.current();
-    let mask = Redactor::new(
-        base.secrets
-            .values()
-            .chain(server.gate.options().token.as_ref()),
-    );
+    // Only an answer that quotes the request needs one: compiling it costs a pattern per
+    // secret, too much for every call.
+    let mask = || {
+        Redactor::new(
+            base.secrets
+                .values()
+                .chain(server.gate.options().token.as_ref()),
+        )
+    };
     let always_200 = match query_status(&query) {
         Ok(always) => always,
-        Err(message) => return error(StatusCode::BAD_REQUEST, mask.mask_text(&message)),
+        Err(message) => return error(StatusCode::BAD_REQUEST, mask().mask_text(&message)),
     };
     let body = match body {
         Ok(body) => body,
@@ -209,7 +213,7 @@ async fn run(
     let body = match parse_body(&body) {
         Ok(body) => body,
         Err(why) => {
-            let why = mask.mask_text(&why);
+            let why = mask().mask_text(&why);
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("the body is not a run request: {why}"),
@@ -223,7 +227,7 @@ async fn run(
     let vars = body.vars.clone().unwrap_or_default();
     let plan = match with_vars(&base, &vars, &server.allowed_vars) {
         Ok(plan) => plan,
-        Err(message) => return error(StatusCode::BAD_REQUEST, mask.mask_text(&message)),
+        Err(message) => return error(StatusCode::BAD_REQUEST, mask().mask_text(&message)),
     };
     let request = RunRequest {
         trigger: Trigger::Request,
@@ -246,6 +250,10 @@ async fn run(
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             response
         }
+        Answer::Failed => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the run ended in an internal error of preflight (see its log): no verdict",
+        ),
         Answer::KeyReused => error(
             StatusCode::CONFLICT,
             "this idempotency key belongs to a run with other vars: use a new key",

@@ -77,7 +77,8 @@ impl Store {
     /// name for an id, something that does not parse) is refused: whatever put it there, the
     /// store will not serve it, overwrite it or delete it.
     pub fn open(keep: usize, dir: Option<&Path>) -> Result<Store, String> {
-        let mut runs = Vec::new();
+        let mut files = Vec::new();
+        let mut runs = VecDeque::new();
         if let Some(dir) = dir {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -88,12 +89,7 @@ impl Store {
                     continue;
                 }
                 let path = entry.path();
-                let refuse = |why: String| {
-                    format!(
-                        "{} is not a report preflight serve wrote ({why}); move it away",
-                        path.display()
-                    )
-                };
+                let refuse = |why: String| not_ours(&path, &why);
                 let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
                 if is_link {
                     return Err(refuse("a symlink".into()));
@@ -101,13 +97,16 @@ impl Store {
                 let id = id_of(&name)
                     .filter(|id| *id < MAX_ID)
                     .ok_or_else(|| refuse(format!("names are {PREFIX}<8 digits>{SUFFIX}")))?;
-                let report = read_report(&path).map_err(refuse)?;
-                runs.push(StoredRun::of(id, &report));
+                files.push((id, path));
             }
         }
-        runs.sort_by_key(|r| r.id);
-        let skip = runs.len().saturating_sub(keep);
-        let runs = runs.into_iter().skip(skip).map(Arc::new).collect();
+        // Only the newest `keep` are read: older files cost no start-up time.
+        files.sort();
+        let skip = files.len().saturating_sub(keep);
+        for (id, path) in files.into_iter().skip(skip) {
+            let report = read_report(&path).map_err(|why| not_ours(&path, &why))?;
+            runs.push_back(Arc::new(StoredRun::of(id, &report)));
+        }
         Ok(Store {
             keep,
             dir: dir.map(Path::to_path_buf),
@@ -167,6 +166,13 @@ fn write_new(dir: &Path, id: u64, json: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, &target).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+fn not_ours(path: &Path, why: &str) -> String {
+    format!(
+        "{} is not a report preflight serve wrote ({why}); move it away",
+        path.display()
+    )
 }
 
 fn read_report(path: &Path) -> Result<Report, String> {

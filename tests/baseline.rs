@@ -257,8 +257,7 @@ async fn a_baseline_that_is_no_report_of_this_suite_is_refused_before_anything_r
     std::fs::write(&not_json, "not json").unwrap();
     let before = out.path().join("before.json");
     assert_eq!(run(dir.path(), &staging.uri(), &before, &[]).await.code, 0);
-    let mut other_schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(&before).unwrap()).unwrap();
+    let mut other_schema: Value = binary::read_json(&before);
     other_schema["schema"] = 2.into();
     let schema_2 = out.path().join("schema2.json");
     std::fs::write(&schema_2, other_schema.to_string()).unwrap();

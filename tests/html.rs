@@ -361,11 +361,7 @@ async fn an_aborted_run_says_so_and_lists_what_never_began() {
     let out = tempfile::tempdir().unwrap();
     let html_path = out.path().join("r.html");
     let json_path = out.path().join("r.json");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
-    for var in hermetic::CLEARED_ENV {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
+    let mut child = binary::process()
         .arg("run")
         .arg(dir.path())
         .arg("--no-progress")
@@ -381,19 +377,14 @@ async fn an_aborted_run_says_so_and_lists_what_never_began() {
         assert!(started.elapsed() < Duration::from_secs(20), "no request");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    binary::signal(child.id(), "TERM");
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
 
     assert_eq!(status.code(), Some(130));
     let html = std::fs::read_to_string(&html_path).unwrap();
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let report: Value = binary::read_json(&json_path);
     assert_eq!(report["verdict"], "aborted");
     let text = check_page(&html, &report, None, true);
     assert!(html.contains("<header class=\"banner aborted\">"));
@@ -603,8 +594,7 @@ expect = { status = 200 }
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "a regression warns");
     let html = std::fs::read_to_string(&html_path).unwrap();
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let report: Value = binary::read_json(&json_path);
     let text = check_page(&html, &report, None, true);
     assert!(text.contains("Against the baseline"), "{text}");
     assert!(text.contains("1 slower by more than 50%"), "{text}");

@@ -462,7 +462,7 @@ async fn merged_shards_keep_their_contract_warnings() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(merged).unwrap()).unwrap();
+    let report: Value = binary::read_json(merged);
     let kinds: Vec<&str> = report["warnings"]
         .as_array()
         .unwrap()

@@ -99,7 +99,7 @@ async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
     let out = tempfile::tempdir().unwrap();
     let (fifo, mut reader) = stalled_fifo(out.path());
     let html = out.path().join("r.html");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("preflight"))
+    let mut child = binary::process()
         .arg("run")
         .arg(dir.path())
         .arg("--quiet")
@@ -107,7 +107,6 @@ async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
         .arg(&fifo)
         .arg("--html")
         .arg(&html)
-        .env_remove("GITHUB_STEP_SUMMARY")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -121,11 +120,7 @@ async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
     }
     assert!(html.exists(), "the HTML was written first");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    binary::signal(child.id(), "TERM");
     let status = child.wait().unwrap();
     let _ = reader.kill();
     assert_eq!(status.code(), Some(130));
@@ -160,8 +155,7 @@ headers = { x-tok = "{{ secret.PREFLIGHT_TEST_SECRET }}" }
     let mut first = run(vec!["--json".into(), before.display().to_string()]);
     let _ = tokio::task::spawn_blocking(move || first.output().unwrap()).await;
     // A baseline that holds the value in clear (written before it became a secret, say).
-    let mut doctored: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&before).unwrap()).unwrap();
+    let mut doctored: serde_json::Value = binary::read_json(&before);
     doctored["started_at"] = format!("{secret} <b>").into();
     let mut gone = doctored["flows"][0].clone();
     gone["name"] = format!("gone {secret}").into();
@@ -200,8 +194,7 @@ headers = { x-tok = "{{ secret.PREFLIGHT_TEST_SECRET }}" }
             assert!(!text.contains(&form), "`{form}` shows in:\n{text}");
         }
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report: serde_json::Value = binary::read_json(&json);
     assert_eq!(
         report["baseline"]["gone_flows"],
         serde_json::json!(["gone ***"])
@@ -233,8 +226,7 @@ async fn a_step_that_timed_out_is_no_latency_regression() {
         }
         let _ = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await;
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&now).unwrap()).unwrap();
+    let report: serde_json::Value = binary::read_json(&now);
     assert_eq!(
         report["verdict"], "fail",
         "the timeout fails the gate itself"

@@ -64,12 +64,7 @@ impl Serve {
     }
 
     fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        binary::signal(self.child.id(), name);
     }
 
     /// Waits for the process to exit (at most 30 s): its code and everything it printed.
@@ -103,10 +98,7 @@ fn spawn(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, Arc<Mutex<String>>, Option<String>) {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("preflight"));
-    for var in hermetic::CLEARED_ENV {
-        cmd.env_remove(var);
-    }
+    let mut cmd = binary::process();
     cmd.arg("serve").arg(suite);
     if !args.contains(&"--listen") {
         cmd.args(["--listen", "127.0.0.1:0"]);
@@ -1414,7 +1406,7 @@ async fn a_serve_report_can_be_the_baseline_of_a_run() {
         .await
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let ran: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ran: Value = binary::read_json(&json);
     assert_eq!(ran["suite_files_digest"], digest.as_str());
     assert_eq!(ran["baseline"]["steps"].as_array().unwrap().len(), 1);
 }

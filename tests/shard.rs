@@ -142,7 +142,7 @@ async fn merge(reports: &[PathBuf], out: &Path) -> Output {
 }
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    binary::read_json(path)
 }
 
 /// The report without what depends on timing or on being a shard.

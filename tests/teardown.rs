@@ -137,11 +137,7 @@ async fn teardown_runs_after_sigint() {
     let dir = suite(&server.uri(), &settings, &[("slow.toml", &flow("/slow"))]);
     let out = tempfile::tempdir().unwrap();
     let json_path = out.path().join("r.json");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
-    for var in hermetic::CLEARED_ENV {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
+    let mut child = binary::process()
         .arg("run")
         .arg(dir.path())
         .arg("--no-progress")
@@ -160,19 +156,14 @@ async fn teardown_runs_after_sigint() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    binary::signal(child.id(), "INT");
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
 
     assert_eq!(status.code(), Some(130));
     assert_eq!(count(&server, "DELETE", "/users/u-7").await, 1);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let report: serde_json::Value = binary::read_json(&json_path);
     assert_eq!(report["verdict"], "aborted");
     assert_eq!(report["teardown"][0]["outcome"], "passed", "{report:#}");
 }

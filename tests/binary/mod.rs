@@ -86,6 +86,34 @@ pub fn preflight() -> Command {
     cmd
 }
 
+/// The binary as a process to start and signal (std's `Command`), with the variables
+/// preflight reads cleared, as [`preflight`] does.
+pub fn process() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
+    for var in crate::hermetic::CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Sends signal `name` (`TERM`, `INT`, `HUP`) to process `pid`.
+pub fn signal(pid: u32, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
+/// A JSON file read back (a report, most often), failing with its path.
+pub fn read_json(path: impl AsRef<Path>) -> Value {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is no JSON: {e}", path.display()))
+}
+
 /// Runs `preflight run SUITE --verbose` with every report, on a blocking thread so that the
 /// test's servers keep serving.
 pub async fn run_all(suite: &Path, env: &[(&str, &str)], extra: &[&str]) -> Outputs {

@@ -139,6 +139,10 @@ pub struct InitArgs {
     /// The folder to write the suite into (created if needed).
     #[arg(default_value = "smoke-tests")]
     pub dir: PathBuf,
+    /// Draft the suite from an OpenAPI 3.0 or 3.1 document (JSON or YAML): one flow per tag,
+    /// one step per GET operation it can send, each checking the documented status and schema.
+    #[arg(long, value_name = "FILE")]
+    pub from_openapi: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -754,6 +758,9 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
 }
 
 fn init(args: &InitArgs) -> ExitCode {
+    if let Some(file) = &args.from_openapi {
+        return init_from_openapi(file, &args.dir);
+    }
     match crate::init::write(&args.dir) {
         Ok(written) => {
             for path in &written {
@@ -770,6 +777,91 @@ fn init(args: &InitArgs) -> ExitCode {
             ExitCode::from(EXIT_INVALID)
         }
     }
+}
+
+fn init_from_openapi(file: &Path, dir: &Path) -> ExitCode {
+    use crate::init::from_openapi::{self, DraftError};
+    let fail = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    let shown = clean(&file.display().to_string()).into_owned();
+    let text = match crate::fs::read::read_regular_text(file) {
+        Ok(text) => text,
+        Err(e) => return fail(format!("cannot read `{shown}`: {e}")),
+    };
+    let doc = match crate::openapi::read(&shown, &text) {
+        Ok(doc) => doc,
+        Err(broken) => {
+            let message = format!("OpenAPI document: {}", broken.message);
+            let problem = match broken.at {
+                Some(at) => Problem::at(file, &text, at, message),
+                None => Problem::file(file, message),
+            };
+            print_problems(&[problem]);
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let spec = match crate::init::relative_to(dir, file) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return fail(format!(
+                "cannot locate `{shown}` from `{}`: {e}",
+                dir.display()
+            ));
+        }
+    };
+    let Some(spec) = spec.to_str() else {
+        return fail(format!(
+            "the path to `{shown}` is not UTF-8: name it in [openapi] by hand"
+        ));
+    };
+    let list = |skipped: &[from_openapi::Skipped]| {
+        for s in skipped {
+            println!("  {}: {}", s.operation, s.why);
+        }
+    };
+    let draft = match from_openapi::draft(&doc, spec, &shown) {
+        Ok(draft) => draft,
+        Err(DraftError::NothingToProbe { skipped }) => {
+            println!("skipped {}:", verdict::counted(skipped.len(), "operation"));
+            list(&skipped);
+            return fail(format!(
+                "no operation of `{shown}` can be a step (each is listed above with the reason); nothing was written"
+            ));
+        }
+        Err(DraftError::Broken(message)) => {
+            return fail(format!("OpenAPI document `{shown}`: {message}"));
+        }
+    };
+    let written = match crate::init::write_files(dir, &draft.files) {
+        Ok(written) => written,
+        Err(e) => return fail(e.to_string()),
+    };
+    for path in &written {
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "drafted {} from {shown}",
+        verdict::counted(draft.steps, "GET step")
+    );
+    if !draft.skipped.is_empty() {
+        println!(
+            "skipped {} (also listed in the files; write them by hand):",
+            verdict::counted(draft.skipped.len(), "operation")
+        );
+        list(&draft.skipped);
+    }
+    let dir = clean(&dir.display().to_string()).into_owned();
+    match draft.base_url {
+        Some(url) => println!(
+            "base_url is the document's first server, {url}: make sure it is staging, then `preflight check {dir}` and `preflight run {dir}`"
+        ),
+        None => println!(
+            "next: set base_url in {dir}/preflight.toml (the document names no absolute server), then `preflight check {dir}` and `preflight run {dir}`"
+        ),
+    }
+    ExitCode::SUCCESS
 }
 
 fn lock(args: &LockArgs) -> ExitCode {

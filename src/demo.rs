@@ -3,7 +3,8 @@
 //!
 //! The server binds to a random loopback port, keeps carts and orders in memory, and can be
 //! started with [`Fault`]s that reproduce the classic false-PASS situations the gate exists to
-//! catch: a broken payment provider, a stale config, an old release, a slow dependency.
+//! catch: a broken payment provider, a stale config, an old release, a slow dependency, a
+//! response that drifted from the API contract.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -43,7 +44,7 @@ pub const DEMO_SUITE: &str = "smoke-tests";
 /// The bundled suite and the config it pins, carried by the binary so that `preflight demo`
 /// works from any directory: paths relative to one root, as in the repository, so the lock's
 /// `../config/checkout-config.json` still names the pinned file.
-pub const BUNDLED_FILES: [(&str, &str); 8] = [
+pub const BUNDLED_FILES: [(&str, &str); 9] = [
     (
         "smoke-tests/preflight.toml",
         include_str!("../smoke-tests/preflight.toml"),
@@ -67,6 +68,10 @@ pub const BUNDLED_FILES: [(&str, &str); 8] = [
     (
         "smoke-tests/recommendations.toml",
         include_str!("../smoke-tests/recommendations.toml"),
+    ),
+    (
+        "smoke-tests/openapi.yaml",
+        include_str!("../smoke-tests/openapi.yaml"),
     ),
     (
         "smoke-tests/schemas/products.schema.json",
@@ -129,6 +134,9 @@ pub enum Fault {
     OldVersion,
     /// Recommendations take 3 s to answer.
     SlowRecommendations,
+    /// An order is read back without its `currency`, a field the API contract requires and
+    /// no hand-written assertion of the bundled suite looks at.
+    ContractDrift,
 }
 
 /// A running demo server; dropping it (or calling [`DemoServer::shutdown`]) stops it.
@@ -524,10 +532,17 @@ async fn checkout(State(state): Shared, Path(id): Path<String>, body: Bytes) -> 
 }
 
 async fn get_order(State(state): Shared, Path(id): Path<String>) -> Response {
-    match state.store().orders.get(&id) {
-        Some(order) => reply(StatusCode::OK, order),
-        None => ApiError::not_found().into_response(),
+    let Some(order) = state.store().orders.get(&id).cloned() else {
+        return ApiError::not_found().into_response();
+    };
+    let mut body = json!(order);
+    if state.has(Fault::ContractDrift)
+        && let Some(fields) = body.as_object_mut()
+    {
+        // The story: a refactoring renamed a field and the mobile app lost the currency.
+        fields.remove("currency");
     }
+    reply(StatusCode::OK, body)
 }
 
 async fn pay_order(

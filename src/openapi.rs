@@ -95,11 +95,20 @@ pub enum Finding {
     },
 }
 
-/// Loads the document `text` (named `file`): parsed, every `$ref` resolved, every response
-/// schema compiled.
-pub fn load(file: &str, text: &str) -> Result<Contract, Broken> {
-    let doc = parse(file, text)?;
-    let version = match (doc.get("openapi"), doc.get("swagger")) {
+/// A document read and checked: a supported version, every `$ref` resolving inside it.
+pub struct Document {
+    pub value: Value,
+    /// OpenAPI 3.0 (schemas rewritten to JSON Schema 2020-12 when used), else 3.1.
+    pub v30: bool,
+    /// The document's `components`, its 3.0 schemas already rewritten.
+    components: Value,
+}
+
+/// Reads the document `text` (named `file`): parsed, its version supported, every `$ref`
+/// resolving inside it.
+pub fn read(file: &str, text: &str) -> Result<Document, Broken> {
+    let value = parse(file, text)?;
+    let version = match (value.get("openapi"), value.get("swagger")) {
         (Some(Value::String(v)), _) if v.starts_with("3.0") || v.starts_with("3.1") => v.clone(),
         (Some(v), _) => {
             return Err(Broken::new(format!(
@@ -117,44 +126,91 @@ pub fn load(file: &str, text: &str) -> Result<Contract, Broken> {
             ));
         }
     };
-    check_refs(&doc, text, "", &doc)?;
+    check_refs(&value, text, "", &value)?;
     let v30 = version.starts_with("3.0");
-    let mut components = doc.get("components").cloned().unwrap_or_else(|| json!({}));
+    let mut components = value
+        .get("components")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if v30 && let Some(Value::Object(schemas)) = components.get_mut("schemas") {
         for schema in schemas.values_mut() {
             *schema = schema_30(schema.take());
         }
     }
-    let paths = match doc.get("paths") {
-        Some(Value::Object(paths)) => paths,
-        None => &Map::new(),
-        Some(_) => return Err(Broken::new("`paths` must be an object")),
-    };
-    let mut operations = Vec::new();
-    for (template, item) in paths {
-        let item = follow(&doc, item);
-        let Value::Object(item) = item else {
-            return Err(Broken::new(format!("path `{template}` is not an object")));
+    Ok(Document {
+        value,
+        v30,
+        components,
+    })
+}
+
+impl Document {
+    /// A Reference Object followed to what it names; anything else as it is.
+    pub fn follow<'a>(&'a self, value: &'a Value) -> &'a Value {
+        follow(&self.value, value)
+    }
+
+    /// The operations of `paths`: (template, method in lower case, path item, operation).
+    pub fn operations(&self) -> Result<Vec<(&str, &'static str, &Value, &Value)>, Broken> {
+        let paths = match self.value.get("paths") {
+            Some(Value::Object(paths)) => paths,
+            None => return Ok(Vec::new()),
+            Some(_) => return Err(Broken::new("`paths` must be an object")),
         };
-        for method in METHODS {
-            let Some(op) = item.get(method) else { continue };
-            let at = format!("{method} {template}");
-            let responses = responses(&doc, op, &components, v30, &at)?;
-            let (pattern, literal) = template_pattern(template)
-                .map_err(|e| Broken::new(format!("path `{template}`: {e}")))?;
-            operations.push(Operation {
-                method: method.to_ascii_uppercase(),
-                template: template.clone(),
-                pattern,
-                literal,
-                responses,
-            });
+        let mut out = Vec::new();
+        for (template, item) in paths {
+            let item = self.follow(item);
+            if !item.is_object() {
+                return Err(Broken::new(format!("path `{template}` is not an object")));
+            }
+            for method in METHODS {
+                if let Some(op) = item.get(method) {
+                    out.push((template.as_str(), method, item, op));
+                }
+            }
         }
+        Ok(out)
+    }
+
+    /// A response `schema` of the document as a JSON Schema 2020-12 document of its own:
+    /// 3.0 rewritten, and with the entries of `components` it reaches (only those), so that
+    /// its `#/components/...` references resolve as they do in the document.
+    pub fn standalone_schema(&self, schema: &Value) -> Value {
+        let schema = if self.v30 {
+            schema_30(schema.clone())
+        } else {
+            schema.clone()
+        };
+        let components = reached(&schema, &self.components);
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "allOf": [schema],
+            "components": components,
+        })
+    }
+}
+
+/// Loads the document `text` (named `file`): read, every response schema compiled.
+pub fn load(file: &str, text: &str) -> Result<Contract, Broken> {
+    let doc = read(file, text)?;
+    let mut operations = Vec::new();
+    for (template, method, _, op) in doc.operations()? {
+        let at = format!("{method} {template}");
+        let responses = responses(&doc, op, &at)?;
+        let (pattern, literal) = template_pattern(template)
+            .map_err(|e| Broken::new(format!("path `{template}`: {e}")))?;
+        operations.push(Operation {
+            method: method.to_ascii_uppercase(),
+            template: template.to_string(),
+            pattern,
+            literal,
+            responses,
+        });
     }
     Ok(Contract {
         file: file.to_string(),
         operations,
-        server_prefixes: server_prefixes(&doc),
+        server_prefixes: server_prefixes(&doc.value),
     })
 }
 
@@ -386,29 +442,23 @@ fn follow<'a>(doc: &'a Value, mut value: &'a Value) -> &'a Value {
     value
 }
 
-fn responses(
-    doc: &Value,
-    op: &Value,
-    components: &Value,
-    v30: bool,
-    at: &str,
-) -> Result<Vec<Response>, Broken> {
+fn responses(doc: &Document, op: &Value, at: &str) -> Result<Vec<Response>, Broken> {
     let Some(Value::Object(documented)) = op.get("responses") else {
         return Err(Broken::new(format!("`{at}` has no `responses` object")));
     };
     let mut out = Vec::new();
     for (key, response) in documented {
-        let response = follow(doc, response);
+        let response = doc.follow(response);
         let content = match response.get("content") {
             None => None,
             Some(Value::Object(content)) => {
                 let mut media = Vec::new();
                 for (name, entry) in content {
-                    let schema = match follow(doc, entry).get("schema") {
+                    let schema = match doc.follow(entry).get("schema") {
                         None => None,
                         Some(schema) => {
                             let where_ = format!("`{at}` response {key} `{name}`");
-                            Some(Arc::new(compile(schema, components, v30, &where_)?))
+                            Some(Arc::new(compile(doc, schema, &where_)?))
                         }
                     };
                     media.push(Media {
@@ -432,25 +482,12 @@ fn responses(
     Ok(out)
 }
 
-/// One response schema as a validator. Its root holds the entries of the document's
-/// `components` the schema reaches (only those: a large document is not copied once per
-/// response), so that `#/components/...` references resolve as they do in the document.
-fn compile(
-    schema: &Value,
-    components: &Value,
-    v30: bool,
-    at: &str,
-) -> Result<jsonschema::Validator, Broken> {
-    let schema = if v30 {
-        schema_30(schema.clone())
-    } else {
-        schema.clone()
-    };
-    let root = json!({ "allOf": [schema], "components": reached(&schema, components) });
+/// One response schema as a validator (see [`Document::standalone_schema`]).
+fn compile(doc: &Document, schema: &Value, at: &str) -> Result<jsonschema::Validator, Broken> {
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(false)
-        .build(&root)
+        .build(&doc.standalone_schema(schema))
         .map_err(|e| Broken::new(format!("{at}: the schema cannot be used: {e}")))
 }
 

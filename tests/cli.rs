@@ -1866,6 +1866,15 @@ fn demo_runs_from_any_directory() {
         text.contains("config mismatch: ../config/checkout-config.json: staging serves sha256:"),
         "{text}"
     );
+
+    // The bundled copy carries the shop's API contract.
+    let out = demo(&["--fault", "contract-drift"]);
+    out.clone().assert().code(1);
+    let text = stdout(&out);
+    assert!(
+        text.contains("/currency: \"currency\" is a required property"),
+        "{text}"
+    );
     assert_eq!(
         std::fs::read_dir(tmp.path()).unwrap().count(),
         0,

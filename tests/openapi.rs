@@ -9,7 +9,6 @@ mod hermetic;
 
 use binary::{Outputs, preflight, run_all};
 use serde_json::{Value, json};
-use std::path::Path;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -543,17 +542,8 @@ fn a_broken_document_is_exit_2_naming_the_file_and_the_place() {
 /// The example of docs/openapi.md, run as written against a staging that keeps it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_documented_example_works_as_written() {
-    let page =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.md"))
-            .unwrap();
-    let block = |lang: &str, first_line: &str| -> String {
-        let fence = format!("```{lang}\n{first_line}\n");
-        let start = page
-            .find(&fence)
-            .unwrap_or_else(|| panic!("docs/openapi.md has a {lang} block starting {first_line}"));
-        let body = &page[start + lang.len() + 4..];
-        body[..body.find("```").unwrap()].to_string()
-    };
+    let block =
+        |lang: &str, first_line: &str| binary::doc_block("docs/openapi.md", lang, first_line);
     let settings = block("toml", "# smoke-tests/preflight.toml");
     let flow = block("toml", "# smoke-tests/orders.toml");
     let spec = block("yaml", "# smoke-tests/openapi.yaml");

@@ -106,6 +106,18 @@ pub fn signal(pid: u32, name: &str) {
     assert!(sent.success(), "kill -{name} {pid}");
 }
 
+/// The fenced block of the page `doc` (relative to the repository) in language `lang` whose
+/// text starts with `first_line`: the example a test runs as written.
+pub fn doc_block(doc: &str, lang: &str, first_line: &str) -> String {
+    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+    let fence = format!("```{lang}\n{first_line}");
+    let start = page
+        .find(&fence)
+        .unwrap_or_else(|| panic!("{doc} has a {lang} block starting {first_line}"));
+    let body = &page[start + lang.len() + 4..];
+    body[..body.find("```").unwrap()].to_string()
+}
+
 /// A JSON file read back (a report, most often), failing with its path.
 pub fn read_json(path: impl AsRef<Path>) -> Value {
     let path = path.as_ref();

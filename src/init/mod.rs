@@ -2,8 +2,10 @@
 //! `preflight check` as written. It never overwrites anything: one existing file and nothing
 //! is written.
 
+pub mod from_openapi;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// The files `init` writes, relative to the suite directory, with their content.
 pub const FILES: &[(&str, &str)] = &[
@@ -94,15 +96,27 @@ pub enum InitError {
 }
 
 /// Writes the starter suite into `dir` (created if needed) and returns the paths written.
-/// Every target is checked first, and each file is created with `create_new`, so a file that
-/// appears meanwhile is not overwritten either.
 pub fn write(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
+    let files: Vec<(PathBuf, String)> = FILES
+        .iter()
+        .map(|(name, text)| (PathBuf::from(name), text.to_string()))
+        .collect();
+    write_files(dir, &files)
+}
+
+/// Writes `files` (paths relative to `dir`, which is created if needed) and returns the paths
+/// written. Every target is checked first, and each file is created with `create_new`, so a
+/// file that appears meanwhile is not overwritten either.
+pub fn write_files(dir: &Path, files: &[(PathBuf, String)]) -> Result<Vec<PathBuf>, InitError> {
     if dir.exists() && !dir.is_dir() {
         return Err(InitError::NotAFolder {
             path: dir.to_path_buf(),
         });
     }
-    let targets: Vec<(PathBuf, &str)> = FILES.iter().map(|(n, t)| (dir.join(n), *t)).collect();
+    let targets: Vec<(PathBuf, &str)> = files
+        .iter()
+        .map(|(name, text)| (dir.join(name), text.as_str()))
+        .collect();
     // symlink_metadata: a dangling symlink is an existing file too.
     if let Some((path, _)) = targets
         .iter()
@@ -117,6 +131,18 @@ pub fn write(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut written = Vec::new();
     for (path, text) in targets {
+        if let Some(parent) = path.parent().filter(|p| *p != dir) {
+            // A folder of the suite's own (`schemas/`), never one a symlink leads elsewhere.
+            match std::fs::symlink_metadata(parent) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(InitError::NotAFolder {
+                        path: parent.to_path_buf(),
+                    });
+                }
+                Err(_) => std::fs::create_dir(parent).map_err(io(parent))?,
+            }
+        }
         let created = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -132,4 +158,47 @@ pub fn write(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// The path of `file` as seen from the folder `dir` (which need not exist yet), for a suite
+/// key that names it: `../api/openapi.yaml`.
+pub fn relative_to(dir: &Path, file: &Path) -> std::io::Result<PathBuf> {
+    let file = std::fs::canonicalize(file)?;
+    let dir = absolute_dir(dir)?;
+    let from: Vec<Component> = dir.components().collect();
+    let to: Vec<Component> = file.components().collect();
+    let shared = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut relative = PathBuf::new();
+    for _ in shared..from.len() {
+        relative.push("..");
+    }
+    for part in &to[shared..] {
+        relative.push(part);
+    }
+    Ok(relative)
+}
+
+/// `dir` made absolute with its symlinks resolved, as far as it exists.
+fn absolute_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    let dir = std::path::absolute(dir)?;
+    let mut existing = dir.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = std::fs::canonicalize(existing)?;
+    for name in rest.into_iter().rev() {
+        if name == ".." {
+            resolved.pop();
+        } else if name != "." {
+            resolved.push(name);
+        }
+    }
+    Ok(resolved)
 }

@@ -498,7 +498,7 @@ fn skipped_comment(text: &mut String, skipped: &[Skipped]) {
     if skipped.is_empty() {
         return;
     }
-    text.push_str("#\n# Not drafted (write these by hand):\n");
+    text.push_str("\n# Not drafted (write these by hand):\n");
     for s in skipped {
         let _ = writeln!(text, "# - {}: {}", s.operation, one_line(&s.why));
     }

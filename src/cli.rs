@@ -790,7 +790,11 @@ fn init_from_openapi(file: &Path, dir: &Path) -> ExitCode {
         Ok(text) => text,
         Err(e) => return fail(format!("cannot read `{shown}`: {e}")),
     };
-    let doc = match crate::openapi::read(&shown, &text) {
+    // The contract the draft's `[openapi]` will load, compiled now: a document `check` would
+    // refuse is refused here, before anything is written.
+    let read = crate::openapi::read(&shown, &text)
+        .and_then(|doc| crate::openapi::contract(&shown, &doc).map(|_| doc));
+    let doc = match read {
         Ok(doc) => doc,
         Err(broken) => {
             let message = format!("OpenAPI document: {}", broken.message);

@@ -30,8 +30,9 @@ pub struct Contract {
     /// The `spec` as the suite names it, for messages.
     pub file: String,
     operations: Vec<Operation>,
-    /// Path prefixes of the document's `servers` (`/api/v3`), stripped from a sent path too.
-    server_prefixes: Vec<String>,
+    /// Path prefixes of the document's `servers` (`/api/v3`, `/api/[^/]+` for
+    /// `/api/{version}`), stripped from a sent path too.
+    server_prefixes: Vec<Regex>,
 }
 
 impl fmt::Debug for Contract {
@@ -192,7 +193,11 @@ impl Document {
 
 /// Loads the document `text` (named `file`): read, every response schema compiled.
 pub fn load(file: &str, text: &str) -> Result<Contract, Broken> {
-    let doc = read(file, text)?;
+    contract(file, &read(file, text)?)
+}
+
+/// The contract of a document read: every response schema compiled.
+pub fn contract(file: &str, doc: &Document) -> Result<Contract, Broken> {
     let mut operations = Vec::new();
     for (template, method, _, op) in doc.operations()? {
         let at = format!("{method} {template}");
@@ -620,23 +625,65 @@ fn template_pattern(template: &str) -> Result<(Regex, usize), String> {
         .map_err(|e| e.to_string())
 }
 
-/// The path prefixes of `servers` (`https://x/api/v3` and `/api/v3` give `/api/v3`); a URL
-/// with `{variables}` is skipped.
-fn server_prefixes(doc: &Value) -> Vec<String> {
-    let Some(Value::Array(servers)) = doc.get("servers") else {
-        return Vec::new();
-    };
-    servers
-        .iter()
+/// The path prefixes of every `servers` list (the document's, a path item's, an operation's):
+/// `https://x/api/v3` and `/api/v3` give `/api/v3`; a `{variable}` stands for any one segment
+/// or part of one (`/api/{version}`).
+fn server_prefixes(doc: &Value) -> Vec<Regex> {
+    let mut lists = vec![doc.get("servers")];
+    for item in doc
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let item = follow(doc, item.1);
+        lists.push(item.get("servers"));
+        lists.extend(
+            METHODS
+                .iter()
+                .map(|m| item.get(*m).and_then(|op| op.get("servers"))),
+        );
+    }
+    let mut prefixes: Vec<String> = lists
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten()
         .filter_map(|s| s.get("url").and_then(Value::as_str))
-        .filter(|u| !u.contains('{'))
-        .filter_map(|u| match url::Url::parse(u) {
-            Ok(url) => Some(url.path().to_string()),
-            Err(_) => u.starts_with('/').then(|| u.to_string()),
-        })
-        .map(|p| p.trim_end_matches('/').to_string())
-        .filter(|p| !p.is_empty())
+        .filter_map(server_path_pattern)
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+        .iter()
+        .filter_map(|p| Regex::new(&format!("^{p}")).ok())
         .collect()
+}
+
+/// The path of a server URL as a regex, each `{variable}` any characters but `/`.
+fn server_path_pattern(url: &str) -> Option<String> {
+    // Variables become a marker that survives URL parsing, then `[^/]+`.
+    const MARK: &str = "preflightservervariable";
+    let mut marked = String::new();
+    let mut rest = url;
+    while let Some(open) = rest.find('{') {
+        let close = open + rest[open..].find('}')?;
+        marked.push_str(&rest[..open]);
+        marked.push_str(MARK);
+        rest = &rest[close + 1..];
+    }
+    marked.push_str(rest);
+    let path = match url::Url::parse(&marked) {
+        Ok(parsed) if parsed.has_host() => parsed.path().to_string(),
+        Ok(_) => return None,
+        Err(_) => marked.starts_with('/').then(|| marked.clone())?,
+    };
+    let path = path.trim_end_matches('/');
+    if path.is_empty() {
+        return None;
+    }
+    let pattern = regex::escape(path).replace(MARK, "[^/]+");
+    Some(pattern)
 }
 
 /// `Application/JSON; charset=utf-8` -> `application/json`.
@@ -685,10 +732,16 @@ impl Contract {
     /// servers', then as sent.
     fn relative<'a>(&'a self, path: &'a str, base_path: &'a str) -> impl Iterator<Item = &'a str> {
         let base = base_path.trim_end_matches('/');
-        std::iter::once(base)
-            .chain(self.server_prefixes.iter().map(String::as_str))
-            .filter(|p| !p.is_empty())
-            .filter_map(move |p| path.strip_prefix(p))
+        let under_base = (!base.is_empty())
+            .then(|| path.strip_prefix(base))
+            .flatten();
+        let under_servers = self
+            .server_prefixes
+            .iter()
+            .filter_map(move |prefix| prefix.find(path).map(|m| &path[m.end()..]));
+        under_base
+            .into_iter()
+            .chain(under_servers)
             .filter(|rest| rest.starts_with('/'))
             .chain(std::iter::once(path))
     }
@@ -746,7 +799,14 @@ fn content_checks(
     mask: &dyn Mask,
     head: bool,
 ) -> Vec<Assertion> {
-    let sent_type = observed.header("content-type").map(|t| media_type(&t));
+    let raw_type = observed.header("content-type");
+    let sent_type = raw_type.as_deref().map(media_type);
+    // Shown as staging sent it, masked before anything is changed: a secret echoed in the
+    // header must be recognised in its own case.
+    let shown_type = raw_type.as_deref().map(|t| {
+        let masked = mask.mask_text(t);
+        masked.split(';').next().unwrap_or("").trim().to_string()
+    });
     let documented: Vec<&str> = response
         .content
         .iter()
@@ -774,10 +834,11 @@ fn content_checks(
         // HEAD may leave out the headers of the body it does not send.
         (Some(_), None, None) if head => (true, None),
         (Some(_), None, None) => (false, Some("the response has no Content-Type".to_string())),
-        (Some(_), Some(sent), None) => (
+        (Some(_), Some(_), None) => (
             false,
             Some(format!(
-                "`{sent}` is not a documented content type of response {}",
+                "`{}` is not a documented content type of response {}",
+                shown_type.as_deref().unwrap_or_default(),
                 response.key
             )),
         ),
@@ -786,9 +847,7 @@ fn content_checks(
         subject: "openapi".into(),
         op: "content_type_documented".into(),
         expected: json!(documented),
-        actual: sent_type
-            .as_deref()
-            .map_or(json!(MISSING), |t| json!(mask.mask_text(t))),
+        actual: shown_type.as_deref().map_or(json!(MISSING), |t| json!(t)),
         passed,
         message: message.map(|m| mask.mask_text(&m)),
     }];
@@ -837,12 +896,12 @@ fn schema_checks(
             more += 1;
             continue;
         }
-        let mut at = error.instance_path().to_string();
+        let mut at = shown_pointer(&error.instance_path().to_string(), mask);
         let value = match error.kind() {
             // The offending value of a missing property is the property: point at it.
             jsonschema::error::ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
-                at = format!("{at}/{}", escape(name));
+                at = format!("{at}/{}", escape(&mask.mask_text(name)));
                 json!(MISSING)
             }
             _ => shown(&mask.mask_value(error.instance())),
@@ -869,6 +928,19 @@ fn schema_checks(
         });
     }
     out
+}
+
+/// A JSON pointer into the body with each key masked as it is, before it is escaped: a
+/// secret that staging echoed as a key (`a/b` escaped `a~1b`) is still recognised.
+fn shown_pointer(pointer: &str, mask: &dyn Mask) -> String {
+    pointer
+        .split('/')
+        .map(|segment| {
+            let key = segment.replace("~1", "/").replace("~0", "~");
+            escape(&mask.mask_text(&key))
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Where the failed rule is: in the document's `components` (`#/components/schemas/Pet/

@@ -613,3 +613,66 @@ fn the_documented_draft_is_what_init_writes() {
         "README's init --from-openapi example differs from docs/openapi.md"
     );
 }
+
+/// Header parameters: one that decides where or how a request goes (`Host`,
+/// `Content-Length`), one that is no valid header name, or whose example is no valid value,
+/// skips its operation; `Accept`, `Content-Type` and `Authorization` are ignored, as OpenAPI
+/// says. A response schema the contract check could not compile is refused, nothing written.
+#[test]
+fn header_parameters_and_schemas_that_would_not_pass_check_are_never_drafted() {
+    let op = |name: &str, header: &str, example: &str| {
+        format!(
+            "  /{name}:\n    get:\n      parameters:\n        - {{name: {header}, in: header, required: true, example: {example}}}\n      responses: {{200: {{description: x}}}}\n"
+        )
+    };
+    let doc = format!(
+        "openapi: 3.0.3\ninfo: {{title: x, version: '1'}}\npaths:\n{}{}{}{}{}{}",
+        op("host", "Host", "evil.example"),
+        op("length", "Content-Length", "99"),
+        op("spaced", "\"x y\"", "v"),
+        op("broken", "x-h", "\"a\\r\\nx-injected: 1\""),
+        op("accept", "Accept", "text/html"),
+        op("fine", "X-Tenant", "blue"),
+    );
+    let (dir, code, text) = init_with("openapi.yaml", &doc);
+    assert_eq!(code, 0, "{text}");
+    for skipped in [
+        "GET /host: header parameter `Host` decides where or how the request is sent",
+        "GET /length: header parameter `Content-Length` decides where or how the request is sent",
+        "GET /spaced: header parameter `x y` is not a valid header name",
+        "GET /broken: the example of header parameter `x-h` is not a valid header value",
+    ] {
+        assert!(text.contains(skipped), "{skipped}\n{text}");
+    }
+    let suite = dir.path().join("suite");
+    let (code, checked) = check(&suite);
+    assert_eq!(code, 0, "{checked}");
+    assert!(checked.contains("2 steps"), "{checked}");
+    let flows = format!(
+        "{}{}",
+        read(suite.join("accept.toml")),
+        read(suite.join("fine.toml"))
+    );
+    assert!(
+        flows.contains("headers = { \"x-tenant\" = \"blue\" }"),
+        "{flows}"
+    );
+    assert!(!flows.contains("text/html"), "{flows}");
+
+    for schema in [
+        r#""hello""#,
+        r#"{type: strang}"#,
+        r#"{type: string, pattern: "(("}"#,
+    ] {
+        let doc = format!(
+            "openapi: 3.0.3\ninfo: {{title: x, version: '1'}}\npaths:\n  /a:\n    get:\n      responses:\n        200: {{description: x, content: {{application/json: {{schema: {schema}}}}}}}\n"
+        );
+        let (dir, code, text) = init_with("openapi.yaml", &doc);
+        assert_eq!(code, 2, "{schema}: {text}");
+        assert!(
+            text.contains("the schema cannot be used"),
+            "{schema}: {text}"
+        );
+        assert!(!dir.path().join("suite").exists(), "{schema}: {text}");
+    }
+}

@@ -627,3 +627,116 @@ async fn contract_warnings_are_in_the_markdown_report_too() {
         "the step summary too"
     );
 }
+
+/// A secret staging echoes into the `Content-Type` (in its own case) or as a key of the body
+/// (where a JSON pointer escapes its `/` and `~`) is masked in the violation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_echoed_in_the_content_type_or_as_a_key_stays_masked() {
+    const TOKEN: &str = "Tok/en~1XyzzySecret";
+    let server = MockServer::start().await;
+    Mock::given(path("/type"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            b"{}".to_vec(),
+            &format!("application/x-{}", "TopSecretValue123"),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(path("/key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ TOKEN: "x" })))
+        .mount(&server)
+        .await;
+    let spec = r#"
+openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /type:
+    get:
+      responses:
+        200: {description: x, content: {application/json: {schema: {type: object}}}}
+  /key:
+    get:
+      responses:
+        200:
+          description: x
+          content: {application/json: {schema: {type: object, additionalProperties: {type: integer}}}}
+"#;
+    let flows = [
+        (
+            "type.toml",
+            "[[step]]\npath = \"/type\"\nheaders = { x-token = \"{{ secret.TYPE_TOKEN }}\" }\n",
+        ),
+        (
+            "key.toml",
+            "[[step]]\npath = \"/key\"\nheaders = { x-token = \"{{ secret.TOKEN }}\" }\n",
+        ),
+    ];
+    let dir = suite(&server.uri(), "openapi.yaml", spec, "", &flows);
+    let env = [("TOKEN", TOKEN), ("TYPE_TOKEN", "TopSecretValue123")];
+    let out = run_all(dir.path(), &env, &[]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let failed = failed_messages(&out).join("\n");
+    assert!(
+        failed.contains("/***: \"x\" is not of type \"integer\""),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("`application/x-***` is not a documented content type"),
+        "{failed}"
+    );
+    for secret in [TOKEN, "TopSecretValue123"] {
+        out.assert_hidden(secret);
+        out.assert_hidden(&secret.to_ascii_lowercase());
+        out.assert_hidden(&secret.replace('~', "~0").replace('/', "~1"));
+    }
+}
+
+/// A response is matched to its operation under a `servers` URL with `{variables}`, and
+/// under the `servers` of a path item, so its violations fail the gate.
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_with_variables_or_on_a_path_still_match_the_operation() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "not-an-integer" })))
+        .mount(&server)
+        .await;
+    let operation = r#"
+    get:
+      parameters: [{name: id, in: path, required: true, schema: {type: integer}}]
+      responses:
+        200:
+          description: x
+          content: {application/json: {schema: {type: object, required: [id], properties: {id: {type: integer}}}}}
+"#;
+    for (servers, sent) in [
+        (
+            "servers:\n  - url: \"https://{environment}.example.com/api/{version}\"\n    variables:\n      environment: {default: staging}\n      version: {default: v2}\npaths:\n  /orders/{id}:",
+            "/api/v7/orders/42",
+        ),
+        (
+            "paths:\n  /orders/{id}:\n    servers: [{url: /shop}]",
+            "/shop/orders/42",
+        ),
+    ] {
+        let spec =
+            format!("openapi: 3.0.3\ninfo: {{title: t, version: \"1\"}}\n{servers}{operation}");
+        let flow = format!("[[step]]\nname = \"read order\"\npath = \"{sent}\"\n");
+        let dir = suite(
+            &server.uri(),
+            "openapi.yaml",
+            &spec,
+            "",
+            &[("orders.toml", &flow)],
+        );
+        let out = run_all(dir.path(), &[], &[]).await;
+        assert_eq!(out.code, 1, "{sent}: {}", out.stdout);
+        let failed = failed_messages(&out).join("\n");
+        assert!(
+            failed.contains("/id: \"not-an-integer\" is not of type \"integer\""),
+            "{sent}: {failed}"
+        );
+        assert!(
+            warnings(&out, "undocumented_operation").is_empty(),
+            "{sent}"
+        );
+    }
+}

@@ -287,12 +287,32 @@ impl Request {
                     query.insert(name.to_string(), value);
                 }
                 "header" => {
+                    let header = name.to_ascii_lowercase();
+                    // OpenAPI: a header parameter named so "SHALL be ignored".
+                    if ["accept", "content-type", "authorization"].contains(&header.as_str()) {
+                        continue;
+                    }
+                    if ROUTING_HEADERS.contains(&header.as_str()) {
+                        return Err(format!(
+                            "header parameter `{shown}` decides where or how the request is sent: write it by hand"
+                        ));
+                    }
                     let Some(text) = scalar_text(&value) else {
                         return Err(format!(
                             "header parameter `{shown}`: its example is not a single value"
                         ));
                     };
-                    headers.insert(name.to_ascii_lowercase(), Value::String(text));
+                    if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        return Err(format!(
+                            "header parameter `{shown}` is not a valid header name"
+                        ));
+                    }
+                    if reqwest::header::HeaderValue::from_str(&text).is_err() {
+                        return Err(format!(
+                            "the example of header parameter `{shown}` is not a valid header value"
+                        ));
+                    }
+                    headers.insert(header, Value::String(text));
                 }
                 other => {
                     return Err(format!(
@@ -315,6 +335,23 @@ impl Request {
         })
     }
 }
+
+/// Headers that say where a request goes or how its body is framed: an example of one (a
+/// `Host` of another site, a `Content-Length` with no body) is no request to send unread.
+const ROUTING_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-authorization",
+    "proxy-connection",
+    "cookie",
+];
 
 /// A parameter's example: `example`, the first of `examples`, its schema's `example`, first
 /// of `examples` or `default`.

@@ -737,10 +737,17 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
     }
     let steps: usize = plan.flows.iter().map(|f| f.steps.len()).sum();
     let count = verdict::counted;
-    if args.suite.is_file() {
-        // Only this file was compiled: say so, so nobody takes it for the whole suite.
+    let part = suite::locate(&args.suite).ok().and_then(|l| l.flow_file);
+    if part.is_some() {
+        // Only this file or folder was compiled: say so, so nobody takes it for the whole
+        // suite.
+        let what = if args.suite.is_file() {
+            "flow valid:".to_string()
+        } else {
+            format!("flows valid: the {} in", count(plan.flows.len(), "flow"))
+        };
         println!(
-            "flow valid: {} with the settings of suite {} ({}); the suite's other flows were not checked",
+            "{what} {} with the settings of suite {} ({}); the suite's other flows were not checked",
             clean(&args.suite.display().to_string()),
             clean(&plan.settings.name),
             count(steps, "step"),

@@ -201,7 +201,7 @@ pub fn contract(file: &str, doc: &Document) -> Result<Contract, Broken> {
     let mut operations = Vec::new();
     for (template, method, _, op) in doc.operations()? {
         let at = format!("{method} {template}");
-        let responses = responses(&doc, op, &at)?;
+        let responses = responses(doc, op, &at)?;
         let (pattern, literal) = template_pattern(template)
             .map_err(|e| Broken::new(format!("path `{template}`: {e}")))?;
         operations.push(Operation {
@@ -221,6 +221,16 @@ pub fn contract(file: &str, doc: &Document) -> Result<Contract, Broken> {
 
 /// JSON when it looks like JSON (or is named `.json`), else YAML; errors located in the text.
 fn parse(file: &str, text: &str) -> Result<Value, Broken> {
+    // A byte order mark is no part of the document (JSON and YAML both allow one); where a
+    // problem is stays an offset into the file.
+    let bom = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    parse_text(file, &text[bom..]).map_err(|mut broken| {
+        broken.at = broken.at.map(|at| at.start + bom..at.end + bom);
+        broken
+    })
+}
+
+fn parse_text(file: &str, text: &str) -> Result<Value, Broken> {
     let json = file.to_ascii_lowercase().ends_with(".json") || text.trim_start().starts_with('{');
     if json {
         return serde_json::from_str(text).map_err(|e| Broken {
@@ -547,6 +557,27 @@ fn schema_30(schema: Value) -> Value {
     let Value::Object(mut map) = schema else {
         return schema;
     };
+    // A Reference Object "cannot be extended": what stands beside `$ref` is ignored (a
+    // `nullable: true` there admits no `null`).
+    if let Some(target) = map.remove("$ref") {
+        return json!({ "$ref": target });
+    }
+    // A property that is `writeOnly` and required is required "on the request only".
+    let write_only: Vec<String> = match map.get("properties") {
+        Some(Value::Object(props)) => props
+            .iter()
+            .filter(|(_, p)| p.get("writeOnly") == Some(&Value::Bool(true)))
+            .map(|(name, _)| name.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some(Value::Array(required)) = map.get_mut("required") {
+        required.retain(|name| {
+            !name
+                .as_str()
+                .is_some_and(|n| write_only.iter().any(|w| w == n))
+        });
+    }
     for key in ["properties", "patternProperties"] {
         if let Some(Value::Object(props)) = map.get_mut(key) {
             for v in props.values_mut() {
@@ -890,6 +921,20 @@ fn schema_checks(
         }
     };
     let mut out = Vec::new();
+    // A key given twice is read as its last value, and another reader may take the first:
+    // such a body is valid against no schema for every reader.
+    if let Some((object, key)) = duplicate_key(&observed.body) {
+        let at = format!(
+            "{}/{}",
+            shown_pointer(&object, mask),
+            escape(&mask.mask_text(&key))
+        );
+        out.push(failed(
+            json!("each key of an object once (RFC 8259)"),
+            json!(format!("`{}` twice", mask.mask_text(&key))),
+            format!("{at}: the key is given twice in one object"),
+        ));
+    }
     let mut more = 0;
     for error in validator.iter_errors(body) {
         if out.len() == MAX_VIOLATIONS {
@@ -908,7 +953,14 @@ fn schema_checks(
         };
         let rule = shown_rule(&error.schema_path().to_string());
         let shown_at = if at.is_empty() { "(root)" } else { &at };
-        out.push(failed(json!(rule), value, format!("{shown_at}: {error}")));
+        // The message quotes the offending value as the parser read it (`1.50` as `1.5`):
+        // when masking changes that value, quote it masked instead.
+        let message = if &mask.mask_value(error.instance()) == error.instance().as_ref() {
+            format!("{shown_at}: {error}")
+        } else {
+            format!("{shown_at}: {}", error.masked_with("***"))
+        };
+        out.push(failed(json!(rule), value, message));
     }
     if more > 0 {
         out.push(failed(
@@ -928,6 +980,86 @@ fn schema_checks(
         });
     }
     out
+}
+
+/// The first object of the JSON `body` that has a key twice: its pointer and the key.
+fn duplicate_key(body: &[u8]) -> Option<(String, String)> {
+    use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::cell::RefCell;
+
+    /// Walks a value at `at`, noting the first key seen twice in `found`.
+    struct Walk<'a> {
+        at: String,
+        found: &'a RefCell<Option<(String, String)>>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut index = 0;
+            loop {
+                let at = format!("{}/{index}", self.at);
+                if seq
+                    .next_element_seed(Walk {
+                        at,
+                        found: self.found,
+                    })?
+                    .is_none()
+                {
+                    return Ok(());
+                }
+                index += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let at = format!("{}/{}", self.at, escape(&key));
+                if !seen.insert(key.clone()) && self.found.borrow().is_none() {
+                    *self.found.borrow_mut() = Some((self.at.clone(), key));
+                }
+                map.next_value_seed(Walk {
+                    at,
+                    found: self.found,
+                })?;
+            }
+            Ok(())
+        }
+    }
+    let found = RefCell::new(None);
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let walk = Walk {
+        at: String::new(),
+        found: &found,
+    };
+    walk.deserialize(&mut reader).ok()?;
+    found.into_inner()
 }
 
 /// A JSON pointer into the body with each key masked as it is, before it is escaped: a

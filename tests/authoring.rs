@@ -205,8 +205,8 @@ fn list_json_is_a_stable_array_of_flows() {
     );
 }
 
-#[tokio::test]
-async fn a_flow_file_runs_alone_with_the_settings_of_its_suite() {
+/// A staging where the card flow (with the suite's `x-suite` header) is expected once.
+async fn card_staging() -> MockServer {
     let staging = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/card"))
@@ -221,6 +221,12 @@ async fn a_flow_file_runs_alone_with_the_settings_of_its_suite() {
         .expect(1)
         .mount(&staging)
         .await;
+    staging
+}
+
+#[tokio::test]
+async fn a_flow_file_runs_alone_with_the_settings_of_its_suite() {
+    let staging = card_staging().await;
     let suite = two_flow_suite(&staging.uri());
     // A broken sibling flow does not stop the one named.
     std::fs::write(suite.path().join("broken.toml"), "[[step]]\npath = 3\n").unwrap();
@@ -250,6 +256,36 @@ async fn a_flow_file_runs_alone_with_the_settings_of_its_suite() {
         .output()
         .unwrap();
     assert_eq!(checked.status.code(), Some(0), "{}", text(&checked.stderr));
+}
+
+/// A folder of a suite without a preflight.toml of its own runs its flows with the suite's
+/// settings: run apart, they would lose its headers, pins, contract and gate.
+#[tokio::test]
+async fn a_folder_of_a_suite_runs_its_flows_with_the_settings_of_the_suite() {
+    let staging = card_staging().await;
+    let suite = two_flow_suite(&staging.uri());
+    let mut cmd = preflight();
+    cmd.current_dir(suite.path())
+        .args(["run", "payments", "--json", "-"]);
+    let out = output(cmd).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = report["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "only the folder's flows ran");
+    assert_eq!(flows[0]["file"], "payments/card.toml");
+
+    let checked = preflight()
+        .current_dir(suite.path())
+        .args(["check", "payments"])
+        .output()
+        .unwrap();
+    assert_eq!(checked.status.code(), Some(0), "{}", text(&checked.stderr));
+    assert!(
+        text(&checked.stdout)
+            .starts_with("flows valid: the 1 flow in payments with the settings of suite"),
+        "{}",
+        text(&checked.stdout)
+    );
 }
 
 #[test]

@@ -102,11 +102,11 @@ fn drafts_from_petstore_pass_check_and_list_what_was_skipped() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("3 flows, 5 steps"), "{text}");
 
-    // The relative servers[0] becomes a loopback placeholder with its path; the document is
+    // The relative servers[0] becomes a placeholder no resolver answers, with its path; the document is
     // named relative to the suite, so the contract is checked on every run.
     let settings = read(suite.join("preflight.toml"));
     assert!(
-        settings.contains("base_url = \"http://127.0.0.1:8080/api/v3\""),
+        settings.contains("base_url = \"http://staging.invalid/api/v3\""),
         "{settings}"
     );
     assert!(
@@ -675,4 +675,40 @@ fn header_parameters_and_schemas_that_would_not_pass_check_are_never_drafted() {
         );
         assert!(!dir.path().join("suite").exists(), "{schema}: {text}");
     }
+}
+
+/// An example number too large to be read exactly, or a path key with a `..` segment, is
+/// not drafted (either would send another request than the document's); a byte order mark
+/// before the document is no problem.
+#[test]
+fn examples_and_paths_it_cannot_send_as_written_are_skipped() {
+    let doc = "\u{feff}openapi: 3.0.3
+info: {title: x, version: '1'}
+paths:
+  /orders/{id}:
+    get:
+      parameters: [{name: id, in: path, required: true, schema: {type: integer}, example: 123456789012345678901234567890}]
+      responses: {200: {description: x}}
+  /a/../admin:
+    get:
+      responses: {200: {description: x}}
+  /b/%2e%2e/admin:
+    get:
+      responses: {200: {description: x}}
+  /fine/{id}:
+    get:
+      parameters: [{name: id, in: path, required: true, schema: {type: integer}, example: 9007199254740991}]
+      responses: {200: {description: x}}
+";
+    let (dir, code, text) = init_with("openapi.yaml", doc);
+    assert_eq!(code, 0, "{text}");
+    for skipped in [
+        "GET /orders/{id}: path parameter `id`: its example is not a single value preflight can send as written",
+        "GET /a/../admin: the path has a `.` or `..` segment",
+        "GET /b/%2e%2e/admin: the path has a `.` or `..` segment",
+    ] {
+        assert!(text.contains(skipped), "{skipped}\n{text}");
+    }
+    let flow = read(dir.path().join("suite/fine.toml"));
+    assert!(flow.contains("path = \"/fine/9007199254740991\""), "{flow}");
 }

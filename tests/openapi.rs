@@ -740,3 +740,108 @@ async fn servers_with_variables_or_on_a_path_still_match_the_operation() {
         );
     }
 }
+
+/// OpenAPI 3.0 read as written: what stands beside a `$ref` is ignored (`nullable` there
+/// admits no `null`), a required `writeOnly` property is required of requests only; a key
+/// given twice in a response is a violation; a document may start with a byte order mark.
+#[tokio::test(flavor = "multi_thread")]
+async fn ref_siblings_write_only_duplicate_keys_and_a_bom_are_read_as_openapi_says() {
+    let spec = "\u{feff}openapi: 3.0.3
+info: {title: t, version: '1'}
+paths:
+  /user:
+    get:
+      responses:
+        200:
+          description: x
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [id, password, owner]
+                properties:
+                  id: {type: integer}
+                  password: {type: string, writeOnly: true}
+                  owner: {$ref: '#/components/schemas/Owner', nullable: true}
+components:
+  schemas:
+    Owner: {type: object}
+";
+    let server = MockServer::start().await;
+    Mock::given(path("/user"))
+        .and(wiremock::matchers::query_param("case", "valid"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 1, "owner": {} })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/user"))
+        .and(wiremock::matchers::query_param("case", "null"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": 1, "owner": null })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/user"))
+        .and(wiremock::matchers::query_param("case", "twice"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            br#"{"id": "forty-two", "owner": {}, "id": 42}"#.to_vec(),
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let flow = |case: &str| format!("[[step]]\nname = \"{case}\"\npath = \"/user?case={case}\"\n");
+    let dir = suite(
+        &server.uri(),
+        "openapi.yaml",
+        spec,
+        "",
+        &[("valid.toml", &flow("valid"))],
+    );
+    let out = run_all(dir.path(), &[], &[]).await;
+    assert_eq!(
+        out.code, 0,
+        "a response without the write-only password: {}",
+        out.stdout
+    );
+
+    for (case, says) in [
+        ("null", "/owner: null is not of type \"object\""),
+        ("twice", "/id: the key is given twice in one object"),
+    ] {
+        let dir = suite(
+            &server.uri(),
+            "openapi.yaml",
+            spec,
+            "",
+            &[("f.toml", &flow(case))],
+        );
+        let out = run_all(dir.path(), &[], &[]).await;
+        assert_eq!(out.code, 1, "{case}: {}", out.stdout);
+        let failed = failed_messages(&out).join("\n");
+        assert!(failed.contains(says), "{case}: {failed}");
+    }
+}
+
+/// A secret staging echoes as a JSON number is not quoted back in the parser's own form
+/// (`98765.43210` read as `98765.4321`) in a violation's message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_numeric_secret_echoed_as_a_number_is_masked_in_the_message() {
+    const SECRET: &str = "98765.43210";
+    let server = MockServer::start().await;
+    Mock::given(path("/n"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            format!(r#"{{"pin": {SECRET}}}"#).into_bytes(),
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let spec = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /n:\n    get:\n      responses:\n        200: {description: x, content: {application/json: {schema: {type: object, properties: {pin: {type: string}}}}}}\n";
+    let flow = "[[step]]\npath = \"/n\"\nheaders = { x-pin = \"{{ secret.PIN }}\" }\n";
+    let dir = suite(&server.uri(), "openapi.yaml", spec, "", &[("n.toml", flow)]);
+    let out = run_all(dir.path(), &[("PIN", SECRET)], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let failed = failed_messages(&out).join("\n");
+    assert!(
+        failed.contains("/pin: *** is not of type \"string\""),
+        "{failed}"
+    );
+    out.assert_hidden(SECRET);
+    out.assert_hidden("98765.4321");
+}

@@ -260,7 +260,7 @@ impl Request {
                 "path" => {
                     let Some(text) = scalar_text(&value) else {
                         return Err(format!(
-                            "path parameter `{shown}`: its example is not a single value"
+                            "path parameter `{shown}`: its example is not a single value preflight can send as written"
                         ));
                     };
                     if text.is_empty() || text == "." || text == ".." {
@@ -299,7 +299,7 @@ impl Request {
                     }
                     let Some(text) = scalar_text(&value) else {
                         return Err(format!(
-                            "header parameter `{shown}`: its example is not a single value"
+                            "header parameter `{shown}`: its example is not a single value preflight can send as written"
                         ));
                     };
                     if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
@@ -327,6 +327,15 @@ impl Request {
         }
         if !path.starts_with('/') || path.contains("{{") {
             return Err("the path is not one preflight can send as written".into());
+        }
+        let dot_segment = path.split('/').any(|segment| {
+            let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+            decoded == "." || decoded == ".."
+        });
+        if dot_segment {
+            return Err(
+                "the path has a `.` or `..` segment, which would leave the base URL's path".into(),
+            );
         }
         Ok(Request {
             path,
@@ -380,6 +389,10 @@ fn example(doc: &Document, parameter: &Value) -> Option<Value> {
 fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
+        // A number past 2^53 was read as a float (`1.2345678901234568e+29`): not the example.
+        Value::Number(n) if n.is_f64() && n.as_f64().is_none_or(|f| f.abs() >= 2f64.powi(53)) => {
+            None
+        }
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
@@ -444,6 +457,8 @@ fn base_url(doc: &Value) -> Option<String> {
     let parsed = url::Url::parse(&url).ok()?;
     let usable = matches!(parsed.scheme(), "http" | "https")
         && parsed.host_str().is_some()
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
         && !url.contains(['{', '}'])
         && parsed.query().is_none()
         && parsed.fragment().is_none();
@@ -499,10 +514,11 @@ fn suite(
         None => {
             let _ = writeln!(
                 text,
-                "# The document names no absolute server: put staging's address here (a loopback\n\
-                 # placeholder until then), in PREFLIGHT_BASE_URL or --base-url.\nbase_url = {}",
+                "# The document names no absolute server: put staging's address here, in\n\
+                 # PREFLIGHT_BASE_URL or --base-url. Until then a `.invalid` name, which no\n\
+                 # resolver answers: a run fails, it never reaches a host.\nbase_url = {}",
                 quoted(&format!(
-                    "http://127.0.0.1:8080{}",
+                    "http://staging.invalid{}",
                     relative_server(&doc.value)
                 ))
             );

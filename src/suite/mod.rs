@@ -43,6 +43,11 @@ pub fn load(
     }
     let mut problems = Vec::new();
     let files = match &overrides.flow_file {
+        // A folder of the suite: its flows only.
+        Some(folder) if dir.join(folder).is_dir() => discover(dir, &mut problems)
+            .into_iter()
+            .filter(|file| file.starts_with(folder))
+            .collect(),
         Some(file) => vec![file.clone()],
         None => discover(dir, &mut problems),
     };
@@ -97,21 +102,32 @@ pub fn load(
 pub struct Located {
     /// The suite directory.
     pub dir: PathBuf,
-    /// The flow file, relative to `dir`, when one file was named.
+    /// The flow file, or the folder of flows, relative to `dir`, when one was named.
     pub flow_file: Option<PathBuf>,
 }
 
-/// Finds the suite of `path`: a directory is the suite itself; a flow file belongs to the
-/// nearest folder above it holding a preflight.toml (up to the filesystem root), whose
-/// settings it runs with. A file with no such folder above it is a problem: a flow alone has
-/// no base_url, headers or gate to run with.
+/// Finds the suite of `path`: a directory with a preflight.toml (or with none above it) is
+/// the suite itself; a flow file, or a folder of flows without a preflight.toml of its own,
+/// belongs to the nearest folder above it holding one (up to the filesystem root), whose
+/// settings it runs with: run apart from them, its flows would lose the suite's integrity
+/// pins, contract and gate. A file with no such folder above it is a problem: a flow alone
+/// has no base_url, headers or gate to run with.
 pub fn locate(path: &Path) -> Result<Located, Problem> {
-    if path.is_dir() || !path.exists() {
-        // A missing path is reported by `load`, as any missing suite is.
-        return Ok(Located {
+    let whole = || {
+        Ok(Located {
             dir: path.to_path_buf(),
             flow_file: None,
-        });
+        })
+    };
+    if !path.exists() || path.join(SUITE_FILE).is_file() {
+        // A missing path is reported by `load`, as any missing suite is.
+        return whole();
+    }
+    if path.is_dir() {
+        return match suite_above(path) {
+            Some(located) => Ok(located),
+            None => whole(),
+        };
     }
     let is_toml = path
         .extension()
@@ -122,20 +138,24 @@ pub fn locate(path: &Path) -> Result<Located, Problem> {
             "not a suite directory or a flow file (*.toml)",
         ));
     }
-    let absolute = std::path::absolute(path)
-        .map_err(|e| Problem::file(path, format!("cannot resolve the path: {e}")))?;
-    let Some(dir) = absolute
-        .ancestors()
-        .skip(1)
-        .find(|dir| dir.join(SUITE_FILE).is_file())
-    else {
-        return Err(Problem::file(
+    suite_above(path).ok_or_else(|| {
+        Problem::file(
             path,
             format!(
                 "no {SUITE_FILE} in this file's folder or any folder above it: a flow file runs with the settings of its suite"
             ),
-        ));
-    };
+        )
+    })
+}
+
+/// The suite `path` (a flow file or a folder) is part of: the nearest folder above it that
+/// holds a preflight.toml.
+fn suite_above(path: &Path) -> Option<Located> {
+    let absolute = std::path::absolute(path).ok()?;
+    let dir = absolute
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join(SUITE_FILE).is_file())?;
     let relative = absolute
         .strip_prefix(dir)
         .unwrap_or(&absolute)
@@ -147,7 +167,7 @@ pub fn locate(path: &Path) -> Result<Located, Problem> {
         Ok(p) => p.to_path_buf(),
         Err(_) => dir.to_path_buf(),
     };
-    Ok(Located {
+    Some(Located {
         dir,
         // preflight.toml itself names the whole suite.
         flow_file: (relative != Path::new(SUITE_FILE)).then_some(relative),

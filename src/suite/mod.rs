@@ -140,10 +140,10 @@ const FILES_PER_THREAD: usize = 16;
 const MAX_THREADS: usize = 8;
 /// Files are handed from a parsing thread to the compiler this many at a time: one hand-off
 /// per file woke the compiler for each (hundreds of futex calls for 500 files).
-const BLOCK: usize = 8;
+const BLOCK: usize = 32;
 /// How many blocks each thread may have ready ahead of the compiler: bounds what a large suite
 /// holds in memory at once.
-const READ_AHEAD: usize = 8;
+const READ_AHEAD: usize = 4;
 
 /// Calls `each` with every file of `files`, read and parsed, in their order. Reading and TOML
 /// parsing are most of a large suite's load time and each file is parsed on its own, so they

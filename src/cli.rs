@@ -752,15 +752,18 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
             clean(&plan.settings.name),
             count(steps, "step"),
         );
-        return ExitCode::SUCCESS;
+    } else {
+        println!(
+            "suite valid: {} ({}, {}, {})",
+            clean(&plan.settings.name),
+            count(plan.flows.len(), "flow"),
+            count(steps, "step"),
+            count(plan.setup.len(), "setup step")
+        );
     }
-    println!(
-        "suite valid: {} ({}, {}, {})",
-        clean(&plan.settings.name),
-        count(plan.flows.len(), "flow"),
-        count(steps, "step"),
-        count(plan.setup.len(), "setup step")
-    );
+    // The process is about to exit: freeing the plan piece by piece is wasted time (about a
+    // twentieth of a large `check`).
+    std::mem::forget(plan);
     ExitCode::SUCCESS
 }
 

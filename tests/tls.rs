@@ -403,3 +403,108 @@ async fn http2_works_with_mutual_tls() {
     assert_passed(&outcome);
     assert_eq!(server.log.requests(), ["h2 GET /probe"]);
 }
+
+// ----- root certificates: read at the first handshake, never skipped -----
+
+/// The machine's root certificates replaced by none at all: `SSL_CERT_FILE` names a file that
+/// does not exist and `SSL_CERT_DIR` an empty folder (rustls-native-certs then reads only them).
+fn without_system_roots(cmd: &mut assert_cmd::Command, empty: &std::path::Path) {
+    cmd.env("SSL_CERT_FILE", empty.join("none.pem"))
+        .env("SSL_CERT_DIR", empty);
+}
+
+#[tokio::test]
+async fn an_https_url_known_only_from_a_capture_is_verified_too() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let pki = Pki::new();
+    let untrusted = Server::tls(pki.server_config(false, false)).await;
+    // The base URL is plain http: nothing before the run says that it will reach https.
+    let start = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/start"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "next": format!("{}/probe", untrusted.url) })),
+        )
+        .expect(1)
+        .mount(&start)
+        .await;
+    let suite = Suite::new(&settings(&start.uri(), ""), None);
+    suite.write(
+        "probe.toml",
+        "name = \"probe\"\n\n[[step]]\nname = \"start\"\npath = \"/start\"\n\
+         [step.expect]\nstatus = 200\n[step.capture]\nnext = \"$.next\"\n\n\
+         [[step]]\nname = \"follow\"\nurl = \"{{ next }}\"\n[step.expect]\nstatus = 200\n",
+    );
+
+    let outcome = run(&suite, preflight()).await;
+
+    assert_failed(&outcome);
+    let report = outcome.report.as_ref().expect("a report");
+    let error = report["flows"][0]["steps"][1]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("tls handshake failed: ") && error.contains("UnknownIssuer"),
+        "the captured https URL is verified like any other, got `{error}`: {report:#}"
+    );
+    assert!(
+        untrusted.log.requests().is_empty(),
+        "no request may reach an untrusted server: {:?}",
+        untrusted.log.requests()
+    );
+}
+
+#[tokio::test]
+async fn a_plain_http_run_needs_no_root_certificates() {
+    let server = Server::plain().await;
+    let suite = Suite::new(&settings(&server.url, ""), None);
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = preflight();
+    without_system_roots(&mut cmd, empty.path());
+
+    let outcome = run(&suite, cmd).await;
+
+    assert_passed(&outcome);
+    assert_eq!(server.log.requests().len(), 1, "{outcome:#?}");
+}
+
+#[tokio::test]
+async fn without_root_certificates_an_https_run_fails_closed() {
+    let pki = Pki::new();
+    let server = Server::tls(pki.server_config(false, false)).await;
+    let suite = suite(&pki, &server, "", None);
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = preflight();
+    without_system_roots(&mut cmd, empty.path());
+
+    let outcome = run(&suite, cmd).await;
+
+    assert_failed(&outcome);
+    let error = outcome.probe_error();
+    assert!(
+        error.starts_with("tls handshake failed: ") && error.contains("No CA certificates"),
+        "the handshake fails, saying why, got `{error}`"
+    );
+    assert!(
+        server.log.requests().is_empty(),
+        "{:?}",
+        server.log.requests()
+    );
+}
+
+#[tokio::test]
+async fn ca_cert_alone_is_enough_without_system_roots() {
+    let pki = Pki::new();
+    let server = Server::tls(pki.server_config(false, false)).await;
+    let suite = suite(&pki, &server, "ca_cert = \"certs/ca.pem\"\n", None);
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = preflight();
+    without_system_roots(&mut cmd, empty.path());
+
+    let outcome = run(&suite, cmd).await;
+
+    assert_passed(&outcome);
+    assert_eq!(server.log.requests().len(), 1, "{outcome:#?}");
+}

@@ -24,6 +24,7 @@ use compile::{Compiler, Lost, Source, SuiteParts};
 use parse::{Parsed, parse};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 
 /// The suite settings file inside a suite directory.
 pub const SUITE_FILE: &str = "preflight.toml";
@@ -54,23 +55,23 @@ pub fn load(
     let mut compiler = Compiler::new(dir, overrides, env);
     let suite = suite_file(&mut compiler, &mut problems);
     let mut flows = Vec::new();
-    for relative in files {
-        let path = dir.join(&relative);
-        let Some(text) = read(&path, &mut problems) else {
-            continue;
+    read_and_parse_each(dir, &files, |file| {
+        // The file's own problems first, as if it had been read here.
+        problems.extend(file.problems);
+        let Some(text) = file.text else {
+            return;
         };
         let mut src = Source {
-            path,
+            path: file.path,
             text,
             problems: &mut problems,
         };
-        let parsed = parse::<raw::RawFlow>(&mut src);
-        let lost = Lost::of(&parsed);
-        if let Some(raw) = parsed.raw {
-            let file = relative.to_string_lossy().replace('\\', "/");
-            flows.extend(compiler.flow(&mut src, &file, raw, lost));
+        let lost = Lost::of(&file.parsed);
+        if let Some(raw) = file.parsed.raw {
+            let name = file.relative.to_string_lossy().replace('\\', "/");
+            flows.extend(compiler.flow(&mut src, &name, raw, lost));
         }
-    }
+    });
     let lock = if compiler.overrides.skip_lock {
         None
     } else {
@@ -95,6 +96,107 @@ pub fn load(
     } else {
         Err(problems)
     }
+}
+
+/// A flow file read and parsed, not compiled yet.
+struct ParsedFile {
+    /// Relative to the suite directory.
+    relative: PathBuf,
+    path: PathBuf,
+    /// `None` when the file could not be read.
+    text: Option<String>,
+    parsed: Parsed<raw::RawFlow>,
+    /// The problems found reading and parsing it, in the order found.
+    problems: Vec<Problem>,
+}
+
+fn read_and_parse(dir: &Path, relative: &Path) -> ParsedFile {
+    let path = dir.join(relative);
+    let mut problems = Vec::new();
+    let Some(text) = read(&path, &mut problems) else {
+        return ParsedFile {
+            relative: relative.to_path_buf(),
+            path,
+            text: None,
+            parsed: Parsed::unreadable(),
+            problems,
+        };
+    };
+    let mut src = Source {
+        path,
+        text,
+        problems: &mut problems,
+    };
+    let parsed = parse::<raw::RawFlow>(&mut src);
+    let Source { path, text, .. } = src;
+    ParsedFile {
+        relative: relative.to_path_buf(),
+        path,
+        text: Some(text),
+        parsed,
+        problems,
+    }
+}
+
+/// Fewer flow files than this per thread are read on the calling thread: starting a thread
+/// costs more than parsing them.
+const FILES_PER_THREAD: usize = 16;
+/// At most this many parsing threads, whatever the number of cores.
+const MAX_THREADS: usize = 8;
+/// Files are handed from a parsing thread to the compiler this many at a time: one hand-off
+/// per file woke the compiler for each (hundreds of futex calls for 500 files).
+const BLOCK: usize = 32;
+/// How many blocks each thread may have ready ahead of the compiler: bounds what a large suite
+/// holds in memory at once.
+const READ_AHEAD: usize = 4;
+
+/// Calls `each` with every file of `files`, read and parsed, in their order. Reading and TOML
+/// parsing are most of a large suite's load time and each file is parsed on its own, so they
+/// run on up to one thread per core while `each` (the compiler, which takes the files in
+/// order) runs on this one.
+fn read_and_parse_each(dir: &Path, files: &[PathBuf], mut each: impl FnMut(ParsedFile)) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(MAX_THREADS).min(files.len() / FILES_PER_THREAD);
+    if threads < 2 {
+        files.iter().for_each(|f| each(read_and_parse(dir, f)));
+        return;
+    }
+    let read_block = |block: &[PathBuf]| -> Vec<ParsedFile> {
+        block.iter().map(|f| read_and_parse(dir, f)).collect()
+    };
+    std::thread::scope(|scope| {
+        // Thread t parses blocks t, t + threads, t + 2 x threads...: each channel is in order.
+        let channels: Vec<Option<Receiver<Vec<ParsedFile>>>> = (0..threads)
+            .map(|t| {
+                let (sender, receiver) = std::sync::mpsc::sync_channel(READ_AHEAD);
+                let parse_share = move || {
+                    for block in files.chunks(BLOCK).skip(t).step_by(threads) {
+                        if sender.send(read_block(block)).is_err() {
+                            return;
+                        }
+                    }
+                };
+                let thread = std::thread::Builder::new().name("preflight-load".into());
+                thread
+                    .spawn_scoped(scope, parse_share)
+                    .ok()
+                    .map(|_| receiver)
+            })
+            .collect();
+        for (i, block) in files.chunks(BLOCK).enumerate() {
+            let parsed = match &channels[i % threads] {
+                Some(receiver) => match receiver.recv() {
+                    Ok(parsed) => parsed,
+                    // Its thread panicked: the scope re-raises that panic once the other
+                    // threads see their channel closed and stop.
+                    Err(_) => return,
+                },
+                // That thread could not be started: its share is parsed here.
+                None => read_block(block),
+            };
+            parsed.into_iter().for_each(&mut each);
+        }
+    });
 }
 
 /// What a command's SUITE argument names: a suite directory, or one flow file of a suite.
@@ -254,10 +356,10 @@ impl Walk<'_> {
             return;
         }
         self.open.push((canonical, here.to_path_buf()));
-        let mut paths = Vec::new();
+        let mut listed = Vec::new();
         for entry in entries {
             match entry {
-                Ok(entry) => paths.push(entry.path()),
+                Ok(entry) => listed.push(entry),
                 Err(e) => {
                     let problem = Problem::file(here, format!("cannot list the suite: {e}"));
                     self.problems.push(problem);
@@ -265,15 +367,23 @@ impl Walk<'_> {
             }
         }
         // In name order, so that which of two symlinked names is listed is not up to chance.
-        paths.sort();
-        for path in paths {
+        // (All share this folder: their names order them as their paths would.)
+        listed.sort_by_cached_key(|entry| entry.file_name());
+        for entry in listed {
+            let path = entry.path();
             let hidden = path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with('.'));
             if hidden {
                 continue;
             }
-            if path.is_dir() {
+            // The entry's type comes with the listing on most file systems; only a symlink
+            // needs a `stat` to know whether it leads to a folder.
+            let is_dir = match entry.file_type() {
+                Ok(kind) if !kind.is_symlink() => kind.is_dir(),
+                _ => path.is_dir(),
+            };
+            if is_dir {
                 self.folder(&path);
             } else if path
                 .extension()

@@ -75,8 +75,20 @@ pub fn parse<T: DeserializeOwned>(src: &mut Source) -> Parsed<T> {
             return parsed;
         }
     };
+    // Most files have no problem: the first reading consumes the document, so that it need
+    // not be copied. Only a file with a problem is parsed again, to be read once per problem.
     let span = document.span();
-    let mut table = document.into_inner();
+    if let Ok(raw) = T::deserialize(toml::de::Deserializer::from(document)) {
+        parsed.raw = Some(raw);
+        return parsed;
+    }
+    let mut table = match DeTable::parse(&src.text) {
+        Ok(document) => document.into_inner(),
+        Err(e) => {
+            src.problems.push(located(&src.path, &src.text, &e));
+            return parsed;
+        }
+    };
     while parsed.dropped.len() < MAX_SHAPE_PROBLEMS {
         let document = Spanned::new(span.clone(), table.clone());
         let error = match T::deserialize(toml::de::Deserializer::from(document)) {

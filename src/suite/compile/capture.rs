@@ -1,10 +1,10 @@
 //! Captures: a JSONPath string, or a table naming one source (`json`, `header`, `body_regex`,
 //! `cookie`) and optionally `secret`.
 
-use super::Compiler;
 use super::names::BUILTINS;
 use super::source::{Source, is_identifier, one_line};
-use crate::check::{Capture, CaptureSource, JsonQuery};
+use super::{Compiler, JsonQueries};
+use crate::check::{Capture, CaptureSource};
 use crate::problem::did_you_mean;
 use indexmap::IndexMap;
 use regex::Regex;
@@ -34,8 +34,12 @@ impl Compiler<'_> {
                 continue;
             }
             let (source, secret) = match value.get_ref() {
-                toml::Value::String(path) => (json_source(src, path, &span), false),
-                toml::Value::Table(table) => capture_table(src, table, &span),
+                toml::Value::String(path) => {
+                    (json_source(&mut self.json_queries, src, path, &span), false)
+                }
+                toml::Value::Table(table) => {
+                    capture_table(&mut self.json_queries, src, table, &span)
+                }
                 _ => {
                     src.error(
                         span,
@@ -59,6 +63,7 @@ impl Compiler<'_> {
 /// `{ json | header | body_regex | cookie = "...", secret = true }`: one source, and whether
 /// the value is secret.
 fn capture_table(
+    queries: &mut JsonQueries,
     src: &mut Source,
     table: &toml::Table,
     span: &Range<usize>,
@@ -74,7 +79,7 @@ fn capture_table(
             }
             continue;
         }
-        let found = capture_source(src, key, arg, at.clone(), span);
+        let found = capture_source(queries, src, key, arg, at.clone(), span);
         if found.is_some() && source.is_some() {
             src.error(
                 at,
@@ -95,6 +100,7 @@ fn capture_table(
 
 /// One source key of a capture table.
 fn capture_source(
+    queries: &mut JsonQueries,
     src: &mut Source,
     key: &str,
     arg: &toml::Value,
@@ -102,7 +108,7 @@ fn capture_source(
     span: &Range<usize>,
 ) -> Option<CaptureSource> {
     match (key, arg.as_str()) {
-        ("json", Some(path)) => json_source(src, path, span),
+        ("json", Some(path)) => json_source(queries, src, path, span),
         ("header", Some(h)) => Some(CaptureSource::Header(h.to_ascii_lowercase())),
         ("cookie", Some(c)) => Some(CaptureSource::Cookie(c.to_string())),
         ("body_regex", Some(r)) => match Regex::new(r) {
@@ -127,8 +133,13 @@ fn capture_source(
     }
 }
 
-fn json_source(src: &mut Source, path: &str, span: &Range<usize>) -> Option<CaptureSource> {
-    match JsonQuery::parse(path) {
+fn json_source(
+    queries: &mut JsonQueries,
+    src: &mut Source,
+    path: &str,
+    span: &Range<usize>,
+) -> Option<CaptureSource> {
+    match queries.parse(path) {
         Ok(q) => Some(CaptureSource::Json(q)),
         Err(e) => {
             let at = src.find_in(span, path);

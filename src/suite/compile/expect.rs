@@ -2,7 +2,7 @@
 
 use super::source::{Source, one_line};
 use super::{Compiler, Known};
-use crate::check::{Expectation, JsonQuery, JsonType, Op, SchemaFile, Subject};
+use crate::check::{Expectation, JsonType, Op, SchemaFile, Subject};
 use crate::problem::did_you_mean;
 use crate::suite::raw::RawExpect;
 use crate::template::TemplateValue;
@@ -64,7 +64,7 @@ impl Compiler<'_> {
             self.ops(src, Subject::Body, body, known, true, &mut out);
         }
         for (path, value) in raw.json.iter().flatten() {
-            match JsonQuery::parse(path.get_ref()) {
+            match self.json_queries.parse(path.get_ref()) {
                 Ok(query) => self.ops(src, Subject::Json(query), value, known, false, &mut out),
                 Err(e) => src.error(path.span(), format!("{e} in `{}`", path.get_ref())),
             }

@@ -8,9 +8,10 @@ use crate::integrity;
 use crate::redact::{Mask, Redactor};
 use crate::report::document::ListedFlow;
 use crate::report::progress::{self, Mode};
+use crate::report::stream::{FULL_LISTING, ReportStream, Spool};
 use crate::report::terminal::{self, Detail, clean};
+use crate::report::{AllFlows, Report, html, json, junit, markdown};
 use crate::report::{GateRecord, ShardRecord};
-use crate::report::{Report, html, junit, markdown};
 use crate::shard::{self, ShardArg};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
@@ -322,11 +323,12 @@ impl ReportKind {
         }
     }
 
-    fn render(self, report: &Report, mut out: &mut dyn Write) -> std::io::Result<()> {
+    /// Renders `report`, whose reports that list every flow take them from `flows`.
+    fn render(self, report: &Report, flows: AllFlows, out: &mut dyn Write) -> std::io::Result<()> {
         match self {
-            // The JSON report streams to its file: it can be large.
-            ReportKind::Json => report.write_json(&mut out),
-            ReportKind::Junit => out.write_all(junit::render(report).as_bytes()),
+            // The JSON and JUnit reports stream to their files: they can be large.
+            ReportKind::Json => flows.write_json(report, out),
+            ReportKind::Junit => junit::write(report, flows, out),
             ReportKind::Html => out.write_all(html::render(report).as_bytes()),
             ReportKind::Markdown | ReportKind::StepSummary => {
                 out.write_all(markdown::render(report).as_bytes())
@@ -349,6 +351,78 @@ struct Output {
     kind: ReportKind,
     path: PathBuf,
     dest: Prepared,
+    /// The JSON report whose temporary file got the flows while the run went on: only its
+    /// tail is written now.
+    grown: bool,
+}
+
+impl Output {
+    /// Writes the report into the destination (its temporary file, or through).
+    fn stage(&mut self, report: &Report, flows: AllFlows) -> std::io::Result<()> {
+        match flows {
+            AllFlows::Spooled(spool) if self.grown => self.dest.stage_after(spool.end(), |out| {
+                spool.check()?;
+                json::write_tail(report, spool.flows() > 0, &mut &mut *out)
+            }),
+            _ => self.dest.stage(|out| self.kind.render(report, flows, out)),
+        }
+    }
+}
+
+/// What `run` writes while the run goes on: the JSON report's temporary file (when it is a
+/// regular file) gets each flow as it finishes, and the reports rendered at the end get a
+/// bounded digest of the flows.
+struct Streaming {
+    stream: Arc<std::sync::Mutex<ReportStream>>,
+    /// The JSON report, opened before the run, holding the flows so far.
+    json: Option<Prepared>,
+}
+
+impl Streaming {
+    /// `keep_all`: every flow is kept whole anyway (see [`ReportStream`]).
+    fn start(out: &Destinations, plan: &Plan, redactor: Arc<Redactor>, keep_all: bool) -> Self {
+        let mut json = out
+            .json
+            .as_deref()
+            .and_then(|path| Prepared::early(path).ok().flatten());
+        let grown = json.as_mut().and_then(|dest| {
+            let file = dest.staged_file()?.try_clone().ok()?;
+            let mut head = Vec::new();
+            json::write_head(&json::Head::current(&plan.settings.name), &mut head).ok()?;
+            std::os::unix::fs::FileExt::write_all_at(&file, &head, 0).ok()?;
+            if let Some(path) = dest.staging_path() {
+                staged(path);
+            }
+            Some(Spool::at(file, head.len() as u64))
+        });
+        // Without a JSON report growing in place, JSON or JUnit take the flows from a hidden
+        // file; should none be possible, every flow is kept in memory as before.
+        let wanted = out.json.is_some() || out.junit.is_some();
+        let spool = match grown {
+            Some(spool) => Some(spool),
+            None if wanted => Spool::hidden().ok(),
+            None => None,
+        };
+        let keep_all = keep_all || (wanted && spool.is_none());
+        let json = json.filter(|_| spool.is_some());
+        let stream = ReportStream::new(redactor, spool, keep_all);
+        Streaming {
+            stream: Arc::new(std::sync::Mutex::new(stream)),
+            json,
+        }
+    }
+
+    fn sink(&self) -> engine::SinkHandle {
+        engine::SinkHandle::new(self.stream.clone())
+    }
+
+    /// Ends the stream: the spool with every flow, if one was written.
+    fn finish(&self) -> Option<Spool> {
+        self.stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish()
+    }
 }
 
 /// Writes every report so that each one carries the verdict of the exit code. Every
@@ -361,22 +435,25 @@ fn write_reports(
     args: &Destinations,
     verdict: Verdict,
     build: &dyn Fn(&Verdict) -> Report,
+    flows: AllFlows,
+    early_json: Option<Prepared>,
 ) -> (Verdict, Report) {
-    let (outputs, mut verdict) = open_outputs(args, verdict);
+    let (outputs, mut verdict) = open_outputs(args, verdict, early_json);
     let (mut reversible, through): (Vec<Output>, Vec<Output>) =
         outputs.into_iter().partition(|o| o.dest.is_reversible());
     let mut report = build(&verdict);
-    stage_all(&mut reversible, &mut verdict, &mut report, build);
+    stage_all(&mut reversible, &mut verdict, &mut report, build, flows);
     // Files are renamed into place first: they can still be written again. What is written
     // through (standard output, a FIFO, the step summary) cannot be taken back, so it goes
     // last, with the verdict the files already hold.
-    let (mut verdict, mut report, committed) = commit_all(reversible, verdict, report, build);
+    let (mut verdict, mut report, committed) =
+        commit_all(reversible, verdict, report, build, flows);
     let mut through = through;
     through.sort_by_key(|o| o.dest.write_through_rank());
     for mut output in through {
-        if let Err(e) = output.dest.stage(|out| output.kind.render(&report, out)) {
+        if let Err(e) = output.stage(&report, flows) {
             verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
-            report = rewrite(&committed, &mut verdict, build);
+            report = rewrite(&committed, &mut verdict, build, flows);
         }
     }
     (verdict, report)
@@ -384,7 +461,11 @@ fn write_reports(
 
 /// Opens every destination asked for, the step summary last; each one that cannot be opened
 /// is a reason of the verdict.
-fn open_outputs(args: &Destinations, mut verdict: Verdict) -> (Vec<Output>, Verdict) {
+fn open_outputs(
+    args: &Destinations,
+    mut verdict: Verdict,
+    mut early_json: Option<Prepared>,
+) -> (Vec<Output>, Verdict) {
     let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from);
@@ -398,12 +479,19 @@ fn open_outputs(args: &Destinations, mut verdict: Verdict) -> (Vec<Output>, Verd
     let mut outputs = Vec::new();
     for (kind, path) in wanted {
         let Some(path) = path else { continue };
+        let grown = kind == ReportKind::Json && early_json.is_some();
         let opened = match kind {
+            ReportKind::Json if grown => Ok(early_json.take().expect("checked just above")),
             ReportKind::StepSummary => Prepared::append(&path),
             _ => Prepared::report(&path),
         };
         match opened {
-            Ok(dest) => outputs.push(Output { kind, path, dest }),
+            Ok(dest) => outputs.push(Output {
+                kind,
+                path,
+                dest,
+                grown,
+            }),
             Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
@@ -417,10 +505,11 @@ fn stage_all(
     verdict: &mut Verdict,
     report: &mut Report,
     build: &dyn Fn(&Verdict) -> Report,
+    flows: AllFlows,
 ) {
     loop {
         let mut failures = Vec::new();
-        outputs.retain_mut(|o| match o.dest.stage(|out| o.kind.render(report, out)) {
+        outputs.retain_mut(|o| match o.stage(report, flows) {
             Ok(()) => true,
             Err(e) => {
                 failures.push(not_written(o.kind, &o.path, &e));
@@ -447,10 +536,24 @@ fn committed(path: &Path) {
     committed.push(path.to_path_buf());
 }
 
-/// Removes the reports already in place (see [`COMMITTED`]).
+/// The temporary files written while the run goes on (the JSON report growing): an exit at
+/// once leaves none behind.
+static STAGED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn staged(path: &Path) {
+    let mut staged = STAGED.lock().unwrap_or_else(|e| e.into_inner());
+    staged.push(path.to_path_buf());
+}
+
+/// Removes the reports already in place (see [`COMMITTED`]) and the temporary files still
+/// being written (see [`STAGED`]).
 fn remove_committed() {
     let committed = COMMITTED.lock().unwrap_or_else(|e| e.into_inner());
     for path in committed.iter() {
+        let _ = std::fs::remove_file(path);
+    }
+    let staged = STAGED.lock().unwrap_or_else(|e| e.into_inner());
+    for path in staged.iter() {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -463,6 +566,7 @@ fn commit_all(
     mut verdict: Verdict,
     report: Report,
     build: &dyn Fn(&Verdict) -> Report,
+    flows: AllFlows,
 ) -> (Verdict, Report, Vec<(ReportKind, PathBuf)>) {
     let mut done = Vec::new();
     let failed_before = verdict.reasons().len();
@@ -479,7 +583,7 @@ fn commit_all(
     if verdict.reasons().len() == failed_before {
         return (verdict, report, done);
     }
-    let report = rewrite(&done, &mut verdict, build);
+    let report = rewrite(&done, &mut verdict, build, flows);
     (verdict, report, done)
 }
 
@@ -489,12 +593,15 @@ fn rewrite(
     done: &[(ReportKind, PathBuf)],
     verdict: &mut Verdict,
     build: &dyn Fn(&Verdict) -> Report,
+    flows: AllFlows,
 ) -> Report {
     let report = build(verdict);
     let mut failures = Vec::new();
     for (kind, path) in done {
+        // The flows come from the spool, which is still open even where its file was
+        // replaced.
         let rewritten = Prepared::report(path).and_then(|mut dest| {
-            dest.stage(|out| kind.render(&report, out))?;
+            dest.stage(|out| kind.render(&report, flows, out))?;
             dest.commit()
         });
         if let Err(e) = rewritten {
@@ -1251,6 +1358,13 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     } else {
         Mode::Lines
     };
+    let detail = detail(args.quiet, args.verbose);
+    // Every flow is kept whole when the terminal lists them all (`--verbose`), when each
+    // step is compared with the baseline, and in a run small enough for the reports to show
+    // every flow; otherwise the flows that simply passed are only written as they finish.
+    let keep_all =
+        detail == Detail::Verbose || baseline.is_some() || plan.flows.len() <= FULL_LISTING;
+    let streaming = Streaming::start(&args.out, &plan, redactor.clone(), keep_all);
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let shown = tokio::spawn(progress::show(receiver, mode));
     let interrupt = CancellationToken::new();
@@ -1262,6 +1376,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         interrupt: interrupt.clone(),
         fail_fast: args.fail_fast,
         capture_exchanges: args.verbose >= 2 && !args.quiet,
+        sink: Some(streaming.sink()),
     };
     // The engine runs in its own task so that even a panic inside it ends in a failed gate.
     let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
@@ -1271,8 +1386,13 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     run_over.cancel();
     let mut result = match finished {
         Ok(result) => result,
-        Err(e) => engine::failed_run(&plan, format!("the run did not complete ({e})")),
+        Err(e) => engine::failed_run(
+            &plan,
+            format!("the run did not complete ({e})"),
+            Some(streaming.sink()),
+        ),
     };
+    let spool = streaming.finish();
     // A signal that came after the engine stopped listening, but before the run was over,
     // still interrupts it: the pipeline asked to stop, and never gets a PASS for it.
     if interrupt.is_cancelled() && result.stopped.is_none() {
@@ -1313,8 +1433,8 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         }
         report
     };
-    let detail = detail(args.quiet, args.verbose);
-    let code = finish(&args.out, detail, verdict, &build);
+    let flows = spool.as_ref().map_or(AllFlows::InReport, AllFlows::Spooled);
+    let code = finish(&args.out, detail, verdict, &build, flows, streaming.json);
     // The process is about to exit: freeing a large run piece by piece is wasted time.
     std::mem::forget((result, plan));
     code
@@ -1367,8 +1487,10 @@ fn finish(
     detail: Detail,
     verdict: Verdict,
     build: &dyn Fn(&Verdict) -> Report,
+    flows: AllFlows,
+    early_json: Option<Prepared>,
 ) -> ExitCode {
-    let (verdict, report) = write_reports(out, verdict, build);
+    let (verdict, report) = write_reports(out, verdict, build, flows, early_json);
     for reason in verdict.reasons() {
         if let Reason::ReportNotWritten(failure) = reason {
             eprintln!("error: {failure}");
@@ -1410,6 +1532,8 @@ fn merge(args: &MergeArgs) -> ExitCode {
         detail(args.quiet, args.verbose),
         merged.verdict.clone(),
         &build,
+        AllFlows::InReport,
+        None,
     )
 }
 
@@ -1446,7 +1570,7 @@ fn rerender(args: &ReportArgs) -> ExitCode {
     for (kind, path) in wanted {
         let Some(path) = path else { continue };
         let written = Prepared::report(path).and_then(|mut dest| {
-            dest.stage(|out| kind.render(&report, out))?;
+            dest.stage(|out| kind.render(&report, AllFlows::InReport, out))?;
             dest.commit()
         });
         if let Err(e) = written {

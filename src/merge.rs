@@ -218,6 +218,7 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
         duration_ms: reports.iter().map(|r| r.duration_ms).max().unwrap_or(0),
         setup: worst_steps(reports.iter().map(|r| &r.setup)),
         flows: flows.iter().map(flow_result).collect(),
+        streamed: None,
         stopped: reports
             .iter()
             .filter_map(|r| r.shard.as_ref()?.deadline_exceeded_ms)

@@ -118,6 +118,8 @@ impl Template {
         if rest < source.len() || parts.is_empty() {
             parts.push(Part::Text(source[rest..].to_string()));
         }
+        // A plan holds every template of every flow for the whole run.
+        parts.shrink_to_fit();
         Ok(Template { parts })
     }
 

@@ -2,7 +2,6 @@
 //! in one exhaustive place. The rule is fail closed: PASS only when every critical check ran
 //! and passed.
 
-use crate::engine::result::percentile;
 use crate::engine::{FlowOutcome, INTERRUPTED, Phase, RunResult, StepOutcome, Stop};
 use crate::suite::GatePolicy;
 use std::process::ExitCode;
@@ -294,18 +293,14 @@ fn critical_failures(result: &RunResult) -> Option<Reason> {
     }
     Some(Reason::FlowsFailed {
         failed,
-        total: result.flows.len(),
+        total: result.tally().total,
     })
 }
 
 /// The `[gate]` limits: non-critical failures, p95 latency, flaky critical steps.
 fn gate_limits(result: &RunResult, gate: &GatePolicy) -> Vec<Reason> {
     let mut reasons = Vec::new();
-    let warned = result
-        .flows
-        .iter()
-        .filter(|f| f.outcome == FlowOutcome::Warned)
-        .count();
+    let warned = result.tally().warned;
     if let Some(limit) = gate
         .max_noncritical_failures
         .filter(|limit| warned > *limit)
@@ -316,7 +311,7 @@ fn gate_limits(result: &RunResult, gate: &GatePolicy) -> Vec<Reason> {
         });
     }
     if let Some(limit) = gate.max_p95_latency {
-        let p95 = percentile(&result.latencies(), 95).map(Duration::from_millis);
+        let p95 = result.latencies().percentile(95).map(Duration::from_millis);
         if let Some(p95) = p95.filter(|p95| *p95 > limit) {
             reasons.push(Reason::SlowP95 { p95, limit });
         }
@@ -346,16 +341,14 @@ fn gate_limits(result: &RunResult, gate: &GatePolicy) -> Vec<Reason> {
 /// Fail closed: flows that never ran, and records that do not prove a pass.
 fn unproven(result: &RunResult) -> Vec<Reason> {
     let mut reasons = Vec::new();
-    let not_run = result
-        .flows
-        .iter()
-        .filter(|f| f.outcome == FlowOutcome::Skipped)
-        .count();
+    // Counted over every flow: the flows kept whole include every one that did not pass.
+    let tally = result.tally();
+    let not_run = tally.skipped;
     if not_run > 0 {
         reasons.push(Reason::FlowsNotRun { count: not_run });
     }
     // Belt and braces: a critical flow counts as passed only if each of its steps really ran
-    // and passed, whatever its recorded outcome says.
+    // and passed, whatever its recorded outcome says. (Such a flow is notable: always kept.)
     let lying = result.flows.iter().any(|f| {
         f.critical
             && f.outcome == FlowOutcome::Passed
@@ -368,7 +361,7 @@ fn unproven(result: &RunResult) -> Vec<Reason> {
             "a flow reported passed with a step that did not pass".into(),
         ));
     }
-    if result.flows.is_empty() {
+    if tally.total == 0 {
         reasons.push(Reason::Internal("no flow was run".into()));
     }
     reasons
@@ -430,6 +423,7 @@ mod tests {
             duration_ms: 1,
             setup: vec![],
             flows,
+            streamed: None,
             teardown: vec![],
             stopped: None,
             internal_errors: vec![],

@@ -12,13 +12,16 @@ pub mod record;
 mod rehearse;
 pub mod result;
 pub mod scope;
+mod sink;
 pub mod teardown;
 
 pub use event::{Event, EventSink};
 pub use rehearse::rehearse;
 pub use result::{
-    ContractNote, FlowOutcome, FlowResult, Phase, RunResult, StepOutcome, StepResult, Stop,
+    ContractNote, FlowOutcome, FlowResult, FlowTally, Phase, RunResult, StepOutcome, StepResult,
+    Stop,
 };
+pub use sink::{FlowSink, SinkHandle};
 
 use crate::integrity;
 use crate::redact::Redactor;
@@ -49,6 +52,9 @@ pub struct RunOptions {
     /// `-vv`: keep, for every step, the request and the response as they may be shown. Off,
     /// nothing of them is kept beyond what a failure shows, so memory stays bounded.
     pub capture_exchanges: bool,
+    /// Where each flow goes as soon as it and every flow before it are done. Without one,
+    /// the result keeps every flow; with one, only the notable flows and the sink's own.
+    pub sink: Option<SinkHandle>,
 }
 
 /// What every flow task shares.
@@ -165,7 +171,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
         Err(e) => {
             let integrity =
                 integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref());
-            return not_run(&plan, started_at, integrity, vec![e]);
+            return not_run(&plan, started_at, integrity, vec![e], options.sink);
         }
     };
     let mut shared = Shared::new(plan.clone(), http, redactor, &options);
@@ -196,10 +202,11 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     let setup_failed = setup.iter().any(|s| s.outcome != StepOutcome::Passed);
 
     let shared = Arc::new(shared);
-    let (flows, internal_errors) = if not_ready || version_failed || setup_failed {
-        (vec![None; plan.flows.len()], Vec::new())
+    let mut delivery = sink::Delivery::new(options.sink);
+    let internal_errors = if not_ready || version_failed || setup_failed {
+        Vec::new()
     } else {
-        run_flows(&shared).await
+        run_flows(&shared, &mut delivery).await
     };
     // The deadline is the gate's: one that passes while teardown runs cuts the teardown
     // short (a warning) but does not fail checks that all ran in time. A signal still aborts.
@@ -220,17 +227,15 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     } else {
         shared.stop_reason()
     };
-    let flows = flows
-        .into_iter()
-        .zip(&plan.flows)
-        .map(|(result, flow)| result.unwrap_or_else(|| skipped_flow(flow, &not_started)))
-        .collect();
+    delivery.fill(&plan.flows, |flow| skipped_flow(flow, &not_started));
+    let (flows, streamed) = delivery.finish();
     shared.events.emit(Event::RunFinished);
     RunResult {
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         setup,
         flows,
+        streamed,
         teardown,
         stopped: match (stopped_before_teardown, shared.stop.get()) {
             (Some(stop), _) => Some(stop),
@@ -310,9 +315,9 @@ async fn run_setup(shared: &mut Shared) -> Vec<StepResult> {
 }
 
 /// Runs the flows concurrently, at most `concurrency` at once, in path order as slots free up.
-async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String>) {
+/// Each finished flow goes to `delivery`; the flows never started are left to the caller.
+async fn run_flows(shared: &Arc<Shared>, delivery: &mut sink::Delivery) -> Vec<String> {
     let plan = &shared.plan;
-    let mut flows: Vec<Option<FlowResult>> = vec![None; plan.flows.len()];
     let mut internal_errors = Vec::new();
     let slots = Arc::new(Semaphore::new(plan.settings.concurrency));
     let mut tasks = JoinSet::new();
@@ -325,7 +330,7 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
                 biased;
                 () = shared.halt.cancelled() => break None,
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    collect(done, &mut started, shared, &mut flows, &mut internal_errors);
+                    collect(done, &mut started, shared, delivery, &mut internal_errors);
                 }
                 permit = slots.clone().acquire_owned() => {
                     break Some(permit.expect("the semaphore is never closed"));
@@ -353,9 +358,9 @@ async fn run_flows(shared: &Arc<Shared>) -> (Vec<Option<FlowResult>>, Vec<String
             }
         };
         let Some(done) = next else { break };
-        collect(done, &mut started, shared, &mut flows, &mut internal_errors);
+        collect(done, &mut started, shared, delivery, &mut internal_errors);
     }
-    (flows, internal_errors)
+    internal_errors
 }
 
 /// Each running flow task: its flow's index and what it recorded so far.
@@ -365,7 +370,7 @@ fn collect(
     done: Result<(tokio::task::Id, FlowResult), tokio::task::JoinError>,
     started: &mut Started,
     shared: &Shared,
-    flows: &mut [Option<FlowResult>],
+    delivery: &mut sink::Delivery,
     internal_errors: &mut Vec<String>,
 ) {
     let (id, outcome) = match done {
@@ -376,7 +381,7 @@ fn collect(
         return;
     };
     let flow = &shared.plan.flows[index];
-    flows[index] = Some(match outcome {
+    let result = match outcome {
         Ok(result) => result,
         Err(error) => {
             // A panic must fail the gate, never vanish; an abort after the grace time only
@@ -392,22 +397,27 @@ fn collect(
             shared.flow_finished(index, &result);
             result
         }
-    });
+    };
+    delivery.finished(index, result);
 }
 
 /// What is known of a run whose engine task failed (a panic): nothing ran to the end, so every
 /// flow is skipped and the failure is an internal error, which fails the gate. The reports are
-/// still written from it, so that none left by an earlier run stands at their paths.
-pub fn failed_run(plan: &Plan, why: String) -> RunResult {
+/// still written from it, so that none left by an earlier run stands at their paths. A sink
+/// starts its account over: what it took before the panic is dropped.
+pub fn failed_run(plan: &Plan, why: String, sink: Option<SinkHandle>) -> RunResult {
+    if let Some(sink) = &sink {
+        sink.lock().restart();
+    }
+    let mut delivery = sink::Delivery::new(sink);
+    delivery.fill(&plan.flows, |f| skipped_flow(f, "the run did not complete"));
+    let (flows, streamed) = delivery.finish();
     RunResult {
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         duration_ms: 0,
         setup: Vec::new(),
-        flows: plan
-            .flows
-            .iter()
-            .map(|f| skipped_flow(f, "the run did not complete"))
-            .collect(),
+        flows,
+        streamed,
         stopped: None,
         internal_errors: vec![why],
         wait: None,
@@ -438,17 +448,18 @@ fn not_run(
     started_at: String,
     integrity: Vec<integrity::IntegrityResult>,
     internal_errors: Vec<String>,
+    sink: Option<SinkHandle>,
 ) -> RunResult {
+    let mut delivery = sink::Delivery::new(sink);
+    delivery.fill(&plan.flows, |f| skipped_flow(f, "the run could not start"));
+    let (flows, streamed) = delivery.finish();
     RunResult {
         started_at,
         duration_ms: 0,
         setup: Vec::new(),
         teardown: Vec::new(),
-        flows: plan
-            .flows
-            .iter()
-            .map(|f| skipped_flow(f, "the run could not start"))
-            .collect(),
+        flows,
+        streamed,
         stopped: None,
         internal_errors,
         wait: None,

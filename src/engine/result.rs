@@ -189,6 +189,18 @@ pub struct FlowResult {
 }
 
 impl FlowResult {
+    /// Whether the flow did anything but simply pass: failed, warned, skipped, a flaky step,
+    /// a step or cleanup that did not pass. Such a flow is always kept whole after it is
+    /// reported (the verdict and every report name it); a flow that simply passed may be
+    /// reduced to the counts of [`FlowTally`].
+    pub fn is_notable(&self) -> bool {
+        self.outcome != FlowOutcome::Passed
+            || self
+                .steps
+                .iter()
+                .any(|s| s.flaky || s.outcome != StepOutcome::Passed)
+    }
+
     /// The first failed step of the flow (not a cleanup).
     pub fn failed_step(&self) -> Option<&StepResult> {
         self.steps
@@ -231,8 +243,12 @@ pub struct RunResult {
     pub started_at: String,
     pub duration_ms: u64,
     pub setup: Vec<StepResult>,
-    /// In path order, every selected flow, started or not.
+    /// In path order, every selected flow, started or not; when the flows were streamed to a
+    /// [`super::FlowSink`] (see `streamed`), only the flows kept whole.
     pub flows: Vec<FlowResult>,
+    /// `Some` when the flows went to a sink as they finished: what is known of every flow,
+    /// kept or not. `None`: `flows` holds every flow.
+    pub streamed: Option<FlowTally>,
     pub stopped: Option<Stop>,
     /// Failures of the engine itself (a panicked task); any one fails the gate.
     pub internal_errors: Vec<String>,
@@ -244,13 +260,130 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// What is known of every flow: the streamed tally, or one counted from `flows`.
+    pub fn tally(&self) -> std::borrow::Cow<'_, FlowTally> {
+        match &self.streamed {
+            Some(tally) => std::borrow::Cow::Borrowed(tally),
+            None => std::borrow::Cow::Owned(FlowTally::of(&self.flows)),
+        }
+    }
+
     /// Every latency of the run: setup steps, flow steps and cleanups.
-    pub fn latencies(&self) -> Vec<u64> {
+    pub fn latencies(&self) -> LatencyCounts {
+        let mut counts = self.tally().latencies.clone();
         self.setup
             .iter()
-            .chain(self.flows.iter().flat_map(|f| &f.steps))
             .filter_map(|s| s.latency_ms)
-            .collect()
+            .for_each(|ms| counts.add(ms));
+        counts
+    }
+}
+
+/// What is counted of every flow as it is reported, whether it is kept whole or not: a few
+/// numbers, the latency counts and the `[openapi]` notes (which are warnings).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FlowTally {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub warned: usize,
+    pub skipped: usize,
+    /// Flows with at least one flaky step.
+    pub flaky: usize,
+    /// Every step's and cleanup's latency.
+    pub latencies: LatencyCounts,
+    /// The latest end of any step (start plus latency), in ms from the start of the run.
+    pub last_step_end_ms: u64,
+    /// `[openapi]` notes in flow order: (flow, step, note); an undocumented operation once.
+    pub contract_notes: Vec<(String, String, ContractNote)>,
+    /// The undocumented operations among them.
+    undocumented: std::collections::HashSet<String>,
+}
+
+impl FlowTally {
+    /// The tally of flows all held in memory.
+    pub fn of(flows: &[FlowResult]) -> FlowTally {
+        let mut tally = FlowTally::default();
+        flows.iter().for_each(|f| tally.add(f));
+        tally
+    }
+
+    /// Counts one more flow (the flows come in path order).
+    pub fn add(&mut self, flow: &FlowResult) {
+        self.total += 1;
+        match flow.outcome {
+            FlowOutcome::Passed => self.passed += 1,
+            FlowOutcome::Failed => self.failed += 1,
+            FlowOutcome::Warned => self.warned += 1,
+            FlowOutcome::Skipped => self.skipped += 1,
+        }
+        if flow.steps.iter().any(|s| s.flaky) {
+            self.flaky += 1;
+        }
+        for step in &flow.steps {
+            if let Some(ms) = step.latency_ms {
+                self.latencies.add(ms);
+            }
+            let start = step.last_attempt_started_ms.or(step.started_ms);
+            if let Some(start) = start {
+                let end = start.saturating_add(step.latency_ms.unwrap_or(0));
+                self.last_step_end_ms = self.last_step_end_ms.max(end);
+            }
+            for note in &step.contract_notes {
+                if let ContractNote::Undocumented(operation) = note
+                    && !self.undocumented.insert(operation.clone())
+                {
+                    continue;
+                }
+                let entry = (flow.name.clone(), step.name.clone(), note.clone());
+                self.contract_notes.push(entry);
+            }
+        }
+    }
+}
+
+/// Latencies in whole milliseconds, counted by value: exact percentiles (the gate's p95 is
+/// judged as before) in memory bounded by the number of distinct values, which the request
+/// timeout bounds, whatever the number of steps.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LatencyCounts {
+    counts: std::collections::BTreeMap<u64, u64>,
+    total: u64,
+}
+
+impl LatencyCounts {
+    pub fn add(&mut self, ms: u64) {
+        *self.counts.entry(ms).or_default() += 1;
+        self.total += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    pub fn max(&self) -> Option<u64> {
+        self.counts.keys().next_back().copied()
+    }
+
+    /// Nearest-rank percentile, as [`percentile`] over every value.
+    pub fn percentile(&self, p: usize) -> Option<u64> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = ((p as u64) * self.total).div_ceil(100).max(1);
+        let mut seen = 0;
+        for (value, count) in &self.counts {
+            seen += count;
+            if seen >= rank {
+                return Some(*value);
+            }
+        }
+        self.max()
+    }
+
+    /// Each distinct value with how often it occurred, smallest first.
+    pub fn values(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.counts.iter().map(|(v, c)| (*v, *c))
     }
 }
 
@@ -268,6 +401,18 @@ pub fn percentile(values: &[u64], p: usize) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::percentile;
+
+    #[test]
+    fn counted_latencies_give_the_same_percentiles() {
+        let values: Vec<u64> = (0..500).map(|i| (i * 7919) % 613).collect();
+        let mut counts = super::LatencyCounts::default();
+        values.iter().for_each(|v| counts.add(*v));
+        for p in [1, 50, 95, 99, 100] {
+            assert_eq!(counts.percentile(p), percentile(&values, p), "p{p}");
+        }
+        assert_eq!(counts.max(), values.iter().max().copied());
+        assert_eq!(super::LatencyCounts::default().percentile(50), None);
+    }
 
     #[test]
     fn percentiles_by_nearest_rank() {

@@ -108,6 +108,37 @@ impl Prepared {
         Prepared::file(path)
     }
 
+    /// A report destination that can be written while the run goes on: a regular file or a
+    /// new path gets its temporary file now (`None` for anything written through, which is
+    /// only opened when the report is final).
+    pub fn early(path: &Path) -> io::Result<Option<Prepared>> {
+        if path == Path::new("-") {
+            return Ok(None);
+        }
+        match resolve(path)? {
+            Kind::Regular(target) => Ok(Some(Prepared {
+                sink: atomic(target)?,
+            })),
+            Kind::Special(_) => Ok(None),
+        }
+    }
+
+    /// The temporary file, while it is one: to write into it while the run goes on.
+    pub fn staged_file(&self) -> Option<&File> {
+        match &self.sink {
+            Sink::Atomic { file, .. } => Some(file),
+            _ => None,
+        }
+    }
+
+    /// Where the temporary file is, until it is renamed.
+    pub fn staging_path(&self) -> Option<&Path> {
+        match &self.sink {
+            Sink::Atomic { tmp, .. } => Some(tmp),
+            _ => None,
+        }
+    }
+
     /// A file destination: a regular file or a new path (through its symlinks) gets a
     /// temporary file beside it; anything else is opened to be written through.
     pub fn file(path: &Path) -> io::Result<Prepared> {
@@ -170,6 +201,23 @@ impl Prepared {
                 out.flush()
             }
         }
+    }
+
+    /// Keeps the first `offset` bytes of the temporary file (written into it while the run
+    /// went on) and writes the rest anew. Only for a temporary file.
+    pub fn stage_after(
+        &mut self,
+        offset: u64,
+        fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let Sink::Atomic { file, .. } = &mut self.sink else {
+            return Err(io::Error::other("not a temporary file"));
+        };
+        file.set_len(offset)?;
+        file.seek(io::SeekFrom::Start(offset))?;
+        let mut out = io::BufWriter::with_capacity(64 * 1024, &*file);
+        fill(&mut out)?;
+        out.flush()
     }
 
     /// Makes the staged content final: the temporary file is synced and renamed over its
@@ -267,7 +315,12 @@ fn atomic(target: PathBuf) -> io::Result<Sink> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    // Readable too: a report written while the run goes on is read back from it.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
     if let Ok(meta) = std::fs::metadata(&target) {
         // Best effort: a report someone made group-readable stays so.
         let _ = file.set_permissions(meta.permissions());

@@ -118,6 +118,12 @@ impl Redactor {
         self.insert(secret);
     }
 
+    /// How many secret values it knows: a number that grows when it learns one, so that what
+    /// was masked before can be told to need masking again.
+    pub fn known(&self) -> usize {
+        self.read().values.len()
+    }
+
     /// No secret known: nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.read().values.is_empty()

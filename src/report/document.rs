@@ -258,6 +258,56 @@ pub struct FlowRecord {
 }
 
 impl FlowRecord {
+    /// The flow with every value that came from staging masked once more: a flow written
+    /// before the run learned a secret (a secret capture of a later flow) is masked again
+    /// with it. Masking what is masked already changes nothing.
+    pub fn masked_again(mut self, mask: &dyn Mask) -> FlowRecord {
+        let again = |value: &mut Option<String>| {
+            if let Some(v) = value.as_mut() {
+                *v = mask.mask_text(v);
+            }
+        };
+        for step in &mut self.steps {
+            again(&mut step.url);
+            again(&mut step.error);
+            again(&mut step.skipped_because);
+            again(&mut step.body_excerpt);
+            for attempt in &mut step.earlier_attempts {
+                again(&mut attempt.error);
+            }
+            for assertion in &mut step.assertions {
+                assertion.expected = mask.mask_value(&assertion.expected);
+                assertion.actual = mask.mask_value(&assertion.actual);
+                again(&mut assertion.message);
+            }
+            for value in step.request_headers.values_mut() {
+                *value = mask.mask_text(value);
+            }
+            if let Some(exchange) = &mut step.exchange {
+                let headers = exchange
+                    .request_headers
+                    .iter_mut()
+                    .chain(exchange.response_headers.iter_mut());
+                for (_, value) in headers {
+                    *value = mask.mask_text(value);
+                }
+                again(&mut exchange.request_body);
+                again(&mut exchange.response_body);
+            }
+        }
+        self
+    }
+
+    /// A flow that passed with no flaky or failed step or cleanup: what the
+    /// HTML waterfall and the Markdown table may leave out of a large run.
+    pub fn is_plain_pass(&self) -> bool {
+        self.outcome == FlowOutcome::Passed
+            && !self
+                .steps
+                .iter()
+                .any(|s| s.flaky || s.outcome == StepOutcome::Failed)
+    }
+
     /// The first failed step of the flow (not a cleanup).
     pub fn failed_step(&self) -> Option<&StepRecord> {
         self.steps

@@ -17,9 +17,9 @@ use crate::verdict::counted;
 use std::fmt::{self, Write};
 
 /// Up to this many flows, the waterfall draws every flow.
-const FULL_WATERFALL: usize = 200;
+const FULL_WATERFALL: usize = super::stream::FULL_LISTING;
 /// Above [`FULL_WATERFALL`] flows, how many passed flows are still drawn: the slowest.
-const SLOWEST_PASSED: usize = 50;
+const SLOWEST_PASSED: usize = super::stream::SLOWEST_PASSED;
 /// How many failures get their details; the others are named.
 const DETAILED_FAILURES: usize = 100;
 /// How many steps that never began are named under the waterfall.
@@ -170,9 +170,11 @@ fn banner(out: &mut String, report: &Report) {
 /// flow that failed, warned, has a failed cleanup or a flaky step, plus the
 /// [`SLOWEST_PASSED`] slowest passed flows (by duration); skipped flows (nothing to draw) are
 /// named in the list of steps that never began. Rows keep the report's order. The second
-/// value counts the passed flows left out.
-fn drawn(flows: &[FlowRecord]) -> (Vec<&FlowRecord>, usize) {
-    if flows.len() <= FULL_WATERFALL {
+/// value counts the passed flows left out. A report whose flows were streamed holds exactly
+/// these (and the skipped ones), and draws the same.
+fn drawn(report: &Report) -> (Vec<&FlowRecord>, usize) {
+    let flows = &report.flows;
+    if report.summary.flows <= FULL_WATERFALL {
         return (flows.iter().collect(), 0);
     }
     let notable = |f: &FlowRecord| {
@@ -182,10 +184,16 @@ fn drawn(flows: &[FlowRecord]) -> (Vec<&FlowRecord>, usize) {
                 .any(|s| s.flaky || s.outcome == StepOutcome::Failed)
     };
     let mut passed: Vec<usize> = (0..flows.len())
-        .filter(|&i| flows[i].outcome == FlowOutcome::Passed && !notable(&flows[i]))
+        .filter(|&i| flows[i].is_plain_pass())
         .collect();
     passed.sort_by_key(|&i| std::cmp::Reverse(flows[i].duration_ms));
-    let left_out = passed.len().saturating_sub(SLOWEST_PASSED);
+    // Counted from the summary: a streamed report holds only the slowest passed flows.
+    let not_plain = flows
+        .iter()
+        .filter(|f| f.outcome == FlowOutcome::Passed && !f.is_plain_pass())
+        .count();
+    let plain = report.summary.passed.saturating_sub(not_plain);
+    let left_out = plain.saturating_sub(SLOWEST_PASSED);
     passed.truncate(SLOWEST_PASSED);
     let rows = (0..flows.len())
         .filter(|&i| notable(&flows[i]) || passed.contains(&i))
@@ -195,7 +203,7 @@ fn drawn(flows: &[FlowRecord]) -> (Vec<&FlowRecord>, usize) {
 }
 
 fn waterfall(out: &mut String, report: &Report) {
-    let (rows, left_out) = drawn(&report.flows);
+    let (rows, left_out) = drawn(report);
     let span = time_span(report);
     out.push_str("<section id=\"waterfall\">\n<h2>Waterfall</h2>\n");
     let _ = writeln!(
@@ -263,7 +271,8 @@ fn time_span(report: &Report) -> u64 {
         let start = s.last_attempt_started_ms.or(s.started_ms)?;
         Some(start.saturating_add(s.latency_ms.unwrap_or(0)))
     });
-    ends.fold(report.duration_ms, u64::max).max(1)
+    let streamed = report.streamed.as_ref().map_or(0, |s| s.last_step_end_ms);
+    ends.fold(report.duration_ms.max(streamed), u64::max).max(1)
 }
 
 fn all_steps(report: &Report) -> impl Iterator<Item = &StepRecord> {
@@ -491,26 +500,44 @@ fn unstarted(out: &mut String, report: &Report, rows: &[&FlowRecord]) {
 /// summary's p50 and p95 are of), with p50 and p95 marked.
 fn histogram(out: &mut String, report: &Report) {
     out.push_str("<section id=\"latency\">\n<h2>Latency</h2>\n");
-    let latencies: Vec<u64> = report
-        .setup
-        .iter()
-        .chain(report.flows.iter().flat_map(|f| &f.steps))
-        .filter_map(|s| s.latency_ms)
-        .collect();
+    // Each distinct latency with how many steps took it.
+    let latencies: Vec<(u64, u64)> = match &report.streamed {
+        Some(streamed) => {
+            let mut all = streamed.latencies.clone();
+            report
+                .setup
+                .iter()
+                .filter_map(|s| s.latency_ms)
+                .for_each(|ms| all.add(ms));
+            all.values().collect()
+        }
+        None => report
+            .setup
+            .iter()
+            .chain(report.flows.iter().flat_map(|f| &f.steps))
+            .filter_map(|s| s.latency_ms)
+            .map(|ms| (ms, 1))
+            .collect(),
+    };
     // The baseline's latencies of the steps compared, drawn outlined over this run's.
     let before: Vec<u64> = report
         .baseline
         .iter()
         .flat_map(|b| b.steps.iter().map(|c| c.baseline_ms))
         .collect();
-    let Some(max) = latencies.iter().chain(&before).max().copied() else {
+    let highest_latency = latencies.iter().map(|(ms, _)| *ms).max();
+    let Some(max) = highest_latency
+        .into_iter()
+        .chain(before.iter().copied())
+        .max()
+    else {
         out.push_str("<p class=\"note\">No step got as far as a response.</p>\n</section>\n");
         return;
     };
     let bin = max.saturating_add(1).div_ceil(BINS).max(1);
     let mut counts = [0usize; BINS as usize];
-    for l in &latencies {
-        counts[((l / bin) as usize).min(BINS as usize - 1)] += 1;
+    for (l, n) in &latencies {
+        counts[((l / bin) as usize).min(BINS as usize - 1)] += *n as usize;
     }
     let mut before_counts = [0usize; BINS as usize];
     for l in &before {
@@ -529,7 +556,7 @@ fn histogram(out: &mut String, report: &Report) {
         out,
         "<svg class=\"hist\" viewBox=\"0 0 760 200\" role=\"img\">\
          <title>Step latency: {} steps</title>",
-        latencies.len()
+        latencies.iter().map(|(_, n)| n).sum::<u64>()
     );
     for (i, count) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
         let bar = *count as f64 * h / highest as f64;

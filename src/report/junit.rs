@@ -17,7 +17,7 @@
 //! verdict's JUnit has no `<failure>` and no `<error>`. The `gate` testcase carries only the
 //! reasons no other testcase shows (see `Report::gate_reasons`).
 
-use super::Report;
+use super::{AllFlows, Report};
 use super::{
     AssertionRecord, FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, Phase, StepOutcome,
     StepRecord, VersionRecord, WaitRecord,
@@ -26,13 +26,63 @@ use crate::verdict::counted;
 use quick_junit::{
     NonSuccessKind, Property, Report as JUnit, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
+use std::io::Write;
 use std::time::Duration;
 
 /// The suite name of non-critical flows gets this suffix.
 pub const NON_CRITICAL: &str = "(non-critical)";
 
-/// Renders the report as JUnit XML.
+/// Renders the report as JUnit XML, with the flows `report.flows` holds.
 pub fn render(report: &Report) -> String {
+    let mut xml = Vec::new();
+    match write(report, AllFlows::InReport, &mut xml) {
+        Ok(()) => String::from_utf8_lossy(&xml).into_owned(),
+        // Writing to memory cannot fail; should it ever, the report still fails the gate.
+        Err(e) => format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"preflight\" tests=\"1\" failures=\"1\"><testsuite name=\"gate\" tests=\"1\" failures=\"1\"><testcase name=\"verdict\" classname=\"gate\"><failure message=\"the JUnit report could not be rendered\">{}</failure></testcase></testsuite></testsuites>\n",
+            xml_1_0(&e.to_string()).replace('<', "&lt;")
+        ),
+    }
+}
+
+/// Where the flows' suites go in the frame: the frame has no flow, so no other suite has
+/// this name.
+const FLOWS_HERE: &str = "flows";
+
+/// Writes the JUnit XML of `report` with every flow of `flows`, one flow's suite at a time:
+/// a first pass over the flows counts what the root element says, then the frame (every
+/// suite that is not a flow's) is written around the flows' suites.
+pub fn write(report: &Report, flows: AllFlows, out: &mut dyn Write) -> std::io::Result<()> {
+    // Only the counts are kept of the first pass: one flow's suite at a time.
+    let mut counted = JUnit::new("flows");
+    flows.for_each(report, &mut |flow| {
+        let suite = flow_suite(&flow, report);
+        counted.tests += suite.tests;
+        counted.failures += suite.failures;
+        counted.errors += suite.errors;
+        counted.skipped += suite.skipped;
+        Ok(())
+    })?;
+    let frame = frame(report, &counted)
+        .to_string()
+        .map_err(std::io::Error::other)?;
+    let (before, _, after) = split_at_suite(&frame, FLOWS_HERE)
+        .ok_or_else(|| std::io::Error::other("the JUnit frame has no place for the flows"))?;
+    out.write_all(xml_1_0(before).as_bytes())?;
+    flows.for_each(report, &mut |flow| {
+        let mut one = JUnit::new("flow");
+        one.add_test_suite(flow_suite(&flow, report));
+        let xml = one.to_string().map_err(std::io::Error::other)?;
+        let suite = one_suite(&xml)
+            .ok_or_else(|| std::io::Error::other("a flow's JUnit suite could not be rendered"))?;
+        out.write_all(xml_1_0(suite).as_bytes())
+    })?;
+    out.write_all(xml_1_0(after).as_bytes())
+}
+
+/// Every suite but the flows', with the flows' counts in the root element and an empty suite
+/// [`FLOWS_HERE`] where the flows go.
+fn frame(report: &Report, flows: &JUnit) -> JUnit {
     let mut junit = JUnit::new(report.suite.as_str());
     junit.set_time(Duration::from_millis(report.duration_ms));
     if let Some(wait) = &report.wait {
@@ -49,9 +99,11 @@ pub fn render(report: &Report) -> String {
         suite.add_test_cases(report.setup.iter().map(|s| step_case(s, "setup", false)));
         junit.add_test_suite(suite);
     }
-    for flow in &report.flows {
-        junit.add_test_suite(flow_suite(flow, report));
-    }
+    junit.add_test_suite(TestSuite::new(FLOWS_HERE));
+    junit.tests += flows.tests;
+    junit.failures += flows.failures;
+    junit.errors += flows.errors;
+    junit.skipped += flows.skipped;
     // Teardown steps run as cleanups: a failure is a passed testcase with a warning.
     if !report.teardown.is_empty() {
         let mut suite = TestSuite::new("teardown");
@@ -66,19 +118,33 @@ pub fn render(report: &Report) -> String {
         );
         junit.add_test_suite(suite);
     }
-    let shown_elsewhere = junit
-        .test_suites
-        .iter()
-        .any(|suite| suite.failures > 0 || suite.errors > 0);
+    let shown_elsewhere = flows.failures > 0
+        || flows.errors > 0
+        || junit
+            .test_suites
+            .iter()
+            .any(|suite| suite.failures > 0 || suite.errors > 0);
     junit.add_test_suite(gate_suite(report, shown_elsewhere));
-    match junit.to_string() {
-        Ok(xml) => xml_1_0(&xml),
-        // Writing to memory cannot fail; should it ever, the report still fails the gate.
-        Err(e) => format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"preflight\" tests=\"1\" failures=\"1\"><testsuite name=\"gate\" tests=\"1\" failures=\"1\"><testcase name=\"verdict\" classname=\"gate\"><failure message=\"the JUnit report could not be rendered\">{}</failure></testcase></testsuite></testsuites>\n",
-            xml_1_0(&e.to_string()).replace('<', "&lt;")
-        ),
-    }
+    junit
+}
+
+/// Where a suite begins in rendered XML: each is on a line of its own, indented once.
+const SUITE_START: &str = "\n    <testsuite";
+const ROOT_END: &str = "\n</testsuites>";
+
+/// The text before the suite named `name`, the suite, and the text after it.
+fn split_at_suite<'x>(xml: &'x str, name: &str) -> Option<(&'x str, &'x str, &'x str)> {
+    let start = xml.find(&format!("{SUITE_START} name=\"{name}\""))?;
+    let rest = &xml[start + 1..];
+    let len = rest.find(SUITE_START).or_else(|| rest.find(ROOT_END))? + 1;
+    Some((&xml[..start], &xml[start..start + len], &xml[start + len..]))
+}
+
+/// The one suite of a rendered report of one suite.
+fn one_suite(xml: &str) -> Option<&str> {
+    let start = xml.find(SUITE_START)?;
+    let end = xml.rfind(ROOT_END)?;
+    xml.get(start..end)
 }
 
 /// XML 1.0 has no way to write most control characters, even escaped: a body excerpt from
@@ -488,6 +554,7 @@ pub(crate) mod tests {
             shard: None,
             baseline: None,
             serve: None,
+            streamed: None,
         }
     }
 
@@ -505,6 +572,50 @@ pub(crate) mod tests {
             outcome,
             duration_ms: 40,
             steps,
+        }
+    }
+
+    /// The JUnit document of `report` built whole, as one `quick_junit` report.
+    fn whole(report: &Report) -> String {
+        let suites: Vec<TestSuite> = report.flows.iter().map(|f| flow_suite(f, report)).collect();
+        let mut counted = JUnit::new("flows");
+        counted.add_test_suites(suites.clone());
+        let mut junit = frame(report, &counted);
+        let at = junit
+            .test_suites
+            .iter()
+            .position(|s| s.name.as_str() == FLOWS_HERE)
+            .unwrap();
+        junit.test_suites.splice(at..=at, suites);
+        xml_1_0(&junit.to_string().unwrap())
+    }
+
+    #[test]
+    fn flows_written_one_suite_at_a_time_make_the_whole_document() {
+        let failed = StepRecord {
+            error: Some("connect refused".into()),
+            ..step("pay", StepOutcome::Failed)
+        };
+        let mut cleanup = step("drop", StepOutcome::Failed);
+        cleanup.phase = Phase::Cleanup;
+        let flows = vec![
+            flow(
+                "a",
+                true,
+                FlowOutcome::Passed,
+                vec![step("one", StepOutcome::Passed)],
+            ),
+            flow("b <x>", true, FlowOutcome::Failed, vec![failed, cleanup]),
+            flow("flows", false, FlowOutcome::Skipped, vec![]),
+        ];
+        for verdict in [GateVerdict::Pass, GateVerdict::Fail] {
+            let mut report = report(flows.clone(), verdict);
+            report.teardown = vec![step("wipe", StepOutcome::Passed)];
+            report.setup = vec![step("login", StepOutcome::Passed)];
+            assert_eq!(render(&report), whole(&report));
+            report.teardown.clear();
+            report.flows.clear();
+            assert_eq!(render(&report), whole(&report));
         }
     }
 

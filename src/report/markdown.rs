@@ -11,6 +11,7 @@ use super::{
     FlowOutcome, FlowRecord, GateVerdict, IntegrityRecord, StepOutcome, StepRecord, Warning,
     WarningKind,
 };
+use crate::report::stream::FULL_LISTING;
 use crate::report::terminal::clean;
 use crate::verdict::counted;
 use std::fmt::Write;
@@ -144,14 +145,33 @@ fn baseline(out: &mut String, report: &Report) {
     out.push('\n');
 }
 
+/// Every flow, up to [`FULL_LISTING`]; above, the flows that did not simply pass, and how
+/// many did (a table of thousands of rows helps no one, and a job summary has a size limit).
 fn flows_table(out: &mut String, report: &Report) {
-    if report.flows.is_empty() {
+    let large = report.summary.flows > FULL_LISTING;
+    let listed: Vec<&FlowRecord> = report
+        .flows
+        .iter()
+        .filter(|f| !large || !f.is_plain_pass())
+        .collect();
+    let left_out = report.summary.flows.saturating_sub(listed.len());
+    if listed.is_empty() && (!large || left_out == 0) {
         return;
     }
     let _ = writeln!(out, "### Flows\n");
+    if large && left_out > 0 {
+        let _ = writeln!(
+            out,
+            "{} that passed not listed: the JSON report has every flow.\n",
+            counted(left_out, "flow")
+        );
+    }
+    if listed.is_empty() {
+        return;
+    }
     let _ = writeln!(out, "| Outcome | Flow | File | Duration | Failing step |");
     let _ = writeln!(out, "|---|---|---|---:|---|");
-    for flow in &report.flows {
+    for flow in listed {
         let name = if flow.critical {
             cell(&flow.name)
         } else {

@@ -5,9 +5,11 @@
 
 pub mod document;
 pub mod html;
+pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
+pub mod stream;
 pub mod terminal;
 
 pub use document::{
@@ -16,7 +18,7 @@ pub use document::{
 };
 
 use crate::engine::RunResult;
-use crate::engine::result::percentile;
+use crate::engine::result::LatencyCounts;
 use crate::redact::{Mask, Redactor, shown_url};
 use crate::suite::Plan;
 use crate::verdict::{Reason, Verdict, counted};
@@ -73,6 +75,56 @@ pub struct Report {
     /// `preflight serve` only: which run of the server this is, and what asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serve: Option<ServeRecord>,
+    /// Never written: set when `flows` holds only the flows kept whole (a run whose flows
+    /// were streamed to the report files as they finished), for what the renderers draw of
+    /// every flow.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub streamed: Option<StreamedFlows>,
+}
+
+/// Where the reports that list every flow (JSON, JUnit) find them.
+#[derive(Clone, Copy)]
+pub enum AllFlows<'a> {
+    /// `report.flows` is every flow.
+    InReport,
+    /// Written to a spool as they finished; `report.flows` holds only the flows kept whole.
+    Spooled(&'a stream::Spool),
+}
+
+impl AllFlows<'_> {
+    /// Every flow, in path order, one at a time.
+    pub fn for_each(
+        self,
+        report: &Report,
+        each: &mut dyn FnMut(FlowRecord) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        match self {
+            AllFlows::InReport => report.flows.iter().try_for_each(|f| each(f.clone())),
+            AllFlows::Spooled(spool) => spool.for_each(each),
+        }
+    }
+
+    /// The JSON report with every flow.
+    pub fn write_json(self, report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            AllFlows::InReport => report.write_json(&mut &mut *out),
+            AllFlows::Spooled(spool) => {
+                json::write_head(&json::Head::of(report), &mut &mut *out)?;
+                spool.copy_to(out)?;
+                json::write_tail(report, spool.flows() > 0, &mut &mut *out)
+            }
+        }
+    }
+}
+
+/// What the renderers need of every flow when the report holds only the flows kept whole.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamedFlows {
+    /// Every flow step's and cleanup's latency.
+    pub latencies: LatencyCounts,
+    /// The latest end of a flow step, in ms from the start of the run.
+    pub last_step_end_ms: u64,
 }
 
 /// How a run of `preflight serve` came about.
@@ -235,7 +287,7 @@ impl Report {
         mask: &dyn Mask,
     ) -> Report {
         let flows: Vec<FlowRecord> = result.flows.iter().map(|f| f.masked(mask)).collect();
-        let count = |o: FlowOutcome| flows.iter().filter(|f| f.outcome == o).count();
+        let tally = result.tally();
         let latencies = result.latencies();
         let teardown: Vec<StepRecord> = result.teardown.iter().map(|s| s.masked(mask)).collect();
         let mut warnings = warnings(&flows);
@@ -264,19 +316,16 @@ impl Report {
                 .map(|r| mask.mask_text(r))
                 .collect(),
             summary: Summary {
-                flows: flows.len(),
-                passed: count(FlowOutcome::Passed),
-                failed: count(FlowOutcome::Failed),
-                warned: count(FlowOutcome::Warned),
-                skipped: count(FlowOutcome::Skipped),
-                flaky: flows
-                    .iter()
-                    .filter(|f| f.steps.iter().any(|s| s.flaky))
-                    .count(),
+                flows: tally.total,
+                passed: tally.passed,
+                failed: tally.failed,
+                warned: tally.warned,
+                skipped: tally.skipped,
+                flaky: tally.flaky,
                 latency_ms: Latency {
-                    p50: percentile(&latencies, 50),
-                    p95: percentile(&latencies, 95),
-                    max: latencies.iter().max().copied(),
+                    p50: latencies.percentile(50),
+                    p95: latencies.percentile(95),
+                    max: latencies.max(),
                 },
             },
             wait: result.wait.as_ref().map(|w| w.masked(mask)),
@@ -292,6 +341,10 @@ impl Report {
             shard: None,
             baseline: None,
             serve: None,
+            streamed: result.streamed.as_ref().map(|tally| StreamedFlows {
+                latencies: tally.latencies.clone(),
+                last_step_end_ms: tally.last_step_end_ms,
+            }),
         }
     }
 
@@ -326,15 +379,22 @@ impl Report {
 
     /// Streams the JSON to `out`: a large report is never held whole as text.
     pub fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut *out, self)?;
-        out.write_all(b"\n")
+        json::write_report(self, out)
     }
 
     /// The JSON as text. A report is plain data (strings, numbers, enums): it always
     /// serializes, so a failure here could only be a bug, and it still never panics.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-            + "\n"
+        let mut text = Vec::new();
+        match self.write_json(&mut text) {
+            Ok(()) => String::from_utf8_lossy(&text).into_owned(),
+            Err(e) => format!("{{\"error\": \"{e}\"}}\n"),
+        }
+    }
+
+    /// Whether `flows` holds every flow of the run (not only the ones kept whole).
+    pub fn has_every_flow(&self) -> bool {
+        self.streamed.is_none()
     }
 }
 
@@ -401,28 +461,34 @@ fn warnings(flows: &[FlowRecord]) -> Vec<Warning> {
 /// `[openapi]` notes of every step that ran: each violation under `validate = "warn"`, and
 /// each undocumented operation once (by method and path), at the first step that sent it.
 fn contract_warnings(result: &RunResult, mask: &dyn Mask) -> Vec<Warning> {
-    let steps = result
-        .setup
-        .iter()
-        .map(|s| ("", s))
-        .chain(
-            result
-                .flows
-                .iter()
-                .flat_map(|f| f.steps.iter().map(move |s| (f.name.as_str(), s))),
-        )
-        .chain(result.teardown.iter().map(|s| ("", s)));
+    use crate::engine::ContractNote;
+    let of_steps = |steps: &'_ [crate::engine::StepResult]| -> Vec<(String, String, ContractNote)> {
+        steps
+            .iter()
+            .flat_map(|s| {
+                s.contract_notes
+                    .iter()
+                    .map(|n| (String::new(), s.name.clone(), n.clone()))
+            })
+            .collect()
+    };
+    // The flows' notes were gathered as the flows finished, in path order.
+    let tally = result.tally();
+    let notes = of_steps(&result.setup)
+        .into_iter()
+        .chain(tally.contract_notes.iter().cloned())
+        .chain(of_steps(&result.teardown));
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for (flow, step) in steps {
-        for note in &step.contract_notes {
+    for (flow, step, note) in notes {
+        {
             let at = if flow.is_empty() {
-                format!("step '{}'", step.name)
+                format!("step '{step}'")
             } else {
-                format!("flow '{flow}', step '{}'", step.name)
+                format!("flow '{flow}', step '{step}'")
             };
-            let (kind, message) = match note {
-                crate::engine::ContractNote::Undocumented(operation) => {
+            let (kind, message) = match &note {
+                ContractNote::Undocumented(operation) => {
                     if !seen.insert(operation.clone()) {
                         continue;
                     }
@@ -431,15 +497,15 @@ fn contract_warnings(result: &RunResult, mask: &dyn Mask) -> Vec<Warning> {
                         format!("operation not in the OpenAPI document: {operation} ({at})"),
                     )
                 }
-                crate::engine::ContractNote::Violation(why) => (
+                ContractNote::Violation(why) => (
                     WarningKind::ContractViolation,
                     format!("contract violation: {at}: {why}"),
                 ),
             };
             out.push(Warning {
                 kind,
-                flow: flow.to_string(),
-                step: Some(step.name.clone()),
+                flow,
+                step: Some(step),
                 message: mask.mask_text(&message),
             });
         }
@@ -483,12 +549,8 @@ fn headline(result: &RunResult, verdict: &Verdict, warnings: usize) -> String {
     match verdict {
         Verdict::Passed => format!(
             "GATE PASSED: {}, {} failed, {}, {}",
-            counted(result.flows.len(), "flow"),
-            result
-                .flows
-                .iter()
-                .filter(|f| f.outcome == crate::engine::FlowOutcome::Failed)
-                .count(),
+            counted(result.tally().total, "flow"),
+            result.tally().failed,
             counted(warnings, "warning"),
             shown_duration(result.duration_ms)
         ),

@@ -308,12 +308,14 @@ impl Gate {
             interrupt: interrupt.clone(),
             fail_fast: self.options.fail_fast,
             capture_exchanges: false,
+            // A served run's report is kept in the store whole: every flow is kept.
+            sink: None,
         };
         // Its own task: a panic in the engine still ends in a failed run, never in PASS.
         let engine = tokio::spawn(engine::run(plan.clone(), redactor.clone(), options));
         let mut result = match engine.await {
             Ok(result) => result,
-            Err(e) => engine::failed_run(&plan, format!("the run did not complete ({e})")),
+            Err(e) => engine::failed_run(&plan, format!("the run did not complete ({e})"), None),
         };
         if interrupt.is_cancelled() && result.stopped.is_none() {
             result.stopped = Some(Stop::Interrupted);

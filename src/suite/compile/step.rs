@@ -24,7 +24,9 @@ impl Compiler<'_> {
         cleanup: bool,
     ) -> Vec<Step> {
         let mut known = known.clone();
-        let mut out = Vec::new();
+        // Exact: a plan holds every flow's steps for the whole run (a `Vec` grown by `push`
+        // holds room for 4).
+        let mut out = Vec::with_capacity(raw.len());
         for (i, step) in raw.iter().enumerate() {
             known.later = raw[i..]
                 .iter()
@@ -57,8 +59,10 @@ impl Compiler<'_> {
         let headers = self.request_headers(src, raw.headers.as_ref(), &mut uses);
         let body = self.body(src, raw, form, &mut uses);
         let timeout = raw.timeout.as_ref().and_then(|t| src.duration(t));
-        let expectations = self.expect(src, raw.expect.as_ref(), known);
-        let captures = self.captures(src, raw.capture.as_ref());
+        let mut expectations = self.expect(src, raw.expect.as_ref(), known);
+        expectations.shrink_to_fit();
+        let mut captures = self.captures(src, raw.capture.as_ref());
+        captures.shrink_to_fit();
         let poll = raw.poll.as_ref().and_then(|p| poll_policy(src, p, &method));
         Step {
             name: step_name(raw, &method),

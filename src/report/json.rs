@@ -1,0 +1,243 @@
+//! The JSON report's text, in three parts so that it can be written while the run goes on:
+//! the head (what is known before any flow: schema, tool, version, suite), the flows one by
+//! one as they finish, and the tail (everything known only at the end: the verdict, its
+//! reasons, the summary...). A report rendered at the end is written by the same three parts,
+//! so both are the same bytes.
+//!
+//! The flows part is the array `"flows": [...]`, each flow pretty-printed at its depth; it can
+//! be read back one flow at a time ([`for_each_flow`]).
+
+use super::{FlowRecord, Report};
+use serde::Serialize;
+use std::io::{self, Read, Write};
+
+/// What is known before the first flow.
+#[derive(Serialize)]
+pub struct Head<'a> {
+    schema: u32,
+    tool: &'a str,
+    version: &'a str,
+    suite: &'a str,
+}
+
+impl<'a> Head<'a> {
+    /// The head of a report this build writes for `suite`.
+    pub fn current(suite: &'a str) -> Head<'a> {
+        Head {
+            schema: 1,
+            tool: "preflight",
+            version: env!("CARGO_PKG_VERSION"),
+            suite,
+        }
+    }
+
+    /// The head of `report` (which may be of another version, read back).
+    pub fn of(report: &'a Report) -> Head<'a> {
+        Head {
+            schema: report.schema,
+            tool: &report.tool,
+            version: &report.version,
+            suite: &report.suite,
+        }
+    }
+}
+
+/// What is known only at the end: every field of [`Report`] but the head's and `flows`, with
+/// the same names and the same rules for leaving one out.
+#[derive(Serialize)]
+struct Tail<'a> {
+    base_url: &'a Option<String>,
+    started_at: &'a str,
+    duration_ms: u64,
+    verdict: super::GateVerdict,
+    reasons: &'a [String],
+    gate_reasons: &'a [String],
+    summary: &'a super::Summary,
+    wait: &'a Option<super::WaitRecord>,
+    integrity: &'a [super::IntegrityRecord],
+    deployed_version: &'a Option<super::VersionRecord>,
+    setup: &'a [super::StepRecord],
+    teardown: &'a [super::StepRecord],
+    warnings: &'a [super::Warning],
+    headline: &'a str,
+    #[serde(skip_serializing_if = "none")]
+    suite_digest: &'a Option<String>,
+    #[serde(skip_serializing_if = "none")]
+    suite_files_digest: &'a Option<String>,
+    #[serde(skip_serializing_if = "none")]
+    shard: &'a Option<super::ShardRecord>,
+    #[serde(skip_serializing_if = "none")]
+    baseline: &'a Option<crate::baseline::BaselineRecord>,
+    #[serde(skip_serializing_if = "none")]
+    serve: &'a Option<super::ServeRecord>,
+}
+
+fn none<T>(value: &&Option<T>) -> bool {
+    value.is_none()
+}
+
+/// The head and the opening of the flows array: `{ "schema": 1, ..., "flows": [`.
+pub fn write_head(head: &Head, out: &mut impl Write) -> io::Result<()> {
+    let text = serde_json::to_vec_pretty(head)?;
+    // `{ ... \n}`: the object stays open for the flows and the tail.
+    let open = text.strip_suffix(b"\n}").unwrap_or(&text);
+    out.write_all(open)?;
+    out.write_all(b",\n  \"flows\": [")
+}
+
+/// One flow of the array; `first` for the first one (no comma before it).
+pub fn write_flow(flow: &FlowRecord, first: bool, out: &mut impl Write) -> io::Result<()> {
+    let text = serde_json::to_vec_pretty(flow)?;
+    out.write_all(if first { b"\n    " } else { b",\n    " })?;
+    // JSON text has no raw line break inside a string: every one is between tokens, and the
+    // flow goes two levels deeper by each line's indent.
+    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
+        if i > 0 {
+            out.write_all(b"\n    ")?;
+        }
+        out.write_all(line)?;
+    }
+    Ok(())
+}
+
+/// The closing of the flows array (`any_flows`: whether one was written) and the tail.
+pub fn write_tail(report: &Report, any_flows: bool, out: &mut impl Write) -> io::Result<()> {
+    out.write_all(if any_flows { b"\n  ],\n" } else { b"],\n" })?;
+    let tail = Tail {
+        base_url: &report.base_url,
+        started_at: &report.started_at,
+        duration_ms: report.duration_ms,
+        verdict: report.verdict,
+        reasons: &report.reasons,
+        gate_reasons: &report.gate_reasons,
+        summary: &report.summary,
+        wait: &report.wait,
+        integrity: &report.integrity,
+        deployed_version: &report.deployed_version,
+        setup: &report.setup,
+        teardown: &report.teardown,
+        warnings: &report.warnings,
+        headline: &report.headline,
+        suite_digest: &report.suite_digest,
+        suite_files_digest: &report.suite_files_digest,
+        shard: &report.shard,
+        baseline: &report.baseline,
+        serve: &report.serve,
+    };
+    let text = serde_json::to_vec_pretty(&tail)?;
+    // `{\n  "base_url": ...}`: its fields continue the report's object.
+    let fields = text.strip_prefix(b"{\n").unwrap_or(&text);
+    out.write_all(fields)?;
+    out.write_all(b"\n")
+}
+
+/// The whole report, with every flow it holds.
+pub fn write_report(report: &Report, out: &mut impl Write) -> io::Result<()> {
+    write_head(&Head::of(report), out)?;
+    for (i, flow) in report.flows.iter().enumerate() {
+        write_flow(flow, i == 0, out)?;
+    }
+    write_tail(report, !report.flows.is_empty(), out)
+}
+
+/// Reads the flows written by [`write_flow`] back one at a time: `elements` is the text
+/// between the array's `[` and `]`. Memory holds one flow at a time.
+pub fn for_each_flow(
+    elements: impl Read,
+    each: &mut dyn FnMut(FlowRecord) -> io::Result<()>,
+) -> io::Result<()> {
+    let text = (&b"["[..]).chain(elements).chain(&b"]"[..]);
+    let reader = io::BufReader::with_capacity(64 * 1024, text);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut failed = None;
+    serde::Deserializer::deserialize_seq(
+        &mut de,
+        EachFlow {
+            each,
+            failed: &mut failed,
+        },
+    )
+    .map_err(|e| failed.take().unwrap_or_else(|| io::Error::other(e)))?;
+    de.end().map_err(io::Error::other)
+}
+
+/// Visits a sequence of flows, handing each to `each`; an error of `each` stops it.
+struct EachFlow<'a, 'f> {
+    each: &'a mut dyn FnMut(FlowRecord) -> io::Result<()>,
+    failed: &'f mut Option<io::Error>,
+}
+
+impl<'de> serde::de::Visitor<'de> for EachFlow<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of flows")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(flow) = seq.next_element::<FlowRecord>()? {
+            if let Err(e) = (self.each)(flow) {
+                let message = e.to_string();
+                *self.failed = Some(e);
+                return Err(serde::de::Error::custom(message));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::junit::tests::{flow, report};
+    use crate::report::{FlowOutcome, GateVerdict};
+
+    fn sample() -> Report {
+        let mut report = report(
+            vec![
+                flow("a", true, FlowOutcome::Passed, vec![]),
+                flow("b \"q\"\n", false, FlowOutcome::Warned, vec![]),
+            ],
+            GateVerdict::Fail,
+        );
+        report.suite_digest = Some("sha256:00".into());
+        report.reasons = vec!["flow 'x' failed".into()];
+        report
+    }
+
+    #[test]
+    fn written_in_parts_it_is_the_report_with_every_field() {
+        for report in [sample(), report(vec![], GateVerdict::Pass)] {
+            let mut text = Vec::new();
+            write_report(&report, &mut text).unwrap();
+            let read: Report = serde_json::from_slice(&text).unwrap();
+            assert_eq!(read, report);
+            // Every key the derived form writes, in the same nesting: none forgotten.
+            let parts: serde_json::Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(parts, serde_json::to_value(&report).unwrap());
+            // Pretty-printed as serde_json prints the whole, but for the order of the keys.
+            let pretty = serde_json::to_string_pretty(&report).unwrap();
+            assert_eq!(text.len(), pretty.len() + 1);
+        }
+    }
+
+    #[test]
+    fn flows_read_back_one_at_a_time() {
+        let report = sample();
+        let mut elements = Vec::new();
+        for (i, flow) in report.flows.iter().enumerate() {
+            write_flow(flow, i == 0, &mut elements).unwrap();
+        }
+        let mut read = Vec::new();
+        for_each_flow(&elements[..], &mut |f| {
+            read.push(f);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(read, report.flows);
+        let stop = for_each_flow(&elements[..], &mut |_| Err(io::Error::other("enough")));
+        assert_eq!(stop.unwrap_err().to_string(), "enough");
+        for_each_flow(&b""[..], &mut |_| panic!("no flow")).unwrap();
+        assert!(for_each_flow(&b"{\"x\": 1}"[..], &mut |_| Ok(())).is_err());
+    }
+}

@@ -1,0 +1,285 @@
+//! The reports' side of a run whose flows are streamed: each finished flow is masked and
+//! written to a [`Spool`] (the staged JSON report itself, after its head, or a hidden
+//! temporary file) at once, and only a bounded digest is kept for the reports rendered at the
+//! end: the engine keeps every flow that did not simply pass, and [`ReportStream`] adds the
+//! slowest passed flows the HTML waterfall draws.
+
+use super::json;
+use super::{FlowRecord, Masked};
+use crate::engine::{FlowResult, FlowSink};
+use crate::redact::Redactor;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Above this many flows, the HTML waterfall and the Markdown table leave out flows that
+/// simply passed (all but the slowest [`SLOWEST_PASSED`] for the waterfall).
+pub const FULL_LISTING: usize = 200;
+/// The passed flows the waterfall of a large run still draws, slowest first.
+pub const SLOWEST_PASSED: usize = 50;
+
+/// Written flows are flushed to the file once this much is pending, or once a second.
+const FLUSH_BYTES: usize = 64 * 1024;
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The flows of a run as the JSON report writes them (the elements of its `flows` array), in
+/// a file: the staged JSON report, or a temporary one that is unlinked at once.
+pub struct Spool {
+    file: File,
+    /// Where the elements begin (just after the `[`).
+    start: u64,
+    /// The end of the elements written to the file so far.
+    end: u64,
+    pending: Vec<u8>,
+    flows: usize,
+    flushed_at: Instant,
+    /// The first write that failed: every report made from the spool fails with it.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl Spool {
+    /// A spool inside `file` (opened for reading and writing), from `start` on.
+    pub fn at(file: File, start: u64) -> Spool {
+        Spool {
+            file,
+            start,
+            end: start,
+            pending: Vec::new(),
+            flows: 0,
+            flushed_at: Instant::now(),
+            failed: None,
+        }
+    }
+
+    /// A spool in a temporary file no other process can see: it is removed from its folder
+    /// as soon as it is open, so nothing is left behind whatever ends the process.
+    pub fn hidden() -> io::Result<Spool> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            ".preflight-flows.{}.{}.tmp",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(Spool::at(file, 0))
+    }
+
+    /// How many flows it holds.
+    pub fn flows(&self) -> usize {
+        self.flows
+    }
+
+    /// The end of its elements in its file: what follows (the tail) is written from there.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    fn push(&mut self, flow: &FlowRecord) {
+        if self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = json::write_flow(flow, self.flows == 0, &mut self.pending) {
+            self.fail(&e);
+            return;
+        }
+        self.flows += 1;
+        if self.pending.len() >= FLUSH_BYTES || self.flushed_at.elapsed() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Writes what is pending to the file.
+    pub fn flush(&mut self) {
+        if self.failed.is_some() || self.pending.is_empty() {
+            return;
+        }
+        match self.file.write_all_at(&self.pending, self.end) {
+            Ok(()) => self.end += self.pending.len() as u64,
+            Err(e) => self.fail(&e),
+        }
+        self.pending.clear();
+        self.flushed_at = Instant::now();
+    }
+
+    fn fail(&mut self, e: &io::Error) {
+        self.failed.get_or_insert((e.kind(), e.to_string()));
+    }
+
+    /// The first failure, again, for every report that needed the flows.
+    pub fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            Some((kind, message)) => Err(io::Error::new(*kind, message.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn elements(&self) -> impl Read + '_ {
+        Region {
+            file: &self.file,
+            at: self.start,
+            end: self.end,
+        }
+    }
+
+    /// Copies the elements, as written, to `out`.
+    pub fn copy_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        self.check()?;
+        io::copy(&mut self.elements(), out)?;
+        Ok(())
+    }
+
+    /// Reads the flows back one at a time.
+    pub fn for_each(&self, each: &mut dyn FnMut(FlowRecord) -> io::Result<()>) -> io::Result<()> {
+        self.check()?;
+        json::for_each_flow(self.elements(), each)
+    }
+
+    /// Forgets every flow.
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.end = self.start;
+        self.flows = 0;
+    }
+
+    /// Masks every flow once more with what `mask` knows now, in place: read back one at a
+    /// time into a hidden spool, then copied over the elements.
+    fn mask_again(&mut self, mask: &Redactor) -> io::Result<()> {
+        self.flush();
+        let mut again = Spool::hidden()?;
+        self.for_each(&mut |flow| {
+            again.push(&flow.masked_again(mask));
+            again.check()
+        })?;
+        again.flush();
+        again.check()?;
+        let mut at = self.start;
+        let mut buffer = vec![0; FLUSH_BYTES];
+        let mut from = again.elements();
+        loop {
+            let n = from.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            self.file.write_all_at(&buffer[..n], at)?;
+            at += n as u64;
+        }
+        self.end = at;
+        Ok(())
+    }
+}
+
+/// A byte range of a file, read without moving the file's own offset.
+struct Region<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for Region<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = (self.end - self.at).min(buf.len() as u64) as usize;
+        if left == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..left], self.at)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Takes the flows of a run as they finish: writes each, masked, to the spool (when a report
+/// lists every flow), and keeps the passed flows the reports rendered at the end still draw.
+pub struct ReportStream {
+    redactor: Arc<Redactor>,
+    spool: Option<Spool>,
+    /// Keep every flow whole (`--verbose` lists them all, `--baseline` compares every step,
+    /// a small run shows them all).
+    keep_all: bool,
+    kept: BTreeMap<usize, FlowResult>,
+    /// The slowest plainly passed flows, the fastest of them on top: (duration, later first).
+    slowest: BinaryHeap<Reverse<(u64, Reverse<usize>)>>,
+    /// How many secrets the redactor knew when the first flow was written.
+    known_at_first: Option<usize>,
+}
+
+impl ReportStream {
+    pub fn new(redactor: Arc<Redactor>, spool: Option<Spool>, keep_all: bool) -> ReportStream {
+        ReportStream {
+            redactor,
+            spool,
+            keep_all,
+            kept: BTreeMap::new(),
+            slowest: BinaryHeap::new(),
+            known_at_first: None,
+        }
+    }
+
+    /// Ends the stream: what is pending is written, and, if the run learned a secret after
+    /// the first flow was written, every flow is masked again with it. Returns the spool.
+    pub fn finish(&mut self) -> Option<Spool> {
+        let mut spool = self.spool.take()?;
+        spool.flush();
+        let learned = self
+            .known_at_first
+            .is_some_and(|known| self.redactor.known() > known);
+        if learned && let Err(e) = spool.mask_again(&self.redactor) {
+            spool.fail(&e);
+        }
+        Some(spool)
+    }
+
+    fn keep_if_slowest(&mut self, index: usize, flow: &FlowResult) {
+        self.slowest
+            .push(Reverse((flow.duration_ms, Reverse(index))));
+        self.kept.insert(index, flow.clone());
+        if self.slowest.len() > SLOWEST_PASSED
+            && let Some(Reverse((_, Reverse(dropped)))) = self.slowest.pop()
+        {
+            self.kept.remove(&dropped);
+        }
+    }
+}
+
+impl FlowSink for ReportStream {
+    fn flow(&mut self, index: usize, flow: &FlowResult) {
+        // Counted before masking: a secret learned from now on is seen to be new at the end.
+        self.known_at_first
+            .get_or_insert_with(|| self.redactor.known());
+        let record = flow.masked(&*self.redactor);
+        if let Some(spool) = &mut self.spool {
+            spool.push(&record);
+        }
+        if flow.is_notable() {
+            // The engine keeps it.
+        } else if self.keep_all {
+            self.kept.insert(index, flow.clone());
+        } else if record.is_plain_pass() {
+            self.keep_if_slowest(index, flow);
+        }
+    }
+
+    fn kept(&mut self) -> Vec<(usize, FlowResult)> {
+        std::mem::take(&mut self.kept).into_iter().collect()
+    }
+
+    fn restart(&mut self) {
+        if let Some(spool) = &mut self.spool {
+            spool.clear();
+        }
+        self.kept.clear();
+        self.slowest.clear();
+    }
+}

@@ -1,0 +1,274 @@
+//! The JSON report is written while the run goes on: each flow as soon as it and every flow
+//! before it finished, into the report's temporary file beside the destination, which is
+//! renamed into place when the report is complete. Checked through the real binary against a
+//! loopback server that holds chosen requests until the test lets them go, so that the run is
+//! known to be still going while the file is read. No sleep decides anything, and nothing
+//! is timed.
+
+mod binary;
+mod hermetic;
+
+use binary::{process, read_json, suite};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const FLOWS: usize = 20_000;
+
+/// A keep-alive HTTP/1.1 server on 127.0.0.1 that answers `{"ok": true}` at once, except to
+/// the held paths, which wait until their gate is opened.
+struct Staging {
+    url: String,
+    gates: HashMap<String, watch::Sender<bool>>,
+}
+
+impl Staging {
+    async fn start(held: &[&str]) -> Staging {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut gates = HashMap::new();
+        let mut waits = HashMap::new();
+        for path in held {
+            let (open, wait) = watch::channel(false);
+            gates.insert(path.to_string(), open);
+            waits.insert(path.to_string(), wait);
+        }
+        let waits = Arc::new(waits);
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, waits.clone()));
+            }
+        });
+        Staging { url, gates }
+    }
+
+    fn open(&self, path: &str) {
+        self.gates[path].send_replace(true);
+    }
+}
+
+/// Answers the requests of one connection (GETs without a body) one after another.
+async fn serve(
+    mut socket: tokio::net::TcpStream,
+    waits: Arc<HashMap<String, watch::Receiver<bool>>>,
+) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+        buffer.drain(..end + 4);
+        let path = head.split(' ').nth(1).unwrap_or("").to_string();
+        if let Some(wait) = waits.get(&path) {
+            let mut wait = wait.clone();
+            let _ = wait.wait_for(|open| *open).await;
+        }
+        let body = br#"{"ok": true}"#;
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let written = async {
+            socket.write_all(response.as_bytes()).await?;
+            socket.write_all(body).await
+        };
+        if written.await.is_err() {
+            return;
+        }
+    }
+}
+
+fn probe(i: usize) -> String {
+    format!("[[step]]\npath = \"/probe/{i}\"\n\n[step.expect]\nstatus = 200\n")
+}
+
+/// The report's temporary file in `dir`, once it exists.
+fn staged_file(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.find_map(|entry| {
+        let name = entry.ok()?.file_name().to_string_lossy().into_owned();
+        (name.starts_with(".report.json.") && name.ends_with(".tmp")).then(|| dir.join(name))
+    })
+}
+
+/// Polls (without deciding anything by time) until `ready` holds; gives up after a generous
+/// bound, so that a broken build fails instead of hanging.
+async fn until<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let give_up = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(Instant::now() < give_up, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The flows in the partial text of a report: each flow object starts at this depth.
+fn flows_in(text: &str) -> usize {
+    text.matches("\n    {\n      \"name\": \"probe-").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_report_grows_while_the_run_goes_on_and_equals_one_rendered_at_the_end() {
+    let middle = format!("/probe/{}", FLOWS / 2);
+    let last = format!("/probe/{}", FLOWS - 1);
+    let staging = Staging::start(&[&middle, &last]).await;
+    let names: Vec<(String, String)> = (0..FLOWS)
+        .map(|i| (format!("probe-{i:05}.toml"), probe(i)))
+        .collect();
+    let flows: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let settings = "concurrency = 64\ntimeout = \"10m\"\ndeadline = \"20m\"\n";
+    let dir = suite(&staging.url, settings, &flows);
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("report.json");
+    let mut child = process()
+        .args(["run", "--no-progress", "--quiet", "--json"])
+        .arg(&report)
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // The flow in the middle is held: the flows before it are in the file, none after it.
+    let staged = until("the report's temporary file", || staged_file(out.path())).await;
+    let first = until("the flows before the held one, written", || {
+        let text = std::fs::read_to_string(&staged).ok()?;
+        (flows_in(&text) >= FLOWS / 2 - 200).then_some(text)
+    })
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is still going"
+    );
+    assert!(
+        !report.exists(),
+        "the destination appears only when complete"
+    );
+    assert!(first.starts_with("{\n  \"schema\": 1,\n  \"tool\": \"preflight\""));
+    assert!(flows_in(&first) <= FLOWS / 2, "no flow after the held one");
+
+    // Let it go: the file grows up to the last flow, which is held in turn.
+    staging.open(&middle);
+    let second = until("the flows up to the last one, written", || {
+        let text = std::fs::read_to_string(&staged).ok()?;
+        (flows_in(&text) >= FLOWS - 200).then_some(text)
+    })
+    .await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run is still going"
+    );
+    assert!(second.len() > first.len(), "the file grew");
+    assert!(
+        second.starts_with(&first),
+        "what was written stays as written"
+    );
+
+    staging.open(&last);
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!staged.exists(), "the temporary file became the report");
+    let streamed = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        streamed.starts_with(&second),
+        "the final report continues the same text"
+    );
+
+    // The same report rendered at the end, whole, from what was read back.
+    let rendered = out.path().join("rendered.json");
+    let done = process()
+        .arg("report")
+        .arg(&report)
+        .arg("--json")
+        .arg(&rendered)
+        .status()
+        .unwrap();
+    assert!(done.success());
+    let (a, b) = (read_json(&report), read_json(&rendered));
+    let (a_flows, b_flows) = (
+        a["flows"].as_array().unwrap(),
+        b["flows"].as_array().unwrap(),
+    );
+    assert_eq!(a_flows.len(), FLOWS);
+    for (i, (x, y)) in a_flows.iter().zip(b_flows).enumerate() {
+        assert_eq!(x, y, "flow {i}");
+        assert_eq!(x["name"], format!("probe-{i:05}"), "path order");
+    }
+    assert_eq!(a, b);
+    assert_eq!(streamed, std::fs::read_to_string(&rendered).unwrap());
+    assert_eq!(a["verdict"], "pass");
+    assert_eq!(a["summary"]["passed"], FLOWS);
+}
+
+/// A flow written before a later flow captured a secret is masked again with it: the value
+/// shown by the first flow (a failed assertion's actual, its body excerpt) never reaches a
+/// report, though it was not known to be secret when that flow was written.
+#[tokio::test]
+async fn a_secret_learned_after_a_flow_was_written_is_masked_in_it_too() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let token = "tok-5f1e0c9a7b3d";
+    let server = MockServer::start().await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "token": token })),
+        )
+        .mount(&server)
+        .await;
+    // One at a time: the first flow is written before the second one starts.
+    let shown = "[[step]]\nname = \"show\"\npath = \"/token\"\n[step.expect.json]\n\"$.token\" = \"other\"\n";
+    let login = "[[step]]\nname = \"login\"\npath = \"/token\"\ncapture = { t = { json = \"$.token\", secret = true } }\n";
+    let dir = suite(
+        &server.uri(),
+        "concurrency = 1\n",
+        &[("a-shown.toml", shown), ("b-login.toml", login)],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let (json, junit) = (out.path().join("r.json"), out.path().join("r.xml"));
+    let status = process()
+        .args(["run", "--no-progress", "--quiet", "--json"])
+        .arg(&json)
+        .arg("--junit")
+        .arg(&junit)
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "the first flow fails");
+    let report = read_json(&json);
+    let assertions = report["flows"][0]["steps"][0]["assertions"]
+        .as_array()
+        .unwrap();
+    let token_check = assertions
+        .iter()
+        .find(|a| a["subject"] == "$.token")
+        .unwrap();
+    assert_eq!(
+        token_check["actual"], "***",
+        "masked though written before it was known"
+    );
+    for file in [&json, &junit] {
+        let text = std::fs::read_to_string(file).unwrap();
+        for form in binary::forms(token) {
+            assert!(
+                !text.contains(&form),
+                "{} shows the secret:\n{text}",
+                file.display()
+            );
+        }
+    }
+}

@@ -1514,25 +1514,20 @@ fn merge(args: &MergeArgs) -> ExitCode {
         eprintln!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }
-    let mut shards = Vec::new();
-    for path in &args.reports {
-        match crate::merge::read(path) {
-            Ok(shard) => shards.push(shard),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
+    let merged = match crate::merge::merge_files(&args.reports) {
+        Ok(merged) => merged,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_INVALID);
         }
-    }
-    let merged = crate::merge::merge(&shards);
-    drop(shards);
+    };
     let build = |verdict: &Verdict| merged.report(verdict);
     finish(
         &args.out,
         detail(args.quiet, args.verbose),
         merged.verdict.clone(),
         &build,
-        AllFlows::InReport,
+        AllFlows::Spooled(&merged.flows),
         None,
     )
 }

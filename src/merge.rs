@@ -6,15 +6,17 @@
 //! [`RunResult`] rebuilt from the records, so `[gate]` limits apply to the total.
 
 use crate::engine::result::{Attempt, WaitResult};
-use crate::engine::{self, FlowResult, RunResult, StepResult, Stop};
+use crate::engine::{self, FlowResult, FlowTally, RunResult, StepResult, Stop};
 use crate::integrity::{IntegrityResult, VersionResult};
+use crate::report::stream::Spool;
 use crate::report::{
     FlowOutcome, FlowRecord, GateVerdict, Phase, Report, ReportFileError, StepOutcome, StepRecord,
     Warning, WarningKind,
 };
+use crate::report::{Masked, json};
 use crate::suite::GatePolicy;
 use crate::verdict::{Reason, Verdict, judge};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Input that cannot be merged at all: exit 2, naming the file.
@@ -30,6 +32,8 @@ pub enum InputError {
     NotAReport { path: PathBuf, why: String },
     #[error("{path} is not a shard report (it has no `shard`): run each part with --shard K/N")]
     NotAShard { path: PathBuf },
+    #[error("cannot write the merged flows to a temporary file: {0}")]
+    Spool(#[source] std::io::Error),
 }
 
 /// Why the shards do not make up one whole run: each one fails the merged verdict.
@@ -89,15 +93,22 @@ pub enum Problem {
     FlowUnknown { flow: String, shard: usize },
 }
 
-/// One shard report, read and checked for shape.
+/// One shard report, read and checked for shape: every field but its flows, which
+/// [`merge`] reads from the file one at a time.
 pub struct ShardReport {
     pub path: PathBuf,
     pub report: Report,
+    /// Whether its selection is the first shard's (the selection itself, every flow's name,
+    /// is kept of the first shard only).
+    pub same_selection: bool,
 }
 
 /// The whole, judged.
 pub struct Merged {
+    /// The flows kept whole (every one that did not simply pass), and the tally of all.
     pub result: RunResult,
+    /// Every flow of the whole, in the order of the selection.
+    pub flows: Spool,
     pub verdict: Verdict,
     pub suite: String,
     pub base_url: Option<String>,
@@ -165,14 +176,26 @@ pub fn read_report(path: &Path) -> Result<Report, InputError> {
     })
 }
 
-/// Reads one report file; anything that is not a schema-1 preflight shard report is an
-/// [`InputError`].
-pub fn read(path: &Path) -> Result<ShardReport, InputError> {
+/// Reads one report file but its flows; anything that is not a schema-1 preflight shard
+/// report is an [`InputError`]. `first`: the first shard read, whose selection this one's is
+/// compared with (and then dropped: one copy of every flow's name is enough).
+fn read(path: &Path, first: Option<&ShardReport>) -> Result<ShardReport, InputError> {
     let not_a_report = |why: String| InputError::NotAReport {
         path: path.to_path_buf(),
         why,
     };
-    let report = read_report(path)?;
+    let unreadable = |source| InputError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = crate::fs::read::open_regular(path).map_err(unreadable)?;
+    let mut report = json::read_frame(file).map_err(not_a_report)?;
+    if report.schema != 1 || report.tool != "preflight" {
+        return Err(not_a_report(format!(
+            "schema {} of tool `{}`",
+            report.schema, report.tool
+        )));
+    }
     let Some(shard) = &report.shard else {
         return Err(InputError::NotAShard {
             path: path.to_path_buf(),
@@ -192,22 +215,59 @@ pub fn read(path: &Path) -> Result<ShardReport, InputError> {
             shard.selected.len()
         )));
     }
+    let first_selection = first
+        .and_then(|f| f.report.shard.as_ref())
+        .map(|s| &s.selected);
+    let same_selection = first_selection.is_none_or(|selected| *selected == shard.selected);
+    if first.is_some()
+        && let Some(shard) = &mut report.shard
+    {
+        shard.selected = Vec::new();
+    }
     Ok(ShardReport {
         path: path.to_path_buf(),
         report,
+        same_selection,
     })
 }
 
-/// Joins the shards (at least one) into one run and judges it.
-pub fn merge(shards: &[ShardReport]) -> Merged {
+/// Reads the shard reports at `paths` (at least one) and joins them into one run, judged.
+/// Each report's flows are read, one at a time, on a thread of its own while the reports'
+/// other fields are read and checked here; what is kept of the flows is bounded as in a run
+/// (see `report::stream`). The first file that is no shard report is the error.
+pub fn merge_files(paths: &[PathBuf]) -> Result<Merged, InputError> {
+    std::thread::scope(|scope| {
+        let reading: Vec<_> = paths
+            .iter()
+            .map(|path| scope.spawn(move || shard_flows(path)))
+            .collect();
+        let mut shards: Vec<ShardReport> = Vec::new();
+        for path in paths {
+            let shard = read(path, shards.first())?;
+            shards.push(shard);
+        }
+        let mut parts = Vec::new();
+        for thread in reading {
+            parts.push(thread.join().unwrap_or_else(|_| {
+                Err(InputError::Spool(std::io::Error::other(
+                    "reading a shard's flows failed (a thread panicked)",
+                )))
+            })?);
+        }
+        merge(&shards, parts)
+    })
+}
+
+/// Joins the shards (at least one) and their flows into one run and judges it.
+fn merge(shards: &[ShardReport], parts: Vec<ShardFlows>) -> Result<Merged, InputError> {
     let mut problems = consistency(shards);
     let first = &shards[0].report;
     let info = first
         .shard
         .as_ref()
         .expect("read() keeps shard reports only");
-    let (flows, flow_problems) = join_flows(shards, &info.selected, info.count);
-    problems.extend(flow_problems);
+    let joined = join_flows(shards, parts, &info.selected, info.count)?;
+    problems.extend(joined.problems);
     let reports: Vec<&Report> = shards.iter().map(|s| &s.report).collect();
     let result = RunResult {
         started_at: reports
@@ -217,8 +277,8 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
             .unwrap_or_default(),
         duration_ms: reports.iter().map(|r| r.duration_ms).max().unwrap_or(0),
         setup: worst_steps(reports.iter().map(|r| &r.setup)),
-        flows: flows.iter().map(flow_result).collect(),
-        streamed: None,
+        flows: joined.kept,
+        streamed: Some(joined.tally),
         stopped: reports
             .iter()
             .filter_map(|r| r.shard.as_ref()?.deadline_exceeded_ms)
@@ -261,8 +321,9 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
         let reasons = problems.iter().map(|p| Reason::Merge(p.to_string()));
         Verdict::Failed(reasons.chain(judged.reasons().iter().cloned()).collect())
     };
-    Merged {
+    Ok(Merged {
         contract_warnings: contract_warnings(&reports),
+        flows: joined.flows,
         result,
         verdict,
         suite: first.suite.clone(),
@@ -273,7 +334,7 @@ pub fn merge(shards: &[ShardReport]) -> Merged {
             .all(|s| s.report.suite_files_digest == first.suite_files_digest)
             .then(|| first.suite_files_digest.clone())
             .flatten(),
-    }
+    })
 }
 
 /// Every shard once, of one count, one digest, one selection and policy, none aborted.
@@ -300,7 +361,7 @@ fn consistency(shards: &[ShardReport]) -> Vec<Problem> {
                 found: shown(&shard.report.suite_digest),
                 expected: shown(&first.report.suite_digest),
             });
-        } else if this.selected != info.selected || this.gate != info.gate {
+        } else if !shard.same_selection || this.gate != info.gate {
             problems.push(Problem::PlanDiffers {
                 file: name(shard),
                 first: name(first),
@@ -350,57 +411,159 @@ fn shown(digest: &Option<String>) -> String {
     digest.clone().unwrap_or_else(|| "<none>".into())
 }
 
+/// The flows of the shards joined: every flow in the order of the selection, the ones kept
+/// whole, the tally of all, and what is wrong with them.
+struct Joined {
+    flows: Spool,
+    kept: Vec<FlowResult>,
+    tally: FlowTally,
+    problems: Vec<Problem>,
+}
+
+/// One shard's flows, read into a hidden spool: each one's name and where its text is, the
+/// tally of all of them, and the ones that did not simply pass, whole (by their place in the
+/// shard).
+struct ShardFlows {
+    spool: Spool,
+    flows: Vec<(String, (u64, u64))>,
+    tally: FlowTally,
+    notable: Vec<(usize, FlowResult)>,
+}
+
+/// Reads the flows of one shard report, one at a time.
+fn shard_flows(path: &Path) -> Result<ShardFlows, InputError> {
+    let mut spool = Spool::hidden().map_err(InputError::Spool)?;
+    let (mut flows, mut tally, mut notable) = (Vec::new(), FlowTally::default(), Vec::new());
+    let mut take = |flow: FlowRecord| -> std::io::Result<()> {
+        // Written as a run's report writes a flow: from the engine's form of it.
+        let result = flow_result(&flow);
+        let range = spool.add(&result.masked(&crate::redact::NoMask))?;
+        tally.add(&result);
+        if result.is_notable() {
+            notable.push((flows.len(), result));
+        }
+        flows.push((flow.name, range));
+        Ok(())
+    };
+    let file = crate::fs::read::open_regular(path).map_err(|source| InputError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    json::read_flows(file, &mut take).map_err(|e| InputError::NotAReport {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })?;
+    spool.flush();
+    Ok(ShardFlows {
+        spool,
+        flows,
+        tally,
+        notable,
+    })
+}
+
 /// The flows of every shard in the order of the selection, each once; a flow reported twice,
-/// by a shard that does not own it, by none, or outside the selection is a problem.
+/// by a shard that does not own it, by none, or outside the selection is a problem. Each
+/// shard's flows are read (in parallel) one at a time into a hidden file, then copied in the
+/// selection's order.
 fn join_flows(
     shards: &[ShardReport],
+    mut parts: Vec<ShardFlows>,
     selected: &[String],
     count: usize,
-) -> (Vec<FlowRecord>, Vec<Problem>) {
-    let sorted = crate::shard::sorted_names(selected.iter().map(String::as_str));
-    let owners: BTreeMap<&str, usize> = sorted
+) -> Result<Joined, InputError> {
+    let position: HashMap<&str, usize> = selected
         .iter()
         .enumerate()
-        .map(|(i, name)| (*name, crate::shard::owner(i, count)))
+        .map(|(i, name)| (name.as_str(), i))
         .collect();
+    let mut owner = vec![0; selected.len()];
+    let sorted = crate::shard::sorted_names(selected.iter().map(String::as_str));
+    for (i, name) in sorted.iter().enumerate() {
+        owner[position[name]] = crate::shard::owner(i, count);
+    }
+    // Where each selected flow was found: (shard, where its text is in that shard's spool).
+    let mut found: Vec<Option<(usize, (u64, u64))>> = vec![None; selected.len()];
     let mut problems = Vec::new();
-    let mut found: BTreeMap<&str, (usize, &FlowRecord)> = BTreeMap::new();
-    for shard in shards {
-        let index = shard.report.shard.as_ref().map_or(0, |s| s.index);
-        for flow in &shard.report.flows {
-            let Some(owner) = owners.get(flow.name.as_str()) else {
+    let mut kept: Vec<(usize, FlowResult)> = Vec::new();
+    let mut tally = FlowTally::default();
+    for (k, part) in parts.iter_mut().enumerate() {
+        let index = shard_index(&shards[k]);
+        // The shard's flows that are not part of the whole, by their place in the shard.
+        let mut left_out = std::collections::BTreeSet::new();
+        for (i, (name, range)) in part.flows.iter().enumerate() {
+            let Some(&at) = position.get(name.as_str()) else {
                 problems.push(Problem::FlowUnknown {
-                    flow: flow.name.clone(),
+                    flow: name.clone(),
                     shard: index,
                 });
+                left_out.insert(i);
                 continue;
             };
-            if *owner != index {
+            if owner[at] != index {
                 problems.push(Problem::FlowMisplaced {
-                    flow: flow.name.clone(),
+                    flow: name.clone(),
                     found: index,
-                    owner: *owner,
+                    owner: owner[at],
                 });
             }
-            if let Some((first, _)) = found.get(flow.name.as_str()) {
+            if let Some((first, _)) = found[at] {
                 problems.push(Problem::FlowTwice {
-                    flow: flow.name.clone(),
-                    first: *first,
+                    flow: name.clone(),
+                    first: shard_index(&shards[first]),
                     second: index,
                 });
-            } else {
-                found.insert(&flow.name, (index, flow));
+                left_out.insert(i);
+                continue;
+            }
+            found[at] = Some((k, *range));
+        }
+        let place = |i: usize| position[part.flows[i].0.as_str()];
+        let notable = std::mem::take(&mut part.notable);
+        kept.extend(
+            notable
+                .into_iter()
+                .filter(|(i, _)| !left_out.contains(i))
+                .map(|(i, flow)| (place(i), flow)),
+        );
+        if left_out.is_empty() {
+            tally.merge(std::mem::take(&mut part.tally));
+        } else {
+            // Counted again without the flows left out: rare, and only for broken inputs.
+            for i in (0..part.flows.len()).filter(|i| !left_out.contains(i)) {
+                let text = part
+                    .spool
+                    .text(part.flows[i].1)
+                    .map_err(InputError::Spool)?;
+                let flow: FlowRecord = serde_json::from_slice(&text)
+                    .map_err(|e| InputError::Spool(std::io::Error::other(e)))?;
+                tally.add(&flow_result(&flow));
             }
         }
     }
-    let mut flows = Vec::new();
-    for name in selected {
-        match found.get(name.as_str()) {
-            Some((_, flow)) => flows.push((*flow).clone()),
+    let mut flows = Spool::hidden().map_err(InputError::Spool)?;
+    for (at, name) in selected.iter().enumerate() {
+        match found[at] {
+            Some((k, range)) => {
+                let text = parts[k].spool.text(range).map_err(InputError::Spool)?;
+                flows.add_text(&text).map_err(InputError::Spool)?;
+            }
             None => problems.push(Problem::FlowMissing { flow: name.clone() }),
         }
     }
-    (flows, problems)
+    flows.flush();
+    flows.check().map_err(InputError::Spool)?;
+    kept.sort_by_key(|(at, _)| *at);
+    Ok(Joined {
+        flows,
+        kept: kept.into_iter().map(|(_, flow)| flow).collect(),
+        tally,
+        problems,
+    })
+}
+
+fn shard_index(shard: &ShardReport) -> usize {
+    shard.report.shard.as_ref().map_or(0, |s| s.index)
 }
 
 /// The steps of the shard whose run of them went worst: a failure seen by one shard, or a

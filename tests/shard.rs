@@ -381,6 +381,9 @@ async fn merge_fails_closed_on_every_broken_set_of_shards() {
     merge(&set, out2.path()).await;
     let merged = read_json(&out2.path().join("merged.json"));
     assert_eq!(names(&merged).iter().filter(|n| **n == name).count(), 1);
+    // The copy left out is not counted either.
+    assert_eq!(merged["summary"]["flows"], 4);
+    assert_eq!(merged["summary"]["passed"], 4);
 
     // A flow dropped from its shard's report.
     let dropped = edit(&paths[2], &dir.join("dropped.json"), |r| {

@@ -308,6 +308,30 @@ impl FlowTally {
         tally
     }
 
+    /// Adds the tally of other flows (counted apart, in parallel: only the `[openapi]` notes
+    /// depend on the order, and they follow this tally's).
+    pub fn merge(&mut self, other: FlowTally) {
+        self.total += other.total;
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.warned += other.warned;
+        self.skipped += other.skipped;
+        self.flaky += other.flaky;
+        for (ms, count) in other.latencies.counts {
+            *self.latencies.counts.entry(ms).or_default() += count;
+            self.latencies.total += count;
+        }
+        self.last_step_end_ms = self.last_step_end_ms.max(other.last_step_end_ms);
+        for (flow, step, note) in other.contract_notes {
+            if let ContractNote::Undocumented(operation) = &note
+                && !self.undocumented.insert(operation.clone())
+            {
+                continue;
+            }
+            self.contract_notes.push((flow, step, note));
+        }
+    }
+
     /// Counts one more flow (the flows come in path order).
     pub fn add(&mut self, flow: &FlowResult) {
         self.total += 1;

@@ -186,6 +186,101 @@ impl<'de> serde::de::Visitor<'de> for EachFlow<'_, '_> {
     }
 }
 
+/// Reads a report's fields but its flows, which are skipped unread (`flows` comes back
+/// empty): what `merge` checks before it reads any flow.
+pub fn read_frame(reader: impl Read) -> Result<Report, String> {
+    let mut failed = None;
+    let parts = read_parts(reader, None, &mut failed).map_err(|e| e.to_string())?;
+    serde_json::from_value(serde_json::Value::Object(parts)).map_err(|e| e.to_string())
+}
+
+/// Reads only the flows of a report, one at a time, in the order written.
+pub fn read_flows(
+    reader: impl Read,
+    each: &mut dyn FnMut(FlowRecord) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut failed = None;
+    match read_parts(reader, Some(each), &mut failed) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(failed.take().unwrap_or_else(|| io::Error::other(e))),
+    }
+}
+
+/// One pass over a report's object: with `each`, its flows go there and the rest is skipped;
+/// without, the flows are skipped and the rest is returned (`flows` as `[]`).
+fn read_parts(
+    reader: impl Read,
+    each: Option<&mut dyn FnMut(FlowRecord) -> io::Result<()>>,
+    failed: &mut Option<io::Error>,
+) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
+    let reader = io::BufReader::with_capacity(64 * 1024, reader);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let parts = serde::Deserializer::deserialize_map(&mut de, Parts { each, failed })?;
+    de.end()?;
+    Ok(parts)
+}
+
+struct Parts<'a, 'f> {
+    each: Option<&'a mut dyn FnMut(FlowRecord) -> io::Result<()>>,
+    failed: &'f mut Option<io::Error>,
+}
+
+impl<'de> serde::de::Visitor<'de> for Parts<'_, '_> {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a preflight report")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        mut self,
+        mut map: A,
+    ) -> Result<Self::Value, A::Error> {
+        use serde::de::{Error, IgnoredAny};
+        let mut parts = serde_json::Map::new();
+        let mut flows_seen = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "flows" {
+                if std::mem::replace(&mut flows_seen, true) {
+                    return Err(A::Error::duplicate_field("flows"));
+                }
+                match self.each.as_deref_mut() {
+                    Some(each) => map.next_value_seed(FlowsSeed {
+                        each,
+                        failed: &mut *self.failed,
+                    })?,
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                        parts.insert(key, serde_json::Value::Array(Vec::new()));
+                    }
+                }
+            } else if self.each.is_some() {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let value = map.next_value()?;
+                parts.insert(key, value);
+            }
+        }
+        Ok(parts)
+    }
+}
+
+struct FlowsSeed<'a, 'f> {
+    each: &'a mut dyn FnMut(FlowRecord) -> io::Result<()>,
+    failed: &'f mut Option<io::Error>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for FlowsSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(EachFlow {
+            each: self.each,
+            failed: self.failed,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +333,26 @@ mod tests {
         let stop = for_each_flow(&elements[..], &mut |_| Err(io::Error::other("enough")));
         assert_eq!(stop.unwrap_err().to_string(), "enough");
         for_each_flow(&b""[..], &mut |_| panic!("no flow")).unwrap();
+        // Within a whole report: the flows alone, or everything but them.
+        let mut whole = Vec::new();
+        write_report(&report, &mut whole).unwrap();
+        let mut again = Vec::new();
+        read_flows(&whole[..], &mut |f| {
+            again.push(f);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(again, report.flows);
+        let frame = read_frame(&whole[..]).unwrap();
+        assert_eq!(
+            frame,
+            Report {
+                flows: vec![],
+                ..report.clone()
+            }
+        );
+        let twice = b"{\"flows\": [], \"flows\": []}";
+        assert!(read_flows(&twice[..], &mut |_| Ok(())).is_err());
         assert!(for_each_flow(&b"{\"x\": 1}"[..], &mut |_| Ok(())).is_err());
     }
 }

@@ -252,11 +252,15 @@ pub enum ReportFileError {
 
 impl Report {
     /// Reads back a JSON report this tool wrote: a regular file, JSON of schema 1 of
-    /// preflight. `merge`, `--baseline` and `serve --state-dir` read them.
+    /// preflight. `preflight report`, `--baseline` and `serve --state-dir` read them (`merge`
+    /// reads a shard report's flows one at a time instead).
     pub fn read(path: &std::path::Path) -> Result<Report, ReportFileError> {
-        let text = crate::fs::read::read_regular_text(path)?;
-        let report: Report =
-            serde_json::from_str(&text).map_err(|e| ReportFileError::NotAReport(e.to_string()))?;
+        // Read as a stream, with no size limit: a report of many flows can be larger than
+        // any file a suite names, and is never held whole as text.
+        let file = crate::fs::read::open_regular(path)?;
+        let reader = std::io::BufReader::with_capacity(64 * 1024, file);
+        let report: Report = serde_json::from_reader(reader)
+            .map_err(|e| ReportFileError::NotAReport(e.to_string()))?;
         if report.schema != 1 || report.tool != "preflight" {
             return Err(ReportFileError::NotAReport(format!(
                 "schema {} of tool `{}`",

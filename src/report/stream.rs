@@ -85,13 +85,51 @@ impl Spool {
     }
 
     fn push(&mut self, flow: &FlowRecord) {
-        if self.failed.is_some() {
-            return;
-        }
-        if let Err(e) = json::write_flow(flow, self.flows == 0, &mut self.pending) {
+        if self.failed.is_none()
+            && let Err(e) = self.add(flow)
+        {
             self.fail(&e);
-            return;
         }
+    }
+
+    /// Writes one more flow; returns where its text (after the comma and line break that
+    /// separate it from the one before) lies among the elements, for [`Spool::text`].
+    pub fn add(&mut self, flow: &FlowRecord) -> io::Result<(u64, u64)> {
+        self.check()?;
+        let before = self.pending.len();
+        json::write_flow(flow, self.flows == 0, &mut self.pending)?;
+        let separator = if self.flows == 0 { 5 } else { 6 };
+        let start = self.end + (before + separator) as u64;
+        let end = self.end + self.pending.len() as u64;
+        self.written();
+        Ok((start, end))
+    }
+
+    /// Writes one more flow as the text [`Spool::add`] wrote for it (in this or another
+    /// spool).
+    pub fn add_text(&mut self, text: &[u8]) -> io::Result<()> {
+        self.check()?;
+        let separator: &[u8] = if self.flows == 0 {
+            b"\n    "
+        } else {
+            b",\n    "
+        };
+        self.pending.extend_from_slice(separator);
+        self.pending.extend_from_slice(text);
+        self.written();
+        self.check()
+    }
+
+    /// The text of one flow, as [`Spool::add`] placed it.
+    pub fn text(&mut self, (start, end): (u64, u64)) -> io::Result<Vec<u8>> {
+        self.flush();
+        self.check()?;
+        let mut text = vec![0; (end - start) as usize];
+        self.file.read_exact_at(&mut text, start)?;
+        Ok(text)
+    }
+
+    fn written(&mut self) {
         self.flows += 1;
         if self.pending.len() >= FLUSH_BYTES || self.flushed_at.elapsed() >= FLUSH_EVERY {
             self.flush();

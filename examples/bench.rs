@@ -1227,6 +1227,9 @@ struct Options {
     only: Vec<String>,
     timer: TimerKind,
     bin: PathBuf,
+    /// `--before PATH`: the binary before a change, measured first in the same run, for the
+    /// before/after table.
+    before: Option<PathBuf>,
     keep: bool,
     settle: Duration,
     /// `--serve SECS`: only run the target server (for profiling), then exit.
@@ -1243,6 +1246,7 @@ fn parse_args() -> Options {
         only: SCENARIOS.map(String::from).to_vec(),
         timer: TimerKind::Precise,
         bin: default_bin(),
+        before: None,
         keep: false,
         settle: Duration::from_secs(5),
         serve: None,
@@ -1282,6 +1286,7 @@ fn parse_args() -> Options {
                 }
             }
             "--bin" => opts.bin = PathBuf::from(value()),
+            "--before" => opts.before = Some(PathBuf::from(value())),
             "--keep" => opts.keep = true,
             "--settle" => {
                 opts.settle = value()
@@ -1325,7 +1330,7 @@ fn usage(problem: &str) -> ! {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: bench [--runs N] [--only 1,2,3,4,5,6,7,8,p] [--timer precise|tokio] [--bin PATH] [--keep] [--settle SECS]\n\
+        "usage: bench [--runs N] [--only 1,2,3,4,5,6,7,8,p] [--timer precise|tokio] [--bin PATH] [--before PATH] [--keep] [--settle SECS]\n\
          \x20      bench --serve SECS [--latency MS] [--timer precise|tokio]   (the target alone, for profiling)\n\
          \x20      bench --generate DIR [--port P]                             (the suites alone)"
     );
@@ -1403,99 +1408,26 @@ fn spawn_helper(args: &[std::ffi::OsString]) -> ! {
     std::process::exit(0)
 }
 
-fn main() {
-    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if raw.get(1).is_some_and(|a| a == "__spawn") {
-        spawn_helper(&raw[2..]);
-    }
-    let opts = parse_args();
-    if let Some(dir) = &opts.generate {
-        for (name, flows, concurrency, shape) in SUITES {
-            write_suite(&dir.join(name), opts.port, flows, concurrency, shape);
-        }
-        eprintln!(
-            "suites written to {} (base_url port {})",
-            dir.display(),
-            opts.port
-        );
-        return;
-    }
-    if let Some(secs) = opts.serve {
-        let rt = tokio::runtime::Runtime::new().expect("runtime");
-        rt.block_on(async {
-            let server = Server::start(opts.timer).await;
-            server.set_latency(opts.latency);
-            println!("http://127.0.0.1:{}", server.port);
-            eprintln!(
-                "serving for {} s, latency {} ms, timer {:?}",
-                secs.as_secs(),
-                opts.latency.as_millis(),
-                opts.timer
-            );
-            tokio::time::sleep(secs).await;
-            eprintln!(
-                "served {} requests",
-                server.stats.requests.load(Ordering::SeqCst)
-            );
-        });
-        return;
-    }
-    if !opts.bin.exists() {
-        eprintln!(
-            "error: {} not found: run `cargo build --release` first (or pass --bin)",
-            opts.bin.display()
-        );
-        std::process::exit(2);
-    }
-    warn_if_stale(&opts.bin);
-    let _ = SETTLE.set(opts.settle);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let server = rt.block_on(Server::start(opts.timer));
-    let tmp = tempfile::Builder::new()
-        .prefix("preflight-bench-")
-        .tempdir()
-        .expect("temp dir");
-    let root = tmp.path().to_path_buf();
+/// What the scenarios share: the options, the runtime, the target server, the temporary
+/// directory and the number of cores.
+struct Bench<'a> {
+    opts: &'a Options,
+    rt: &'a tokio::runtime::Runtime,
+    server: &'a Server,
+    root: &'a Path,
+    cores: usize,
+}
+
+/// Runs the chosen scenarios with `bin`: one table row each, and the targets met or not.
+fn measure(bin: &Path, bench: &Bench) -> (Vec<Row>, Vec<Verdict>) {
+    let Bench {
+        opts,
+        rt,
+        server,
+        root,
+        cores,
+    } = *bench;
     let wants = |s: &str| opts.only.iter().any(|o| o == s);
-    let started = Instant::now();
-
-    eprintln!(
-        "preflight bench: binary {}, {cores} cores, {} runs per scenario, server timer {:?}, \
-         suites in {}",
-        opts.bin.display(),
-        opts.runs,
-        opts.timer,
-        root.display()
-    );
-    let (tokio_late, precise_late) = rt.block_on(calibrate(Duration::from_millis(20), 50));
-    eprintln!(
-        "timer calibration (50 sleeps of 20 ms): tokio::time::sleep late by {} us on average, \
-         precise timer thread late by {} us",
-        tokio_late.as_micros(),
-        precise_late.as_micros()
-    );
-    let cpu0 = sys::self_cpu();
-    let cap = rt.block_on(capacity(server.port, 64, Duration::from_millis(1000)));
-    let cap_cpu = cpu0.zip(sys::self_cpu()).map(|(a, b)| b - a);
-    eprintln!(
-        "server capacity: {cap:.0} req/s with 64 in-process keep-alive clients for 1 s \
-         (clients and server share {cores} cores; {}s CPU used)",
-        cap_cpu.map_or("?".into(), |c| format!("{c:.2}"))
-    );
-
-    // Warm the page cache and the binary once (not measured).
-    {
-        let dir = root.join("warmup");
-        write_suite(&dir, server.port, 10, 10, Shape::Probe);
-        let mut cmd = preflight_run(&opts.bin, &dir, &root.join("warmup.json"), &["--quiet"]);
-        cmd.arg("--no-progress");
-        let _ = run_child(cmd, Some(&server), &root);
-    }
-
     let mut rows = Vec::new();
     let mut verdicts = Vec::new();
 
@@ -1546,9 +1478,9 @@ fn main() {
         let mut runs = Vec::new();
         for i in 0..opts.runs {
             let json = root.join(format!("s{id}-{i}.json"));
-            let cmd = preflight_run(&opts.bin, &dir, &json, &["--no-progress", "--quiet"]);
-            let mut run = run_child(cmd, Some(&server), &root);
-            validate(&mut run, &json, flows, shape.steps(), &root);
+            let cmd = preflight_run(bin, &dir, &json, &["--no-progress", "--quiet"]);
+            let mut run = run_child(cmd, Some(server), root);
+            validate(&mut run, &json, flows, shape.steps(), root);
             describe(&format!("scenario {id}"), i, &run);
             runs.push(run);
         }
@@ -1614,13 +1546,13 @@ fn main() {
             for i in 0..opts.runs {
                 let json = root.join(format!("s{id}-{i}.json"));
                 let cmd = match id {
-                    "3" => preflight_run(&opts.bin, &dir, &json, &["--no-progress", "--quiet"]),
-                    "3-lines" => preflight_run(&opts.bin, &dir, &json, &[]),
+                    "3" => preflight_run(bin, &dir, &json, &["--no-progress", "--quiet"]),
+                    "3-lines" => preflight_run(bin, &dir, &json, &[]),
                     _ => {
                         // util-linux script: the child gets a pty as stdin/stdout/stderr.
                         let inner = format!(
                             "'{}' run '{}' --json '{}'",
-                            opts.bin.display(),
+                            bin.display(),
                             dir.display(),
                             json.display()
                         );
@@ -1629,8 +1561,8 @@ fn main() {
                         cmd
                     }
                 };
-                let mut run = run_child(cmd, Some(&server), &root);
-                validate(&mut run, &json, throughput_flows, 1, &root);
+                let mut run = run_child(cmd, Some(server), root);
+                validate(&mut run, &json, throughput_flows, 1, root);
                 describe(&format!("scenario {id}"), i, &run);
                 runs.push(run);
             }
@@ -1673,9 +1605,9 @@ fn main() {
         eprintln!("scenario 4: preflight check on 500 five-step checkout flows (2,500 steps)");
         let mut runs = Vec::new();
         for i in 0..opts.runs {
-            let mut cmd = Command::new(&opts.bin);
+            let mut cmd = Command::new(bin);
             cmd.arg("check").arg(&dir);
-            let mut run = run_child(cmd, None, &root);
+            let mut run = run_child(cmd, None, root);
             let stdout = std::fs::read_to_string(root.join("stdout.txt")).unwrap_or_default();
             if run.code != 0 || !stdout.contains("500 flows") {
                 run.problem = Some(format!("exit {}: {}", run.code, stdout.trim()));
@@ -1720,9 +1652,9 @@ fn main() {
         let mut runs = Vec::new();
         for i in 0..n {
             let json = root.join(format!("s5-{i}.json"));
-            let cmd = preflight_run(&opts.bin, &dir, &json, &["--no-progress", "--quiet"]);
-            let mut run = run_child(cmd, Some(&server), &root);
-            validate(&mut run, &json, 1, 1, &root);
+            let cmd = preflight_run(bin, &dir, &json, &["--no-progress", "--quiet"]);
+            let mut run = run_child(cmd, Some(server), root);
+            validate(&mut run, &json, 1, 1, root);
             describe("scenario 5", i, &run);
             runs.push(run);
         }
@@ -1768,9 +1700,9 @@ fn main() {
         let mut runs = Vec::new();
         for i in 0..opts.runs {
             let json = root.join(format!("s6-{i}.json"));
-            let cmd = preflight_run(&opts.bin, &scale_dir, &json, &["--no-progress", "--quiet"]);
-            let mut run = run_child(cmd, Some(&server), &root);
-            validate(&mut run, &json, SCALE_FLOWS, 1, &root);
+            let cmd = preflight_run(bin, &scale_dir, &json, &["--no-progress", "--quiet"]);
+            let mut run = run_child(cmd, Some(server), root);
+            validate(&mut run, &json, SCALE_FLOWS, 1, root);
             // About 100 MB each: only the run's own files are kept.
             let _ = std::fs::remove_file(&json);
             describe("scenario 6", i, &run);
@@ -1808,9 +1740,9 @@ fn main() {
             let json = root.join(format!("s7-shard-{k}.json"));
             let shard = format!("{k}/{MERGE_SHARDS}");
             let extra = ["--no-progress", "--quiet", "--shard", &shard];
-            let cmd = preflight_run(&opts.bin, &scale_dir, &json, &extra);
-            let mut run = run_child(cmd, Some(&server), &root);
-            validate(&mut run, &json, per_shard, 1, &root);
+            let cmd = preflight_run(bin, &scale_dir, &json, &extra);
+            let mut run = run_child(cmd, Some(server), root);
+            validate(&mut run, &json, per_shard, 1, root);
             describe(&format!("scenario 7, shard {shard}"), 0, &run);
             if let Some(problem) = run.problem {
                 shard_problems.push(format!("shard {shard}: {problem}"));
@@ -1820,14 +1752,14 @@ fn main() {
         let mut runs = Vec::new();
         for i in 0..opts.runs {
             let json = root.join(format!("s7-merged-{i}.json"));
-            let mut cmd = Command::new(&opts.bin);
+            let mut cmd = Command::new(bin);
             cmd.arg("merge")
                 .args(&reports)
                 .arg("--quiet")
                 .arg("--json")
                 .arg(&json);
-            let mut run = run_child(cmd, None, &root);
-            let mut problems = validate_written(&mut run, &json, SCALE_FLOWS, &root);
+            let mut run = run_child(cmd, None, root);
+            let mut problems = validate_written(&mut run, &json, SCALE_FLOWS, root);
             problems.extend(shard_problems.iter().cloned());
             if !problems.is_empty() {
                 run.problem = Some(problems.join("; "));
@@ -1883,19 +1815,19 @@ fn main() {
         );
         let mut cli_runs = Vec::new();
         let mut served_runs = Vec::new();
-        match Served::start(&rt, &opts.bin, &dir, &root) {
+        match Served::start(rt, bin, &dir, root) {
             Ok(served) => {
                 // The first /run of a serve process sets up what later ones reuse.
-                let warm = served.run(&rt, &server, 1000);
+                let warm = served.run(rt, server, 1000);
                 describe("scenario 8, serve warm-up (not counted)", 0, &warm);
                 for i in 0..opts.runs {
                     let json = root.join(format!("s8-{i}.json"));
-                    let cmd = preflight_run(&opts.bin, &dir, &json, &["--no-progress", "--quiet"]);
-                    let mut run = run_child(cmd, Some(&server), &root);
-                    validate(&mut run, &json, 1000, 1, &root);
+                    let cmd = preflight_run(bin, &dir, &json, &["--no-progress", "--quiet"]);
+                    let mut run = run_child(cmd, Some(server), root);
+                    validate(&mut run, &json, 1000, 1, root);
                     describe("scenario 8, command line", i, &run);
                     cli_runs.push(run);
-                    let run = served.run(&rt, &server, 1000);
+                    let run = served.run(rt, server, 1000);
                     describe("scenario 8, serve /run", i, &run);
                     served_runs.push(run);
                 }
@@ -1940,6 +1872,157 @@ fn main() {
             ),
         });
     }
+    (rows, verdicts)
+}
+
+/// The rows and targets of the binary before a change beside the ones after, measured in the
+/// same run.
+fn print_before_after(
+    before_bin: &Path,
+    before_rows: &[Row],
+    before_verdicts: &[Verdict],
+    rows: &[Row],
+    verdicts: &[Verdict],
+) {
+    let shown = |r: &Row| format!("{} / {} / {}", r.wall, r.ratio, r.rss);
+    println!(
+        "\nBefore (`{}`) and after, same run:\n\n| scenario | before: wall / ratio / peak RSS | \
+         after: wall / ratio / peak RSS |\n|---|---|---|",
+        before_bin.display()
+    );
+    for row in rows {
+        let before = before_rows.iter().find(|b| b.scenario == row.scenario);
+        println!(
+            "| {} | {} | {} |",
+            row.scenario,
+            before.map_or("-".into(), shown),
+            shown(row)
+        );
+    }
+    println!("\n| target | before | after | met after |\n|---|---|---|---|");
+    for v in verdicts {
+        let before = before_verdicts.iter().find(|b| b.target == v.target);
+        println!(
+            "| {} | {} | {} | {} |",
+            v.target,
+            before.map_or("-", |b| b.measured.as_str()),
+            v.measured,
+            if v.met { "yes" } else { "**no**" }
+        );
+    }
+}
+
+fn main() {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|a| a == "__spawn") {
+        spawn_helper(&raw[2..]);
+    }
+    let opts = parse_args();
+    if let Some(dir) = &opts.generate {
+        for (name, flows, concurrency, shape) in SUITES {
+            write_suite(&dir.join(name), opts.port, flows, concurrency, shape);
+        }
+        eprintln!(
+            "suites written to {} (base_url port {})",
+            dir.display(),
+            opts.port
+        );
+        return;
+    }
+    if let Some(secs) = opts.serve {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let server = Server::start(opts.timer).await;
+            server.set_latency(opts.latency);
+            println!("http://127.0.0.1:{}", server.port);
+            eprintln!(
+                "serving for {} s, latency {} ms, timer {:?}",
+                secs.as_secs(),
+                opts.latency.as_millis(),
+                opts.timer
+            );
+            tokio::time::sleep(secs).await;
+            eprintln!(
+                "served {} requests",
+                server.stats.requests.load(Ordering::SeqCst)
+            );
+        });
+        return;
+    }
+    if !opts.bin.exists() {
+        eprintln!(
+            "error: {} not found: run `cargo build --release` first (or pass --bin)",
+            opts.bin.display()
+        );
+        std::process::exit(2);
+    }
+    if let Some(before) = opts.before.as_ref().filter(|b| !b.exists()) {
+        eprintln!("error: --before {} not found", before.display());
+        std::process::exit(2);
+    }
+    warn_if_stale(&opts.bin);
+    let _ = SETTLE.set(opts.settle);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let server = rt.block_on(Server::start(opts.timer));
+    let tmp = tempfile::Builder::new()
+        .prefix("preflight-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let root = tmp.path().to_path_buf();
+    let started = Instant::now();
+
+    eprintln!(
+        "preflight bench: binary {}, {cores} cores, {} runs per scenario, server timer {:?}, \
+         suites in {}",
+        opts.bin.display(),
+        opts.runs,
+        opts.timer,
+        root.display()
+    );
+    let (tokio_late, precise_late) = rt.block_on(calibrate(Duration::from_millis(20), 50));
+    eprintln!(
+        "timer calibration (50 sleeps of 20 ms): tokio::time::sleep late by {} us on average, \
+         precise timer thread late by {} us",
+        tokio_late.as_micros(),
+        precise_late.as_micros()
+    );
+    let cpu0 = sys::self_cpu();
+    let cap = rt.block_on(capacity(server.port, 64, Duration::from_millis(1000)));
+    let cap_cpu = cpu0.zip(sys::self_cpu()).map(|(a, b)| b - a);
+    eprintln!(
+        "server capacity: {cap:.0} req/s with 64 in-process keep-alive clients for 1 s \
+         (clients and server share {cores} cores; {}s CPU used)",
+        cap_cpu.map_or("?".into(), |c| format!("{c:.2}"))
+    );
+
+    // Warm the page cache and the binary once (not measured).
+    {
+        let dir = root.join("warmup");
+        write_suite(&dir, server.port, 10, 10, Shape::Probe);
+        let mut cmd = preflight_run(&opts.bin, &dir, &root.join("warmup.json"), &["--quiet"]);
+        cmd.arg("--no-progress");
+        let _ = run_child(cmd, Some(&server), &root);
+    }
+
+    let bench = Bench {
+        opts: &opts,
+        rt: &rt,
+        server: &server,
+        root: &root,
+        cores,
+    };
+    let before = opts.before.as_ref().map(|before| {
+        eprintln!("\nthe binary before: {}", before.display());
+        measure(before, &bench)
+    });
+    if before.is_some() {
+        eprintln!("\nthe binary after: {}", opts.bin.display());
+    }
+    let (rows, verdicts) = measure(&opts.bin, &bench);
 
     println!("\n| scenario | wall | ideal | ratio | peak RSS | note |\n|---|---|---|---|---|---|");
     for r in &rows {
@@ -1965,6 +2048,9 @@ fn main() {
             v.measured,
             if v.met { "yes" } else { "**no**" }
         );
+    }
+    if let (Some(path), Some((before_rows, before_verdicts))) = (&opts.before, &before) {
+        print_before_after(path, before_rows, before_verdicts, &rows, &verdicts);
     }
     eprintln!("bench finished in {}", secs(started.elapsed()));
     if opts.keep {

@@ -622,21 +622,35 @@ fn rewrite(
 /// still non-zero.
 async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    // Both listeners exist before the first signal, so none can slip between them.
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
+    // Every signal whose default is to end the process (but SIGKILL and SIGSTOP, which cannot
+    // be caught, and SIGPIPE, which Rust ignores) stops the run like SIGINT: otherwise a
+    // SIGHUP from a closed terminal would leave the report's temporary file behind. All the
+    // listeners exist before the first signal, so none can slip between them.
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+        SignalKind::alarm(),
+    ];
+    let Ok(mut listeners) = kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>() else {
         eprintln!(
-            "warning: cannot listen for SIGINT/SIGTERM; an interrupt will kill preflight without reports"
+            "warning: cannot listen for signals; an interrupt will kill preflight without reports"
         );
         return;
     };
     let mut next_signal = async || {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
+        std::future::poll_fn(|cx| {
+            let any = listeners.iter_mut().any(|l| l.poll_recv(cx).is_ready());
+            if any {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
     };
     next_signal().await;
     if run_over.is_cancelled() {

@@ -608,3 +608,21 @@ expect = { status = 200 }
     );
     assert_eq!(html.matches("class=\"base\"").count(), 2);
 }
+
+/// A report read back may hold any latency: the largest a JSON number of the schema allows
+/// draws a page (with the histogram's scale saturated) instead of crashing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_with_the_largest_latency_still_renders() {
+    let server = passing_staging().await;
+    let dir = suite(&server.uri(), SETTINGS, &[("shop.toml", SHOP)]);
+    let page = run_html(dir.path(), &[("PREFLIGHT_TEST_SECRET", SECRET)]).await;
+    assert_eq!(page.out.code, 0, "{}", page.out.stdout);
+    let mut report = page.out.report();
+    report["flows"][0]["steps"][0]["latency_ms"] = Value::from(u64::MAX);
+    let edited = page._dir.path().join("edited.json");
+    std::fs::write(&edited, serde_json::to_vec(&report).unwrap()).unwrap();
+    let (code, [html, ..]) = rerender(&edited);
+    assert_eq!(code, 0, "a passing report renders and exits 0");
+    assert!(html.contains("<header class=\"banner pass\">"));
+    assert!(html.contains("class=\"hist\""), "the histogram is drawn");
+}

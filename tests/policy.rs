@@ -966,6 +966,13 @@ async fn a_signal_aborts_the_run(signal: &str) {
     );
     let report = read_json(&running.json);
     assert_eq!(report["verdict"], "aborted", "{report:#}");
+    let folder = running.json.parent().expect("the report's folder");
+    let left: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
     let flow = &report["flows"][0];
     assert_ne!(flow["outcome"], "passed", "{flow:#}");
     let steps = flow["steps"].as_array().expect("steps");
@@ -999,6 +1006,16 @@ async fn sigint_aborts_with_130_runs_cleanups_and_writes_an_aborted_report() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_aborts_with_130_runs_cleanups_and_writes_an_aborted_report() {
     a_signal_aborts_the_run("TERM").await;
+}
+
+/// Every other signal that would end the process (a closed terminal's SIGHUP, a job
+/// runner's SIGQUIT, SIGUSR1/2, SIGALRM) stops the run the same way: no report left half
+/// written, no temporary file left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_other_terminating_signals_abort_like_sigterm() {
+    for signal in ["HUP", "QUIT", "USR1", "USR2", "ALRM"] {
+        a_signal_aborts_the_run(signal).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

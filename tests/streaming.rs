@@ -99,6 +99,18 @@ fn staged_file(dir: &Path) -> Option<PathBuf> {
     })
 }
 
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// This process's umask (the binary inherits it).
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
 /// Polls (without deciding anything by time) until `ready` holds; gives up after a generous
 /// bound, so that a broken build fails instead of hanging.
 async fn until<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
@@ -157,6 +169,12 @@ async fn the_json_report_grows_while_the_run_goes_on_and_equals_one_rendered_at_
         "the destination appears only when complete"
     );
     assert!(first.starts_with("{\n  \"schema\": 1,\n  \"tool\": \"preflight\""));
+    // Private while it is written (a secret learned later is masked in it only at the end).
+    assert_eq!(
+        mode(&staged),
+        0o600,
+        "the temporary file is its owner's only"
+    );
     assert!(flows_in(&first) <= FLOWS / 2, "no flow after the held one");
 
     // Let it go: the file grows up to the last flow, which is held in turn.
@@ -182,6 +200,11 @@ async fn the_json_report_grows_while_the_run_goes_on_and_equals_one_rendered_at_
         .unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(!staged.exists(), "the temporary file became the report");
+    assert_eq!(
+        mode(&report),
+        0o666 & !umask(),
+        "the report has what a new file gets"
+    );
     let streamed = std::fs::read_to_string(&report).unwrap();
     assert!(
         streamed.starts_with(&second),
@@ -271,4 +294,118 @@ async fn a_secret_learned_after_a_flow_was_written_is_masked_in_it_too() {
             );
         }
     }
+}
+
+/// The temporary file lies in the report's folder for the whole run: a file swapped in for it
+/// by another process is never renamed into place as the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_file_swapped_during_the_run_is_not_made_the_report() {
+    let staging = Staging::start(&["/probe/1"]).await;
+    let (first, second) = (probe(0), probe(1));
+    let dir = suite(
+        &staging.url,
+        "concurrency = 1\n",
+        &[("probe-0.toml", &first), ("probe-1.toml", &second)],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("report.json");
+    let child = process()
+        .args(["run", "--no-progress", "--json"])
+        .arg(&report)
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staged = until("the report's temporary file", || staged_file(out.path())).await;
+    let forged = out.path().join("forged");
+    std::fs::write(
+        &forged,
+        r#"{"schema": 1, "tool": "preflight", "verdict": "pass"}"#,
+    )
+    .unwrap();
+    std::fs::rename(&forged, &staged).unwrap();
+    staging.open("/probe/1");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("was replaced by another process"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("GATE FAILED"),
+        "{stdout}"
+    );
+    assert!(
+        !report.exists() || read_json(&report)["verdict"] != "pass",
+        "the forged file is not the report"
+    );
+}
+
+/// An excerpt cut inside a secret that was learned only later (the body of a failed step,
+/// cut at 500 characters, 20 characters into the token) keeps none of it: the start of the
+/// secret before the cut is masked in every report.
+#[tokio::test]
+async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let token = "tok-SECRETVALUE-0123456789abcdef";
+    let server = MockServer::start().await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "token": token })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/echo"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_string(format!("{}{token} tail", "x".repeat(480))),
+        )
+        .mount(&server)
+        .await;
+    let echoed = "[[step]]\nname = \"echo\"\npath = \"/echo\"\n";
+    let login = "[[step]]\nname = \"login\"\npath = \"/token\"\ncapture = { t = { json = \"$.token\", secret = true } }\n";
+    let dir = suite(
+        &server.uri(),
+        "concurrency = 1\n",
+        &[("a-echo.toml", echoed), ("b-login.toml", login)],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let file = |name: &str| out.path().join(name);
+    let output = process()
+        .args(["run", "--no-progress", "--verbose", "--json"])
+        .arg(file("r.json"))
+        .arg("--junit")
+        .arg(file("r.xml"))
+        .arg("--markdown")
+        .arg(file("r.md"))
+        .arg("--html")
+        .arg(file("r.html"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "the echo fails");
+    let excerpt = read_json(file("r.json"))["flows"][0]["steps"][0]["body_excerpt"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(excerpt.ends_with("x***…"), "{excerpt}");
+    let start = &token[..5];
+    for name in ["r.json", "r.xml", "r.md", "r.html"] {
+        let text = std::fs::read_to_string(file(name)).unwrap();
+        assert!(
+            !text.contains(start),
+            "{name} shows the start of the secret"
+        );
+    }
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(start));
 }

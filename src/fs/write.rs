@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -89,6 +89,9 @@ enum Sink {
         target: PathBuf,
         tmp: PathBuf,
         file: File,
+        /// What the report gets when it is renamed into place; until then only its owner
+        /// can read it (it may hold a secret learned later in the run, not yet masked).
+        permissions: std::fs::Permissions,
         committed: bool,
     },
 }
@@ -228,8 +231,19 @@ impl Prepared {
                 target,
                 tmp,
                 file,
+                permissions,
                 committed,
             } => {
+                // The file renamed must be the one written: the temporary file lies in the
+                // report's folder for the whole run, where another process could swap it.
+                let (ours, there) = (file.metadata()?, std::fs::symlink_metadata(&*tmp)?);
+                if (ours.dev(), ours.ino()) != (there.dev(), there.ino()) {
+                    return Err(io::Error::other(format!(
+                        "its temporary file {} was replaced by another process",
+                        tmp.display()
+                    )));
+                }
+                file.set_permissions(permissions.clone())?;
                 file.sync_all()?;
                 std::fs::rename(&*tmp, &*target)?;
                 *committed = true;
@@ -315,22 +329,39 @@ fn atomic(target: PathBuf) -> io::Result<Sink> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    // Readable too: a report written while the run goes on is read back from it.
+    // Readable too: a report written while the run goes on is read back from it. Private
+    // until it is renamed into place.
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&tmp)?;
-    if let Ok(meta) = std::fs::metadata(&target) {
-        // Best effort: a report someone made group-readable stays so.
-        let _ = file.set_permissions(meta.permissions());
-    }
+    // A report someone made group-readable stays so; a new one gets what a new file gets.
+    let permissions = match std::fs::metadata(&target) {
+        Ok(meta) => meta.permissions(),
+        Err(_) => std::fs::Permissions::from_mode(0o666 & !umask()),
+    };
     Ok(Sink::Atomic {
         target,
         tmp,
         file,
+        permissions,
         committed: false,
     })
+}
+
+/// The process's file mode creation mask, from `/proc/self/status` (Linux 4.7 and later);
+/// the usual 022 where it cannot be read. (`umask(2)` cannot read it without setting it, and
+/// another thread could create a file meanwhile.)
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+        })
+        .unwrap_or(0o022)
 }
 
 /// Opens a device, FIFO or `/proc` file for appending. Opening a FIFO blocks until a reader

@@ -173,6 +173,56 @@ impl Redactor {
     }
 }
 
+/// What ends an excerpt cut short (`check::excerpt`).
+const CUT: char = '…';
+
+/// The shortest start of a secret masked where an excerpt was cut: an excerpt masked before a
+/// secret was learned (a later flow's `secret = true` capture) may end inside it, where the
+/// whole-secret patterns cannot find it. Shorter starts say too little to matter, and masking
+/// them would hide ordinary text.
+const MIN_CUT_CHARS: usize = 3;
+
+/// `text` with every start of a secret (as itself or JSON-escaped) that ends right before a
+/// cut mark replaced by `***`.
+fn mask_cut_secrets(text: &str, secrets: &[String]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(CUT) {
+        let before = &rest[..at];
+        let kept = secrets
+            .iter()
+            .flat_map(|s| [s.clone(), json_escaped(s)])
+            .filter_map(|form| cut_start_len(before, &form))
+            .max()
+            .map_or(before, |len| &before[..before.len() - len]);
+        out.push_str(kept);
+        if kept.len() < before.len() {
+            out.push_str(MASK);
+        }
+        out.push(CUT);
+        rest = &rest[at + CUT.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length in bytes of the longest start of `secret` (at least [`MIN_CUT_CHARS`]
+/// characters) that `text` ends with.
+fn cut_start_len(text: &str, secret: &str) -> Option<usize> {
+    secret
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([secret.len()])
+        .filter(|&end| secret[..end].chars().count() >= MIN_CUT_CHARS)
+        .filter(|&end| text.ends_with(&secret[..end]))
+        .max()
+}
+
+fn json_escaped(secret: &str) -> String {
+    let quoted = serde_json::to_string(secret).unwrap_or_else(|_| "\"\"".into());
+    quoted[1..quoted.len() - 1].to_string()
+}
+
 impl Mask for Redactor {
     fn mask_text(&self, text: &str) -> String {
         let state = self.read();
@@ -184,6 +234,9 @@ impl Mask for Redactor {
             if pattern.is_match(&out) {
                 out = pattern.replace_all(&out, MASK).into_owned().into();
             }
+        }
+        if out.contains(CUT) {
+            out = mask_cut_secrets(&out, &state.values).into();
         }
         out.into_owned()
     }
@@ -283,6 +336,22 @@ mod tests {
     fn redactor(secrets: &[&str]) -> Redactor {
         let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
         Redactor::new(&secrets)
+    }
+
+    #[test]
+    fn the_start_of_a_secret_before_a_cut_is_masked() {
+        let r = redactor(&["tok-SECRET\"9"]);
+        // As itself or JSON-escaped, at the end or inside a longer text; whole ones too.
+        assert_eq!(r.mask_text("body xxtok-SEC…"), "body xx***…");
+        assert_eq!(r.mask_text(r#"{"t":"tok-SECRET\"…"#), r#"{"t":"***…"#);
+        assert_eq!(
+            r.mask_text("actual tok-S… and tok-SECRET\"9"),
+            "actual ***… and ***"
+        );
+        // Two characters say too little; text with no cut is left alone.
+        assert_eq!(r.mask_text("to…"), "to…");
+        assert_eq!(r.mask_text("tok-SEC"), "tok-SEC");
+        assert_eq!(r.mask_text("……"), "……");
     }
 
     #[test]

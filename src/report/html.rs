@@ -551,7 +551,10 @@ fn histogram(out: &mut String, report: &Report) {
         .unwrap_or(1)
         .max(1);
     let (left, top, w, h) = (40.0, 20.0, 700.0, 150.0);
-    let x = |ms: f64| left + ms * w / (bin * BINS) as f64;
+    // Saturating: a latency read back from a report (`report`, `merge`, `--baseline`) can be
+    // any u64, up to u64::MAX.
+    let span = bin.saturating_mul(BINS);
+    let x = |ms: f64| left + ms * w / span as f64;
     let _ = write!(
         out,
         "<svg class=\"hist\" viewBox=\"0 0 760 200\" role=\"img\">\
@@ -560,11 +563,15 @@ fn histogram(out: &mut String, report: &Report) {
     );
     for (i, count) in counts.iter().enumerate().filter(|(_, c)| **c > 0) {
         let bar = *count as f64 * h / highest as f64;
-        let from = i as u64 * bin;
+        let from = (i as u64).saturating_mul(bin);
         let range = if bin == 1 {
             duration(from)
         } else {
-            format!("{}–{}", duration(from), duration(from + bin - 1))
+            format!(
+                "{}–{}",
+                duration(from),
+                duration(from.saturating_add(bin - 1))
+            )
         };
         let _ = write!(
             out,
@@ -582,7 +589,7 @@ fn histogram(out: &mut String, report: &Report) {
             out,
             "<rect class=\"base\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bar:.1}\">\
              <title>baseline run: {}</title></rect>",
-            x((i as u64 * bin) as f64) + 1.0,
+            x((i as u64).saturating_mul(bin) as f64) + 1.0,
             top + h - bar,
             w / BINS as f64 - 2.0,
             counted(*count, "step")
@@ -594,7 +601,7 @@ fn histogram(out: &mut String, report: &Report) {
          <text x=\"{}\" y=\"190\" text-anchor=\"end\">{}</text>\
          <text x=\"4\" y=\"{}\">{highest}</text>",
         left + w,
-        duration(bin * BINS),
+        duration(span),
         top + 10.0
     );
     let p = &report.summary.latency_ms;

@@ -58,6 +58,7 @@ impl Spool {
     /// A spool in a temporary file no other process can see: it is removed from its folder
     /// as soon as it is open, so nothing is left behind whatever ends the process.
     pub fn hidden() -> io::Result<Spool> {
+        use std::os::unix::fs::OpenOptionsExt;
         use std::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
@@ -69,6 +70,7 @@ impl Spool {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)?;
         std::fs::remove_file(&path)?;
         Ok(Spool::at(file, 0))

@@ -237,14 +237,13 @@ async fn the_json_report_grows_while_the_run_goes_on_and_equals_one_rendered_at_
     assert_eq!(a["summary"]["passed"], FLOWS);
 }
 
-/// A flow written before a later flow captured a secret is masked again with it: the value
-/// shown by the first flow (a failed assertion's actual, its body excerpt) never reaches a
-/// report, though it was not known to be secret when that flow was written.
-#[tokio::test]
-async fn a_secret_learned_after_a_flow_was_written_is_masked_in_it_too() {
+/// A flow that learns the token of [`token_server`] as a secret.
+const LOGIN: &str = "[[step]]\nname = \"login\"\npath = \"/token\"\ncapture = { t = { json = \"$.token\", secret = true } }\n";
+
+/// A staging whose `/token` answers `{"token": TOKEN}`.
+async fn token_server(token: &str) -> wiremock::MockServer {
     use wiremock::matchers::path;
     use wiremock::{Mock, MockServer, ResponseTemplate};
-    let token = "tok-5f1e0c9a7b3d";
     let server = MockServer::start().await;
     Mock::given(path("/token"))
         .respond_with(
@@ -252,13 +251,22 @@ async fn a_secret_learned_after_a_flow_was_written_is_masked_in_it_too() {
         )
         .mount(&server)
         .await;
+    server
+}
+
+/// A flow written before a later flow captured a secret is masked again with it: the value
+/// shown by the first flow (a failed assertion's actual, its body excerpt) never reaches a
+/// report, though it was not known to be secret when that flow was written.
+#[tokio::test]
+async fn a_secret_learned_after_a_flow_was_written_is_masked_in_it_too() {
+    let token = "tok-5f1e0c9a7b3d";
+    let server = token_server(token).await;
     // One at a time: the first flow is written before the second one starts.
     let shown = "[[step]]\nname = \"show\"\npath = \"/token\"\n[step.expect.json]\n\"$.token\" = \"other\"\n";
-    let login = "[[step]]\nname = \"login\"\npath = \"/token\"\ncapture = { t = { json = \"$.token\", secret = true } }\n";
     let dir = suite(
         &server.uri(),
         "concurrency = 1\n",
-        &[("a-shown.toml", shown), ("b-login.toml", login)],
+        &[("a-shown.toml", shown), ("b-login.toml", LOGIN)],
     );
     let out = tempfile::tempdir().unwrap();
     let (json, junit) = (out.path().join("r.json"), out.path().join("r.xml"));
@@ -357,15 +365,9 @@ async fn a_temporary_file_swapped_during_the_run_is_not_made_the_report() {
 #[tokio::test]
 async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
     use wiremock::matchers::path;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
+    use wiremock::{Mock, ResponseTemplate};
     let token = "tok-SECRETVALUE-0123456789abcdef";
-    let server = MockServer::start().await;
-    Mock::given(path("/token"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "token": token })),
-        )
-        .mount(&server)
-        .await;
+    let server = token_server(token).await;
     Mock::given(path("/echo"))
         .respond_with(
             ResponseTemplate::new(500).set_body_string(format!("{}{token} tail", "x".repeat(480))),
@@ -373,11 +375,10 @@ async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
         .mount(&server)
         .await;
     let echoed = "[[step]]\nname = \"echo\"\npath = \"/echo\"\n";
-    let login = "[[step]]\nname = \"login\"\npath = \"/token\"\ncapture = { t = { json = \"$.token\", secret = true } }\n";
     let dir = suite(
         &server.uri(),
         "concurrency = 1\n",
-        &[("a-echo.toml", echoed), ("b-login.toml", login)],
+        &[("a-echo.toml", echoed), ("b-login.toml", LOGIN)],
     );
     let out = tempfile::tempdir().unwrap();
     let file = |name: &str| out.path().join(name);

@@ -8,7 +8,7 @@
 use crate::engine::result::{Attempt, WaitResult};
 use crate::engine::{self, FlowResult, FlowTally, RunResult, StepResult, Stop};
 use crate::integrity::{IntegrityResult, VersionResult};
-use crate::report::stream::Spool;
+use crate::report::stream::{HiddenSpoolError, Spool};
 use crate::report::{
     FlowOutcome, FlowRecord, GateVerdict, Phase, Report, ReportFileError, StepOutcome, StepRecord,
     Warning, WarningKind,
@@ -34,6 +34,9 @@ pub enum InputError {
     NotAShard { path: PathBuf },
     #[error("cannot write the merged flows to a temporary file: {0}")]
     Spool(#[source] std::io::Error),
+    /// It names the temporary folder.
+    #[error(transparent)]
+    HiddenSpool(#[from] HiddenSpoolError),
 }
 
 /// Why the shards do not make up one whole run: each one fails the merged verdict.
@@ -507,7 +510,7 @@ struct ShardFlows {
 
 /// Reads the flows of one shard report, one at a time.
 fn shard_flows(path: &Path) -> Result<ShardFlows, InputError> {
-    let mut spool = Spool::hidden().map_err(InputError::Spool)?;
+    let mut spool = Spool::hidden()?;
     let (mut flows, mut tally, mut notable) = (Vec::new(), FlowTally::default(), Vec::new());
     let mut inconsistent = Vec::new();
     let mut take = |flow: FlowRecord| -> std::io::Result<()> {
@@ -631,7 +634,7 @@ fn join_flows(
             }
         }
     }
-    let mut flows = Spool::hidden().map_err(InputError::Spool)?;
+    let mut flows = Spool::hidden()?;
     for (at, name) in selected.iter().enumerate() {
         match found[at] {
             Some((k, range)) => {

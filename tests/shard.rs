@@ -928,3 +928,27 @@ async fn a_shard_that_failed_on_its_own_fails_the_merge() {
     run(suite.path(), &at("2.json"), &["--shard", "2/2"], &env).await;
     assert_merge_fails(&[at("1.json"), at("2.json")], "failed on its own").await;
 }
+
+/// Found by attacking merge: a temporary folder that cannot be written stops the merge (it
+/// spools the flows there), and the error names that folder.
+#[tokio::test]
+async fn a_temporary_folder_that_cannot_be_written_is_named_by_merge() {
+    let server = staging().await;
+    let suite = small_suite(&server.uri(), "");
+    let out = tempfile::tempdir().unwrap();
+    let paths = shards(suite.path(), out.path(), 2).await;
+    let mut cmd = preflight();
+    cmd.arg("merge")
+        .args(&paths)
+        .arg("--json")
+        .arg(out.path().join("merged.json"))
+        .env("TMPDIR", "/nonexistent");
+    let merged = output(cmd).await;
+    assert_eq!(merged.status.code(), Some(2), "{}", text(&merged.stdout));
+    let stderr = text(&merged.stderr);
+    assert!(
+        stderr.contains("cannot create a temporary file in /nonexistent (TMPDIR): "),
+        "{stderr}"
+    );
+    assert!(!out.path().join("merged.json").exists());
+}

@@ -1158,7 +1158,8 @@ impl Destinations {
     }
 }
 
-/// What names a file: its inode when it exists, else its path with the folder resolved.
+/// What names a file: its inode when it exists, else the path a write would create (a
+/// dangling symlink followed) with the folder resolved.
 #[derive(PartialEq)]
 enum FileIdentity {
     Inode(u64, u64),
@@ -1170,6 +1171,9 @@ fn file_identity(path: &Path) -> FileIdentity {
     if let Ok(meta) = std::fs::metadata(path) {
         return FileIdentity::Inode(meta.dev(), meta.ino());
     }
+    // A symlink to a file not written yet writes that file: it must clash with the file's
+    // own name, given to another report.
+    let path = crate::fs::write::destination(path);
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

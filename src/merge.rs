@@ -8,7 +8,7 @@
 use crate::engine::result::{Attempt, WaitResult};
 use crate::engine::{self, FlowResult, FlowTally, RunResult, StepResult, Stop};
 use crate::integrity::{IntegrityResult, VersionResult};
-use crate::report::stream::Spool;
+use crate::report::stream::{HiddenSpoolError, Spool};
 use crate::report::{
     FlowOutcome, FlowRecord, GateVerdict, Phase, Report, ReportFileError, StepOutcome, StepRecord,
     Warning, WarningKind,
@@ -34,6 +34,9 @@ pub enum InputError {
     NotAShard { path: PathBuf },
     #[error("cannot write the merged flows to a temporary file: {0}")]
     Spool(#[source] std::io::Error),
+    /// It names the temporary folder.
+    #[error(transparent)]
+    HiddenSpool(#[from] HiddenSpoolError),
 }
 
 /// Why the shards do not make up one whole run: each one fails the merged verdict.
@@ -91,6 +94,18 @@ pub enum Problem {
     FlowMissing { flow: String },
     #[error("flow '{flow}' of shard {shard} is not in the selection")]
     FlowUnknown { flow: String, shard: usize },
+    #[error("flow '{flow}' of shard {shard} {why}: no run writes such a record")]
+    FlowInconsistent {
+        flow: String,
+        shard: usize,
+        why: String,
+    },
+    #[error("setup step '{step}' of shard {shard} {why}: no run writes such a record")]
+    SetupInconsistent {
+        step: String,
+        shard: usize,
+        why: &'static str,
+    },
 }
 
 /// One shard report, read and checked for shape: every field but its flows, which
@@ -376,6 +391,7 @@ fn consistency(shards: &[ShardReport]) -> Vec<Problem> {
                 count: this.count,
             });
         }
+        problems.extend(inconsistent_setup(&shard.report.setup, this.index));
         if let Some(earlier) = seen.insert(this.index, shard) {
             problems.push(Problem::ShardTwice {
                 index: this.index,
@@ -407,6 +423,66 @@ fn differing_version(first: &ShardReport, shard: &ShardReport) -> Option<Problem
     })
 }
 
+/// The setup steps whose records no run writes: judged from its records, a setup step that
+/// says it passed must have.
+fn inconsistent_setup(setup: &[StepRecord], shard: usize) -> Vec<Problem> {
+    setup
+        .iter()
+        .filter_map(|step| {
+            Some(Problem::SetupInconsistent {
+                step: step.name.clone(),
+                shard,
+                why: step_inconsistency(step)?,
+            })
+        })
+        .collect()
+}
+
+/// What makes a flow record one no run writes (a hand-edited report): a run writes a failed
+/// non-critical flow as warned, a passed flow only when each of its steps passed, and a
+/// passed step only as below. The merge judges the records, so such a flow could turn a
+/// failure into a pass.
+fn flow_inconsistency(flow: &FlowRecord) -> Option<String> {
+    match (flow.outcome, flow.critical) {
+        (FlowOutcome::Failed, false) => {
+            return Some("is failed but not critical (a run writes that as warned)".into());
+        }
+        (FlowOutcome::Warned, true) => {
+            return Some("is warned but critical (a run writes that as failed)".into());
+        }
+        _ => {}
+    }
+    let unpassed = flow
+        .steps
+        .iter()
+        .find(|s| s.phase == Phase::Step && s.outcome != StepOutcome::Passed);
+    if flow.outcome == FlowOutcome::Passed
+        && let Some(step) = unpassed
+    {
+        let outcome = match step.outcome {
+            StepOutcome::Failed => "failed",
+            _ => "skipped",
+        };
+        return Some(format!("passed with step '{}' {outcome}", step.name));
+    }
+    flow.steps
+        .iter()
+        .find_map(|s| Some(format!("has step '{}' {}", s.name, step_inconsistency(s)?)))
+}
+
+/// A run writes a passed step only when each of its assertions held and no error stopped it.
+fn step_inconsistency(step: &StepRecord) -> Option<&'static str> {
+    if step.outcome != StepOutcome::Passed {
+        None
+    } else if step.assertions.iter().any(|a| !a.passed) {
+        Some("passed with a failed assertion")
+    } else if step.error.is_some() {
+        Some("passed with an error")
+    } else {
+        None
+    }
+}
+
 fn shown(digest: &Option<String>) -> String {
     digest.clone().unwrap_or_else(|| "<none>".into())
 }
@@ -428,13 +504,19 @@ struct ShardFlows {
     flows: Vec<(String, (u64, u64))>,
     tally: FlowTally,
     notable: Vec<(usize, FlowResult)>,
+    /// The flows whose records no run writes, and why: (name, why).
+    inconsistent: Vec<(String, String)>,
 }
 
 /// Reads the flows of one shard report, one at a time.
 fn shard_flows(path: &Path) -> Result<ShardFlows, InputError> {
-    let mut spool = Spool::hidden().map_err(InputError::Spool)?;
+    let mut spool = Spool::hidden()?;
     let (mut flows, mut tally, mut notable) = (Vec::new(), FlowTally::default(), Vec::new());
+    let mut inconsistent = Vec::new();
     let mut take = |flow: FlowRecord| -> std::io::Result<()> {
+        if let Some(why) = flow_inconsistency(&flow) {
+            inconsistent.push((flow.name.clone(), why));
+        }
         // Written as a run's report writes a flow: from the engine's form of it.
         let result = flow_result(&flow);
         let range = spool.add(&result.masked(&crate::redact::NoMask))?;
@@ -459,6 +541,7 @@ fn shard_flows(path: &Path) -> Result<ShardFlows, InputError> {
         flows,
         tally,
         notable,
+        inconsistent,
     })
 }
 
@@ -489,6 +572,16 @@ fn join_flows(
     let mut tally = FlowTally::default();
     for (k, part) in parts.iter_mut().enumerate() {
         let index = shard_index(&shards[k]);
+        let inconsistent = std::mem::take(&mut part.inconsistent);
+        problems.extend(
+            inconsistent
+                .into_iter()
+                .map(|(flow, why)| Problem::FlowInconsistent {
+                    flow,
+                    shard: index,
+                    why,
+                }),
+        );
         // The shard's flows that are not part of the whole, by their place in the shard.
         let mut left_out = std::collections::BTreeSet::new();
         for (i, (name, range)) in part.flows.iter().enumerate() {
@@ -541,7 +634,7 @@ fn join_flows(
             }
         }
     }
-    let mut flows = Spool::hidden().map_err(InputError::Spool)?;
+    let mut flows = Spool::hidden()?;
     for (at, name) in selected.iter().enumerate() {
         match found[at] {
             Some((k, range)) => {

@@ -280,11 +280,18 @@ fn two_reports_on_one_file_are_refused() {
     std::os::unix::fs::symlink(&report, &link).unwrap();
     let fresh = out_dir.path().join("new.xml");
     let same_folder = out_dir.path().join(".").join("new.xml");
-    // (--json, --junit, --markdown): the same name, a symlink to it, the same file unwritten yet.
+    // A symlink to a file not written yet (relative, as `ln -s new.json dl.json` makes it):
+    // a report written to it creates that file.
+    let unwritten = out_dir.path().join("new.json");
+    let dangling = out_dir.path().join("dl.json");
+    std::os::unix::fs::symlink("new.json", &dangling).unwrap();
+    // (--json, --junit, --markdown): the same name, a symlink to it, the same file unwritten
+    // yet, a dangling symlink to an unwritten one.
     let cases = [
         (&report, &report, &fresh),
         (&report, &fresh, &link),
         (&report, &fresh, &same_folder),
+        (&unwritten, &dangling, &fresh),
     ];
     for (i, (json, junit, markdown)) in cases.into_iter().enumerate() {
         let out = preflight()
@@ -305,6 +312,6 @@ fn two_reports_on_one_file_are_refused() {
             "{stderr}"
         );
     }
-    assert!(!fresh.exists());
+    assert!(!fresh.exists() && !unwritten.exists());
     assert_eq!(std::fs::read_to_string(&report).unwrap(), "earlier");
 }

@@ -398,6 +398,89 @@ async fn merge_fails_closed_on_every_broken_set_of_shards() {
     assert_merge_fails(&set, "reported by no shard").await;
 }
 
+/// Found by attacking merge: a hand-edited shard report whose verdict still says pass, with a
+/// record no run writes, must not merge into a pass. Each edit alone passed the merge before.
+#[tokio::test]
+async fn merge_fails_on_records_no_run_writes() {
+    let server = staging().await;
+    let suite = small_suite(&server.uri(), SETTINGS);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path();
+    let paths = shards(suite.path(), dir, 2).await;
+    let ok = tempfile::tempdir().unwrap();
+    assert_eq!(merge(&paths, ok.path()).await.status.code(), Some(0));
+    let flow = read_json(&paths[0])["flows"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    type Edit = fn(&mut Value);
+    let cases: [(Edit, &str); 6] = [
+        (
+            |f| {
+                f["critical"] = false.into();
+                f["outcome"] = "failed".into();
+                f["steps"][0]["outcome"] = "failed".into();
+            },
+            "is failed but not critical",
+        ),
+        (
+            |f| f["steps"][0]["assertions"][0]["passed"] = false.into(),
+            "has step 'GET /ok' passed with a failed assertion",
+        ),
+        (
+            |f| f["steps"][0]["error"] = "connection refused".into(),
+            "has step 'GET /ok' passed with an error",
+        ),
+        (
+            |f| {
+                f["critical"] = false.into();
+                f["steps"][0]["outcome"] = "skipped".into();
+            },
+            "passed with step 'GET /ok' skipped",
+        ),
+        (
+            |f| {
+                f["outcome"] = "warned".into();
+                f["steps"][0]["outcome"] = "failed".into();
+            },
+            "is warned but critical",
+        ),
+        (
+            |f| {
+                f["critical"] = false.into();
+                f["outcome"] = "warned".into();
+                f["steps"][0]["outcome"] = "failed".into();
+                f["steps"][0]["assertions"][0]["passed"] = false.into();
+            },
+            "",
+        ),
+    ];
+    for (change, why) in cases {
+        let edited = edit(&paths[0], &dir.join("edited.json"), |r| {
+            change(&mut r["flows"][0]);
+        });
+        let set = [edited, paths[1].clone()];
+        if why.is_empty() {
+            // What a run writes for a non-critical failure still merges into a pass.
+            let out = tempfile::tempdir().unwrap();
+            let merged = merge(&set, out.path()).await;
+            assert_eq!(merged.status.code(), Some(0), "{}", text(&merged.stdout));
+            continue;
+        }
+        assert_merge_fails(&set, &format!("flow '{flow}' of shard 1 {why}")).await;
+    }
+    // A setup step is judged from its record too.
+    let edited = edit(&paths[1], &dir.join("edited.json"), |r| {
+        r["setup"][0]["assertions"][0]["passed"] = false.into();
+    });
+    let set = [paths[0].clone(), edited];
+    assert_merge_fails(
+        &set,
+        "setup step 'log in' of shard 2 passed with a failed assertion",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn merge_refuses_input_that_is_no_shard_report_with_exit_2() {
     let server = staging().await;
@@ -844,4 +927,28 @@ async fn a_shard_that_failed_on_its_own_fails_the_merge() {
     assert_eq!(failed.status.code(), Some(1));
     run(suite.path(), &at("2.json"), &["--shard", "2/2"], &env).await;
     assert_merge_fails(&[at("1.json"), at("2.json")], "failed on its own").await;
+}
+
+/// Found by attacking merge: a temporary folder that cannot be written stops the merge (it
+/// spools the flows there), and the error names that folder.
+#[tokio::test]
+async fn a_temporary_folder_that_cannot_be_written_is_named_by_merge() {
+    let server = staging().await;
+    let suite = small_suite(&server.uri(), "");
+    let out = tempfile::tempdir().unwrap();
+    let paths = shards(suite.path(), out.path(), 2).await;
+    let mut cmd = preflight();
+    cmd.arg("merge")
+        .args(&paths)
+        .arg("--json")
+        .arg(out.path().join("merged.json"))
+        .env("TMPDIR", "/nonexistent");
+    let merged = output(cmd).await;
+    assert_eq!(merged.status.code(), Some(2), "{}", text(&merged.stdout));
+    let stderr = text(&merged.stderr);
+    assert!(
+        stderr.contains("cannot create a temporary file in /nonexistent (TMPDIR): "),
+        "{stderr}"
+    );
+    assert!(!out.path().join("merged.json").exists());
 }

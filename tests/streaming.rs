@@ -410,3 +410,38 @@ async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
     }
     assert!(!String::from_utf8_lossy(&output.stdout).contains(start));
 }
+
+/// Found by attacking the reports: when a secret learned late must be masked into the flows
+/// written before it, and the temporary folder cannot be written, the run fails (it cannot
+/// prove the report is masked) and says so, naming the folder, not only the JSON report.
+#[tokio::test]
+async fn a_temporary_folder_that_cannot_be_written_is_named_when_flows_are_masked_again() {
+    let server = token_server("t").await;
+    // One at a time: the first flow is written before the second one learns the secret.
+    let first = "[[step]]\nname = \"first\"\npath = \"/token\"\n";
+    let dir = suite(
+        &server.uri(),
+        "concurrency = 1\n",
+        &[("a-first.toml", first), ("b-login.toml", LOGIN)],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("r.json");
+    let run = process()
+        .args(["run", "--no-progress", "--json"])
+        .arg(&json)
+        .arg(dir.path())
+        .env("TMPDIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert_eq!(run.status.code(), Some(1), "{stdout}{stderr}");
+    let said = "cannot create a temporary file in /nonexistent (TMPDIR): ";
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert!(
+        last.starts_with("GATE FAILED: ") && last.contains(said),
+        "{stdout}{stderr}"
+    );
+}

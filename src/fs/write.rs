@@ -267,6 +267,16 @@ impl Drop for Prepared {
     }
 }
 
+/// Where a report to `path` goes: its symlinks followed as a write follows them, so a
+/// dangling one names the file the write would create. `path` itself when it cannot be
+/// resolved (the write fails then anyway).
+pub fn destination(path: &Path) -> PathBuf {
+    match resolve(path) {
+        Ok(Kind::Regular(target) | Kind::Special(target)) => target,
+        Err(_) => path.to_path_buf(),
+    }
+}
+
 /// Follows the path's own symlinks to what it names. A symlink inside `/proc` (what
 /// `/dev/stdout` and `/dev/fd/N` lead to) names an open file of a process, maybe a pipe or the
 /// very file the shell redirected stdout to: it is written through, never resolved, since a

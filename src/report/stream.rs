@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,32 @@ pub const SLOWEST_PASSED: usize = 50;
 /// Written flows are flushed to the file once this much is pending, or once a second.
 const FLUSH_BYTES: usize = 64 * 1024;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// A hidden spool that could not be made. It names the temporary folder (TMPDIR's): where
+/// it surfaces, as why a report could not be written, the error alone would seem to be the
+/// report's own.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create a temporary file in {}{}: {source}", .folder.display(), tmpdir_said())]
+pub struct HiddenSpoolError {
+    folder: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+/// ` (TMPDIR)` when that variable chose the folder.
+fn tmpdir_said() -> &'static str {
+    if std::env::var_os("TMPDIR").is_some() {
+        " (TMPDIR)"
+    } else {
+        ""
+    }
+}
+
+impl From<HiddenSpoolError> for io::Error {
+    fn from(e: HiddenSpoolError) -> io::Error {
+        io::Error::new(e.source.kind(), e)
+    }
+}
 
 /// The flows of a run as the JSON report writes them (the elements of its `flows` array), in
 /// a file: the staged JSON report, or a temporary one that is unlinked at once.
@@ -57,11 +84,12 @@ impl Spool {
 
     /// A spool in a temporary file no other process can see: it is removed from its folder
     /// as soon as it is open, so nothing is left behind whatever ends the process.
-    pub fn hidden() -> io::Result<Spool> {
+    pub fn hidden() -> Result<Spool, HiddenSpoolError> {
         use std::os::unix::fs::OpenOptionsExt;
         use std::sync::atomic::{AtomicUsize, Ordering};
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
+        let folder = std::env::temp_dir();
+        let path = folder.join(format!(
             ".preflight-flows.{}.{}.tmp",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
@@ -71,8 +99,9 @@ impl Spool {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)?;
-        std::fs::remove_file(&path)?;
+            .open(&path)
+            .and_then(|file| std::fs::remove_file(&path).map(|()| file))
+            .map_err(|source| HiddenSpoolError { folder, source })?;
         Ok(Spool::at(file, 0))
     }
 

@@ -398,13 +398,16 @@ impl Streaming {
         // Without a JSON report growing in place, JSON or JUnit take the flows from a hidden
         // file; should none be possible, every flow is kept in memory as before.
         let wanted = out.json.is_some() || out.junit.is_some();
+        // The early destination is kept only if the flows really grow in it: handed on
+        // otherwise, its temporary file would be taken as holding them.
+        let grew = grown.is_some();
         let spool = match grown {
             Some(spool) => Some(spool),
             None if wanted => Spool::hidden().ok(),
             None => None,
         };
         let keep_all = keep_all || (wanted && spool.is_none());
-        let json = json.filter(|_| spool.is_some());
+        let json = json.filter(|_| grew);
         let stream = ReportStream::new(redactor, spool, keep_all);
         Streaming {
             stream: Arc::new(std::sync::Mutex::new(stream)),
@@ -572,11 +575,11 @@ fn commit_all(
     let failed_before = verdict.reasons().len();
     for output in outputs {
         let (kind, path) = (output.kind, output.path);
+        // Listed before the rename: a signal right after it must find the report to remove
+        // (should the rename fail, what was at the path before is a stale report anyway).
+        committed(&path);
         match output.dest.commit() {
-            Ok(()) => {
-                committed(&path);
-                done.push((kind, path));
-            }
+            Ok(()) => done.push((kind, path)),
             Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }

@@ -718,7 +718,7 @@ fn server_path_pattern(url: &str) -> Option<String> {
 }
 
 /// `Application/JSON; charset=utf-8` -> `application/json`.
-fn media_type(text: &str) -> String {
+pub(crate) fn media_type(text: &str) -> String {
     text.split(';')
         .next()
         .unwrap_or("")
@@ -727,7 +727,7 @@ fn media_type(text: &str) -> String {
 }
 
 /// A JSON media type, as a response names it (`application/json`, `application/problem+json`).
-fn is_json(media: &str) -> bool {
+pub(crate) fn is_json(media: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
 }
 

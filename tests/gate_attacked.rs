@@ -6,7 +6,7 @@
 mod binary;
 mod hermetic;
 
-use binary::{preflight, suite};
+use binary::{mkfifo, preflight, suite};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
@@ -21,14 +21,6 @@ async fn ok_staging() -> MockServer {
         .mount(&server)
         .await;
     server
-}
-
-fn mkfifo(path: &std::path::Path) {
-    let made = Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success());
 }
 
 /// A report whose rename fails (here: an immutable target) fails the gate, and the step

@@ -7,7 +7,7 @@
 mod binary;
 mod hermetic;
 
-use binary::{preflight, read_json};
+use binary::{pet, preflight, read_json};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use wiremock::matchers::{method, path};
@@ -186,17 +186,6 @@ fn drafts_from_json_and_3_1_documents_pass_check() {
         flow.contains("name = \"get-square\"\npath = \"/board/1/1\""),
         "{flow}"
     );
-}
-
-fn pet(id: u64) -> Value {
-    json!({
-        "id": id,
-        "name": "doggie",
-        "category": { "id": 1, "name": "Dogs" },
-        "photoUrls": ["https://example.com/dog.png"],
-        "tags": [{ "id": 0, "name": "good" }],
-        "status": "available"
-    })
 }
 
 /// A staging implementing the five GET operations the Petstore draft probes; `broken`

@@ -7,7 +7,7 @@
 mod binary;
 mod hermetic;
 
-use binary::{Outputs, preflight, run_all};
+use binary::{Outputs, pet, preflight, run_all};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -28,17 +28,6 @@ fn suite(
     let dir = binary::suite(base_url, &settings, flows);
     std::fs::write(dir.path().join(spec_name), spec).unwrap();
     dir
-}
-
-fn pet(id: u64) -> Value {
-    json!({
-        "id": id,
-        "name": "doggie",
-        "category": { "id": 1, "name": "Dogs" },
-        "photoUrls": ["https://example.com/dog.png"],
-        "tags": [{ "id": 0, "name": "good" }],
-        "status": "available"
-    })
 }
 
 async fn petstore(pet_body: Value, list_body: Value) -> MockServer {

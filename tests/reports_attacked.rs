@@ -42,13 +42,7 @@ async fn ok_staging() -> MockServer {
 /// A FIFO that a process opens for reading and never reads.
 fn stalled_fifo(dir: &Path) -> (std::path::PathBuf, std::process::Child) {
     let fifo = dir.join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    binary::mkfifo(&fifo);
     let reader = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("exec sleep 60 < '{}'", fifo.display()))

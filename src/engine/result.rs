@@ -317,19 +317,21 @@ impl FlowTally {
         self.warned += other.warned;
         self.skipped += other.skipped;
         self.flaky += other.flaky;
-        for (ms, count) in other.latencies.counts {
-            *self.latencies.counts.entry(ms).or_default() += count;
-            self.latencies.total += count;
-        }
+        self.latencies.merge(other.latencies);
         self.last_step_end_ms = self.last_step_end_ms.max(other.last_step_end_ms);
         for (flow, step, note) in other.contract_notes {
-            if let ContractNote::Undocumented(operation) = &note
-                && !self.undocumented.insert(operation.clone())
-            {
-                continue;
-            }
-            self.contract_notes.push((flow, step, note));
+            self.note(flow, step, note);
         }
+    }
+
+    /// Keeps an `[openapi]` note; an undocumented operation only the first time.
+    fn note(&mut self, flow: String, step: String, note: ContractNote) {
+        if let ContractNote::Undocumented(operation) = &note
+            && !self.undocumented.insert(operation.clone())
+        {
+            return;
+        }
+        self.contract_notes.push((flow, step, note));
     }
 
     /// Counts one more flow (the flows come in path order).
@@ -354,13 +356,7 @@ impl FlowTally {
                 self.last_step_end_ms = self.last_step_end_ms.max(end);
             }
             for note in &step.contract_notes {
-                if let ContractNote::Undocumented(operation) = note
-                    && !self.undocumented.insert(operation.clone())
-                {
-                    continue;
-                }
-                let entry = (flow.name.clone(), step.name.clone(), note.clone());
-                self.contract_notes.push(entry);
+                self.note(flow.name.clone(), step.name.clone(), note.clone());
             }
         }
     }
@@ -383,6 +379,14 @@ impl LatencyCounts {
 
     pub fn is_empty(&self) -> bool {
         self.total == 0
+    }
+
+    /// Adds the counts of other latencies.
+    pub fn merge(&mut self, other: LatencyCounts) {
+        for (ms, count) in other.counts {
+            *self.counts.entry(ms).or_default() += count;
+        }
+        self.total += other.total;
     }
 
     pub fn max(&self) -> Option<u64> {
@@ -411,7 +415,9 @@ impl LatencyCounts {
     }
 }
 
-/// Nearest-rank percentile.
+/// Nearest-rank percentile of values held whole: what [`LatencyCounts::percentile`] must
+/// agree with.
+#[cfg(test)]
 pub fn percentile(values: &[u64], p: usize) -> Option<u64> {
     if values.is_empty() {
         return None;

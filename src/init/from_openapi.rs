@@ -560,13 +560,7 @@ fn skipped_comment(text: &mut String, skipped: &[Skipped]) {
 
 /// A JSON media type (`application/json`, `application/problem+json`), parameters ignored.
 fn is_json(media: &str) -> bool {
-    let media = media
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || media.ends_with("+json")
+    crate::openapi::is_json(&crate::openapi::media_type(media))
 }
 
 /// Text from the document on one line, without control characters: it goes into comments,
@@ -575,7 +569,7 @@ fn one_line(text: &str) -> String {
     let cleaned: String = text
         .chars()
         .map(|c| {
-            if c.is_control() || crate::report::terminal::hidden(c) {
+            if crate::report::terminal::hidden(c) {
                 ' '
             } else {
                 c

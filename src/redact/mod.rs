@@ -191,8 +191,13 @@ fn mask_cut_secrets(text: &str, secrets: &[String]) -> String {
         let before = &rest[..at];
         let kept = secrets
             .iter()
-            .flat_map(|s| [s.clone(), json_escaped(s)])
-            .filter_map(|form| cut_start_len(before, &form))
+            .flat_map(|s| {
+                [
+                    cut_start_len(before, s),
+                    cut_start_len(before, &json_escaped(s)),
+                ]
+            })
+            .flatten()
             .max()
             .map_or(before, |len| &before[..before.len() - len]);
         out.push_str(kept);

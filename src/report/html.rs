@@ -177,12 +177,8 @@ fn drawn(report: &Report) -> (Vec<&FlowRecord>, usize) {
     if report.summary.flows <= FULL_WATERFALL {
         return (flows.iter().collect(), 0);
     }
-    let notable = |f: &FlowRecord| {
-        matches!(f.outcome, FlowOutcome::Failed | FlowOutcome::Warned)
-            || f.steps
-                .iter()
-                .any(|s| s.flaky || s.outcome == StepOutcome::Failed)
-    };
+    // Skipped flows never began: nothing to draw.
+    let notable = |f: &FlowRecord| !f.is_plain_pass() && f.outcome != FlowOutcome::Skipped;
     let mut passed: Vec<usize> = (0..flows.len())
         .filter(|&i| flows[i].is_plain_pass())
         .collect();
@@ -195,8 +191,10 @@ fn drawn(report: &Report) -> (Vec<&FlowRecord>, usize) {
     let plain = report.summary.passed.saturating_sub(not_plain);
     let left_out = plain.saturating_sub(SLOWEST_PASSED);
     passed.truncate(SLOWEST_PASSED);
+    let mut slowest = vec![false; flows.len()];
+    passed.iter().for_each(|&i| slowest[i] = true);
     let rows = (0..flows.len())
-        .filter(|&i| notable(&flows[i]) || passed.contains(&i))
+        .filter(|&i| notable(&flows[i]) || slowest[i])
         .map(|i| &flows[i])
         .collect();
     (rows, left_out)

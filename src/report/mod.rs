@@ -395,11 +395,6 @@ impl Report {
             Err(e) => format!("{{\"error\": \"{e}\"}}\n"),
         }
     }
-
-    /// Whether `flows` holds every flow of the run (not only the ones kept whole).
-    pub fn has_every_flow(&self) -> bool {
-        self.streamed.is_none()
-    }
 }
 
 /// The reasons of a failed verdict that no record of the run shows as a failure itself.
@@ -485,34 +480,32 @@ fn contract_warnings(result: &RunResult, mask: &dyn Mask) -> Vec<Warning> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (flow, step, note) in notes {
-        {
-            let at = if flow.is_empty() {
-                format!("step '{step}'")
-            } else {
-                format!("flow '{flow}', step '{step}'")
-            };
-            let (kind, message) = match &note {
-                ContractNote::Undocumented(operation) => {
-                    if !seen.insert(operation.clone()) {
-                        continue;
-                    }
-                    (
-                        WarningKind::UndocumentedOperation,
-                        format!("operation not in the OpenAPI document: {operation} ({at})"),
-                    )
+        let at = if flow.is_empty() {
+            format!("step '{step}'")
+        } else {
+            format!("flow '{flow}', step '{step}'")
+        };
+        let (kind, message) = match &note {
+            ContractNote::Undocumented(operation) => {
+                if !seen.insert(operation.clone()) {
+                    continue;
                 }
-                ContractNote::Violation(why) => (
-                    WarningKind::ContractViolation,
-                    format!("contract violation: {at}: {why}"),
-                ),
-            };
-            out.push(Warning {
-                kind,
-                flow,
-                step: Some(step),
-                message: mask.mask_text(&message),
-            });
-        }
+                (
+                    WarningKind::UndocumentedOperation,
+                    format!("operation not in the OpenAPI document: {operation} ({at})"),
+                )
+            }
+            ContractNote::Violation(why) => (
+                WarningKind::ContractViolation,
+                format!("contract violation: {at}: {why}"),
+            ),
+        };
+        out.push(Warning {
+            kind,
+            flow,
+            step: Some(step),
+            message: mask.mask_text(&message),
+        });
     }
     out
 }

@@ -327,15 +327,16 @@ impl FlowSink for ReportStream {
         // Counted before masking: a secret learned from now on is seen to be new at the end.
         self.known_at_first
             .get_or_insert_with(|| self.redactor.known());
-        let record = flow.masked(&*self.redactor);
         if let Some(spool) = &mut self.spool {
-            spool.push(&record);
+            spool.push(&flow.masked(&*self.redactor));
         }
+        // A notable flow the engine keeps; the others simply passed.
         if flow.is_notable() {
-            // The engine keeps it.
-        } else if self.keep_all {
+            return;
+        }
+        if self.keep_all {
             self.kept.insert(index, flow.clone());
-        } else if record.is_plain_pass() {
+        } else {
             self.keep_if_slowest(index, flow);
         }
     }

@@ -347,7 +347,13 @@ impl Gate {
 /// A suite just loaded, with the digest of its files (read moments ago), so that its reports
 /// can be the `--baseline` of a `run` of the same suite.
 fn loaded(plan: Plan) -> (Arc<Plan>, Option<String>) {
-    let digest = crate::shard::files_digest(&plan).ok();
+    // Without it the reports only cannot be a baseline; the runs are unaffected. Said, not
+    // dropped silently.
+    let digest = crate::shard::files_digest(&plan)
+        .inspect_err(|e| {
+            eprintln!("warning: cannot read the suite to digest it ({e}): its reports carry no suite_files_digest")
+        })
+        .ok();
     (Arc::new(plan), digest)
 }
 

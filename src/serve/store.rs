@@ -74,8 +74,9 @@ const MAX_ID: u64 = 1_000_000_000_000;
 impl Store {
     /// Opens the store, reading back the reports a previous server left in `dir` (the newest
     /// `keep`). A file there that looks like one of its reports and is not (a symlink, another
-    /// name for an id, something that does not parse) is refused: whatever put it there, the
-    /// store will not serve it, overwrite it or delete it.
+    /// name for an id) is refused, and so is one of the newest `keep` that does not parse
+    /// (older ones are not read): whatever put it there, the store will not serve it,
+    /// overwrite it or delete it.
     pub fn open(keep: usize, dir: Option<&Path>) -> Result<Store, String> {
         let mut files = Vec::new();
         let mut runs = VecDeque::new();

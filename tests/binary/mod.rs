@@ -208,3 +208,24 @@ pub async fn count(server: &MockServer, m: &str, p: &str) -> usize {
         .filter(|r| r.method.as_str() == m && r.url.path() == p)
         .count()
 }
+
+/// A pet as the Swagger Petstore 3.0 document (tests/fixtures/openapi) describes it.
+pub fn pet(id: u64) -> Value {
+    json!({
+        "id": id,
+        "name": "doggie",
+        "category": { "id": 1, "name": "Dogs" },
+        "photoUrls": ["https://example.com/dog.png"],
+        "tags": [{ "id": 0, "name": "good" }],
+        "status": "available"
+    })
+}
+
+/// Makes a FIFO at `path` (in a temp dir: never one of the system's).
+pub fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+}

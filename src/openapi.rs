@@ -128,6 +128,12 @@ pub fn read(file: &str, text: &str) -> Result<Document, Broken> {
         }
     };
     check_refs(&value, text, "", &value)?;
+    if expanded_nodes(&value) > MAX_EXPANDED_NODES {
+        return Err(Broken::new(format!(
+            "its `$ref`s expand to more than {MAX_EXPANDED_NODES} nodes (or nest deeper than \
+             {MAX_REF_DEPTH}): refused, since checking a response against it could take hours"
+        )));
+    }
     let v30 = version.starts_with("3.0");
     let mut components = value
         .get("components")
@@ -424,6 +430,63 @@ fn ref_chain(doc: &Value, first: &str) -> Result<(), &'static str> {
             None => return Ok(()),
         }
     }
+}
+
+/// A document this many nodes large with every `$ref` expanded is refused: a few schemas
+/// that each refer twice to the next (`allOf: [{$ref: S2}, {$ref: S2}]`) stand for 2^n
+/// nodes, and validating a response walks them all, deaf to timeouts and signals.
+const MAX_EXPANDED_NODES: u64 = 1_000_000;
+/// References nested in references this deep are refused too (counted as too large).
+const MAX_REF_DEPTH: usize = 256;
+
+/// The nodes of `doc` with every `$ref` expanded (a reference to a schema being expanded,
+/// a recursive schema, counts once: validation follows it only as deep as the response).
+fn expanded_nodes(doc: &Value) -> u64 {
+    fn size<'a>(
+        value: &'a Value,
+        doc: &'a Value,
+        sizes: &mut std::collections::HashMap<&'a str, u64>,
+        open: &mut Vec<&'a str>,
+    ) -> u64 {
+        let children = |items: &mut dyn Iterator<Item = &'a Value>,
+                        sizes: &mut std::collections::HashMap<&'a str, u64>,
+                        open: &mut Vec<&'a str>| {
+            items.fold(1u64, |sum, v| sum.saturating_add(size(v, doc, sizes, open)))
+        };
+        match value {
+            Value::Object(map) => match map.get("$ref") {
+                Some(Value::String(target)) => {
+                    let target = target.as_str();
+                    if open.contains(&target) {
+                        return 1;
+                    }
+                    if let Some(&known) = sizes.get(target) {
+                        return known;
+                    }
+                    if open.len() >= MAX_REF_DEPTH {
+                        return u64::MAX;
+                    }
+                    let Some(named) = pointer(doc, target) else {
+                        return 1;
+                    };
+                    open.push(target);
+                    let known = size(named, doc, sizes, open).saturating_add(1);
+                    open.pop();
+                    sizes.insert(target, known);
+                    known
+                }
+                _ => children(&mut map.values(), sizes, open),
+            },
+            Value::Array(items) => children(&mut items.iter(), sizes, open),
+            _ => 1,
+        }
+    }
+    size(
+        doc,
+        doc,
+        &mut std::collections::HashMap::new(),
+        &mut Vec::new(),
+    )
 }
 
 /// How many references in a row a chain may have ([`follow`] follows as many).

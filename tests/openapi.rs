@@ -604,6 +604,26 @@ fn a_yaml_alias_bomb_is_refused_not_expanded() {
     assert!(stderr.contains("aliases expand to more than"), "{stderr}");
 }
 
+/// Schemas that each refer twice to the next stand for 2^n nodes: validating a response
+/// against them would walk every one, past timeouts and signals. Refused at load.
+#[test]
+fn references_that_expand_exponentially_are_refused() {
+    let mut fanout = String::from("x-fanout:\n");
+    for i in 0..25 {
+        let next = i + 1;
+        fanout.push_str(&format!(
+            "  S{i}:\n    allOf:\n      - $ref: '#/x-fanout/S{next}'\n      - $ref: '#/x-fanout/S{next}'\n"
+        ));
+    }
+    fanout.push_str("  S25:\n    type: object\n");
+    let spec = format!("{INVENTORY}{fanout}");
+    let stderr = check_broken("openapi.yaml", Some(&spec), "");
+    assert!(
+        stderr.contains("`$ref`s expand to more than 1000000 nodes"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn contract_warnings_are_in_the_markdown_report_too() {
     let body = json!({ "id": 1, "note": null, "price": 1 });

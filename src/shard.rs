@@ -295,7 +295,7 @@ fn suite_files(plan: &Plan, part: &mut dyn FnMut(&str, &[u8])) -> std::io::Resul
         part("selected", flow.name.as_bytes());
         part(
             "vars",
-            serde_json::to_string(&flow.vars)
+            serde_json::to_string(&flow.vars())
                 .unwrap_or_default()
                 .as_bytes(),
         );

@@ -9,14 +9,15 @@ use std::ops::Range;
 /// A parsed template string: literal text and placeholders, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
-    parts: Vec<Part>,
+    /// Boxed, not a `Vec`: a plan holds every template of a suite for the whole run.
+    parts: Box<[Part]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
-    Text(String),
+    Text(Box<str>),
     Name {
-        name: String,
+        name: Box<str>,
         /// Byte range of the name inside the template source, for error locations.
         span: Range<usize>,
     },
@@ -82,7 +83,7 @@ impl Template {
         let mut rest = 0;
         while let Some(open) = source[rest..].find("{{").map(|i| rest + i) {
             if open > rest {
-                parts.push(Part::Text(source[rest..open].to_string()));
+                parts.push(Part::Text(source[rest..open].into()));
             }
             let inner_start = open + 2;
             let Some(close) = source[inner_start..].find("}}").map(|i| inner_start + i) else {
@@ -110,37 +111,37 @@ impl Template {
                 });
             }
             parts.push(Part::Name {
-                name: name.to_string(),
+                name: name.into(),
                 span,
             });
             rest = close + 2;
         }
         if rest < source.len() || parts.is_empty() {
-            parts.push(Part::Text(source[rest..].to_string()));
+            parts.push(Part::Text(source[rest..].into()));
         }
-        // A plan holds every template of every flow for the whole run.
-        parts.shrink_to_fit();
-        Ok(Template { parts })
+        Ok(Template {
+            parts: parts.into_boxed_slice(),
+        })
     }
 
     /// A template with no placeholders.
     pub fn literal(text: impl Into<String>) -> Template {
         Template {
-            parts: vec![Part::Text(text.into())],
+            parts: Box::new([Part::Text(text.into().into_boxed_str())]),
         }
     }
 
     /// Every placeholder name with its byte range inside the source.
     pub fn names(&self) -> impl Iterator<Item = (&str, Range<usize>)> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Name { name, span } => Some((name.as_str(), span.clone())),
+            Part::Name { name, span } => Some((&**name, span.clone())),
             Part::Text(_) => None,
         })
     }
 
     /// The name, when the template is exactly one placeholder.
     pub fn single_name(&self) -> Option<&str> {
-        match self.parts.as_slice() {
+        match &*self.parts {
             [Part::Name { name, .. }] => Some(name),
             _ => None,
         }
@@ -148,7 +149,7 @@ impl Template {
 
     /// The text itself when the template has no placeholders.
     pub fn as_literal(&self) -> Option<&str> {
-        match self.parts.as_slice() {
+        match &*self.parts {
             [Part::Text(t)] => Some(t),
             _ => None,
         }
@@ -227,8 +228,7 @@ impl Template {
     /// The part of the URL each placeholder lands in, judged from the literal text around
     /// it (values cannot move a placeholder to another part).
     fn url_parts(&self, kind: UrlTemplate) -> Vec<UrlPart> {
-        let whole_url =
-            kind == UrlTemplate::Url && matches!(self.parts.as_slice(), [Part::Name { .. }]);
+        let whole_url = kind == UrlTemplate::Url && matches!(&*self.parts, [Part::Name { .. }]);
         let mut part = match kind {
             UrlTemplate::Path => UrlPart::Path,
             UrlTemplate::Url => UrlPart::Authority,
@@ -241,7 +241,7 @@ impl Template {
             match p {
                 Part::Name { .. } => out.push(if whole_url { UrlPart::Authority } else { part }),
                 Part::Text(text) => {
-                    let mut rest = text.as_str();
+                    let mut rest = &**text;
                     while let Some(c) = rest.chars().next() {
                         if part == UrlPart::Authority && rest.starts_with("://") {
                             rest = &rest[1..];
@@ -299,7 +299,7 @@ impl Template {
 
     /// [`Template::render_typed`], with the form that may be shown.
     pub fn render_typed_shown(&self, scope: &dyn Scope) -> Result<Rendered<Value>, String> {
-        match self.parts.as_slice() {
+        match &*self.parts {
             [Part::Name { name, .. }] => {
                 let value = resolve(scope, name)?;
                 let shown = if scope.is_sensitive(name) {

@@ -738,7 +738,9 @@ async fn post_after_reset_on_accept_is_resent_only_when_nothing_was_sent() {
     // connecting, the error is a `connect` one ("tcp connect error: ... reset"), nothing was
     // sent, and a POST may be tried again; when it lands after the request was
     // written, it counts as `timeout` and a POST with the suite-level [retry] only must not be
-    // sent again. Either way: a POST is re-sent only after a try that sent nothing.
+    // sent again; when it lands after connecting but before the request could be written,
+    // hyper gives the request back unsent ("connection was not ready") and that is a `connect`
+    // failure too. Either way: a POST is re-sent only after a try that sent nothing.
     let server = FaultServer::start(Fault::ResetOnAccept).await;
     let suite = Suite::new(&server.base_url(), SUITE_RETRY_3, &post_order(""));
     let run = suite.run().await;

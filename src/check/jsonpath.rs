@@ -2,10 +2,16 @@
 
 use serde_json::Value;
 use serde_json_path::JsonPath;
+use std::sync::Arc;
 
-/// A compiled JSONPath and whether it is singular (only names and indices).
+/// A compiled JSONPath and whether it is singular (only names and indices). Cloning shares
+/// it: a suite uses the same few queries (`$.id`, `$.ok`) in every flow, and a plan holds
+/// every flow for the whole run.
 #[derive(Debug, Clone)]
-pub struct JsonQuery {
+pub struct JsonQuery(Arc<Compiled>);
+
+#[derive(Debug)]
+struct Compiled {
     source: String,
     path: JsonPath,
     singular: bool,
@@ -14,22 +20,22 @@ pub struct JsonQuery {
 impl JsonQuery {
     pub fn parse(source: &str) -> Result<JsonQuery, String> {
         let path = JsonPath::parse(source).map_err(|e| format!("invalid JSONPath: {e}"))?;
-        Ok(JsonQuery {
+        Ok(JsonQuery(Arc::new(Compiled {
             source: source.to_string(),
             path,
             singular: is_singular(source),
-        })
+        })))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.source
+        &self.0.source
     }
 
     /// A singular query gives the node itself; any other query the array of the nodes it
     /// matched. `None` when nothing matched.
     pub fn select(&self, value: &Value) -> Option<Value> {
-        let nodes = self.path.query(value).all();
-        match (self.singular, nodes.as_slice()) {
+        let nodes = self.0.path.query(value).all();
+        match (self.0.singular, nodes.as_slice()) {
             (_, []) => None,
             (true, [one]) => Some((*one).clone()),
             _ => Some(Value::Array(nodes.into_iter().cloned().collect())),
@@ -102,7 +108,7 @@ mod tests {
             JsonQuery::parse("$.items[0:1]").unwrap().select(&doc),
             Some(json!([{"n": 1}]))
         );
-        assert!(JsonQuery::parse("$['a.b*']").unwrap().singular);
+        assert!(JsonQuery::parse("$['a.b*']").unwrap().0.singular);
     }
 
     #[test]

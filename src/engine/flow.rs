@@ -43,7 +43,7 @@ pub async fn run_flow(
     let jar = Jar::default();
     let mut scope = FlowScope {
         plan: &shared.plan,
-        flow_vars: &flow.vars,
+        flow_vars: flow.vars(),
         setup: &shared.setup_captures,
         captures: HashMap::new(),
         run_id: &shared.run_id,

@@ -246,9 +246,30 @@ fn classify(error: reqwest::Error) -> RequestError {
         RequestError::Tls(chain)
     } else if error.is_connect() {
         RequestError::Connect(chain)
+    } else if never_sent(&error) {
+        // Nothing reached the server, as with a connection that could not be made: a POST may
+        // be tried again.
+        RequestError::Connect(format!(
+            "the connection was closed or reset before the request was sent ({chain})"
+        ))
     } else {
         RequestError::Other(chain)
     }
+}
+
+/// Whether hyper gave the request back without writing any of it (a new connection closed or
+/// reset before it was ready, or closed with the request still queued): hyper's "canceled".
+fn never_sent(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// Whether rustls is somewhere in the cause chain: a certificate or handshake problem.

@@ -431,7 +431,7 @@ pub(crate) fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResu
     FlowResult {
         name: flow.name.clone(),
         file: flow.file.clone(),
-        tags: flow.tags.clone(),
+        tags: flow.tags.to_vec(),
         critical: flow.critical,
         outcome: FlowOutcome::Skipped,
         duration_ms: 0,

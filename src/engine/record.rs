@@ -73,7 +73,7 @@ impl FlowRecord {
         FlowResult {
             name: flow.name.clone(),
             file: flow.file.clone(),
-            tags: flow.tags.clone(),
+            tags: flow.tags.to_vec(),
             critical: flow.critical,
             outcome,
             duration_ms: self.started.elapsed().as_millis() as u64,

@@ -65,7 +65,7 @@ pub fn rehearse(plan: &Plan) -> Vec<Problem> {
     problems.extend(in_parallel(&plan.flows, |flows| {
         let mut problems = Vec::new();
         for flow in flows {
-            let scope = static_scope(plan, &flow.vars);
+            let scope = static_scope(plan, flow.vars());
             let file = settings.dir.join(&flow.file);
             for step in flow.steps.iter().chain(&flow.cleanup) {
                 let what = format!("flow '{}', step '{}'", flow.name, step.name);

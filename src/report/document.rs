@@ -214,7 +214,7 @@ impl ListedFlow {
         ListedFlow {
             name: flow.name.clone(),
             file: flow.file.clone(),
-            tags: flow.tags.clone(),
+            tags: flow.tags.to_vec(),
             critical: flow.critical,
             steps: flow.steps.len(),
             cleanups: flow.cleanup.len(),

@@ -87,17 +87,35 @@ pub fn write_head(head: &Head, out: &mut impl Write) -> io::Result<()> {
 
 /// One flow of the array; `first` for the first one (no comma before it).
 pub fn write_flow(flow: &FlowRecord, first: bool, out: &mut impl Write) -> io::Result<()> {
-    let text = serde_json::to_vec_pretty(flow)?;
     out.write_all(if first { b"\n    " } else { b",\n    " })?;
-    // JSON text has no raw line break inside a string: every one is between tokens, and the
-    // flow goes two levels deeper by each line's indent.
-    for (i, line) in text.split(|b| *b == b'\n').enumerate() {
-        if i > 0 {
-            out.write_all(b"\n    ")?;
-        }
-        out.write_all(line)?;
-    }
+    // Pretty JSON, two levels deeper: straight into `out` (callgrind: rendering each flow to
+    // its own buffer first, then copying it line by line, was a tenth of a run's instructions).
+    serde_json::to_writer_pretty(Nested(out), flow)?;
     Ok(())
+}
+
+/// Writes through to `W`, indenting every line after the first by two levels. JSON text has
+/// no raw line break inside a string: every `\n` serde_json writes is between tokens.
+struct Nested<W>(W);
+
+impl<W: Write> Write for Nested<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            self.0.write_all(&buf[..=end])?;
+            self.0.write_all(b"    ")?;
+            buf = &buf[end + 1..];
+        }
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// The closing of the flows array (`any_flows`: whether one was written) and the tail.

@@ -180,7 +180,7 @@ fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
     for name in allowed {
         let declared = settings.vars.contains_key(name)
             || settings.cli_vars.contains_key(name)
-            || plan.flows.iter().any(|f| f.vars.contains_key(name));
+            || plan.flows.iter().any(|f| f.vars().contains_key(name));
         if !declared {
             return Err(format!(
                 "--allow-var {name}: the suite declares no variable `{name}`; give it a default in [vars] (or with --var)"

@@ -127,7 +127,7 @@ fn cleanups_may_use_any_capture_and_record_what_they_need() {
         &[],
     )
     .unwrap();
-    assert_eq!(plan.flows[0].cleanup[0].uses_captures, ["id"]);
+    assert_eq!(*plan.flows[0].cleanup[0].uses_captures, ["id"]);
 }
 
 #[test]

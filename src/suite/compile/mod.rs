@@ -72,7 +72,7 @@ pub struct Compiler<'e> {
     base_url_missing: bool,
     default_retry: RetryPolicy,
     /// The flows compiled so far by name, with their files: a name may be used once.
-    flow_names: HashMap<String, String>,
+    flow_names: HashMap<Box<str>, Box<str>>,
     json_queries: JsonQueries,
 }
 

@@ -59,17 +59,15 @@ impl Compiler<'_> {
         let headers = self.request_headers(src, raw.headers.as_ref(), &mut uses);
         let body = self.body(src, raw, form, &mut uses);
         let timeout = raw.timeout.as_ref().and_then(|t| src.duration(t));
-        let mut expectations = self.expect(src, raw.expect.as_ref(), known);
-        expectations.shrink_to_fit();
-        let mut captures = self.captures(src, raw.capture.as_ref());
-        captures.shrink_to_fit();
+        let expectations = self.expect(src, raw.expect.as_ref(), known).into();
+        let captures = self.captures(src, raw.capture.as_ref()).into();
         let poll = raw.poll.as_ref().and_then(|p| poll_policy(src, p, &method));
         Step {
             name: step_name(raw, &method),
             method,
             target,
-            query,
-            headers,
+            query: query.into(),
+            headers: headers.into(),
             body,
             timeout,
             expectations,
@@ -180,11 +178,11 @@ impl Compiler<'_> {
         Flow {
             name,
             file: file.to_string(),
-            tags: raw.tags.clone().unwrap_or_default(),
+            tags: raw.tags.clone().unwrap_or_default().into(),
             critical: raw.critical.unwrap_or(true),
-            vars,
-            steps,
-            cleanup,
+            own_vars: (!vars.is_empty()).then(|| Box::new(vars)),
+            steps: steps.into(),
+            cleanup: cleanup.into(),
             row_of,
         }
     }
@@ -192,7 +190,7 @@ impl Compiler<'_> {
     /// A flow name is used once: `--flow` selects by it and reports name flows by it.
     fn unique_name(&mut self, src: &mut Source, name: &str, at: Option<Range<usize>>, file: &str) {
         let Some(first) = self.flow_names.get(name) else {
-            self.flow_names.insert(name.to_string(), file.to_string());
+            self.flow_names.insert(name.into(), file.into());
             return;
         };
         let message = format!("two flows are named `{name}`: {first} and {file}");

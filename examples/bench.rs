@@ -67,6 +67,7 @@ const RESPONSE_BODY: &str =
 /// Environment that would change what the child does (proxies would route loopback away).
 const CLEARED_ENV: &[&str] = &[
     "PREFLIGHT_BASE_URL",
+    "PREFLIGHT_KEEP_COMPILED",
     "NO_COLOR",
     "GITHUB_STEP_SUMMARY",
     "HTTP_PROXY",

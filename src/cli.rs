@@ -775,23 +775,39 @@ fn overrides(args: &SuiteArgs) -> Overrides {
 }
 
 /// Loads the suite `path` names: a suite directory, or one flow file with the settings of the
-/// suite above it.
+/// suite above it. With `rehearse`, each flow kept as text is rehearsed as it loads: the plan
+/// comes with the problems found so.
 fn load_suite(
     path: &Path,
     mut overrides: Overrides,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Plan, Vec<Problem>> {
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    rehearse: Option<&suite::Rehearse>,
+) -> Result<(Plan, Vec<Problem>), Vec<Problem>> {
     let located = suite::locate(path).map_err(|p| vec![p])?;
     overrides.flow_file = located.flow_file;
-    suite::load(&located.dir, overrides, env)
+    overrides.keep_compiled = match std::env::var("PREFLIGHT_KEEP_COMPILED").ok() {
+        None => None,
+        Some(count) => Some(count.trim().parse().map_err(|_| {
+            let message = format!(
+                "PREFLIGHT_KEEP_COMPILED={count:?} is not a number of flows (a whole number, 0 or more)"
+            );
+            vec![Problem::file(path, message)]
+        })?),
+    };
+    suite::load_rehearsed(&located.dir, overrides, env, rehearse)
 }
 
 /// Loads the suite and rehearses every request known before the run (what `check` accepts,
 /// `run` can build), or prints every problem; `None` means exit 2.
 fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
-    let problems = match load_suite(dir, overrides, &env) {
-        Ok(plan) => {
-            let problems = engine::rehearse(&plan);
+    let each_flow = engine::EachFlow::default();
+    let rehearse = |plan: &Plan, flow: &suite::Flow, body: &suite::FlowSteps| {
+        each_flow.problems(plan, flow, body)
+    };
+    let problems = match load_suite(dir, overrides, &env, Some(&rehearse)) {
+        Ok((plan, mut problems)) => {
+            // Flows kept as text come after every compiled one: their problems go last.
+            problems.splice(0..0, engine::rehearse(&plan));
             if problems.is_empty() {
                 return Some(plan);
             }
@@ -859,7 +875,13 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let steps: usize = plan.flows.iter().map(|f| f.steps.len()).sum();
+    // Rehearsed: every flow's steps compiled once more without a problem.
+    let steps: usize = plan
+        .flows
+        .iter()
+        .filter_map(|f| plan.steps_of(f).ok())
+        .map(|body| body.steps.len())
+        .sum();
     let count = verdict::counted;
     let part = suite::locate(&args.suite).ok().and_then(|l| l.flow_file);
     if part.is_some() {
@@ -1047,8 +1069,8 @@ fn lock(args: &LockArgs) -> ExitCode {
 }
 
 fn list(args: &ListArgs) -> ExitCode {
-    let mut plan = match load_suite(&args.suite, offline(), &|_| None) {
-        Ok(plan) => plan,
+    let mut plan = match load_suite(&args.suite, offline(), &|_| None, None) {
+        Ok((plan, _)) => plan,
         Err(problems) => {
             print_problems(&problems);
             return ExitCode::from(EXIT_INVALID);
@@ -1057,13 +1079,28 @@ fn list(args: &ListArgs) -> ExitCode {
     if let Err(code) = select(&mut plan, &args.select) {
         return code;
     }
+    let mut bodies = Vec::with_capacity(plan.flows.len());
+    for flow in &plan.flows {
+        match plan.steps_of(flow) {
+            Ok(body) => bodies.push(body),
+            Err(why) => {
+                eprintln!("error: flow '{}': {why}", clean(&flow.name));
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    }
     if args.json {
-        let flows: Vec<ListedFlow> = plan.flows.iter().map(ListedFlow::of).collect();
+        let flows: Vec<ListedFlow> = plan
+            .flows
+            .iter()
+            .zip(&bodies)
+            .map(|(flow, body)| ListedFlow::of(flow, body))
+            .collect();
         let json = serde_json::to_string_pretty(&flows).expect("a listing always serializes");
         println!("{json}");
         return ExitCode::SUCCESS;
     }
-    for flow in &plan.flows {
+    for (flow, body) in plan.flows.iter().zip(&bodies) {
         let tags = if flow.tags.is_empty() {
             String::new()
         } else {
@@ -1080,10 +1117,10 @@ fn list(args: &ListArgs) -> ExitCode {
             clean(&flow.name),
             clean(&flow.file)
         );
-        for (i, step) in flow.steps.iter().enumerate() {
+        for (i, step) in body.steps.iter().enumerate() {
             println!("  {}. {}", i + 1, clean(&step.name));
         }
-        for step in &flow.cleanup {
+        for step in &body.cleanup {
             println!("  cleanup: {}", clean(&step.name));
         }
     }

@@ -299,8 +299,11 @@ fn suite_files(plan: &Plan, part: &mut dyn FnMut(&str, &[u8])) -> std::io::Resul
                 .unwrap_or_default()
                 .as_bytes(),
         );
-        for step in flow.steps.iter().chain(&flow.cleanup) {
-            step_inputs(dir, step, part)?;
+        // A flow kept as text has no step that needs more than that text (`store`).
+        if let crate::suite::FlowBody::Compiled(body) = &flow.body {
+            for step in body.all() {
+                step_inputs(dir, step, part)?;
+            }
         }
     }
     for step in plan.setup.iter().chain(&plan.teardown) {

@@ -11,7 +11,7 @@ use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
 use crate::openapi::Finding;
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
-use crate::suite::{Body, Flow, PollPolicy, Step, Target};
+use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
 use crate::template::Scope;
 use crate::template::{UrlTemplate, value_to_text};
 use reqwest::cookie::Jar;
@@ -34,6 +34,7 @@ pub async fn run_flow(
     shared: &Shared,
     index: usize,
     flow: &Flow,
+    body: &FlowSteps,
     record: &FlowRecord,
 ) -> FlowResult {
     shared.events.emit(Event::FlowStarted {
@@ -48,12 +49,12 @@ pub async fn run_flow(
         captures: HashMap::new(),
         run_id: &shared.run_id,
     };
-    let (failed, stopped) = run_steps(shared, index, flow, &mut scope, &jar, record).await;
+    let (failed, stopped) = run_steps(shared, index, flow, body, &mut scope, &jar, record).await;
     let result = match stopped {
         // Halted before its first step: the flow never started.
-        Some(reason) if record.nothing_tried() => super::skipped_flow(flow, &reason),
+        Some(reason) if record.nothing_tried() => super::skipped_flow(&shared.plan, flow, &reason),
         _ => {
-            run_cleanups(shared, index, flow, &mut scope, &jar, record).await;
+            run_cleanups(shared, index, body, &mut scope, &jar, record).await;
             // A flow stopped half-way did not pass: failed (warned if non-critical).
             record.finish(
                 flow,
@@ -72,13 +73,14 @@ async fn run_steps(
     shared: &Shared,
     index: usize,
     flow: &Flow,
+    body: &FlowSteps,
     scope: &mut FlowScope<'_>,
     jar: &Jar,
     record: &FlowRecord,
 ) -> (bool, Option<String>) {
     let mut failed = false;
     let mut stopped: Option<String> = None;
-    for step in &flow.steps {
+    for step in &body.steps {
         if !failed && stopped.is_none() && shared.halted() {
             stopped = Some(shared.stop_reason());
         }
@@ -120,13 +122,13 @@ async fn run_steps(
 async fn run_cleanups(
     shared: &Shared,
     index: usize,
-    flow: &Flow,
+    body: &FlowSteps,
     scope: &mut FlowScope<'_>,
     jar: &Jar,
     record: &FlowRecord,
 ) {
-    for step in &flow.cleanup {
-        let result = match unrunnable(flow, step, scope, record) {
+    for step in &body.cleanup {
+        let result = match unrunnable(body, step, scope, record) {
             Some(result) => result,
             None => run_cleanup(shared, index, step, scope, jar, record).await,
         };
@@ -138,7 +140,7 @@ async fn run_cleanups(
 /// run. If a step that makes the capture was tried, it may have created what the cleanup
 /// deletes: a failed cleanup, so a warning. If none was tried, nothing was created: skipped.
 fn unrunnable(
-    flow: &Flow,
+    body: &FlowSteps,
     step: &Step,
     scope: &FlowScope<'_>,
     record: &FlowRecord,
@@ -148,7 +150,7 @@ fn unrunnable(
         return None;
     }
     let method = step.method.as_str();
-    let tried = missing.iter().any(|c| record.tried_to_capture(flow, c));
+    let tried = missing.iter().any(|c| record.tried_to_capture(body, c));
     Some(if tried {
         let error = format!("{never}: the cleanup could not run, test data may be left behind");
         StepResult::unfinished(&step.name, Phase::Cleanup, method, &error)

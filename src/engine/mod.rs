@@ -16,7 +16,7 @@ mod sink;
 pub mod teardown;
 
 pub use event::{Event, EventSink};
-pub use rehearse::rehearse;
+pub use rehearse::{EachFlow, rehearse};
 pub use result::{
     ContractNote, FlowOutcome, FlowResult, FlowTally, Phase, RunResult, StepOutcome, StepResult,
     Stop,
@@ -227,7 +227,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     } else {
         shared.stop_reason()
     };
-    delivery.fill(&plan.flows, |flow| skipped_flow(flow, &not_started));
+    delivery.fill(&plan.flows, |flow| skipped_flow(&plan, flow, &not_started));
     let (flows, streamed) = delivery.finish();
     shared.events.emit(Event::RunFinished);
     RunResult {
@@ -344,7 +344,19 @@ async fn run_flows(shared: &Arc<Shared>, delivery: &mut sink::Delivery) -> Vec<S
         // Each flow holds its slot to the end, cleanups included.
         let handle = tasks.spawn(async move {
             let _slot = permit;
-            flow::run_flow(&shared, index, &shared.plan.flows[index], &record).await
+            let flow = &shared.plan.flows[index];
+            // A flow kept as text is compiled here, on the task: its steps live as long as it.
+            match shared.plan.steps_of(flow) {
+                Ok(steps) => (
+                    flow::run_flow(&shared, index, flow, &steps, &record).await,
+                    None,
+                ),
+                Err(why) => {
+                    let result = uncompiled_flow(flow, &why);
+                    shared.flow_finished(index, &result);
+                    (result, Some(format!("flow '{}': {why}", flow.name)))
+                }
+            }
         });
         started.insert(handle.id(), (index, kept));
     }
@@ -367,7 +379,7 @@ async fn run_flows(shared: &Arc<Shared>, delivery: &mut sink::Delivery) -> Vec<S
 type Started = HashMap<tokio::task::Id, (usize, Arc<FlowRecord>)>;
 
 fn collect(
-    done: Result<(tokio::task::Id, FlowResult), tokio::task::JoinError>,
+    done: Result<(tokio::task::Id, (FlowResult, Option<String>)), tokio::task::JoinError>,
     started: &mut Started,
     shared: &Shared,
     delivery: &mut sink::Delivery,
@@ -382,7 +394,10 @@ fn collect(
     };
     let flow = &shared.plan.flows[index];
     let result = match outcome {
-        Ok(result) => result,
+        Ok((result, internal_error)) => {
+            internal_errors.extend(internal_error);
+            result
+        }
         Err(error) => {
             // A panic must fail the gate, never vanish; an abort after the grace time only
             // happens after a stop, which already decides the verdict. Either way the flow keeps
@@ -393,7 +408,10 @@ fn collect(
             } else {
                 shared.stop_reason()
             };
-            let result = record.cut_off(flow, &why);
+            let result = match shared.plan.steps_of(flow) {
+                Ok(steps) => record.cut_off(flow, &steps, &why),
+                Err(_) => uncompiled_flow(flow, &why),
+            };
             shared.flow_finished(index, &result);
             result
         }
@@ -410,7 +428,9 @@ pub fn failed_run(plan: &Plan, why: String, sink: Option<SinkHandle>) -> RunResu
         sink.lock().restart();
     }
     let mut delivery = sink::Delivery::new(sink);
-    delivery.fill(&plan.flows, |f| skipped_flow(f, "the run did not complete"));
+    delivery.fill(&plan.flows, |f| {
+        skipped_flow(plan, f, "the run did not complete")
+    });
     let (flows, streamed) = delivery.finish();
     RunResult {
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -427,7 +447,18 @@ pub fn failed_run(plan: &Plan, why: String, sink: Option<SinkHandle>) -> RunResu
     }
 }
 
-pub(crate) fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResult {
+/// A flow that never started: each step skipped `because`. (Steps that can no longer be
+/// compiled are left out: the flow is skipped either way.)
+pub(crate) fn skipped_flow(plan: &Plan, flow: &crate::suite::Flow, because: &str) -> FlowResult {
+    let steps = plan.steps_of(flow).map_or_else(
+        |_| Vec::new(),
+        |body| {
+            body.steps
+                .iter()
+                .map(|s| StepResult::skipped(&s.name, Phase::Step, s.method.as_str(), because))
+                .collect()
+        },
+    );
     FlowResult {
         name: flow.name.clone(),
         file: flow.file.clone(),
@@ -435,11 +466,26 @@ pub(crate) fn skipped_flow(flow: &crate::suite::Flow, because: &str) -> FlowResu
         critical: flow.critical,
         outcome: FlowOutcome::Skipped,
         duration_ms: 0,
-        steps: flow
-            .steps
-            .iter()
-            .map(|s| StepResult::skipped(&s.name, Phase::Step, s.method.as_str(), because))
-            .collect(),
+        steps,
+    }
+}
+
+/// A flow whose steps could not be compiled again from its text: failed, with nothing sent.
+/// (The caller also records an internal error, so that the gate fails even for a non-critical
+/// flow: this is preflight's fault, not staging's.)
+fn uncompiled_flow(flow: &crate::suite::Flow, why: &str) -> FlowResult {
+    let step = StepResult {
+        attempts: 0,
+        ..StepResult::unfinished(&flow.file, Phase::Step, "", why)
+    };
+    FlowResult {
+        name: flow.name.clone(),
+        file: flow.file.clone(),
+        tags: flow.tags.to_vec(),
+        critical: flow.critical,
+        outcome: FlowOutcome::of(true, flow.critical),
+        duration_ms: 0,
+        steps: vec![step],
     }
 }
 
@@ -451,7 +497,9 @@ fn not_run(
     sink: Option<SinkHandle>,
 ) -> RunResult {
     let mut delivery = sink::Delivery::new(sink);
-    delivery.fill(&plan.flows, |f| skipped_flow(f, "the run could not start"));
+    delivery.fill(&plan.flows, |f| {
+        skipped_flow(plan, f, "the run could not start")
+    });
     let (flows, streamed) = delivery.finish();
     RunResult {
         started_at,

@@ -4,7 +4,7 @@
 
 use super::flow::CLEANUP_UNFINISHED;
 use super::result::{FlowOutcome, FlowResult, Phase, StepOutcome, StepResult};
-use crate::suite::{Flow, Step};
+use crate::suite::{Flow, FlowSteps, Step};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -58,11 +58,11 @@ impl FlowRecord {
     }
 
     /// Whether a step or cleanup of `flow` that captures `name` was tried, whatever came back.
-    pub fn tried_to_capture(&self, flow: &Flow, name: &str) -> bool {
+    pub fn tried_to_capture(&self, body: &FlowSteps, name: &str) -> bool {
         let recorded = self.lock();
         let of = |phase: Phase| recorded.steps.iter().filter(move |s| s.phase == phase);
-        let steps = of(Phase::Step).zip(&flow.steps);
-        let cleanups = of(Phase::Cleanup).zip(&flow.cleanup);
+        let steps = of(Phase::Step).zip(&body.steps);
+        let cleanups = of(Phase::Cleanup).zip(&body.cleanup);
         steps.chain(cleanups).any(|(result, step)| {
             result.outcome != StepOutcome::Skipped && step.captures.iter().any(|c| c.name == name)
         })
@@ -84,7 +84,7 @@ impl FlowRecord {
     /// The result of a flow whose task ended without returning one (aborted after the grace
     /// time, or panicked): every recorded step kept, the one in flight failed with `why` (a
     /// cleanup: not finished, test data may be left behind), the rest skipped.
-    pub fn cut_off(&self, flow: &Flow, why: &str) -> FlowResult {
+    pub fn cut_off(&self, flow: &Flow, body: &FlowSteps, why: &str) -> FlowResult {
         let mut recorded = self.lock();
         if let Some((name, phase, method)) = recorded.running.take() {
             let error = match phase {
@@ -97,13 +97,13 @@ impl FlowRecord {
         }
         let done = |phase| recorded.steps.iter().filter(|s| s.phase == phase).count();
         let (steps_done, cleanups_done) = (done(Phase::Step), done(Phase::Cleanup));
-        let rest: Vec<StepResult> = flow
+        let rest: Vec<StepResult> = body
             .steps
             .iter()
             .skip(steps_done)
             .map(|s| (s, Phase::Step))
             .chain(
-                flow.cleanup
+                body.cleanup
                     .iter()
                     .skip(cleanups_done)
                     .map(|s| (s, Phase::Cleanup)),

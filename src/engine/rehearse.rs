@@ -10,7 +10,7 @@ use super::scope::FlowScope;
 use crate::check::Op;
 use crate::problem::Problem;
 use crate::redact::{Mask, Redactor};
-use crate::suite::{Body, Plan, Step, Target};
+use crate::suite::{Body, Flow, FlowBody, FlowSteps, Plan, Step, Target};
 use crate::template::{Scope, Template};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -65,16 +65,51 @@ pub fn rehearse(plan: &Plan) -> Vec<Problem> {
     problems.extend(in_parallel(&plan.flows, |flows| {
         let mut problems = Vec::new();
         for flow in flows {
-            let scope = static_scope(plan, flow.vars());
-            let file = settings.dir.join(&flow.file);
-            for step in flow.steps.iter().chain(&flow.cleanup) {
-                let what = format!("flow '{}', step '{}'", flow.name, step.name);
-                rehearsal.step(step, &scope, &file, &what, &mut problems);
+            if matches!(
+                flow.body,
+                FlowBody::Stored {
+                    rehearsed: true,
+                    ..
+                }
+            ) {
+                continue;
+            }
+            match plan.steps_of(flow) {
+                Ok(body) => rehearsal.flow(flow, &body, &mut problems),
+                Err(why) => problems.push(Problem::file(&settings.dir.join(&flow.file), why)),
             }
         }
         problems
     }));
     problems
+}
+
+/// Rehearses flows one at a time, for [`crate::suite::load_rehearsed`]: each flow about to be
+/// kept as text, against the plan the suite is loaded into so far.
+#[derive(Default)]
+pub struct EachFlow {
+    /// Built at the first flow: building one compiles a pattern per secret.
+    redactor: std::sync::OnceLock<Redactor>,
+}
+
+impl EachFlow {
+    /// The problems of `flow`'s requests (its steps `body`) under `plan`.
+    pub fn problems(&self, plan: &Plan, flow: &Flow, body: &FlowSteps) -> Vec<Problem> {
+        let redactor = self
+            .redactor
+            .get_or_init(|| Redactor::new(plan.secrets.values()));
+        let looks = Looks {
+            redactor,
+            show_sensitive_headers: false,
+        };
+        let rehearsal = Rehearsal {
+            plan,
+            looks: &looks,
+        };
+        let mut problems = Vec::new();
+        rehearsal.flow(flow, body, &mut problems);
+        problems
+    }
 }
 
 /// Fewer flows than this per thread are rehearsed on the calling thread: starting a thread
@@ -138,6 +173,15 @@ struct Rehearsal<'a> {
 }
 
 impl Rehearsal<'_> {
+    fn flow(&self, flow: &Flow, body: &FlowSteps, problems: &mut Vec<Problem>) {
+        let scope = static_scope(self.plan, flow.vars());
+        let file = self.plan.settings.dir.join(&flow.file);
+        for step in body.all() {
+            let what = format!("flow '{}', step '{}'", flow.name, step.name);
+            self.step(step, &scope, &file, &what, problems);
+        }
+    }
+
     fn step(
         &self,
         step: &Step,

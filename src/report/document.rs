@@ -210,14 +210,14 @@ pub struct ListedFlow {
 }
 
 impl ListedFlow {
-    pub fn of(flow: &crate::suite::Flow) -> ListedFlow {
+    pub fn of(flow: &crate::suite::Flow, body: &crate::suite::FlowSteps) -> ListedFlow {
         ListedFlow {
             name: flow.name.clone(),
             file: flow.file.clone(),
             tags: flow.tags.to_vec(),
             critical: flow.critical,
-            steps: flow.steps.len(),
-            cleanups: flow.cleanup.len(),
+            steps: body.steps.len(),
+            cleanups: body.cleanup.len(),
         }
     }
 }

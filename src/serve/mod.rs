@@ -165,18 +165,6 @@ fn check_token(listen: &SocketAddr, token: Option<&str>) -> Result<(), String> {
 /// `Host` header may read the variable.
 fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
     let settings = &plan.settings;
-    let steps = || {
-        plan.setup.iter().chain(&plan.teardown).chain(
-            plan.flows
-                .iter()
-                .flat_map(|f| f.steps.iter().chain(&f.cleanup)),
-        )
-    };
-    let reads = |template: &crate::template::Template, name: &str| {
-        template
-            .names()
-            .any(|(n, _)| n.split('.').next() == Some(name))
-    };
     for name in allowed {
         let declared = settings.vars.contains_key(name)
             || settings.cli_vars.contains_key(name)
@@ -186,36 +174,49 @@ fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
                 "--allow-var {name}: the suite declares no variable `{name}`; give it a default in [vars] (or with --var)"
             ));
         }
-        let host_headers = settings
-            .headers
-            .iter()
-            .chain(steps().flat_map(|s| &s.headers))
-            .filter(|(header, _)| header.eq_ignore_ascii_case("host"));
-        for (_, value) in host_headers {
-            if reads(value, name) {
-                return Err(format!(
-                    "--allow-var {name}: a `Host` header reads it, so a request could send preflight to another virtual host"
-                ));
-            }
-        }
     }
     if allowed.is_empty() {
         return Ok(());
     }
-    for step in steps() {
+    let reads = |template: &crate::template::Template, name: &str| {
+        template
+            .names()
+            .any(|(n, _)| n.split('.').next() == Some(name))
+    };
+    let host_header = |headers: &[(String, crate::template::Template)]| {
+        let mut host = headers
+            .iter()
+            .filter(|(header, _)| header.eq_ignore_ascii_case("host"));
+        let read = host.find_map(|(_, value)| allowed.iter().find(|name| reads(value, name)));
+        match read {
+            Some(name) => Err(format!(
+                "--allow-var {name}: a `Host` header reads it, so a request could send preflight to another virtual host"
+            )),
+            None => Ok(()),
+        }
+    };
+    let step = |step: &crate::suite::Step| {
+        host_header(&step.headers)?;
         let Target::Url(url) = &step.target else {
-            continue;
+            return Ok(());
         };
         let other = url
             .names()
             .map(|(n, _)| n)
             .find(|n| !n.starts_with("env.") && !n.starts_with("secret."));
-        if let Some(other) = other {
-            return Err(format!(
+        match other {
+            Some(other) => Err(format!(
                 "--allow-var: step '{}' reads `{other}` in its `url`; with variables a request may set, a `url` may read only env. and secret. names, since a request's value could reach it (directly, or echoed by staging into a capture) and point preflight at another host. Use `path` (under base_url) instead",
                 step.name
-            ));
+            )),
+            None => Ok(()),
         }
+    };
+    host_header(&settings.headers)?;
+    plan.setup.iter().chain(&plan.teardown).try_for_each(step)?;
+    // One flow's steps at a time: those kept as text are compiled for this check only.
+    for flow in &plan.flows {
+        plan.steps_of(flow)?.all().try_for_each(step)?;
     }
     Ok(())
 }

@@ -15,9 +15,9 @@ pub use crate::template;
 pub use crate::problem::{self, Problem};
 pub use compile::{Overrides, parse_duration, parse_size};
 pub use plan::{
-    Body, Flow, GatePolicy, IntegrityEntry, OpenApiCheck, Plan, PollPolicy, RegressionPolicy,
-    RetryKinds, RetryPolicy, Settings, Step, Target, TlsSettings, VersionCheck, VersionSource,
-    WaitPolicy,
+    Body, Flow, FlowBody, FlowSteps, GatePolicy, IntegrityEntry, OpenApiCheck, Plan, PollPolicy,
+    RegressionPolicy, RetryKinds, RetryPolicy, Settings, Step, Target, TlsSettings, VersionCheck,
+    VersionSource, WaitPolicy,
 };
 
 use compile::{Compiler, Lost, Source, SuiteParts};
@@ -37,8 +37,24 @@ pub const SUITE_FILE: &str = "preflight.toml";
 pub fn load(
     dir: &Path,
     overrides: Overrides,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Plan, Vec<Problem>> {
+    load_rehearsed(dir, overrides, env, None).map(|(plan, _)| plan)
+}
+
+/// Rehearses one compiled flow against a plan: the problems of its requests (see
+/// `engine::rehearse`).
+pub type Rehearse<'r> = dyn Fn(&Plan, &Flow, &FlowSteps) -> Vec<Problem> + 'r;
+
+/// [`load`], and each flow kept as text rehearsed with `rehearse` while its steps are still
+/// compiled (so that rehearsing the plan need not compile it again): the plan, with the
+/// problems those rehearsals found, in flow order.
+pub fn load_rehearsed(
+    dir: &Path,
+    overrides: Overrides,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    rehearse: Option<&Rehearse>,
+) -> Result<(Plan, Vec<Problem>), Vec<Problem>> {
     if !dir.is_dir() {
         return Err(vec![Problem::file(dir, "suite directory not found")]);
     }
@@ -52,11 +68,15 @@ pub fn load(
         Some(file) => vec![file.clone()],
         None => discover(dir, &mut problems),
     };
+    let keep_compiled = overrides.keep_compiled.unwrap_or(KEEP_COMPILED);
     let mut compiler = Compiler::new(dir, overrides, env);
     let suite = suite_file(&mut compiler, &mut problems);
     // One flow per file unless a file has rows: grown by doubling, the vector of a large
     // suite held up to twice the room it needed for the whole run (massif: 7 MB at 20,000).
     let mut flows = Vec::with_capacity(files.len());
+    let mut rehearsed = Vec::new();
+    // What a flow kept as text is rehearsed against (it reads no variable of its own).
+    let mut draft = None;
     read_and_parse_each(dir, &files, |file| {
         // The file's own problems first, as if it had been read here.
         problems.extend(file.problems);
@@ -67,11 +87,27 @@ pub fn load(
             path: file.path,
             text,
             problems: &mut problems,
+            read_outside: false,
         };
         let lost = Lost::of(&file.parsed);
         if let Some(raw) = file.parsed.raw {
             let name = file.relative.to_string_lossy().replace('\\', "/");
-            flows.extend(compiler.flow(&mut src, &name, raw, lost));
+            let mut compiled = compiler.flow(&mut src, &name, raw, lost);
+            if flows.len() >= keep_compiled
+                && !src.read_outside
+                && let [flow] = compiled.as_mut_slice()
+                && let Some(steps) = storable(flow)
+            {
+                if let Some(rehearse) = rehearse {
+                    let draft = draft.get_or_insert_with(|| compiler.draft_plan(&suite.settings));
+                    rehearsed.extend(rehearse(draft, flow, steps));
+                }
+                flow.body = FlowBody::Stored {
+                    text: std::mem::take(&mut src.text).into_boxed_str(),
+                    rehearsed: rehearse.is_some(),
+                };
+            }
+            flows.extend(compiled);
         }
     });
     let lock = if compiler.overrides.skip_lock {
@@ -90,12 +126,38 @@ pub fn load(
     }
     problems.sort_by_key(|p| (order[&p.file], p.line, p.col));
     if problems.is_empty() {
-        Ok(Plan {
+        let stored = flows
+            .iter()
+            .any(|f| matches!(f.body, FlowBody::Stored { .. }));
+        let replay = stored.then(|| compiler.replay());
+        let plan = Plan {
             lock,
-            ..compiler.finish(suite, flows)
-        })
+            ..compiler.finish(suite, flows, replay)
+        };
+        Ok((plan, rehearsed))
     } else {
         Err(problems)
+    }
+}
+
+/// How many flows a plan keeps compiled; the others are kept as their file's text and compiled
+/// again when they are needed (see [`storable`]). A compiled one-step flow takes about 900 bytes,
+/// its text about a tenth of that: this keeps a large suite's plan near 15 MB, and costs a
+/// second compile (a few microseconds) only to flows past it.
+pub const KEEP_COMPILED: usize = 16_384;
+
+/// The steps of `flow` when it may be kept as the text it was just compiled from: compiling
+/// that text again gives the same steps and the same digest. It is one flow of its file (no
+/// `each` rows) that read nothing else (the caller checked `Source::read_outside`) and whose
+/// steps need nothing but the text for the suite's digest.
+fn storable(flow: &Flow) -> Option<&FlowSteps> {
+    match &flow.body {
+        FlowBody::Compiled(steps)
+            if flow.row_of.is_none() && !steps.all().any(Step::digests_more_than_its_text) =>
+        {
+            Some(steps)
+        }
+        _ => None,
     }
 }
 
@@ -127,6 +189,7 @@ fn read_and_parse(dir: &Path, relative: &Path) -> ParsedFile {
         path,
         text,
         problems: &mut problems,
+        read_outside: false,
     };
     let parsed = parse::<raw::RawFlow>(&mut src);
     let Source { path, text, .. } = src;
@@ -294,6 +357,7 @@ fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> SuitePart
         path,
         text: text.unwrap_or_default(),
         problems,
+        read_outside: false,
     };
     let parsed = if readable {
         parse::<raw::RawSuite>(&mut src)

@@ -224,6 +224,7 @@ mod tests {
             path: PathBuf::from("f.toml"),
             text: text.to_string(),
             problems: &mut problems,
+            read_outside: false,
         };
         let parsed = parse(&mut src);
         (parsed, problems)

@@ -4,6 +4,7 @@ use crate::check::{Capture, Expectation};
 use crate::redact::Secret;
 use crate::template::{Template, TemplateValue};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct Plan {
     pub secret_captures: BTreeSet<String>,
     /// `preflight.lock`, when the suite has one.
     pub lock: Option<crate::integrity::Lock>,
+    /// Compiles the flows kept as text ([`FlowBody::Stored`]) again; `None` when there are none.
+    pub(crate) replay: Option<super::compile::Replay>,
 }
 
 #[derive(Debug, Clone)]
@@ -174,8 +177,9 @@ pub enum VersionSource {
     Header(String),
 }
 
-/// Lists are boxed slices and the variables boxed when there are any: a plan holds every
-/// flow for the whole run (massif: 224 B per flow, 72 of them an empty map).
+/// One flow of the plan: what selecting, sharding and reporting need, and its steps, compiled
+/// or kept as the flow file's validated text (see [`Plan::steps_of`]). Lists are boxed slices
+/// and the variables boxed when there are any: a plan holds every flow for the whole run.
 #[derive(Debug, Clone)]
 pub struct Flow {
     pub name: String,
@@ -185,11 +189,39 @@ pub struct Flow {
     pub critical: bool,
     /// `[vars]` (with a row's values), see [`Flow::vars`]; `None` when empty.
     pub(crate) own_vars: Option<Box<Map<String, Value>>>,
-    pub steps: Box<[Step]>,
-    pub cleanup: Box<[Step]>,
     /// For one row of `each`: the flow's own name (`name` is `flow [key=value]`), by which
     /// `--flow` selects all its rows.
     pub row_of: Option<String>,
+    pub body: FlowBody,
+}
+
+/// A flow's steps, or the text they are compiled from again when the flow is needed.
+#[derive(Debug, Clone)]
+pub enum FlowBody {
+    Compiled(FlowSteps),
+    /// The flow file's text, compiled without a problem at load. Only a flow whose compiling
+    /// read nothing else (no other file, no environment variable) and whose digest needs
+    /// nothing but that text is kept so: compiling it again gives the same steps.
+    Stored {
+        text: Box<str>,
+        /// Its requests were rehearsed at load (see `suite::load_rehearsed`), before its steps
+        /// were dropped: a rehearsal of the plan need not compile it again.
+        rehearsed: bool,
+    },
+}
+
+/// The steps of a flow, then its cleanups.
+#[derive(Debug, Clone)]
+pub struct FlowSteps {
+    pub steps: Box<[Step]>,
+    pub cleanup: Box<[Step]>,
+}
+
+impl FlowSteps {
+    /// Steps first, then cleanups.
+    pub fn all(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(&self.cleanup)
+    }
 }
 
 impl Flow {
@@ -268,6 +300,20 @@ pub fn is_idempotent(method: &reqwest::Method) -> bool {
 }
 
 impl Step {
+    /// Whether the suite's digest takes more of this step than its flow file's text: a body
+    /// file, a JSON Schema, a SHA-256 (see `shard::suite_digest`). A flow with such a step is
+    /// never kept as text.
+    pub fn digests_more_than_its_text(&self) -> bool {
+        use crate::check::Op;
+        matches!(self.body, Body::File { .. })
+            || self.expectations.iter().any(|e| {
+                matches!(
+                    e.op,
+                    Op::JsonSchema(_) | Op::Sha256(_) | Op::Sha256OfFile { .. }
+                )
+            })
+    }
+
     /// The GET a suite-level path (`[wait]`, `[version]`, `served_at`) is fetched with.
     pub fn get(path: Template) -> Step {
         Step {
@@ -288,6 +334,19 @@ impl Step {
 }
 
 impl Plan {
+    /// The steps of `flow`: its own when compiled, else compiled again from its text. That
+    /// cannot fail for a text that compiled at load; if it did, the error says why, and the
+    /// flow must count as failed.
+    pub fn steps_of<'a>(&'a self, flow: &'a Flow) -> Result<Cow<'a, FlowSteps>, String> {
+        match &flow.body {
+            FlowBody::Compiled(steps) => Ok(Cow::Borrowed(steps)),
+            FlowBody::Stored { text, .. } => match &self.replay {
+                Some(replay) => replay.steps(&self.settings.dir, flow, text).map(Cow::Owned),
+                None => Err("this flow's steps were not kept".into()),
+            },
+        }
+    }
+
     /// Keeps the flows selected by the filters (tags: any of them; names: any of them), and
     /// returns one message per filter value that matches no flow of the suite, naming it and
     /// what exists: a misspelt `--flow` must be an error, never a smaller run that passes.

@@ -60,7 +60,8 @@ fn flows_are_discovered_recursively_in_path_order() {
     assert_eq!(plan.flows[0].name, "first");
     assert_eq!(plan.flows[1].name, "card", "default name is the file stem");
     assert_eq!(
-        plan.flows[1].steps[0].name, "GET /c",
+        plan.steps_of(&plan.flows[1]).unwrap().steps[0].name,
+        "GET /c",
         "default step name is METHOD path"
     );
 }
@@ -127,7 +128,10 @@ fn cleanups_may_use_any_capture_and_record_what_they_need() {
         &[],
     )
     .unwrap();
-    assert_eq!(*plan.flows[0].cleanup[0].uses_captures, ["id"]);
+    assert_eq!(
+        *plan.steps_of(&plan.flows[0]).unwrap().cleanup[0].uses_captures,
+        ["id"]
+    );
 }
 
 #[test]
@@ -174,7 +178,8 @@ fn retry_wait_gate_and_tls_settings() {
         Duration::from_secs(10),
         "capped"
     );
-    let steps = &plan.flows[0].steps;
+    let body = plan.steps_of(&plan.flows[0]).unwrap();
+    let steps = &body.steps;
     assert_eq!(steps[0].retry, s.retry, "steps inherit the suite policy");
     assert_eq!(steps[1].retry.attempts, 3);
     assert_eq!(

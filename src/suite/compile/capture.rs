@@ -48,6 +48,9 @@ impl Compiler<'_> {
                     (None, false)
                 }
             };
+            if secret {
+                self.secret_captures.insert(name.clone());
+            }
             if let Some(source) = source {
                 out.push(Capture {
                     name: name.clone(),

@@ -22,11 +22,12 @@ pub use source::{Source, parse_duration, parse_size, toml_to_json};
 use crate::check::JsonQuery;
 use crate::redact::Secret;
 use crate::suite::parse::Parsed;
-use crate::suite::plan::{Flow, Plan, RetryPolicy};
+use crate::suite::plan::{Flow, FlowBody, FlowSteps, Plan, RetryPolicy};
 use names::Known;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// What the command line adds to or overrides in the files.
@@ -50,13 +51,15 @@ pub struct Overrides {
     /// `--vars-file`: TOML tables of variables, later files winning; they win over every
     /// `[vars]`, and `--var` wins over them.
     pub vars_files: Vec<PathBuf>,
+    /// How many flows stay compiled (`PREFLIGHT_KEEP_COMPILED`); `None`: [`super::KEEP_COMPILED`].
+    pub keep_compiled: Option<usize>,
 }
 
 /// Compiles the suite settings; the flows are compiled one by one with [`Compiler::flow`].
 pub struct Compiler<'e> {
     pub dir: PathBuf,
     pub overrides: Overrides,
-    pub env: &'e dyn Fn(&str) -> Option<String>,
+    pub env: &'e (dyn Fn(&str) -> Option<String> + Sync),
     env_used: HashMap<String, String>,
     secrets: BTreeMap<String, Secret>,
     /// `--var name=value`: strings, winning over every `[vars]`.
@@ -74,12 +77,14 @@ pub struct Compiler<'e> {
     /// The flows compiled so far by name, with their files: a name may be used once.
     flow_names: HashMap<Box<str>, Box<str>>,
     json_queries: JsonQueries,
+    /// Names of the `secret = true` captures compiled so far.
+    secret_captures: BTreeSet<String>,
 }
 
 /// Every JSONPath compiled so far, by its text. Suites repeat the same few (`$.id`, `$.ok`) in
 /// every flow, and parsing one costs about ten times copying it: this was 7% of a large
 /// `check` (callgrind).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct JsonQueries(HashMap<String, Result<JsonQuery, String>>);
 
 impl JsonQueries {
@@ -115,7 +120,11 @@ impl Lost {
 }
 
 impl<'e> Compiler<'e> {
-    pub fn new(dir: &Path, overrides: Overrides, env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+    pub fn new(
+        dir: &Path,
+        overrides: Overrides,
+        env: &'e (dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Self {
         let cli_vars = overrides
             .vars
             .iter()
@@ -135,11 +144,57 @@ impl<'e> Compiler<'e> {
             default_retry: RetryPolicy::none(),
             flow_names: HashMap::new(),
             json_queries: JsonQueries::default(),
+            secret_captures: BTreeSet::new(),
         }
     }
 
-    /// The plan, once every file is compiled without a problem.
-    pub fn finish(self, suite: SuiteParts, flows: Vec<Flow>) -> Plan {
+    /// A compiler for the flows kept as text: the suite's settings as compiled here, no flow
+    /// names taken yet, and no environment (a flow that reads a variable is never kept as
+    /// text, so compiling one again reads none).
+    pub fn replay(&self) -> Replay {
+        fn no_environment(_: &str) -> Option<String> {
+            None
+        }
+        let compiler = Compiler {
+            dir: self.dir.clone(),
+            overrides: self.overrides.clone(),
+            env: &no_environment,
+            env_used: HashMap::new(),
+            secrets: BTreeMap::new(),
+            cli_vars: self.cli_vars.clone(),
+            file_vars: self.file_vars.clone(),
+            suite_known: self.suite_known.clone(),
+            suite_header_names: self.suite_header_names.clone(),
+            base_url_missing: self.base_url_missing,
+            default_retry: self.default_retry.clone(),
+            flow_names: HashMap::new(),
+            json_queries: self.json_queries.clone(),
+            secret_captures: BTreeSet::new(),
+        };
+        Replay(Arc::new(Mutex::new(compiler)))
+    }
+
+    /// What a flow that reads no environment variable of its own is rehearsed against while
+    /// the suite loads: the suite's settings, and the variables read so far (the suite's).
+    pub fn draft_plan(&self, settings: &crate::suite::Settings) -> Plan {
+        let mut env = self.env_used.clone();
+        env.retain(|var, _| !self.secrets.contains_key(var));
+        Plan {
+            settings: settings.clone(),
+            setup: Vec::new(),
+            flows: Vec::new(),
+            teardown: Vec::new(),
+            env,
+            secrets: self.secrets.clone(),
+            secret_captures: BTreeSet::new(),
+            lock: None,
+            replay: None,
+        }
+    }
+
+    /// The plan, once every file is compiled without a problem; `replay` when a flow is kept
+    /// as text.
+    pub fn finish(self, suite: SuiteParts, flows: Vec<Flow>, replay: Option<Replay>) -> Plan {
         let SuiteParts {
             settings,
             setup,
@@ -148,14 +203,6 @@ impl<'e> Compiler<'e> {
         let mut env = self.env_used;
         // A variable used as `secret.` too is a secret wherever it is used.
         env.retain(|var, _| !self.secrets.contains_key(var));
-        let secret_captures = setup
-            .iter()
-            .chain(&teardown)
-            .chain(flows.iter().flat_map(|f| f.steps.iter().chain(&f.cleanup)))
-            .flat_map(|step| &step.captures)
-            .filter(|c| c.secret)
-            .map(|c| c.name.clone())
-            .collect();
         Plan {
             settings,
             setup,
@@ -163,8 +210,64 @@ impl<'e> Compiler<'e> {
             teardown,
             env,
             secrets: self.secrets,
-            secret_captures,
+            secret_captures: self.secret_captures,
             lock: None,
+            replay,
         }
     }
 }
+
+/// Compiles the flows a plan keeps as text ([`FlowBody::Stored`]) again when they are needed.
+#[derive(Clone)]
+pub struct Replay(Arc<Mutex<Compiler<'static>>>);
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Replay")
+    }
+}
+
+impl Replay {
+    /// The steps of `flow` (of the suite in `dir`), compiled from `text`: exactly those it had
+    /// at load, or an error if anything differs.
+    pub(crate) fn steps(&self, dir: &Path, flow: &Flow, text: &str) -> Result<FlowSteps, String> {
+        let mut problems = Vec::new();
+        let mut src = Source {
+            path: dir.join(&flow.file),
+            text: text.to_string(),
+            problems: &mut problems,
+            read_outside: false,
+        };
+        // Parsed outside the lock: only compiling needs the compiler.
+        let parsed = crate::suite::parse::parse::<crate::suite::raw::RawFlow>(&mut src);
+        let lost = Lost::of(&parsed);
+        let compiled = match parsed.raw {
+            Some(raw) => {
+                let mut compiler = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                // Its name was taken by the last compile of this flow (or of another one).
+                compiler.flow_names.clear();
+                compiler.flow(&mut src, &flow.file, raw, lost)
+            }
+            None => Vec::new(),
+        };
+        let read_outside = src.read_outside;
+        let mut compiled = compiled.into_iter();
+        match (compiled.next(), compiled.next()) {
+            (Some(again), None)
+                if problems.is_empty() && !read_outside && again.name == flow.name =>
+            {
+                match again.body {
+                    FlowBody::Compiled(steps) => Ok(steps),
+                    FlowBody::Stored { .. } => Err(CANNOT_REPLAY.into()),
+                }
+            }
+            _ => Err(match problems.first() {
+                Some(problem) => format!("{CANNOT_REPLAY}: {}", problem.message),
+                None => CANNOT_REPLAY.into(),
+            }),
+        }
+    }
+}
+
+const CANNOT_REPLAY: &str =
+    "preflight could not compile this flow again from the text it checked at load";

@@ -131,6 +131,7 @@ impl Compiler<'_> {
 
     /// Reads `env.NAME` / `secret.NAME` once; an unset one (or an empty secret) is a problem.
     fn env_value(&mut self, src: &mut Source, at: Range<usize>, name: &str, var: &str) {
+        src.read_outside = true;
         let secret = name.starts_with("secret.");
         match (self.env)(var) {
             // An empty secret is almost always a CI secret that was never defined.

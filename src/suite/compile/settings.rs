@@ -477,6 +477,7 @@ impl Compiler<'_> {
                 path,
                 text,
                 problems,
+                read_outside: false,
             };
             let parsed =
                 crate::suite::parse::parse::<IndexMap<String, Spanned<toml::Value>>>(&mut src);

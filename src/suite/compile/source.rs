@@ -14,6 +14,9 @@ pub struct Source<'a> {
     pub path: PathBuf,
     pub text: String,
     pub problems: &'a mut Vec<Problem>,
+    /// Whether compiling from this source read anything else (a file it names, an environment
+    /// variable): compiled again later, it could give another result.
+    pub read_outside: bool,
 }
 
 impl Source<'_> {
@@ -144,6 +147,7 @@ impl Source<'_> {
         value: &Spanned<String>,
         read: fn(&Path) -> Result<T, read::ReadError>,
     ) -> Option<T> {
+        self.read_outside = true;
         let path = dir.join(value.get_ref());
         match read(&path) {
             Ok(content) => Some(content),

@@ -6,7 +6,7 @@ use super::settings::retry_policy;
 use super::source::Source;
 use super::{Compiler, Lost};
 use crate::problem::Problem;
-use crate::suite::plan::{Flow, PollPolicy, Step};
+use crate::suite::plan::{Flow, FlowBody, FlowSteps, PollPolicy, Step};
 use crate::suite::raw::{RawFlow, RawPoll, RawRow, RawStep};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -181,9 +181,11 @@ impl Compiler<'_> {
             tags: raw.tags.clone().unwrap_or_default().into(),
             critical: raw.critical.unwrap_or(true),
             own_vars: (!vars.is_empty()).then(|| Box::new(vars)),
-            steps: steps.into(),
-            cleanup: cleanup.into(),
             row_of,
+            body: FlowBody::Compiled(FlowSteps {
+                steps: steps.into(),
+                cleanup: cleanup.into(),
+            }),
         }
     }
 

@@ -367,3 +367,21 @@ async fn a_flow_that_cannot_be_compiled_again_fails_the_gate() {
     // Only the first flow's request reached staging.
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
+
+#[test]
+fn the_documented_count_is_the_one_kept() {
+    let shown = {
+        let n = preflight::suite::KEEP_COMPILED;
+        format!("{},{:03}", n / 1000, n % 1000)
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for doc in [
+        "docs/cli.md",
+        "docs/performance.md",
+        "README.md",
+        "ARCHITECTURE.md",
+    ] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        assert!(text.contains(&shown), "{doc} does not say {shown}");
+    }
+}

@@ -88,33 +88,79 @@ pub fn write_head(head: &Head, out: &mut impl Write) -> io::Result<()> {
 /// One flow of the array; `first` for the first one (no comma before it).
 pub fn write_flow(flow: &FlowRecord, first: bool, out: &mut impl Write) -> io::Result<()> {
     out.write_all(if first { b"\n    " } else { b",\n    " })?;
-    // Pretty JSON, two levels deeper: straight into `out` (callgrind: rendering each flow to
-    // its own buffer first, then copying it line by line, was a tenth of a run's instructions).
-    serde_json::to_writer_pretty(Nested(out), flow)?;
+    // Pretty JSON two levels deep, straight into `out` (callgrind: rendering each flow into a
+    // buffer of its own and copying it line by line was a tenth of a run's instructions).
+    let nested = Nested {
+        level: 2,
+        has_value: false,
+    };
+    flow.serialize(&mut serde_json::Serializer::with_formatter(out, nested))?;
     Ok(())
 }
 
-/// Writes through to `W`, indenting every line after the first by two levels. JSON text has
-/// no raw line break inside a string: every `\n` serde_json writes is between tokens.
-struct Nested<W>(W);
+/// serde_json's `PrettyFormatter` (two spaces a level), starting `level` levels deep.
+struct Nested {
+    level: usize,
+    has_value: bool,
+}
 
-impl<W: Write> Write for Nested<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_all(buf)?;
-        Ok(buf.len())
+impl Nested {
+    fn new_line<W: ?Sized + Write>(&self, out: &mut W, after: &[u8]) -> io::Result<()> {
+        out.write_all(after)?;
+        out.write_all(b"\n")?;
+        (0..self.level).try_for_each(|_| out.write_all(b"  "))
     }
 
-    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            self.0.write_all(&buf[..=end])?;
-            self.0.write_all(b"    ")?;
-            buf = &buf[end + 1..];
+    fn close<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.new_line(out, b"")?;
         }
-        self.0.write_all(buf)
+        out.write_all(bracket)
+    }
+}
+
+impl serde_json::ser::Formatter for Nested {
+    fn begin_array<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        out.write_all(b"[")
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+    fn end_array<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.close(out, b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
+        self.new_line(out, if first { b"" } else { b"," })
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        out.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        self.close(out, b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, out: &mut W, first: bool) -> io::Result<()> {
+        self.new_line(out, if first { b"" } else { b"," })
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, out: &mut W) -> io::Result<()> {
+        out.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, _out: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }
 
@@ -331,6 +377,27 @@ mod tests {
             // Pretty-printed as serde_json prints the whole, but for the order of the keys.
             let pretty = serde_json::to_string_pretty(&report).unwrap();
             assert_eq!(text.len(), pretty.len() + 1);
+        }
+    }
+
+    #[test]
+    fn a_flow_is_written_as_serde_json_pretty_prints_it_two_levels_deeper() {
+        use crate::report::junit::tests::step;
+        use crate::report::{Phase, StepOutcome};
+        let mut failed = step("pay", StepOutcome::Failed);
+        failed.error = Some("connect \"refused\"\n".into());
+        failed.phase = Phase::Cleanup;
+        let steps = vec![step("one", StepOutcome::Passed), failed];
+        let flows = [
+            flow("a", true, FlowOutcome::Passed, vec![]),
+            flow("b \"q\"\n", false, FlowOutcome::Failed, steps),
+        ];
+        for flow in &flows {
+            let mut written = Vec::new();
+            write_flow(flow, false, &mut written).unwrap();
+            let pretty = serde_json::to_string_pretty(flow).unwrap();
+            let expected = format!(",\n    {}", pretty.replace('\n', "\n    "));
+            assert_eq!(String::from_utf8(written).unwrap(), expected);
         }
     }
 

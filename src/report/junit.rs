@@ -503,7 +503,7 @@ pub(crate) mod tests {
     use crate::report::{Latency, Summary};
     use serde_json::json;
 
-    fn step(name: &str, outcome: StepOutcome) -> StepRecord {
+    pub(crate) fn step(name: &str, outcome: StepOutcome) -> StepRecord {
         StepRecord {
             url: Some("http://staging/x".into()),
             status: Some(200),

@@ -1,5 +1,14 @@
 //! The command line: clap definitions and the thin wiring from arguments to the library.
 
+/// `println!` for what a command prints on standard output, without its panic when the
+/// reader has gone (`preflight list | head -1`): the rest is dropped and the exit code stays the
+/// command's. Any other write error is said on stderr and makes the exit code 1 ([`main`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print_out(format_args!($($arg)*))
+    };
+}
+
 use crate::demo::{BundledSuite, DEMO_SUITE, DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::Stop;
 use crate::engine::{self, EventSink, RunOptions};
@@ -299,6 +308,10 @@ pub struct Tuning {
     /// Deadline for the whole run, e.g. 2m.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub deadline: Option<Duration>,
+    /// Every flow stays compiled unless PREFLIGHT_KEEP_COMPILED says otherwise (`serve`: its
+    /// plan serves many runs, and the suite files may change between them).
+    #[arg(skip)]
+    pub keep_all_compiled: bool,
 }
 
 /// One kind of report: what it renders, and the name its write failures go by.
@@ -731,18 +744,23 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Completions { shell } => {
                 let mut command = <Cli as clap::CommandFactory>::command();
-                clap_complete::generate(shell, &mut command, "preflight", &mut std::io::stdout());
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut command, "preflight", &mut script);
+                out!("{}", String::from_utf8_lossy(&script).trim_end());
                 ExitCode::SUCCESS
             }
             Command::Man { command } => man(command.as_deref()),
             Command::Schema { kind } => {
-                println!("{}", crate::schema::render(kind));
+                out!("{}", crate::schema::render(kind));
                 ExitCode::SUCCESS
             }
         }
     });
     // The process exits now: do not wait for idle pooled connections or blocking threads.
     runtime.shutdown_background();
+    if STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed) && code == ExitCode::SUCCESS {
+        return ExitCode::from(1);
+    }
     code
 }
 
@@ -775,7 +793,7 @@ fn overrides(args: &SuiteArgs) -> Overrides {
 }
 
 /// Loads the suite `path` names: a suite directory, or one flow file with the settings of the
-/// suite above it. With `rehearse`, each flow kept as text is rehearsed as it loads: the plan
+/// suite above it. With `rehearse`, each flow to be stored is rehearsed as it loads: the plan
 /// comes with the problems found so.
 fn load_suite(
     path: &Path,
@@ -786,7 +804,7 @@ fn load_suite(
     let located = suite::locate(path).map_err(|p| vec![p])?;
     overrides.flow_file = located.flow_file;
     overrides.keep_compiled = match std::env::var("PREFLIGHT_KEEP_COMPILED").ok() {
-        None => None,
+        None => overrides.keep_compiled,
         Some(count) => Some(count.trim().parse().map_err(|_| {
             let message = format!(
                 "PREFLIGHT_KEEP_COMPILED={count:?} is not a number of flows (a whole number, 0 or more)"
@@ -805,18 +823,45 @@ fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
         each_flow.problems(plan, flow, body)
     };
     let problems = match load_suite(dir, overrides, &env, Some(&rehearse)) {
-        Ok((plan, mut problems)) => {
-            // Flows kept as text come after every compiled one: their problems go last.
-            problems.splice(0..0, engine::rehearse(&plan));
-            if problems.is_empty() {
+        Ok((plan, rehearsed)) => {
+            let mut problems = engine::rehearse_rest(&plan);
+            if problems.is_empty() && rehearsed.is_empty() {
                 return Some(plan);
             }
+            problems.extend(rehearsed);
+            in_flow_order(&plan, &mut problems);
             problems
         }
         Err(problems) => problems,
     };
     print_problems(&problems);
     None
+}
+
+/// Set when standard output could not be written (but for a closed pipe): the exit code is
+/// then 1, whatever the command would have said.
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn print_out(text: std::fmt::Arguments) {
+    use std::sync::atomic::Ordering;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{text}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+        && !STDOUT_FAILED.swap(true, Ordering::Relaxed)
+    {
+        eprintln!("error: cannot write to standard output: {e}");
+    }
+}
+
+/// Orders `problems` as the plan's flows are (each file's own in the order found), the suite
+/// file's first: the rehearsals of stored and of compiled flows each come in flow order.
+fn in_flow_order(plan: &Plan, problems: &mut [Problem]) {
+    let mut place = std::collections::HashMap::new();
+    for (i, flow) in plan.flows.iter().enumerate() {
+        place
+            .entry(plan.settings.dir.join(&flow.file))
+            .or_insert(i + 1);
+    }
+    problems.sort_by_key(|p| place.get(&p.file).copied().unwrap_or(0));
 }
 
 fn print_problems(problems: &[Problem]) {
@@ -892,14 +937,14 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
         } else {
             format!("flows valid: the {} in", count(plan.flows.len(), "flow"))
         };
-        println!(
+        out!(
             "{what} {} with the settings of suite {} ({}); the suite's other flows were not checked",
             clean(&args.suite.display().to_string()),
             clean(&plan.settings.name),
             count(steps, "step"),
         );
     } else {
-        println!(
+        out!(
             "suite valid: {} ({}, {}, {})",
             clean(&plan.settings.name),
             count(plan.flows.len(), "flow"),
@@ -920,10 +965,10 @@ fn init(args: &InitArgs) -> ExitCode {
     match crate::init::write(&args.dir) {
         Ok(written) => {
             for path in &written {
-                println!("wrote {}", path.display());
+                out!("wrote {}", path.display());
             }
             let dir = args.dir.display();
-            println!(
+            out!(
                 "next: edit base_url in {dir}/preflight.toml, then `preflight check {dir}` and `preflight run {dir}`"
             );
             ExitCode::SUCCESS
@@ -978,13 +1023,13 @@ fn init_from_openapi(file: &Path, dir: &Path) -> ExitCode {
     };
     let list = |skipped: &[from_openapi::Skipped]| {
         for s in skipped {
-            println!("  {}: {}", s.operation, s.why);
+            out!("  {}: {}", s.operation, s.why);
         }
     };
     let draft = match from_openapi::draft(&doc, spec, &shown) {
         Ok(draft) => draft,
         Err(DraftError::NothingToProbe { skipped }) => {
-            println!("skipped {}:", verdict::counted(skipped.len(), "operation"));
+            out!("skipped {}:", verdict::counted(skipped.len(), "operation"));
             list(&skipped);
             return fail(format!(
                 "no operation of `{shown}` can be a step (each is listed above with the reason); nothing was written"
@@ -999,14 +1044,14 @@ fn init_from_openapi(file: &Path, dir: &Path) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     for path in &written {
-        println!("wrote {}", path.display());
+        out!("wrote {}", path.display());
     }
-    println!(
+    out!(
         "drafted {} from {shown}",
         verdict::counted(draft.steps, "GET step")
     );
     if !draft.skipped.is_empty() {
-        println!(
+        out!(
             "skipped {} (also listed in the files; write them by hand):",
             verdict::counted(draft.skipped.len(), "operation")
         );
@@ -1014,10 +1059,10 @@ fn init_from_openapi(file: &Path, dir: &Path) -> ExitCode {
     }
     let dir = clean(&dir.display().to_string()).into_owned();
     match draft.base_url {
-        Some(url) => println!(
+        Some(url) => out!(
             "base_url is the document's first server, {url}: make sure it is staging, then `preflight check {dir}` and `preflight run {dir}`"
         ),
-        None => println!(
+        None => out!(
             "next: set base_url in {dir}/preflight.toml (the document names no absolute server), then `preflight check {dir}` and `preflight run {dir}`"
         ),
     }
@@ -1044,7 +1089,7 @@ fn lock(args: &LockArgs) -> ExitCode {
     let lock_path = args.suite.join(integrity::LOCK_FILE);
     match integrity::write_lock(&args.suite, &plan.settings.integrity) {
         Ok(integrity::LockOutcome::Written(n)) => {
-            println!(
+            out!(
                 "wrote {} ({})",
                 lock_path.display(),
                 verdict::counted(n, "file")
@@ -1052,7 +1097,7 @@ fn lock(args: &LockArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(integrity::LockOutcome::Unchanged(n)) => {
-            println!(
+            out!(
                 "{} is up to date ({})",
                 lock_path.display(),
                 verdict::counted(n, "file")
@@ -1097,7 +1142,7 @@ fn list(args: &ListArgs) -> ExitCode {
             .map(|(flow, body)| ListedFlow::of(flow, body))
             .collect();
         let json = serde_json::to_string_pretty(&flows).expect("a listing always serializes");
-        println!("{json}");
+        out!("{json}");
         return ExitCode::SUCCESS;
     }
     for (flow, body) in plan.flows.iter().zip(&bodies) {
@@ -1112,16 +1157,16 @@ fn list(args: &ListArgs) -> ExitCode {
             "non-critical"
         };
         // Names are the suite's own, but a terminal is no place for raw control characters.
-        println!(
+        out!(
             "{} ({}){tags} {critical}",
             clean(&flow.name),
             clean(&flow.file)
         );
         for (i, step) in body.steps.iter().enumerate() {
-            println!("  {}. {}", i + 1, clean(&step.name));
+            out!("  {}. {}", i + 1, clean(&step.name));
         }
         for step in &body.cleanup {
-            println!("  cleanup: {}", clean(&step.name));
+            out!("  cleanup: {}", clean(&step.name));
         }
     }
     ExitCode::SUCCESS
@@ -1284,6 +1329,9 @@ fn selected(
     overrides.concurrency = tuning.concurrency;
     overrides.timeout = tuning.timeout;
     overrides.deadline = tuning.deadline;
+    if tuning.keep_all_compiled {
+        overrides.keep_compiled = Some(usize::MAX);
+    }
     let Some(mut plan) = load(&suite.suite, overrides) else {
         return Err(ExitCode::from(EXIT_INVALID));
     };
@@ -1309,7 +1357,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tuning,
         ..
     } = &args;
-    let (suite, select, tuning) = (suite.clone(), select.clone(), tuning.clone());
+    let (suite, select) = (suite.clone(), select.clone());
+    let tuning = Tuning {
+        keep_all_compiled: true,
+        ..tuning.clone()
+    };
     let load: crate::serve::Loader =
         Arc::new(move || selected(&suite, &select, &tuning, None, false).ok());
     // A token from a file (a Kubernetes Secret) often ends in a newline: callers send it
@@ -1538,7 +1590,13 @@ fn man(command: Option<&str>) -> ExitCode {
     let mut roff = Vec::new();
     let written = clap_mangen::Man::new(page)
         .render(&mut roff)
-        .and_then(|()| std::io::stdout().write_all(&roff));
+        .and_then(|()| {
+            match std::io::stdout().write_all(&roff) {
+                // The reader has gone (`preflight man | head`): nothing more to say.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                written => written,
+            }
+        });
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

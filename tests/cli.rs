@@ -1886,3 +1886,46 @@ fn demo_runs_from_any_directory() {
         "nothing written here"
     );
 }
+
+/// A reader that stops early (`preflight list | head -1`) is no error of preflight's: no panic,
+/// the command's own exit code.
+#[test]
+fn a_closed_standard_output_is_no_panic() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("preflight.toml"),
+        "base_url = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    // More than a pipe holds (64 KiB), so that writing goes on after the reader has gone.
+    for i in 0..3000 {
+        std::fs::write(
+            dir.path()
+                .join(format!("flow-with-a-long-name-{i:05}.toml")),
+            "[[step]]\npath = \"/a-long-path-to-make-the-listing-longer\"\n",
+        )
+        .unwrap();
+    }
+    let schema = ["schema", "report"].map(String::from).to_vec();
+    let list = vec!["list".to_string(), dir.path().display().to_string()];
+    for args in [list, schema] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
+        for var in hermetic::CLEARED_ENV {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 1];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The reading end is closed here.
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -487,6 +487,37 @@ expect = { status = 200 }
     assert_eq!(paths, ["/shop/eu", "/shop/us%2F..%2F..%2Fadmin"]);
 }
 
+/// Values a request sets are rehearsed against every flow, stored ones too (a flow stored at
+/// load was rehearsed with the suite's own values only).
+#[tokio::test(flavor = "multi_thread")]
+async fn request_variables_are_rehearsed_against_stored_flows_too() {
+    let staging = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&staging)
+        .await;
+    let items =
+        "critical = false\n[vars]\nitem = \"abc\"\n[[step]]\npath = \"/items/{{ item }}\"\n";
+    let dir = suite(
+        &staging.uri(),
+        "",
+        &[("a.toml", items), ("b.toml", "[[step]]\npath = \"/ok\"\n")],
+    );
+    for keep in [None, Some("0")] {
+        let env: Vec<(&str, &str)> = keep
+            .map(|k| ("PREFLIGHT_KEEP_COMPILED", k))
+            .into_iter()
+            .collect();
+        let serve = Serve::start(dir.path(), &["--allow-var", "item"], &env);
+        let body = json!({ "vars": { "item": ".." } });
+        let (status, error) = serve.post("/run", Some(body), None).await;
+        assert_eq!(status, 400, "{keep:?}: {error}");
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(message.contains("cannot run"), "{keep:?}: {message}");
+    }
+    assert!(staging.received_requests().await.unwrap().is_empty());
+}
+
 /// A staging stand-in that counts the requests in flight at once.
 async fn counting_staging(delay: Duration) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let in_flight = Arc::new(AtomicUsize::new(0));

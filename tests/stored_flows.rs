@@ -264,15 +264,19 @@ fn rehearsal_problems_are_the_same_whichever_way_flows_are_kept() {
             "[vars]\nnote = \"admin{n}\\nbroken\"\n\n[[step]]\npath = \"/a\"\nheaders = {{ x-note = \"{{{{ note }}}}\" }}\n"
         )
     };
-    let (one, two, three) = (flow(1), flow(2), flow(3));
+    let (one, three) = (flow(1), flow(3));
+    // Reads a variable, so it stays compiled between two stored flows.
+    let two = "[[step]]\npath = \"/b\"\nheaders = { x-note = \"{{ env.PREFLIGHT_TEST_NOTE }}\" }\n";
     let dir = suite(
         "http://127.0.0.1:9",
         "",
-        &[("a.toml", &one), ("b.toml", &two), ("c.toml", &three)],
+        &[("a.toml", &one), ("b.toml", two), ("c.toml", &three)],
     );
     let check = |keep: Option<&str>| {
         let mut cmd = preflight();
-        cmd.arg("check").arg(dir.path());
+        cmd.arg("check")
+            .arg(dir.path())
+            .env("PREFLIGHT_TEST_NOTE", "line\nbreak");
         if let Some(keep) = keep {
             cmd.env("PREFLIGHT_KEEP_COMPILED", keep);
         }
@@ -317,55 +321,146 @@ fn a_keep_compiled_that_is_not_a_number_is_refused() {
     }
 }
 
-/// In process: a flow whose text no longer compiles to what was checked (which the loader
-/// never lets happen) is failed with nothing sent, and the gate fails even though the flow is
-/// not critical.
+/// In process: a stored flow whose file changed (or vanished) after the load, or whose file
+/// no longer compiles to the flow checked, is failed with nothing sent, and the gate fails
+/// even though the flow is not critical.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_flow_that_cannot_be_compiled_again_fails_the_gate() {
+async fn a_stored_flow_that_is_not_the_one_checked_fails_the_gate() {
     let server = staging().await;
-    let suite = common::Suite::new(&format!("base_url = \"{}\"\n", server.uri()));
-    suite.write("a.toml", "critical = false\n[[step]]\npath = \"/health\"\n");
-    suite.write("b.toml", "critical = false\n[[step]]\npath = \"/health\"\n");
+    let probe = "critical = false\n[[step]]\npath = \"/health\"\n";
+    type Change = fn(&std::path::Path);
+    let changes: [(&str, Change); 3] = [
+        ("changed after the suite was checked", |b| {
+            std::fs::write(b, "critical = false\n[[step]]\npath = \"/other\"\n").unwrap()
+        }),
+        ("cannot read b.toml again", |b| {
+            std::fs::remove_file(b).unwrap()
+        }),
+        // The same text, but recorded under another hash: what a flow compiled from other
+        // bytes than those checked would be.
+        ("changed after the suite was checked", |_| {}),
+    ];
+    for (i, (said, change)) in changes.into_iter().enumerate() {
+        let suite = common::Suite::new(&format!("base_url = \"{}\"\n", server.uri()));
+        suite.write("a.toml", probe);
+        suite.write("b.toml", probe);
+        let overrides = preflight::suite::Overrides {
+            keep_compiled: Some(0),
+            ..Default::default()
+        };
+        let mut plan = suite.load_with(overrides, &[]);
+        assert!(matches!(plan.flows[1].body, FlowBody::Stored { .. }));
+        change(&suite.path().join("b.toml"));
+        if i == 2 {
+            plan.flows[1].body = FlowBody::Stored {
+                sha256: [0; 32],
+                rehearsed: true,
+            };
+        }
+        let before = server.received_requests().await.unwrap().len();
+        let plan = Arc::new(plan);
+        let redactor = Arc::new(Redactor::new(plan.secrets.values()));
+        let result = engine::run(plan.clone(), redactor, RunOptions::default()).await;
+
+        let verdict = judge(&result, &plan.settings.gate);
+        assert!(matches!(verdict, Verdict::Failed(_)), "{verdict:?}");
+        assert_eq!(
+            result.flows[0].steps[0].outcome,
+            preflight::engine::StepOutcome::Passed
+        );
+        let failed = &result.flows[1];
+        assert_eq!(failed.name, "b");
+        assert_eq!(failed.steps[0].attempts, 0);
+        let error = failed.steps[0].error.as_deref().unwrap_or_default();
+        assert!(error.contains(said), "{error}");
+        assert!(
+            result
+                .internal_errors
+                .iter()
+                .any(|e| e.contains("flow 'b'")),
+            "{:?}",
+            result.internal_errors
+        );
+        // Only the first flow's request reached staging.
+        assert_eq!(server.received_requests().await.unwrap().len(), before + 1);
+    }
+}
+
+/// Through the binary: a stored flow's file rewritten while the run goes on fails that flow,
+/// and the gate, instead of running what was not checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_file_changed_during_the_run_fails_the_gate() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(2)))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let dir = suite(
+        &server.uri(),
+        "concurrency = 1\n",
+        &[
+            ("a.toml", "[[step]]\npath = \"/slow\"\n"),
+            ("b.toml", "[[step]]\npath = \"/checked\"\n"),
+        ],
+    );
+    let child = binary::process()
+        .args(["run", "--quiet"])
+        .arg(dir.path())
+        .env("PREFLIGHT_KEEP_COMPILED", "0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once flow a's request is in flight, b (not started: concurrency 1) gets another step.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.received_requests().await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "flow a never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "[[step]]\npath = \"/unchecked\"\n",
+    )
+    .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("GATE FAILED"), "{stdout}");
+    let paths: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(paths, ["/slow"]);
+}
+
+/// A stored flow is compiled again inside the run, where neither the deadline nor a signal can
+/// interrupt it: a large flow file stays compiled.
+#[test]
+fn a_large_flow_file_stays_compiled() {
+    let suite = common::Suite::new("base_url = \"http://127.0.0.1:9\"\n");
+    let step = "[[step]]\npath = \"/a\"\n";
+    suite.write("small.toml", step);
+    suite.write("large.toml", step.repeat(8 * 1024 / step.len() + 1));
     let overrides = preflight::suite::Overrides {
         keep_compiled: Some(0),
         ..Default::default()
     };
-    let mut plan = suite.load_with(overrides, &[]);
-    assert!(matches!(plan.flows[0].body, FlowBody::Stored { .. }));
-    // Another flow's text under this flow's name: compiled again, it is not the flow checked.
-    plan.flows[1].body = FlowBody::Stored {
-        text: "name = \"other\"\n[[step]]\npath = \"/x\"\n".into(),
-        rehearsed: true,
+    let plan = suite.load_with(overrides, &[]);
+    let stored = |name: &str| {
+        let flow = plan.flows.iter().find(|f| f.name == name).unwrap();
+        matches!(flow.body, FlowBody::Stored { .. })
     };
-    let plan = Arc::new(plan);
-    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
-    let result = engine::run(plan.clone(), redactor, RunOptions::default()).await;
-
-    let verdict = judge(&result, &plan.settings.gate);
-    assert!(matches!(verdict, Verdict::Failed(_)), "{verdict:?}");
-    assert_eq!(result.flows.len(), 2);
-    assert_eq!(
-        result.flows[0].steps[0].outcome,
-        preflight::engine::StepOutcome::Passed
-    );
-    let failed = &result.flows[1];
-    assert_eq!(failed.name, "b");
-    assert_eq!(failed.steps[0].attempts, 0);
-    let error = failed.steps[0].error.as_deref().unwrap_or_default();
-    assert!(
-        error.contains("could not compile this flow again"),
-        "{error}"
-    );
-    assert!(
-        result
-            .internal_errors
-            .iter()
-            .any(|e| e.contains("flow 'b'")),
-        "{:?}",
-        result.internal_errors
-    );
-    // Only the first flow's request reached staging.
-    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert!(stored("small"));
+    assert!(!stored("large"));
 }
 
 #[test]

@@ -16,7 +16,7 @@ mod sink;
 pub mod teardown;
 
 pub use event::{Event, EventSink};
-pub use rehearse::{EachFlow, rehearse};
+pub use rehearse::{EachFlow, rehearse, rehearse_rest};
 pub use result::{
     ContractNote, FlowOutcome, FlowResult, FlowTally, Phase, RunResult, StepOutcome, StepResult,
     Stop,
@@ -345,7 +345,7 @@ async fn run_flows(shared: &Arc<Shared>, delivery: &mut sink::Delivery) -> Vec<S
         let handle = tasks.spawn(async move {
             let _slot = permit;
             let flow = &shared.plan.flows[index];
-            // A flow kept as text is compiled here, on the task: its steps live as long as it.
+            // A stored flow is read and compiled again here, on the task: its steps live as long as it.
             match shared.plan.steps_of(flow) {
                 Ok(steps) => (
                     flow::run_flow(&shared, index, flow, &steps, &record).await,
@@ -470,7 +470,7 @@ pub(crate) fn skipped_flow(plan: &Plan, flow: &crate::suite::Flow, because: &str
     }
 }
 
-/// A flow whose steps could not be compiled again from its text: failed, with nothing sent.
+/// A flow whose steps could not be compiled again from its file: failed, with nothing sent.
 /// (The caller also records an internal error, so that the gate fails even for a non-critical
 /// flow: this is preflight's fault, not staging's.)
 fn uncompiled_flow(flow: &crate::suite::Flow, why: &str) -> FlowResult {

@@ -18,6 +18,16 @@ use std::path::Path;
 
 /// Every request and pattern of the plan that cannot be built, as a problem of its file.
 pub fn rehearse(plan: &Plan) -> Vec<Problem> {
+    rehearse_flows(plan, false)
+}
+
+/// [`rehearse`], but for the stored flows rehearsed while the plan loaded (see
+/// `suite::load_rehearsed`): right after a load, with the plan unchanged since.
+pub fn rehearse_rest(plan: &Plan) -> Vec<Problem> {
+    rehearse_flows(plan, true)
+}
+
+fn rehearse_flows(plan: &Plan, skip_rehearsed: bool) -> Vec<Problem> {
     let mut problems = Vec::new();
     // One redactor for the whole rehearsal: building one compiles a pattern per secret.
     let redactor = Redactor::new(plan.secrets.values());
@@ -65,13 +75,14 @@ pub fn rehearse(plan: &Plan) -> Vec<Problem> {
     problems.extend(in_parallel(&plan.flows, |flows| {
         let mut problems = Vec::new();
         for flow in flows {
-            if matches!(
+            let rehearsed = matches!(
                 flow.body,
                 FlowBody::Stored {
                     rehearsed: true,
                     ..
                 }
-            ) {
+            );
+            if skip_rehearsed && rehearsed {
                 continue;
             }
             match plan.steps_of(flow) {
@@ -85,7 +96,7 @@ pub fn rehearse(plan: &Plan) -> Vec<Problem> {
 }
 
 /// Rehearses flows one at a time, for [`crate::suite::load_rehearsed`]: each flow about to be
-/// kept as text, against the plan the suite is loaded into so far.
+/// stored (see `FlowBody::Stored`), against the plan the suite is loaded into so far.
 #[derive(Default)]
 pub struct EachFlow {
     /// Built at the first flow: building one compiles a pattern per secret.

@@ -214,7 +214,7 @@ fn check_allowed_vars(plan: &Plan, allowed: &[String]) -> Result<(), String> {
     };
     host_header(&settings.headers)?;
     plan.setup.iter().chain(&plan.teardown).try_for_each(step)?;
-    // One flow's steps at a time: those kept as text are compiled for this check only.
+    // One flow's steps at a time: stored ones are read and compiled again for this check only.
     for flow in &plan.flows {
         plan.steps_of(flow)?.all().try_for_each(step)?;
     }

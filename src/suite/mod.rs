@@ -22,6 +22,7 @@ pub use plan::{
 
 use compile::{Compiler, Lost, Source, SuiteParts};
 use parse::{Parsed, parse};
+use sha2::Digest as _;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
@@ -46,7 +47,7 @@ pub fn load(
 /// `engine::rehearse`).
 pub type Rehearse<'r> = dyn Fn(&Plan, &Flow, &FlowSteps) -> Vec<Problem> + 'r;
 
-/// [`load`], and each flow kept as text rehearsed with `rehearse` while its steps are still
+/// [`load`], and each flow to be stored ([`FlowBody::Stored`]) rehearsed with `rehearse` while its steps are still
 /// compiled (so that rehearsing the plan need not compile it again): the plan, with the
 /// problems those rehearsals found, in flow order.
 pub fn load_rehearsed(
@@ -75,7 +76,7 @@ pub fn load_rehearsed(
     // suite held up to twice the room it needed for the whole run (massif: 7 MB at 20,000).
     let mut flows = Vec::with_capacity(files.len());
     let mut rehearsed = Vec::new();
-    // What a flow kept as text is rehearsed against (it reads no variable of its own).
+    // What a flow to be stored is rehearsed against (it reads no variable of its own).
     let mut draft = None;
     read_and_parse_each(dir, &files, |file| {
         // The file's own problems first, as if it had been read here.
@@ -94,6 +95,7 @@ pub fn load_rehearsed(
             let name = file.relative.to_string_lossy().replace('\\', "/");
             let mut compiled = compiler.flow(&mut src, &name, raw, lost);
             if flows.len() >= keep_compiled
+                && src.text.len() <= STORED_TEXT_MAX
                 && !src.read_outside
                 && let [flow] = compiled.as_mut_slice()
                 && let Some(steps) = storable(flow)
@@ -103,7 +105,7 @@ pub fn load_rehearsed(
                     rehearsed.extend(rehearse(draft, flow, steps));
                 }
                 flow.body = FlowBody::Stored {
-                    text: std::mem::take(&mut src.text).into_boxed_str(),
+                    sha256: sha2::Sha256::digest(&src.text).into(),
                     rehearsed: rehearse.is_some(),
                 };
             }
@@ -140,14 +142,19 @@ pub fn load_rehearsed(
     }
 }
 
-/// How many flows a plan keeps compiled; the others are kept as their file's text and compiled
-/// again when they are needed (see [`storable`]). A compiled one-step flow takes about 900 bytes,
-/// its text about a tenth of that: this keeps a large suite's plan near 15 MB, and costs a
-/// second compile (a few microseconds) only to flows past it.
+/// How many flows a plan keeps compiled; the others keep the SHA-256 of their file, which is
+/// read and compiled again when they are needed (see [`storable`]). A compiled one-step flow
+/// takes about 1.1 KB; this keeps a large suite's compiled flows near 18 MB, and costs a second
+/// read and compile (about 10 microseconds) only to flows past it.
 pub const KEEP_COMPILED: usize = 16_384;
 
-/// The steps of `flow` when it may be kept as the text it was just compiled from: compiling
-/// that text again gives the same steps and the same digest. It is one flow of its file (no
+/// The largest flow file whose flow is stored. Compiling it again happens inside the run,
+/// where nothing interrupts it (neither the deadline nor a signal): a 5 MB flow of 40,000 steps
+/// took seconds. A file this size compiles in well under a millisecond.
+const STORED_TEXT_MAX: usize = 8 * 1024;
+
+/// The steps of `flow` when it may be stored (kept by the hash of the text it was just
+/// compiled from): compiling that text again gives the same steps and the same digest. It is one flow of its file (no
 /// `each` rows) that read nothing else (the caller checked `Source::read_outside`) and whose
 /// steps need nothing but the text for the suite's digest.
 fn storable(flow: &Flow) -> Option<&FlowSteps> {

@@ -29,7 +29,7 @@ pub struct Plan {
     pub secret_captures: BTreeSet<String>,
     /// `preflight.lock`, when the suite has one.
     pub lock: Option<crate::integrity::Lock>,
-    /// Compiles the flows kept as text ([`FlowBody::Stored`]) again; `None` when there are none.
+    /// Compiles the stored flows ([`FlowBody::Stored`]) again; `None` when there are none.
     pub(crate) replay: Option<super::compile::Replay>,
 }
 
@@ -178,7 +178,7 @@ pub enum VersionSource {
 }
 
 /// One flow of the plan: what selecting, sharding and reporting need, and its steps, compiled
-/// or kept as the flow file's validated text (see [`Plan::steps_of`]). Lists are boxed slices
+/// or stored by the hash of its file (see [`Plan::steps_of`]). Lists are boxed slices
 /// and the variables boxed when there are any: a plan holds every flow for the whole run.
 #[derive(Debug, Clone)]
 pub struct Flow {
@@ -195,15 +195,17 @@ pub struct Flow {
     pub body: FlowBody,
 }
 
-/// A flow's steps, or the text they are compiled from again when the flow is needed.
+/// A flow's steps, or how to compile them again from its file when the flow is needed.
 #[derive(Debug, Clone)]
 pub enum FlowBody {
     Compiled(FlowSteps),
-    /// The flow file's text, compiled without a problem at load. Only a flow whose compiling
-    /// read nothing else (no other file, no environment variable) and whose digest needs
-    /// nothing but that text is kept so: compiling it again gives the same steps.
+    /// The SHA-256 of the flow file's text, which compiled without a problem at load: the file
+    /// is read again when the flow is needed, and used only if it still has that hash. Only a
+    /// flow whose compiling read nothing else (no other file, no environment variable) and
+    /// whose digest needs nothing but that text is kept so: compiling the same text again
+    /// gives the same steps.
     Stored {
-        text: Box<str>,
+        sha256: [u8; 32],
         /// Its requests were rehearsed at load (see `suite::load_rehearsed`), before its steps
         /// were dropped: a rehearsal of the plan need not compile it again.
         rehearsed: bool,
@@ -302,7 +304,7 @@ pub fn is_idempotent(method: &reqwest::Method) -> bool {
 impl Step {
     /// Whether the suite's digest takes more of this step than its flow file's text: a body
     /// file, a JSON Schema, a SHA-256 (see `shard::suite_digest`). A flow with such a step is
-    /// never kept as text.
+    /// never stored.
     pub fn digests_more_than_its_text(&self) -> bool {
         use crate::check::Op;
         matches!(self.body, Body::File { .. })
@@ -334,14 +336,16 @@ impl Step {
 }
 
 impl Plan {
-    /// The steps of `flow`: its own when compiled, else compiled again from its text. That
-    /// cannot fail for a text that compiled at load; if it did, the error says why, and the
+    /// The steps of `flow`: its own when compiled, else compiled again from its file. That
+    /// cannot fail for a file unchanged since the load; if it did, the error says why, and the
     /// flow must count as failed.
     pub fn steps_of<'a>(&'a self, flow: &'a Flow) -> Result<Cow<'a, FlowSteps>, String> {
         match &flow.body {
             FlowBody::Compiled(steps) => Ok(Cow::Borrowed(steps)),
-            FlowBody::Stored { text, .. } => match &self.replay {
-                Some(replay) => replay.steps(&self.settings.dir, flow, text).map(Cow::Owned),
+            FlowBody::Stored { sha256, .. } => match &self.replay {
+                Some(replay) => replay
+                    .steps(&self.settings.dir, flow, sha256)
+                    .map(Cow::Owned),
                 None => Err("this flow's steps were not kept".into()),
             },
         }

@@ -148,7 +148,7 @@ impl<'e> Compiler<'e> {
         }
     }
 
-    /// A compiler for the flows kept as text: the suite's settings as compiled here, no flow
+    /// A compiler for the stored flows: the suite's settings as compiled here, no flow
     /// names taken yet, and no environment (a flow that reads a variable is never kept as
     /// text, so compiling one again reads none).
     pub fn replay(&self) -> Replay {
@@ -192,8 +192,8 @@ impl<'e> Compiler<'e> {
         }
     }
 
-    /// The plan, once every file is compiled without a problem; `replay` when a flow is kept
-    /// as text.
+    /// The plan, once every file is compiled without a problem; `replay` when a flow is
+    /// stored.
     pub fn finish(self, suite: SuiteParts, flows: Vec<Flow>, replay: Option<Replay>) -> Plan {
         let SuiteParts {
             settings,
@@ -217,7 +217,8 @@ impl<'e> Compiler<'e> {
     }
 }
 
-/// Compiles the flows a plan keeps as text ([`FlowBody::Stored`]) again when they are needed.
+/// Compiles the flows a plan keeps by the hash of their file ([`FlowBody::Stored`]) again when
+/// they are needed.
 #[derive(Clone)]
 pub struct Replay(Arc<Mutex<Compiler<'static>>>);
 
@@ -228,13 +229,29 @@ impl std::fmt::Debug for Replay {
 }
 
 impl Replay {
-    /// The steps of `flow` (of the suite in `dir`), compiled from `text`: exactly those it had
-    /// at load, or an error if anything differs.
-    pub(crate) fn steps(&self, dir: &Path, flow: &Flow, text: &str) -> Result<FlowSteps, String> {
+    /// The steps of `flow` (of the suite in `dir`), compiled from its file, which must still
+    /// hash to `sha256`: exactly those it had at load, or an error if anything differs.
+    pub(crate) fn steps(
+        &self,
+        dir: &Path,
+        flow: &Flow,
+        sha256: &[u8; 32],
+    ) -> Result<FlowSteps, String> {
+        use sha2::Digest as _;
+        let path = dir.join(&flow.file);
+        // Read as at load: a regular file only (a FIFO put in its place is refused).
+        let text = crate::fs::read::read_regular_text(&path)
+            .map_err(|e| format!("cannot read {} again: {e}", flow.file))?;
+        if sha2::Sha256::digest(&text).as_slice() != sha256 {
+            return Err(format!(
+                "{} changed after the suite was checked: run again to check the new version",
+                flow.file
+            ));
+        }
         let mut problems = Vec::new();
         let mut src = Source {
-            path: dir.join(&flow.file),
-            text: text.to_string(),
+            path,
+            text,
             problems: &mut problems,
             read_outside: false,
         };
@@ -269,5 +286,4 @@ impl Replay {
     }
 }
 
-const CANNOT_REPLAY: &str =
-    "preflight could not compile this flow again from the text it checked at load";
+const CANNOT_REPLAY: &str = "preflight could not compile this flow again as it was checked at load";

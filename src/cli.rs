@@ -5,7 +5,7 @@
 /// command's. Any other write error is said on stderr and makes the exit code 1 ([`main`]).
 macro_rules! out {
     ($($arg:tt)*) => {
-        print_out(format_args!($($arg)*))
+        print_out(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -828,7 +828,13 @@ fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
             if problems.is_empty() && rehearsed.is_empty() {
                 return Some(plan);
             }
-            problems.extend(rehearsed);
+            // The stored flows were rehearsed while the suite loaded, masked with the secrets
+            // read by then: mask them with every secret of the suite, as the others are.
+            let redactor = Redactor::new(plan.secrets.values());
+            problems.extend(rehearsed.into_iter().map(|mut problem| {
+                problem.message = redactor.mask_text(&problem.message);
+                problem
+            }));
             in_flow_order(&plan, &mut problems);
             problems
         }
@@ -844,7 +850,7 @@ static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 
 fn print_out(text: std::fmt::Arguments) {
     use std::sync::atomic::Ordering;
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{text}")
+    if let Err(e) = write!(std::io::stdout().lock(), "{text}")
         && e.kind() != std::io::ErrorKind::BrokenPipe
         && !STDOUT_FAILED.swap(true, Ordering::Relaxed)
     {
@@ -920,13 +926,17 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    // Rehearsed: every flow's steps compiled once more without a problem.
-    let steps: usize = plan
-        .flows
-        .iter()
-        .filter_map(|f| plan.steps_of(f).ok())
-        .map(|body| body.steps.len())
-        .sum();
+    // A stored flow is read again to be counted: its file may have changed since the load.
+    let mut steps = 0;
+    for flow in &plan.flows {
+        match plan.steps_of(flow) {
+            Ok(body) => steps += body.steps.len(),
+            Err(why) => {
+                print_problems(&[Problem::file(&plan.settings.dir.join(&flow.file), why)]);
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    }
     let count = verdict::counted;
     let part = suite::locate(&args.suite).ok().and_then(|l| l.flow_file);
     if part.is_some() {
@@ -1637,7 +1647,7 @@ fn finish(
     if reports_to_stdout(out) > 0 {
         eprint!("{summary}");
     } else {
-        print!("{summary}");
+        print_out(format_args!("{summary}"));
     }
     std::mem::forget(report);
     verdict.exit_code()

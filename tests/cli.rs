@@ -1929,3 +1929,70 @@ fn a_closed_standard_output_is_no_panic() {
         assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+/// The summary of `run` on a standard output that cannot be written: no panic; a closed pipe
+/// keeps the verdict's exit code, any other failure (a full disk) exits 1 even on PASS.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_summary_cannot_be_written_never_panics_or_passes() {
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("preflight.toml"),
+        format!("base_url = \"{}\"\n", server.uri()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("a.toml"), "[[step]]\npath = \"/a\"\n").unwrap();
+    let path = dir.path().to_path_buf();
+    let run = move |stdout: std::process::Stdio| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_preflight"));
+        for var in hermetic::CLEARED_ENV {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .args(["run", "--quiet"])
+            .arg(&path)
+            .stdout(stdout)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            (child.wait().unwrap().code(), stderr)
+        };
+        assert!(!output.1.contains("panicked"), "{}", output.1);
+        output
+    };
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (code, stderr) = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(full.into())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write to standard output"),
+        "{stderr}"
+    );
+    // A pipe whose reader is gone before the summary comes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let (code, stderr) = tokio::task::spawn_blocking(move || run(writer.into()))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+}

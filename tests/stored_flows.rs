@@ -480,3 +480,42 @@ fn the_documented_count_is_the_one_kept() {
         assert!(text.contains(&shown), "{doc} does not say {shown}");
     }
 }
+
+/// A stored flow is rehearsed while the suite loads, before later flows have read their
+/// secrets: its problems are masked with every secret of the suite all the same.
+#[test]
+fn a_stored_flows_problem_never_shows_a_secret_read_by_a_later_flow() {
+    let token = "sekrit-abcdef-123456";
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "[vars]\nhost = \"127.0.0.1:9\"\n",
+        &[
+            ("a.toml", "[[step]]\nurl = \"http://{{ host }}/x\"\n"),
+            (
+                "b.toml",
+                "[[step]]\npath = \"/x\"\nheaders = { authorization = \"Bearer {{ secret.TOKEN }}\" }\n",
+            ),
+        ],
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let vars = elsewhere.path().join("vars.toml");
+    std::fs::write(&vars, format!("host = \"{token} bad\"\n")).unwrap();
+    for keep in [None, Some("0")] {
+        let mut cmd = preflight();
+        cmd.arg("check")
+            .arg(dir.path())
+            .arg("--vars-file")
+            .arg(&vars)
+            .env("TOKEN", token);
+        if let Some(keep) = keep {
+            cmd.env("PREFLIGHT_KEEP_COMPILED", keep);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{keep:?}: {stderr}");
+        assert!(stderr.contains("***"), "{keep:?}: {stderr}");
+        for form in binary::forms(token) {
+            assert!(!stderr.contains(&form), "{keep:?} shows {form}: {stderr}");
+        }
+    }
+}

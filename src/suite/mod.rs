@@ -47,9 +47,9 @@ pub fn load(
 /// `engine::rehearse`).
 pub type Rehearse<'r> = dyn Fn(&Plan, &Flow, &FlowSteps) -> Vec<Problem> + 'r;
 
-/// [`load`], and each flow to be stored ([`FlowBody::Stored`]) rehearsed with `rehearse` while its steps are still
-/// compiled (so that rehearsing the plan need not compile it again): the plan, with the
-/// problems those rehearsals found, in flow order.
+/// [`load`], and each flow to be stored ([`FlowBody::Stored`]) rehearsed with `rehearse` while
+/// its steps are still compiled (so that rehearsing the plan need not compile it again): the
+/// plan, with the problems those rehearsals found, in flow order.
 pub fn load_rehearsed(
     dir: &Path,
     overrides: Overrides,
@@ -154,9 +154,9 @@ pub const KEEP_COMPILED: usize = 16_384;
 const STORED_TEXT_MAX: usize = 8 * 1024;
 
 /// The steps of `flow` when it may be stored (kept by the hash of the text it was just
-/// compiled from): compiling that text again gives the same steps and the same digest. It is one flow of its file (no
-/// `each` rows) that read nothing else (the caller checked `Source::read_outside`) and whose
-/// steps need nothing but the text for the suite's digest.
+/// compiled from): compiling that text again gives the same steps and the same digest. It is
+/// one flow of its file (no `each` rows) that read nothing else (the caller checked
+/// `Source::read_outside`) and whose steps need nothing but the text for the suite's digest.
 fn storable(flow: &Flow) -> Option<&FlowSteps> {
     match &flow.body {
         FlowBody::Compiled(steps)

@@ -149,8 +149,8 @@ impl<'e> Compiler<'e> {
     }
 
     /// A compiler for the stored flows: the suite's settings as compiled here, no flow
-    /// names taken yet, and no environment (a flow that reads a variable is never kept as
-    /// text, so compiling one again reads none).
+    /// names taken yet, and no environment (a flow that reads a variable is never stored, so
+    /// compiling one again reads none).
     pub fn replay(&self) -> Replay {
         fn no_environment(_: &str) -> Option<String> {
             None

@@ -75,10 +75,58 @@ pub struct Compiler<'e> {
     base_url_missing: bool,
     default_retry: RetryPolicy,
     /// The flows compiled so far by name, with their files: a name may be used once.
-    flow_names: HashMap<Box<str>, Box<str>>,
+    flow_names: FlowNames,
     json_queries: JsonQueries,
     /// Names of the `secret = true` captures compiled so far.
     secret_captures: BTreeSet<String>,
+}
+
+/// Flow names taken so far, each with the file that took it. One string holds them all: a
+/// set of two boxed strings per flow was about 120 bytes a flow (massif), and a large suite's
+/// load holds it to the end.
+#[derive(Default)]
+pub(super) struct FlowNames {
+    text: String,
+    /// Where each name and its file end in `text`; each starts where the one before ends.
+    ends: Vec<(usize, usize)>,
+    /// Indices into `ends`, by name.
+    table: hashbrown::HashTable<usize>,
+    hasher: std::hash::RandomState,
+}
+
+impl FlowNames {
+    /// The file that has taken `name` already; `None` once `file` has taken it.
+    pub(super) fn take(&mut self, name: &str, file: &str) -> Option<&str> {
+        use std::hash::BuildHasher as _;
+        let Self {
+            text,
+            ends,
+            table,
+            hasher,
+        } = self;
+        let name_of = |i: usize| {
+            let start = i.checked_sub(1).map_or(0, |before| ends[before].1);
+            &text[start..ends[i].0]
+        };
+        let hash = hasher.hash_one(name);
+        if let Some(&i) = table.find(hash, |&i| name_of(i) == name) {
+            return Some(&text[ends[i].0..ends[i].1]);
+        }
+        let index = ends.len();
+        table.insert_unique(hash, index, |&i| hasher.hash_one(name_of(i)));
+        text.push_str(name);
+        let name_end = text.len();
+        text.push_str(file);
+        ends.push((name_end, text.len()));
+        None
+    }
+
+    pub(super) fn clear(&mut self) {
+        *self = FlowNames {
+            hasher: std::mem::take(&mut self.hasher),
+            ..FlowNames::default()
+        };
+    }
 }
 
 /// Every JSONPath compiled so far, by its text. Suites repeat the same few (`$.id`, `$.ok`) in
@@ -142,7 +190,7 @@ impl<'e> Compiler<'e> {
             suite_header_names: Vec::new(),
             base_url_missing: false,
             default_retry: RetryPolicy::none(),
-            flow_names: HashMap::new(),
+            flow_names: FlowNames::default(),
             json_queries: JsonQueries::default(),
             secret_captures: BTreeSet::new(),
         }
@@ -167,7 +215,7 @@ impl<'e> Compiler<'e> {
             suite_header_names: self.suite_header_names.clone(),
             base_url_missing: self.base_url_missing,
             default_retry: self.default_retry.clone(),
-            flow_names: HashMap::new(),
+            flow_names: FlowNames::default(),
             json_queries: self.json_queries.clone(),
             secret_captures: BTreeSet::new(),
         };
@@ -287,3 +335,32 @@ impl Replay {
 }
 
 const CANNOT_REPLAY: &str = "preflight could not compile this flow again as it was checked at load";
+
+#[cfg(test)]
+mod tests {
+    use super::FlowNames;
+
+    #[test]
+    fn a_flow_name_is_taken_once_and_tells_who_took_it() {
+        let mut names = FlowNames::default();
+        for i in 0..5000 {
+            assert_eq!(
+                names.take(&format!("flow {i}"), &format!("f{i}.toml")),
+                None
+            );
+        }
+        for i in (0..5000).step_by(7) {
+            let first = format!("f{i}.toml");
+            assert_eq!(
+                names.take(&format!("flow {i}"), "other.toml"),
+                Some(&*first)
+            );
+        }
+        // Names and files run together in one string: no name is a prefix of another's entry.
+        assert_eq!(names.take("flow 1f1.toml", "x.toml"), None);
+        assert_eq!(names.take("", "empty.toml"), None);
+        assert_eq!(names.take("", "again.toml"), Some("empty.toml"));
+        names.clear();
+        assert_eq!(names.take("flow 1", "g.toml"), None);
+    }
+}

@@ -191,8 +191,7 @@ impl Compiler<'_> {
 
     /// A flow name is used once: `--flow` selects by it and reports name flows by it.
     fn unique_name(&mut self, src: &mut Source, name: &str, at: Option<Range<usize>>, file: &str) {
-        let Some(first) = self.flow_names.get(name) else {
-            self.flow_names.insert(name.into(), file.into());
+        let Some(first) = self.flow_names.take(name, file) else {
             return;
         };
         let message = format!("two flows are named `{name}`: {first} and {file}");

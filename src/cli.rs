@@ -1134,28 +1134,23 @@ fn list(args: &ListArgs) -> ExitCode {
     if let Err(code) = select(&mut plan, &args.select) {
         return code;
     }
-    let mut bodies = Vec::with_capacity(plan.flows.len());
+    // One flow's steps at a time (a stored flow is compiled again for this only); nothing is
+    // printed unless every flow could be listed.
+    use std::fmt::Write as _;
+    let mut listed = Vec::new();
+    let mut text = String::new();
     for flow in &plan.flows {
-        match plan.steps_of(flow) {
-            Ok(body) => bodies.push(body),
+        let body = match plan.steps_of(flow) {
+            Ok(body) => body,
             Err(why) => {
                 eprintln!("error: flow '{}': {why}", clean(&flow.name));
                 return ExitCode::from(EXIT_INVALID);
             }
+        };
+        if args.json {
+            listed.push(ListedFlow::of(flow, &body));
+            continue;
         }
-    }
-    if args.json {
-        let flows: Vec<ListedFlow> = plan
-            .flows
-            .iter()
-            .zip(&bodies)
-            .map(|(flow, body)| ListedFlow::of(flow, body))
-            .collect();
-        let json = serde_json::to_string_pretty(&flows).expect("a listing always serializes");
-        out!("{json}");
-        return ExitCode::SUCCESS;
-    }
-    for (flow, body) in plan.flows.iter().zip(&bodies) {
         let tags = if flow.tags.is_empty() {
             String::new()
         } else {
@@ -1167,17 +1162,20 @@ fn list(args: &ListArgs) -> ExitCode {
             "non-critical"
         };
         // Names are the suite's own, but a terminal is no place for raw control characters.
-        out!(
-            "{} ({}){tags} {critical}",
-            clean(&flow.name),
-            clean(&flow.file)
-        );
+        let (name, file) = (clean(&flow.name), clean(&flow.file));
+        let _ = writeln!(text, "{name} ({file}){tags} {critical}");
         for (i, step) in body.steps.iter().enumerate() {
-            out!("  {}. {}", i + 1, clean(&step.name));
+            let _ = writeln!(text, "  {}. {}", i + 1, clean(&step.name));
         }
         for step in &body.cleanup {
-            out!("  cleanup: {}", clean(&step.name));
+            let _ = writeln!(text, "  cleanup: {}", clean(&step.name));
         }
+    }
+    if args.json {
+        let json = serde_json::to_string_pretty(&listed).expect("a listing always serializes");
+        out!("{json}");
+    } else {
+        print_out(format_args!("{text}"));
     }
     ExitCode::SUCCESS
 }

@@ -1,8 +1,8 @@
-//! Flows a large suite keeps as text (past `PREFLIGHT_KEEP_COMPILED` flows, 16,384 by
-//! default) are compiled again when they run. Through the real binary against wiremock on
-//! 127.0.0.1: a suite run with every flow kept as text says exactly what it says compiled
-//! (verdict, exit code, every flow and step of the JSON report, `check`, `list`), masks the
-//! same secrets, and a flow that cannot be compiled again fails the gate.
+//! Flows a large suite stores (past `PREFLIGHT_KEEP_COMPILED` flows, 16,384 by default: only
+//! the SHA-256 of their file is kept) are read and compiled again when they run. Through the
+//! real binary against wiremock on 127.0.0.1: a suite run with every flow stored says exactly
+//! what it says compiled (verdict, exit code, every flow and step of the JSON report, `check`,
+//! `list`), masks the same secrets, and a flow that is not the one checked fails the gate.
 
 mod binary;
 mod common;
@@ -159,10 +159,10 @@ fn without_times(mut value: Value) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn flows_kept_as_text_run_exactly_as_compiled_ones() {
+async fn stored_flows_run_exactly_as_compiled_ones() {
     let server = staging().await;
     let dir = the_suite(&server);
-    // Which flows the run below keeps as text: those that read nothing else.
+    // Which flows the run below stores: those that read nothing else.
     let overrides = preflight::suite::Overrides {
         keep_compiled: Some(0),
         ..Default::default()
@@ -223,7 +223,7 @@ async fn flows_kept_as_text_run_exactly_as_compiled_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn check_and_list_say_the_same_of_flows_kept_as_text() {
+async fn check_and_list_say_the_same_of_stored_flows() {
     let server = staging().await;
     let dir = the_suite(&server);
     for args in [
@@ -432,13 +432,7 @@ async fn a_flow_file_changed_during_the_run_fails_the_gate() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("GATE FAILED"), "{stdout}");
-    let paths: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.url.path().to_string())
-        .collect();
+    let paths = binary::paths(&server).await;
     assert_eq!(paths, ["/slow"]);
 }
 

@@ -459,15 +459,7 @@ pub(crate) fn skipped_flow(plan: &Plan, flow: &crate::suite::Flow, because: &str
                 .collect()
         },
     );
-    FlowResult {
-        name: flow.name.clone(),
-        file: flow.file.clone(),
-        tags: flow.tags.to_vec(),
-        critical: flow.critical,
-        outcome: FlowOutcome::Skipped,
-        duration_ms: 0,
-        steps,
-    }
+    not_started(flow, FlowOutcome::Skipped, steps)
 }
 
 /// A flow whose steps could not be compiled again from its file: failed, with nothing sent.
@@ -478,14 +470,23 @@ fn uncompiled_flow(flow: &crate::suite::Flow, why: &str) -> FlowResult {
         attempts: 0,
         ..StepResult::unfinished(&flow.file, Phase::Step, "", why)
     };
+    not_started(flow, FlowOutcome::of(true, flow.critical), vec![step])
+}
+
+/// The result of a flow that never started, with these step results.
+fn not_started(
+    flow: &crate::suite::Flow,
+    outcome: FlowOutcome,
+    steps: Vec<StepResult>,
+) -> FlowResult {
     FlowResult {
         name: flow.name.clone(),
         file: flow.file.clone(),
         tags: flow.tags.to_vec(),
         critical: flow.critical,
-        outcome: FlowOutcome::of(true, flow.critical),
+        outcome,
         duration_ms: 0,
-        steps: vec![step],
+        steps,
     }
 }
 

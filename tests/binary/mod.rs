@@ -209,6 +209,12 @@ pub async fn count(server: &MockServer, m: &str, p: &str) -> usize {
         .count()
 }
 
+/// The path of every request `server` received, in arrival order.
+pub async fn paths(server: &MockServer) -> Vec<String> {
+    let requests = server.received_requests().await.expect("recording is on");
+    requests.iter().map(|r| r.url.path().to_string()).collect()
+}
+
 /// A pet as the Swagger Petstore 3.0 document (tests/fixtures/openapi) describes it.
 pub fn pet(id: u64) -> Value {
     json!({

@@ -121,11 +121,12 @@ impl FlowNames {
         None
     }
 
+    /// Forgets every name, keeping the room they took (the replay compiler clears it before
+    /// each flow).
     pub(super) fn clear(&mut self) {
-        *self = FlowNames {
-            hasher: std::mem::take(&mut self.hasher),
-            ..FlowNames::default()
-        };
+        self.text.clear();
+        self.ends.clear();
+        self.table.clear();
     }
 }
 

@@ -803,16 +803,25 @@ fn load_suite(
 ) -> Result<(Plan, Vec<Problem>), Vec<Problem>> {
     let located = suite::locate(path).map_err(|p| vec![p])?;
     overrides.flow_file = located.flow_file;
-    overrides.keep_compiled = match std::env::var("PREFLIGHT_KEEP_COMPILED").ok() {
-        None => overrides.keep_compiled,
-        Some(count) => Some(count.trim().parse().map_err(|_| {
+    if let Some(count) = std::env::var_os("PREFLIGHT_KEEP_COMPILED") {
+        overrides.keep_compiled = Some(keep_compiled(&count).ok_or_else(|| {
             let message = format!(
                 "PREFLIGHT_KEEP_COMPILED={count:?} is not a number of flows (a whole number, 0 or more)"
             );
             vec![Problem::file(path, message)]
-        })?),
-    };
+        })?);
+    }
     suite::load_rehearsed(&located.dir, overrides, env, rehearse)
+}
+
+/// `PREFLIGHT_KEEP_COMPILED`: a whole number, any number of digits (one past the largest
+/// count means every flow, as the largest does).
+fn keep_compiled(value: &std::ffi::OsStr) -> Option<usize> {
+    let digits = value.to_str()?.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(usize::MAX))
 }
 
 /// Loads the suite and rehearses every request known before the run (what `check` accepts,

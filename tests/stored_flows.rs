@@ -319,6 +319,50 @@ fn a_keep_compiled_that_is_not_a_number_is_refused() {
             "{bad:?}: {stderr}"
         );
     }
+    // Not UTF-8: refused too, never taken for unset.
+    use std::os::unix::ffi::OsStrExt as _;
+    let out = preflight()
+        .arg("check")
+        .arg(dir.path())
+        .env(
+            "PREFLIGHT_KEEP_COMPILED",
+            std::ffi::OsStr::from_bytes(b"1\xff"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // A whole number past the largest count is the largest: every flow stays compiled.
+    let out = preflight()
+        .arg("check")
+        .arg(dir.path())
+        .env("PREFLIGHT_KEEP_COMPILED", "99999999999999999999999")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+/// A flow file whose name is not UTF-8 cannot be read again by its (shown) name: it stays
+/// compiled, and runs as it does compiled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_file_whose_name_is_not_utf8_runs_whichever_way_flows_are_kept() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let server = staging().await;
+    let dir = suite(&server.uri(), "", &[]);
+    let name = std::ffi::OsStr::from_bytes(b"h\xff.toml");
+    std::fs::write(dir.path().join(name), "[[step]]\npath = \"/health\"\n").unwrap();
+    for keep in [None, Some("0")] {
+        let mut cmd = preflight();
+        cmd.arg("run").arg(dir.path());
+        if let Some(keep) = keep {
+            cmd.env("PREFLIGHT_KEEP_COMPILED", keep);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{keep:?}: {stdout}");
+        assert!(stdout.contains("GATE PASSED"), "{keep:?}: {stdout}");
+    }
 }
 
 /// In process: a stored flow whose file changed (or vanished) after the load, or whose file

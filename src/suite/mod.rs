@@ -93,8 +93,11 @@ pub fn load_rehearsed(
         let lost = Lost::of(&file.parsed);
         if let Some(raw) = file.parsed.raw {
             let name = file.relative.to_string_lossy().replace('\\', "/");
+            // A stored flow is read again by `name`: a path that is not UTF-8 has no such name.
+            let named_exactly = file.relative.to_str().is_some();
             let mut compiled = compiler.flow(&mut src, &name, raw, lost);
             if flows.len() >= keep_compiled
+                && named_exactly
                 && src.text.len() <= STORED_TEXT_MAX
                 && !src.read_outside
                 && let [flow] = compiled.as_mut_slice()

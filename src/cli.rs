@@ -1343,6 +1343,7 @@ fn selected(
         overrides.base_url = Some(url);
         overrides.base_url_origin = "demo";
     }
+    overrides.digest_files = true;
     overrides.concurrency = tuning.concurrency;
     overrides.timeout = tuning.timeout;
     overrides.deadline = tuning.deadline;
@@ -1450,11 +1451,11 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         Err(code) => return code,
     };
     // The JSON report names its suite's files by digest, so that it can be the baseline of a
-    // later run of the same suite. Only the JSON and a baseline need it: reading every suite
-    // file again is start-up time a run without them does not spend. A baseline is checked
-    // against it before the run; the JSON report needs it only at the end, so then it is taken
-    // on a thread of its own while the run goes on (callgrind: 6% of a 5,000-probe run, all of
-    // it before the first request).
+    // later run of the same suite. Only the JSON and a baseline need it. The files are hashed
+    // as the load reads them (`shard::LoadedFiles`), but the selection and each flow's
+    // variables still are, per flow: a baseline is checked against it before the run; the
+    // JSON report needs it only at the end, so then it is taken on a thread of its own while
+    // the run goes on.
     let (mut digest, pending_digest) = match &part {
         Some(part) => (Some(part.files_digest.clone()), None),
         None if args.baseline.is_some() => match shard::files_digest(&plan) {

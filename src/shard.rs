@@ -249,51 +249,119 @@ pub const RUN_ID_VARS: [&str; 5] = [
 /// report holds nothing derived from them). Each part is length-prefixed so no two inputs
 /// collide.
 pub fn suite_digest(plan: &Plan, env: &dyn Fn(&str) -> Option<String>) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut part = |label: &str, bytes: &[u8]| {
-        for piece in [label.as_bytes(), bytes] {
-            hasher.update((piece.len() as u64).to_le_bytes());
-            hasher.update(piece);
-        }
-    };
-    suite_files(plan, &mut part)?;
-    run_inputs(plan, env, &mut part);
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    let mut parts = suite_files(plan)?;
+    run_inputs(plan, env, &mut parts);
+    Ok(parts.finish())
 }
 
 /// `sha256:<hex>` over the suite's files and the selection only: what a run checks, not where
 /// or when (no base URL, variables or CI run ids). Runs of one suite on different deploys
 /// share it, so a report can be the `--baseline` of a later run.
 pub fn files_digest(plan: &Plan) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut part = |label: &str, bytes: &[u8]| {
+    Ok(suite_files(plan)?.finish())
+}
+
+/// Labelled byte strings hashed in order, each length-prefixed so that no two different
+/// sequences of them hash alike.
+#[derive(Clone)]
+struct Parts(Sha256);
+
+impl Parts {
+    fn new() -> Self {
+        Parts(Sha256::new())
+    }
+
+    fn add(&mut self, label: &str, bytes: &[u8]) {
         for piece in [label.as_bytes(), bytes] {
-            hasher.update((piece.len() as u64).to_le_bytes());
-            hasher.update(piece);
+            self.0.update((piece.len() as u64).to_le_bytes());
+            self.0.update(piece);
         }
-    };
-    suite_files(plan, &mut part)?;
-    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+
+    fn finish(self) -> String {
+        format!("sha256:{}", hex::encode(self.0.finalize()))
+    }
+}
+
+/// The suite's files as the load read them, hashed the way the digests begin: `preflight.toml`,
+/// the lock, then each flow file in order. A digest of a plan with all of these flow files
+/// (every flow, or a selection that keeps at least one flow of each file) starts from it
+/// instead of opening and reading every file again: a second read of each file was about a
+/// tenth of the CPU of a run of 100,000 one-step probes (strace: 6 system calls a file).
+#[derive(Clone)]
+pub struct LoadedFiles {
+    parts: Parts,
+    count: usize,
+    /// The flow files' names in order, hashed: which files `parts` holds.
+    names: std::hash::DefaultHasher,
+}
+
+impl std::fmt::Debug for LoadedFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadedFiles({} flow files)", self.count)
+    }
+}
+
+impl LoadedFiles {
+    /// Reads `preflight.toml` and the lock of the suite in `dir`; `None` when either cannot be
+    /// read (the digest then reads every file itself, and says why it cannot).
+    pub fn start(dir: &Path) -> Option<Self> {
+        let mut parts = Parts::new();
+        for name in [crate::suite::SUITE_FILE, crate::integrity::LOCK_FILE] {
+            parts.add(name, &read_optional(&dir.join(name)).ok()?);
+        }
+        Some(LoadedFiles {
+            parts,
+            count: 0,
+            names: std::hash::DefaultHasher::new(),
+        })
+    }
+
+    /// The next flow file of the plan, `file` as its flows name it, with the text they were
+    /// compiled from.
+    pub fn add(&mut self, file: &str, text: &[u8]) {
+        use std::hash::Hash;
+        self.parts.add(file, text);
+        self.count += 1;
+        file.hash(&mut self.names);
+    }
+
+    /// Whether these are the files `files` (in this order).
+    fn are(&self, files: &[&str]) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut names = std::hash::DefaultHasher::new();
+        files.iter().for_each(|file| file.hash(&mut names));
+        files.len() == self.count && names.finish() == self.names.finish()
+    }
 }
 
 /// The files of the selected flows, `preflight.toml`, the lock, and the selection.
-fn suite_files(plan: &Plan, part: &mut dyn FnMut(&str, &[u8])) -> std::io::Result<()> {
+fn suite_files(plan: &Plan) -> std::io::Result<Parts> {
     let dir = &plan.settings.dir;
-    for name in ["preflight.toml", crate::integrity::LOCK_FILE] {
-        part(name, &read_optional(&dir.join(name))?);
-    }
     let mut files: Vec<&str> = plan.flows.iter().map(|f| f.file.as_str()).collect();
     files.dedup();
-    for file in files {
-        // Read like every suite file: a flow file that became a FIFO must not hang the digest.
-        let path = dir.join(file);
-        let bytes = crate::fs::read::read_regular(&path)
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
-        part(file, &bytes);
-    }
+    let loaded = plan.loaded_files.as_ref().filter(|l| l.are(&files));
+    let mut parts = match loaded {
+        Some(loaded) => loaded.parts.clone(),
+        None => {
+            let mut parts = Parts::new();
+            for name in [crate::suite::SUITE_FILE, crate::integrity::LOCK_FILE] {
+                parts.add(name, &read_optional(&dir.join(name))?);
+            }
+            for file in files {
+                // Read like every suite file: a flow file that became a FIFO must not hang
+                // the digest.
+                let path = dir.join(file);
+                let bytes = crate::fs::read::read_regular(&path)
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+                parts.add(file, &bytes);
+            }
+            parts
+        }
+    };
     for flow in &plan.flows {
-        part("selected", flow.name.as_bytes());
-        part(
+        parts.add("selected", flow.name.as_bytes());
+        parts.add(
             "vars",
             serde_json::to_string(&flow.vars())
                 .unwrap_or_default()
@@ -302,38 +370,34 @@ fn suite_files(plan: &Plan, part: &mut dyn FnMut(&str, &[u8])) -> std::io::Resul
         // A flow kept as text has no step that needs more than that text (`store`).
         if let crate::suite::FlowBody::Compiled(body) = &flow.body {
             for step in body.all() {
-                step_inputs(dir, step, part)?;
+                step_inputs(dir, step, &mut parts)?;
             }
         }
     }
     for step in plan.setup.iter().chain(&plan.teardown) {
-        step_inputs(dir, step, part)?;
+        step_inputs(dir, step, &mut parts)?;
     }
-    Ok(())
+    Ok(parts)
 }
 
 /// What a run is given beyond the files: where, with which values, in which CI run.
-fn run_inputs(
-    plan: &Plan,
-    env: &dyn Fn(&str) -> Option<String>,
-    part: &mut dyn FnMut(&str, &[u8]),
-) {
+fn run_inputs(plan: &Plan, env: &dyn Fn(&str) -> Option<String>, parts: &mut Parts) {
     let settings = &plan.settings;
     let base_url = settings.base_url.as_ref().map_or("", |u| u.as_str());
-    part("base_url", base_url.as_bytes());
-    part(
+    parts.add("base_url", base_url.as_bytes());
+    parts.add(
         "suite vars",
         serde_json::to_string(&settings.vars)
             .unwrap_or_default()
             .as_bytes(),
     );
     let cli: std::collections::BTreeMap<_, _> = settings.cli_vars.iter().collect();
-    part(
+    parts.add(
         "--var",
         serde_json::to_string(&cli).unwrap_or_default().as_bytes(),
     );
     let env_values: std::collections::BTreeMap<_, _> = plan.env.iter().collect();
-    part(
+    parts.add(
         "env",
         serde_json::to_string(&env_values)
             .unwrap_or_default()
@@ -343,32 +407,31 @@ fn run_inputs(
         "{:?} {:?} {} {}",
         settings.timeout, settings.deadline, settings.max_body, settings.follow_redirects
     );
-    part("limits", limits.as_bytes());
+    parts.add("limits", limits.as_bytes());
     for var in RUN_ID_VARS {
-        part(var, env(var).unwrap_or_default().as_bytes());
+        parts.add(var, env(var).unwrap_or_default().as_bytes());
     }
 }
 
 /// The files a step reads (its body file, the schemas its expectations validate against) and
 /// the hashes it expects.
-fn step_inputs(
-    dir: &Path,
-    step: &crate::suite::Step,
-    part: &mut dyn FnMut(&str, &[u8]),
-) -> std::io::Result<()> {
+fn step_inputs(dir: &Path, step: &crate::suite::Step, parts: &mut Parts) -> std::io::Result<()> {
     use crate::check::Op;
     let mut any = false;
-    let mut part = |name: &str, bytes: &[u8]| {
-        any = true;
-        part(name, bytes);
-    };
     if let crate::suite::Body::File { bytes, .. } = &step.body {
-        part("body_file", bytes);
+        parts.add("body_file", bytes);
+        any = true;
     }
     for expectation in &step.expectations {
         match &expectation.op {
-            Op::JsonSchema(schema) => part("json_schema", &read_optional(&dir.join(&schema.file))?),
-            Op::Sha256(hex) | Op::Sha256OfFile { hex, .. } => part("sha256", hex.as_bytes()),
+            Op::JsonSchema(schema) => {
+                parts.add("json_schema", &read_optional(&dir.join(&schema.file))?);
+                any = true;
+            }
+            Op::Sha256(hex) | Op::Sha256OfFile { hex, .. } => {
+                parts.add("sha256", hex.as_bytes());
+                any = true;
+            }
             _ => {}
         }
     }
@@ -473,5 +536,73 @@ mod tests {
             .map(|k| (0..62).filter(|i| owner(*i, 4) == k).count())
             .collect();
         assert_eq!(counts, [16, 16, 15, 15]);
+    }
+
+    /// The digests of a plan taken from the files as the load read them are those of the
+    /// files read again, for every flow, a selection that drops a file, and shards.
+    #[test]
+    fn digests_from_the_loaded_files_are_those_of_the_files_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "preflight.toml",
+            "base_url = \"http://127.0.0.1:9\"\n[vars]\nx = 1\n",
+        );
+        write("a.toml", "[[step]]\npath = \"/a\"\n");
+        write(
+            "b.toml",
+            "each = [{ n = 1 }, { n = 2 }]\n[[step]]\npath = \"/b/{{ n }}\"\n",
+        );
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        write("sub/c.toml", "[[step]]\npath = \"/c\"\n");
+        let env = |_: &str| None;
+        let overrides = crate::suite::Overrides {
+            digest_files: true,
+            ..Default::default()
+        };
+        let plan = crate::suite::load(dir.path(), overrides, &env).unwrap();
+        assert!(plan.loaded_files.as_ref().is_some_and(|l| l.count == 3));
+        let read_again = |plan: &Plan| {
+            let mut plan = plan.clone();
+            plan.loaded_files = None;
+            (
+                files_digest(&plan).unwrap(),
+                suite_digest(&plan, &env).unwrap(),
+            )
+        };
+        let digests = |plan: &Plan| {
+            (
+                files_digest(plan).unwrap(),
+                suite_digest(plan, &env).unwrap(),
+            )
+        };
+        assert_eq!(digests(&plan), read_again(&plan));
+        // One row of b kept: every file still has a flow.
+        let mut one_row = plan.clone();
+        one_row.flows.retain(|f| f.name != "b [n=1]");
+        assert_eq!(one_row.flows.len(), 3);
+        assert_eq!(digests(&one_row), read_again(&one_row));
+        assert_ne!(digests(&one_row), digests(&plan));
+        // a.toml dropped: the loaded files are not the plan's.
+        let mut without_a = plan.clone();
+        without_a.flows.retain(|f| f.file != "a.toml");
+        assert!(
+            !without_a
+                .loaded_files
+                .as_ref()
+                .unwrap()
+                .are(&["b.toml", "sub/c.toml"])
+        );
+        assert_eq!(digests(&without_a), read_again(&without_a));
+        for index in 1..=2 {
+            let mut shard = plan.clone();
+            keep(&mut shard, Shard { index, count: 2 }).unwrap();
+            assert_eq!(digests(&shard), read_again(&shard));
+        }
+        // The digest covers the text that was loaded (and run), not what a file holds later.
+        let before = digests(&plan);
+        write("a.toml", "[[step]]\npath = \"/changed\"\n");
+        assert_eq!(digests(&plan), before);
+        assert_ne!(read_again(&plan), before);
     }
 }

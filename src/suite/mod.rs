@@ -78,6 +78,11 @@ pub fn load_rehearsed(
     let mut rehearsed = Vec::new();
     // What a flow to be stored is rehearsed against (it reads no variable of its own).
     let mut draft = None;
+    let mut loaded_files = compiler
+        .overrides
+        .digest_files
+        .then(|| crate::shard::LoadedFiles::start(dir))
+        .flatten();
     read_and_parse_each(dir, &files, |file| {
         // The file's own problems first, as if it had been read here.
         problems.extend(file.problems);
@@ -112,6 +117,9 @@ pub fn load_rehearsed(
                     rehearsed: rehearse.is_some(),
                 };
             }
+            if let (Some(loaded), Some(flow)) = (&mut loaded_files, compiled.first()) {
+                loaded.add(&flow.file, src.text.as_bytes());
+            }
             flows.extend(compiled);
         }
     });
@@ -137,6 +145,7 @@ pub fn load_rehearsed(
         let replay = stored.then(|| compiler.replay());
         let plan = Plan {
             lock,
+            loaded_files,
             ..compiler.finish(suite, flows, replay)
         };
         Ok((plan, rehearsed))

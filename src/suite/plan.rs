@@ -31,6 +31,8 @@ pub struct Plan {
     pub lock: Option<crate::integrity::Lock>,
     /// Compiles the stored flows ([`FlowBody::Stored`]) again; `None` when there are none.
     pub(crate) replay: Option<super::compile::Replay>,
+    /// The suite's files as the load read them, for the digests (see `shard::LoadedFiles`).
+    pub(crate) loaded_files: Option<crate::shard::LoadedFiles>,
 }
 
 #[derive(Debug, Clone)]

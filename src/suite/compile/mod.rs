@@ -53,6 +53,9 @@ pub struct Overrides {
     pub vars_files: Vec<PathBuf>,
     /// How many flows stay compiled (`PREFLIGHT_KEEP_COMPILED`); `None`: [`super::KEEP_COMPILED`].
     pub keep_compiled: Option<usize>,
+    /// A digest of the suite's files may be asked for (`run`, `serve`): the load hashes each
+    /// file it reads (see `shard::LoadedFiles`), so that the digest need not read them again.
+    pub digest_files: bool,
 }
 
 /// Compiles the suite settings; the flows are compiled one by one with [`Compiler::flow`].
@@ -238,6 +241,7 @@ impl<'e> Compiler<'e> {
             secret_captures: BTreeSet::new(),
             lock: None,
             replay: None,
+            loaded_files: None,
         }
     }
 
@@ -262,6 +266,7 @@ impl<'e> Compiler<'e> {
             secret_captures: self.secret_captures,
             lock: None,
             replay,
+            loaded_files: None,
         }
     }
 }

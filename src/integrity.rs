@@ -55,19 +55,33 @@ pub struct IntegrityResult {
     pub hint: Option<String>,
 }
 
-/// Reads and validates the lock file; `Ok(None)` when there is none.
+/// Reads and validates the lock file; `Ok(None)` when there is none. (The load reads its text
+/// before the flow files and parses it after them.)
 pub fn read_lock(dir: &Path) -> Result<Option<Lock>, Vec<Problem>> {
+    match read_lock_text(dir).map_err(|problem| vec![problem])? {
+        Some(text) => parse_lock(dir, &text).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The text of the suite's lock; `None` when it has none. It is checked by [`parse_lock`].
+pub fn read_lock_text(dir: &Path) -> Result<Option<String>, Problem> {
     let path = dir.join(LOCK_FILE);
-    let text = match read_regular_text(&path) {
-        Ok(text) => text,
-        Err(e) if e.is_missing() => return Ok(None),
-        Err(e) => return Err(vec![Problem::file(&path, format!("cannot read: {e}"))]),
-    };
-    let raw: RawLock = toml::from_str(&text).map_err(|e| {
+    match read_regular_text(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.is_missing() => Ok(None),
+        Err(e) => Err(Problem::file(&path, format!("cannot read: {e}"))),
+    }
+}
+
+/// The lock of the suite in `dir`, from its `text`.
+pub fn parse_lock(dir: &Path, text: &str) -> Result<Lock, Vec<Problem>> {
+    let path = dir.join(LOCK_FILE);
+    let raw: RawLock = toml::from_str(text).map_err(|e| {
         let message = format!("malformed lock file: {}", e.message().trim());
         vec![
             match e.span() {
-                Some(span) => Problem::at(&path, &text, span, message),
+                Some(span) => Problem::at(&path, text, span, message),
                 None => Problem::file(&path, message),
             }
             .with_hint("regenerate it with `preflight lock`"),
@@ -80,7 +94,7 @@ pub fn read_lock(dir: &Path) -> Result<Option<Lock>, Vec<Problem>> {
             problems.push(
                 Problem::at(
                     &path,
-                    &text,
+                    text,
                     hash.span(),
                     format!("`{file}`: expected \"sha256:<64 hex digits>\""),
                 )
@@ -90,7 +104,7 @@ pub fn read_lock(dir: &Path) -> Result<Option<Lock>, Vec<Problem>> {
         files.insert(file, hash.into_inner().to_ascii_lowercase());
     }
     if problems.is_empty() {
-        Ok(Some(Lock { files }))
+        Ok(Lock { files })
     } else {
         Err(problems)
     }

@@ -303,18 +303,17 @@ impl std::fmt::Debug for LoadedFiles {
 }
 
 impl LoadedFiles {
-    /// Reads `preflight.toml` and the lock of the suite in `dir`; `None` when either cannot be
-    /// read (the digest then reads every file itself, and says why it cannot).
-    pub fn start(dir: &Path) -> Option<Self> {
+    /// Begins with the text of `preflight.toml` and of the lock, as the load read them (`None`:
+    /// the suite has no such file).
+    pub fn start(suite: Option<&[u8]>, lock: Option<&[u8]>) -> Self {
         let mut parts = Parts::new();
-        for name in [crate::suite::SUITE_FILE, crate::integrity::LOCK_FILE] {
-            parts.add(name, &read_optional(&dir.join(name)).ok()?);
-        }
-        Some(LoadedFiles {
+        parts.add(crate::suite::SUITE_FILE, suite.unwrap_or(ABSENT));
+        parts.add(crate::integrity::LOCK_FILE, lock.unwrap_or(ABSENT));
+        LoadedFiles {
             parts,
             count: 0,
             names: std::hash::DefaultHasher::new(),
-        })
+        }
     }
 
     /// The next flow file of the plan, `file` as its flows name it, with the text they were
@@ -441,12 +440,15 @@ fn step_inputs(dir: &Path, step: &crate::suite::Step, parts: &mut Parts) -> std:
     Ok(())
 }
 
+/// What an absent file reads as in a digest: distinct from an empty one.
+const ABSENT: &[u8] = b"\0absent";
+
 /// A file's bytes; an absent file reads as a marker distinct from an empty one.
 /// Read like every suite file (regular files only, so a FIFO cannot hang the digest).
 fn read_optional(path: &Path) -> std::io::Result<Vec<u8>> {
     match crate::fs::read::read_regular(path) {
         Ok(bytes) => Ok(bytes),
-        Err(e) if e.is_missing() => Ok(b"\0absent".to_vec()),
+        Err(e) if e.is_missing() => Ok(ABSENT.to_vec()),
         Err(e) => Err(std::io::Error::other(format!("{}: {e}", path.display()))),
     }
 }
@@ -549,6 +551,7 @@ mod tests {
             "base_url = \"http://127.0.0.1:9\"\n[vars]\nx = 1\n",
         );
         write("a.toml", "[[step]]\npath = \"/a\"\n");
+        write("preflight.lock", "[files]\n");
         write(
             "b.toml",
             "each = [{ n = 1 }, { n = 2 }]\n[[step]]\npath = \"/b/{{ n }}\"\n",
@@ -599,10 +602,21 @@ mod tests {
             keep(&mut shard, Shard { index, count: 2 }).unwrap();
             assert_eq!(digests(&shard), read_again(&shard));
         }
-        // The digest covers the text that was loaded (and run), not what a file holds later.
+        // The digest covers the text that was loaded (and run), not what a file holds later:
+        // a flow file, preflight.toml, the lock.
         let before = digests(&plan);
-        write("a.toml", "[[step]]\npath = \"/changed\"\n");
-        assert_eq!(digests(&plan), before);
-        assert_ne!(read_again(&plan), before);
+        let changes = [
+            ("a.toml", "[[step]]\npath = \"/changed\"\n"),
+            ("preflight.toml", "base_url = \"http://127.0.0.1:9\"\n"),
+            ("preflight.lock", "[files]\n# changed\n"),
+        ];
+        for (file, text) in changes {
+            let was = std::fs::read_to_string(dir.path().join(file)).unwrap();
+            write(file, text);
+            assert_eq!(digests(&plan), before, "{file}");
+            assert_ne!(read_again(&plan), before, "{file}");
+            write(file, &was);
+        }
+        assert_eq!(read_again(&plan), before);
     }
 }

@@ -341,28 +341,48 @@ fn a_keep_compiled_that_is_not_a_number_is_refused() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
-/// A flow file whose name is not UTF-8 cannot be read again by its (shown) name: it stays
-/// compiled, and runs as it does compiled.
+/// A flow file whose path cannot be named exactly (not UTF-8, or a `\` in a name outside
+/// Windows) is refused before anything is sent: reports and digests name a file by its
+/// `/`-separated path, which would be another file's (`q/w.toml`) or none.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_flow_file_whose_name_is_not_utf8_runs_whichever_way_flows_are_kept() {
+async fn a_flow_file_that_cannot_be_named_exactly_is_refused() {
     use std::os::unix::ffi::OsStrExt as _;
     let server = staging().await;
-    let dir = suite(&server.uri(), "", &[]);
-    let name = std::ffi::OsStr::from_bytes(b"h\xff.toml");
-    std::fs::write(dir.path().join(name), "[[step]]\npath = \"/health\"\n").unwrap();
-    for keep in [None, Some("0")] {
-        let mut cmd = preflight();
-        cmd.arg("run").arg(dir.path());
-        if let Some(keep) = keep {
-            cmd.env("PREFLIGHT_KEEP_COMPILED", keep);
+    let names: [(&[u8], &str); 2] = [
+        (b"h\xff.toml", "its path is not UTF-8 text"),
+        (
+            b"q\\w.toml",
+            "which reports would read as a folder separator",
+        ),
+    ];
+    for (name, why) in names {
+        let dir = suite(&server.uri(), "", &[]);
+        let name = std::ffi::OsStr::from_bytes(name);
+        std::fs::write(dir.path().join(name), "[[step]]\npath = \"/health\"\n").unwrap();
+        std::fs::create_dir(dir.path().join("q")).unwrap();
+        std::fs::write(dir.path().join("q/w.toml"), "[[step]]\npath = \"/other\"\n").unwrap();
+        for keep in [None, Some("0")] {
+            let mut cmd = preflight();
+            cmd.arg("run")
+                .arg(dir.path())
+                .arg("--json")
+                .arg(dir.path().join("r.json"));
+            if let Some(keep) = keep {
+                cmd.env("PREFLIGHT_KEEP_COMPILED", keep);
+            }
+            let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+                .await
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{why} {keep:?}: {stderr}");
+            assert!(
+                stderr.contains("this file cannot be named exactly"),
+                "{stderr}"
+            );
+            assert!(stderr.contains(why), "{stderr}");
         }
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{keep:?}: {stdout}");
-        assert!(stdout.contains("GATE PASSED"), "{keep:?}: {stdout}");
     }
+    assert!(binary::paths(&server).await.is_empty());
 }
 
 /// In process: a stored flow whose file changed (or vanished) after the load, or whose file

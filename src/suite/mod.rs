@@ -71,18 +71,26 @@ pub fn load_rehearsed(
     };
     let keep_compiled = overrides.keep_compiled.unwrap_or(KEEP_COMPILED);
     let mut compiler = Compiler::new(dir, overrides, env);
-    let suite = suite_file(&mut compiler, &mut problems);
+    let (suite, suite_text) = suite_file(&mut compiler, &mut problems);
+    // The lock is read before the flow files, so that the digest of the suite's files (which
+    // begins with it) names the lock the run checks; it is parsed after them, so that its
+    // problems come after theirs.
+    let lock_text = (!compiler.overrides.skip_lock).then(|| crate::integrity::read_lock_text(dir));
     // One flow per file unless a file has rows: grown by doubling, the vector of a large
     // suite held up to twice the room it needed for the whole run (massif: 7 MB at 20,000).
     let mut flows = Vec::with_capacity(files.len());
     let mut rehearsed = Vec::new();
     // What a flow to be stored is rehearsed against (it reads no variable of its own).
     let mut draft = None;
-    let mut loaded_files = compiler
-        .overrides
-        .digest_files
-        .then(|| crate::shard::LoadedFiles::start(dir))
-        .flatten();
+    let mut loaded_files = match &lock_text {
+        Some(Ok(lock)) if compiler.overrides.digest_files => {
+            Some(crate::shard::LoadedFiles::start(
+                suite_text.as_deref().map(str::as_bytes),
+                lock.as_deref().map(str::as_bytes),
+            ))
+        }
+        _ => None,
+    };
     read_and_parse_each(dir, &files, |file| {
         // The file's own problems first, as if it had been read here.
         problems.extend(file.problems);
@@ -96,13 +104,19 @@ pub fn load_rehearsed(
             read_outside: false,
         };
         let lost = Lost::of(&file.parsed);
+        let name = exact_name(&file.relative).unwrap_or_else(|why| {
+            src.problems.push(
+                Problem::file(
+                    &src.path,
+                    format!("this file cannot be named exactly: {why}"),
+                )
+                .with_hint("rename it"),
+            );
+            file.relative.to_string_lossy().replace('\\', "/")
+        });
         if let Some(raw) = file.parsed.raw {
-            let name = file.relative.to_string_lossy().replace('\\', "/");
-            // A stored flow is read again by `name`: a path that is not UTF-8 has no such name.
-            let named_exactly = file.relative.to_str().is_some();
             let mut compiled = compiler.flow(&mut src, &name, raw, lost);
             if flows.len() >= keep_compiled
-                && named_exactly
                 && src.text.len() <= STORED_TEXT_MAX
                 && !src.read_outside
                 && let [flow] = compiled.as_mut_slice()
@@ -123,13 +137,15 @@ pub fn load_rehearsed(
             flows.extend(compiled);
         }
     });
-    let lock = if compiler.overrides.skip_lock {
-        None
-    } else {
-        crate::integrity::read_lock(dir).unwrap_or_else(|found| {
-            problems.extend(found);
+    let lock = match lock_text {
+        None | Some(Ok(None)) => None,
+        Some(Err(problem)) => {
+            problems.push(problem);
             None
-        })
+        }
+        Some(Ok(Some(text))) => crate::integrity::parse_lock(dir, &text)
+            .map_err(|found| problems.extend(found))
+            .ok(),
     };
     // Files in the order they were read; within a file, top to bottom.
     let mut order: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
@@ -177,6 +193,20 @@ fn storable(flow: &Flow) -> Option<&FlowSteps> {
             Some(steps)
         }
         _ => None,
+    }
+}
+
+/// A flow file's path as its flows, reports and digests name it: relative to the suite,
+/// `/`-separated. A name that would not be exactly this file is refused: reports could not
+/// tell it from another, and a stored flow or a digest reads the file again by that name.
+fn exact_name(relative: &Path) -> Result<String, &'static str> {
+    let text = relative.to_str().ok_or("its path is not UTF-8 text")?;
+    if cfg!(windows) {
+        Ok(text.replace('\\', "/"))
+    } else if text.contains('\\') {
+        Err("its path has a `\\` in a name, which reports would read as a folder separator")
+    } else {
+        Ok(text.to_string())
     }
 }
 
@@ -361,7 +391,11 @@ fn suite_above(path: &Path) -> Option<Located> {
 
 /// Compiles preflight.toml. Without one every key has its default; an unreadable or broken
 /// one is compiled as far as it can be read.
-fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> SuiteParts {
+/// Also its text, `None` when there is no such file.
+fn suite_file(
+    compiler: &mut Compiler,
+    problems: &mut Vec<Problem>,
+) -> (SuiteParts, Option<String>) {
     let path = compiler.dir.join(SUITE_FILE);
     // A dangling symlink is not "no file": it is read, and fails.
     let absent =
@@ -384,7 +418,8 @@ fn suite_file(compiler: &mut Compiler, problems: &mut Vec<Problem>) -> SuitePart
         Parsed::unreadable()
     };
     let lost = Lost::of(&parsed);
-    compiler.suite(&mut src, parsed.raw.unwrap_or_default(), lost)
+    let suite = compiler.suite(&mut src, parsed.raw.unwrap_or_default(), lost);
+    (suite, (!absent).then_some(src.text))
 }
 
 /// Every `*.toml` below `dir` but the suite file, ordered by path. Hidden folders are skipped.

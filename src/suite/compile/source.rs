@@ -61,7 +61,8 @@ impl Source<'_> {
             return span.clone();
         };
         let mut from = 0;
-        while let Some(open) = text[from..].find("{{").map(|i| from + i) {
+        while let Some(open) = crate::template::find_doubled(&text[from..], b'{').map(|i| from + i)
+        {
             let inner = &text[open + 2..];
             let skipped = inner.len() - inner.trim_start().len();
             if inner.trim_start().starts_with(name) {

@@ -241,7 +241,8 @@ pub const RUN_ID_VARS: [&str; 5] = [
 ];
 
 /// `sha256:<hex>` over everything that decides what a shard checks: the selected flows' files,
-/// `preflight.toml`, the lock, the files the flows read (`json_schema`, `body_file`, hashes),
+/// `preflight.toml`, the lock, the files the flows read (`json_schema`, `body_file`, hashes)
+/// and the `[openapi]` contract,
 /// the effective base URL, every variable (`[vars]`, `--var`, `--vars-file`, rows), the
 /// `env.` values, the limits, the selected names, and the run id of the CI pipeline. It is the
 /// same for every shard of one run and differs as soon as any of these does, so shards of
@@ -369,12 +370,17 @@ fn suite_files(plan: &Plan) -> std::io::Result<Parts> {
         // A flow kept as text has no step that needs more than that text (`store`).
         if let crate::suite::FlowBody::Compiled(body) = &flow.body {
             for step in body.all() {
-                step_inputs(dir, step, &mut parts)?;
+                step_inputs(step, &mut parts);
             }
         }
     }
     for step in plan.setup.iter().chain(&plan.teardown) {
-        step_inputs(dir, step, &mut parts)?;
+        step_inputs(step, &mut parts);
+    }
+    // Left out when there is none, so the digests of suites without a contract stay as they were.
+    if let Some(openapi) = &plan.settings.openapi {
+        parts.add("openapi", &openapi.sha256);
+        parts.add("openapi validate", &[u8::from(openapi.warn_only)]);
     }
     Ok(parts)
 }
@@ -412,9 +418,9 @@ fn run_inputs(plan: &Plan, env: &dyn Fn(&str) -> Option<String>, parts: &mut Par
     }
 }
 
-/// The files a step reads (its body file, the schemas its expectations validate against) and
-/// the hashes it expects.
-fn step_inputs(dir: &Path, step: &crate::suite::Step, parts: &mut Parts) -> std::io::Result<()> {
+/// The files a step reads (its body file, the schemas its expectations validate against), as
+/// the load read them, and the hashes it expects.
+fn step_inputs(step: &crate::suite::Step, parts: &mut Parts) {
     use crate::check::Op;
     let mut any = false;
     if let crate::suite::Body::File { bytes, .. } = &step.body {
@@ -424,7 +430,7 @@ fn step_inputs(dir: &Path, step: &crate::suite::Step, parts: &mut Parts) -> std:
     for expectation in &step.expectations {
         match &expectation.op {
             Op::JsonSchema(schema) => {
-                parts.add("json_schema", &read_optional(&dir.join(&schema.file))?);
+                parts.add("json_schema", &schema.sha256);
                 any = true;
             }
             Op::Sha256(hex) | Op::Sha256OfFile { hex, .. } => {
@@ -437,7 +443,6 @@ fn step_inputs(dir: &Path, step: &crate::suite::Step, parts: &mut Parts) -> std:
     // A stored flow's steps are left out of the digest (`suite_files`): only those of which
     // nothing is taken here may be stored.
     debug_assert_eq!(any, step.digests_more_than_its_text());
-    Ok(())
 }
 
 /// What an absent file reads as in a digest: distinct from an empty one.
@@ -550,7 +555,11 @@ mod tests {
             "preflight.toml",
             "base_url = \"http://127.0.0.1:9\"\n[vars]\nx = 1\n",
         );
-        write("a.toml", "[[step]]\npath = \"/a\"\n");
+        write(
+            "a.toml",
+            "[[step]]\npath = \"/a\"\n[step.expect.body]\njson_schema = \"s.json\"\n",
+        );
+        write("s.json", "{\"type\": \"object\"}");
         write("preflight.lock", "[files]\n");
         write(
             "b.toml",
@@ -618,5 +627,14 @@ mod tests {
             write(file, &was);
         }
         assert_eq!(read_again(&plan), before);
+        // A schema is named by the bytes it was compiled from: changed or removed after the
+        // load, the digests stay those of what runs (and taking them is no error).
+        write("s.json", "{\"type\": \"object\", \"required\": [\"id\"]}");
+        assert_eq!(digests(&plan), before);
+        assert_eq!(read_again(&plan), before);
+        let other = crate::suite::load(dir.path(), Default::default(), &env).unwrap();
+        assert_ne!(digests(&other), before, "another schema, another suite");
+        std::fs::remove_file(dir.path().join("s.json")).unwrap();
+        assert_eq!(digests(&plan), before);
     }
 }

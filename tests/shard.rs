@@ -884,6 +884,50 @@ async fn shards_of_other_settings_deployments_or_runs_are_never_joined() {
     }
 }
 
+/// The `[openapi]` contract is part of what a shard checks: shards run against different
+/// contracts (one weakened between them) are never joined, even with the same run id.
+#[tokio::test]
+async fn shards_checked_against_different_contracts_are_never_joined() {
+    let server = staging().await;
+    let suite = small_suite(&server.uri(), "[openapi]\nspec = \"openapi.yaml\"\n");
+    let reviewed = r#"openapi: 3.0.3
+info: {title: T, version: "1"}
+paths:
+  /ok:
+    get:
+      responses:
+        "200":
+          description: ok
+          content:
+            application/json:
+              schema: {type: object, required: [ok], properties: {ok: {type: boolean}}}
+"#;
+    let weakened = reviewed.replace("required: [ok], ", "");
+    let spec = suite.path().join("openapi.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name);
+    let env = [("PREFLIGHT_RUN_ID", "r1")];
+    std::fs::write(&spec, &weakened).unwrap();
+    let one = run(suite.path(), &at("1.json"), &["--shard", "1/2"], &env).await;
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    std::fs::write(&spec, reviewed).unwrap();
+    let two = run(suite.path(), &at("2.json"), &["--shard", "2/2"], &env).await;
+    assert_eq!(two.status.code(), Some(0), "{}", text(&two.stderr));
+    for digest in ["suite_digest", "suite_files_digest"] {
+        assert_ne!(
+            read_json(&at("1.json"))[digest],
+            read_json(&at("2.json"))[digest],
+            "{digest}"
+        );
+    }
+    assert_merge_fails(&[at("1.json"), at("2.json")], "digest").await;
+    // The same contract on both: joined.
+    run(suite.path(), &at("1.json"), &["--shard", "1/2"], &env).await;
+    let out = tempfile::tempdir().unwrap();
+    let merged = merge(&[at("1.json"), at("2.json")], out.path()).await;
+    assert_eq!(merged.status.code(), Some(0), "{}", text(&merged.stdout));
+}
+
 /// `--shard auto` with an index no number type holds, and `--shard-count` with a fixed
 /// shard, are usage errors.
 #[tokio::test]

@@ -61,6 +61,9 @@ pub enum Op {
 pub struct SchemaFile {
     pub file: String,
     pub validator: Arc<jsonschema::Validator>,
+    /// SHA-256 of the bytes the validator was compiled from: what the reports' digests name,
+    /// so they never name a file that changed after the load.
+    pub sha256: [u8; 32],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

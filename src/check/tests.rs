@@ -195,6 +195,7 @@ fn json_schema_on_a_path_and_on_the_body() {
             jsonschema::validator_for(&json!({"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}))
                 .unwrap(),
         ),
+        sha256: [0; 32],
     };
     let on_body = Expectation {
         subject: Subject::Body,

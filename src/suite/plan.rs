@@ -67,6 +67,9 @@ pub struct OpenApiCheck {
     pub contract: Arc<crate::openapi::Contract>,
     /// `validate = "warn"`: violations are warnings, not failures.
     pub warn_only: bool,
+    /// SHA-256 of the document the contract was loaded from: the reports' digests name it,
+    /// so shards checked against different contracts are never joined.
+    pub sha256: [u8; 32],
 }
 
 /// When a step is tried again (`[retry]` and a step's own `retry`).

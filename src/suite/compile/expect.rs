@@ -8,6 +8,7 @@ use crate::suite::raw::RawExpect;
 use crate::template::TemplateValue;
 use regex::Regex;
 use serde_json::Value;
+use sha2::Digest;
 use std::ops::Range;
 use std::sync::Arc;
 use toml::Spanned;
@@ -272,6 +273,7 @@ impl Compiler<'_> {
             Ok(validator) => Some(Op::JsonSchema(SchemaFile {
                 file: file.into_inner(),
                 validator: Arc::new(validator),
+                sha256: sha2::Sha256::digest(&bytes).into(),
             })),
             Err(e) => {
                 let message = format!("`{}` is not a valid JSON Schema: {e}", file.get_ref());

@@ -17,6 +17,7 @@ use crate::suite::raw::{
 use crate::template::Template;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
+use sha2::Digest;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -365,6 +366,7 @@ impl Compiler<'_> {
             }
         };
         let bytes = src.read_file(&self.dir, &o.spec)?;
+        let sha256 = sha2::Sha256::digest(&bytes).into();
         let path = self.dir.join(o.spec.get_ref());
         let Ok(text) = String::from_utf8(bytes) else {
             src.error(
@@ -377,6 +379,7 @@ impl Compiler<'_> {
             Ok(contract) => Some(OpenApiCheck {
                 contract: Arc::new(contract),
                 warn_only,
+                sha256,
             }),
             Err(broken) => {
                 let message = format!("OpenAPI document: {}", broken.message);

@@ -916,11 +916,7 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
     if let Err(code) = select(&mut plan, selection) {
         return code;
     }
-    let results = integrity::verify_local(
-        &plan.settings.dir,
-        &plan.settings.integrity,
-        plan.lock.as_ref(),
-    );
+    let results = integrity::verify_plan(&plan);
     let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
     for r in &failed {
         eprintln!("{}", r.message.as_deref().unwrap_or("config mismatch"));

@@ -179,6 +179,44 @@ pub fn write_lock(dir: &Path, entries: &[IntegrityEntry]) -> Result<LockOutcome,
     Ok(LockOutcome::Written(lock.files.len()))
 }
 
+/// Each pinned file of `plan` judged as [`verify_local`] does, and also by the bytes the load
+/// read when the suite itself uses it (a schema, a body, a contract): a file that was swapped
+/// while the suite loaded and put back before the run started would otherwise pass here while
+/// the run checks with what the load read.
+pub fn verify_plan(plan: &crate::suite::Plan) -> Vec<IntegrityResult> {
+    let settings = &plan.settings;
+    let mut results = verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref());
+    if settings.integrity.is_empty() {
+        return results;
+    }
+    let loaded = plan.loaded_inputs();
+    let canonical = |name: &str| std::fs::canonicalize(settings.dir.join(name)).ok();
+    for result in results.iter_mut().filter(|r| r.passed) {
+        let pinned_name = Path::new(&result.file).file_name();
+        let Some(pinned) = canonical(&result.file) else {
+            continue;
+        };
+        let read = loaded.iter().find(|(name, hash)| {
+            // The name compared first: a path is resolved only for a file of the same name.
+            *hash != result.expected
+                && Path::new(name).file_name() == pinned_name
+                && canonical(name).as_ref() == Some(&pinned)
+        });
+        if let Some((_, hash)) = read {
+            result.passed = false;
+            result.actual = hash.clone();
+            result.message = Some(format!(
+                "config mismatch: {}: expected {}, but the suite loaded {hash} (the file changed while the suite loaded)",
+                result.file, result.expected
+            ));
+            result.hint = Some(
+                "something wrote the file during the run: find what, and run again".to_string(),
+            );
+        }
+    }
+    results
+}
+
 /// Hashes each pinned file again and compares with the lock.
 pub fn verify_local(
     dir: &Path,
@@ -279,6 +317,85 @@ impl VersionResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pinned file the suite also reads, swapped while the suite loads and put back before
+    /// the run starts: the hash on disk matches the lock, what the load read does not.
+    #[test]
+    fn a_pinned_file_is_judged_by_what_the_load_read_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let strict = "{\"type\": \"object\", \"required\": [\"id\"]}";
+        let lax = "{\"type\": \"object\"}";
+        write(
+            "preflight.toml",
+            "base_url = \"http://127.0.0.1:9\"\n[[integrity]]\nfile = \"./s.json\"\n",
+        );
+        write(
+            "a.toml",
+            "[[step]]\npath = \"/a\"\nbody_file = \"body.json\"\n[step.expect.body]\njson_schema = \"s.json\"\n",
+        );
+        write("body.json", "{}");
+        write("s.json", strict);
+        let lock = |files: &[&str]| {
+            let lines: String = files
+                .iter()
+                .map(|f| {
+                    let text = std::fs::read(dir.path().join(f)).unwrap();
+                    format!("\"./{f}\" = \"sha256:{}\"\n", sha256_hex(&text))
+                })
+                .collect();
+            write(LOCK_FILE, &format!("[files]\n{lines}"));
+        };
+        lock(&["s.json"]);
+        let env = |_: &str| None;
+        let load = || crate::suite::load(dir.path(), Default::default(), &env).unwrap();
+        // The reviewed schema, loaded and on disk: passes.
+        assert!(verify_plan(&load()).iter().all(|r| r.passed));
+        // The unreviewed schema loaded, the reviewed one back on disk when the run starts.
+        write("s.json", lax);
+        let swapped = load();
+        write("s.json", strict);
+        let results = verify_plan(&swapped);
+        assert!(!results[0].passed, "{results:?}");
+        assert_eq!(
+            results[0].actual,
+            format!("sha256:{}", sha256_hex(lax.as_bytes()))
+        );
+        assert!(
+            results[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("changed while the suite loaded")
+        );
+        // Judged on disk alone it would have passed.
+        assert!(
+            verify_local(
+                dir.path(),
+                &swapped.settings.integrity,
+                swapped.lock.as_ref()
+            )[0]
+            .passed
+        );
+        // The same for a body file pinned under another spelling of its path.
+        write(
+            "preflight.toml",
+            "base_url = \"http://127.0.0.1:9\"\n[[integrity]]\nfile = \"sub/../body.json\"\n",
+        );
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        write(
+            LOCK_FILE,
+            &format!(
+                "[files]\n\"sub/../body.json\" = \"sha256:{}\"\n",
+                sha256_hex(b"{}")
+            ),
+        );
+        assert!(verify_plan(&load()).iter().all(|r| r.passed));
+        write("body.json", "{\"unreviewed\": true}");
+        let swapped = load();
+        write("body.json", "{}");
+        assert!(!verify_plan(&swapped)[0].passed);
+    }
 
     fn entry(file: &str) -> IntegrityEntry {
         IntegrityEntry {

@@ -169,8 +169,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
     let http = match http::Http::new(&settings.tls) {
         Ok(http) => http,
         Err(e) => {
-            let integrity =
-                integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref());
+            let integrity = integrity::verify_plan(&plan);
             return not_run(&plan, started_at, integrity, vec![e], options.sink);
         }
     };
@@ -253,10 +252,7 @@ pub async fn run(plan: Arc<Plan>, redactor: Arc<Redactor>, options: RunOptions) 
 /// run even while a huge file is read: what was not hashed then is a mismatch.
 async fn verify_local_in_time(shared: &Shared) -> Vec<integrity::IntegrityResult> {
     let plan = shared.plan.clone();
-    let hashing = tokio::task::spawn_blocking(move || {
-        let settings = &plan.settings;
-        integrity::verify_local(&settings.dir, &settings.integrity, plan.lock.as_ref())
-    });
+    let hashing = tokio::task::spawn_blocking(move || integrity::verify_plan(&plan));
     let settings = &shared.plan.settings;
     let not_hashed = |why: String| {
         integrity::judge_local(&settings.integrity, shared.plan.lock.as_ref(), |_| {

@@ -67,6 +67,8 @@ pub struct OpenApiCheck {
     pub contract: Arc<crate::openapi::Contract>,
     /// `validate = "warn"`: violations are warnings, not failures.
     pub warn_only: bool,
+    /// The document's name, as `spec` gives it (relative to the suite folder).
+    pub file: String,
     /// SHA-256 of the document the contract was loaded from: the reports' digests name it,
     /// so shards checked against different contracts are never joined.
     pub sha256: [u8; 32],
@@ -341,6 +343,52 @@ impl Step {
 }
 
 impl Plan {
+    /// The files the load read for the steps and the contract (`body_file`, `json_schema`,
+    /// `sha256_of_file`, `[openapi] spec`), by the name the suite gives them, with the
+    /// `sha256:<hex>` of the bytes it read: a pinned file is checked against these as well as
+    /// against what is on disk when the run starts, since it may have changed in between.
+    /// Stored flows read no such file.
+    pub fn loaded_inputs(&self) -> Vec<(&str, String)> {
+        use crate::check::Op;
+        let mut inputs = Vec::new();
+        let compiled = self.flows.iter().filter_map(|flow| match &flow.body {
+            FlowBody::Compiled(body) => Some(body),
+            FlowBody::Stored { .. } => None,
+        });
+        let steps = compiled
+            .flat_map(|body| body.all())
+            .chain(&self.setup)
+            .chain(&self.teardown);
+        for step in steps {
+            if let Body::File { name, bytes } = &step.body {
+                inputs.push((
+                    name.as_str(),
+                    format!("sha256:{}", crate::check::sha256_hex(bytes)),
+                ));
+            }
+            for expectation in &step.expectations {
+                match &expectation.op {
+                    Op::JsonSchema(schema) => inputs.push((
+                        schema.file.as_str(),
+                        format!("sha256:{}", hex::encode(schema.sha256)),
+                    )),
+                    Op::Sha256OfFile { file, hex } => inputs.push((
+                        file.as_str(),
+                        format!("sha256:{}", hex.to_ascii_lowercase()),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(openapi) = &self.settings.openapi {
+            inputs.push((
+                openapi.file.as_str(),
+                format!("sha256:{}", hex::encode(openapi.sha256)),
+            ));
+        }
+        inputs
+    }
+
     /// The steps of `flow`: its own when compiled, else compiled again from its file. That
     /// cannot fail for a file unchanged since the load; if it did, the error says why, and the
     /// flow must count as failed.

@@ -379,6 +379,7 @@ impl Compiler<'_> {
             Ok(contract) => Some(OpenApiCheck {
                 contract: Arc::new(contract),
                 warn_only,
+                file: o.spec.get_ref().clone(),
                 sha256,
             }),
             Err(broken) => {

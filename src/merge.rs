@@ -8,7 +8,7 @@
 use crate::engine::result::{Attempt, WaitResult};
 use crate::engine::{self, FlowResult, FlowTally, RunResult, StepResult, Stop};
 use crate::integrity::{IntegrityResult, VersionResult};
-use crate::report::stream::{HiddenSpoolError, Spool};
+use crate::report::stream::{HiddenSpoolError, ReadAhead, Spool};
 use crate::report::{
     FlowOutcome, FlowRecord, GateVerdict, Phase, Report, ReportFileError, StepOutcome, StepRecord,
     Warning, WarningKind,
@@ -191,20 +191,16 @@ pub fn read_report(path: &Path) -> Result<Report, InputError> {
     })
 }
 
-/// Reads one report file but its flows; anything that is not a schema-1 preflight shard
-/// report is an [`InputError`]. `first`: the first shard read, whose selection this one's is
-/// compared with (and then dropped: one copy of every flow's name is enough).
-fn read(path: &Path, first: Option<&ShardReport>) -> Result<ShardReport, InputError> {
+/// Reads the frame of one report file (the report but its flows, as [`json::read_flows`]
+/// returned it); anything that is not a schema-1 preflight shard report is an
+/// [`InputError`]. `first`: the first shard read, whose selection this one's is compared with
+/// (and then dropped: one copy of every flow's name is enough).
+fn read(path: &Path, frame: &[u8], first: Option<&ShardReport>) -> Result<ShardReport, InputError> {
     let not_a_report = |why: String| InputError::NotAReport {
         path: path.to_path_buf(),
         why,
     };
-    let unreadable = |source| InputError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = crate::fs::read::open_regular(path).map_err(unreadable)?;
-    let mut report = json::read_frame(file).map_err(not_a_report)?;
+    let mut report = json::parse_frame(frame).map_err(not_a_report)?;
     if report.schema != 1 || report.tool != "preflight" {
         return Err(not_a_report(format!(
             "schema {} of tool `{}`",
@@ -247,9 +243,9 @@ fn read(path: &Path, first: Option<&ShardReport>) -> Result<ShardReport, InputEr
 }
 
 /// Reads the shard reports at `paths` (at least one) and joins them into one run, judged.
-/// Each report's flows are read, one at a time, on a thread of its own while the reports'
-/// other fields are read and checked here; what is kept of the flows is bounded as in a run
-/// (see `report::stream`). The first file that is no shard report is the error.
+/// Each report is read once, on a thread of its own: its flows one at a time, the rest as
+/// text checked here; what is kept of the flows is bounded as in a run (see
+/// `report::stream`). The first file that is no shard report is the error.
 pub fn merge_files(paths: &[PathBuf]) -> Result<Merged, InputError> {
     std::thread::scope(|scope| {
         let reading: Vec<_> = paths
@@ -257,17 +253,16 @@ pub fn merge_files(paths: &[PathBuf]) -> Result<Merged, InputError> {
             .map(|path| scope.spawn(move || shard_flows(path)))
             .collect();
         let mut shards: Vec<ShardReport> = Vec::new();
-        for path in paths {
-            let shard = read(path, shards.first())?;
-            shards.push(shard);
-        }
         let mut parts = Vec::new();
-        for thread in reading {
-            parts.push(thread.join().unwrap_or_else(|_| {
+        for (path, thread) in paths.iter().zip(reading) {
+            let (frame, flows) = thread.join().unwrap_or_else(|_| {
                 Err(InputError::Spool(std::io::Error::other(
                     "reading a shard's flows failed (a thread panicked)",
                 )))
-            })?);
+            })?;
+            let shard = read(path, &frame, shards.first())?;
+            shards.push(shard);
+            parts.push(flows);
         }
         merge(&shards, parts)
     })
@@ -508,8 +503,9 @@ struct ShardFlows {
     inconsistent: Vec<(String, String)>,
 }
 
-/// Reads the flows of one shard report, one at a time.
-fn shard_flows(path: &Path) -> Result<ShardFlows, InputError> {
+/// Reads the flows of one shard report, one at a time, and returns the rest of it as text
+/// (see [`json::read_flows`]).
+fn shard_flows(path: &Path) -> Result<(Vec<u8>, ShardFlows), InputError> {
     let mut spool = Spool::hidden()?;
     let (mut flows, mut tally, mut notable) = (Vec::new(), FlowTally::default(), Vec::new());
     let mut inconsistent = Vec::new();
@@ -531,18 +527,19 @@ fn shard_flows(path: &Path) -> Result<ShardFlows, InputError> {
         path: path.to_path_buf(),
         source,
     })?;
-    json::read_flows(file, &mut take).map_err(|e| InputError::NotAReport {
+    let frame = json::read_flows(file, &mut take).map_err(|e| InputError::NotAReport {
         path: path.to_path_buf(),
         why: e.to_string(),
     })?;
     spool.flush();
-    Ok(ShardFlows {
+    let flows = ShardFlows {
         spool,
         flows,
         tally,
         notable,
         inconsistent,
-    })
+    };
+    Ok((frame, flows))
 }
 
 /// The flows of every shard in the order of the selection, each once; a flow reported twice,
@@ -635,11 +632,14 @@ fn join_flows(
         }
     }
     let mut flows = Spool::hidden()?;
+    let mut reading: Vec<ReadAhead> = parts.iter().map(|_| ReadAhead::default()).collect();
     for (at, name) in selected.iter().enumerate() {
         match found[at] {
             Some((k, range)) => {
-                let text = parts[k].spool.text(range).map_err(InputError::Spool)?;
-                flows.add_text(&text).map_err(InputError::Spool)?;
+                let text = reading[k]
+                    .text(&mut parts[k].spool, range)
+                    .map_err(InputError::Spool)?;
+                flows.add_text(text).map_err(InputError::Spool)?;
             }
             None => problems.push(Problem::FlowMissing { flow: name.clone() }),
         }

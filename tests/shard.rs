@@ -507,6 +507,38 @@ async fn merge_refuses_input_that_is_no_shard_report_with_exit_2() {
         );
         assert!(!dir.join("merged.json").exists());
     }
+    // Text a JSON reader refuses is refused, wherever it is: a key given twice within a
+    // field (a lenient reader keeps the last, `failed: 0`), text after the report, a flow
+    // that is no JSON, flows not separated.
+    let shard = std::fs::read_to_string(&paths[1]).unwrap();
+    assert!(shard.contains("\"failed\": 0,"), "{shard}");
+    for (edited, says) in [
+        (
+            shard.replacen("\"failed\": 0,", "\"failed\": 1, \"failed\": 0,", 1),
+            "duplicate field `failed` at line ",
+        ),
+        (format!("{shard} {{}}"), "trailing characters at line "),
+        (
+            shard.replacen("\"outcome\": \"passed\"", "\"outcome\": passed", 1),
+            "expected value at line ",
+        ),
+        (
+            shard.replacen("\"tags\": [],", "\"tags\": []", 1),
+            "expected `,` or `}` at line ",
+        ),
+    ] {
+        assert_ne!(edited, shard);
+        let bad = dir.join("edited.json");
+        std::fs::write(&bad, &edited).unwrap();
+        let merged = merge(&[paths[0].clone(), bad.clone()], dir).await;
+        let stderr = text(&merged.stderr);
+        assert_eq!(merged.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{says}: {stderr}");
+        assert!(!dir.join("merged.json").exists());
+    }
+    // The shard as written merges (the edits above are what fails).
+    let merged = merge(&paths, dir).await;
+    assert_eq!(merged.status.code(), Some(0), "{}", text(&merged.stderr));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 //! The flows part is the array `"flows": [...]`, each flow pretty-printed at its depth; it can
 //! be read back one flow at a time ([`for_each_flow`]).
 
+use super::scan::{self, Scanner};
 use super::{FlowRecord, Report};
 use serde::Serialize;
 use std::io::{self, Read, Write};
@@ -106,9 +107,18 @@ struct Nested {
 
 impl Nested {
     fn new_line<W: ?Sized + Write>(&self, out: &mut W, after: &[u8]) -> io::Result<()> {
+        // The indentation in one write, not two bytes a write (callgrind of `merge`: 4% of
+        // its instructions).
+        const SPACES: &[u8; 64] = &[b' '; 64];
         out.write_all(after)?;
         out.write_all(b"\n")?;
-        (0..self.level).try_for_each(|_| out.write_all(b"  "))
+        let mut left = 2 * self.level;
+        while left > 0 {
+            let n = left.min(SPACES.len());
+            out.write_all(&SPACES[..n])?;
+            left -= n;
+        }
+        Ok(())
     }
 
     fn open<W: ?Sized + Write>(&mut self, out: &mut W, bracket: &[u8]) -> io::Result<()> {
@@ -212,138 +222,179 @@ pub fn for_each_flow(
     elements: impl Read,
     each: &mut dyn FnMut(FlowRecord) -> io::Result<()>,
 ) -> io::Result<()> {
-    let text = (&b"["[..]).chain(elements).chain(&b"]"[..]);
-    let reader = io::BufReader::with_capacity(64 * 1024, text);
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let mut failed = None;
-    serde::Deserializer::deserialize_seq(
-        &mut de,
-        EachFlow {
-            each,
-            failed: &mut failed,
-        },
-    )
-    .map_err(|e| failed.take().unwrap_or_else(|| io::Error::other(e)))?;
-    de.end().map_err(io::Error::other)
+    let mut scan = Scanner::new(elements);
+    // As if in the report's array (the limit on nesting counts it).
+    each_flow(&mut scan, None, 1, each)
 }
 
-/// Visits a sequence of flows, handing each to `each`; an error of `each` stops it.
-struct EachFlow<'a, 'f> {
-    each: &'a mut dyn FnMut(FlowRecord) -> io::Result<()>,
-    failed: &'f mut Option<io::Error>,
-}
-
-impl<'de> serde::de::Visitor<'de> for EachFlow<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array of flows")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(flow) = seq.next_element::<FlowRecord>()? {
-            if let Err(e) = (self.each)(flow) {
-                let message = e.to_string();
-                *self.failed = Some(e);
-                return Err(serde::de::Error::custom(message));
-            }
-        }
+/// Reads a whole report, its flows and the rest, in one pass.
+pub fn read_report(reader: impl Read) -> Result<Report, String> {
+    let mut flows = Vec::new();
+    let mut push = |flow| {
+        flows.push(flow);
         Ok(())
-    }
+    };
+    let frame = read_flows(reader, &mut push).map_err(|e| e.to_string())?;
+    let mut report = parse_frame(&frame)?;
+    report.flows = flows;
+    Ok(report)
 }
 
-/// Reads a report's fields but its flows, which are skipped unread (`flows` comes back
-/// empty): what `merge` checks before it reads any flow.
-pub fn read_frame(reader: impl Read) -> Result<Report, String> {
-    let mut failed = None;
-    let parts = read_parts(reader, None, &mut failed).map_err(|e| e.to_string())?;
-    serde_json::from_value(serde_json::Value::Object(parts)).map_err(|e| e.to_string())
+/// The report of a frame [`read_flows`] returned: every field but its flows (empty).
+pub fn parse_frame(frame: &[u8]) -> Result<Report, String> {
+    serde_json::from_slice(frame).map_err(|e| e.to_string())
 }
 
-/// Reads only the flows of a report, one at a time, in the order written.
+/// Reads a report's object in one pass: its flows go to `each`, one at a time, in the order
+/// written, and the rest comes back as the report's text with the flows blanked out (their
+/// array is `[]` on as many lines as it took), for [`parse_frame`]. serde_json then reads the
+/// report from it as it would read the whole text, as strictly (a key given twice, a field it
+/// does not know, nesting) and naming the same places, but for columns on the line where the
+/// flows end.
 pub fn read_flows(
     reader: impl Read,
     each: &mut dyn FnMut(FlowRecord) -> io::Result<()>,
-) -> io::Result<()> {
-    let mut failed = None;
-    match read_parts(reader, Some(each), &mut failed) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(failed.take().unwrap_or_else(|| io::Error::other(e))),
-    }
-}
-
-/// One pass over a report's object: with `each`, its flows go there and the rest is skipped;
-/// without, the flows are skipped and the rest is returned (`flows` as `[]`).
-fn read_parts(
-    reader: impl Read,
-    each: Option<&mut dyn FnMut(FlowRecord) -> io::Result<()>>,
-    failed: &mut Option<io::Error>,
-) -> Result<serde_json::Map<String, serde_json::Value>, serde_json::Error> {
-    let reader = io::BufReader::with_capacity(64 * 1024, reader);
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let parts = serde::Deserializer::deserialize_map(&mut de, Parts { each, failed })?;
-    de.end()?;
-    Ok(parts)
-}
-
-struct Parts<'a, 'f> {
-    each: Option<&'a mut dyn FnMut(FlowRecord) -> io::Result<()>>,
-    failed: &'f mut Option<io::Error>,
-}
-
-impl<'de> serde::de::Visitor<'de> for Parts<'_, '_> {
-    type Value = serde_json::Map<String, serde_json::Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a preflight report")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        mut self,
-        mut map: A,
-    ) -> Result<Self::Value, A::Error> {
-        use serde::de::{Error, IgnoredAny};
-        let mut parts = serde_json::Map::new();
-        let mut flows_seen = false;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "flows" {
-                if std::mem::replace(&mut flows_seen, true) {
-                    return Err(A::Error::duplicate_field("flows"));
-                }
-                match self.each.as_deref_mut() {
-                    Some(each) => map.next_value_seed(FlowsSeed {
-                        each,
-                        failed: &mut *self.failed,
-                    })?,
-                    None => {
-                        map.next_value::<IgnoredAny>()?;
-                        parts.insert(key, serde_json::Value::Array(Vec::new()));
-                    }
-                }
-            } else if self.each.is_some() {
-                map.next_value::<IgnoredAny>()?;
-            } else {
-                let value = map.next_value()?;
-                parts.insert(key, value);
-            }
+) -> io::Result<Vec<u8>> {
+    let mut scan = Scanner::new(reader);
+    let mut frame = Frame {
+        text: Vec::new(),
+        at: scan.position(),
+    };
+    let mut key = Vec::new();
+    let mut flows_seen = false;
+    frame.expect(&mut scan, b'{', "`{` (a report is a JSON object)")?;
+    let mut first = true;
+    while scan.peek()? != Some(b'}') {
+        if !std::mem::take(&mut first) {
+            frame.expect(&mut scan, b',', "`,` or `}`")?;
         }
-        Ok(parts)
+        let key_at = value(&mut scan, &mut key, 1)?;
+        frame.copy(key_at, &key, scan.position());
+        frame.expect(&mut scan, b':', "`:`")?;
+        if scan::parse::<String>(&key, key_at)? != "flows" {
+            frame.value(&mut scan)?;
+            continue;
+        }
+        if std::mem::replace(&mut flows_seen, true) {
+            return Err(scan::error_at(key_at, "the field `flows` is given twice"));
+        }
+        scan.peek()?;
+        let start = scan.position();
+        scan.expect(b'[', "`[` (the flows are an array)")?;
+        each_flow(&mut scan, Some(b']'), 2, each)?;
+        frame.blank(start, scan.position());
+    }
+    frame.expect(&mut scan, b'}', "`}`")?;
+    if !scan.at_end()? {
+        return Err(scan.error("trailing characters"));
+    }
+    Ok(frame.text)
+}
+
+/// The text of a report but its flows, as [`read_flows`] writes it: the whitespace between
+/// values is written again as line ends and spaces that keep each value at its line and
+/// column.
+struct Frame {
+    text: Vec<u8>,
+    /// The place in the report's text that the end of `text` stands for.
+    at: scan::Position,
+}
+
+impl Frame {
+    /// Whitespace up to `to`.
+    fn pad(&mut self, to: scan::Position) {
+        let spaces = if to.line > self.at.line {
+            let lines = to.line - self.at.line;
+            self.text.extend(std::iter::repeat_n(b'\n', lines as usize));
+            to.column
+        } else {
+            to.column.saturating_sub(self.at.column)
+        };
+        self.text.extend(std::iter::repeat_n(b' ', spaces as usize));
+        self.at = to;
+    }
+
+    /// `text`, read from `from` up to `to`.
+    fn copy(&mut self, from: scan::Position, text: &[u8], to: scan::Position) {
+        self.pad(from);
+        self.text.extend_from_slice(text);
+        self.at = to;
+    }
+
+    /// Consumes `byte`, the next but whitespace, and copies it.
+    fn expect<R: Read>(&mut self, scan: &mut Scanner<R>, byte: u8, what: &str) -> io::Result<()> {
+        scan.peek()?;
+        let from = scan.position();
+        scan.expect(byte, what)?;
+        self.copy(from, &[byte], scan.position());
+        Ok(())
+    }
+
+    /// Copies the next value, a field of the report.
+    fn value<R: Read>(&mut self, scan: &mut Scanner<R>) -> io::Result<()> {
+        scan.peek()?;
+        self.pad(scan.position());
+        scan.value(&mut self.text, 1)?;
+        self.at = scan.position();
+        Ok(())
+    }
+
+    /// An empty array for the flows' array read from `from` up to `to`, on as many lines.
+    /// The columns that follow on its last line are not kept: the array may be one line of
+    /// the whole report.
+    fn blank(&mut self, from: scan::Position, to: scan::Position) {
+        self.pad(from);
+        self.text.push(b'[');
+        let lines = to.line - from.line;
+        self.text.extend(std::iter::repeat_n(b'\n', lines as usize));
+        self.text.push(b']');
+        self.at = to;
     }
 }
 
-struct FlowsSeed<'a, 'f> {
-    each: &'a mut dyn FnMut(FlowRecord) -> io::Result<()>,
-    failed: &'f mut Option<io::Error>,
+/// Reads the next value's text into `text` (cleared first) and returns where it starts;
+/// `outer` brackets are open around it.
+fn value<R: Read>(
+    scan: &mut Scanner<R>,
+    text: &mut Vec<u8>,
+    outer: usize,
+) -> io::Result<scan::Position> {
+    text.clear();
+    scan.peek()?;
+    let at = scan.position();
+    scan.value(text, outer)?;
+    Ok(at)
 }
 
-impl<'de> serde::de::DeserializeSeed<'de> for FlowsSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_seq(EachFlow {
-            each: self.each,
-            failed: self.failed,
-        })
+/// The flows of an array, each handed to `each`, up to `close` (the array's `]`, consumed)
+/// or, with `None`, the end of the text; `outer` brackets are open around each.
+fn each_flow<R: Read>(
+    scan: &mut Scanner<R>,
+    close: Option<u8>,
+    outer: usize,
+    each: &mut dyn FnMut(FlowRecord) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut text = Vec::new();
+    let mut next = scan.peek()?;
+    let mut first = true;
+    loop {
+        if next == close {
+            if close.is_some() {
+                scan.bump();
+            }
+            return Ok(());
+        }
+        if !first {
+            if next != Some(b',') {
+                let closing = close.map_or("the end".to_string(), |c| format!("`{}`", c as char));
+                return Err(scan.error(format!("expected `,` or {closing}")));
+            }
+            scan.bump();
+        }
+        first = false;
+        let at = value(scan, &mut text, outer)?;
+        each(scan::parse(&text, at)?)?;
+        next = scan.peek()?;
     }
 }
 
@@ -424,13 +475,13 @@ mod tests {
         let mut whole = Vec::new();
         write_report(&report, &mut whole).unwrap();
         let mut again = Vec::new();
-        read_flows(&whole[..], &mut |f| {
+        let frame = read_flows(&whole[..], &mut |f| {
             again.push(f);
             Ok(())
         })
         .unwrap();
         assert_eq!(again, report.flows);
-        let frame = read_frame(&whole[..]).unwrap();
+        let frame = parse_frame(&frame).unwrap();
         assert_eq!(
             frame,
             Report {
@@ -438,8 +489,134 @@ mod tests {
                 ..report.clone()
             }
         );
+        assert_eq!(read_report(&whole[..]).unwrap(), report);
+        let one_line = serde_json::to_vec(&report).unwrap();
+        assert_eq!(read_report(&one_line[..]).unwrap(), report);
         let twice = b"{\"flows\": [], \"flows\": []}";
         assert!(read_flows(&twice[..], &mut |_| Ok(())).is_err());
         assert!(for_each_flow(&b"{\"x\": 1}"[..], &mut |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn a_report_is_read_as_serde_json_reads_it_whole() {
+        let mut whole = Vec::new();
+        write_report(&sample(), &mut whole).unwrap();
+        let text = String::from_utf8(whole).unwrap();
+        let read = |text: &str| read_report(text.as_bytes()).map(drop);
+        let serde = |text: &str| {
+            serde_json::from_str::<Report>(text)
+                .unwrap_err()
+                .to_string()
+        };
+        // The same error at the same place, whether in a flow (parsed on its own) or in the
+        // rest (parsed from the frame), before the flows or after them.
+        let broken_flow = text.replacen("\"name\": \"a\"", "\"name\": a", 1);
+        let broken_field = text.replacen("\"verdict\": \"fail\"", "\"verdict\": fail", 1);
+        let verdict_twice = text.replacen("{", "{\"verdict\": \"pass\",", 1);
+        for broken in [&broken_flow, &broken_field, &verdict_twice] {
+            assert_eq!(read(broken).unwrap_err(), serde(broken));
+        }
+        assert!(serde(&verdict_twice).starts_with("duplicate field `verdict` at line 3"));
+        assert!(serde(&broken_flow).starts_with("expected value at line 8"));
+        // Nor is text after the report taken, or flows or fields not separated.
+        for broken in [
+            format!("{text} {{}}"),
+            text.replacen("},\n    {", "}\n    {", 1),
+            text.replacen("\"schema\": 1,", "\"schema\": 1", 1),
+            text.replacen("\"schema\":", "\"schema\"", 1),
+            text[..text.len() - 3].to_string(),
+        ] {
+            assert!(read(&broken).is_err(), "{broken}");
+            assert!(serde_json::from_str::<Report>(&broken).is_err(), "{broken}");
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_within_a_field_is_refused_as_serde_json_refuses_it() {
+        let mut whole = Vec::new();
+        write_report(&sample(), &mut whole).unwrap();
+        let text = String::from_utf8(whole).unwrap();
+        // The second `failed` would win in a `serde_json::Value`.
+        let twice = text.replacen("\"failed\": 0,", "\"failed\": 1, \"failed\": 0,", 1);
+        assert_ne!(twice, text);
+        let serde = serde_json::from_str::<Report>(&twice)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(read_report(twice.as_bytes()).unwrap_err(), serde);
+        assert_eq!(read_report(twice.as_bytes()).unwrap_err(), serde);
+        // Keys that only look alike are two keys, as before.
+        let two = text.replacen("\"failed\": 0,", "\"failed\": 0, \"Failed\": 1,", 1);
+        assert_eq!(
+            read_report(two.as_bytes()).unwrap(),
+            read_report(text.as_bytes()).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_field_the_report_does_not_have_is_checked_not_kept() {
+        let mut whole = Vec::new();
+        write_report(&sample(), &mut whole).unwrap();
+        let text = String::from_utf8(whole).unwrap();
+        let with = |field: &str| text.replacen("{", &format!("{{\"x\": {field},"), 1);
+        // Checked as serde_json checks it; given twice, or with a key twice, as serde_json
+        // takes it.
+        for field in ["[tru]", "{\"a\": }", "\"\\x\""] {
+            assert!(
+                serde_json::from_str::<Report>(&with(field)).is_err(),
+                "{field}"
+            );
+            assert!(read_report(with(field).as_bytes()).is_err(), "{field}");
+            assert!(read_report(with(field).as_bytes()).is_err(), "{field}");
+        }
+        for field in ["1, \"x\": 2", "{\"a\": 1, \"a\": 2}"] {
+            serde_json::from_str::<Report>(&with(field)).unwrap();
+            assert_eq!(read_report(with(field).as_bytes()).unwrap(), sample());
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_as_serde_json_limits_the_whole_report() {
+        let mut whole = Vec::new();
+        write_report(&sample(), &mut whole).unwrap();
+        let text = String::from_utf8(whole).unwrap();
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        for n in 120..130 {
+            // An unknown field of the report, and of a flow: read by the frame, by the
+            // flows' pass, or by both for the whole.
+            let field = text.replacen("{", &format!("{{\"x\": {},", deep(n)), 1);
+            let in_flow = text.replacen(
+                "\"name\": \"a\"",
+                &format!("\"x\": {}, \"name\": \"a\"", deep(n)),
+                1,
+            );
+            // serde_json counts the brackets from the report's `{` (and skips a field the
+            // report does not have to any depth, which is taken here only within the limit).
+            for (broken, depth) in [(field, 1 + n), (in_flow, 3 + n)] {
+                let serde = serde_json::from_str::<Report>(&broken).is_ok();
+                assert_eq!(read_report(broken.as_bytes()).is_ok(), depth <= 127, "{n}");
+                assert!(serde || depth > 127, "{n}");
+            }
+        }
+        // Endless `[`: an error as soon as too deep, not a read to the end into memory.
+        struct Endless(usize);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0 += buf.len();
+                assert!(self.0 < 1 << 20, "read on past any limit");
+                buf.fill(b'[');
+                Ok(buf.len())
+            }
+        }
+        let flows = (&b"{\"flows\": ["[..]).chain(Endless(0));
+        let e = read_flows(flows, &mut |_| Ok(())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "recursion limit exceeded at line 1 column 137"
+        );
+        let e = for_each_flow(Endless(0), &mut |_| Ok(())).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "recursion limit exceeded at line 1 column 127"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod progress;
+mod scan;
 pub mod stream;
 pub mod terminal;
 
@@ -258,9 +259,7 @@ impl Report {
         // Read as a stream, with no size limit: a report of many flows can be larger than
         // any file a suite names, and is never held whole as text.
         let file = crate::fs::read::open_regular(path)?;
-        let reader = std::io::BufReader::with_capacity(64 * 1024, file);
-        let report: Report = serde_json::from_reader(reader)
-            .map_err(|e| ReportFileError::NotAReport(e.to_string()))?;
+        let report = json::read_report(file).map_err(ReportFileError::NotAReport)?;
         if report.schema != 1 || report.tool != "preflight" {
             return Err(ReportFileError::NotAReport(format!(
                 "schema {} of tool `{}`",

@@ -257,7 +257,8 @@ impl Report {
     /// reads a shard report's flows one at a time instead).
     pub fn read(path: &std::path::Path) -> Result<Report, ReportFileError> {
         // Read as a stream, with no size limit: a report of many flows can be larger than
-        // any file a suite names, and is never held whole as text.
+        // any file a suite names. Its flows are never held as text but one at a time; the
+        // rest of it is (see `json::read_flows`).
         let file = crate::fs::read::open_regular(path)?;
         let report = json::read_report(file).map_err(ReportFileError::NotAReport)?;
         if report.schema != 1 || report.tool != "preflight" {

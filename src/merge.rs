@@ -109,7 +109,7 @@ pub enum Problem {
 }
 
 /// One shard report, read and checked for shape: every field but its flows, which
-/// [`merge`] reads from the file one at a time.
+/// `shard_flows` reads one at a time into a hidden spool (in the same pass over the file).
 pub struct ShardReport {
     pub path: PathBuf,
     pub report: Report,

@@ -254,7 +254,7 @@ pub enum ReportFileError {
 impl Report {
     /// Reads back a JSON report this tool wrote: a regular file, JSON of schema 1 of
     /// preflight. `preflight report`, `--baseline` and `serve --state-dir` read them (`merge`
-    /// reads a shard report's flows one at a time instead).
+    /// reads a shard report's flows with [`json::read_flows`] too, but keeps none whole).
     pub fn read(path: &std::path::Path) -> Result<Report, ReportFileError> {
         // Read as a stream, with no size limit: a report of many flows can be larger than
         // any file a suite names. Its flows are never held as text but one at a time; the

@@ -232,3 +232,28 @@ async fn stdout_is_written_after_a_failing_fifo() {
         );
     }
 }
+
+/// Flow files are read by a one-pass reader when they are plain TOML (see the suite module);
+/// a header of more keys than the full TOML parser allows was read by it (attack finding), so
+/// a file TOML refuses passed `check`. Now the full parser reads it and says why.
+#[test]
+fn a_header_of_more_keys_than_toml_allows_is_refused() {
+    let long = format!(
+        "[[step]]\npath = \"/a\"\n[vars.{}]\n",
+        vec!["a"; 80].join(".")
+    );
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "",
+        &[
+            ("long.toml", long.as_str()),
+            ("ok.toml", "[[step]]\npath = \"/b\"\n"),
+        ],
+    );
+    let out = preflight().arg("check").arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error: recursion limit"), "{stderr}");
+    assert!(stderr.contains("long.toml"), "{stderr}");
+    assert!(!stderr.contains("ok.toml"), "{stderr}");
+}

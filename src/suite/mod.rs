@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod parse;
+pub mod plain_toml;
 pub mod plan;
 pub mod raw;
 /// Templates live below both `suite` and `check`; re-exported for the engine's imports.

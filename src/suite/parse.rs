@@ -5,6 +5,7 @@
 
 use crate::problem::{Problem, did_you_mean};
 use crate::suite::compile::Source;
+use crate::suite::plain_toml;
 use serde::de::DeserializeOwned;
 use std::ops::Range;
 use toml::Spanned;
@@ -66,7 +67,17 @@ impl<T> Parsed<T> {
 }
 
 /// Deserializes `src`, recording a located problem for each shape error.
-pub fn parse<T: DeserializeOwned>(src: &mut Source) -> Parsed<T> {
+pub fn parse<T: DeserializeOwned + std::fmt::Debug>(src: &mut Source) -> Parsed<T> {
+    // Most files are plain TOML, read in one pass; the others, and every file with a problem,
+    // are read by the full parser below, whose messages and places the user sees.
+    if let Some(raw) = plain_toml::from_str::<T>(&src.text) {
+        #[cfg(debug_assertions)]
+        same_as_full_parser(&src.text, &raw);
+        return Parsed {
+            raw: Some(raw),
+            dropped: Vec::new(),
+        };
+    }
     let mut parsed = Parsed::unreadable();
     let document = match DeTable::parse(&src.text) {
         Ok(document) => document,
@@ -113,6 +124,25 @@ pub fn parse<T: DeserializeOwned>(src: &mut Source) -> Parsed<T> {
         format!("more than {MAX_SHAPE_PROBLEMS} problems: fix these first"),
     ));
     parsed
+}
+
+/// Debug builds (every test) check that a file read as plain TOML is read by the full parser
+/// to the same value, spans included (`Spanned`'s `Debug` shows them).
+#[cfg(debug_assertions)]
+fn same_as_full_parser<T: DeserializeOwned + std::fmt::Debug>(text: &str, plain: &T) {
+    let full = DeTable::parse(text)
+        .map_err(|e| e.to_string())
+        .and_then(|document| {
+            T::deserialize(toml::de::Deserializer::from(document)).map_err(|e| e.to_string())
+        });
+    match full {
+        Ok(full) => assert_eq!(
+            format!("{plain:?}"),
+            format!("{full:?}"),
+            "plain TOML read differently from the full parser:\n{text}"
+        ),
+        Err(e) => panic!("plain TOML read a file the full parser rejects ({e}):\n{text}"),
+    }
 }
 
 /// A TOML or serde error at its location, with a "did you mean" for a misspelt key.
@@ -218,7 +248,7 @@ mod tests {
     use crate::suite::raw::{RawFlow, RawSuite};
     use std::path::PathBuf;
 
-    fn parse_text<T: DeserializeOwned>(text: &str) -> (Parsed<T>, Vec<Problem>) {
+    fn parse_text<T: DeserializeOwned + std::fmt::Debug>(text: &str) -> (Parsed<T>, Vec<Problem>) {
         let mut problems = Vec::new();
         let mut src = Source {
             path: PathBuf::from("f.toml"),

@@ -721,6 +721,39 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         // SAFETY: no other thread exists yet: the runtime is built below.
         unsafe { std::env::set_var(DEMO_TOKEN_ENV, DEMO_TOKEN) };
     }
+    let code = match cli.command {
+        // What sends requests runs on the async runtime; the rest runs without it, since its
+        // worker threads are a measurable part of the start of `check` (a pipeline's first step).
+        Command::Run(args) => on_runtime(async move { run(&args, None).await }),
+        Command::Demo(args) => on_runtime(async move { demo(&args).await }),
+        Command::Serve(args) => on_runtime(serve(args)),
+        Command::Check(args) => check(&args.suite, &args.select),
+        Command::List(args) => list(&args),
+        Command::Lock(args) => lock(&args),
+        Command::Merge(args) => merge(&args),
+        Command::Report(args) => rerender(&args),
+        Command::Init(args) => init(&args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "preflight", &mut script);
+            out!("{}", String::from_utf8_lossy(&script).trim_end());
+            ExitCode::SUCCESS
+        }
+        Command::Man { command } => man(command.as_deref()),
+        Command::Schema { kind } => {
+            out!("{}", crate::schema::render(kind));
+            ExitCode::SUCCESS
+        }
+    };
+    if STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed) && code == ExitCode::SUCCESS {
+        return ExitCode::from(1);
+    }
+    code
+}
+
+/// Runs `run`, `demo` or `serve` on a multi-threaded tokio runtime.
+fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -731,36 +764,9 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Check(args) => check(&args.suite, &args.select),
-            Command::List(args) => list(&args),
-            Command::Lock(args) => lock(&args),
-            Command::Merge(args) => merge(&args),
-            Command::Report(args) => rerender(&args),
-            Command::Init(args) => init(&args),
-            Command::Run(args) => run(&args, None).await,
-            Command::Demo(args) => demo(&args).await,
-            Command::Serve(args) => serve(args).await,
-            Command::Completions { shell } => {
-                let mut command = <Cli as clap::CommandFactory>::command();
-                let mut script = Vec::new();
-                clap_complete::generate(shell, &mut command, "preflight", &mut script);
-                out!("{}", String::from_utf8_lossy(&script).trim_end());
-                ExitCode::SUCCESS
-            }
-            Command::Man { command } => man(command.as_deref()),
-            Command::Schema { kind } => {
-                out!("{}", crate::schema::render(kind));
-                ExitCode::SUCCESS
-            }
-        }
-    });
+    let code = runtime.block_on(work);
     // The process exits now: do not wait for idle pooled connections or blocking threads.
     runtime.shutdown_background();
-    if STDOUT_FAILED.load(std::sync::atomic::Ordering::Relaxed) && code == ExitCode::SUCCESS {
-        return ExitCode::from(1);
-    }
     code
 }
 

@@ -1776,10 +1776,12 @@ fn suite_files_that_are_fifos_are_problems_naming_them() {
     let dir = temp_suite(&[("health.toml", "[[step]]\npath = \"/health\"\n")]);
     mkfifo(&dir.path().join("s/preflight.toml"));
     mkfifo(&dir.path().join("s/pipe.toml"));
+    // A symlink to it: its target's type is checked before anything is opened.
+    std::os::unix::fs::symlink("pipe.toml", dir.path().join("s/via-link.toml")).unwrap();
     let out = in_dir(dir.path(), "check", &["--base-url", "http://127.0.0.1:9"]);
     out.clone().assert().code(2);
     let err = stderr(&out);
-    for file in ["s/preflight.toml", "s/pipe.toml"] {
+    for file in ["s/preflight.toml", "s/pipe.toml", "s/via-link.toml"] {
         assert!(
             err.contains(&format!(
                 "error: cannot read: not a regular file\n--> {file}\n"
@@ -1789,7 +1791,7 @@ fn suite_files_that_are_fifos_are_problems_naming_them() {
     }
     assert_eq!(
         last_line(&err),
-        "suite invalid: 2 problems, nothing was run"
+        "suite invalid: 3 problems, nothing was run"
     );
 }
 

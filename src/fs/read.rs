@@ -60,6 +60,10 @@ fn open_regular_sized(path: &Path) -> Result<(File, u64), ReadError> {
 /// bounds what is read, should the file grow after the check.
 fn open_suite_file(path: &Path) -> Result<(std::io::Take<File>, u64), ReadError> {
     let (file, size) = open_regular_sized(path)?;
+    within_limit(file, size)
+}
+
+fn within_limit(file: File, size: u64) -> Result<(std::io::Take<File>, u64), ReadError> {
     if size > MAX_SUITE_FILE {
         return Err(ReadError::TooLarge {
             size,
@@ -71,7 +75,10 @@ fn open_suite_file(path: &Path) -> Result<(std::io::Take<File>, u64), ReadError>
 
 /// The whole content of a regular file a suite names.
 pub fn read_regular(path: &Path) -> Result<Vec<u8>, ReadError> {
-    let (mut file, size) = open_suite_file(path)?;
+    read_all(open_suite_file(path)?)
+}
+
+fn read_all((mut file, size): (std::io::Take<File>, u64)) -> Result<Vec<u8>, ReadError> {
     // Room for the whole file: without it a small file took 6 or 7 `read` calls as the
     // buffer grew, 3,500 for a suite of 500 files (strace).
     let mut bytes = Vec::with_capacity(size as usize);
@@ -82,7 +89,35 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>, ReadError> {
 /// The whole content of a regular file a suite names, which must be UTF-8 text. Invalid
 /// UTF-8 is an `InvalidData` error whose message gives the byte offset.
 pub fn read_regular_text(path: &Path) -> Result<String, ReadError> {
-    let bytes = read_regular(path)?;
+    text(read_regular(path)?)
+}
+
+/// [`read_regular_text`] of a flow file the listing of the suite's folder found, with one
+/// path lookup fewer (`perf` of `check` of 500 flows: a `stat` of the path was 4% of its CPU):
+/// opened without following a symlink and without blocking (a FIFO), and its type checked on
+/// the open handle. A symlink is read as `read_regular_text` reads it, its target's type
+/// checked before it is opened. Only for listed files: their names end in `.toml` inside the
+/// suite's folder, so the one thing this opens that `read_regular_text` does not is a device
+/// node made there under such a name (which takes root); a file the user names may be one.
+pub fn read_listed_text(path: &Path) -> Result<String, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return read_regular_text(path),
+        Err(e) => return Err(e.into()),
+    };
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(ReadError::NotRegular);
+    }
+    text(read_all(within_limit(file, metadata.len())?)?)
+}
+
+fn text(bytes: Vec<u8>) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         ReadError::Io(std::io::Error::new(
@@ -146,6 +181,32 @@ mod tests {
             sha256_regular(&path).unwrap(),
             hex::encode(Sha256::digest(&big))
         );
+    }
+
+    #[test]
+    fn listed_files_are_read_in_one_lookup_and_fifos_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(&file, "x = 1\n").unwrap();
+        assert_eq!(read_listed_text(&file).unwrap(), "x = 1\n");
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read_listed_text(&link).unwrap(), "x = 1\n");
+        let fifo = dir.path().join("pipe.toml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()));
+        let fifo_link = dir.path().join("pipe-link.toml");
+        std::os::unix::fs::symlink(&fifo, &fifo_link).unwrap();
+        for path in [&fifo, &fifo_link, &dir.path().to_path_buf()] {
+            assert!(
+                matches!(read_listed_text(path), Err(ReadError::NotRegular)),
+                "{}",
+                path.display()
+            );
+        }
+        std::fs::write(&file, [0xff, b'\n']).unwrap();
+        assert!(read_listed_text(&file).is_err_and(|e| e.to_string().contains("not UTF-8")));
+        assert!(read_listed_text(&dir.path().join("nope")).is_err_and(|e| e.is_missing()));
     }
 
     #[test]

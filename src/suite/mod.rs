@@ -61,14 +61,18 @@ pub fn load_rehearsed(
         return Err(vec![Problem::file(dir, "suite directory not found")]);
     }
     let mut problems = Vec::new();
-    let files = match &overrides.flow_file {
+    // Whether the files were found by listing the suite's folders (not named by the user).
+    let (files, listed) = match &overrides.flow_file {
         // A folder of the suite: its flows only.
-        Some(folder) if dir.join(folder).is_dir() => discover(dir, &mut problems)
-            .into_iter()
-            .filter(|file| file.starts_with(folder))
-            .collect(),
-        Some(file) => vec![file.clone()],
-        None => discover(dir, &mut problems),
+        Some(folder) if dir.join(folder).is_dir() => {
+            let all = discover(dir, &mut problems);
+            (
+                all.into_iter().filter(|f| f.starts_with(folder)).collect(),
+                true,
+            )
+        }
+        Some(file) => (vec![file.clone()], false),
+        None => (discover(dir, &mut problems), true),
     };
     let keep_compiled = overrides.keep_compiled.unwrap_or(KEEP_COMPILED);
     let mut compiler = Compiler::new(dir, overrides, env);
@@ -92,7 +96,7 @@ pub fn load_rehearsed(
         }
         _ => None,
     };
-    read_and_parse_each(dir, &files, |file| {
+    read_and_parse_each(dir, &files, listed, |file| {
         // The file's own problems first, as if it had been read here.
         problems.extend(file.problems);
         let Some(text) = file.text else {
@@ -223,10 +227,10 @@ struct ParsedFile {
     problems: Vec<Problem>,
 }
 
-fn read_and_parse(dir: &Path, relative: &Path) -> ParsedFile {
+fn read_and_parse(dir: &Path, relative: &Path, listed: bool) -> ParsedFile {
     let path = dir.join(relative);
     let mut problems = Vec::new();
-    let Some(text) = read(&path, &mut problems) else {
+    let Some(text) = read(&path, &mut problems, listed) else {
         return ParsedFile {
             relative: relative.to_path_buf(),
             path,
@@ -268,15 +272,25 @@ const READ_AHEAD: usize = 4;
 /// parsing are most of a large suite's load time and each file is parsed on its own, so they
 /// run on up to one thread per core while `each` (the compiler, which takes the files in
 /// order) runs on this one.
-fn read_and_parse_each(dir: &Path, files: &[PathBuf], mut each: impl FnMut(ParsedFile)) {
+fn read_and_parse_each(
+    dir: &Path,
+    files: &[PathBuf],
+    listed: bool,
+    mut each: impl FnMut(ParsedFile),
+) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(MAX_THREADS).min(files.len() / FILES_PER_THREAD);
     if threads < 2 {
-        files.iter().for_each(|f| each(read_and_parse(dir, f)));
+        files
+            .iter()
+            .for_each(|f| each(read_and_parse(dir, f, listed)));
         return;
     }
     let read_block = |block: &[PathBuf]| -> Vec<ParsedFile> {
-        block.iter().map(|f| read_and_parse(dir, f)).collect()
+        block
+            .iter()
+            .map(|f| read_and_parse(dir, f, listed))
+            .collect()
     };
     std::thread::scope(|scope| {
         // Thread t parses blocks t, t + threads, t + 2 x threads...: each channel is in order.
@@ -404,7 +418,7 @@ fn suite_file(
     let text = if absent {
         Some(String::new())
     } else {
-        read(&path, problems)
+        read(&path, problems, false)
     };
     let readable = text.is_some();
     let mut src = Source {
@@ -519,9 +533,15 @@ impl Walk<'_> {
     }
 }
 
-fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
-    use crate::fs::read::{InvalidUtf8, ReadError};
-    match crate::fs::read::read_regular_text(path) {
+/// `listed`: found by listing the suite's folders (see `fs::read::read_listed_text`).
+fn read(path: &Path, problems: &mut Vec<Problem>, listed: bool) -> Option<String> {
+    use crate::fs::read::{InvalidUtf8, ReadError, read_listed_text, read_regular_text};
+    let text = if listed {
+        read_listed_text(path)
+    } else {
+        read_regular_text(path)
+    };
+    match text {
         Ok(text) => Some(text),
         Err(ReadError::Io(e)) if e.get_ref().is_some_and(|inner| inner.is::<InvalidUtf8>()) => {
             // Point at the first byte that is not UTF-8, in the line it spoils.

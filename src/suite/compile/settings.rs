@@ -474,7 +474,7 @@ impl Compiler<'_> {
     /// `file_vars`; a file that cannot be read or holds a bad entry is a located problem.
     fn read_vars_files(&mut self, problems: &mut Vec<Problem>) {
         for path in self.overrides.vars_files.clone() {
-            let Some(text) = crate::suite::read(&path, problems) else {
+            let Some(text) = crate::suite::read(&path, problems, false) else {
                 continue;
             };
             let mut src = Source {

@@ -1778,10 +1778,18 @@ fn suite_files_that_are_fifos_are_problems_naming_them() {
     mkfifo(&dir.path().join("s/pipe.toml"));
     // A symlink to it: its target's type is checked before anything is opened.
     std::os::unix::fs::symlink("pipe.toml", dir.path().join("s/via-link.toml")).unwrap();
+    // A socket is refused before it is opened, as a device would be (attack finding: a
+    // listed one was opened, and the message was the open's error).
+    let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("s/sock.toml")).unwrap();
     let out = in_dir(dir.path(), "check", &["--base-url", "http://127.0.0.1:9"]);
     out.clone().assert().code(2);
     let err = stderr(&out);
-    for file in ["s/preflight.toml", "s/pipe.toml", "s/via-link.toml"] {
+    for file in [
+        "s/preflight.toml",
+        "s/pipe.toml",
+        "s/sock.toml",
+        "s/via-link.toml",
+    ] {
         assert!(
             err.contains(&format!(
                 "error: cannot read: not a regular file\n--> {file}\n"
@@ -1791,7 +1799,7 @@ fn suite_files_that_are_fifos_are_problems_naming_them() {
     }
     assert_eq!(
         last_line(&err),
-        "suite invalid: 3 problems, nothing was run"
+        "suite invalid: 4 problems, nothing was run"
     );
 }
 

@@ -48,7 +48,18 @@ fn open_regular_sized(path: &Path) -> Result<(File, u64), ReadError> {
     if !std::fs::metadata(path)?.is_file() {
         return Err(ReadError::NotRegular);
     }
-    let file = File::open(path)?;
+    open_checked(path, 0)
+}
+
+/// Opens `path` without blocking (a FIFO swapped in after a check blocked the open until a
+/// writer came: attack finding, a load hung) and checks its type on the open handle.
+/// `flags` are added to the open's (`O_NOFOLLOW`).
+fn open_checked(path: &Path, flags: libc::c_int) -> Result<(File, u64), ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | flags)
+        .open(path)?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(ReadError::NotRegular);
@@ -92,29 +103,19 @@ pub fn read_regular_text(path: &Path) -> Result<String, ReadError> {
     text(read_regular(path)?)
 }
 
-/// [`read_regular_text`] of a flow file the listing of the suite's folder found, with one
-/// path lookup fewer (`perf` of `check` of 500 flows: a `stat` of the path was 4% of its CPU):
-/// opened without following a symlink and without blocking (a FIFO), and its type checked on
-/// the open handle. A symlink is read as `read_regular_text` reads it, its target's type
-/// checked before it is opened. Only for listed files: their names end in `.toml` inside the
-/// suite's folder, so the one thing this opens that `read_regular_text` does not is a device
-/// node made there under such a name (which takes root); a file the user names may be one.
+/// [`read_regular_text`] of a flow file the listing of the suite's folders reported as a
+/// regular file, with one path lookup fewer (`perf` of `check` of 500 flows: a `stat` of the
+/// path was 4% of its CPU): opened without following a symlink and without blocking, and its
+/// type checked on the open handle. Should it have become a symlink since the listing, it is
+/// read as `read_regular_text` reads it (the target's type checked before it is opened).
 pub fn read_listed_text(path: &Path) -> Result<String, ReadError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return read_regular_text(path),
-        Err(e) => return Err(e.into()),
+    let (file, size) = match open_checked(path, libc::O_NOFOLLOW) {
+        Err(ReadError::Io(e)) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return read_regular_text(path);
+        }
+        opened => opened?,
     };
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(ReadError::NotRegular);
-    }
-    text(read_all(within_limit(file, metadata.len())?)?)
+    text(read_all(within_limit(file, size)?)?)
 }
 
 fn text(bytes: Vec<u8>) -> Result<String, ReadError> {
@@ -207,6 +208,16 @@ mod tests {
         std::fs::write(&file, [0xff, b'\n']).unwrap();
         assert!(read_listed_text(&file).is_err_and(|e| e.to_string().contains("not UTF-8")));
         assert!(read_listed_text(&dir.path().join("nope")).is_err_and(|e| e.is_missing()));
+    }
+
+    /// The open itself never waits for a FIFO's writer, whatever a check before it saw.
+    #[test]
+    fn a_fifo_is_refused_on_the_open_handle_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()));
+        assert!(matches!(open_checked(&fifo, 0), Err(ReadError::NotRegular)));
     }
 
     #[test]

@@ -61,19 +61,21 @@ pub fn load_rehearsed(
         return Err(vec![Problem::file(dir, "suite directory not found")]);
     }
     let mut problems = Vec::new();
-    // Whether the files were found by listing the suite's folders (not named by the user).
-    let (files, listed) = match &overrides.flow_file {
+    let listing = match &overrides.flow_file {
         // A folder of the suite: its flows only.
         Some(folder) if dir.join(folder).is_dir() => {
-            let all = discover(dir, &mut problems);
-            (
-                all.into_iter().filter(|f| f.starts_with(folder)).collect(),
-                true,
-            )
+            let mut listing = list(dir, &mut problems);
+            listing.files.retain(|file| file.starts_with(folder));
+            listing
         }
-        Some(file) => (vec![file.clone()], false),
-        None => (discover(dir, &mut problems), true),
+        // A file the user named is read with every check (it may be anything).
+        Some(file) => Listing {
+            files: vec![file.clone()],
+            not_regular: HashSet::from([file.clone()]),
+        },
+        None => list(dir, &mut problems),
     };
+    let files = &listing.files;
     let keep_compiled = overrides.keep_compiled.unwrap_or(KEEP_COMPILED);
     let mut compiler = Compiler::new(dir, overrides, env);
     let (suite, suite_text) = suite_file(&mut compiler, &mut problems);
@@ -96,7 +98,7 @@ pub fn load_rehearsed(
         }
         _ => None,
     };
-    read_and_parse_each(dir, &files, listed, |file| {
+    read_and_parse_each(dir, &listing, |file| {
         // The file's own problems first, as if it had been read here.
         problems.extend(file.problems);
         let Some(text) = file.text else {
@@ -227,10 +229,11 @@ struct ParsedFile {
     problems: Vec<Problem>,
 }
 
-fn read_and_parse(dir: &Path, relative: &Path, listed: bool) -> ParsedFile {
+fn read_and_parse(dir: &Path, relative: &Path, listing: &Listing) -> ParsedFile {
     let path = dir.join(relative);
     let mut problems = Vec::new();
-    let Some(text) = read(&path, &mut problems, listed) else {
+    let listed_regular = !listing.not_regular.contains(relative);
+    let Some(text) = read(&path, &mut problems, listed_regular) else {
         return ParsedFile {
             relative: relative.to_path_buf(),
             path,
@@ -272,24 +275,20 @@ const READ_AHEAD: usize = 4;
 /// parsing are most of a large suite's load time and each file is parsed on its own, so they
 /// run on up to one thread per core while `each` (the compiler, which takes the files in
 /// order) runs on this one.
-fn read_and_parse_each(
-    dir: &Path,
-    files: &[PathBuf],
-    listed: bool,
-    mut each: impl FnMut(ParsedFile),
-) {
+fn read_and_parse_each(dir: &Path, listing: &Listing, mut each: impl FnMut(ParsedFile)) {
+    let files = &listing.files;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(MAX_THREADS).min(files.len() / FILES_PER_THREAD);
     if threads < 2 {
         files
             .iter()
-            .for_each(|f| each(read_and_parse(dir, f, listed)));
+            .for_each(|f| each(read_and_parse(dir, f, listing)));
         return;
     }
     let read_block = |block: &[PathBuf]| -> Vec<ParsedFile> {
         block
             .iter()
-            .map(|f| read_and_parse(dir, f, listed))
+            .map(|f| read_and_parse(dir, f, listing))
             .collect()
     };
     std::thread::scope(|scope| {
@@ -441,14 +440,30 @@ fn suite_file(
 /// A folder reached again through a symlink is listed once, so that symlinks cannot make the
 /// walk grow exponentially; a symlink back to a folder that contains it (a cycle) is a problem.
 pub fn discover(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    list(dir, problems).files
+}
+
+/// The flow files of a suite, and those of them its listing did not report as regular files
+/// (symlinks, FIFOs, devices, sockets, unknown): only a file listed as regular is opened before
+/// its type is checked (`fs::read::read_listed_text`); the others are checked first, so that
+/// a device is never opened.
+struct Listing {
+    files: Vec<PathBuf>,
+    not_regular: HashSet<PathBuf>,
+}
+
+/// [`discover`], with what the listing said of each file's type.
+fn list(dir: &Path, problems: &mut Vec<Problem>) -> Listing {
     let mut walk = Walk {
         root: dir,
         files: Vec::new(),
+        not_regular: HashSet::new(),
         visited: HashSet::new(),
         open: Vec::new(),
         problems,
     };
     walk.folder(dir);
+    let not_regular = walk.not_regular;
     let mut files = walk.files;
     // The order of `sort()` (component by component), with the components split once.
     files.sort_by_cached_key(|p| {
@@ -456,12 +471,14 @@ pub fn discover(dir: &Path, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
             .map(|c| c.as_os_str().to_os_string())
             .collect::<Vec<_>>()
     });
-    files
+    Listing { files, not_regular }
 }
 
 struct Walk<'a> {
     root: &'a Path,
     files: Vec<PathBuf>,
+    /// The files whose entry in the listing was not a regular file.
+    not_regular: HashSet<PathBuf>,
     /// Canonical paths of the folders listed so far.
     visited: HashSet<PathBuf>,
     /// The folders being listed, outermost first: (canonical path, path as reached).
@@ -513,8 +530,9 @@ impl Walk<'_> {
             }
             // The entry's type comes with the listing on most file systems; only a symlink
             // needs a `stat` to know whether it leads to a folder.
-            let is_dir = match entry.file_type() {
-                Ok(kind) if !kind.is_symlink() => kind.is_dir(),
+            let kind = entry.file_type().ok();
+            let is_dir = match kind {
+                Some(kind) if !kind.is_symlink() => kind.is_dir(),
                 _ => path.is_dir(),
             };
             if is_dir {
@@ -525,6 +543,9 @@ impl Walk<'_> {
             {
                 let relative = path.strip_prefix(self.root).unwrap_or(&path).to_path_buf();
                 if relative != Path::new(SUITE_FILE) {
+                    if !kind.is_some_and(|kind| kind.is_file()) {
+                        self.not_regular.insert(relative.clone());
+                    }
                     self.files.push(relative);
                 }
             }
@@ -533,10 +554,11 @@ impl Walk<'_> {
     }
 }
 
-/// `listed`: found by listing the suite's folders (see `fs::read::read_listed_text`).
-fn read(path: &Path, problems: &mut Vec<Problem>, listed: bool) -> Option<String> {
+/// `listed_regular`: the listing of the suite's folders reported it as a regular file (see
+/// `fs::read::read_listed_text`).
+fn read(path: &Path, problems: &mut Vec<Problem>, listed_regular: bool) -> Option<String> {
     use crate::fs::read::{InvalidUtf8, ReadError, read_listed_text, read_regular_text};
-    let text = if listed {
+    let text = if listed_regular {
         read_listed_text(path)
     } else {
         read_regular_text(path)

@@ -126,16 +126,18 @@ pub fn parse<T: DeserializeOwned + std::fmt::Debug>(src: &mut Source) -> Parsed<
     parsed
 }
 
+/// `text` read by the full parser alone, as `parse` reads a file with a problem.
+#[cfg(any(test, debug_assertions))]
+pub(crate) fn read_fully<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let document = DeTable::parse(text).map_err(|e| e.to_string())?;
+    T::deserialize(toml::de::Deserializer::from(document)).map_err(|e| e.to_string())
+}
+
 /// Debug builds (every test) check that a file read as plain TOML is read by the full parser
 /// to the same value, spans included (`Spanned`'s `Debug` shows them).
-#[cfg(debug_assertions)]
-fn same_as_full_parser<T: DeserializeOwned + std::fmt::Debug>(text: &str, plain: &T) {
-    let full = DeTable::parse(text)
-        .map_err(|e| e.to_string())
-        .and_then(|document| {
-            T::deserialize(toml::de::Deserializer::from(document)).map_err(|e| e.to_string())
-        });
-    match full {
+#[cfg(any(test, debug_assertions))]
+pub(crate) fn same_as_full_parser<T: DeserializeOwned + std::fmt::Debug>(text: &str, plain: &T) {
+    match read_fully::<T>(text) {
         Ok(full) => assert_eq!(
             format!("{plain:?}"),
             format!("{full:?}"),

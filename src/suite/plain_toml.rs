@@ -776,20 +776,12 @@ mod tests {
     /// Any TOML document, keys and values with their spans.
     type Document = IndexMap<Spanned<String>, Spanned<Value>>;
 
-    fn full<T: DeserializeOwned>(text: &str) -> Result<T, String> {
-        let document = toml::de::DeTable::parse(text).map_err(|e| e.to_string())?;
-        T::deserialize(toml::de::Deserializer::from(document)).map_err(|e| e.to_string())
-    }
-
     /// When `text` is read as plain TOML, the full parser reads it to the same value.
     fn agrees<T: DeserializeOwned + Debug>(text: &str) -> bool {
         let Some(plain) = from_str::<T>(text) else {
             return false;
         };
-        match full::<T>(text) {
-            Ok(full) => assert_eq!(format!("{plain:?}"), format!("{full:?}"), "{text:?}"),
-            Err(e) => panic!("read as plain TOML, rejected by the full parser ({e}): {text:?}"),
-        }
+        crate::suite::parse::same_as_full_parser(text, &plain);
         true
     }
 

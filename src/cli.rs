@@ -765,9 +765,31 @@ fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
         }
     };
     let code = runtime.block_on(work);
-    // The process exits now: do not wait for idle pooled connections or blocking threads.
-    runtime.shutdown_background();
+    // The process ends right after (see `exit`): the runtime is not shut down, so its workers
+    // do not wake to close each pooled connection and free each task while the process exits.
+    std::mem::forget(runtime);
     code
+}
+
+/// Ends the process with `code` once standard output is flushed, without the teardown an
+/// ordinary exit does for nothing: stopping the runtime's threads (left running by
+/// `on_runtime`) and the allocator handing each freed page back to the system (tens of
+/// `madvise` calls). Every file was written and closed by then; the kernel releases the rest.
+pub fn exit(code: ExitCode) -> ! {
+    let flushed = std::io::stdout().lock().flush();
+    let code = match flushed {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe && code == ExitCode::SUCCESS => {
+            eprintln!("error: cannot write to standard output: {e}");
+            ExitCode::from(1)
+        }
+        _ => code,
+    };
+    // `ExitCode` does not show its value: find the one it was made from.
+    let status = (0..=u8::MAX)
+        .find(|&c| ExitCode::from(c) == code)
+        .unwrap_or(1);
+    // SAFETY: `_exit` ends the process; nothing of ours runs after it.
+    unsafe { libc::_exit(i32::from(status)) }
 }
 
 /// For commands that send nothing and render no template (`list`, `lock`): neither a base_url

@@ -1,10 +1,10 @@
 //! The `preflight` binary: everything lives in the library; this only hands over the arguments
 //! and chooses the allocator.
 
-fn main() -> std::process::ExitCode {
+fn main() {
     #[cfg(feature = "mimalloc")]
     allocator::tune();
-    preflight::cli::main(std::env::args_os())
+    preflight::cli::exit(preflight::cli::main(std::env::args_os()))
 }
 
 /// mimalloc instead of the system's malloc. With glibc's, each tokio worker allocates in an

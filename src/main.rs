@@ -1,5 +1,5 @@
-//! The `preflight` binary: everything lives in the library; this only hands over the arguments
-//! and chooses the allocator.
+//! The `preflight` binary: everything lives in the library; this only hands over the arguments,
+//! chooses the allocator and ends the process (`cli::exit`).
 
 fn main() {
     #[cfg(feature = "mimalloc")]

@@ -670,16 +670,27 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
     };
     next_signal().await;
     if run_over.is_cancelled() {
-        remove_committed();
-        eprintln!("\ninterrupted while writing reports: exiting now, no report kept");
-        std::process::exit(130);
+        end_interrupted("\ninterrupted while writing reports: exiting now, no report kept");
     }
     eprintln!("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)");
     interrupt.cancel();
     next_signal().await;
+    end_interrupted("interrupted again: exiting now");
+}
+
+/// Held by whatever ends the process: [`exit`] with the verdict's code, or a signal with 130
+/// once it removed the reports. Each ends the process holding it, so the other never goes on:
+/// no exit 0 can follow a signal that removed the reports.
+static ENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Ends the process with 130 at once, removing the reports already in place (see
+/// [`remove_committed`]): a signal while they are written leaves none to say PASS.
+fn end_interrupted(message: &str) -> ! {
+    let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     remove_committed();
-    eprintln!("interrupted again: exiting now");
-    std::process::exit(130);
+    eprintln!("{message}");
+    // SAFETY: `_exit` ends the process; nothing of ours runs after it.
+    unsafe { libc::_exit(130) }
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -776,7 +787,14 @@ fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 /// `on_runtime`) and the allocator handing each freed page back to the system (tens of
 /// `madvise` calls). Every file was written and closed by then; the kernel releases the rest.
 pub fn exit(code: ExitCode) -> ! {
-    let flushed = std::io::stdout().lock().flush();
+    let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
+    // A write to standard output that was given up (its reader took nothing) still holds its
+    // lock: nothing more can be written there, and the verdict already says so.
+    let flushed = if crate::fs::write::writer_stuck() {
+        Ok(())
+    } else {
+        std::io::stdout().lock().flush()
+    };
     let code = match flushed {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe && code == ExitCode::SUCCESS => {
             eprintln!("error: cannot write to standard output: {e}");

@@ -4,6 +4,11 @@
 fn main() {
     #[cfg(feature = "mimalloc")]
     allocator::tune();
+    // A write past the file size limit (`ulimit -f`) fails (EFBIG), so that the report it was
+    // for fails the gate and its temporary file is removed, instead of the signal killing the
+    // process with an exit code of its own and the temporary file left behind.
+    // SAFETY: sets a signal's disposition before any other thread exists.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     preflight::cli::exit(preflight::cli::main(std::env::args_os()))
 }
 

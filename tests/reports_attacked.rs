@@ -124,6 +124,146 @@ async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
     );
 }
 
+/// A report to standard output whose reader stops reading fails the gate after 10 s, and the
+/// process does end: the writing thread left blocked holds standard output's lock, which the
+/// exit must not wait for (attack finding: it hung for good).
+#[tokio::test]
+async fn a_report_to_standard_output_whose_reader_stops_reading_still_ends_the_gate() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 300);
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = binary::process()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg("-")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(40) {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                use std::io::Read;
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr)
+                    .unwrap();
+                return Some((status, stderr));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    })
+    .await
+    .unwrap();
+    drop(reader);
+    let (status, stderr) = ended.expect("the gate ended within 40 s");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the reader took nothing for 10s"),
+        "{stderr}"
+    );
+}
+
+/// A signal as the run ends gives either exit 130 with no report kept, or the verdict's exit
+/// with every report in place: never exit 0 with a report removed (attack finding: the
+/// signal's removal of the reports raced the exit, and won 4-43% of the time).
+#[tokio::test]
+async fn a_signal_as_the_run_ends_never_leaves_exit_0_without_its_reports() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 1);
+    let suite = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for attempt in 0..30u64 {
+            let out = tempfile::tempdir().unwrap();
+            let (junit, json) = (out.path().join("r.xml"), out.path().join("r.json"));
+            let mut child = binary::process()
+                .arg("run")
+                .arg(&suite)
+                .arg("--junit")
+                .arg(&junit)
+                .arg("--json")
+                .arg(&json)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            while stdout.read_line(&mut line).unwrap() > 0 && !line.contains("GATE") {
+                line.clear();
+            }
+            // Sent 0 to 1.5 ms after the verdict is printed: across the exit.
+            std::thread::sleep(Duration::from_micros(50 * attempt));
+            // SAFETY: a signal to the child, which is not reaped yet.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let status = child.wait().unwrap();
+            let kept = [junit.exists(), json.exists()];
+            match status.code() {
+                Some(0) => assert_eq!(kept, [true, true], "attempt {attempt}: exit 0"),
+                Some(130) => assert_eq!(kept, [false, false], "attempt {attempt}: exit 130"),
+                other => panic!("attempt {attempt}: exit {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// A report that would pass the file size limit (`ulimit -f`) fails the gate like any report
+/// that cannot be written, and leaves no temporary file (attack finding: the signal killed
+/// the process, exit 153, the temporary file left behind).
+#[tokio::test]
+async fn a_report_over_the_file_size_limit_fails_the_gate_and_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 300);
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("r.json");
+    let mut cmd = binary::process();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 8192,
+                rlim_max: 8192,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write JSON report"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[tokio::test]
 async fn what_a_baseline_says_is_masked_and_unanswered_steps_are_not_compared() {
     let secret = "hunter2hunter2";

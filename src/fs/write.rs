@@ -32,6 +32,17 @@ pub fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
 /// whose reader stopped reading must not hang the gate (its verdict then fails instead).
 const STALL: Duration = Duration::from_secs(10);
 
+/// Set once a thread of [`write_watched`] is left blocked: when its output is standard output,
+/// it holds standard output's lock for good.
+static WRITER_STUCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a write through to standard output, a FIFO or a device was given up with its thread
+/// still blocked in it: whatever is still to be written there never will be, and locking
+/// standard output would wait forever.
+pub fn writer_stuck() -> bool {
+    WRITER_STUCK.load(Ordering::SeqCst)
+}
+
 /// Writes `bytes` to `out` on a thread of its own, and fails when no chunk has been taken for
 /// [`STALL`]. The thread is left blocked then; the process ends soon after anyway.
 fn write_watched(mut out: impl Write + Send + 'static, bytes: Vec<u8>) -> io::Result<()> {
@@ -59,6 +70,7 @@ fn write_watched(mut out: impl Write + Send + 'static, bytes: Vec<u8>) -> io::Re
                 if now != seen {
                     (seen, since) = (now, std::time::Instant::now());
                 } else if since.elapsed() >= STALL {
+                    WRITER_STUCK.store(true, Ordering::SeqCst);
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         format!("the reader took nothing for {}s", STALL.as_secs()),
@@ -223,8 +235,8 @@ impl Prepared {
         out.flush()
     }
 
-    /// Makes the staged content final: the temporary file is written out to disk and
-    /// renamed over its target. Nothing to do for the others: they were written through.
+    /// Makes the staged content final: the temporary file is synced and renamed over its
+    /// target. Nothing to do for the others: they were written through.
     pub fn commit(mut self) -> io::Result<()> {
         match &mut self.sink {
             Sink::Atomic {
@@ -244,7 +256,7 @@ impl Prepared {
                     )));
                 }
                 file.set_permissions(permissions.clone())?;
-                write_out(file)?;
+                file.sync_all()?;
                 std::fs::rename(&*tmp, &*target)?;
                 *committed = true;
                 Ok(())
@@ -252,31 +264,6 @@ impl Prepared {
             Sink::Stdout | Sink::Through(_) | Sink::Append(_) => Ok(()),
         }
     }
-}
-
-/// Writes `file`'s data to disk and waits for it, so that a write error shows here (and the
-/// report is not renamed into place). Only the data: on Linux the file system's journal is not
-/// committed, which `fsync` would wait for along with every other process's pending changes
-/// (0.2-3 ms for a one-flow report, the most of that on a busy disk, such as a CI runner's
-/// while it builds). What that gives up is the report's survival of a power loss right after
-/// the run, which the run's own exit would not survive either.
-#[cfg(target_os = "linux")]
-fn write_out(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-        | libc::SYNC_FILE_RANGE_WRITE
-        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    // SAFETY: a system call on a descriptor `file` owns; it reads no memory of ours.
-    if unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn write_out(file: &File) -> io::Result<()> {
-    file.sync_data()
 }
 
 impl Drop for Prepared {

@@ -502,12 +502,17 @@ fn open_outputs(
             _ => Prepared::report(&path),
         };
         match opened {
-            Ok(dest) => outputs.push(Output {
-                kind,
-                path,
-                dest,
-                grown,
-            }),
+            Ok(dest) => {
+                if let Some(tmp) = dest.staging_path().filter(|_| !grown) {
+                    staged(tmp);
+                }
+                outputs.push(Output {
+                    kind,
+                    path,
+                    dest,
+                    grown,
+                })
+            }
             Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
@@ -552,8 +557,8 @@ fn committed(path: &Path) {
     committed.push(path.to_path_buf());
 }
 
-/// The temporary files written while the run goes on (the JSON report growing): an exit at
-/// once leaves none behind.
+/// The reports' temporary files (the JSON report's from the start of the run, as it grows;
+/// the others' from when they are opened): an exit at once leaves none behind.
 static STAGED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 fn staged(path: &Path) {
@@ -652,9 +657,7 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
         SignalKind::alarm(),
     ];
     let Ok(mut listeners) = kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>() else {
-        eprintln!(
-            "warning: cannot listen for signals; an interrupt will kill preflight without reports"
-        );
+        say("warning: cannot listen for signals; an interrupt will kill preflight without reports");
         return;
     };
     let mut next_signal = async || {
@@ -672,10 +675,18 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
     if run_over.is_cancelled() {
         end_interrupted("\ninterrupted while writing reports: exiting now, no report kept");
     }
-    eprintln!("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)");
+    // Stopped before it is said: a standard error that cannot be written must not keep the
+    // signal from stopping the run.
     interrupt.cancel();
+    say("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)");
     next_signal().await;
     end_interrupted("interrupted again: exiting now");
+}
+
+/// Writes `message` and a line break to standard error, whatever becomes of it (`eprintln!`
+/// panics when it cannot write).
+fn say(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// Held by whatever ends the process: [`exit`] with the verdict's code, or a signal with 130
@@ -688,7 +699,7 @@ static ENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn end_interrupted(message: &str) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     remove_committed();
-    eprintln!("{message}");
+    say(message);
     // SAFETY: `_exit` ends the process; nothing of ours runs after it.
     unsafe { libc::_exit(130) }
 }
@@ -786,6 +797,8 @@ fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 /// ordinary exit does for nothing: stopping the runtime's threads (left running by
 /// `on_runtime`) and the allocator handing each freed page back to the system (tens of
 /// `madvise` calls). Every file was written and closed by then; the kernel releases the rest.
+/// It takes [`ENDING`] first: a signal's exit that began removing the reports ends the
+/// process with 130 before this exit can say otherwise.
 pub fn exit(code: ExitCode) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     // A write to standard output that was given up (its reader took nothing) still holds its

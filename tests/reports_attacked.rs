@@ -264,6 +264,149 @@ async fn a_report_over_the_file_size_limit_fails_the_gate_and_leaves_nothing() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// A standard error nobody reads: writing to it fails (`EPIPE`).
+fn closed_stderr() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+/// A signal stops the run, and it ends 130, even when standard error cannot be written
+/// (attack finding: the message about stopping panicked before the run was stopped, and the
+/// gate passed).
+#[tokio::test]
+async fn a_signal_stops_the_run_even_when_standard_error_cannot_be_written() {
+    let staging = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&staging)
+        .await;
+    let dir = many_flows(&staging.uri(), 1);
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("r.json");
+    let mut child = binary::process()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(closed_stderr())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if !staging.received_requests().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    binary::signal(child.id(), "TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let report = binary::read_json(&json);
+    assert_ne!(report["verdict"], "pass", "{report}");
+}
+
+/// A signal while the reports are written removes those in place and ends 130, even when
+/// standard error cannot be written and the report being written then goes through (attack
+/// finding: the message panicked after the removal, and the gate went on to exit 0).
+#[tokio::test]
+async fn a_signal_while_reports_are_written_ends_130_even_when_standard_error_cannot_be_written() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 300);
+    let out = tempfile::tempdir().unwrap();
+    let (fifo, mut reader) = stalled_fifo(out.path());
+    let html = out.path().join("r.html");
+    let mut child = binary::process()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&fifo)
+        .arg("--html")
+        .arg(&html)
+        .stdout(Stdio::null())
+        .stderr(closed_stderr())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if html.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(html.exists(), "the HTML was written first");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    binary::signal(child.id(), "TERM");
+    // The report waiting for the FIFO's reader then goes through.
+    let mut drain = std::process::Command::new("cat")
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    let _ = reader.kill();
+    let _ = reader.wait();
+    let _ = drain.kill();
+    let _ = drain.wait();
+    assert_eq!(status.code(), Some(130));
+    assert!(!html.exists(), "no report stays beside exit 130");
+}
+
+/// A signal while a report waits for its FIFO's reader leaves no temporary file of the other
+/// reports (attack finding: only the JSON report's was removed).
+#[tokio::test]
+async fn a_signal_while_a_report_waits_for_its_reader_leaves_no_temporary_file() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 3);
+    let out = tempfile::tempdir().unwrap();
+    let fifo = out.path().join("fifo");
+    binary::mkfifo(&fifo);
+    let mut child = binary::process()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--junit")
+        .arg(out.path().join("r.xml"))
+        .arg("--markdown")
+        .arg(out.path().join("r.md"))
+        .arg("--html")
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The FIFO has no reader: its report waits up to 10 s for one, the others staged.
+    let staged = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != "fifo")
+            .count()
+    };
+    for _ in 0..100 {
+        if staged(out.path()) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    binary::signal(child.id(), "TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    let left: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "fifo")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[tokio::test]
 async fn what_a_baseline_says_is_masked_and_unanswered_steps_are_not_compared() {
     let secret = "hunter2hunter2";

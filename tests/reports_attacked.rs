@@ -86,14 +86,18 @@ async fn a_report_reader_that_stops_reading_fails_the_gate_instead_of_hanging_it
     assert!(!page.contains("GATE PASSED"));
 }
 
-#[tokio::test]
-async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
+/// Starts a run of 300 flows whose JSON report goes to a FIFO that is opened and never read,
+/// and returns once its HTML report is in place (renamed before the FIFO is written, whose
+/// write then stalls): the run is over, its reports being written.
+async fn run_stalled_on_a_fifo(
+    out: &Path,
+    stderr: impl Into<Stdio>,
+) -> (std::process::Child, std::process::Child, std::path::PathBuf) {
     let staging = ok_staging().await;
     let dir = many_flows(&staging.uri(), 300);
-    let out = tempfile::tempdir().unwrap();
-    let (fifo, mut reader) = stalled_fifo(out.path());
-    let html = out.path().join("r.html");
-    let mut child = binary::process()
+    let (fifo, reader) = stalled_fifo(out);
+    let html = out.join("r.html");
+    let child = binary::process()
         .arg("run")
         .arg(dir.path())
         .arg("--quiet")
@@ -102,10 +106,9 @@ async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
         .arg("--html")
         .arg(&html)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
-    // The HTML is renamed into place before the FIFO is written, and the write then stalls.
     for _ in 0..100 {
         if html.exists() {
             break;
@@ -114,6 +117,13 @@ async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
     }
     assert!(html.exists(), "the HTML was written first");
     tokio::time::sleep(Duration::from_millis(300)).await;
+    (child, reader, html)
+}
+
+#[tokio::test]
+async fn a_signal_while_reports_are_written_leaves_no_report_saying_pass() {
+    let out = tempfile::tempdir().unwrap();
+    let (mut child, mut reader, html) = run_stalled_on_a_fifo(out.path(), Stdio::null()).await;
     binary::signal(child.id(), "TERM");
     let status = child.wait().unwrap();
     let _ = reader.kill();
@@ -314,31 +324,9 @@ async fn a_signal_stops_the_run_even_when_standard_error_cannot_be_written() {
 /// finding: the message panicked after the removal, and the gate went on to exit 0).
 #[tokio::test]
 async fn a_signal_while_reports_are_written_ends_130_even_when_standard_error_cannot_be_written() {
-    let staging = ok_staging().await;
-    let dir = many_flows(&staging.uri(), 300);
     let out = tempfile::tempdir().unwrap();
-    let (fifo, mut reader) = stalled_fifo(out.path());
-    let html = out.path().join("r.html");
-    let mut child = binary::process()
-        .arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
-        .arg("--json")
-        .arg(&fifo)
-        .arg("--html")
-        .arg(&html)
-        .stdout(Stdio::null())
-        .stderr(closed_stderr())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if html.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(html.exists(), "the HTML was written first");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut child, mut reader, html) = run_stalled_on_a_fifo(out.path(), closed_stderr()).await;
+    let fifo = out.path().join("fifo");
     binary::signal(child.id(), "TERM");
     // The report waiting for the FIFO's reader then goes through.
     let mut drain = std::process::Command::new("cat")

@@ -234,7 +234,6 @@ async fn a_signal_as_the_run_ends_never_leaves_exit_0_without_its_reports() {
 /// the process, exit 153, the temporary file left behind).
 #[tokio::test]
 async fn a_report_over_the_file_size_limit_fails_the_gate_and_leaves_nothing() {
-    use std::os::unix::process::CommandExt;
     let staging = ok_staging().await;
     let dir = many_flows(&staging.uri(), 300);
     let out = tempfile::tempdir().unwrap();
@@ -247,20 +246,7 @@ async fn a_report_over_the_file_size_limit_fails_the_gate_and_leaves_nothing() {
         .arg(&json)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 8192,
-                rlim_max: 8192,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    with_file_size_limit(&mut cmd, 8192);
     let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
@@ -272,6 +258,52 @@ async fn a_report_over_the_file_size_limit_fails_the_gate_and_leaves_nothing() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// Runs `cmd` with a file size limit of `bytes` (`ulimit -f`).
+fn with_file_size_limit(cmd: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// A step summary that cannot be appended whole is taken back: the gate fails for it, and no
+/// summary cut short says PASS above it (attack finding: "GATE PASSED" was left, cut off).
+#[tokio::test]
+async fn a_step_summary_cut_short_is_taken_back() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 3);
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.md");
+    let earlier = format!("{}\n", "x".repeat(900));
+    std::fs::write(&summary, &earlier).unwrap();
+    let mut cmd = binary::process();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    with_file_size_limit(&mut cmd, 1024);
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write step summary"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), earlier);
 }
 
 /// A standard error nobody reads: writing to it fails (`EPIPE`).

@@ -203,10 +203,20 @@ impl Prepared {
                 fill(&mut bytes)?;
                 write_watched(io::stdout(), bytes)
             }
-            Sink::Through(file) | Sink::Append(file) => {
+            Sink::Through(file) => {
                 let mut bytes = Vec::new();
                 fill(&mut bytes)?;
                 write_watched(file.try_clone()?, bytes)
+            }
+            Sink::Append(file) => {
+                let mut bytes = Vec::new();
+                fill(&mut bytes)?;
+                // An append that fails part-way is taken back: cut short, it could still say
+                // PASS above a gate that fails for it.
+                let before = file.metadata()?.len();
+                write_watched(file.try_clone()?, bytes).inspect_err(|_| {
+                    let _ = file.set_len(before);
+                })
             }
             Sink::Atomic { file, .. } => {
                 file.set_len(0)?;

@@ -1708,7 +1708,9 @@ fn finish(
     let summary = terminal::summary(&report, detail);
     // A report on standard output keeps it clean: the human summary goes to stderr.
     if reports_to_stdout(out) > 0 {
-        eprint!("{summary}");
+        // Not `eprint!`, which panics when standard error cannot be written: the exit code
+        // still says what the verdict is.
+        let _ = write!(std::io::stderr(), "{summary}");
     } else {
         print_out(format_args!("{summary}"));
     }

@@ -306,6 +306,30 @@ async fn a_step_summary_cut_short_is_taken_back() {
     assert_eq!(std::fs::read_to_string(&summary).unwrap(), earlier);
 }
 
+/// With the report on standard output, a summary that cannot be written to standard error is
+/// no panic: the exit code and the report say the verdict (attack finding: exit 101).
+#[tokio::test]
+async fn a_summary_that_cannot_be_written_to_standard_error_is_no_panic() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 1);
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut cmd = binary::process();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--json")
+        .arg("-")
+        .stderr(full);
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["verdict"], "pass", "{report}");
+}
+
 /// A standard error nobody reads: writing to it fails (`EPIPE`).
 fn closed_stderr() -> std::io::PipeWriter {
     let (reader, writer) = std::io::pipe().unwrap();

@@ -211,12 +211,7 @@ impl Prepared {
             Sink::Append(file) => {
                 let mut bytes = Vec::new();
                 fill(&mut bytes)?;
-                // An append that fails part-way is taken back: cut short, it could still say
-                // PASS above a gate that fails for it.
-                let before = file.metadata()?.len();
-                write_watched(file.try_clone()?, bytes).inspect_err(|_| {
-                    let _ = file.set_len(before);
-                })
+                append_or_take_back(file, &bytes)
             }
             Sink::Atomic { file, .. } => {
                 file.set_len(0)?;
@@ -274,6 +269,44 @@ impl Prepared {
             Sink::Stdout | Sink::Through(_) | Sink::Append(_) => Ok(()),
         }
     }
+}
+
+/// Appends `bytes` to `file` (a regular file, opened to append). An append that fails part-way
+/// is taken back: cut short, it could still say PASS above a gate that fails for it. Only when
+/// the file grew by what this wrote and nothing else, so that what another process appended
+/// meanwhile (two runs sharing a step summary) is never cut.
+fn append_or_take_back(mut file: &File, bytes: &[u8]) -> io::Result<()> {
+    let before = file.metadata()?.len();
+    let mut written = 0;
+    while written < bytes.len() {
+        match file.write(&bytes[written..]) {
+            Ok(0) => {
+                return Err(take_back(
+                    file,
+                    before,
+                    written,
+                    io::ErrorKind::WriteZero.into(),
+                ));
+            }
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(take_back(file, before, written, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Cuts `file` back to `before` when it holds exactly that and the `written` bytes of a failed
+/// append; returns the append's error.
+fn take_back(file: &File, before: u64, written: usize, error: io::Error) -> io::Error {
+    if written > 0
+        && file
+            .metadata()
+            .is_ok_and(|m| m.len() == before + written as u64)
+    {
+        let _ = file.set_len(before);
+    }
+    error
 }
 
 impl Drop for Prepared {
@@ -423,6 +456,27 @@ fn open_waiting(path: PathBuf) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_append_is_taken_back_unless_another_writer_appended_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.md");
+        std::fs::write(&path, "earlier\n").unwrap();
+        let ours = OpenOptions::new().append(true).open(&path).unwrap();
+        // Ours alone: the 4 bytes it wrote are cut.
+        (&ours).write_all(b"PASS").unwrap();
+        let _ = take_back(&ours, 8, 4, io::ErrorKind::StorageFull.into());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier\n");
+        // Another process appended after ours: nothing is cut.
+        (&ours).write_all(b"PASS").unwrap();
+        let mut other = OpenOptions::new().append(true).open(&path).unwrap();
+        other.write_all(b"theirs\n").unwrap();
+        let _ = take_back(&ours, 8, 4, io::ErrorKind::StorageFull.into());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "earlier\nPASStheirs\n"
+        );
+    }
 
     fn files_in(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -466,10 +466,24 @@ fn write_reports(
         commit_all(reversible, verdict, report, build, flows);
     let mut through = through;
     through.sort_by_key(|o| o.dest.write_through_rank());
+    let mut appended: Vec<Output> = Vec::new();
     for mut output in through {
-        if let Err(e) = output.stage(&report, flows) {
-            verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
-            report = rewrite(&committed, &mut verdict, build, flows);
+        match output.stage(&report, flows) {
+            Ok(()) if output.kind == ReportKind::StepSummary => appended.push(output),
+            Ok(()) => {}
+            Err(e) => {
+                verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
+                report = rewrite(&committed, &mut verdict, build, flows);
+                // The step summary appended before says the verdict it had then: it is
+                // taken back and appended again (after it, should another process have
+                // appended meanwhile).
+                crate::fs::write::take_back_appended();
+                for summary in &mut appended {
+                    if let Err(e) = summary.stage(&report, flows) {
+                        verdict = verdict.add_reason(not_written(summary.kind, &summary.path, &e));
+                    }
+                }
+            }
         }
     }
     (verdict, report)
@@ -622,6 +636,9 @@ fn rewrite(
         // The flows come from the spool, which is still open even where its file was
         // replaced.
         let rewritten = Prepared::report(path).and_then(|mut dest| {
+            if let Some(tmp) = dest.staging_path() {
+                staged(tmp);
+            }
             dest.stage(|out| kind.render(&report, flows, out))?;
             dest.commit()
         });
@@ -699,7 +716,16 @@ static ENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn end_interrupted(message: &str) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     remove_committed();
-    say(message);
+    crate::fs::write::take_back_appended();
+    // Said on a thread of its own, waited for a moment only: a standard error that nobody
+    // reads must not keep the process from ending.
+    let (said, saying) = std::sync::mpsc::channel();
+    let message = message.to_string();
+    let _ = std::thread::Builder::new().spawn(move || {
+        say(&message);
+        let _ = said.send(());
+    });
+    let _ = saying.recv_timeout(std::time::Duration::from_millis(200));
     // SAFETY: `_exit` ends the process; nothing of ours runs after it.
     unsafe { libc::_exit(130) }
 }
@@ -1702,7 +1728,7 @@ fn finish(
     let (verdict, report) = write_reports(out, verdict, build, flows, early_json);
     for reason in verdict.reasons() {
         if let Reason::ReportNotWritten(failure) = reason {
-            eprintln!("error: {failure}");
+            say(&format!("error: {failure}"));
         }
     }
     let summary = terminal::summary(&report, detail);

@@ -247,9 +247,7 @@ async fn a_report_over_the_file_size_limit_fails_the_gate_and_leaves_nothing() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     with_file_size_limit(&mut cmd, 8192);
-    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let output = finished(cmd).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write JSON report"), "{stderr}");
@@ -297,9 +295,7 @@ async fn a_step_summary_cut_short_is_taken_back() {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     with_file_size_limit(&mut cmd, 1024);
-    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+    let output = finished(cmd).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write step summary"), "{stderr}");
@@ -312,22 +308,160 @@ async fn a_step_summary_cut_short_is_taken_back() {
 async fn a_summary_that_cannot_be_written_to_standard_error_is_no_panic() {
     let staging = ok_staging().await;
     let dir = many_flows(&staging.uri(), 1);
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
     let mut cmd = binary::process();
     cmd.arg("run")
         .arg(dir.path())
         .arg("--json")
         .arg("-")
-        .stderr(full);
-    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
+        .stderr(dev_full());
+    let output = finished(cmd).await;
     assert_eq!(output.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["verdict"], "pass", "{report}");
+}
+
+/// A report that cannot be written, with standard error unwritable too, is exit 1, no panic
+/// (attack finding: the error line panicked, exit 101).
+#[tokio::test]
+async fn a_report_that_cannot_be_written_with_standard_error_unwritable_is_exit_1() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 1);
+    let mut cmd = binary::process();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg("/dev/full")
+        .stdout(Stdio::null())
+        .stderr(dev_full());
+    let output = finished(cmd).await;
+    assert_eq!(output.status.code(), Some(1));
+}
+
+/// A signal while reports are written ends the process with 130 even when standard error is a
+/// full pipe nobody reads (attack finding: the message blocked while the exit's lock was held,
+/// and the process hung until killed).
+#[tokio::test]
+async fn a_signal_while_reports_are_written_ends_130_even_when_standard_error_is_full() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    // SAFETY: fcntl on a pipe this test owns.
+    let size = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size > 0);
+    writer.write_all(&vec![b'x'; size as usize]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (mut child, mut fifo_reader, html) = run_stalled_on_a_fifo(out.path(), writer).await;
+    binary::signal(child.id(), "TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    })
+    .await
+    .unwrap();
+    let _ = fifo_reader.kill();
+    let _ = fifo_reader.wait();
+    drop(reader);
+    assert_eq!(status.expect("ended within 10 s").code(), Some(130));
+    assert!(!html.exists(), "no report stays beside exit 130");
+}
+
+/// The step summary says the verdict the gate ends with: appended before a report on standard
+/// output that then fails, it is taken back and appended again (attack finding: it said GATE
+/// PASSED beside exit 1).
+#[tokio::test]
+async fn a_step_summary_follows_a_verdict_changed_after_it() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 1);
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.md");
+    std::fs::write(&summary, "earlier\n").unwrap();
+    let mut cmd = binary::process();
+    cmd.arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg("-")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .stdout(dev_full())
+        .stderr(Stdio::null());
+    let output = finished(cmd).await;
+    assert_eq!(output.status.code(), Some(1));
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(text.starts_with("earlier\n"), "{text}");
+    assert!(text.contains("GATE FAILED"), "{text}");
+    assert!(!text.contains("GATE PASSED"), "{text}");
+}
+
+/// A signal while a report is written to standard output takes back the step summary
+/// appended before it: exit 130 leaves nothing that says PASS (attack finding).
+#[tokio::test]
+async fn a_signal_takes_back_the_step_summary() {
+    use std::os::fd::AsRawFd;
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 300);
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.md");
+    std::fs::write(&summary, "earlier\n").unwrap();
+    // A small pipe nobody reads: the JSON report on standard output stalls in it.
+    let (reader, writer) = std::io::pipe().unwrap();
+    // SAFETY: fcntl on a pipe this test owns.
+    unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    let mut child = binary::process()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--quiet")
+        .arg("--json")
+        .arg("-")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::fs::read_to_string(&summary)
+            .unwrap()
+            .contains("GATE PASSED")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.contains("GATE PASSED"),
+        "appended before the report: {text}"
+    );
+    binary::signal(child.id(), "TERM");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    drop(reader);
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), "earlier\n");
+}
+
+/// A file whose every write fails: the device that is always full.
+fn dev_full() -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+}
+
+/// Runs `cmd` to its end, off the test's runtime (the staging server runs on it).
+async fn finished(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 /// A standard error nobody reads: writing to it fails (`EPIPE`).

@@ -211,7 +211,18 @@ impl Prepared {
             Sink::Append(file) => {
                 let mut bytes = Vec::new();
                 fill(&mut bytes)?;
-                append_or_take_back(file, &bytes)
+                let before = file.metadata()?.len();
+                append_or_take_back(file, &bytes)?;
+                let appended = Appended {
+                    file: file.try_clone()?,
+                    before,
+                    written: bytes.len(),
+                };
+                APPENDED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(appended);
+                Ok(())
             }
             Sink::Atomic { file, .. } => {
                 file.set_len(0)?;
@@ -294,6 +305,32 @@ fn append_or_take_back(mut file: &File, bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An append made whole (the step summary), which a later failure or a signal may still have to
+/// take back: it says the verdict it was written with.
+struct Appended {
+    file: File,
+    before: u64,
+    written: usize,
+}
+
+/// Every append made whole so far, in order.
+static APPENDED: std::sync::Mutex<Vec<Appended>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes back every append made whole so far (see [`take_back`]: never what another process
+/// appended after it), the last first; returns whether any was. For a verdict that changed
+/// after they were written, and for a signal that ends the process with none of its reports.
+pub fn take_back_appended() -> bool {
+    let mut appended = APPENDED.lock().unwrap_or_else(|e| e.into_inner());
+    let mut any = false;
+    while let Some(a) = appended.pop() {
+        let length = a.file.metadata().map(|m| m.len());
+        if length.is_ok_and(|l| l == a.before + a.written as u64) {
+            any |= a.file.set_len(a.before).is_ok();
+        }
+    }
+    any
 }
 
 /// Cuts `file` back to `before` when it holds exactly that and the `written` bytes of a failed

@@ -369,7 +369,19 @@ struct Output {
     grown: bool,
 }
 
+/// What opens a step summary appended again after the verdict changed.
+const REPLACES_SUMMARY: &[u8] =
+    b"\n> The verdict changed after the summary above was written: this one replaces it.\n";
+
 impl Output {
+    /// Writes the step summary again, after one that no longer holds.
+    fn stage_again(&mut self, report: &Report, flows: AllFlows) -> std::io::Result<()> {
+        self.dest.stage(|out| {
+            out.write_all(REPLACES_SUMMARY)?;
+            self.kind.render(report, flows, out)
+        })
+    }
+
     /// Writes the report into the destination (its temporary file, or through).
     fn stage(&mut self, report: &Report, flows: AllFlows) -> std::io::Result<()> {
         match flows {
@@ -474,12 +486,11 @@ fn write_reports(
             Err(e) => {
                 verdict = verdict.add_reason(not_written(output.kind, &output.path, &e));
                 report = rewrite(&committed, &mut verdict, build, flows);
-                // The step summary appended before says the verdict it had then: it is
-                // taken back and appended again (after it, should another process have
-                // appended meanwhile).
-                crate::fs::write::take_back_appended();
+                // The step summary appended before says the verdict it had then, and cannot
+                // be taken back (another process may have appended after it): the summary is
+                // appended again, saying that it replaces the one above.
                 for summary in &mut appended {
-                    if let Err(e) = summary.stage(&report, flows) {
+                    if let Err(e) = summary.stage_again(&report, flows) {
                         verdict = verdict.add_reason(not_written(summary.kind, &summary.path, &e));
                     }
                 }
@@ -711,12 +722,16 @@ fn say(message: &str) {
 /// no exit 0 can follow a signal that removed the reports.
 static ENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// What a signal that ends the run while its reports are written appends to a step summary
+/// already appended.
+const INTERRUPTED_SUMMARY: &str = "\n## ⛔ preflight: interrupted\n\nThe run was stopped while its reports were written (exit 130): no report was kept, and the summary above does not hold.\n";
+
 /// Ends the process with 130 at once, removing the reports already in place (see
 /// [`remove_committed`]): a signal while they are written leaves none to say PASS.
 fn end_interrupted(message: &str) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     remove_committed();
-    crate::fs::write::take_back_appended();
+    crate::fs::write::seal_appends(INTERRUPTED_SUMMARY);
     // Said on a thread of its own, waited for a moment only: a standard error that nobody
     // reads must not keep the process from ending.
     let (said, saying) = std::sync::mpsc::channel();

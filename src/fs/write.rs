@@ -211,17 +211,12 @@ impl Prepared {
             Sink::Append(file) => {
                 let mut bytes = Vec::new();
                 fill(&mut bytes)?;
-                let before = file.metadata()?.len();
+                let mut appends = APPENDS.lock().unwrap_or_else(|e| e.into_inner());
+                if appends.sealed {
+                    return Err(io::Error::other("the run was interrupted"));
+                }
                 append_or_take_back(file, &bytes)?;
-                let appended = Appended {
-                    file: file.try_clone()?,
-                    before,
-                    written: bytes.len(),
-                };
-                APPENDED
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(appended);
+                appends.files.push(file.try_clone()?);
                 Ok(())
             }
             Sink::Atomic { file, .. } => {
@@ -307,30 +302,26 @@ fn append_or_take_back(mut file: &File, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// An append made whole (the step summary), which a later failure or a signal may still have to
-/// take back: it says the verdict it was written with.
-struct Appended {
-    file: File,
-    before: u64,
-    written: usize,
+/// The files appended to so far (the step summary), and whether appending is over.
+struct Appends {
+    files: Vec<File>,
+    sealed: bool,
 }
 
-/// Every append made whole so far, in order.
-static APPENDED: std::sync::Mutex<Vec<Appended>> = std::sync::Mutex::new(Vec::new());
+static APPENDS: std::sync::Mutex<Appends> = std::sync::Mutex::new(Appends {
+    files: Vec::new(),
+    sealed: false,
+});
 
-/// Takes back every append made whole so far (see [`take_back`]: never what another process
-/// appended after it), the last first; returns whether any was. For a verdict that changed
-/// after they were written, and for a signal that ends the process with none of its reports.
-pub fn take_back_appended() -> bool {
-    let mut appended = APPENDED.lock().unwrap_or_else(|e| e.into_inner());
-    let mut any = false;
-    while let Some(a) = appended.pop() {
-        let length = a.file.metadata().map(|m| m.len());
-        if length.is_ok_and(|l| l == a.before + a.written as u64) {
-            any |= a.file.set_len(a.before).is_ok();
-        }
+/// Ends appending: `note` is appended to every file appended to so far, and any later append
+/// fails. For a signal that ends the process with none of its reports: what was appended
+/// cannot be taken back without cutting what another process may have appended after it.
+pub fn seal_appends(note: &str) {
+    let mut appends = APPENDS.lock().unwrap_or_else(|e| e.into_inner());
+    appends.sealed = true;
+    for mut file in &appends.files {
+        let _ = file.write_all(note.as_bytes());
     }
-    any
 }
 
 /// Cuts `file` back to `before` when it holds exactly that and the `written` bytes of a failed

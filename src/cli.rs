@@ -492,6 +492,9 @@ fn write_reports(
                 for summary in &mut appended {
                     if let Err(e) = summary.stage_again(&report, flows) {
                         verdict = verdict.add_reason(not_written(summary.kind, &summary.path, &e));
+                        // Nothing follows the summary that no longer holds (a full disk):
+                        // it is cut back, unless another process appended after it.
+                        crate::fs::write::take_back_appends();
                     }
                 }
             }

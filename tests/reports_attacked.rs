@@ -374,6 +374,21 @@ async fn a_signal_while_reports_are_written_ends_130_even_when_standard_error_is
     assert!(!html.exists(), "no report stays beside exit 130");
 }
 
+/// A run that passes, appends its step summary to `summary`, then fails: its JSON report goes
+/// to a standard output that cannot be written.
+fn failing_after_the_summary(suite: &Path, summary: &Path) -> std::process::Command {
+    let mut cmd = binary::process();
+    cmd.arg("run")
+        .arg(suite)
+        .arg("--quiet")
+        .arg("--json")
+        .arg("-")
+        .env("GITHUB_STEP_SUMMARY", summary)
+        .stdout(dev_full())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// The step summary ends with the verdict the gate ends with: appended before a report on
 /// standard output that then fails, it is appended again, saying it replaces the one above
 /// (attack finding: it said GATE PASSED beside exit 1).
@@ -384,16 +399,7 @@ async fn a_step_summary_follows_a_verdict_changed_after_it() {
     let out = tempfile::tempdir().unwrap();
     let summary = out.path().join("summary.md");
     std::fs::write(&summary, "earlier\n").unwrap();
-    let mut cmd = binary::process();
-    cmd.arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
-        .arg("--json")
-        .arg("-")
-        .env("GITHUB_STEP_SUMMARY", &summary)
-        .stdout(dev_full())
-        .stderr(Stdio::null());
-    let output = finished(cmd).await;
+    let output = finished(failing_after_the_summary(dir.path(), &summary)).await;
     assert_eq!(output.status.code(), Some(1));
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(text.starts_with("earlier\n"), "{text}");
@@ -401,6 +407,37 @@ async fn a_step_summary_follows_a_verdict_changed_after_it() {
     assert!(before.contains("GATE PASSED"), "{text}");
     assert!(last.contains("GATE FAILED"), "{text}");
     assert!(!last.contains("GATE PASSED"), "{text}");
+}
+
+/// When the summary appended again (the verdict changed after it) does not fit (a full disk),
+/// the one that no longer holds is cut back: it is never left last beside exit 1 (attack
+/// finding).
+#[tokio::test]
+async fn a_step_summary_that_no_longer_holds_is_cut_back_when_nothing_can_follow_it() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 1);
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.md");
+    let run = |limit: Option<u64>| {
+        let mut cmd = failing_after_the_summary(dir.path(), &summary);
+        if let Some(bytes) = limit {
+            with_file_size_limit(&mut cmd, bytes);
+        }
+        cmd
+    };
+    // Once without a limit, to learn how long the first summary is.
+    std::fs::write(&summary, "").unwrap();
+    assert_eq!(finished(run(None)).await.status.code(), Some(1));
+    let first = std::fs::read_to_string(&summary)
+        .unwrap()
+        .find("\n> The verdict changed")
+        .expect("appended again") as u64;
+    let earlier = "earlier\n";
+    std::fs::write(&summary, earlier).unwrap();
+    let limit = earlier.len() as u64 + first + first / 2;
+    let output = finished(run(Some(limit))).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&summary).unwrap(), earlier);
 }
 
 /// A signal while a report is written to standard output ends the step summary appended

@@ -215,8 +215,13 @@ impl Prepared {
                 if appends.sealed {
                     return Err(io::Error::other("the run was interrupted"));
                 }
+                let before = file.metadata()?.len();
                 append_or_take_back(file, &bytes)?;
-                appends.files.push(file.try_clone()?);
+                appends.made.push(Appended {
+                    file: file.try_clone()?,
+                    before,
+                    written: bytes.len(),
+                });
                 Ok(())
             }
             Sink::Atomic { file, .. } => {
@@ -302,25 +307,55 @@ fn append_or_take_back(mut file: &File, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The files appended to so far (the step summary), and whether appending is over.
+/// An append made whole (the step summary): where it starts and how long it is.
+struct Appended {
+    file: File,
+    before: u64,
+    written: usize,
+}
+
+/// The appends made so far, and whether appending is over.
 struct Appends {
-    files: Vec<File>,
+    made: Vec<Appended>,
     sealed: bool,
 }
 
 static APPENDS: std::sync::Mutex<Appends> = std::sync::Mutex::new(Appends {
-    files: Vec::new(),
+    made: Vec::new(),
     sealed: false,
 });
 
-/// Ends appending: `note` is appended to every file appended to so far, and any later append
-/// fails. For a signal that ends the process with none of its reports: what was appended
-/// cannot be taken back without cutting what another process may have appended after it.
+/// Ends appending: `note` is appended after every append made so far, and any later append
+/// fails. For a signal that ends the process with none of its reports. A whole append is not
+/// cut back (another process may have appended after it), unless the note cannot be written
+/// (a full disk): then it is, when the file holds exactly what it held and that append.
 pub fn seal_appends(note: &str) {
     let mut appends = APPENDS.lock().unwrap_or_else(|e| e.into_inner());
     appends.sealed = true;
-    for mut file in &appends.files {
-        let _ = file.write_all(note.as_bytes());
+    for made in &appends.made {
+        if append_or_take_back(&made.file, note.as_bytes()).is_err() {
+            let _ = take_back(
+                &made.file,
+                made.before,
+                made.written,
+                io::ErrorKind::Other.into(),
+            );
+        }
+    }
+}
+
+/// Cuts back every append made so far, when its file holds exactly what it held and that
+/// append: for an append that no longer holds and could not be followed by one that does (a
+/// full disk).
+pub fn take_back_appends() {
+    let appends = APPENDS.lock().unwrap_or_else(|e| e.into_inner());
+    for made in appends.made.iter().rev() {
+        let _ = take_back(
+            &made.file,
+            made.before,
+            made.written,
+            io::ErrorKind::Other.into(),
+        );
     }
 }
 

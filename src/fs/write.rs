@@ -325,22 +325,19 @@ static APPENDS: std::sync::Mutex<Appends> = std::sync::Mutex::new(Appends {
     sealed: false,
 });
 
-/// Ends appending: `note` is appended after every append made so far, and any later append
-/// fails. For a signal that ends the process with none of its reports. A whole append is not
-/// cut back (another process may have appended after it), unless the note cannot be written
-/// (a full disk): then it is, when the file holds exactly what it held and that append.
+/// Ends appending: `note` is appended after the last append made (a run appends to one file,
+/// the step summary), and any later append fails. For a signal that ends the process with
+/// none of its reports. A whole append is not cut back (another process may have appended
+/// after it), unless the note cannot be written (a full disk): then every one is, the last
+/// first, when its file holds exactly what it held and that append.
 pub fn seal_appends(note: &str) {
     let mut appends = APPENDS.lock().unwrap_or_else(|e| e.into_inner());
     appends.sealed = true;
-    for made in &appends.made {
-        if append_or_take_back(&made.file, note.as_bytes()).is_err() {
-            let _ = take_back(
-                &made.file,
-                made.before,
-                made.written,
-                io::ErrorKind::Other.into(),
-            );
-        }
+    let Some(last) = appends.made.last() else {
+        return;
+    };
+    if append_or_take_back(&last.file, note.as_bytes()).is_err() {
+        cut_back(&appends.made);
     }
 }
 
@@ -348,8 +345,12 @@ pub fn seal_appends(note: &str) {
 /// append: for an append that no longer holds and could not be followed by one that does (a
 /// full disk).
 pub fn take_back_appends() {
-    let appends = APPENDS.lock().unwrap_or_else(|e| e.into_inner());
-    for made in appends.made.iter().rev() {
+    cut_back(&APPENDS.lock().unwrap_or_else(|e| e.into_inner()).made);
+}
+
+/// Cuts back `made`, the last first (each cut leaves the one before last in its file).
+fn cut_back(made: &[Appended]) {
+    for made in made.iter().rev() {
         let _ = take_back(
             &made.file,
             made.before,
@@ -519,6 +520,26 @@ fn open_waiting(path: PathBuf) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appends_that_no_longer_hold_are_cut_back_the_last_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.md");
+        std::fs::write(&path, "foreign\n").unwrap();
+        let file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut made = Vec::new();
+        for summary in ["PASS\n", "FAIL, replaces it\n"] {
+            let before = file.metadata().unwrap().len();
+            (&file).write_all(summary.as_bytes()).unwrap();
+            made.push(Appended {
+                file: file.try_clone().unwrap(),
+                before,
+                written: summary.len(),
+            });
+        }
+        cut_back(&made);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "foreign\n");
+    }
 
     #[test]
     fn a_failed_append_is_taken_back_unless_another_writer_appended_meanwhile() {

@@ -39,6 +39,40 @@ async fn ok_staging() -> MockServer {
     server
 }
 
+/// `preflight run SUITE --quiet`, as the binary is run for a user, the rest to add.
+fn quiet_run(suite: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut cmd = binary::process();
+    cmd.arg("run").arg(suite).arg("--quiet");
+    cmd
+}
+
+/// Waits up to `limit` for `child` to end (killing it past that): its exit status and what it
+/// wrote to standard error, when that was piped.
+async fn ended_within(
+    mut child: std::process::Child,
+    limit: Duration,
+) -> Option<(std::process::ExitStatus, String)> {
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    use std::io::Read;
+                    pipe.read_to_string(&mut stderr).unwrap();
+                }
+                return Some((status, stderr));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    })
+    .await
+    .unwrap()
+}
+
 /// A FIFO that a process opens for reading and never reads.
 fn stalled_fifo(dir: &Path) -> (std::path::PathBuf, std::process::Child) {
     let fifo = dir.join("fifo");
@@ -97,10 +131,7 @@ async fn run_stalled_on_a_fifo(
     let dir = many_flows(&staging.uri(), 300);
     let (fifo, reader) = stalled_fifo(out);
     let html = out.join("r.html");
-    let child = binary::process()
-        .arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
+    let child = quiet_run(dir.path())
         .arg("--json")
         .arg(&fifo)
         .arg("--html")
@@ -142,38 +173,14 @@ async fn a_report_to_standard_output_whose_reader_stops_reading_still_ends_the_g
     let staging = ok_staging().await;
     let dir = many_flows(&staging.uri(), 300);
     let (reader, writer) = std::io::pipe().unwrap();
-    let mut child = binary::process()
-        .arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
+    let child = quiet_run(dir.path())
         .arg("--json")
         .arg("-")
         .stdout(writer)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ended = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(40) {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                use std::io::Read;
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut stderr)
-                    .unwrap();
-                return Some((status, stderr));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    })
-    .await
-    .unwrap();
+    let ended = ended_within(child, Duration::from_secs(40)).await;
     drop(reader);
     let (status, stderr) = ended.expect("the gate ended within 40 s");
     assert_eq!(status.code(), Some(1), "{stderr}");
@@ -238,11 +245,8 @@ async fn a_report_over_the_file_size_limit_fails_the_gate_and_leaves_nothing() {
     let dir = many_flows(&staging.uri(), 300);
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("r.json");
-    let mut cmd = binary::process();
-    cmd.arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
-        .arg("--json")
+    let mut cmd = quiet_run(dir.path());
+    cmd.arg("--json")
         .arg(&json)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -287,11 +291,8 @@ async fn a_step_summary_cut_short_is_taken_back() {
     let summary = out.path().join("summary.md");
     let earlier = format!("{}\n", "x".repeat(900));
     std::fs::write(&summary, &earlier).unwrap();
-    let mut cmd = binary::process();
-    cmd.arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
-        .env("GITHUB_STEP_SUMMARY", &summary)
+    let mut cmd = quiet_run(dir.path());
+    cmd.env("GITHUB_STEP_SUMMARY", &summary)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     with_file_size_limit(&mut cmd, 1024);
@@ -326,11 +327,8 @@ async fn a_summary_that_cannot_be_written_to_standard_error_is_no_panic() {
 async fn a_report_that_cannot_be_written_with_standard_error_unwritable_is_exit_1() {
     let staging = ok_staging().await;
     let dir = many_flows(&staging.uri(), 1);
-    let mut cmd = binary::process();
-    cmd.arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
-        .arg("--json")
+    let mut cmd = quiet_run(dir.path());
+    cmd.arg("--json")
         .arg("/dev/full")
         .stdout(Stdio::null())
         .stderr(dev_full());
@@ -351,37 +349,22 @@ async fn a_signal_while_reports_are_written_ends_130_even_when_standard_error_is
     assert!(size > 0);
     writer.write_all(&vec![b'x'; size as usize]).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let (mut child, mut fifo_reader, html) = run_stalled_on_a_fifo(out.path(), writer).await;
+    let (child, mut fifo_reader, html) = run_stalled_on_a_fifo(out.path(), writer).await;
     binary::signal(child.id(), "TERM");
-    let status = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    })
-    .await
-    .unwrap();
+    let ended = ended_within(child, Duration::from_secs(10)).await;
     let _ = fifo_reader.kill();
     let _ = fifo_reader.wait();
     drop(reader);
-    assert_eq!(status.expect("ended within 10 s").code(), Some(130));
+    let (status, _) = ended.expect("ended within 10 s");
+    assert_eq!(status.code(), Some(130));
     assert!(!html.exists(), "no report stays beside exit 130");
 }
 
 /// A run that passes, appends its step summary to `summary`, then fails: its JSON report goes
 /// to a standard output that cannot be written.
 fn failing_after_the_summary(suite: &Path, summary: &Path) -> std::process::Command {
-    let mut cmd = binary::process();
-    cmd.arg("run")
-        .arg(suite)
-        .arg("--quiet")
-        .arg("--json")
+    let mut cmd = quiet_run(suite);
+    cmd.arg("--json")
         .arg("-")
         .env("GITHUB_STEP_SUMMARY", summary)
         .stdout(dev_full())
@@ -455,10 +438,7 @@ async fn a_signal_ends_the_step_summary_with_a_note_that_it_does_not_hold() {
     let (reader, writer) = std::io::pipe().unwrap();
     // SAFETY: fcntl on a pipe this test owns.
     unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-    let mut child = binary::process()
-        .arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
+    let mut child = quiet_run(dir.path())
         .arg("--json")
         .arg("-")
         .env("GITHUB_STEP_SUMMARY", &summary)
@@ -530,10 +510,7 @@ async fn a_signal_stops_the_run_even_when_standard_error_cannot_be_written() {
     let dir = many_flows(&staging.uri(), 1);
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("r.json");
-    let mut child = binary::process()
-        .arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
+    let mut child = quiet_run(dir.path())
         .arg("--json")
         .arg(&json)
         .stdout(Stdio::null())
@@ -590,10 +567,7 @@ async fn a_signal_while_a_report_waits_for_its_reader_leaves_no_temporary_file()
     let out = tempfile::tempdir().unwrap();
     let fifo = out.path().join("fifo");
     binary::mkfifo(&fifo);
-    let mut child = binary::process()
-        .arg("run")
-        .arg(dir.path())
-        .arg("--quiet")
+    let mut child = quiet_run(dir.path())
         .arg("--junit")
         .arg(out.path().join("r.xml"))
         .arg("--markdown")

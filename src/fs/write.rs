@@ -289,22 +289,21 @@ impl Prepared {
 fn append_or_take_back(mut file: &File, bytes: &[u8]) -> io::Result<()> {
     let before = file.metadata()?.len();
     let mut written = 0;
-    while written < bytes.len() {
+    let appended = loop {
+        if written == bytes.len() {
+            break Ok(());
+        }
         match file.write(&bytes[written..]) {
-            Ok(0) => {
-                return Err(take_back(
-                    file,
-                    before,
-                    written,
-                    io::ErrorKind::WriteZero.into(),
-                ));
-            }
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => written += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(take_back(file, before, written, e)),
+            Err(e) => break Err(e),
         }
+    };
+    if appended.is_err() {
+        take_back(file, before, written);
     }
-    Ok(())
+    appended
 }
 
 /// An append made whole (the step summary): where it starts and how long it is.
@@ -351,18 +350,13 @@ pub fn take_back_appends() {
 /// Cuts back `made`, the last first (each cut leaves the one before last in its file).
 fn cut_back(made: &[Appended]) {
     for made in made.iter().rev() {
-        let _ = take_back(
-            &made.file,
-            made.before,
-            made.written,
-            io::ErrorKind::Other.into(),
-        );
+        take_back(&made.file, made.before, made.written);
     }
 }
 
-/// Cuts `file` back to `before` when it holds exactly that and the `written` bytes of a failed
-/// append; returns the append's error.
-fn take_back(file: &File, before: u64, written: usize, error: io::Error) -> io::Error {
+/// Cuts `file` back to `before` when it holds exactly that and the `written` bytes appended
+/// after it (nothing another process appended).
+fn take_back(file: &File, before: u64, written: usize) {
     if written > 0
         && file
             .metadata()
@@ -370,7 +364,6 @@ fn take_back(file: &File, before: u64, written: usize, error: io::Error) -> io::
     {
         let _ = file.set_len(before);
     }
-    error
 }
 
 impl Drop for Prepared {
@@ -549,13 +542,13 @@ mod tests {
         let ours = OpenOptions::new().append(true).open(&path).unwrap();
         // Ours alone: the 4 bytes it wrote are cut.
         (&ours).write_all(b"PASS").unwrap();
-        let _ = take_back(&ours, 8, 4, io::ErrorKind::StorageFull.into());
+        take_back(&ours, 8, 4);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier\n");
         // Another process appended after ours: nothing is cut.
         (&ours).write_all(b"PASS").unwrap();
         let mut other = OpenOptions::new().append(true).open(&path).unwrap();
         other.write_all(b"theirs\n").unwrap();
-        let _ = take_back(&ours, 8, 4, io::ErrorKind::StorageFull.into());
+        take_back(&ours, 8, 4);
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "earlier\nPASStheirs\n"

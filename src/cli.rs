@@ -687,6 +687,7 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
         SignalKind::user_defined2(),
         SignalKind::alarm(),
     ];
+    note_signals(&kinds);
     let Ok(mut listeners) = kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>() else {
         say("warning: cannot listen for signals; an interrupt will kill preflight without reports");
         return;
@@ -714,6 +715,23 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
     end_interrupted("interrupted again: exiting now");
 }
 
+/// Set in the signal handler itself when a signal of [`watch_signals`] comes. The task that
+/// acts on a signal may run only after the reports were written (a busy machine): [`exit`]
+/// reads this flag, so that a signal that came before the process ends is never followed by
+/// exit 0.
+static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
+    for kind in kinds {
+        // SAFETY: the action only stores to an atomic, which is async-signal-safe.
+        let _ = unsafe {
+            signal_hook_registry::register(kind.as_raw_value(), || {
+                SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst)
+            })
+        };
+    }
+}
+
 /// Writes `message` and a line break to standard error, whatever becomes of it (`eprintln!`
 /// panics when it cannot write).
 fn say(message: &str) {
@@ -733,6 +751,11 @@ const INTERRUPTED_SUMMARY: &str = "\n## ⛔ preflight: interrupted\n\nThe run wa
 /// [`remove_committed`]): a signal while they are written leaves none to say PASS.
 fn end_interrupted(message: &str) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
+    interrupted(message)
+}
+
+/// [`end_interrupted`] once [`ENDING`] is held.
+fn interrupted(message: &str) -> ! {
     remove_committed();
     crate::fs::write::seal_appends(INTERRUPTED_SUMMARY);
     // Said on a thread of its own, waited for a moment only: a standard error that nobody
@@ -845,6 +868,11 @@ fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 /// process with 130 before this exit can say otherwise.
 pub fn exit(code: ExitCode) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
+    // A signal came, and the verdict does not show it yet: its task did not get to run
+    // before the reports were written.
+    if code == ExitCode::SUCCESS && SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+        interrupted("\ninterrupted while writing reports: exiting now, no report kept");
+    }
     // A write to standard output that was given up (its reader took nothing) still holds its
     // lock: nothing more can be written there, and the verdict already says so.
     let flushed = if crate::fs::write::writer_stuck() {

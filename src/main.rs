@@ -3,7 +3,11 @@
 
 fn main() {
     #[cfg(feature = "mimalloc")]
-    allocator::tune();
+    allocator::tune(
+        std::env::args_os()
+            .nth(1)
+            .is_some_and(|command| command == "serve"),
+    );
     // A write past the file size limit (`ulimit -f`) fails (EFBIG), so that the report it was
     // for fails the gate and its temporary file is removed, instead of the signal killing the
     // process with an exit code of its own and the temporary file left behind.
@@ -91,8 +95,13 @@ mod allocator {
     /// counted while the run goes on. 100,000 probes peaked at 46 MiB instead of 62; at 0 ms
     /// every free is a system call and scenario 3 was a fifth slower.
     /// `MIMALLOC_PURGE_DELAY`, when set, is left to win (mimalloc reads it at start).
-    pub fn tune() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+    ///
+    /// A server (`serve`) keeps mimalloc's own delay: what one run frees, the next one uses
+    /// again, and purging it every 2 ms made each run hand its pages back and fault them in
+    /// again (`madvise` and its TLB shootdowns were 10% of a busy server's CPU; a 1,000-probe
+    /// `/run` answered 5 ms sooner without them).
+    pub fn tune(long_lived: bool) {
+        if long_lived || std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
             return;
         }
         // SAFETY: setting an option is a store into mimalloc's option table, valid at any

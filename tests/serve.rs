@@ -696,6 +696,55 @@ async fn sighup_reloads_the_suite_and_a_bad_reload_keeps_the_old_one() {
     assert!(serve.stderr().contains("two.toml"), "{}", serve.stderr());
 }
 
+/// The flows' series are the last run's only: a flow gone from the suite is gone from them,
+/// and each family is described once.
+#[tokio::test]
+async fn metrics_show_the_last_runs_flows_only() {
+    let staging = staging(200, Duration::ZERO).await;
+    let dir = suite(&staging.uri(), "", &[("health.toml", HEALTH)]);
+    let second = HEALTH.replace("\"health\"", "\"health-two\"");
+    std::fs::write(dir.path().join("two.toml"), second).unwrap();
+    let serve = Serve::start(dir.path(), &[], &[]);
+    assert_eq!(serve.post("/run", None, None).await.0, 200);
+    let m = samples(&serve.get("/metrics", None).await.1);
+    for flow in ["health", "health-two"] {
+        assert_eq!(
+            m[&format!(r#"preflight_flow_outcome{{flow="{flow}",outcome="passed"}}"#)],
+            1.0
+        );
+        assert!(m.contains_key(&format!(
+            r#"preflight_flow_duration_seconds{{flow="{flow}"}}"#
+        )));
+    }
+    std::fs::remove_file(dir.path().join("two.toml")).unwrap();
+    serve.signal("HUP");
+    wait_for(&serve, "suite reloaded").await;
+    assert_eq!(serve.post("/run", None, None).await.0, 200);
+    let (_, text) = serve.get("/metrics", None).await;
+    let m = samples(&text);
+    assert_eq!(
+        m[r#"preflight_flow_outcome{flow="health",outcome="passed"}"#],
+        1.0
+    );
+    assert!(!text.contains("health-two"), "{text}");
+    let flow_lines = text
+        .lines()
+        .filter(|l| l.starts_with("preflight_flow_outcome{"))
+        .count();
+    assert_eq!(
+        flow_lines, 4,
+        "one series per outcome of the one flow: {text}"
+    );
+    for family in ["flow_outcome", "flow_duration_seconds", "runs"] {
+        let help = format!("# HELP preflight_{family} ");
+        let described: Vec<_> = text.lines().filter(|l| l.starts_with(&help)).collect();
+        assert_eq!(described.len(), 1, "{text}");
+        assert!(described[0].ends_with('.'), "{text}");
+        let kind = format!("# TYPE preflight_{family} ");
+        assert_eq!(text.lines().filter(|l| l.starts_with(&kind)).count(), 1);
+    }
+}
+
 async fn wait_for(serve: &Serve, text: &str) {
     for _ in 0..200 {
         if serve.stderr().contains(text) {

@@ -391,7 +391,9 @@ impl Report {
     pub fn to_json(&self) -> String {
         let mut text = Vec::new();
         match self.write_json(&mut text) {
-            Ok(()) => String::from_utf8_lossy(&text).into_owned(),
+            // Valid UTF-8 as serde_json writes it: taken as it is, not copied.
+            Ok(()) => String::from_utf8(text)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             Err(e) => format!("{{\"error\": \"{e}\"}}\n"),
         }
     }

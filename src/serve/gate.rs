@@ -336,6 +336,9 @@ impl Gate {
             request.trigger.as_str(),
             crate::report::terminal::clean(&report.headline)
         );
+        // Taken apart on a blocking thread: the caller waits for the answer, not for a large
+        // run's results to be freed (0.4-0.5 ms of a 1,000-flow run's answer).
+        tokio::task::spawn_blocking(move || drop((result, report)));
         stored
     }
 

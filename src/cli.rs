@@ -415,9 +415,6 @@ impl Streaming {
             let mut head = Vec::new();
             json::write_head(&json::Head::current(&plan.settings.name), &mut head).ok()?;
             std::os::unix::fs::FileExt::write_all_at(&file, &head, 0).ok()?;
-            if let Some(path) = dest.staging_path() {
-                staged(path);
-            }
             Some(Spool::at(file, head.len() as u64))
         });
         // Without a JSON report growing in place, JSON or JUnit take the flows from a hidden
@@ -530,17 +527,12 @@ fn open_outputs(
             _ => Prepared::report(&path),
         };
         match opened {
-            Ok(dest) => {
-                if let Some(tmp) = dest.staging_path().filter(|_| !grown) {
-                    staged(tmp);
-                }
-                outputs.push(Output {
-                    kind,
-                    path,
-                    dest,
-                    grown,
-                })
-            }
+            Ok(dest) => outputs.push(Output {
+                kind,
+                path,
+                dest,
+                grown,
+            }),
             Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
         }
     }
@@ -575,38 +567,6 @@ fn stage_all(
     }
 }
 
-/// The report files renamed into place so far. A signal while the rest is written ends the
-/// process at once, and these are removed first: a file that says PASS must never stand
-/// beside an exit code of 130.
-static COMMITTED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-
-fn committed(path: &Path) {
-    let mut committed = COMMITTED.lock().unwrap_or_else(|e| e.into_inner());
-    committed.push(path.to_path_buf());
-}
-
-/// The reports' temporary files (the JSON report's from the start of the run, as it grows;
-/// the others' from when they are opened): an exit at once leaves none behind.
-static STAGED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-
-fn staged(path: &Path) {
-    let mut staged = STAGED.lock().unwrap_or_else(|e| e.into_inner());
-    staged.push(path.to_path_buf());
-}
-
-/// Removes the reports already in place (see [`COMMITTED`]) and the temporary files still
-/// being written (see [`STAGED`]).
-fn remove_committed() {
-    let committed = COMMITTED.lock().unwrap_or_else(|e| e.into_inner());
-    for path in committed.iter() {
-        let _ = std::fs::remove_file(path);
-    }
-    let staged = STAGED.lock().unwrap_or_else(|e| e.into_inner());
-    for path in staged.iter() {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
 /// Renames every temporary file over its target. A rename that fails (the folder changed
 /// meanwhile, a target that cannot be replaced) fails the verdict, and the reports already in
 /// place are written again. Returns the reports in place.
@@ -621,9 +581,6 @@ fn commit_all(
     let failed_before = verdict.reasons().len();
     for output in outputs {
         let (kind, path) = (output.kind, output.path);
-        // Listed before the rename: a signal right after it must find the report to remove
-        // (should the rename fail, what was at the path before is a stale report anyway).
-        committed(&path);
         match output.dest.commit() {
             Ok(()) => done.push((kind, path)),
             Err(e) => verdict = verdict.add_reason(not_written(kind, &path, &e)),
@@ -650,9 +607,6 @@ fn rewrite(
         // The flows come from the spool, which is still open even where its file was
         // replaced.
         let rewritten = Prepared::report(path).and_then(|mut dest| {
-            if let Some(tmp) = dest.staging_path() {
-                staged(tmp);
-            }
             dest.stage(|out| kind.render(&report, flows, out))?;
             dest.commit()
         });
@@ -669,10 +623,9 @@ fn rewrite(
     build(verdict)
 }
 
-/// SIGINT or SIGTERM cancels the run (verdict aborted, exit 130, reports written); a second
-/// one, or one that comes after the run is over (while reports are written), exits at once,
-/// still non-zero.
-async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken) {
+/// Listens for the signals that stop a run (see [`watch_signals`]): from now on they no longer
+/// end the process as the system does.
+fn listen_for_signals() -> Option<Vec<tokio::signal::unix::Signal>> {
     use tokio::signal::unix::{SignalKind, signal};
     // Every signal whose default is to end the process (but SIGKILL and SIGSTOP, which cannot
     // be caught, and SIGPIPE, which Rust ignores) stops the run like SIGINT: otherwise a
@@ -688,8 +641,22 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
         SignalKind::alarm(),
     ];
     note_signals(&kinds);
-    let Ok(mut listeners) = kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>() else {
+    let listeners = kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>();
+    if listeners.is_err() {
         say("warning: cannot listen for signals; an interrupt will kill preflight without reports");
+    }
+    listeners.ok()
+}
+
+/// SIGINT or SIGTERM (or another of [`listen_for_signals`]) cancels the run (verdict aborted,
+/// exit 130, reports written); a second one, or one that comes after the run is over (while
+/// reports are written), exits at once, still non-zero.
+async fn watch_signals(
+    listeners: Option<Vec<tokio::signal::unix::Signal>>,
+    interrupt: CancellationToken,
+    run_over: CancellationToken,
+) {
+    let Some(mut listeners) = listeners else {
         return;
     };
     let mut next_signal = async || {
@@ -715,7 +682,7 @@ async fn watch_signals(interrupt: CancellationToken, run_over: CancellationToken
     end_interrupted("interrupted again: exiting now");
 }
 
-/// Set in the signal handler itself when a signal of [`watch_signals`] comes. The task that
+/// Set in the signal handler itself when a signal of [`listen_for_signals`] comes. The task that
 /// acts on a signal may run only after the reports were written (a busy machine): [`exit`]
 /// reads this flag, so that a signal that came before the process ends is never followed by
 /// exit 0.
@@ -747,8 +714,12 @@ static ENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// already appended.
 const INTERRUPTED_SUMMARY: &str = "\n## ⛔ preflight: interrupted\n\nThe run was stopped while its reports were written (exit 130): no report was kept, and the summary above does not hold.\n";
 
-/// Ends the process with 130 at once, removing the reports already in place (see
-/// [`remove_committed`]): a signal while they are written leaves none to say PASS.
+/// Folders of preflight's own (the demo's bundled suite) that an exit at once removes too.
+static OWN_FOLDERS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Ends the process with 130 at once, removing the reports already in place and their
+/// temporary files ([`crate::fs::write::abandon`]): a signal while they are written leaves
+/// none to say PASS.
 fn end_interrupted(message: &str) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     interrupted(message)
@@ -756,7 +727,10 @@ fn end_interrupted(message: &str) -> ! {
 
 /// [`end_interrupted`] once [`ENDING`] is held.
 fn interrupted(message: &str) -> ! {
-    remove_committed();
+    crate::fs::write::abandon();
+    for folder in OWN_FOLDERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = std::fs::remove_dir_all(folder);
+    }
     crate::fs::write::seal_appends(INTERRUPTED_SUMMARY);
     // Said on a thread of its own, waited for a moment only: a standard error that nobody
     // reads must not keep the process from ending.
@@ -1332,7 +1306,13 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     let mut bundled = None;
     if run_args.suite.suite == Path::new(DEMO_SUITE) && !run_args.suite.suite.is_dir() {
         match BundledSuite::write() {
-            Ok(suite) => run_args.suite.suite = bundled.insert(suite).suite(),
+            Ok(suite) => {
+                OWN_FOLDERS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(suite.root().to_path_buf());
+                run_args.suite.suite = bundled.insert(suite).suite();
+            }
             Err(e) => {
                 eprintln!("error: cannot write the bundled suite to a temporary directory: {e}");
                 return ExitCode::from(1);
@@ -1625,12 +1605,19 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
     // every flow; otherwise the flows that simply passed are only written as they finish.
     let keep_all =
         detail == Detail::Verbose || baseline.is_some() || plan.flows.len() <= FULL_LISTING;
+    // Listening before the JSON report's temporary file is made: a signal from then on is
+    // handled, never the default exit that would leave the file behind.
+    let listeners = listen_for_signals();
     let streaming = Streaming::start(&args.out, &plan, redactor.clone(), keep_all);
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let shown = tokio::spawn(progress::show(receiver, mode));
     let interrupt = CancellationToken::new();
     let run_over = CancellationToken::new();
-    tokio::spawn(watch_signals(interrupt.clone(), run_over.clone()));
+    tokio::spawn(watch_signals(
+        listeners,
+        interrupt.clone(),
+        run_over.clone(),
+    ));
     let options = RunOptions {
         show_sensitive_headers: args.show_sensitive_headers,
         events: EventSink::new(sender),

@@ -103,6 +103,11 @@ impl BundledSuite {
         Ok(suite)
     }
 
+    /// The temporary directory it was written to.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// The suite directory to run.
     pub fn suite(&self) -> std::path::PathBuf {
         self.root.join(DEMO_SUITE)

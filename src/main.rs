@@ -13,7 +13,32 @@ fn main() {
     // process with an exit code of its own and the temporary file left behind.
     // SAFETY: sets a signal's disposition before any other thread exists.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    unblock_signals();
     preflight::cli::exit(preflight::cli::main(std::env::args_os()))
+}
+
+/// Unblocks the signals that stop a run, should the parent have blocked them (a blocked mask
+/// is inherited): blocked, they would stay pending while the gate went on to exit 0 (attack
+/// finding). One already pending is delivered now and ends the process as the system does.
+fn unblock_signals() {
+    // SAFETY: a signal set built and applied to this thread (the only one yet) with libc's own
+    // calls, on memory owned here.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for signal in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGALRM,
+        ] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// mimalloc instead of the system's malloc. With glibc's, each tokio worker allocates in an

@@ -810,3 +810,179 @@ async fn bidirectional_and_invisible_characters_are_written_as_escapes() {
         assert!(text.contains("\\u{202e}"), "{text}");
     }
 }
+
+/// A standard error that is full and never read: saying anything on it blocks.
+fn full_stderr() -> (std::io::PipeReader, std::io::PipeWriter) {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    // SAFETY: fcntl on a pipe this test owns.
+    let size = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size > 0);
+    writer.write_all(&vec![b'x'; size as usize]).unwrap();
+    (reader, writer)
+}
+
+/// What is left in `dir` but the FIFO `fifo`.
+fn left_beside(dir: &Path, fifo: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != fifo)
+        .collect()
+}
+
+/// A signal while the reports are written keeps every report out, also those the run goes on
+/// to write while the signal's exit waits for a full standard error (attack finding: the
+/// HTML and Markdown reports were renamed into place after the sweep and said GATE PASSED
+/// beside exit 130).
+#[tokio::test]
+async fn no_report_is_put_in_place_after_a_signal_swept_them() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 3);
+    let out = tempfile::tempdir().unwrap();
+    let fifo = out.path().join("junit.fifo");
+    binary::mkfifo(&fifo);
+    let (stderr_reader, stderr) = full_stderr();
+    // The FIFO is opened first, and waits for a reader; the other reports come after it.
+    let child = quiet_run(dir.path())
+        .arg("--junit")
+        .arg(&fifo)
+        .arg("--html")
+        .arg(out.path().join("r.html"))
+        .arg("--markdown")
+        .arg(out.path().join("r.md"))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    binary::signal(child.id(), "TERM");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut drain = std::process::Command::new("cat")
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ended = ended_within(child, Duration::from_secs(20)).await;
+    let _ = drain.kill();
+    let _ = drain.wait();
+    drop(stderr_reader);
+    let (status, _) = ended.expect("ended within 20 s");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(left_beside(out.path(), "junit.fifo"), Vec::<String>::new());
+}
+
+/// A signal just after the suite is loaded, as the JSON report's temporary file is made, never
+/// leaves that file behind (attack finding: the signals were listened for only once a task
+/// ran, after the file was made, and the default exit left it).
+#[tokio::test]
+async fn a_signal_as_the_run_starts_leaves_no_temporary_file() {
+    let staging = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&staging)
+        .await;
+    let dir = many_flows(&staging.uri(), 1);
+    // The moment moves with the machine: signals sent from 1 to 20 ms after the start.
+    for tenth_ms in (10..200).step_by(3) {
+        let out = tempfile::tempdir().unwrap();
+        let child = quiet_run(dir.path())
+            .arg("--json")
+            .arg(out.path().join("r.json"))
+            .arg("--html")
+            .arg(out.path().join("r.html"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(tenth_ms * 100));
+        binary::signal(child.id(), "TERM");
+        let (status, _) = ended_within(child, Duration::from_secs(20))
+            .await
+            .expect("ended within 20 s");
+        assert_ne!(status.code(), Some(0));
+        let left = left_beside(out.path(), "");
+        assert!(
+            left.iter().all(|name| !name.ends_with(".tmp")),
+            "signal {} ms after the start: {status:?}, left {left:?}",
+            tenth_ms as f64 / 10.0
+        );
+    }
+}
+
+/// `demo` interrupted while its reports are written removes the bundled suite it wrote to a
+/// temporary folder (attack finding: the exit at once skipped that).
+#[tokio::test]
+async fn demo_interrupted_while_reports_are_written_leaves_no_bundled_suite() {
+    let cwd = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = cwd.path().join("fifo");
+    binary::mkfifo(&fifo);
+    let child = binary::process()
+        .current_dir(cwd.path())
+        .env("TMPDIR", tmp.path())
+        .args(["demo", "--quiet", "--json"])
+        .arg(&fifo)
+        .arg("--html")
+        .arg(cwd.path().join("d.html"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The bundled suite is written, and the JSON report then waits for the FIFO's reader.
+    let bundled = || left_beside(tmp.path(), "");
+    for _ in 0..100 {
+        if !bundled().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!bundled().is_empty(), "the bundled suite was written");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    binary::signal(child.id(), "TERM");
+    let (status, _) = ended_within(child, Duration::from_secs(20))
+        .await
+        .expect("ended within 20 s");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(bundled(), Vec::<String>::new());
+    assert_eq!(left_beside(cwd.path(), "fifo"), Vec::<String>::new());
+}
+
+/// A signal that the parent blocked (a blocked mask is inherited) still stops the run:
+/// preflight unblocks the signals it handles (attack finding: it stayed pending, and the gate
+/// passed with exit 0).
+#[tokio::test]
+async fn a_signal_blocked_by_the_parent_still_stops_the_run() {
+    use std::os::unix::process::CommandExt;
+    let staging = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(1)))
+        .mount(&staging)
+        .await;
+    let dir = many_flows(&staging.uri(), 1);
+    let mut cmd = quiet_run(dir.path());
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec, on memory of this closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    for _ in 0..100 {
+        if !staging.received_requests().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    binary::signal(child.id(), "TERM");
+    let (status, _) = ended_within(child, Duration::from_secs(20))
+        .await
+        .expect("ended within 20 s");
+    assert_eq!(status.code(), Some(130));
+}

@@ -20,6 +20,40 @@ const MAX_LINKS: usize = 40;
 /// nobody reads must not hang the gate forever.
 const OPEN_WAIT: Duration = Duration::from_secs(10);
 
+/// The files this process made through [`Prepared`]: each temporary file, and each target one
+/// was renamed over. A signal's exit removes them all ([`abandon`]) and closes the list: from
+/// then on no temporary file is made and none is renamed, so that no report can be put in
+/// place after the sweep (attack finding: the main thread went on renaming reports that said
+/// PASS while the signal's exit waited for standard error).
+struct Made {
+    abandoned: bool,
+    paths: Vec<PathBuf>,
+}
+
+static MADE: std::sync::Mutex<Made> = std::sync::Mutex::new(Made {
+    abandoned: false,
+    paths: Vec::new(),
+});
+
+fn made() -> std::sync::MutexGuard<'static, Made> {
+    MADE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn abandoned() -> io::Error {
+    io::Error::other("the run was interrupted: no report is kept")
+}
+
+/// Removes every temporary file made and every report renamed into place so far, and refuses
+/// to make or rename any after. For an exit at once (a signal while reports are written):
+/// none of them may stand beside its exit code.
+pub fn abandon() {
+    let mut made = made();
+    made.abandoned = true;
+    for path in &made.paths {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Writes a file atomically: a temporary file beside it, then a rename, so that a reader never
 /// sees half of it. A symlink writes its target; a device or FIFO is written through.
 pub fn write_atomic(path: &Path, content: &str) -> io::Result<()> {
@@ -273,6 +307,14 @@ impl Prepared {
                 }
                 file.set_permissions(permissions.clone())?;
                 file.sync_all()?;
+                // Listed before the rename, under the lock `abandon` takes: a signal's sweep
+                // either finds the report in place or comes first and refuses the rename
+                // (should the rename fail, what was at the path before is a stale report).
+                let mut made = made();
+                if made.abandoned {
+                    return Err(abandoned());
+                }
+                made.paths.push(target.clone());
                 std::fs::rename(&*tmp, &*target)?;
                 *committed = true;
                 Ok(())
@@ -451,6 +493,11 @@ fn atomic(target: PathBuf) -> io::Result<Sink> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
+    // Made and listed under the lock `abandon` takes: none escapes a signal's sweep.
+    let mut made = made();
+    if made.abandoned {
+        return Err(abandoned());
+    }
     // Readable too: a report written while the run goes on is read back from it. Private
     // until it is renamed into place.
     let file = OpenOptions::new()
@@ -459,6 +506,8 @@ fn atomic(target: PathBuf) -> io::Result<Sink> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
+    made.paths.push(tmp.clone());
+    drop(made);
     // A report someone made group-readable stays so; a new one gets what a new file gets.
     let permissions = match std::fs::metadata(&target) {
         Ok(meta) => meta.permissions(),

@@ -196,8 +196,9 @@ impl Metrics {
         let seconds = report.duration_ms as f64 / 1000.0;
         self.last_duration.set(seconds);
         self.run_duration.observe(seconds);
-        // The last run's flows only: a flow gone from the suite must not linger. Two flows
-        // whose masked names are one are one series, the later's values.
+        // The last run's flows only: a flow gone from the suite must not linger. A suite's
+        // flow names are unique (a duplicate is refused when it loads); keyed by name anyway,
+        // so that no series is ever written twice.
         let mut flows = IndexMap::with_capacity(report.flows.len());
         for flow in &report.flows {
             flows.insert(

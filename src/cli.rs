@@ -677,7 +677,11 @@ async fn watch_signals(
     // Stopped before it is said: a standard error that cannot be written must not keep the
     // signal from stopping the run.
     interrupt.cancel();
-    say("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)");
+    // Said aside: a standard error nobody reads must not keep this task from the second
+    // signal (attack finding: blocked here, a second signal did nothing and the run hung).
+    let _ = std::thread::Builder::new().spawn(|| {
+        say("\ninterrupted: stopping; cleanups get up to 5s (signal again to exit at once)")
+    });
     next_signal().await;
     end_interrupted("interrupted again: exiting now");
 }
@@ -1356,6 +1360,16 @@ impl Destinations {
             .filter(|p| !is_stdout(p))
             .map(|p| (p, file_identity(p)))
             .collect();
+        let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+            .filter(|s| !s.is_empty())
+            .map(|s| file_identity(Path::new(&s)));
+        if let Some((path, _)) = files.iter().find(|(_, id)| Some(id) == summary.as_ref()) {
+            // Replaced by a report, the step summary would lose what earlier steps wrote.
+            return Some(format!(
+                "`{}` is the step summary ($GITHUB_STEP_SUMMARY), which the Markdown report is appended to: a report cannot replace it",
+                path.display()
+            ));
+        }
         files.iter().enumerate().find_map(|(i, (a, id))| {
             let (b, _) = files[i + 1..].iter().find(|(_, other)| other == id)?;
             Some(format!(

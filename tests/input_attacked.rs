@@ -315,3 +315,33 @@ fn two_reports_on_one_file_are_refused() {
     assert!(!fresh.exists() && !unwritten.exists());
     assert_eq!(std::fs::read_to_string(&report).unwrap(), "earlier");
 }
+
+/// A report to the step summary's own file is refused: replaced, the summary would lose what
+/// earlier steps of the job wrote (attack finding: `--markdown "$GITHUB_STEP_SUMMARY"`
+/// replaced it).
+#[test]
+fn a_report_to_the_step_summary_file_is_refused() {
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.md");
+    std::fs::write(&summary, "an earlier step\n").unwrap();
+    let output = preflight()
+        .arg("run")
+        .arg(dir.path())
+        .arg("--markdown")
+        .arg(&summary)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is the step summary"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&summary).unwrap(),
+        "an earlier step\n"
+    );
+}

@@ -986,3 +986,141 @@ async fn a_signal_blocked_by_the_parent_still_stops_the_run() {
         .expect("ended within 20 s");
     assert_eq!(status.code(), Some(130));
 }
+
+/// Nothing more is written through (standard output, a FIFO) once a signal's exit swept the
+/// reports (attack finding: the JSON report on standard output and the JUnit one to a FIFO
+/// went out whole, saying pass, beside exit 130).
+#[tokio::test]
+async fn nothing_is_written_through_after_a_signal_swept_the_reports() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 3);
+    let out = tempfile::tempdir().unwrap();
+    let fifo = out.path().join("junit.fifo");
+    binary::mkfifo(&fifo);
+    let stdout = out.path().join("stdout.json");
+    let (stderr_reader, stderr) = full_stderr();
+    let child = quiet_run(dir.path())
+        .arg("--json")
+        .arg("-")
+        .arg("--junit")
+        .arg(&fifo)
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // The FIFO waits for a reader; standard output comes after it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    binary::signal(child.id(), "TERM");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let drain = std::process::Command::new("cat")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = ended_within(child, Duration::from_secs(20)).await;
+    let junit = tokio::task::spawn_blocking(move || drain.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    drop(stderr_reader);
+    let (status, _) = ended.expect("ended within 20 s");
+    assert_eq!(status.code(), Some(130));
+    let json = std::fs::read_to_string(&stdout).unwrap();
+    assert!(!json.contains("\"verdict\""), "{json}");
+    let junit = String::from_utf8_lossy(&junit.stdout);
+    assert!(!junit.contains("<testsuites"), "{junit}");
+}
+
+/// A signal during the run ends it 130 even when standard error is full and nobody reads it
+/// (attack finding: the message about stopping blocked the task that listens for signals, and
+/// the run hung for good, a second signal too).
+#[tokio::test]
+async fn a_signal_during_the_run_ends_it_when_standard_error_is_full() {
+    let staging = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&staging)
+        .await;
+    let dir = many_flows(&staging.uri(), 1);
+    let (stderr_reader, stderr) = full_stderr();
+    let child = quiet_run(dir.path())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if !staging.received_requests().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    binary::signal(child.id(), "TERM");
+    let ended = ended_within(child, Duration::from_secs(15)).await;
+    drop(stderr_reader);
+    let (status, _) = ended.expect("ended within 15 s");
+    assert_eq!(status.code(), Some(130));
+}
+
+/// A signal's exit removes only files it made: a file another process put at a report's path
+/// since stays (attack finding: it was removed by path).
+#[tokio::test]
+async fn a_signal_never_removes_a_file_another_process_put_at_a_reports_path() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 3);
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("r.json");
+    let (stdout_reader, stdout) = full_stderr();
+    // The JSON report is put in place, then the Markdown one waits on a full standard output.
+    let child = quiet_run(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg("-")
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(binary::read_json(&json)["verdict"] == "pass");
+    let other = out.path().join("other");
+    std::fs::write(&other, "another process's file\n").unwrap();
+    std::fs::rename(&other, &json).unwrap();
+    binary::signal(child.id(), "TERM");
+    let ended = ended_within(child, Duration::from_secs(20)).await;
+    drop(stdout_reader);
+    let (status, _) = ended.expect("ended within 20 s");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        std::fs::read_to_string(&json).unwrap(),
+        "another process's file\n"
+    );
+}
+
+/// A signal the parent set to be ignored (`nohup`, `cmd &` in a script) and that is pending
+/// when preflight starts still ends it, never with exit 0 (attack finding: it stayed ignored
+/// until the run listened for signals, and the gate passed).
+#[tokio::test]
+async fn a_signal_ignored_by_the_parent_still_ends_the_gate() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 1);
+    let mut cmd = quiet_run(dir.path());
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec, on memory of this closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Ignored and blocked, a signal raised now stays pending across exec.
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            let mut set = std::mem::zeroed::<libc::sigset_t>();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::raise(libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let (status, _) = ended_within(child, Duration::from_secs(20))
+        .await
+        .expect("ended within 20 s");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}

@@ -27,7 +27,9 @@ const OPEN_WAIT: Duration = Duration::from_secs(10);
 /// PASS while the signal's exit waited for standard error).
 struct Made {
     abandoned: bool,
-    paths: Vec<PathBuf>,
+    /// Each path with the identity (device, inode) of the file made there: a file another
+    /// process put at that path since is not ours to remove.
+    paths: Vec<(PathBuf, (u64, u64))>,
 }
 
 static MADE: std::sync::Mutex<Made> = std::sync::Mutex::new(Made {
@@ -43,14 +45,31 @@ fn abandoned() -> io::Error {
     io::Error::other("the run was interrupted: no report is kept")
 }
 
+/// Fails once [`abandon`] ran: nothing more is written through either (standard output, a
+/// FIFO, a device), so that no report goes out after a signal's sweep.
+fn refuse_if_abandoned() -> io::Result<()> {
+    if made().abandoned {
+        return Err(abandoned());
+    }
+    Ok(())
+}
+
+fn identity(file: &File) -> io::Result<(u64, u64)> {
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 /// Removes every temporary file made and every report renamed into place so far, and refuses
 /// to make or rename any after. For an exit at once (a signal while reports are written):
 /// none of them may stand beside its exit code.
 pub fn abandon() {
     let mut made = made();
     made.abandoned = true;
-    for path in &made.paths {
-        let _ = std::fs::remove_file(path);
+    for (path, ours) in &made.paths {
+        let there = std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()));
+        if there.is_ok_and(|there| there == *ours) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -86,6 +105,7 @@ fn write_watched(mut out: impl Write + Send + 'static, bytes: Vec<u8>) -> io::Re
     let (done, finished) = channel();
     std::thread::spawn(move || {
         let written = bytes.chunks(64 * 1024).try_for_each(|chunk| {
+            refuse_if_abandoned()?;
             out.write_all(chunk)?;
             progress.fetch_add(chunk.len(), Ordering::SeqCst);
             Ok(())
@@ -314,7 +334,7 @@ impl Prepared {
                 if made.abandoned {
                     return Err(abandoned());
                 }
-                made.paths.push(target.clone());
+                made.paths.push((target.clone(), (ours.dev(), ours.ino())));
                 std::fs::rename(&*tmp, &*target)?;
                 *committed = true;
                 Ok(())
@@ -506,7 +526,14 @@ fn atomic(target: PathBuf) -> io::Result<Sink> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
-    made.paths.push(tmp.clone());
+    let ours = match identity(&file) {
+        Ok(ours) => ours,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    made.paths.push((tmp.clone(), ours));
     drop(made);
     // A report someone made group-readable stays so; a new one gets what a new file gets.
     let permissions = match std::fs::metadata(&target) {

@@ -626,12 +626,24 @@ fn rewrite(
 /// Listens for the signals that stop a run (see [`watch_signals`]): from now on they no longer
 /// end the process as the system does.
 fn listen_for_signals() -> Option<Vec<tokio::signal::unix::Signal>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Every signal whose default is to end the process (but SIGKILL and SIGSTOP, which cannot
-    // be caught, and SIGPIPE, which Rust ignores) stops the run like SIGINT: otherwise a
-    // SIGHUP from a closed terminal would leave the report's temporary file behind. All the
-    // listeners exist before the first signal, so none can slip between them.
-    let kinds = [
+    // All the listeners exist before the first signal, so none can slip between them.
+    note_signals(&STOPPING);
+    let listeners = STOPPING
+        .into_iter()
+        .map(tokio::signal::unix::signal)
+        .collect::<Result<Vec<_>, _>>();
+    if listeners.is_err() {
+        say("warning: cannot listen for signals; an interrupt will kill preflight without reports");
+    }
+    listeners.ok()
+}
+
+/// Every signal whose default is to end the process (but SIGKILL and SIGSTOP, which cannot be
+/// caught, and SIGPIPE, which Rust ignores) stops a run like SIGINT: otherwise a SIGHUP from a
+/// closed terminal would leave the report's temporary file behind.
+const STOPPING: [tokio::signal::unix::SignalKind; 7] = {
+    use tokio::signal::unix::SignalKind;
+    [
         SignalKind::interrupt(),
         SignalKind::terminate(),
         SignalKind::hangup(),
@@ -639,16 +651,27 @@ fn listen_for_signals() -> Option<Vec<tokio::signal::unix::Signal>> {
         SignalKind::user_defined1(),
         SignalKind::user_defined2(),
         SignalKind::alarm(),
-    ];
-    note_signals(&kinds);
-    let listeners = kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>();
-    if listeners.is_err() {
-        say("warning: cannot listen for signals; an interrupt will kill preflight without reports");
-    }
-    listeners.ok()
+    ]
+};
+
+/// For the commands that write reports without a run (`merge`, `report`): a signal ends the
+/// process at once, 130, with the reports already in place and their temporary files removed,
+/// as a signal while `run` writes its reports does (attack finding: `merge` died by the signal
+/// and left a report saying PASS). Watched by a thread of its own: these commands have no
+/// async runtime.
+fn end_at_once_on_signals() {
+    note_signals(&STOPPING);
+    let _ = std::thread::Builder::new().spawn(|| {
+        loop {
+            if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+                end_interrupted("\ninterrupted while writing reports: exiting now, no report kept");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
 }
 
-/// SIGINT or SIGTERM (or another of [`listen_for_signals`]) cancels the run (verdict aborted,
+/// SIGINT or SIGTERM (or another of [`STOPPING`]) cancels the run (verdict aborted,
 /// exit 130, reports written); a second one, or one that comes after the run is over (while
 /// reports are written), exits at once, still non-zero.
 async fn watch_signals(
@@ -1360,8 +1383,10 @@ impl Destinations {
             .filter(|p| !is_stdout(p))
             .map(|p| (p, file_identity(p)))
             .collect();
+        // Only a regular file (or a new path) is replaced; a device or FIFO is written through.
         let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
             .filter(|s| !s.is_empty())
+            .filter(|s| std::fs::metadata(s).map_or(true, |m| m.is_file()))
             .map(|s| file_identity(Path::new(&s)));
         if let Some((path, _)) = files.iter().find(|(_, id)| Some(id) == summary.as_ref()) {
             // Replaced by a report, the step summary would lose what earlier steps wrote.
@@ -1794,6 +1819,7 @@ fn finish(
 /// `preflight merge`: reads every shard report (any unreadable one, or one that is no shard
 /// report, is exit 2 naming it), then judges and reports the whole as `run` would.
 fn merge(args: &MergeArgs) -> ExitCode {
+    end_at_once_on_signals();
     if let Some(clash) = args.out.clash() {
         eprintln!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
@@ -1822,6 +1848,7 @@ fn merge(args: &MergeArgs) -> ExitCode {
 /// when every report is written, 1 when one cannot be, 2 for an unreadable input or nothing
 /// asked for.
 fn rerender(args: &ReportArgs) -> ExitCode {
+    end_at_once_on_signals();
     if let Some(clash) = args.out.clash() {
         eprintln!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);

@@ -345,3 +345,27 @@ fn a_report_to_the_step_summary_file_is_refused() {
         "an earlier step\n"
     );
 }
+
+/// A step summary that is no regular file (a device, a FIFO) is written through, never
+/// replaced: a report to it is not refused.
+#[test]
+fn a_report_to_a_step_summary_that_is_a_device_is_not_refused() {
+    let dir = suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
+    );
+    let output = preflight().arg("check").arg(dir.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let output = preflight()
+        .arg("run")
+        .arg(dir.path())
+        .args(["--json", "/dev/null", "--timeout", "1s"])
+        .env("GITHUB_STEP_SUMMARY", "/dev/null")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("is the step summary"), "{stderr}");
+    // Staging at port 9 does not answer: the gate fails, and says why.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+}

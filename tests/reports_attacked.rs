@@ -1124,3 +1124,49 @@ async fn a_signal_ignored_by_the_parent_still_ends_the_gate() {
         .expect("ended within 20 s");
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
+
+/// `merge` stopped by a signal while its reports are written leaves none saying PASS and ends
+/// 130, as `run` does (attack finding: it died by the signal with its JSON report and step
+/// summary saying PASS in place).
+#[tokio::test]
+async fn a_signal_while_merge_writes_its_reports_leaves_none_saying_pass() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 3);
+    let out = tempfile::tempdir().unwrap();
+    let shard = out.path().join("s1.json");
+    let ran = finished({
+        let mut cmd = quiet_run(dir.path());
+        cmd.args(["--shard", "1/1", "--json"]).arg(&shard);
+        cmd
+    })
+    .await;
+    assert_eq!(ran.status.code(), Some(0));
+    let merged = out.path().join("out.json");
+    let summary = out.path().join("summary.md");
+    let (stdout_reader, stdout) = full_stderr();
+    // The JSON report is put in place and the summary appended; the HTML one then waits on a
+    // full standard output.
+    let child = binary::process()
+        .arg("merge")
+        .arg(&shard)
+        .arg("--json")
+        .arg(&merged)
+        .args(["--html", "-"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    binary::signal(child.id(), "TERM");
+    let ended = ended_within(child, Duration::from_secs(20)).await;
+    drop(stdout_reader);
+    let (status, _) = ended.expect("ended within 20 s");
+    assert_eq!(status.code(), Some(130));
+    assert!(!merged.exists(), "no merged report beside exit 130");
+    let summary = std::fs::read_to_string(&summary).unwrap_or_default();
+    assert!(
+        summary.is_empty() || summary.trim_end().ends_with("does not hold."),
+        "{summary}"
+    );
+}

@@ -9,6 +9,14 @@ macro_rules! out {
     };
 }
 
+/// A line to standard error that never panics (`eprintln!` does when it cannot write, a
+/// closed pipe): an exit code must not become 101 for it (attack finding).
+macro_rules! err {
+    ($($arg:tt)*) => {
+        say(&format!($($arg)*))
+    };
+}
+
 use crate::demo::{BundledSuite, DEMO_SUITE, DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::Stop;
 use crate::engine::{self, EventSink, RunOptions};
@@ -850,7 +858,7 @@ fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            err!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -883,7 +891,7 @@ pub fn exit(code: ExitCode) -> ! {
     };
     let code = match flushed {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe && code == ExitCode::SUCCESS => {
-            eprintln!("error: cannot write to standard output: {e}");
+            err!("error: cannot write to standard output: {e}");
             ExitCode::from(1)
         }
         _ => code,
@@ -995,7 +1003,7 @@ fn print_out(text: std::fmt::Arguments) {
         && e.kind() != std::io::ErrorKind::BrokenPipe
         && !STDOUT_FAILED.swap(true, Ordering::Relaxed)
     {
-        eprintln!("error: cannot write to standard output: {e}");
+        err!("error: cannot write to standard output: {e}");
     }
 }
 
@@ -1013,17 +1021,17 @@ fn in_flow_order(plan: &Plan, problems: &mut [Problem]) {
 
 fn print_problems(problems: &[Problem]) {
     for problem in problems {
-        eprintln!("{problem}\n");
+        err!("{problem}\n");
     }
     let n = problems.len();
-    eprintln!(
+    err!(
         "suite invalid: {n} problem{}, nothing was run",
         if n == 1 { "" } else { "s" }
     );
 }
 
 fn nothing_to_run() -> ExitCode {
-    eprintln!("nothing to run");
+    err!("nothing to run");
     ExitCode::from(EXIT_INVALID)
 }
 
@@ -1033,7 +1041,7 @@ fn nothing_to_run() -> ExitCode {
 fn select(plan: &mut Plan, selection: &Selection) -> Result<(), ExitCode> {
     let unmatched = plan.select(&selection.tag, &selection.skip_tag, &selection.flow);
     for problem in &unmatched {
-        eprintln!("error: {problem}");
+        err!("error: {problem}");
     }
     if !unmatched.is_empty() || plan.flows.is_empty() {
         return Err(nothing_to_run());
@@ -1051,13 +1059,13 @@ fn check(args: &SuiteArgs, selection: &Selection) -> ExitCode {
     let results = integrity::verify_plan(&plan);
     let failed: Vec<_> = results.iter().filter(|r| !r.passed).collect();
     for r in &failed {
-        eprintln!("{}", r.message.as_deref().unwrap_or("config mismatch"));
+        err!("{}", r.message.as_deref().unwrap_or("config mismatch"));
         if let Some(hint) = &r.hint {
-            eprintln!("    fix: {hint}");
+            err!("    fix: {hint}");
         }
     }
     if !failed.is_empty() {
-        eprintln!(
+        err!(
             "config mismatch in {}: the suite is valid, the config is not",
             verdict::counted(failed.len(), "file")
         );
@@ -1121,7 +1129,7 @@ fn init(args: &InitArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             ExitCode::from(EXIT_INVALID)
         }
     }
@@ -1130,7 +1138,7 @@ fn init(args: &InitArgs) -> ExitCode {
 fn init_from_openapi(file: &Path, dir: &Path) -> ExitCode {
     use crate::init::from_openapi::{self, DraftError};
     let fail = |message: String| {
-        eprintln!("error: {message}");
+        err!("error: {message}");
         ExitCode::from(EXIT_INVALID)
     };
     let shown = clean(&file.display().to_string()).into_owned();
@@ -1230,7 +1238,7 @@ fn lock(args: &LockArgs) -> ExitCode {
         }
     };
     if plan.settings.integrity.is_empty() {
-        eprintln!("nothing to lock: preflight.toml has no [[integrity]] entry");
+        err!("nothing to lock: preflight.toml has no [[integrity]] entry");
         return ExitCode::from(EXIT_INVALID);
     }
     let lock_path = args.suite.join(integrity::LOCK_FILE);
@@ -1253,7 +1261,7 @@ fn lock(args: &LockArgs) -> ExitCode {
         }
         Err(errors) => {
             for e in errors {
-                eprintln!("error: {e}");
+                err!("error: {e}");
             }
             ExitCode::from(1)
         }
@@ -1280,7 +1288,7 @@ fn list(args: &ListArgs) -> ExitCode {
         let body = match plan.steps_of(flow) {
             Ok(body) => body,
             Err(why) => {
-                eprintln!("error: flow '{}': {why}", clean(&flow.name));
+                err!("error: flow '{}': {why}", clean(&flow.name));
                 return ExitCode::from(EXIT_INVALID);
             }
         };
@@ -1321,7 +1329,7 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     if args.run.suite.base_url.is_some() {
         // The demo staging is the point of `demo`: a --base-url quietly ignored would let a
         // user believe they ran against their own staging.
-        eprintln!(
+        err!(
             "error: demo runs against its own embedded staging, so it takes no --base-url; \
              to run a suite against your staging: preflight run SUITE --base-url URL"
         );
@@ -1341,7 +1349,7 @@ async fn demo(args: &DemoArgs) -> ExitCode {
                 run_args.suite.suite = bundled.insert(suite).suite();
             }
             Err(e) => {
-                eprintln!("error: cannot write the bundled suite to a temporary directory: {e}");
+                err!("error: cannot write the bundled suite to a temporary directory: {e}");
                 return ExitCode::from(1);
             }
         }
@@ -1349,11 +1357,11 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     let server = match DemoServer::start(&args.fault).await {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("error: cannot start the demo staging: {e}");
+            err!("error: cannot start the demo staging: {e}");
             return ExitCode::from(1);
         }
     };
-    eprintln!("demo staging listening on {}", server.base_url());
+    err!("demo staging listening on {}", server.base_url());
     let code = run(&run_args, Some(server.base_url())).await;
     server.shutdown().await;
     drop(bundled);
@@ -1456,7 +1464,7 @@ fn planned(
     base_url: Option<String>,
 ) -> Result<(Plan, Option<ShardPart>), ExitCode> {
     if let Some(clash) = args.out.clash() {
-        eprintln!("error: {clash}");
+        err!("error: {clash}");
         return Err(ExitCode::from(EXIT_INVALID));
     }
     let mut plan = selected(
@@ -1504,7 +1512,7 @@ fn selected(
         // Nothing critical, no free pass: a selection of non-critical flows alone (or an
         // unreachable staging behind them) must not end in PASS.
         if !quiet {
-            eprintln!("note: no critical flow selected: the selected flows count as critical");
+            err!("note: no critical flow selected: the selected flows count as critical");
         }
         for flow in &mut plan.flows {
             flow.critical = true;
@@ -1555,7 +1563,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
 /// Keeps the flows of the shard `arg` names, after taking the digest of the whole selection.
 fn sharded(plan: &mut Plan, arg: ShardArg, count: Option<u32>) -> Result<ShardPart, ExitCode> {
     let usage = |e: &dyn std::fmt::Display| {
-        eprintln!("error: {e}");
+        err!("error: {e}");
         ExitCode::from(EXIT_INVALID)
     };
     let shard = match arg {
@@ -1607,7 +1615,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         None if args.baseline.is_some() => match shard::files_digest(&plan) {
             Ok(digest) => (Some(digest), None),
             Err(e) => {
-                eprintln!("error: cannot read the suite to digest it: {e}");
+                err!("error: cannot read the suite to digest it: {e}");
                 return ExitCode::from(EXIT_INVALID);
             }
         },
@@ -1623,7 +1631,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
             match crate::baseline::read(path, digest, args.baseline_any) {
                 Ok(report) => Some((path.display().to_string(), report)),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    err!("error: {e}");
                     return ExitCode::from(EXIT_INVALID);
                 }
             }
@@ -1753,7 +1761,7 @@ fn man(command: Option<&str>) -> ExitCode {
                 .bin_name(format!("preflight {name}"))
                 .version(env!("CARGO_PKG_VERSION")),
             None => {
-                eprintln!("error: no command `{name}`; `preflight --help` lists them");
+                err!("error: no command `{name}`; `preflight --help` lists them");
                 return ExitCode::from(EXIT_INVALID);
             }
         },
@@ -1771,7 +1779,7 @@ fn man(command: Option<&str>) -> ExitCode {
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: cannot write the man page: {e}");
+            err!("error: cannot write the man page: {e}");
             ExitCode::from(1)
         }
     }
@@ -1821,13 +1829,13 @@ fn finish(
 fn merge(args: &MergeArgs) -> ExitCode {
     end_at_once_on_signals();
     if let Some(clash) = args.out.clash() {
-        eprintln!("error: {clash}");
+        err!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }
     let merged = match crate::merge::merge_files(&args.reports) {
         Ok(merged) => merged,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return ExitCode::from(EXIT_INVALID);
         }
     };
@@ -1850,19 +1858,17 @@ fn merge(args: &MergeArgs) -> ExitCode {
 fn rerender(args: &ReportArgs) -> ExitCode {
     end_at_once_on_signals();
     if let Some(clash) = args.out.clash() {
-        eprintln!("error: {clash}");
+        err!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }
     if args.out.paths().next().is_none() {
-        eprintln!(
-            "error: nothing to write: give at least one of --html, --markdown, --junit, --json"
-        );
+        err!("error: nothing to write: give at least one of --html, --markdown, --junit, --json");
         return ExitCode::from(EXIT_INVALID);
     }
     let report = match crate::merge::read_report(&args.report) {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("error: {e}");
+            err!("error: {e}");
             return ExitCode::from(EXIT_INVALID);
         }
     };
@@ -1880,7 +1886,7 @@ fn rerender(args: &ReportArgs) -> ExitCode {
             dest.commit()
         });
         if let Err(e) = written {
-            eprintln!(
+            err!(
                 "error: cannot write {} report {}: {e}",
                 kind.name(),
                 path.display()

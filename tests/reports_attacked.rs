@@ -1170,3 +1170,52 @@ async fn a_signal_while_merge_writes_its_reports_leaves_none_saying_pass() {
         "{summary}"
     );
 }
+
+/// `merge` and `report` keep their exit codes when standard error cannot be written (attack
+/// finding: their error lines panicked, exit 101).
+#[tokio::test]
+async fn merge_and_report_keep_their_exit_codes_when_standard_error_cannot_be_written() {
+    let out = tempfile::tempdir().unwrap();
+    let missing = out.path().join("nosuch.json");
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 1);
+    let saved = out.path().join("ok.json");
+    let ran = finished({
+        let mut cmd = quiet_run(dir.path());
+        cmd.arg("--json").arg(&saved);
+        cmd
+    })
+    .await;
+    assert_eq!(ran.status.code(), Some(0));
+    let x = out.path().join("x.json");
+    let nowhere = out.path().join("nodir/x.json");
+    let cases: [(Vec<&std::ffi::OsStr>, i32); 3] = [
+        (
+            vec![
+                "report".as_ref(),
+                missing.as_os_str(),
+                "--json".as_ref(),
+                x.as_os_str(),
+            ],
+            2,
+        ),
+        (vec!["merge".as_ref(), missing.as_os_str()], 2),
+        (
+            vec![
+                "report".as_ref(),
+                saved.as_os_str(),
+                "--json".as_ref(),
+                nowhere.as_os_str(),
+            ],
+            1,
+        ),
+    ];
+    for (args, code) in cases {
+        let mut cmd = binary::process();
+        cmd.args(&args)
+            .stdout(Stdio::null())
+            .stderr(closed_stderr());
+        let output = finished(cmd).await;
+        assert_eq!(output.status.code(), Some(code), "{args:?}");
+    }
+}

@@ -877,11 +877,6 @@ fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 /// process with 130 before this exit can say otherwise.
 pub fn exit(code: ExitCode) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
-    // A signal came, and the verdict does not show it yet: its task did not get to run
-    // before the reports were written.
-    if code == ExitCode::SUCCESS && SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
-        interrupted("\ninterrupted while writing reports: exiting now, no report kept");
-    }
     // A write to standard output that was given up (its reader took nothing) still holds its
     // lock: nothing more can be written there, and the verdict already says so.
     let flushed = if crate::fs::write::writer_stuck() {
@@ -900,6 +895,12 @@ pub fn exit(code: ExitCode) -> ! {
     let status = (0..=u8::MAX)
         .find(|&c| ExitCode::from(c) == code)
         .unwrap_or(1);
+    // A signal came, and the verdict does not show it yet: its task did not get to run
+    // before the reports were written, or it came while standard output was flushed. Read
+    // last, so that only a signal during `_exit` itself can follow the decision.
+    if status == 0 && SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+        interrupted("\ninterrupted while writing reports: exiting now, no report kept");
+    }
     // SAFETY: `_exit` ends the process; nothing of ours runs after it.
     unsafe { libc::_exit(i32::from(status)) }
 }

@@ -662,6 +662,30 @@ const STOPPING: [tokio::signal::unix::SignalKind; 7] = {
     ]
 };
 
+/// Gives the signals that stop a run ([`STOPPING`]) their default action and unblocks them,
+/// should the parent have ignored or blocked them (both are inherited: `nohup`, `cmd &` in a
+/// script): ignored or blocked, one that came before the run listens for it was lost, and the
+/// gate went on to exit 0 (attack findings). One already pending is delivered now and ends the
+/// process as the system does; from the run on, each is handled (docs/cli.md, Signals). For
+/// `main`, before any other thread exists.
+pub fn reset_stopping_signals() {
+    // SAFETY: dispositions and a signal set set with libc's own calls, on memory owned here.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for kind in STOPPING {
+            let signal = kind.as_raw_value();
+            libc::signal(signal, libc::SIG_DFL);
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// What a signal that ends the process at once while reports are written says.
+const ENDED_WHILE_WRITING: &str =
+    "\ninterrupted while writing reports: exiting now, no report kept";
+
 /// For the commands that write reports without a run (`merge`, `report`): a signal ends the
 /// process at once, 130, with the reports already in place and their temporary files removed,
 /// as a signal while `run` writes its reports does (attack finding: `merge` died by the signal
@@ -672,7 +696,7 @@ fn end_at_once_on_signals() {
     let _ = std::thread::Builder::new().spawn(|| {
         loop {
             if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
-                end_interrupted("\ninterrupted while writing reports: exiting now, no report kept");
+                end_interrupted(ENDED_WHILE_WRITING);
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
@@ -703,7 +727,7 @@ async fn watch_signals(
     };
     next_signal().await;
     if run_over.is_cancelled() {
-        end_interrupted("\ninterrupted while writing reports: exiting now, no report kept");
+        end_interrupted(ENDED_WHILE_WRITING);
     }
     // Stopped before it is said: a standard error that cannot be written must not keep the
     // signal from stopping the run.
@@ -899,7 +923,7 @@ pub fn exit(code: ExitCode) -> ! {
     // before the reports were written, or it came while standard output was flushed. Read
     // last, so that only a signal during `_exit` itself can follow the decision.
     if status == 0 && SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
-        interrupted("\ninterrupted while writing reports: exiting now, no report kept");
+        interrupted(ENDED_WHILE_WRITING);
     }
     // SAFETY: `_exit` ends the process; nothing of ours runs after it.
     unsafe { libc::_exit(i32::from(status)) }

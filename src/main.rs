@@ -13,35 +13,8 @@ fn main() {
     // process with an exit code of its own and the temporary file left behind.
     // SAFETY: sets a signal's disposition before any other thread exists.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    reset_stopping_signals();
+    preflight::cli::reset_stopping_signals();
     preflight::cli::exit(preflight::cli::main(std::env::args_os()))
-}
-
-/// Gives the signals that stop a run their default action and unblocks them, should the parent
-/// have ignored or blocked them (both are inherited: `nohup`, `cmd &` in a script): ignored
-/// or blocked, one that came before the run listens for it was lost, and the gate went on to
-/// exit 0 (attack findings). One already pending is delivered now and ends the process as the
-/// system does; from the run on, each is handled (docs/cli.md, Signals).
-fn reset_stopping_signals() {
-    // SAFETY: dispositions and a signal set set with libc's own calls on this thread, the
-    // only one yet, on memory owned here.
-    unsafe {
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut set);
-        for signal in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGHUP,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-            libc::SIGALRM,
-        ] {
-            libc::signal(signal, libc::SIG_DFL);
-            libc::sigaddset(&mut set, signal);
-        }
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
 }
 
 /// mimalloc instead of the system's malloc. With glibc's, each tokio worker allocates in an

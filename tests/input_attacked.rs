@@ -173,11 +173,7 @@ fn control_characters_in_names_are_escaped_everywhere() {
 /// `--var` sets a whole variable: `a.b` and the environment's names are refused, clearly.
 #[test]
 fn var_names_with_dots_are_refused() {
-    let dir = suite(
-        "http://127.0.0.1:9",
-        "",
-        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
-    );
+    let dir = one_probe_to_nowhere();
     for (var, says) in [
         ("customer.email=x", "not a key inside a table"),
         ("env.X=1", "set the variable `X` instead"),
@@ -264,15 +260,20 @@ async fn a_base_url_with_a_query_or_fragment_is_refused() {
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
+/// A suite of one probe against a port where nothing answers (the discard port).
+fn one_probe_to_nowhere() -> tempfile::TempDir {
+    suite(
+        "http://127.0.0.1:9",
+        "",
+        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
+    )
+}
+
 /// Two reports on one file (by the same name or through a symlink) would leave only the last
 /// one written, with the gate's exit code standing: refused before the run.
 #[test]
 fn two_reports_on_one_file_are_refused() {
-    let dir = suite(
-        "http://127.0.0.1:9",
-        "",
-        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
-    );
+    let dir = one_probe_to_nowhere();
     let out_dir = tempfile::tempdir().unwrap();
     let report = out_dir.path().join("r.json");
     std::fs::write(&report, "earlier").unwrap();
@@ -321,11 +322,7 @@ fn two_reports_on_one_file_are_refused() {
 /// replaced it).
 #[test]
 fn a_report_to_the_step_summary_file_is_refused() {
-    let dir = suite(
-        "http://127.0.0.1:9",
-        "",
-        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
-    );
+    let dir = one_probe_to_nowhere();
     let out = tempfile::tempdir().unwrap();
     let summary = out.path().join("summary.md");
     std::fs::write(&summary, "an earlier step\n").unwrap();
@@ -350,11 +347,7 @@ fn a_report_to_the_step_summary_file_is_refused() {
 /// replaced: a report to it is not refused.
 #[test]
 fn a_report_to_a_step_summary_that_is_a_device_is_not_refused() {
-    let dir = suite(
-        "http://127.0.0.1:9",
-        "",
-        &[("a.toml", "[[step]]\npath = \"/x\"\n")],
-    );
+    let dir = one_probe_to_nowhere();
     let output = preflight().arg("check").arg(dir.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let output = preflight()

@@ -40,6 +40,35 @@ async fn ok_staging() -> MockServer {
 }
 
 /// `preflight run SUITE --quiet`, as the binary is run for a user, the rest to add.
+/// A staging that answers 200 after `delay`: a run stays in flight.
+async fn slow_staging(delay: Duration) -> MockServer {
+    let staging = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_delay(delay))
+        .mount(&staging)
+        .await;
+    staging
+}
+
+/// Waits (up to 5 s) until `staging` got its first request: the run is under way.
+async fn first_request(staging: &MockServer) {
+    for _ in 0..100 {
+        if !staging.received_requests().await.unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reader for `fifo` that takes everything and throws it away.
+fn drain(fifo: &Path) -> std::process::Child {
+    std::process::Command::new("cat")
+        .arg(fifo)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn quiet_run(suite: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
     let mut cmd = binary::process();
     cmd.arg("run").arg(suite).arg("--quiet");
@@ -341,13 +370,7 @@ async fn a_report_that_cannot_be_written_with_standard_error_unwritable_is_exit_
 /// and the process hung until killed).
 #[tokio::test]
 async fn a_signal_while_reports_are_written_ends_130_even_when_standard_error_is_full() {
-    use std::io::Write;
-    use std::os::fd::AsRawFd;
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    // SAFETY: fcntl on a pipe this test owns.
-    let size = unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-    assert!(size > 0);
-    writer.write_all(&vec![b'x'; size as usize]).unwrap();
+    let (reader, writer) = full_stderr();
     let out = tempfile::tempdir().unwrap();
     let (child, mut fifo_reader, html) = run_stalled_on_a_fifo(out.path(), writer).await;
     binary::signal(child.id(), "TERM");
@@ -502,11 +525,7 @@ fn closed_stderr() -> std::io::PipeWriter {
 /// gate passed).
 #[tokio::test]
 async fn a_signal_stops_the_run_even_when_standard_error_cannot_be_written() {
-    let staging = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
-        .mount(&staging)
-        .await;
+    let staging = slow_staging(Duration::from_secs(3)).await;
     let dir = many_flows(&staging.uri(), 1);
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("r.json");
@@ -517,12 +536,7 @@ async fn a_signal_stops_the_run_even_when_standard_error_cannot_be_written() {
         .stderr(closed_stderr())
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if !staging.received_requests().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    first_request(&staging).await;
     binary::signal(child.id(), "TERM");
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
@@ -542,11 +556,7 @@ async fn a_signal_while_reports_are_written_ends_130_even_when_standard_error_ca
     let fifo = out.path().join("fifo");
     binary::signal(child.id(), "TERM");
     // The report waiting for the FIFO's reader then goes through.
-    let mut drain = std::process::Command::new("cat")
-        .arg(&fifo)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut drain = drain(&fifo);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
@@ -577,11 +587,7 @@ async fn signal_races_the_end_of_the_reports() {
     // waits on can go through: its task and the end of the reports race.
     binary::signal(child.id(), "STOP");
     binary::signal(child.id(), "TERM");
-    let mut drain = std::process::Command::new("cat")
-        .arg(&fifo)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut drain = drain(&fifo);
     tokio::time::sleep(Duration::from_millis(200)).await;
     binary::signal(child.id(), "CONT");
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
@@ -721,11 +727,7 @@ async fn a_step_that_timed_out_is_no_latency_regression() {
     let before = out.path().join("before.json");
     let now = out.path().join("now.json");
     let fast = ok_staging().await;
-    let slow = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
-        .mount(&slow)
-        .await;
+    let slow = slow_staging(Duration::from_secs(5)).await;
     for (server, json, extra) in [(&fast, &before, vec![]), (&slow, &now, vec!["--baseline"])] {
         let mut cmd = preflight();
         cmd.arg("run")
@@ -859,11 +861,7 @@ async fn no_report_is_put_in_place_after_a_signal_swept_them() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     binary::signal(child.id(), "TERM");
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let mut drain = std::process::Command::new("cat")
-        .arg(&fifo)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut drain = drain(&fifo);
     let ended = ended_within(child, Duration::from_secs(20)).await;
     let _ = drain.kill();
     let _ = drain.wait();
@@ -878,11 +876,7 @@ async fn no_report_is_put_in_place_after_a_signal_swept_them() {
 /// ran, after the file was made, and the default exit left it).
 #[tokio::test]
 async fn a_signal_as_the_run_starts_leaves_no_temporary_file() {
-    let staging = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
-        .mount(&staging)
-        .await;
+    let staging = slow_staging(Duration::from_secs(3)).await;
     let dir = many_flows(&staging.uri(), 1);
     // The moment moves with the machine: signals sent from 1 to 20 ms after the start.
     for tenth_ms in (10..200).step_by(3) {
@@ -955,11 +949,7 @@ async fn demo_interrupted_while_reports_are_written_leaves_no_bundled_suite() {
 #[tokio::test]
 async fn a_signal_blocked_by_the_parent_still_stops_the_run() {
     use std::os::unix::process::CommandExt;
-    let staging = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(1)))
-        .mount(&staging)
-        .await;
+    let staging = slow_staging(Duration::from_secs(1)).await;
     let dir = many_flows(&staging.uri(), 1);
     let mut cmd = quiet_run(dir.path());
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -974,12 +964,7 @@ async fn a_signal_blocked_by_the_parent_still_stops_the_run() {
         });
     }
     let child = cmd.spawn().unwrap();
-    for _ in 0..100 {
-        if !staging.received_requests().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first_request(&staging).await;
     binary::signal(child.id(), "TERM");
     let (status, _) = ended_within(child, Duration::from_secs(20))
         .await
@@ -1035,11 +1020,7 @@ async fn nothing_is_written_through_after_a_signal_swept_the_reports() {
 /// the run hung for good, a second signal too).
 #[tokio::test]
 async fn a_signal_during_the_run_ends_it_when_standard_error_is_full() {
-    let staging = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
-        .mount(&staging)
-        .await;
+    let staging = slow_staging(Duration::from_secs(3)).await;
     let dir = many_flows(&staging.uri(), 1);
     let (stderr_reader, stderr) = full_stderr();
     let child = quiet_run(dir.path())
@@ -1047,12 +1028,7 @@ async fn a_signal_during_the_run_ends_it_when_standard_error_is_full() {
         .stderr(stderr)
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if !staging.received_requests().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    first_request(&staging).await;
     binary::signal(child.id(), "TERM");
     let ended = ended_within(child, Duration::from_secs(15)).await;
     drop(stderr_reader);

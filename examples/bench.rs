@@ -45,7 +45,9 @@
 //!   its CPU time (`getrusage(RUSAGE_SELF)`) is reported next to preflight's for every run.
 //! - The harness floor of scenarios 1 and 2: a minimal in-process client replays the same
 //!   request pattern first; its excess over the ideal is the server's and the machine's share
-//!   (see `floor`), and only the rest of preflight's excess is preflight's own.
+//!   (see `floor`), and only the rest of preflight's excess is preflight's own. The same client
+//!   then runs as a child process (`__floor` mode), whose requests cross between processes as
+//!   preflight's do: its own time and its spawn-to-exit wall are shown beside it.
 //!
 //! Helper modes for profiling: `--serve SECS [--latency MS]` runs only the target and prints its
 //! URL; `--generate DIR [--port P]` writes only the suites.
@@ -1409,6 +1411,54 @@ fn spawn_helper(args: &[std::ffi::OsString]) -> ! {
     std::process::exit(0)
 }
 
+/// `bench __floor PORT FLOWS CONCURRENCY STEPS`: the harness floor's client (see [`floor`])
+/// in a process of its own, on a runtime like preflight's; prints the time it took (ns).
+fn floor_helper(args: &[std::ffi::OsString]) -> ! {
+    let numbers: Vec<usize> = args
+        .iter()
+        .filter_map(|a| a.to_str()?.parse().ok())
+        .collect();
+    let [port, flows, concurrency, steps] = numbers[..] else {
+        eprintln!("usage: bench __floor PORT FLOWS CONCURRENCY STEPS");
+        std::process::exit(2);
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let port = u16::try_from(port).expect("a port");
+    match rt.block_on(floor(port, flows, concurrency, steps)) {
+        Some(took) => {
+            println!("{}", took.as_nanos());
+            std::process::exit(0)
+        }
+        None => std::process::exit(1),
+    }
+}
+
+/// The harness floor out of process: [`floor_helper`] spawned as a child, so that every
+/// request and response crosses between two processes as preflight's do (in process, the
+/// thread that writes a response often reads it itself, without a wake-up). Returns the
+/// child's own time (connect to last response) and its spawn-to-exit wall.
+fn floor_out_of_process(
+    port: u16,
+    flows: usize,
+    concurrency: usize,
+    steps: usize,
+) -> Option<(Duration, Duration)> {
+    let me = std::env::current_exe().ok()?;
+    let started = Instant::now();
+    let out = Command::new(me)
+        .arg("__floor")
+        .args([port as usize, flows, concurrency, steps].map(|n| n.to_string()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let wall = started.elapsed();
+    let took: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    out.status
+        .success()
+        .then(|| (Duration::from_nanos(took), wall))
+}
+
 /// What the scenarios share: the options, the runtime, the target server, the temporary
 /// directory and the number of cores.
 struct Bench<'a> {
@@ -1476,6 +1526,28 @@ fn measure(bin: &Path, bench: &Bench) -> (Vec<Row>, Vec<Verdict>) {
                 f.as_secs_f64() / ideal.as_secs_f64()
             ))
         );
+        let apart: Vec<(Duration, Duration)> = (0..opts.runs)
+            .filter_map(|_| {
+                settle(opts.settle);
+                floor_out_of_process(server.port, flows, concurrency, shape.steps())
+            })
+            .collect();
+        let apart_med = (!apart.is_empty()).then(|| {
+            let own: Vec<Duration> = apart.iter().map(|a| a.0).collect();
+            let walls: Vec<Duration> = apart.iter().map(|a| a.1).collect();
+            (median(&own), median(&walls))
+        });
+        let ratio_of = |d: Duration| d.as_secs_f64() / ideal.as_secs_f64();
+        eprintln!(
+            "  harness floor out of process (the same client as a child process): {}",
+            apart_med.map_or("failed".into(), |(own, wall)| format!(
+                "{} = {:.3}x ideal; spawn to exit {} = {:.3}x",
+                secs(own),
+                ratio_of(own),
+                secs(wall),
+                ratio_of(wall)
+            ))
+        );
         let mut runs = Vec::new();
         for i in 0..opts.runs {
             let json = root.join(format!("s{id}-{i}.json"));
@@ -1502,8 +1574,9 @@ fn measure(bin: &Path, bench: &Bench) -> (Vec<Row>, Vec<Verdict>) {
             ratio: format!("{ratio:.3}"),
             rss: mib(s.rss),
             note: format!(
-                "start-up {} + on wire {} ({}x ideal) + tail {}; harness floor {}; server delivered \
-                 {} per request (L = {latency_ms} ms); CPU preflight {} / server {}{}",
+                "start-up {} + on wire {} ({}x ideal) + tail {}; harness floor {}, out of process \
+                 {}; server delivered {} per request (L = {latency_ms} ms); CPU preflight {} / \
+                 server {}{}",
                 opt_ms(s.startup),
                 opt_ms(s.on_wire),
                 wire_ratio.map_or("-".into(), |r| format!("{r:.3}")),
@@ -1512,6 +1585,12 @@ fn measure(bin: &Path, bench: &Bench) -> (Vec<Row>, Vec<Verdict>) {
                     "{} ({:.3}x)",
                     ms(f),
                     f.as_secs_f64() / ideal.as_secs_f64()
+                )),
+                apart_med.map_or("-".into(), |(own, wall)| format!(
+                    "{} ({:.3}x; spawn to exit {:.3}x)",
+                    ms(own),
+                    ratio_of(own),
+                    ratio_of(wall)
                 )),
                 opt_ms(s.delivered_mean),
                 s.child_cpu
@@ -1917,6 +1996,9 @@ fn main() {
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if raw.get(1).is_some_and(|a| a == "__spawn") {
         spawn_helper(&raw[2..]);
+    }
+    if raw.get(1).is_some_and(|a| a == "__floor") {
+        floor_helper(&raw[2..]);
     }
     let opts = parse_args();
     if let Some(dir) = &opts.generate {

@@ -191,3 +191,59 @@ async fn control_characters_from_staging_are_escaped() {
         "{text}"
     );
 }
+
+/// Cookies staging sets go back on the flow's later requests only where the cookie rules say
+/// they apply: within their path, never one that expired as it was set, and a malformed one
+/// is ignored. (A `Secure` one goes over plain http to loopback only, which counts as secure,
+/// as in browsers; these tests send nothing elsewhere.)
+#[tokio::test(flavor = "multi_thread")]
+async fn cookies_from_staging_go_back_only_where_they_apply() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "sid=s-1; Path=/account")
+                .append_header("set-cookie", "theme=dark")
+                .append_header("set-cookie", "old=1; Max-Age=0")
+                .append_header("set-cookie", "=; ;"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let flow = r#"
+[[step]]
+name = "login"
+method = "POST"
+path = "/login"
+
+[[step]]
+name = "account"
+path = "/account/me"
+
+[[step]]
+name = "public"
+path = "/public"
+"#;
+    let dir = suite(&server.uri(), &[("session.toml", flow)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let requests = server.received_requests().await.unwrap();
+    let cookies_to = |to: &str| -> Vec<String> {
+        let request = requests.iter().find(|r| r.url.path() == to).unwrap();
+        let mut pairs: Vec<String> = request
+            .headers
+            .get_all("cookie")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap().split("; ").map(str::to_string))
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    assert!(cookies_to("/login").is_empty());
+    assert_eq!(cookies_to("/account/me"), ["sid=s-1", "theme=dark"]);
+    assert_eq!(cookies_to("/public"), ["theme=dark"]);
+}

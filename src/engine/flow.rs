@@ -3,6 +3,7 @@
 use super::Shared;
 use super::event::{Event, FlowIndex};
 use super::http::{Exchange, Limits, Request, RequestError};
+use super::jar::Jar;
 use super::record::FlowRecord;
 use super::result::{
     Attempt, ContractNote, ExchangeDetail, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult,
@@ -14,7 +15,6 @@ use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_hea
 use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
 use crate::template::Scope;
 use crate::template::{UrlTemplate, value_to_text};
-use reqwest::cookie::Jar;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};

@@ -4,9 +4,9 @@
 //! flow's own cookie jar while every flow shares one connection pool, and so that credentials
 //! are dropped on a cross-origin hop.
 
+use super::jar::Jar;
 use crate::suite::TlsSettings;
 pub use crate::tls::{error_chain, install_crypto_provider};
-use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use std::error::Error as StdError;
@@ -145,7 +145,7 @@ impl Http {
                 .get_all(header::SET_COOKIE)
                 .iter()
                 .collect();
-            jar.set_cookies(&mut set_cookies.iter().copied(), &request.url);
+            jar.set_cookies(set_cookies.iter().copied(), &request.url);
             cookies.extend(set_cookies.iter().filter_map(|v| parse_set_cookie(v)));
 
             let status = response.status();

@@ -7,6 +7,7 @@
 pub mod event;
 pub mod flow;
 pub mod http;
+pub mod jar;
 mod preflight;
 pub mod record;
 mod rehearse;
@@ -27,8 +28,8 @@ use crate::integrity;
 use crate::redact::Redactor;
 use crate::suite::Plan;
 use flow::CLEANUP_GRACE;
+use jar::Jar;
 use record::FlowRecord;
-use reqwest::cookie::Jar;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};

@@ -2,6 +2,7 @@
 
 use super::Shared;
 use super::http::Limits;
+use super::jar::Jar;
 use super::result::WaitResult;
 use super::scope::FlowScope;
 use crate::check::{Expectation, Observed, Subject};
@@ -10,7 +11,6 @@ use crate::redact::Mask;
 use crate::suite::WaitPolicy;
 use crate::suite::{VersionCheck, VersionSource};
 use crate::template::{Template, value_to_text};
-use reqwest::cookie::Jar;
 use serde_json::Map;
 use std::collections::HashMap;
 use std::time::Instant;

@@ -5,10 +5,10 @@
 
 use super::Shared;
 use super::flow::{grace_over, run_timed};
+use super::jar::Jar;
 use super::result::{Phase, StepOutcome, StepResult};
 use super::scope::FlowScope;
 use crate::suite::Step;
-use reqwest::cookie::Jar;
 use serde_json::Map;
 use std::collections::HashMap;
 

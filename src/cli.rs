@@ -747,8 +747,33 @@ async fn watch_signals(
 /// exit 0.
 static SIGNALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The handler a signal of [`note_signals`] has before `signal_hook_registry`'s own. The
+/// registry puts its handler in place before it stores the signal's actions, and a signal in
+/// between runs only the handler it replaced, which it does nothing for when that is the
+/// default one (attack finding: a SIGTERM there was lost, and `merge` went on to exit 0 with
+/// its reports). Replaced by the registry's, this one is what runs then, and it runs before
+/// the registry's actions from then on.
+extern "C" fn noted(_: libc::c_int) {
+    SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
     for kind in kinds {
+        // SAFETY: a disposition read and set with libc's own calls, on memory owned here;
+        // `noted` only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            let mut current = std::mem::zeroed::<libc::sigaction>();
+            libc::sigaction(kind.as_raw_value(), std::ptr::null(), &mut current);
+            // Only over the default (or ignored) disposition: a handler already there is the
+            // registry's, from an earlier call.
+            if current.sa_sigaction == libc::SIG_DFL || current.sa_sigaction == libc::SIG_IGN {
+                let mut action = std::mem::zeroed::<libc::sigaction>();
+                action.sa_sigaction = noted as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(kind.as_raw_value(), &action, std::ptr::null_mut());
+            }
+        }
         // SAFETY: the action only stores to an atomic, which is async-signal-safe.
         let _ = unsafe {
             signal_hook_registry::register(kind.as_raw_value(), || {

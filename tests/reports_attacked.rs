@@ -1195,3 +1195,95 @@ async fn merge_and_report_keep_their_exit_codes_when_standard_error_cannot_be_wr
         assert_eq!(output.status.code(), Some(code), "{args:?}");
     }
 }
+
+/// A library to preload that raises SIGTERM each time a handler is put in place for it, right
+/// after: a signal that comes at that very moment, every time.
+fn sigterm_as_its_handler_is_put_in_place(dir: &Path) -> std::path::PathBuf {
+    let source = dir.join("raise.c");
+    std::fs::write(
+        &source,
+        r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <signal.h>
+typedef int (*real_t)(int, const struct sigaction *, struct sigaction *);
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    int done = ((real_t)dlsym(RTLD_NEXT, "sigaction"))(sig, act, old);
+    if (done == 0 && sig == SIGTERM && act && act->sa_handler != SIG_DFL
+        && act->sa_handler != SIG_IGN)
+        raise(SIGTERM);
+    return done;
+}
+"#,
+    )
+    .unwrap();
+    let library = dir.join("raise.so");
+    let built = std::process::Command::new(std::env::var_os("CC").unwrap_or("cc".into()))
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .expect("a C compiler (cc) to build the preloaded library");
+    assert!(built.success(), "cc raise.c");
+    library
+}
+
+/// A signal that comes just as its handler is put in place is never lost (attack finding:
+/// `signal_hook_registry` puts its handler in place before it stores the actions, and a
+/// signal in between ran only the default disposition it replaced, which it does not run:
+/// `merge`, `report` and `run` went on to exit 0 with every report in place).
+#[tokio::test]
+async fn a_signal_as_its_handler_is_put_in_place_is_never_lost() {
+    let staging = ok_staging().await;
+    let dir = many_flows(&staging.uri(), 2);
+    let out = tempfile::tempdir().unwrap();
+    let shards: Vec<_> = (1..=2)
+        .map(|k| out.path().join(format!("shard-{k}.json")))
+        .collect();
+    for (k, shard) in shards.iter().enumerate() {
+        let status = quiet_run(dir.path())
+            .arg("--shard")
+            .arg(format!("{}/2", k + 1))
+            .arg("--json")
+            .arg(shard)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "shard {}: {status:?}", k + 1);
+    }
+    let preload = sigterm_as_its_handler_is_put_in_place(out.path());
+    let merged = out.path().join("merged.json");
+    let rendered = out.path().join("rendered.html");
+    let ran = out.path().join("ran.json");
+    let mut merge = binary::process();
+    merge
+        .arg("merge")
+        .args(&shards)
+        .arg("--json")
+        .arg(&merged)
+        .arg("--quiet");
+    let mut report = binary::process();
+    report
+        .arg("report")
+        .arg(&shards[0])
+        .arg("--html")
+        .arg(&rendered);
+    let mut run = quiet_run(dir.path());
+    run.arg("--json").arg(&ran);
+    for (mut cmd, written) in [(merge, &merged), (report, &rendered), (run, &ran)] {
+        let status = cmd
+            .env("LD_PRELOAD", &preload)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        let name = cmd
+            .get_args()
+            .next()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_ne!(status.code(), Some(0), "{name} ended 0 after a SIGTERM");
+        assert!(!written.exists(), "{name} left its report after a SIGTERM");
+    }
+}

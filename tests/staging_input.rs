@@ -247,3 +247,112 @@ path = "/public"
     assert_eq!(cookies_to("/account/me"), ["sid=s-1", "theme=dark"]);
     assert_eq!(cookies_to("/public"), ["theme=dark"]);
 }
+
+/// A cookie capture takes only what the flow's jar holds: a cookie deleted as it is set
+/// (`Max-Age=0`) or one for another domain is not found, so a login that set no usable session
+/// fails its capture instead of passing with an empty or foreign value (attack finding).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/login"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "gone=; Max-Age=0; Path=/")
+                .append_header("set-cookie", "foreign=abc; Domain=other.example")
+                .append_header("set-cookie", "sid=s-7; Path=/"),
+        )
+        .mount(&server)
+        .await;
+    let capturing = |cookie: &str| {
+        format!(
+            "[[step]]\nname = \"login\"\npath = \"/login\"\n[step.capture]\nvalue = {{ cookie = \"{cookie}\" }}\n"
+        )
+    };
+    let (deleted, foreign, held) = (capturing("gone"), capturing("foreign"), capturing("sid"));
+    let dir = suite(
+        &server.uri(),
+        &[
+            ("deleted.toml", &deleted),
+            ("foreign.toml", &foreign),
+            ("held.toml", &held),
+        ],
+    );
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.json).unwrap();
+    let outcome = |name: &str| {
+        report["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["outcome"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(outcome("deleted"), "failed");
+    assert_eq!(outcome("foreign"), "failed");
+    assert_eq!(outcome("held"), "passed");
+}
+
+/// Cookies of the same name go back longest path first, as browsers send them, every run: a
+/// server reading the first one gets the one for its path (attack finding: the order was
+/// random, and so could be the verdict).
+#[tokio::test(flavor = "multi_thread")]
+async fn cookies_go_back_longest_path_first() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/login"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "sid=root; Path=/")
+                .append_header("set-cookie", "sid=deeper; Path=/app/x")
+                .append_header("set-cookie", "sid=app; Path=/app")
+                .append_header("set-cookie", "sid=deepest; Path=/app/x/y"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\nname = \"login\"\npath = \"/login\"\n\n[[step]]\nname = \"page\"\npath = \"/app/x/y/page\"\n";
+    let dir = suite(&server.uri(), &[("paths.toml", flow)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let requests = server.received_requests().await.unwrap();
+    let page = requests
+        .iter()
+        .find(|r| r.url.path() == "/app/x/y/page")
+        .unwrap();
+    assert_eq!(
+        page.headers.get("cookie").unwrap().to_str().unwrap(),
+        "sid=deepest; sid=deeper; sid=app; sid=root"
+    );
+}
+
+/// The value of a sensitive response header is never shown, not even quoted in why a check of
+/// it failed (attack finding: a `json_schema` check of `set-cookie` printed the session
+/// cookie in its message, in the terminal and every report).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "sid=TOPSECRETSESSION1; Path=/; HttpOnly"),
+        )
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\nname = \"login\"\npath = \"/login\"\n[step.expect]\nheaders = { set-cookie = { json_schema = \"int.json\" } }\n";
+    let dir = suite(&server.uri(), &[("login.toml", flow)]);
+    std::fs::write(dir.path().join("int.json"), r#"{"type":"integer"}"#).unwrap();
+    let out = run(&dir, &["-vv"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    out.assert_hidden("TOPSECRETSESSION1");
+    assert!(
+        out.json.contains("--show-sensitive-headers") || out.json.contains("not of type"),
+        "the failure still says why: {}",
+        out.json
+    );
+}

@@ -11,7 +11,9 @@ use super::result::{
 use super::scope::FlowScope;
 use crate::check::{Assertion, Observed, Subject, excerpt};
 use crate::openapi::Finding;
-use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
+use crate::redact::{
+    MASK, Mask, Redactor, basic_auth_forms, is_sensitive_header, shown_header, shown_url,
+};
 use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
 use crate::template::Scope;
 use crate::template::{UrlTemplate, value_to_text};
@@ -715,12 +717,36 @@ fn judge(shared: &Shared, step: &Step, observed: &Observed, scope: &dyn Scope) -
             && !shared.show_sensitive_headers;
         assertions.extend(found.into_iter().map(|mut a| {
             if hidden && a.actual != json!(crate::check::MISSING) {
+                a.message = a.message.map(|m| without_value(&m, &a.actual));
                 a.actual = json!(MASK);
             }
             a
         }));
     }
     assertions
+}
+
+/// `message` without the sensitive header's `value` it may quote (a schema error quotes the
+/// value it checked): masked as a secret is, or, when a form of the value is still in it (one
+/// too short to mask inside text), replaced whole.
+fn without_value(message: &str, value: &Value) -> String {
+    let texts: Vec<String> = match value {
+        Value::Array(items) => items.iter().map(value_to_text).collect(),
+        other => vec![value_to_text(other)],
+    };
+    let redactor = Redactor::default();
+    texts.iter().for_each(|t| redactor.learn(t));
+    let masked = redactor.mask_text(message);
+    let escaped = |t: &str| serde_json::to_string(t).unwrap_or_default();
+    let shown = texts.iter().any(|t| {
+        let t = t.trim();
+        t.is_empty() || masked.contains(t) || masked.contains(escaped(t).trim_matches('"'))
+    });
+    if shown {
+        "the value of a sensitive header is not shown (--show-sensitive-headers shows it)".into()
+    } else {
+        masked
+    }
 }
 
 fn failed_without_response(

@@ -34,7 +34,7 @@ pub struct Exchange {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
-    /// Cookies set along the way (name, value), in order.
+    /// Cookies set along the way and held by the flow's jar (name, value), in order.
     pub cookies: Vec<(String, String)>,
     pub latency: Duration,
 }
@@ -140,13 +140,8 @@ impl Http {
                 }
                 other => other,
             })?;
-            let set_cookies: Vec<&HeaderValue> = response
-                .headers()
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .collect();
-            jar.set_cookies(set_cookies.iter().copied(), &request.url);
-            cookies.extend(set_cookies.iter().filter_map(|v| parse_set_cookie(v)));
+            let set_cookies = response.headers().get_all(header::SET_COOKIE).iter();
+            cookies.extend(jar.set_cookies(set_cookies, &request.url));
 
             let status = response.status();
             let location = response.headers().get(header::LOCATION).cloned();
@@ -226,16 +221,6 @@ async fn read_limited(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-fn parse_set_cookie(value: &HeaderValue) -> Option<(String, String)> {
-    let text = value.to_str().ok()?;
-    let pair = text.split(';').next()?;
-    let (name, value) = pair.split_once('=')?;
-    Some((
-        name.trim().to_string(),
-        value.trim().trim_matches('"').to_string(),
-    ))
 }
 
 fn classify(error: reqwest::Error) -> RequestError {

@@ -264,18 +264,49 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
         )
         .mount(&server)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/set-then-delete"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "stale=STALEVALUE123; Path=/")
+                .append_header("set-cookie", "stale=; Max-Age=0; Path=/"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/hop"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .append_header("set-cookie", "hopped=HOPSTALE1234; Path=/")
+                .append_header("location", "/hop-end"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/hop-end"))
+        .respond_with(
+            ResponseTemplate::new(200).append_header("set-cookie", "hopped=; Max-Age=0; Path=/"),
+        )
+        .mount(&server)
+        .await;
     let capturing = |cookie: &str| {
         format!(
             "[[step]]\nname = \"login\"\npath = \"/login\"\n[step.capture]\nvalue = {{ cookie = \"{cookie}\" }}\n"
         )
     };
     let (deleted, foreign, held) = (capturing("gone"), capturing("foreign"), capturing("sid"));
-    let dir = suite(
+    // Set, then deleted by the next line of the same response, and on the next hop.
+    let set_then_deleted = "[[step]]\nname = \"login\"\npath = \"/set-then-delete\"\n[step.capture]\nvalue = { cookie = \"stale\" }\n";
+    let over_hops = "[[step]]\nname = \"login\"\npath = \"/hop\"\n[step.capture]\nvalue = { cookie = \"hopped\", secret = true }\n";
+    let dir = binary::suite(
         &server.uri(),
+        "follow_redirects = true\n",
         &[
             ("deleted.toml", &deleted),
             ("foreign.toml", &foreign),
             ("held.toml", &held),
+            ("set-then-deleted.toml", set_then_deleted),
+            ("over-hops.toml", over_hops),
         ],
     );
     let out = run(&dir, &[], &[]).await;
@@ -293,6 +324,8 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
     assert_eq!(outcome("deleted"), "failed");
     assert_eq!(outcome("foreign"), "failed");
     assert_eq!(outcome("held"), "passed");
+    assert_eq!(outcome("set-then-deleted"), "failed");
+    assert_eq!(outcome("over-hops"), "failed");
 }
 
 /// Cookies of the same name go back longest path first, as browsers send them, every run: a
@@ -332,26 +365,77 @@ async fn cookies_go_back_longest_path_first() {
 }
 
 /// The value of a sensitive response header is never shown, not even quoted in why a check of
-/// it failed (attack finding: a `json_schema` check of `set-cookie` printed the session
-/// cookie in its message, in the terminal and every report).
+/// it failed (attack findings: a `json_schema` check of `set-cookie` printed the session cookie
+/// in its message, in the terminal and every report; so did one of a value over 300 characters
+/// and one of several `set-cookie` lines, after the first fix).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
     let server = MockServer::start().await;
+    let long = format!("sid=S3CR3T{}TAILSECRET", "x".repeat(400));
     Mock::given(method("GET"))
+        .and(path("/login"))
         .respond_with(
             ResponseTemplate::new(200)
                 .append_header("set-cookie", "sid=TOPSECRETSESSION1; Path=/; HttpOnly"),
         )
         .mount(&server)
         .await;
-    let flow = "[[step]]\nname = \"login\"\npath = \"/login\"\n[step.expect]\nheaders = { set-cookie = { json_schema = \"int.json\" } }\n";
-    let dir = suite(&server.uri(), &[("login.toml", flow)]);
+    Mock::given(method("GET"))
+        .and(path("/long"))
+        .respond_with(ResponseTemplate::new(200).append_header("set-cookie", long.as_str()))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/many"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "session_id=REALSESS9f83; Path=/; HttpOnly")
+                .append_header(
+                    "set-cookie",
+                    "csrftoken=CSRFVAL77abc; Path=/; SameSite=Strict",
+                )
+                .append_header("set-cookie", "remember=REMEMB3R; Path=/; Max-Age=2592000"),
+        )
+        .mount(&server)
+        .await;
+    let checking = |to: &str, schema: &str| {
+        format!(
+            "[[step]]\nname = \"get\"\npath = \"{to}\"\n[step.expect]\nheaders = {{ set-cookie = {{ json_schema = \"{schema}\" }} }}\n"
+        )
+    };
+    let (login, long_flow, many) = (
+        checking("/login", "int.json"),
+        checking("/long", "int.json"),
+        checking("/many", "short.json"),
+    );
+    let dir = suite(
+        &server.uri(),
+        &[
+            ("login.toml", &login),
+            ("long.toml", &long_flow),
+            ("many.toml", &many),
+        ],
+    );
     std::fs::write(dir.path().join("int.json"), r#"{"type":"integer"}"#).unwrap();
+    std::fs::write(
+        dir.path().join("short.json"),
+        r#"{"type":"string","maxLength":20}"#,
+    )
+    .unwrap();
     let out = run(&dir, &["-vv"], &[]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    out.assert_hidden("TOPSECRETSESSION1");
+    for shown in [
+        "TOPSECRETSESSION1",
+        "TAILSECRET",
+        "S3CR3Txxxx",
+        "REALSESS9f83",
+        "CSRFVAL77abc",
+        "REMEMB3R",
+    ] {
+        out.assert_hidden(shown);
+    }
     assert!(
-        out.json.contains("--show-sensitive-headers") || out.json.contains("not of type"),
+        out.json.contains("not of type"),
         "the failure still says why: {}",
         out.json
     );

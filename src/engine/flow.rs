@@ -713,11 +713,19 @@ fn judge(shared: &Shared, step: &Step, observed: &Observed, scope: &dyn Scope) -
     let mut assertions = Vec::with_capacity(step.expectations.len());
     for expectation in &step.expectations {
         let found = expectation.evaluate(observed, scope, &*shared.redactor);
-        let hidden = matches!(&expectation.subject, Subject::Header(name) if is_sensitive_header(name))
-            && !shared.show_sensitive_headers;
+        let hidden = match &expectation.subject {
+            Subject::Header(name)
+                if is_sensitive_header(name) && !shared.show_sensitive_headers =>
+            {
+                Some(name)
+            }
+            _ => None,
+        };
         assertions.extend(found.into_iter().map(|mut a| {
-            if hidden && a.actual != json!(crate::check::MISSING) {
-                a.message = a.message.map(|m| without_value(&m, &a.actual));
+            if let Some(name) = hidden
+                && a.actual != json!(crate::check::MISSING)
+            {
+                a.message = a.message.map(|m| without_header(&m, observed, name));
                 a.actual = json!(MASK);
             }
             a
@@ -726,21 +734,34 @@ fn judge(shared: &Shared, step: &Step, observed: &Observed, scope: &dyn Scope) -
     assertions
 }
 
-/// `message` without the sensitive header's `value` it may quote (a schema error quotes the
-/// value it checked): masked as a secret is, or, when a form of the value is still in it (one
-/// too short to mask inside text), replaced whole.
-fn without_value(message: &str, value: &Value) -> String {
-    let texts: Vec<String> = match value {
-        Value::Array(items) => items.iter().map(value_to_text).collect(),
-        other => vec![value_to_text(other)],
-    };
+/// How much of the start of a sensitive header's value, found in a message, counts as the
+/// value shown: a message may quote it cut short.
+const SHOWN_START_CHARS: usize = 12;
+
+/// `message` without the value of the response header `name` it may quote (a schema error
+/// quotes the value it checked, whole however long, and several `set-cookie` lines as one):
+/// masked as a secret is, each line and all of them together, or replaced whole when a form
+/// of one, or its start, is still in it (a value too short to mask inside text).
+fn without_header(message: &str, observed: &Observed, name: &str) -> String {
+    let mut texts: Vec<String> = observed
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .collect();
+    texts.extend(observed.header(&name.to_ascii_lowercase()));
     let redactor = Redactor::default();
     texts.iter().for_each(|t| redactor.learn(t));
     let masked = redactor.mask_text(message);
     let escaped = |t: &str| serde_json::to_string(t).unwrap_or_default();
     let shown = texts.iter().any(|t| {
         let t = t.trim();
-        t.is_empty() || masked.contains(t) || masked.contains(escaped(t).trim_matches('"'))
+        let start: String = t.chars().take(SHOWN_START_CHARS).collect();
+        [t, start.as_str()].iter().any(|form| {
+            form.is_empty()
+                || masked.contains(form)
+                || masked.contains(escaped(form).trim_matches('"'))
+        })
     });
     if shown {
         "the value of a sensitive header is not shown (--show-sensitive-headers shows it)".into()

@@ -164,6 +164,8 @@ impl Http {
                 continue;
             }
             let body = read_limited(&mut response, limits.max_body).await?;
+            // A cookie a later line or hop deleted is no longer the flow's to capture.
+            jar.retain_held(&mut cookies);
             return Ok(Exchange {
                 url: request.url,
                 status,

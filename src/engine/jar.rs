@@ -39,6 +39,17 @@ impl Jar {
             .collect()
     }
 
+    /// Keeps, of `cookies` (name, value), only those the jar still holds: one that a later
+    /// `Set-Cookie` deleted or replaced is dropped.
+    pub fn retain_held(&self, cookies: &mut Vec<(String, String)>) {
+        let store = self.store();
+        cookies.retain(|(name, value)| {
+            store
+                .iter_unexpired()
+                .any(|c| c.name() == name && c.value_trimmed() == value)
+        });
+    }
+
     /// The `Cookie` header for a request to `url`, when a stored cookie applies to it. The
     /// cookies with longer paths come first, as browsers send them (a server reading the first
     /// of two `sid` cookies gets the one for its path), then by name: the same every run.

@@ -274,6 +274,20 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
         .mount(&server)
         .await;
     Mock::given(method("GET"))
+        .and(path("/set-old"))
+        .respond_with(ResponseTemplate::new(200).append_header("set-cookie", "sid2=OLD; Path=/"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/set-old-p-del"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "sid2=OLD; Path=/p")
+                .append_header("set-cookie", "sid2=; Path=/p; Max-Age=0"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
         .and(path("/hop"))
         .respond_with(
             ResponseTemplate::new(302)
@@ -297,6 +311,9 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
     let (deleted, foreign, held) = (capturing("gone"), capturing("foreign"), capturing("sid"));
     // Set, then deleted by the next line of the same response, and on the next hop.
     let set_then_deleted = "[[step]]\nname = \"login\"\npath = \"/set-then-delete\"\n[step.capture]\nvalue = { cookie = \"stale\" }\n";
+    // Set as `sid2=OLD` on `/` by an earlier step, then on `/p` and deleted there: the one
+    // this step set is gone, whatever the jar holds elsewhere.
+    let deleted_elsewhere = "[[step]]\nname = \"first\"\npath = \"/set-old\"\n\n[[step]]\nname = \"login\"\npath = \"/set-old-p-del\"\n[step.capture]\nvalue = { cookie = \"sid2\" }\n";
     let over_hops = "[[step]]\nname = \"login\"\npath = \"/hop\"\n[step.capture]\nvalue = { cookie = \"hopped\", secret = true }\n";
     let dir = binary::suite(
         &server.uri(),
@@ -307,6 +324,7 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
             ("held.toml", &held),
             ("set-then-deleted.toml", set_then_deleted),
             ("over-hops.toml", over_hops),
+            ("deleted-elsewhere.toml", deleted_elsewhere),
         ],
     );
     let out = run(&dir, &[], &[]).await;
@@ -326,6 +344,7 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
     assert_eq!(outcome("held"), "passed");
     assert_eq!(outcome("set-then-deleted"), "failed");
     assert_eq!(outcome("over-hops"), "failed");
+    assert_eq!(outcome("deleted-elsewhere"), "failed");
 }
 
 /// Cookies of the same name go back longest path first, as browsers send them, every run: a
@@ -364,6 +383,17 @@ async fn cookies_go_back_longest_path_first() {
     );
 }
 
+/// A signed cookie holding a secret the run knows (`user:signature`): a message quoting it
+/// has that part masked already, and the rest must not show either (attack finding).
+const SIGNED: &str = r#"
+[[step]]
+name = "get"
+path = "/signed"
+headers = { x-user = "{{ secret.API_USER }}" }
+[step.expect]
+headers = { set-cookie = { json_schema = "int.json" } }
+"#;
+
 /// The value of a sensitive response header is never shown, not even quoted in why a check of
 /// it failed (attack findings: a `json_schema` check of `set-cookie` printed the session cookie
 /// in its message, in the terminal and every report; so did one of a value over 300 characters
@@ -383,6 +413,14 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
     Mock::given(method("GET"))
         .and(path("/long"))
         .respond_with(ResponseTemplate::new(200).append_header("set-cookie", long.as_str()))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/signed"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "sess=smokeuser01:ENVSIGLEAK4242; Path=/"),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -414,6 +452,7 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
             ("login.toml", &login),
             ("long.toml", &long_flow),
             ("many.toml", &many),
+            ("signed.toml", SIGNED),
         ],
     );
     std::fs::write(dir.path().join("int.json"), r#"{"type":"integer"}"#).unwrap();
@@ -422,9 +461,10 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
         r#"{"type":"string","maxLength":20}"#,
     )
     .unwrap();
-    let out = run(&dir, &["-vv"], &[]).await;
+    let out = run(&dir, &["-vv"], &[("API_USER", "smokeuser01")]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     for shown in [
+        "ENVSIGLEAK4242",
         "TOPSECRETSESSION1",
         "TAILSECRET",
         "S3CR3Txxxx",
@@ -439,4 +479,27 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
         "the failure still says why: {}",
         out.json
     );
+}
+
+/// A version read from a sensitive response header is compared, never shown (attack finding:
+/// `[version] header = "set-cookie"` printed the cookie in the headline and every report).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_read_from_a_sensitive_header_is_not_shown() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/sc"))
+        .respond_with(ResponseTemplate::new(200).append_header("set-cookie", "sid=LEAKMARKER01abc"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let settings = "[version]\npath = \"/sc\"\nheader = \"set-cookie\"\nexpect = \"v1\"\n";
+    let flow = "[[step]]\nname = \"home\"\npath = \"/\"\n";
+    let dir = binary::suite(&server.uri(), settings, &[("home.toml", flow)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    out.assert_hidden("LEAKMARKER01abc");
+    assert!(out.stdout.contains("expected v1"), "{}", out.stdout);
 }

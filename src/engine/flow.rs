@@ -725,7 +725,9 @@ fn judge(shared: &Shared, step: &Step, observed: &Observed, scope: &dyn Scope) -
             if let Some(name) = hidden
                 && a.actual != json!(crate::check::MISSING)
             {
-                a.message = a.message.map(|m| without_header(&m, observed, name));
+                a.message = a
+                    .message
+                    .map(|m| without_header(&m, observed, name, &shared.redactor));
                 a.actual = json!(MASK);
             }
             a
@@ -741,8 +743,10 @@ const SHOWN_START_CHARS: usize = 12;
 /// `message` without the value of the response header `name` it may quote (a schema error
 /// quotes the value it checked, whole however long, and several `set-cookie` lines as one):
 /// masked as a secret is, each line and all of them together, or replaced whole when a form
-/// of one, or its start, is still in it (a value too short to mask inside text).
-fn without_header(message: &str, observed: &Observed, name: &str) -> String {
+/// of one, or its start, is still in it (a value too short to mask inside text). The message
+/// had the run's secrets masked already, so each value is also known as it reads then (a
+/// signed cookie `user.signature` quoted as `***.signature`: attack finding).
+fn without_header(message: &str, observed: &Observed, name: &str, secrets: &Redactor) -> String {
     let mut texts: Vec<String> = observed
         .headers
         .iter()
@@ -750,6 +754,12 @@ fn without_header(message: &str, observed: &Observed, name: &str) -> String {
         .map(|(_, v)| v.clone())
         .collect();
     texts.extend(observed.header(&name.to_ascii_lowercase()));
+    let as_masked: Vec<String> = texts
+        .iter()
+        .map(|t| secrets.mask_text(t))
+        .filter(|m| !texts.contains(m))
+        .collect();
+    texts.extend(as_masked);
     let redactor = Redactor::default();
     texts.iter().for_each(|t| redactor.learn(t));
     let masked = redactor.mask_text(message);

@@ -107,7 +107,7 @@ impl Http {
         limits: Limits,
         started: Instant,
     ) -> Result<Exchange, RequestError> {
-        let mut cookies = Vec::new();
+        let mut set = Vec::new();
         let mut hops = 0;
         loop {
             let mut headers = request.headers.clone();
@@ -141,7 +141,7 @@ impl Http {
                 other => other,
             })?;
             let set_cookies = response.headers().get_all(header::SET_COOKIE).iter();
-            cookies.extend(jar.set_cookies(set_cookies, &request.url));
+            set.extend(jar.set_cookies(set_cookies, &request.url));
 
             let status = response.status();
             let location = response.headers().get(header::LOCATION).cloned();
@@ -165,7 +165,8 @@ impl Http {
             }
             let body = read_limited(&mut response, limits.max_body).await?;
             // A cookie a later line or hop deleted is no longer the flow's to capture.
-            jar.retain_held(&mut cookies);
+            jar.retain_held(&mut set);
+            let cookies = set.into_iter().map(|c| (c.name, c.value)).collect();
             return Ok(Exchange {
                 url: request.url,
                 status,

@@ -13,40 +13,52 @@ use url::Url;
 #[derive(Default)]
 pub struct Jar(Mutex<cookie_store::CookieStore>);
 
+/// A cookie a response set and the jar took: where it is kept (domain and path), and what.
+pub struct SetCookie {
+    domain: String,
+    path: String,
+    pub name: String,
+    pub value: String,
+}
+
 impl Jar {
     /// Stores the cookies of a response's `Set-Cookie` headers and returns those it now holds
-    /// from them (name, value), for `cookie` captures: one that cannot be parsed, one for
-    /// another domain, or one that expires as it is set (a deletion) is not among them, as a
-    /// browser would not hold it either.
+    /// from them, for `cookie` captures: one that cannot be parsed, one for another domain,
+    /// or one that expires as it is set (a deletion) is not among them, as a browser would
+    /// not hold it either.
     pub fn set_cookies<'a>(
         &self,
         headers: impl Iterator<Item = &'a HeaderValue>,
         url: &Url,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<SetCookie> {
         let mut store = self.store();
         headers
             .filter_map(|value| {
                 let text = std::str::from_utf8(value.as_bytes()).ok()?;
-                let cookie = cookie::Cookie::parse(text).ok()?;
-                match store.insert_raw(&cookie, url) {
-                    Ok(StoreAction::Inserted | StoreAction::UpdatedExisting) => Some((
-                        cookie.name().to_string(),
-                        cookie.value_trimmed().to_string(),
-                    )),
+                let raw = cookie::Cookie::parse(text).ok()?;
+                let cookie = cookie_store::Cookie::try_from_raw_cookie(&raw, url).ok()?;
+                let set = SetCookie {
+                    domain: String::from(&cookie.domain),
+                    path: String::from(&cookie.path),
+                    name: raw.name().to_string(),
+                    value: raw.value_trimmed().to_string(),
+                };
+                match store.insert(cookie.into_owned(), url) {
+                    Ok(StoreAction::Inserted | StoreAction::UpdatedExisting) => Some(set),
                     Ok(StoreAction::ExpiredExisting) | Err(_) => None,
                 }
             })
             .collect()
     }
 
-    /// Keeps, of `cookies` (name, value), only those the jar still holds: one that a later
-    /// `Set-Cookie` deleted or replaced is dropped.
-    pub fn retain_held(&self, cookies: &mut Vec<(String, String)>) {
+    /// Keeps, of `cookies`, only those the jar still holds as they were set: one that a
+    /// later `Set-Cookie` deleted or replaced is dropped.
+    pub fn retain_held(&self, cookies: &mut Vec<SetCookie>) {
         let store = self.store();
-        cookies.retain(|(name, value)| {
+        cookies.retain(|set| {
             store
-                .iter_unexpired()
-                .any(|c| c.name() == name && c.value_trimmed() == value)
+                .get(&set.domain, &set.path, &set.name)
+                .is_some_and(|held| held.value_trimmed() == set.value)
         });
     }
 

@@ -7,7 +7,7 @@ use super::result::WaitResult;
 use super::scope::FlowScope;
 use crate::check::{Expectation, Observed, Subject};
 use crate::integrity::{IntegrityResult, VersionResult, judge_served};
-use crate::redact::Mask;
+use crate::redact::{MASK, Mask, is_sensitive_header};
 use crate::suite::WaitPolicy;
 use crate::suite::{VersionCheck, VersionSource};
 use crate::template::{Template, value_to_text};
@@ -59,11 +59,19 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
             }
         }
     };
+    // A version read from a sensitive header (`set-cookie`, ...) is compared, never shown
+    // (attack finding: the value was printed in the headline and every report).
+    let hidden = matches!(&check.source, VersionSource::Header(name) if is_sensitive_header(name))
+        && !shared.show_sensitive_headers;
     match read.await {
         Ok(actual) => VersionResult {
             passed: actual == expected,
             expected: shown_expected,
-            actual: Some(mask.mask_text(&actual)),
+            actual: Some(if hidden {
+                MASK.to_string()
+            } else {
+                mask.mask_text(&actual)
+            }),
             error: None,
         },
         Err(error) => VersionResult {

@@ -274,6 +274,36 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
         .mount(&server)
         .await;
     Mock::given(method("GET"))
+        .and(path("/poll"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "ready": false }))
+                .append_header("set-cookie", "polled=FROMPOLL1; Path=/"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/poll"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ready": true })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/retry"))
+        .respond_with(
+            ResponseTemplate::new(503).append_header("set-cookie", "retried=FROMATTEMPT1; Path=/"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/retry"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
         .and(path("/set-old"))
         .respond_with(ResponseTemplate::new(200).append_header("set-cookie", "sid2=OLD; Path=/"))
         .mount(&server)
@@ -314,6 +344,11 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
     // Set as `sid2=OLD` on `/` by an earlier step, then on `/p` and deleted there: the one
     // this step set is gone, whatever the jar holds elsewhere.
     let deleted_elsewhere = "[[step]]\nname = \"first\"\npath = \"/set-old\"\n\n[[step]]\nname = \"login\"\npath = \"/set-old-p-del\"\n[step.capture]\nvalue = { cookie = \"sid2\" }\n";
+    // Set by the first poll only (a server sets the session on a request without one), and by
+    // a retried 503: the step's capture takes what any of its attempts set (attack finding:
+    // only the last response counted).
+    let polled = "[[step]]\nname = \"wait\"\npath = \"/poll\"\npoll = { attempts = 3, interval = \"10ms\" }\n[step.expect.json]\n\"$.ready\" = true\n[step.capture]\nvalue = { cookie = \"polled\" }\n";
+    let retried = "[[step]]\nname = \"retry\"\npath = \"/retry\"\nretry = { attempts = 3, backoff = \"10ms\", on = [\"5xx\"] }\n[step.capture]\nvalue = { cookie = \"retried\" }\n";
     let over_hops = "[[step]]\nname = \"login\"\npath = \"/hop\"\n[step.capture]\nvalue = { cookie = \"hopped\", secret = true }\n";
     let dir = binary::suite(
         &server.uri(),
@@ -325,6 +360,8 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
             ("set-then-deleted.toml", set_then_deleted),
             ("over-hops.toml", over_hops),
             ("deleted-elsewhere.toml", deleted_elsewhere),
+            ("polled.toml", polled),
+            ("retried.toml", retried),
         ],
     );
     let out = run(&dir, &[], &[]).await;
@@ -345,6 +382,8 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
     assert_eq!(outcome("set-then-deleted"), "failed");
     assert_eq!(outcome("over-hops"), "failed");
     assert_eq!(outcome("deleted-elsewhere"), "failed");
+    assert_eq!(outcome("polled"), "passed");
+    assert_eq!(outcome("retried"), "passed");
 }
 
 /// Cookies of the same name go back longest path first, as browsers send them, every run: a
@@ -394,6 +433,17 @@ headers = { x-user = "{{ secret.API_USER }}" }
 headers = { set-cookie = { json_schema = "int.json" } }
 "#;
 
+/// A secret that matches a sensitive header's value only as a message escapes it (a tab
+/// written `\t`): the rest of the value must not show either (attack finding).
+const TAB: &str = r#"
+[[step]]
+name = "get"
+path = "/tab"
+headers = { x-tok = "{{ secret.TOK1 }}" }
+[step.expect]
+headers = { Set-Cookie = { json_schema = "int.json" } }
+"#;
+
 /// The value of a sensitive response header is never shown, not even quoted in why a check of
 /// it failed (attack findings: a `json_schema` check of `set-cookie` printed the session cookie
 /// in its message, in the terminal and every report; so did one of a value over 300 characters
@@ -413,6 +463,14 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
     Mock::given(method("GET"))
         .and(path("/long"))
         .respond_with(ResponseTemplate::new(200).append_header("set-cookie", long.as_str()))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/tab"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("set-cookie", "ab\ttopsecretSIG99;LEAKMARKERTAB"),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -453,6 +511,7 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
             ("long.toml", &long_flow),
             ("many.toml", &many),
             ("signed.toml", SIGNED),
+            ("tab.toml", TAB),
         ],
     );
     std::fs::write(dir.path().join("int.json"), r#"{"type":"integer"}"#).unwrap();
@@ -461,10 +520,16 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
         r#"{"type":"string","maxLength":20}"#,
     )
     .unwrap();
-    let out = run(&dir, &["-vv"], &[("API_USER", "smokeuser01")]).await;
+    let out = run(
+        &dir,
+        &["-vv"],
+        &[("API_USER", "smokeuser01"), ("TOK1", "ttopsecretSIG99")],
+    )
+    .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     for shown in [
         "ENVSIGLEAK4242",
+        "LEAKMARKERTAB",
         "TOPSECRETSESSION1",
         "TAILSECRET",
         "S3CR3Txxxx",
@@ -501,5 +566,13 @@ async fn a_version_read_from_a_sensitive_header_is_not_shown() {
     let out = run(&dir, &[], &[]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     out.assert_hidden("LEAKMARKER01abc");
-    assert!(out.stdout.contains("expected v1"), "{}", out.stdout);
+    assert!(out.stdout.contains("staging runs ***"), "{}", out.stdout);
+
+    // Nor when it passes, where what it was compared with would show it.
+    let settings =
+        "[version]\npath = \"/sc\"\nheader = \"Set-Cookie\"\nexpect = \"{{ env.VV }}\"\n";
+    let dir = binary::suite(&server.uri(), settings, &[("home.toml", flow)]);
+    let out = run(&dir, &[], &[("VV", "sid=LEAKMARKER01abc")]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.assert_hidden("LEAKMARKER01abc");
 }

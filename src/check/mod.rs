@@ -7,7 +7,7 @@
 pub mod capture;
 pub mod jsonpath;
 
-use crate::redact::{Mask, NoMask};
+use crate::redact::{MASK, Mask, NoMask, is_sensitive_header};
 use crate::template::{Scope, Template, TemplateValue, value_to_text};
 pub use capture::{Capture, CaptureSource};
 pub use jsonpath::JsonQuery;
@@ -277,6 +277,7 @@ impl Expectation {
             mask,
             // Headers and bodies are text: `equals = 42` means the text `42`.
             text_subject: matches!(self.subject, Subject::Header(_) | Subject::Body),
+            sensitive_subject: matches!(&self.subject, Subject::Header(name) if is_sensitive_header(name)),
         };
         match &self.op {
             Op::Length(inner) => inner
@@ -298,6 +299,8 @@ struct Context<'a> {
     mask: &'a dyn Mask,
     /// The subject is text (a header, the body), not a JSON value.
     text_subject: bool,
+    /// The subject is a sensitive header (`set-cookie`, ...): a message never quotes it.
+    sensitive_subject: bool,
 }
 
 fn evaluate_op(
@@ -457,7 +460,13 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                 .validator
                 .iter_errors(actual)
                 .take(3)
-                .map(|e| format!("{} at `{}`", e, e.instance_path()))
+                .map(|e| {
+                    if ctx.sensitive_subject {
+                        format!("{} at `{}`", e.masked_with(MASK), e.instance_path())
+                    } else {
+                        format!("{} at `{}`", e, e.instance_path())
+                    }
+                })
                 .collect();
             Ok(Judgement {
                 expected: json!(schema.file),

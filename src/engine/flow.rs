@@ -212,6 +212,8 @@ pub struct StepRun<'a> {
 /// would let timeouts lower the p95. The waits between retries are preflight's, not staging's,
 /// so they do not count.
 pub async fn run_timed(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
+    // Its `cookie` captures take what any attempt, poll or redirect hop of it set.
+    run.jar.begin_step();
     match run.step.poll {
         Some(poll) => run_polled(run, scope, poll).await,
         None => run_timed_once(run, scope).await,
@@ -364,7 +366,7 @@ async fn execute(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
         Ok(sent) => sent,
         Err(failed) => return failed,
     };
-    let observed = observe(sent.exchange);
+    let observed = observe(sent.exchange, jar);
     // Captures first, so that a secret capture is masked in this step's own assertions and
     // `-vv` detail (before either is cut to an excerpt); they are taken even when an assertion
     // failed, so that cleanups can still delete what the step created.
@@ -644,7 +646,7 @@ fn body_excerpt(observed: &Observed, mask: &dyn Mask) -> String {
     excerpt(&text, BODY_EXCERPT_CHARS)
 }
 
-fn observe(exchange: Exchange) -> Observed {
+fn observe(exchange: Exchange, jar: &Jar) -> Observed {
     let headers: Vec<(String, String)> = exchange
         .headers
         .iter()
@@ -660,7 +662,7 @@ fn observe(exchange: Exchange) -> Observed {
         exchange.latency,
         headers,
         exchange.body,
-        exchange.cookies,
+        jar.held_from_step(),
     )
 }
 

@@ -34,8 +34,6 @@ pub struct Exchange {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
-    /// Cookies set along the way and held by the flow's jar (name, value), in order.
-    pub cookies: Vec<(String, String)>,
     pub latency: Duration,
 }
 
@@ -107,7 +105,6 @@ impl Http {
         limits: Limits,
         started: Instant,
     ) -> Result<Exchange, RequestError> {
-        let mut set = Vec::new();
         let mut hops = 0;
         loop {
             let mut headers = request.headers.clone();
@@ -140,8 +137,10 @@ impl Http {
                 }
                 other => other,
             })?;
-            let set_cookies = response.headers().get_all(header::SET_COOKIE).iter();
-            set.extend(jar.set_cookies(set_cookies, &request.url));
+            jar.set_cookies(
+                response.headers().get_all(header::SET_COOKIE).iter(),
+                &request.url,
+            );
 
             let status = response.status();
             let location = response.headers().get(header::LOCATION).cloned();
@@ -164,15 +163,11 @@ impl Http {
                 continue;
             }
             let body = read_limited(&mut response, limits.max_body).await?;
-            // A cookie a later line or hop deleted is no longer the flow's to capture.
-            jar.retain_held(&mut set);
-            let cookies = set.into_iter().map(|c| (c.name, c.value)).collect();
             return Ok(Exchange {
                 url: request.url,
                 status,
                 headers: response.headers().clone(),
                 body,
-                cookies,
                 latency: started.elapsed(),
             });
         }

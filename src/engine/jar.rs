@@ -5,69 +5,90 @@
 //! front of every request that parses the request's URL again (about 6 K instructions a
 //! request, 7% of a step's CPU), even though preflight hands cookies to each hop itself.
 
-use cookie_store::StoreAction;
+use cookie_store::{CookieStore, StoreAction};
 use reqwest::header::HeaderValue;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use url::Url;
 
 #[derive(Default)]
-pub struct Jar(Mutex<cookie_store::CookieStore>);
+pub struct Jar(Mutex<Contents>);
+
+#[derive(Default)]
+struct Contents {
+    store: CookieStore,
+    /// The cookies the jar took from the responses of the current step, every attempt and
+    /// redirect hop of it, in order: what its `cookie` captures may take.
+    set_by_step: Vec<SetCookie>,
+}
 
 /// A cookie a response set and the jar took: where it is kept (domain and path), and what.
-pub struct SetCookie {
+struct SetCookie {
     domain: String,
     path: String,
-    pub name: String,
-    pub value: String,
+    name: String,
+    value: String,
 }
 
 impl Jar {
-    /// Stores the cookies of a response's `Set-Cookie` headers and returns those it now holds
-    /// from them, for `cookie` captures: one that cannot be parsed, one for another domain,
-    /// or one that expires as it is set (a deletion) is not among them, as a browser would
-    /// not hold it either.
-    pub fn set_cookies<'a>(
-        &self,
-        headers: impl Iterator<Item = &'a HeaderValue>,
-        url: &Url,
-    ) -> Vec<SetCookie> {
-        let mut store = self.store();
-        headers
-            .filter_map(|value| {
-                let text = std::str::from_utf8(value.as_bytes()).ok()?;
-                let raw = cookie::Cookie::parse(text).ok()?;
-                let cookie = cookie_store::Cookie::try_from_raw_cookie(&raw, url).ok()?;
-                let set = SetCookie {
-                    domain: String::from(&cookie.domain),
-                    path: String::from(&cookie.path),
-                    name: raw.name().to_string(),
-                    value: raw.value_trimmed().to_string(),
-                };
-                match store.insert(cookie.into_owned(), url) {
-                    Ok(StoreAction::Inserted | StoreAction::UpdatedExisting) => Some(set),
-                    Ok(StoreAction::ExpiredExisting) | Err(_) => None,
-                }
-            })
-            .collect()
+    /// A step begins: the cookies its responses set are counted from here.
+    pub fn begin_step(&self) {
+        self.contents().set_by_step.clear();
     }
 
-    /// Keeps, of `cookies`, only those the jar still holds as they were set: one that a
-    /// later `Set-Cookie` deleted or replaced is dropped.
-    pub fn retain_held(&self, cookies: &mut Vec<SetCookie>) {
-        let store = self.store();
-        cookies.retain(|set| {
-            store
-                .get(&set.domain, &set.path, &set.name)
-                .is_some_and(|held| held.value_trimmed() == set.value)
-        });
+    /// Stores the cookies of a response's `Set-Cookie` headers. One that cannot be parsed, one
+    /// for another domain, or one that expires as it is set (a deletion) is not kept, as a
+    /// browser would not keep it either.
+    pub fn set_cookies<'a>(&self, headers: impl Iterator<Item = &'a HeaderValue>, url: &Url) {
+        let mut contents = self.contents();
+        let Contents { store, set_by_step } = &mut *contents;
+        for value in headers {
+            let Some(raw) = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|text| cookie::Cookie::parse(text).ok())
+            else {
+                continue;
+            };
+            let Ok(cookie) = cookie_store::Cookie::try_from_raw_cookie(&raw, url) else {
+                continue;
+            };
+            let set = SetCookie {
+                domain: String::from(&cookie.domain),
+                path: String::from(&cookie.path),
+                name: raw.name().to_string(),
+                value: raw.value_trimmed().to_string(),
+            };
+            if let Ok(StoreAction::Inserted | StoreAction::UpdatedExisting) =
+                store.insert(cookie.into_owned(), url)
+            {
+                set_by_step.push(set);
+            }
+        }
+    }
+
+    /// The cookies (name, value) the current step's responses set that the jar still holds as
+    /// they were set, in order: one a later `Set-Cookie`, attempt or hop deleted or replaced
+    /// is left out.
+    pub fn held_from_step(&self) -> Vec<(String, String)> {
+        let contents = self.contents();
+        contents
+            .set_by_step
+            .iter()
+            .filter(|set| {
+                contents
+                    .store
+                    .get(&set.domain, &set.path, &set.name)
+                    .is_some_and(|held| held.value_trimmed() == set.value)
+            })
+            .map(|set| (set.name.clone(), set.value.clone()))
+            .collect()
     }
 
     /// The `Cookie` header for a request to `url`, when a stored cookie applies to it. The
     /// cookies with longer paths come first, as browsers send them (a server reading the first
     /// of two `sid` cookies gets the one for its path), then by name: the same every run.
     pub fn cookies(&self, url: &Url) -> Option<HeaderValue> {
-        let store = self.store();
-        let mut matching = store.matches(url);
+        let contents = self.contents();
+        let mut matching = contents.store.matches(url);
         if matching.is_empty() {
             return None;
         }
@@ -87,8 +108,8 @@ impl Jar {
         HeaderValue::from_str(&pairs.join("; ")).ok()
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, cookie_store::CookieStore> {
-        // A panic while the store was held leaves it as consistent as the store keeps it.
+    fn contents(&self) -> MutexGuard<'_, Contents> {
+        // A panic while the jar was held leaves it as consistent as the store keeps it.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -59,14 +59,19 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
             }
         }
     };
-    // A version read from a sensitive header (`set-cookie`, ...) is compared, never shown
-    // (attack finding: the value was printed in the headline and every report).
+    // A version read from a sensitive header (`set-cookie`, ...) is compared, never shown, nor
+    // is what it is compared with, which a pass would show it as (attack findings: the value
+    // was printed in the headline and every report).
     let hidden = matches!(&check.source, VersionSource::Header(name) if is_sensitive_header(name))
         && !shared.show_sensitive_headers;
     match read.await {
         Ok(actual) => VersionResult {
             passed: actual == expected,
-            expected: shown_expected,
+            expected: if hidden {
+                MASK.to_string()
+            } else {
+                shown_expected
+            },
             actual: Some(if hidden {
                 MASK.to_string()
             } else {

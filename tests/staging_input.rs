@@ -575,4 +575,18 @@ async fn a_version_read_from_a_sensitive_header_is_not_shown() {
     let out = run(&dir, &[], &[("VV", "sid=LEAKMARKER01abc")]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     out.assert_hidden("LEAKMARKER01abc");
+
+    // Nor when the header cannot be read, directly or through `[wait]`.
+    for wait in [
+        "",
+        "[wait]\npath = \"/\"\ntimeout = \"1s\"\ninterval = \"100ms\"\n",
+    ] {
+        let settings = format!(
+            "{wait}[version]\npath = \"/no-cookie\"\nheader = \"set-cookie\"\nexpect = \"{{{{ env.VV }}}}\"\n"
+        );
+        let dir = binary::suite(&server.uri(), &settings, &[("home.toml", flow)]);
+        let out = run(&dir, &[], &[("VV", "sid=LEAKMARKER01abc")]).await;
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        out.assert_hidden("LEAKMARKER01abc");
+    }
 }

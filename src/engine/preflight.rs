@@ -80,7 +80,11 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
             error: None,
         },
         Err(error) => VersionResult {
-            expected: shown_expected,
+            expected: if hidden {
+                MASK.to_string()
+            } else {
+                shown_expected
+            },
             actual: None,
             passed: false,
             error: Some(mask.mask_text(&error)),

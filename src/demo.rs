@@ -607,10 +607,16 @@ mod tests {
     use std::time::Instant;
 
     fn client() -> reqwest::Client {
+        client_sending(HeaderMap::new())
+    }
+
+    /// A client that sends `headers` with every request: the demo's session cookie, once it
+    /// is known (preflight's reqwest is built without a cookie store of its own).
+    fn client_sending(headers: HeaderMap) -> reqwest::Client {
         // reqwest is built with `rustls-no-provider`: a crypto provider must be installed first.
         let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder()
-            .cookie_store(true)
+            .default_headers(headers)
             .no_proxy()
             .build()
             .expect("client builds")
@@ -667,6 +673,12 @@ mod tests {
         let cookie = resp.headers()[header::SET_COOKIE].to_str().unwrap();
         assert!(cookie.starts_with("session_id=") && cookie.ends_with("; Path=/; HttpOnly"));
         let session = cookie["session_id=".len()..cookie.find(';').unwrap()].to_owned();
+        let mut sent = HeaderMap::new();
+        sent.insert(
+            header::COOKIE,
+            format!("session_id={session}").parse().unwrap(),
+        );
+        let http = client_sending(sent);
 
         let resp = http
             .post(format!("{base}/api/carts"))
@@ -684,7 +696,7 @@ mod tests {
         assert_eq!(location, format!("/api/carts/{cart_id}"));
         assert_eq!(cart["items"], json!([]));
         assert_eq!(cart["total_cents"], 0);
-        // The cookie jar sent the session, and the cart remembers it.
+        // The session cookie went back, and the cart remembers it.
         assert_eq!(cart["session_id"], session.as_str());
 
         for _ in 0..2 {

@@ -513,6 +513,23 @@ async fn finished(mut cmd: std::process::Command) -> std::process::Output {
         .unwrap()
 }
 
+/// `n` shard reports of `suite`, written into `into` by `run --shard K/n`, each passing.
+async fn shard_reports(suite: &Path, into: &Path, n: usize) -> Vec<std::path::PathBuf> {
+    let mut shards = Vec::new();
+    for k in 1..=n {
+        let shard = into.join(format!("shard-{k}.json"));
+        let mut cmd = quiet_run(suite);
+        cmd.arg("--shard")
+            .arg(format!("{k}/{n}"))
+            .arg("--json")
+            .arg(&shard);
+        let ran = finished(cmd).await;
+        assert_eq!(ran.status.code(), Some(0), "shard {k}/{n}");
+        shards.push(shard);
+    }
+    shards
+}
+
 /// A standard error nobody reads: writing to it fails (`EPIPE`).
 fn closed_stderr() -> std::io::PipeWriter {
     let (reader, writer) = std::io::pipe().unwrap();
@@ -1109,14 +1126,8 @@ async fn a_signal_while_merge_writes_its_reports_leaves_none_saying_pass() {
     let staging = ok_staging().await;
     let dir = many_flows(&staging.uri(), 3);
     let out = tempfile::tempdir().unwrap();
-    let shard = out.path().join("s1.json");
-    let ran = finished({
-        let mut cmd = quiet_run(dir.path());
-        cmd.args(["--shard", "1/1", "--json"]).arg(&shard);
-        cmd
-    })
-    .await;
-    assert_eq!(ran.status.code(), Some(0));
+    let shards = shard_reports(dir.path(), out.path(), 1).await;
+    let shard = &shards[0];
     let merged = out.path().join("out.json");
     let summary = out.path().join("summary.md");
     let (stdout_reader, stdout) = full_stderr();
@@ -1124,7 +1135,7 @@ async fn a_signal_while_merge_writes_its_reports_leaves_none_saying_pass() {
     // full standard output.
     let child = binary::process()
         .arg("merge")
-        .arg(&shard)
+        .arg(shard)
         .arg("--json")
         .arg(&merged)
         .args(["--html", "-"])
@@ -1237,20 +1248,7 @@ async fn a_signal_as_its_handler_is_put_in_place_is_never_lost() {
     let staging = ok_staging().await;
     let dir = many_flows(&staging.uri(), 2);
     let out = tempfile::tempdir().unwrap();
-    let shards: Vec<_> = (1..=2)
-        .map(|k| out.path().join(format!("shard-{k}.json")))
-        .collect();
-    for (k, shard) in shards.iter().enumerate() {
-        let status = quiet_run(dir.path())
-            .arg("--shard")
-            .arg(format!("{}/2", k + 1))
-            .arg("--json")
-            .arg(shard)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "shard {}: {status:?}", k + 1);
-    }
+    let shards = shard_reports(dir.path(), out.path(), 2).await;
     let preload = sigterm_as_its_handler_is_put_in_place(out.path());
     let merged = out.path().join("merged.json");
     let rendered = out.path().join("rendered.html");

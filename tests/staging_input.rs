@@ -192,6 +192,49 @@ async fn control_characters_from_staging_are_escaped() {
     );
 }
 
+/// A response with these `set-cookie` lines.
+fn setting(status: u16, cookies: &[&str]) -> ResponseTemplate {
+    cookies
+        .iter()
+        .fold(ResponseTemplate::new(status), |response, cookie| {
+            response.append_header("set-cookie", *cookie)
+        })
+}
+
+/// Answers every GET of `to` with `response`.
+async fn answer(server: &MockServer, to: &str, response: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path(to))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+/// Answers the first GET of `to` with `first`, the later ones with `then`.
+async fn answer_first(
+    server: &MockServer,
+    to: &str,
+    first: ResponseTemplate,
+    then: ResponseTemplate,
+) {
+    Mock::given(method("GET"))
+        .and(path(to))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    answer(server, to, then).await;
+}
+
+/// Answers 200 to every GET no other mock answers.
+async fn ok_otherwise(server: &MockServer) {
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(server)
+        .await;
+}
+
 /// Cookies staging sets go back on the flow's later requests only where the cookie rules say
 /// they apply: within their path, never one that expired as it was set, and a malformed one
 /// is ignored. (A `Secure` one goes over plain http to loopback only, which counts as secure,
@@ -201,19 +244,18 @@ async fn cookies_from_staging_go_back_only_where_they_apply() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/login"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "sid=s-1; Path=/account")
-                .append_header("set-cookie", "theme=dark")
-                .append_header("set-cookie", "old=1; Max-Age=0")
-                .append_header("set-cookie", "=; ;"),
-        )
+        .respond_with(setting(
+            200,
+            &[
+                "sid=s-1; Path=/account",
+                "theme=dark",
+                "old=1; Max-Age=0",
+                "=; ;",
+            ],
+        ))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    ok_otherwise(&server).await;
     let flow = r#"
 [[step]]
 name = "login"
@@ -254,85 +296,31 @@ path = "/public"
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/login"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "gone=; Max-Age=0; Path=/")
-                .append_header("set-cookie", "foreign=abc; Domain=other.example")
-                .append_header("set-cookie", "sid=s-7; Path=/"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/set-then-delete"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "stale=STALEVALUE123; Path=/")
-                .append_header("set-cookie", "stale=; Max-Age=0; Path=/"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/poll"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({ "ready": false }))
-                .append_header("set-cookie", "polled=FROMPOLL1; Path=/"),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/poll"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "ready": true })))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/retry"))
-        .respond_with(
-            ResponseTemplate::new(503).append_header("set-cookie", "retried=FROMATTEMPT1; Path=/"),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/retry"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/set-old"))
-        .respond_with(ResponseTemplate::new(200).append_header("set-cookie", "sid2=OLD; Path=/"))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/set-old-p-del"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "sid2=OLD; Path=/p")
-                .append_header("set-cookie", "sid2=; Path=/p; Max-Age=0"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/hop"))
-        .respond_with(
-            ResponseTemplate::new(302)
-                .append_header("set-cookie", "hopped=HOPSTALE1234; Path=/")
-                .append_header("location", "/hop-end"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/hop-end"))
-        .respond_with(
-            ResponseTemplate::new(200).append_header("set-cookie", "hopped=; Max-Age=0; Path=/"),
-        )
-        .mount(&server)
-        .await;
+    let login = [
+        "gone=; Max-Age=0; Path=/",
+        "foreign=abc; Domain=other.example",
+        "sid=s-7; Path=/",
+    ];
+    answer(&server, "/login", setting(200, &login)).await;
+    let stale = ["stale=STALEVALUE123; Path=/", "stale=; Max-Age=0; Path=/"];
+    answer(&server, "/set-then-delete", setting(200, &stale)).await;
+    let ready = |ready: bool| json!({ "ready": ready });
+    let first_poll = setting(200, &["polled=FROMPOLL1; Path=/"]).set_body_json(ready(false));
+    let later_poll = ResponseTemplate::new(200).set_body_json(ready(true));
+    answer_first(&server, "/poll", first_poll, later_poll).await;
+    let unavailable = setting(503, &["retried=FROMATTEMPT1; Path=/"]);
+    answer_first(&server, "/retry", unavailable, ResponseTemplate::new(200)).await;
+    answer(&server, "/set-old", setting(200, &["sid2=OLD; Path=/"])).await;
+    let set_and_deleted = ["sid2=OLD; Path=/p", "sid2=; Path=/p; Max-Age=0"];
+    answer(&server, "/set-old-p-del", setting(200, &set_and_deleted)).await;
+    let hop = setting(302, &["hopped=HOPSTALE1234; Path=/"]).append_header("location", "/hop-end");
+    answer(&server, "/hop", hop).await;
+    answer(
+        &server,
+        "/hop-end",
+        setting(200, &["hopped=; Max-Age=0; Path=/"]),
+    )
+    .await;
     let capturing = |cookie: &str| {
         format!(
             "[[step]]\nname = \"login\"\npath = \"/login\"\n[step.capture]\nvalue = {{ cookie = \"{cookie}\" }}\n"
@@ -366,7 +354,7 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
     );
     let out = run(&dir, &[], &[]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let report: serde_json::Value = serde_json::from_str(&out.json).unwrap();
+    let report = out.report();
     let outcome = |name: &str| {
         report["flows"]
             .as_array()
@@ -392,21 +380,14 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cookies_go_back_longest_path_first() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/login"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "sid=root; Path=/")
-                .append_header("set-cookie", "sid=deeper; Path=/app/x")
-                .append_header("set-cookie", "sid=app; Path=/app")
-                .append_header("set-cookie", "sid=deepest; Path=/app/x/y"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    let paths = [
+        "sid=root; Path=/",
+        "sid=deeper; Path=/app/x",
+        "sid=app; Path=/app",
+        "sid=deepest; Path=/app/x/y",
+    ];
+    answer(&server, "/login", setting(200, &paths)).await;
+    ok_otherwise(&server).await;
     let flow = "[[step]]\nname = \"login\"\npath = \"/login\"\n\n[[step]]\nname = \"page\"\npath = \"/app/x/y/page\"\n";
     let dir = suite(&server.uri(), &[("paths.toml", flow)]);
     let out = run(&dir, &[], &[]).await;
@@ -452,48 +433,23 @@ headers = { Set-Cookie = { json_schema = "int.json" } }
 async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
     let server = MockServer::start().await;
     let long = format!("sid=S3CR3T{}TAILSECRET", "x".repeat(400));
-    Mock::given(method("GET"))
-        .and(path("/login"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "sid=TOPSECRETSESSION1; Path=/; HttpOnly"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/long"))
-        .respond_with(ResponseTemplate::new(200).append_header("set-cookie", long.as_str()))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/tab"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "ab\ttopsecretSIG99;LEAKMARKERTAB"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/signed"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "sess=smokeuser01:ENVSIGLEAK4242; Path=/"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/many"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .append_header("set-cookie", "session_id=REALSESS9f83; Path=/; HttpOnly")
-                .append_header(
-                    "set-cookie",
-                    "csrftoken=CSRFVAL77abc; Path=/; SameSite=Strict",
-                )
-                .append_header("set-cookie", "remember=REMEMB3R; Path=/; Max-Age=2592000"),
-        )
-        .mount(&server)
-        .await;
+    let answers = [
+        ("/login", vec!["sid=TOPSECRETSESSION1; Path=/; HttpOnly"]),
+        ("/long", vec![long.as_str()]),
+        ("/tab", vec!["ab\ttopsecretSIG99;LEAKMARKERTAB"]),
+        ("/signed", vec!["sess=smokeuser01:ENVSIGLEAK4242; Path=/"]),
+        (
+            "/many",
+            vec![
+                "session_id=REALSESS9f83; Path=/; HttpOnly",
+                "csrftoken=CSRFVAL77abc; Path=/; SameSite=Strict",
+                "remember=REMEMB3R; Path=/; Max-Age=2592000",
+            ],
+        ),
+    ];
+    for (to, cookies) in answers {
+        answer(&server, to, setting(200, &cookies)).await;
+    }
     let checking = |to: &str, schema: &str| {
         format!(
             "[[step]]\nname = \"get\"\npath = \"{to}\"\n[step.expect]\nheaders = {{ set-cookie = {{ json_schema = \"{schema}\" }} }}\n"
@@ -551,15 +507,8 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_version_read_from_a_sensitive_header_is_not_shown() {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/sc"))
-        .respond_with(ResponseTemplate::new(200).append_header("set-cookie", "sid=LEAKMARKER01abc"))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    answer(&server, "/sc", setting(200, &["sid=LEAKMARKER01abc"])).await;
+    ok_otherwise(&server).await;
     let settings = "[version]\npath = \"/sc\"\nheader = \"set-cookie\"\nexpect = \"v1\"\n";
     let flow = "[[step]]\nname = \"home\"\npath = \"/\"\n";
     let dir = binary::suite(&server.uri(), settings, &[("home.toml", flow)]);

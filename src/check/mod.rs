@@ -299,7 +299,8 @@ struct Context<'a> {
     mask: &'a dyn Mask,
     /// The subject is text (a header, the body), not a JSON value.
     text_subject: bool,
-    /// The subject is a sensitive header (`set-cookie`, ...): a message never quotes it.
+    /// The subject is a sensitive header (`set-cookie`, ...): no message quotes its value (a
+    /// schema error is the only one that would), even with `--show-sensitive-headers`.
     sensitive_subject: bool,
 }
 
@@ -461,11 +462,12 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                 .iter_errors(actual)
                 .take(3)
                 .map(|e| {
-                    if ctx.sensitive_subject {
-                        format!("{} at `{}`", e.masked_with(MASK), e.instance_path())
+                    let why = if ctx.sensitive_subject {
+                        e.masked_with(MASK).to_string()
                     } else {
-                        format!("{} at `{}`", e, e.instance_path())
-                    }
+                        e.to_string()
+                    };
+                    format!("{why} at `{}`", e.instance_path())
                 })
                 .collect();
             Ok(Judgement {

@@ -19,8 +19,14 @@ use std::time::Instant;
 pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResult {
     let scope = suite_scope(shared);
     let mask = &*shared.redactor;
+    // A version read from a sensitive header (`set-cookie`, ...) is compared, never shown, nor
+    // is what it is compared with, which a pass would show it as (attack findings: the value
+    // was printed in the headline and every report).
+    let hidden = matches!(&check.source, VersionSource::Header(name) if is_sensitive_header(name))
+        && !shared.show_sensitive_headers;
     // Compared as rendered, shown with sensitive values as `***`.
     let (expected, shown_expected) = match check.expect.render_shown(&scope) {
+        Ok(text) if hidden => (text.value.trim().to_string(), MASK.to_string()),
         Ok(text) => (text.value.trim().to_string(), text.shown.trim().to_string()),
         Err(e) => {
             return VersionResult {
@@ -59,19 +65,10 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
             }
         }
     };
-    // A version read from a sensitive header (`set-cookie`, ...) is compared, never shown, nor
-    // is what it is compared with, which a pass would show it as (attack findings: the value
-    // was printed in the headline and every report).
-    let hidden = matches!(&check.source, VersionSource::Header(name) if is_sensitive_header(name))
-        && !shared.show_sensitive_headers;
     match read.await {
         Ok(actual) => VersionResult {
             passed: actual == expected,
-            expected: if hidden {
-                MASK.to_string()
-            } else {
-                shown_expected
-            },
+            expected: shown_expected,
             actual: Some(if hidden {
                 MASK.to_string()
             } else {
@@ -80,11 +77,7 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
             error: None,
         },
         Err(error) => VersionResult {
-            expected: if hidden {
-                MASK.to_string()
-            } else {
-                shown_expected
-            },
+            expected: shown_expected,
             actual: None,
             passed: false,
             error: Some(mask.mask_text(&error)),

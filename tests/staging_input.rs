@@ -539,3 +539,104 @@ async fn a_version_read_from_a_sensitive_header_is_not_shown() {
         out.assert_hidden("LEAKMARKER01abc");
     }
 }
+
+/// What a sensitive response header is compared with may be its value, so it is not shown
+/// either: not the expected side of a passing `equals` or `matches`, nor of a failing
+/// `not_equals`, nor the part of a schema (`not`, `const`, `enum`, `pattern`) a schema error
+/// would quote (attack findings).
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_sensitive_header_is_compared_with_is_not_shown() {
+    let server = MockServer::start().await;
+    let checks = [
+        ("equals", "sid=EQLEAK01", r#"equals = "sid=EQLEAK01""#),
+        (
+            "matches",
+            "sid=MATCHLEAK05",
+            r#"matches = "^sid=MATCHLEAK05$""#,
+        ),
+        ("one_of", "sid=ONELEAK06", r#"one_of = ["sid=ONELEAK06"]"#),
+        (
+            "not-equals",
+            "sid=NELEAK02",
+            r#"not_equals = "sid=NELEAK02""#,
+        ),
+        ("not", "sid=NOTLEAK03", r#"json_schema = "not.json""#),
+        ("const", "sid=CONSTLEAK04", r#"json_schema = "const.json""#),
+        ("enum", "sid=ENUMLEAK07", r#"json_schema = "enum.json""#),
+        (
+            "pattern",
+            "sid=PATLEAK08",
+            r#"json_schema = "pattern.json""#,
+        ),
+    ];
+    let mut flows = Vec::new();
+    for (name, cookie, check) in checks {
+        answer(&server, &format!("/{name}"), setting(200, &[cookie])).await;
+        flows.push((
+            format!("{name}.toml"),
+            format!(
+                "[[step]]\nname = \"get\"\npath = \"/{name}\"\n[step.expect]\nheaders = {{ set-cookie = {{ {check} }} }}\n"
+            ),
+        ));
+    }
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), &flows);
+    for (file, schema) in [
+        ("not.json", r#"{"not":{"const":"sid=NOTLEAK03"}}"#),
+        ("const.json", r#"{"const":"sid=CONSTLEAK04x"}"#),
+        ("enum.json", r#"{"enum":["sid=ENUMLEAK07x"]}"#),
+        ("pattern.json", r#"{"pattern":"^sid=PATLEAK08x$"}"#),
+    ] {
+        std::fs::write(dir.path().join(file), schema).unwrap();
+    }
+    let out = run(&dir, &["-vv"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    for (_, cookie, _) in checks {
+        out.assert_hidden(&cookie["sid=".len()..]);
+    }
+    let report = out.report();
+    let passed = |flow: &str| {
+        report["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == flow)
+            .unwrap_or_else(|| panic!("{flow} is in the report"))["outcome"]
+            .clone()
+    };
+    for flow in ["equals", "matches", "one_of"] {
+        assert_eq!(passed(flow), "passed", "{flow}: {report}");
+    }
+    for flow in ["not-equals", "not", "const", "enum", "pattern"] {
+        assert_eq!(passed(flow), "failed", "{flow}: {report}");
+    }
+    assert!(
+        out.json.contains("fails the schema's `not`"),
+        "a schema failure still says which keyword failed: {}",
+        out.json
+    );
+}
+
+/// A sensitive header whose value is literally `<missing>` is still masked: whether to mask
+/// is decided by the header being there, not by what its value reads (attack finding).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sensitive_header_valued_like_a_missing_one_is_masked() {
+    let server = MockServer::start().await;
+    answer(
+        &server,
+        "/odd",
+        ResponseTemplate::new(200).insert_header("authorization", "<missing>"),
+    )
+    .await;
+    let flow = "[[step]]\nname = \"get\"\npath = \"/odd\"\n[step.expect]\nheaders = { authorization = { equals = \"Bearer x\" } }\n";
+    let dir = suite(&server.uri(), &[("odd.toml", flow)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let report = out.report();
+    let assertion = &report["flows"][0]["steps"][0]["assertions"][1];
+    assert_eq!(assertion["subject"], "header authorization", "{report}");
+    assert_eq!(assertion["actual"], "***", "{report}");
+}

@@ -217,6 +217,24 @@ impl Subject {
 }
 
 impl Op {
+    /// The expected side is a value written in the suite (not a type, a count, a file or a
+    /// hash), so it may be the subject's value itself.
+    pub fn compares_with_a_value(&self) -> bool {
+        matches!(
+            self,
+            Op::Equals(_)
+                | Op::NotEquals(_)
+                | Op::Contains(_)
+                | Op::NotContains(_)
+                | Op::OneOf(_)
+                | Op::Matches(_)
+                | Op::Lt(_)
+                | Op::Le(_)
+                | Op::Gt(_)
+                | Op::Ge(_)
+        )
+    }
+
     /// The keyword users write, and reports show.
     pub fn name(&self) -> String {
         match self {
@@ -353,6 +371,19 @@ fn evaluate_op(
     assertion
 }
 
+/// A schema error about a sensitive header's value, without the value: jsonschema's masked
+/// message, except where that quotes the part of the schema the value was compared with
+/// (`const`, `enum`, `not`, `pattern`), which may be the value itself.
+fn masked_schema_error(error: &jsonschema::ValidationError) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    match error.kind() {
+        Kind::Constant { .. } | Kind::Enum { .. } | Kind::Not { .. } | Kind::Pattern { .. } => {
+            format!("{MASK} fails the schema's `{}`", error.kind().keyword())
+        }
+        _ => error.masked_with(MASK).to_string(),
+    }
+}
+
 struct Judgement {
     /// The expected value as it may be shown (sensitive placeholders as `***`).
     expected: Value,
@@ -463,7 +494,7 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                 .take(3)
                 .map(|e| {
                     let why = if ctx.sensitive_subject {
-                        e.masked_with(MASK).to_string()
+                        masked_schema_error(&e)
                     } else {
                         e.to_string()
                     };

@@ -713,12 +713,24 @@ fn judge(shared: &Shared, step: &Step, observed: &Observed, scope: &dyn Scope) -
     let mut assertions = Vec::with_capacity(step.expectations.len());
     for expectation in &step.expectations {
         let found = expectation.evaluate(observed, scope, &*shared.redactor);
-        // Its message never quotes the value (`check` masks it at the source).
-        let hidden = matches!(&expectation.subject, Subject::Header(name) if is_sensitive_header(name))
-            && !shared.show_sensitive_headers;
+        // Its message never quotes the value (`check` masks it at the source); the value, and
+        // what it was compared with (which may be the value itself), are shown as `***`.
+        let present = match &expectation.subject {
+            Subject::Header(name)
+                if is_sensitive_header(name) && !shared.show_sensitive_headers =>
+            {
+                Some(observed.header(name).is_some())
+            }
+            _ => None,
+        };
         assertions.extend(found.into_iter().map(|mut a| {
-            if hidden && a.actual != json!(crate::check::MISSING) {
-                a.actual = json!(MASK);
+            if let Some(present) = present {
+                if present {
+                    a.actual = json!(MASK);
+                }
+                if expectation.op.compares_with_a_value() {
+                    a.expected = json!(MASK);
+                }
             }
             a
         }));

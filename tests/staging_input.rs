@@ -149,6 +149,61 @@ path = "/v"
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
 
+/// Integers are compared exactly: above 2^53 two different ones are the same `f64`, and a
+/// check of `9007199254740993` passed against `9007199254740992` (attack finding).
+#[tokio::test(flavor = "multi_thread")]
+async fn large_integers_compare_exactly() {
+    let server = MockServer::start().await;
+    Mock::given(path("/n"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"big": 9007199254740992, "big2": 9007199254740993, "f": 9007199254740992.0, "list": [9007199254740992]}"#,
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    let wrong = [
+        ("equals", r#""$.big" = 9007199254740993"#),
+        ("one-of", r#""$.big" = { one_of = [9007199254740993] }"#),
+        ("contains", r#""$.list" = { contains = 9007199254740993 }"#),
+        ("ge", r#""$.big" = { ge = 9007199254740993 }"#),
+        ("lt", r#""$.big2" = { lt = 9007199254740993 }"#),
+        ("le", r#""$.big2" = { le = 9007199254740992 }"#),
+        ("float", r#""$.f" = 9007199254740993"#),
+        (
+            "not-equals",
+            r#""$.big2" = { not_equals = 9007199254740993 }"#,
+        ),
+    ];
+    let flow = |check: &str| {
+        format!("[[step]]\nname = \"n\"\npath = \"/n\"\n[step.expect.json]\n{check}\n")
+    };
+    for (name, check) in wrong {
+        let dir = suite(&server.uri(), &[(&format!("{name}.toml"), &flow(check))]);
+        let out = run(&dir, &[], &[]).await;
+        assert_eq!(out.code, 1, "{check} must fail:\n{}", out.stdout);
+    }
+    let right = [
+        r#""$.big2" = 9007199254740993"#,
+        r#""$.big" = { lt = 9007199254740993 }"#,
+        r#""$.big2" = { gt = 9007199254740992 }"#,
+        r#""$.f" = 9007199254740992"#,
+        r#""$.big" = { one_of = [1, 9007199254740992] }"#,
+        r#""$.big" = { ge = 9007199254740991.5 }"#,
+    ];
+    let flows: Vec<(String, String)> = right
+        .iter()
+        .enumerate()
+        .map(|(i, check)| (format!("right{i}.toml"), flow(check)))
+        .collect();
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), &flows);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
 /// Finding 22: control characters in what staging sends are shown escaped; a response
 /// cannot erase the failure or paint a verdict.
 #[tokio::test(flavor = "multi_thread")]
@@ -639,4 +694,32 @@ async fn a_sensitive_header_valued_like_a_missing_one_is_masked() {
     let assertion = &report["flows"][0]["steps"][0]["assertions"][1];
     assert_eq!(assertion["subject"], "header authorization", "{report}");
     assert_eq!(assertion["actual"], "***", "{report}");
+}
+
+/// A `status` of three bytes whose first character is not ASCII (`"€"`, `"éx"`) is an
+/// invalid suite, in a step and in `[wait]`, not a panic (attack finding).
+#[test]
+fn a_status_of_multibyte_characters_is_an_invalid_suite() {
+    for status in ["€", "éx"] {
+        let step =
+            format!("[[step]]\nname = \"s\"\npath = \"/\"\n[step.expect]\nstatus = \"{status}\"\n");
+        let wait = format!("[wait]\npath = \"/\"\nstatus = \"{status}\"\n");
+        for (settings, flow) in [
+            ("", step.as_str()),
+            (wait.as_str(), "[[step]]\npath = \"/\"\n"),
+        ] {
+            let dir = binary::suite("http://127.0.0.1:9", settings, &[("a.toml", flow)]);
+            let out = binary::preflight()
+                .arg("check")
+                .arg(dir.path())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{status}: {stderr}");
+            assert!(
+                stderr.contains("`status` is an integer (201)"),
+                "{status}: {stderr}"
+            );
+        }
+    }
 }

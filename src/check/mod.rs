@@ -472,12 +472,13 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
             let expected = v.render_shown(ctx.scope)?;
             let want = number(&expected.value).ok_or("the expected value is not a number")?;
             let got = number(actual).ok_or("the value is not a number")?;
-            let passed = match op {
-                Op::Lt(_) => got < want,
-                Op::Le(_) => got <= want,
-                Op::Gt(_) => got > want,
-                _ => got >= want,
-            };
+            // Not comparable (NaN) holds for none of them.
+            let passed = got.compare(want).is_some_and(|order| match op {
+                Op::Lt(_) => order.is_lt(),
+                Op::Le(_) => order.is_le(),
+                Op::Gt(_) => order.is_gt(),
+                _ => order.is_ge(),
+            });
             Ok(Judgement::plain(expected.shown, passed))
         }
         Op::Length(inner) => judge_length(inner, actual, ctx),
@@ -645,7 +646,10 @@ fn equality(ctx: &Context, template: &TemplateValue) -> Equality {
 impl Equality {
     pub fn holds(self, actual: &Value, expected: &Value) -> bool {
         match (self, actual, expected) {
-            (_, Value::Number(_), Value::Number(_)) => number(actual) == number(expected),
+            (_, Value::Number(_), Value::Number(_)) => number(actual)
+                .zip(number(expected))
+                .and_then(|(a, e)| a.compare(e))
+                .is_some_and(std::cmp::Ordering::is_eq),
             (Equality::Text, Value::String(a), _) => *a == value_to_text(expected),
             (Equality::FromText, Value::Number(_) | Value::Bool(_), Value::String(e)) => {
                 e.as_str() == actual.to_string().as_str()
@@ -677,10 +681,52 @@ fn contains(actual: &Value, expected: &Value, equality: Equality) -> Result<bool
 }
 
 /// A number, or a string that is one (headers such as content-length).
-fn number(value: &Value) -> Option<f64> {
+/// A number as written or sent: integers are kept exact, since above 2^53 two different
+/// ones can be the same `f64` (`9007199254740993` is not `9007199254740992`).
+#[derive(Debug, Clone, Copy)]
+enum Number {
+    Integer(i128),
+    Float(f64),
+}
+
+impl Number {
+    /// Exact, also between an integer and a float; `None` when a float is NaN.
+    fn compare(self, other: Number) -> Option<std::cmp::Ordering> {
+        match (self, other) {
+            (Number::Integer(a), Number::Integer(b)) => Some(a.cmp(&b)),
+            (Number::Float(a), Number::Float(b)) => a.partial_cmp(&b),
+            (Number::Integer(i), Number::Float(f)) => compare_exact(i, f),
+            (Number::Float(f), Number::Integer(i)) => compare_exact(i, f).map(|o| o.reverse()),
+        }
+    }
+}
+
+/// `i` against `f`, exactly: a float with no fraction is an integer (every float from 2^53 up
+/// is), and one with a fraction is below 2^53, where `i as f64` orders it right.
+fn compare_exact(i: i128, f: f64) -> Option<std::cmp::Ordering> {
+    // 2^127: the floats with no fraction that fit an i128.
+    const LIMIT: f64 = 1.7014118346046923e38;
+    if f.fract() == 0.0 && f.abs() < LIMIT {
+        Some(i.cmp(&(f as i128)))
+    } else {
+        (i as f64).partial_cmp(&f)
+    }
+}
+
+fn number(value: &Value) -> Option<Number> {
     match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Some(Number::Integer(i.into())),
+            (_, Some(u)) => Some(Number::Integer(u.into())),
+            _ => n.as_f64().map(Number::Float),
+        },
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i128>()
+                .map(Number::Integer)
+                .or_else(|_| s.parse::<f64>().map(Number::Float))
+                .ok()
+        }
         _ => None,
     }
 }

@@ -344,8 +344,9 @@ pub(super) fn status_op(src: &mut Source, status: &Spanned<toml::Value>) -> Op {
         }
         toml::Value::String(s)
             // "2XX" too: OpenAPI writes status classes in upper case.
+            // Bytes, not a slice of the string: its first character may be several bytes.
             if s.len() == 3
-                && s[1..].eq_ignore_ascii_case("xx")
+                && s.as_bytes()[1..].eq_ignore_ascii_case(b"xx")
                 && matches!(s.as_bytes()[0], b'1'..=b'5') =>
         {
             Op::StatusClass(u16::from(s.as_bytes()[0] - b'0'))

@@ -723,3 +723,60 @@ fn a_status_of_multibyte_characters_is_an_invalid_suite() {
         }
     }
 }
+
+/// A `matches` pattern that is not a valid regex, compared with a sensitive header, does not
+/// quote itself in the error: it may be the header's value (attack finding: a capture of the
+/// cookie with a `(` in it, matched against the next response's cookie).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_pattern_for_a_sensitive_header_is_not_quoted() {
+    let server = MockServer::start().await;
+    answer(&server, "/", setting(200, &["sid=TOPSECRET(COOKIE123"])).await;
+    let flow = r#"
+[[step]]
+name = "first"
+path = "/"
+[step.capture]
+c = { header = "set-cookie" }
+
+[[step]]
+name = "again"
+path = "/"
+[step.expect.headers]
+set-cookie = { matches = "^{{ c }}$" }
+"#;
+    let dir = suite(&server.uri(), &[("a.toml", flow)]);
+    let out = run(&dir, &["-v"], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    out.assert_hidden("TOPSECRET(COOKIE123");
+    assert!(out.json.contains("invalid regex"), "{}", out.json);
+}
+
+/// `contains` and `matches` with an empty text hold for every value, so they fail instead of
+/// passing: an empty `env.` variable cannot turn a check into a free pass (attack finding).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_text_proves_nothing() {
+    let server = MockServer::start().await;
+    Mock::given(path("/e"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "name": "build-42" })))
+        .mount(&server)
+        .await;
+    for check in [
+        r#"body = { contains = "{{ env.BUILD_ID }}" }"#,
+        r#"body = { matches = "{{ env.BUILD_ID }}" }"#,
+        r#"json = { "$.name" = { contains = "{{ env.BUILD_ID }}" } }"#,
+        r#"json = { "$.name" = { matches = "{{ env.BUILD_ID }}" } }"#,
+    ] {
+        let flow = format!("[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\n{check}\n");
+        let dir = suite(&server.uri(), &[("e.toml", &flow)]);
+        let out = run(&dir, &[], &[("BUILD_ID", "")]).await;
+        assert_eq!(out.code, 1, "{check}:\n{}{}", out.stdout, out.stderr);
+        assert!(
+            out.json.contains("the expected text is empty"),
+            "{}",
+            out.json
+        );
+        // With the variable set, the same check holds.
+        let out = run(&dir, &[], &[("BUILD_ID", "42")]).await;
+        assert_eq!(out.code, 0, "{check}:\n{}{}", out.stdout, out.stderr);
+    }
+}

@@ -373,11 +373,17 @@ fn evaluate_op(
 
 /// A schema error about a sensitive header's value, without the value: jsonschema's masked
 /// message, except where that quotes the part of the schema the value was compared with
-/// (`const`, `enum`, `not`, `pattern`), which may be the value itself.
+/// (`const`, `enum`, `not`, a `pattern` and its regex engine's errors), which may be the value
+/// itself.
 fn masked_schema_error(error: &jsonschema::ValidationError) -> String {
     use jsonschema::error::ValidationErrorKind as Kind;
     match error.kind() {
-        Kind::Constant { .. } | Kind::Enum { .. } | Kind::Not { .. } | Kind::Pattern { .. } => {
+        Kind::Constant { .. }
+        | Kind::Enum { .. }
+        | Kind::Not { .. }
+        | Kind::Pattern { .. }
+        | Kind::RegexEngineFailure { .. }
+        | Kind::BacktrackLimitExceeded { .. } => {
             format!("{MASK} fails the schema's `{}`", error.kind().keyword())
         }
         _ => error.masked_with(MASK).to_string(),
@@ -467,7 +473,7 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
         Op::Equals(_) | Op::NotEquals(_) | Op::OneOf(_) | Op::Contains(_) | Op::NotContains(_) => {
             judge_equality(op, actual, ctx)
         }
-        Op::Matches(pattern) => judge_matches(pattern, actual, ctx.scope),
+        Op::Matches(pattern) => judge_matches(pattern, actual, ctx),
         Op::Lt(v) | Op::Le(v) | Op::Gt(v) | Op::Ge(v) => {
             let expected = v.render_shown(ctx.scope)?;
             let want = number(&expected.value).ok_or("the expected value is not a number")?;
@@ -560,15 +566,17 @@ fn judge_equality(op: &Op, actual: &Value, ctx: &Context) -> Result<Judgement, S
     Ok(Judgement::plain(expected.shown, passed))
 }
 
-fn judge_matches(
-    pattern: &Template,
-    actual: &Value,
-    scope: &dyn Scope,
-) -> Result<Judgement, String> {
-    let rendered = pattern.render_shown(scope)?;
+fn judge_matches(pattern: &Template, actual: &Value, ctx: &Context) -> Result<Judgement, String> {
+    let rendered = pattern.render_shown(ctx.scope)?;
+    if rendered.value.is_empty() {
+        return Err(NOTHING_PROVEN.into());
+    }
     let regex = Regex::new(&rendered.value).map_err(|e| {
-        // The error quotes the pattern, line by line: not when it holds a secret.
-        if rendered.value == rendered.shown {
+        // The error quotes the pattern, line by line: not when it is compared with a sensitive
+        // header's value, which it may be, nor when it holds a secret.
+        if ctx.sensitive_subject {
+            format!("invalid regex `{MASK}`")
+        } else if rendered.value == rendered.shown {
             format!("invalid regex: {e}")
         } else {
             format!("invalid regex `{}`", rendered.shown)
@@ -667,10 +675,19 @@ impl Equality {
     }
 }
 
+/// Why a `contains` or `matches` with an empty text fails: every text holds it.
+const NOTHING_PROVEN: &str = "the expected text is empty (an empty variable?): every value holds it, so the check would prove nothing";
+
 /// Substring on strings, membership on arrays, key presence on objects.
 fn contains(actual: &Value, expected: &Value, equality: Equality) -> Result<bool, String> {
     match actual {
-        Value::String(s) => Ok(s.contains(&value_to_text(expected))),
+        Value::String(s) => {
+            let part = value_to_text(expected);
+            if part.is_empty() {
+                return Err(NOTHING_PROVEN.into());
+            }
+            Ok(s.contains(&part))
+        }
         Value::Array(items) => Ok(items.iter().any(|i| equality.holds(i, expected))),
         Value::Object(map) => Ok(expected.as_str().is_some_and(|k| map.contains_key(k))),
         other => Err(format!(

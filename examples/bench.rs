@@ -50,7 +50,9 @@
 //!   preflight's do: its own time and its spawn-to-exit wall are shown beside it.
 //!
 //! Helper modes for profiling: `--serve SECS [--latency MS]` runs only the target and prints its
-//! URL; `--generate DIR [--port P]` writes only the suites.
+//! URL; `--generate DIR [--port P]` writes only the suites; `--client-latency [--runs N]` times
+//! one request at concurrency 1 with the floor's client and with preflight's (see
+//! [`client_latency`]).
 
 use serde_json::Value;
 use std::collections::BinaryHeap;
@@ -522,6 +524,75 @@ async fn floor(port: u16, flows: usize, concurrency: usize, steps: usize) -> Opt
         ok &= matches!(done, Ok(Some(())));
     }
     ok.then(|| started.elapsed())
+}
+
+/// `--client-latency`: the time of one request at concurrency 1 against the target at 20 ms,
+/// from the start of the request to its body read, with the harness floor's client (one
+/// keep-alive socket, write then read) and with preflight's own HTTP client (reqwest as
+/// preflight builds it, through `preflight::tls::client`), alternating, `runs` rounds of 200
+/// requests each; prints each round's median and 10th percentile. What preflight's client
+/// takes beyond the floor's on every request is reqwest's and hyper's (their tasks and
+/// wake-ups), since nothing of preflight runs between the two.
+fn client_latency(runs: usize, timer: TimerKind) {
+    const REQUESTS: usize = 200;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let server = Server::start(timer).await;
+        server.set_latency(Duration::from_millis(20));
+        let port = server.port;
+        preflight::tls::install_crypto_provider();
+        let client = preflight::tls::client(&Default::default()).expect("client");
+        let url = format!("http://127.0.0.1:{port}/floor");
+        let request = b"POST /floor HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        let expected = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{RESPONSE_BODY}",
+            RESPONSE_BODY.len()
+        )
+        .len();
+        let shown = |times: &mut Vec<Duration>| {
+            times.sort();
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            format!(
+                "median {:8.1} us, p10 {:8.1} us",
+                us(times[times.len() / 2]),
+                us(times[times.len() / 10])
+            )
+        };
+        println!("one request at concurrency 1, target at 20 ms ({REQUESTS} requests a round)");
+        for round in 1..=runs {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let mut buf = vec![0u8; expected];
+            let mut floor = Vec::with_capacity(REQUESTS);
+            for _ in 0..REQUESTS {
+                let started = Instant::now();
+                stream.write_all(request).await.expect("write");
+                stream.read_exact(&mut buf).await.expect("read");
+                floor.push(started.elapsed());
+            }
+            let mut reqwest = Vec::with_capacity(REQUESTS);
+            for _ in 0..REQUESTS {
+                let started = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await
+                    .expect("request");
+                response.bytes().await.expect("body");
+                reqwest.push(started.elapsed());
+            }
+            println!(
+                "round {round}: floor's client {}; preflight's client {}",
+                shown(&mut floor),
+                shown(&mut reqwest)
+            );
+        }
+    });
 }
 
 /// Mean lateness of `n` sleeps of `latency` with the tokio timer and with the precise timer.
@@ -1241,6 +1312,9 @@ struct Options {
     /// `--generate DIR`: only write the suites (with `--port P` in base_url), then exit.
     generate: Option<PathBuf>,
     port: u16,
+    /// `--client-latency`: only compare one request's time at concurrency 1, the floor's
+    /// client against preflight's HTTP client (reqwest as preflight builds it), then exit.
+    client_latency: bool,
 }
 
 fn parse_args() -> Options {
@@ -1256,6 +1330,7 @@ fn parse_args() -> Options {
         latency: Duration::ZERO,
         generate: None,
         port: 8080,
+        client_latency: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -1316,6 +1391,7 @@ fn parse_args() -> Options {
                     .unwrap_or_else(|_| usage("--latency takes milliseconds"))
             }
             "--generate" => opts.generate = Some(PathBuf::from(value())),
+            "--client-latency" => opts.client_latency = true,
             "--port" => {
                 opts.port = value()
                     .parse()
@@ -1335,7 +1411,8 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: bench [--runs N] [--only 1,2,3,4,5,6,7,8,p] [--timer precise|tokio] [--bin PATH] [--before PATH] [--keep] [--settle SECS]\n\
          \x20      bench --serve SECS [--latency MS] [--timer precise|tokio]   (the target alone, for profiling)\n\
-         \x20      bench --generate DIR [--port P]                             (the suites alone)"
+         \x20      bench --generate DIR [--port P]                             (the suites alone)\n\
+         \x20      bench --client-latency [--runs N]   (one request at C=1 and 20 ms: floor's client vs preflight's)"
     );
     std::process::exit(2)
 }
@@ -2010,6 +2087,10 @@ fn main() {
             dir.display(),
             opts.port
         );
+        return;
+    }
+    if opts.client_latency {
+        client_latency(opts.runs, opts.timer);
         return;
     }
     if let Some(secs) = opts.serve {

@@ -200,14 +200,6 @@ impl Prepared {
         }
     }
 
-    /// Where the temporary file is, until it is renamed.
-    pub fn staging_path(&self) -> Option<&Path> {
-        match &self.sink {
-            Sink::Atomic { tmp, .. } => Some(tmp),
-            _ => None,
-        }
-    }
-
     /// A file destination: a regular file or a new path (through its symlinks) gets a
     /// temporary file beside it; anything else is opened to be written through.
     pub fn file(path: &Path) -> io::Result<Prepared> {

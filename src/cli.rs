@@ -757,6 +757,18 @@ extern "C" fn noted(_: libc::c_int) {
     SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// From the moment this returns, each signal of `kinds` sets [`SIGNALLED`], whether tokio
+/// listens for it (through `signal_hook_registry`) before this call, after it, or never. It
+/// takes both [`noted`] and an action in the registry, as neither covers every order:
+/// - The registry keeps the handler it replaces when it puts its own in place, and runs it
+///   before its actions (while it puts its own in place too): `noted`, in place first, keeps
+///   running once tokio listens, and covers the moment the registry's handler goes in.
+/// - When the registry's handler is there before this call (tokio listened first), `noted`
+///   cannot go in (it would cut tokio off the signal), and the handler the registry kept is
+///   the default one, which it does not run: the registry's action is then the only thing
+///   that sets the flag. No command takes that order today (`run` calls this just before it
+///   listens, `merge` and `report` never listen, `serve` never calls this), but nothing else
+///   keeps a change from taking it, and a signal lost there is an exit 0.
 fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
     for kind in kinds {
         // SAFETY: a disposition read and set with libc's own calls, on memory owned here;
@@ -765,7 +777,7 @@ fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
             let mut current = std::mem::zeroed::<libc::sigaction>();
             libc::sigaction(kind.as_raw_value(), std::ptr::null(), &mut current);
             // Only over the default (or ignored) disposition: a handler already there is the
-            // registry's, from an earlier call.
+            // registry's (tokio's or an earlier call's), which must stay.
             if current.sa_sigaction == libc::SIG_DFL || current.sa_sigaction == libc::SIG_IGN {
                 let mut action = std::mem::zeroed::<libc::sigaction>();
                 action.sa_sigaction = noted as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -774,6 +786,7 @@ fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
                 libc::sigaction(kind.as_raw_value(), &action, std::ptr::null_mut());
             }
         }
+        // Redundant when `noted` went in above, and needed when it did not (see above).
         // SAFETY: the action only stores to an atomic, which is async-signal-safe.
         let _ = unsafe {
             signal_hook_registry::register(kind.as_raw_value(), || {

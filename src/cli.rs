@@ -811,12 +811,13 @@ static ENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// already appended.
 const INTERRUPTED_SUMMARY: &str = "\n## ⛔ preflight: interrupted\n\nThe run was stopped while its reports were written (exit 130): no report was kept, and the summary above does not hold.\n";
 
-/// Folders of preflight's own (the demo's bundled suite) that an exit at once removes too.
-static OWN_FOLDERS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// The temporary directory `demo` wrote its bundled suite to, which an exit at once removes
+/// too (its `Drop` does not run then).
+static DEMO_SUITE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Ends the process with 130 at once, removing the reports already in place and their
-/// temporary files ([`crate::fs::write::abandon`]): a signal while they are written leaves
-/// none to say PASS.
+/// temporary files, and following the step summary with [`INTERRUPTED_SUMMARY`]
+/// ([`crate::fs::write::abandon`]): a signal while they are written leaves none to say PASS.
 fn end_interrupted(message: &str) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     interrupted(message)
@@ -824,11 +825,10 @@ fn end_interrupted(message: &str) -> ! {
 
 /// [`end_interrupted`] once [`ENDING`] is held.
 fn interrupted(message: &str) -> ! {
-    crate::fs::write::abandon();
-    for folder in OWN_FOLDERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    crate::fs::write::abandon(INTERRUPTED_SUMMARY);
+    if let Some(folder) = DEMO_SUITE_DIR.get() {
         let _ = std::fs::remove_dir_all(folder);
     }
-    crate::fs::write::seal_appends(INTERRUPTED_SUMMARY);
     // Said on a thread of its own, waited for a moment only: a standard error that nobody
     // reads must not keep the process from ending.
     let (said, saying) = std::sync::mpsc::channel();
@@ -1405,10 +1405,8 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     if run_args.suite.suite == Path::new(DEMO_SUITE) && !run_args.suite.suite.is_dir() {
         match BundledSuite::write() {
             Ok(suite) => {
-                OWN_FOLDERS
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(suite.root().to_path_buf());
+                // `demo` runs once a process: the directory is never set already.
+                let _ = DEMO_SUITE_DIR.set(suite.root().to_path_buf());
                 run_args.suite.suite = bundled.insert(suite).suite();
             }
             Err(e) => {

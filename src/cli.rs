@@ -9,14 +9,6 @@ macro_rules! out {
     };
 }
 
-/// A line to standard error that never panics (`eprintln!` does when it cannot write, a
-/// closed pipe): an exit code must not become 101 for it (attack finding).
-macro_rules! err {
-    ($($arg:tt)*) => {
-        say(&format!($($arg)*))
-    };
-}
-
 use crate::demo::{BundledSuite, DEMO_SUITE, DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::Stop;
 use crate::engine::{self, EventSink, RunOptions};
@@ -29,6 +21,7 @@ use crate::report::stream::{FULL_LISTING, ReportStream, Spool};
 use crate::report::terminal::{self, Detail, clean};
 use crate::report::{AllFlows, Report, html, json, junit, markdown};
 use crate::report::{GateRecord, ShardRecord};
+use crate::say::{err, say};
 use crate::shard::{self, ShardArg};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
@@ -794,12 +787,6 @@ fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
             })
         };
     }
-}
-
-/// Writes `message` and a line break to standard error, whatever becomes of it (`eprintln!`
-/// panics when it cannot write).
-fn say(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// Held by whatever ends the process: [`exit`] with the verdict's code, or a signal with 130

@@ -508,9 +508,7 @@ fn open_outputs(
     mut verdict: Verdict,
     mut early_json: Option<Prepared>,
 ) -> (Vec<Output>, Verdict) {
-    let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from);
+    let summary = step_summary();
     let wanted = [
         (ReportKind::Json, args.json.clone()),
         (ReportKind::Junit, args.junit.clone()),
@@ -1429,8 +1427,10 @@ impl Destinations {
     }
 
     /// Reports that would overwrite one another (more than one on standard output, or two
-    /// naming one file, through a symlink too): the last written would silently win.
-    fn clash(&self) -> Option<String> {
+    /// naming one file, through a symlink too): the last written would silently win. Or a
+    /// report that would replace the step summary and what earlier steps wrote there;
+    /// `summary` is what this command does with it, for the message.
+    fn clash(&self, summary: StepSummaryUse) -> Option<String> {
         if reports_to_stdout(self) > 1 {
             return Some("only one report can go to standard output (`-`)".into());
         }
@@ -1439,15 +1439,19 @@ impl Destinations {
             .filter(|p| !is_stdout(p))
             .map(|p| (p, file_identity(p)))
             .collect();
-        // Only a regular file (or a new path) is replaced; a device or FIFO is written through.
-        let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
-            .filter(|s| !s.is_empty())
-            .filter(|s| std::fs::metadata(s).map_or(true, |m| m.is_file()))
-            .map(|s| file_identity(Path::new(&s)));
-        if let Some((path, _)) = files.iter().find(|(_, id)| Some(id) == summary.as_ref()) {
-            // Replaced by a report, the step summary would lose what earlier steps wrote.
+        let replaced = step_summary().and_then(|path| match std::fs::metadata(&path) {
+            // Only a regular file (or a new path) is replaced; a device or FIFO is written
+            // through.
+            Ok(meta) if !meta.is_file() => None,
+            found => Some(file_identity_from(&path, found.ok())),
+        });
+        if let Some((path, _)) = files.iter().find(|(_, id)| Some(id) == replaced.as_ref()) {
+            let why = match summary {
+                StepSummaryUse::AppendsTo => "which the Markdown report is appended to",
+                StepSummaryUse::LeavesAlone => "which holds what earlier steps wrote",
+            };
             return Some(format!(
-                "`{}` is the step summary ($GITHUB_STEP_SUMMARY), which the Markdown report is appended to: a report cannot replace it",
+                "`{}` is the step summary ($GITHUB_STEP_SUMMARY), {why}: a report cannot replace it",
                 path.display()
             ));
         }
@@ -1462,6 +1466,21 @@ impl Destinations {
     }
 }
 
+/// Whether a command appends its Markdown report to the step summary (`run`, `demo`, `merge`)
+/// or leaves it alone (`report`): what a refused report to the step summary is told.
+#[derive(Clone, Copy)]
+enum StepSummaryUse {
+    AppendsTo,
+    LeavesAlone,
+}
+
+/// The step summary (`$GITHUB_STEP_SUMMARY`, set by GitHub Actions), when set.
+fn step_summary() -> Option<PathBuf> {
+    std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
 /// What names a file: its inode when it exists, else the path a write would create (a
 /// dangling symlink followed) with the folder resolved.
 #[derive(PartialEq)]
@@ -1471,8 +1490,13 @@ enum FileIdentity {
 }
 
 fn file_identity(path: &Path) -> FileIdentity {
+    file_identity_from(path, std::fs::metadata(path).ok())
+}
+
+/// [`file_identity`] of `path`, whose metadata (`None`: it does not exist) was read already.
+fn file_identity_from(path: &Path, meta: Option<std::fs::Metadata>) -> FileIdentity {
     use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Some(meta) = meta {
         return FileIdentity::Inode(meta.dev(), meta.ino());
     }
     // A symlink to a file not written yet writes that file: it must clash with the file's
@@ -1511,7 +1535,7 @@ fn planned(
     args: &RunArgs,
     base_url: Option<String>,
 ) -> Result<(Plan, Option<ShardPart>), ExitCode> {
-    if let Some(clash) = args.out.clash() {
+    if let Some(clash) = args.out.clash(StepSummaryUse::AppendsTo) {
         err!("error: {clash}");
         return Err(ExitCode::from(EXIT_INVALID));
     }
@@ -1876,7 +1900,7 @@ fn finish(
 /// report, is exit 2 naming it), then judges and reports the whole as `run` would.
 fn merge(args: &MergeArgs) -> ExitCode {
     end_at_once_on_signals();
-    if let Some(clash) = args.out.clash() {
+    if let Some(clash) = args.out.clash(StepSummaryUse::AppendsTo) {
         err!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }
@@ -1905,7 +1929,7 @@ fn merge(args: &MergeArgs) -> ExitCode {
 /// asked for.
 fn rerender(args: &ReportArgs) -> ExitCode {
     end_at_once_on_signals();
-    if let Some(clash) = args.out.clash() {
+    if let Some(clash) = args.out.clash(StepSummaryUse::LeavesAlone) {
         err!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }

@@ -9,14 +9,6 @@ macro_rules! out {
     };
 }
 
-/// A line to standard error that never panics (`eprintln!` does when it cannot write, a
-/// closed pipe): an exit code must not become 101 for it (attack finding).
-macro_rules! err {
-    ($($arg:tt)*) => {
-        say(&format!($($arg)*))
-    };
-}
-
 use crate::demo::{BundledSuite, DEMO_SUITE, DEMO_TOKEN, DEMO_TOKEN_ENV, DemoServer, Fault};
 use crate::engine::Stop;
 use crate::engine::{self, EventSink, RunOptions};
@@ -29,6 +21,7 @@ use crate::report::stream::{FULL_LISTING, ReportStream, Spool};
 use crate::report::terminal::{self, Detail, clean};
 use crate::report::{AllFlows, Report, html, json, junit, markdown};
 use crate::report::{GateRecord, ShardRecord};
+use crate::say::{err, say};
 use crate::shard::{self, ShardArg};
 use crate::suite::{self, Overrides, Plan, Problem, parse_duration};
 use crate::verdict::{self, EXIT_INVALID, Reason, Verdict, judge};
@@ -515,9 +508,7 @@ fn open_outputs(
     mut verdict: Verdict,
     mut early_json: Option<Prepared>,
 ) -> (Vec<Output>, Verdict) {
-    let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from);
+    let summary = step_summary();
     let wanted = [
         (ReportKind::Json, args.json.clone()),
         (ReportKind::Junit, args.junit.clone()),
@@ -757,6 +748,18 @@ extern "C" fn noted(_: libc::c_int) {
     SIGNALLED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// From the moment this returns, each signal of `kinds` sets [`SIGNALLED`], whether tokio
+/// listens for it (through `signal_hook_registry`) before this call, after it, or never. It
+/// takes both [`noted`] and an action in the registry, as neither covers every order:
+/// - The registry keeps the handler it replaces when it puts its own in place, and runs it
+///   before its actions (while it puts its own in place too): `noted`, in place first, keeps
+///   running once tokio listens, and covers the moment the registry's handler goes in.
+/// - When the registry's handler is there before this call (tokio listened first), `noted`
+///   cannot go in (it would cut tokio off the signal), and the handler the registry kept is
+///   the default one, which it does not run: the registry's action is then the only thing
+///   that sets the flag. No command takes that order today (`run` calls this just before it
+///   listens, `merge` and `report` never listen, `serve` never calls this), but nothing else
+///   keeps a change from taking it, and a signal lost there is an exit 0.
 fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
     for kind in kinds {
         // SAFETY: a disposition read and set with libc's own calls, on memory owned here;
@@ -765,7 +768,7 @@ fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
             let mut current = std::mem::zeroed::<libc::sigaction>();
             libc::sigaction(kind.as_raw_value(), std::ptr::null(), &mut current);
             // Only over the default (or ignored) disposition: a handler already there is the
-            // registry's, from an earlier call.
+            // registry's (tokio's or an earlier call's), which must stay.
             if current.sa_sigaction == libc::SIG_DFL || current.sa_sigaction == libc::SIG_IGN {
                 let mut action = std::mem::zeroed::<libc::sigaction>();
                 action.sa_sigaction = noted as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -774,6 +777,7 @@ fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
                 libc::sigaction(kind.as_raw_value(), &action, std::ptr::null_mut());
             }
         }
+        // Redundant when `noted` went in above, and needed when it did not (see above).
         // SAFETY: the action only stores to an atomic, which is async-signal-safe.
         let _ = unsafe {
             signal_hook_registry::register(kind.as_raw_value(), || {
@@ -781,12 +785,6 @@ fn note_signals(kinds: &[tokio::signal::unix::SignalKind]) {
             })
         };
     }
-}
-
-/// Writes `message` and a line break to standard error, whatever becomes of it (`eprintln!`
-/// panics when it cannot write).
-fn say(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 /// Held by whatever ends the process: [`exit`] with the verdict's code, or a signal with 130
@@ -798,12 +796,13 @@ static ENDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// already appended.
 const INTERRUPTED_SUMMARY: &str = "\n## ⛔ preflight: interrupted\n\nThe run was stopped while its reports were written (exit 130): no report was kept, and the summary above does not hold.\n";
 
-/// Folders of preflight's own (the demo's bundled suite) that an exit at once removes too.
-static OWN_FOLDERS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+/// The temporary directory `demo` wrote its bundled suite to, which an exit at once removes
+/// too (its `Drop` does not run then).
+static DEMO_SUITE_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Ends the process with 130 at once, removing the reports already in place and their
-/// temporary files ([`crate::fs::write::abandon`]): a signal while they are written leaves
-/// none to say PASS.
+/// temporary files, and following the step summary with [`INTERRUPTED_SUMMARY`]
+/// ([`crate::fs::write::abandon`]): a signal while they are written leaves none to say PASS.
 fn end_interrupted(message: &str) -> ! {
     let _ending = ENDING.lock().unwrap_or_else(|e| e.into_inner());
     interrupted(message)
@@ -811,11 +810,10 @@ fn end_interrupted(message: &str) -> ! {
 
 /// [`end_interrupted`] once [`ENDING`] is held.
 fn interrupted(message: &str) -> ! {
-    crate::fs::write::abandon();
-    for folder in OWN_FOLDERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    crate::fs::write::abandon(INTERRUPTED_SUMMARY);
+    if let Some(folder) = DEMO_SUITE_DIR.get() {
         let _ = std::fs::remove_dir_all(folder);
     }
-    crate::fs::write::seal_appends(INTERRUPTED_SUMMARY);
     // Said on a thread of its own, waited for a moment only: a standard error that nobody
     // reads must not keep the process from ending.
     let (said, saying) = std::sync::mpsc::channel();
@@ -1392,10 +1390,8 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     if run_args.suite.suite == Path::new(DEMO_SUITE) && !run_args.suite.suite.is_dir() {
         match BundledSuite::write() {
             Ok(suite) => {
-                OWN_FOLDERS
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(suite.root().to_path_buf());
+                // `demo` runs once a process: the directory is never set already.
+                let _ = DEMO_SUITE_DIR.set(suite.root().to_path_buf());
                 run_args.suite.suite = bundled.insert(suite).suite();
             }
             Err(e) => {
@@ -1431,8 +1427,10 @@ impl Destinations {
     }
 
     /// Reports that would overwrite one another (more than one on standard output, or two
-    /// naming one file, through a symlink too): the last written would silently win.
-    fn clash(&self) -> Option<String> {
+    /// naming one file, through a symlink too): the last written would silently win. Or a
+    /// report that would replace the step summary and what earlier steps wrote there;
+    /// `summary` is what this command does with it, for the message.
+    fn clash(&self, summary: StepSummaryUse) -> Option<String> {
         if reports_to_stdout(self) > 1 {
             return Some("only one report can go to standard output (`-`)".into());
         }
@@ -1441,15 +1439,19 @@ impl Destinations {
             .filter(|p| !is_stdout(p))
             .map(|p| (p, file_identity(p)))
             .collect();
-        // Only a regular file (or a new path) is replaced; a device or FIFO is written through.
-        let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
-            .filter(|s| !s.is_empty())
-            .filter(|s| std::fs::metadata(s).map_or(true, |m| m.is_file()))
-            .map(|s| file_identity(Path::new(&s)));
-        if let Some((path, _)) = files.iter().find(|(_, id)| Some(id) == summary.as_ref()) {
-            // Replaced by a report, the step summary would lose what earlier steps wrote.
+        let replaced = step_summary().and_then(|path| match std::fs::metadata(&path) {
+            // Only a regular file (or a new path) is replaced; a device or FIFO is written
+            // through.
+            Ok(meta) if !meta.is_file() => None,
+            found => Some(file_identity_from(&path, found.ok())),
+        });
+        if let Some((path, _)) = files.iter().find(|(_, id)| Some(id) == replaced.as_ref()) {
+            let why = match summary {
+                StepSummaryUse::AppendsTo => "which the Markdown report is appended to",
+                StepSummaryUse::LeavesAlone => "which holds what earlier steps wrote",
+            };
             return Some(format!(
-                "`{}` is the step summary ($GITHUB_STEP_SUMMARY), which the Markdown report is appended to: a report cannot replace it",
+                "`{}` is the step summary ($GITHUB_STEP_SUMMARY), {why}: a report cannot replace it",
                 path.display()
             ));
         }
@@ -1464,6 +1466,21 @@ impl Destinations {
     }
 }
 
+/// Whether a command appends its Markdown report to the step summary (`run`, `demo`, `merge`)
+/// or leaves it alone (`report`): what a refused report to the step summary is told.
+#[derive(Clone, Copy)]
+enum StepSummaryUse {
+    AppendsTo,
+    LeavesAlone,
+}
+
+/// The step summary (`$GITHUB_STEP_SUMMARY`, set by GitHub Actions), when set.
+fn step_summary() -> Option<PathBuf> {
+    std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
 /// What names a file: its inode when it exists, else the path a write would create (a
 /// dangling symlink followed) with the folder resolved.
 #[derive(PartialEq)]
@@ -1473,8 +1490,13 @@ enum FileIdentity {
 }
 
 fn file_identity(path: &Path) -> FileIdentity {
+    file_identity_from(path, std::fs::metadata(path).ok())
+}
+
+/// [`file_identity`] of `path`, whose metadata (`None`: it does not exist) was read already.
+fn file_identity_from(path: &Path, meta: Option<std::fs::Metadata>) -> FileIdentity {
     use std::os::unix::fs::MetadataExt;
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Some(meta) = meta {
         return FileIdentity::Inode(meta.dev(), meta.ino());
     }
     // A symlink to a file not written yet writes that file: it must clash with the file's
@@ -1513,7 +1535,7 @@ fn planned(
     args: &RunArgs,
     base_url: Option<String>,
 ) -> Result<(Plan, Option<ShardPart>), ExitCode> {
-    if let Some(clash) = args.out.clash() {
+    if let Some(clash) = args.out.clash(StepSummaryUse::AppendsTo) {
         err!("error: {clash}");
         return Err(ExitCode::from(EXIT_INVALID));
     }
@@ -1878,7 +1900,7 @@ fn finish(
 /// report, is exit 2 naming it), then judges and reports the whole as `run` would.
 fn merge(args: &MergeArgs) -> ExitCode {
     end_at_once_on_signals();
-    if let Some(clash) = args.out.clash() {
+    if let Some(clash) = args.out.clash(StepSummaryUse::AppendsTo) {
         err!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }
@@ -1907,7 +1929,7 @@ fn merge(args: &MergeArgs) -> ExitCode {
 /// asked for.
 fn rerender(args: &ReportArgs) -> ExitCode {
     end_at_once_on_signals();
-    if let Some(clash) = args.out.clash() {
+    if let Some(clash) = args.out.clash(StepSummaryUse::LeavesAlone) {
         err!("error: {clash}");
         return ExitCode::from(EXIT_INVALID);
     }

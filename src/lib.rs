@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod problem;
 pub mod redact;
 pub mod report;
+mod say;
 pub mod schema;
 pub mod serve;
 pub mod shard;

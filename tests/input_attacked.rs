@@ -343,6 +343,48 @@ fn a_report_to_the_step_summary_file_is_refused() {
     );
 }
 
+/// Each command that writes reports refuses one to the step summary's own file, and says why:
+/// `run` and `merge` append their Markdown report there, `report` never does (it was told it
+/// did).
+#[test]
+fn a_report_to_the_step_summary_file_is_refused_with_the_reason_of_each_command() {
+    let out = tempfile::tempdir().unwrap();
+    let summary = out.path().join("summary.md");
+    std::fs::write(
+        &summary,
+        "an earlier step
+",
+    )
+    .unwrap();
+    // Refused before the input is read: none is needed.
+    let input = out.path().join("nothing-here");
+    for (command, why) in [
+        ("run", "which the Markdown report is appended to"),
+        ("merge", "which the Markdown report is appended to"),
+        ("report", "which holds what earlier steps wrote"),
+    ] {
+        let output = preflight()
+            .arg(command)
+            .arg(&input)
+            .arg("--markdown")
+            .arg(&summary)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("is the step summary"),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains(why), "{command}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(&summary).unwrap(),
+            "an earlier step\n"
+        );
+    }
+}
+
 /// A step summary that is no regular file (a device, a FIFO) is written through, never
 /// replaced: a report to it is not refused.
 #[test]

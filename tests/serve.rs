@@ -32,6 +32,40 @@ impl Serve {
         Serve { child, url, stderr }
     }
 
+    /// Starts `preflight serve SUITE` with a standard error whose reader is gone, so that
+    /// writing to it fails (`EPIPE`), once it answers on a loopback port picked here (it cannot
+    /// say which).
+    async fn start_with_unread_stderr(suite: &Path) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|free| free.local_addr())
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = binary::process()
+            .arg("serve")
+            .arg(suite)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .spawn()
+            .expect("the binary starts");
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("serve ended ({status}) before it answered");
+            }
+            let health = Self::client().get(format!("{url}/healthz")).send().await;
+            if health.is_ok_and(|h| h.status() == 200) {
+                let stderr = Arc::default();
+                return Serve { child, url, stderr };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        panic!("serve never answered on {url}");
+    }
+
     fn client() -> reqwest::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::builder().no_proxy().build().unwrap()
@@ -799,6 +833,21 @@ path = "/cart"
     let serve = Arc::into_inner(serve).expect("one owner left");
     let (code, stderr) = serve.exit().await;
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// A standard error nobody reads changes neither a served verdict nor the exit code: serve
+/// says there that it listens, each run's headline and that it stops, and `eprintln!` panicked
+/// when it could not (exit 101 before listening; a run's panic would answer a pass as failed).
+#[tokio::test]
+async fn a_standard_error_nobody_reads_changes_no_verdict_and_no_exit_code() {
+    let good = staging(200, Duration::ZERO).await;
+    let dir = suite(&good.uri(), "", &[("health.toml", HEALTH)]);
+    let serve = Serve::start_with_unread_stderr(dir.path()).await;
+    let (status, report) = serve.post("/run", None, None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["verdict"], "pass");
+    serve.signal("TERM");
+    assert_eq!(serve.exit().await.0, Some(0));
 }
 
 #[tokio::test]

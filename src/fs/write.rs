@@ -60,17 +60,21 @@ fn identity(file: &File) -> io::Result<(u64, u64)> {
 }
 
 /// Removes every temporary file made and every report renamed into place so far, and refuses
-/// to make or rename any after. For an exit at once (a signal while reports are written):
-/// none of them may stand beside its exit code.
-pub fn abandon() {
-    let mut made = made();
-    made.abandoned = true;
-    for (path, ours) in &made.paths {
-        let there = std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()));
-        if there.is_ok_and(|there| there == *ours) {
-            let _ = std::fs::remove_file(path);
+/// to make or rename any after; then ends appending with `note` ([`seal_appends`]). For an
+/// exit at once (a signal while reports are written): none of them may stand beside its exit
+/// code, and an append already made (the step summary) cannot be removed, only followed.
+pub fn abandon(note: &str) {
+    {
+        let mut made = made();
+        made.abandoned = true;
+        for (path, ours) in &made.paths {
+            let there = std::fs::symlink_metadata(path).map(|m| (m.dev(), m.ino()));
+            if there.is_ok_and(|there| there == *ours) {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
+    seal_appends(note);
 }
 
 /// Writes a file atomically: a temporary file beside it, then a rename, so that a reader never
@@ -196,14 +200,6 @@ impl Prepared {
     pub fn staged_file(&self) -> Option<&File> {
         match &self.sink {
             Sink::Atomic { file, .. } => Some(file),
-            _ => None,
-        }
-    }
-
-    /// Where the temporary file is, until it is renamed.
-    pub fn staging_path(&self) -> Option<&Path> {
-        match &self.sink {
-            Sink::Atomic { tmp, .. } => Some(tmp),
             _ => None,
         }
     }
@@ -386,12 +382,12 @@ static APPENDS: std::sync::Mutex<Appends> = std::sync::Mutex::new(Appends {
     sealed: false,
 });
 
-/// Ends appending: `note` is appended after the last append made (a run appends to one file,
-/// the step summary), and any later append fails. For a signal that ends the process with
-/// none of its reports. A whole append is not cut back (another process may have appended
-/// after it), unless the note cannot be written (a full disk): then every one is, the last
-/// first, when its file holds exactly what it held and that append.
-pub fn seal_appends(note: &str) {
+/// Ends appending, for [`abandon`]: `note` is appended after the last append made (a run
+/// appends to one file, the step summary), and any later append fails. A whole append is not
+/// cut back (another process may have appended after it), unless the note cannot be written
+/// (a full disk): then every one is, the last first, when its file holds exactly what it held
+/// and that append.
+fn seal_appends(note: &str) {
     let mut appends = APPENDS.lock().unwrap_or_else(|e| e.into_inner());
     appends.sealed = true;
     let Some(last) = appends.made.last() else {

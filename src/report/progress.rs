@@ -6,6 +6,7 @@
 
 use super::terminal::clean;
 use crate::engine::{Event, FlowOutcome};
+use crate::say::err;
 use console::style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -95,7 +96,7 @@ pub async fn show(mut events: UnboundedReceiver<Event>, mode: Mode) {
                     FlowOutcome::Warned => style("WARN").yellow(),
                     FlowOutcome::Skipped => style("SKIP").dim(),
                 };
-                eprintln!("{mark} {} ({}ms)", clean(&name), duration.as_millis());
+                err!("{mark} {} ({}ms)", clean(&name), duration.as_millis());
             }
             _ => {}
         }

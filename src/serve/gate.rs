@@ -7,6 +7,7 @@ use super::store::{Store, StoredRun};
 use crate::engine::{self, EventSink, RunOptions, Stop};
 use crate::redact::{Mask, Redactor, Secret};
 use crate::report::{FlaggerRecord, Report, ServeRecord, Trigger};
+use crate::say::err;
 use crate::suite::Plan;
 use crate::verdict::judge;
 use std::collections::{BTreeMap, HashMap};
@@ -231,7 +232,7 @@ impl Gate {
             let answer = match run.await {
                 Ok(answer) => answer,
                 Err(e) => {
-                    eprintln!("error: a run ended in an internal error: {e}");
+                    err!("error: a run ended in an internal error: {e}");
                     gate.metrics.run_failed();
                     Answer::Failed
                 }
@@ -329,9 +330,9 @@ impl Gate {
         self.metrics.run_finished(&report, request.trigger);
         let stored = Arc::new(StoredRun::of(id, &report));
         if let Err(e) = self.store.keep(stored.clone()) {
-            eprintln!("warning: cannot keep the report of run {id} on disk: {e}");
+            err!("warning: cannot keep the report of run {id} on disk: {e}");
         }
-        eprintln!(
+        err!(
             "run {id} ({}): {}",
             request.trigger.as_str(),
             crate::report::terminal::clean(&report.headline)
@@ -354,7 +355,7 @@ fn loaded(plan: Plan) -> (Arc<Plan>, Option<String>) {
     // dropped silently.
     let digest = crate::shard::files_digest(&plan)
         .inspect_err(|e| {
-            eprintln!("warning: cannot read the suite to digest it ({e}): its reports carry no suite_files_digest")
+            err!("warning: cannot read the suite to digest it ({e}): its reports carry no suite_files_digest")
         })
         .ok();
     (Arc::new(plan), digest)

@@ -5,7 +5,6 @@
 //! or value from staging can become a label, so series stay bounded and secrets stay out.
 
 use crate::report::{FlowOutcome, GateVerdict, Phase, Report, Trigger};
-use indexmap::IndexMap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -196,18 +195,16 @@ impl Metrics {
         let seconds = report.duration_ms as f64 / 1000.0;
         self.last_duration.set(seconds);
         self.run_duration.observe(seconds);
-        // The last run's flows only: a flow gone from the suite must not linger. A suite's
-        // flow names are unique (a duplicate is refused when it loads); keyed by name anyway,
-        // so that no series is ever written twice.
-        let mut flows = IndexMap::with_capacity(report.flows.len());
+        // The last run's flows only: a flow gone from the suite must not linger. Each is one
+        // series: a suite's flow names are unique (a duplicate is refused when it loads), a
+        // report holds each flow of the run once, and names are never masked.
+        let mut flows = Vec::with_capacity(report.flows.len());
         for flow in &report.flows {
-            flows.insert(
-                flow.name.clone(),
-                (flow.outcome, flow.duration_ms as f64 / 1000.0),
-            );
-        }
-        *self.last_flows.lock() = flows;
-        for flow in &report.flows {
+            flows.push(LastFlow {
+                name: flow.name.clone(),
+                outcome: flow.outcome,
+                seconds: flow.duration_ms as f64 / 1000.0,
+            });
             let steps = flow.steps.iter().filter(|s| s.phase == Phase::Step);
             for step in steps {
                 if let Some(ms) = step.latency_ms {
@@ -220,6 +217,7 @@ impl Metrics {
                 }
             }
         }
+        *self.last_flows.lock() = flows;
         let mismatches = report.integrity.iter().filter(|r| !r.passed).count();
         self.integrity_mismatches.set(mismatches as i64);
         let version_failed = report.deployed_version.as_ref().is_some_and(|v| !v.passed);
@@ -255,10 +253,18 @@ impl Metrics {
 /// and written out when scraped. Families of gauges cleared and set again at the end of each
 /// run took 2-4 ms of a served 1,000-flow run's answer (each series made anew).
 #[derive(Debug, Default)]
-struct LastRunFlows(Mutex<IndexMap<String, (FlowOutcome, f64)>>);
+struct LastRunFlows(Mutex<Vec<LastFlow>>);
+
+/// One flow of the last run, as its two metrics show it.
+#[derive(Debug)]
+struct LastFlow {
+    name: String,
+    outcome: FlowOutcome,
+    seconds: f64,
+}
 
 impl LastRunFlows {
-    fn lock(&self) -> std::sync::MutexGuard<'_, IndexMap<String, (FlowOutcome, f64)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LastFlow>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -272,10 +278,13 @@ impl Collector for LastRunFlows {
             None,
             MetricType::Gauge,
         )?;
-        for (name, (outcome, _)) in flows.iter() {
+        for flow in flows.iter() {
             for each in OUTCOMES {
-                let labels = [("flow", name.as_str()), ("outcome", outcome_label(each))];
-                ConstGauge::new(i64::from(each == *outcome))
+                let labels = [
+                    ("flow", flow.name.as_str()),
+                    ("outcome", outcome_label(each)),
+                ];
+                ConstGauge::new(i64::from(each == flow.outcome))
                     .encode(outcomes.encode_family(&labels)?)?;
             }
         }
@@ -285,9 +294,9 @@ impl Collector for LastRunFlows {
             None,
             MetricType::Gauge,
         )?;
-        for (name, (_, seconds)) in flows.iter() {
-            let labels = [("flow", name.as_str())];
-            ConstGauge::new(*seconds).encode(durations.encode_family(&labels)?)?;
+        for flow in flows.iter() {
+            let labels = [("flow", flow.name.as_str())];
+            ConstGauge::new(flow.seconds).encode(durations.encode_family(&labels)?)?;
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub use gate::GateOptions;
 
 use crate::redact::Secret;
 use crate::report::Trigger;
+use crate::say::err;
 use crate::suite::{Plan, Target};
 use crate::verdict::EXIT_INVALID;
 use gate::{Answer, Gate, RunRequest};
@@ -51,7 +52,7 @@ pub type Loader = Arc<dyn Fn() -> Option<Plan> + Send + Sync>;
 /// Serves until SIGTERM or SIGINT; the exit code is 2 when it cannot start.
 pub async fn serve(options: ServeOptions, token: Option<String>, load: Loader) -> ExitCode {
     let invalid = |message: String| {
-        eprintln!("error: {message}");
+        err!("error: {message}");
         ExitCode::from(EXIT_INVALID)
     };
     if let Err(message) = check_token(&options.listen, token.as_deref()) {
@@ -87,7 +88,7 @@ pub async fn serve(options: ServeOptions, token: Option<String>, load: Loader) -
         metrics::Metrics::new(),
     ));
     if token.is_none() {
-        eprintln!(
+        err!(
             "warning: {TOKEN_ENV} is not set: every route is open to anyone who can reach {address}"
         );
     }
@@ -113,7 +114,7 @@ pub async fn serve(options: ServeOptions, token: Option<String>, load: Loader) -
         options.allow_vars.clone(),
         options.shutdown_grace,
     ));
-    eprintln!(
+    err!(
         "preflight serve: listening on http://{address} (suite {suite}, {})",
         crate::verdict::counted(flows, "flow")
     );
@@ -133,16 +134,16 @@ pub async fn serve(options: ServeOptions, token: Option<String>, load: Loader) -
     tokio::select! {
         served = std::future::IntoFuture::into_future(served) => {
             if let Err(e) = served {
-                eprintln!("error: the server stopped: {e}");
+                err!("error: the server stopped: {e}");
                 return ExitCode::from(1);
             }
         }
-        _ = drained => eprintln!("preflight serve: closing the connections still open"),
+        _ = drained => err!("preflight serve: closing the connections still open"),
     }
     // A scheduled run nobody waits for over HTTP may still be going: it ends (or is aborted
     // after the grace time) before the process does, so its cleanups run.
     let _last = gate.running().await;
-    eprintln!("preflight serve: stopped");
+    err!("preflight serve: stopped");
     ExitCode::SUCCESS
 }
 
@@ -283,17 +284,17 @@ async fn watch_signals(
             _ = term.recv() => break,
         }
     }
-    eprintln!(
+    err!(
         "preflight serve: shutting down; a run in progress gets {} to finish",
         humantime::format_duration(grace)
     );
     gate.shutdown.cancel();
     tokio::select! {
         _ = tokio::time::sleep(grace) => {
-            eprintln!("preflight serve: shutdown grace is over: aborting the run in progress");
+            err!("preflight serve: shutdown grace is over: aborting the run in progress");
         }
-        _ = int.recv() => eprintln!("preflight serve: interrupted again: aborting the run"),
-        _ = term.recv() => eprintln!("preflight serve: interrupted again: aborting the run"),
+        _ = int.recv() => err!("preflight serve: interrupted again: aborting the run"),
+        _ = term.recv() => err!("preflight serve: interrupted again: aborting the run"),
     }
     gate.abort.cancel();
 }
@@ -317,7 +318,7 @@ impl Signals {
 }
 
 async fn reload(gate: &Gate, load: &Loader, allowed: &[String]) {
-    eprintln!("preflight serve: SIGHUP: reloading the suite");
+    err!("preflight serve: SIGHUP: reloading the suite");
     let load = load.clone();
     let loaded = tokio::task::spawn_blocking(move || load())
         .await
@@ -327,7 +328,7 @@ async fn reload(gate: &Gate, load: &Loader, allowed: &[String]) {
         Some(plan) => match check_allowed_vars(&plan, allowed) {
             Ok(()) => Some(plan),
             Err(message) => {
-                eprintln!("error: {message}");
+                err!("error: {message}");
                 None
             }
         },
@@ -338,14 +339,14 @@ async fn reload(gate: &Gate, load: &Loader, allowed: &[String]) {
             let flows = plan.flows.len();
             gate.replace_suite(plan);
             gate.metrics.reloaded(true);
-            eprintln!(
+            err!(
                 "preflight serve: suite reloaded ({})",
                 crate::verdict::counted(flows, "flow")
             );
         }
         None => {
             gate.metrics.reloaded(false);
-            eprintln!("preflight serve: reload failed: still serving the suite loaded before");
+            err!("preflight serve: reload failed: still serving the suite loaded before");
         }
     }
 }

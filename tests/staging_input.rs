@@ -204,6 +204,44 @@ async fn large_integers_compare_exactly() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
 
+/// Text that Rust reads as a float but is no number (`inf`, `-Infinity`) fails every numeric
+/// comparison, and an integer just under 2^127 is below the float 2^127 (attack findings: a
+/// total that turned into "-Infinity" passed `le = 100`).
+#[tokio::test(flavor = "multi_thread")]
+async fn text_that_only_reads_as_a_number_is_not_one() {
+    let server = MockServer::start().await;
+    Mock::given(path("/t"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-inf", "inf")
+                .insert_header("x-ninf", "-infinity")
+                .insert_header("x-big", "170141183460469231731687303715884105727")
+                .set_body_json(json!({ "ninf": "-inf", "inf": "Infinity" })),
+        )
+        .mount(&server)
+        .await;
+    for check in [
+        r#"headers = { x-inf = { gt = 100 } }"#,
+        r#"headers = { x-ninf = { lt = 0 } }"#,
+        r#"json = { "$.ninf" = { le = 100 } }"#,
+        r#"json = { "$.inf" = { gt = 10 } }"#,
+        r#"headers = { x-big = { ge = 1.7014118346046923e38 } }"#,
+    ] {
+        let flow = format!("[[step]]\nname = \"t\"\npath = \"/t\"\n[step.expect]\n{check}\n");
+        let dir = suite(&server.uri(), &[("t.toml", &flow)]);
+        let out = run(&dir, &[], &[]).await;
+        assert_eq!(
+            out.code, 1,
+            "{check} must fail:\n{}{}",
+            out.stdout, out.stderr
+        );
+    }
+    let flow = "[[step]]\nname = \"t\"\npath = \"/t\"\n[step.expect]\nheaders = { x-big = { lt = 1.7014118346046923e38 } }\n";
+    let dir = suite(&server.uri(), &[("t.toml", flow)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
 /// Finding 22: control characters in what staging sends are shown escaped; a response
 /// cannot erase the failure or paint a verdict.
 #[tokio::test(flavor = "multi_thread")]

@@ -718,12 +718,21 @@ impl Number {
     }
 }
 
-/// `i` against `f`, exactly: a float with no fraction is an integer (every float from 2^53 up
-/// is), and one with a fraction is below 2^53, where `i as f64` orders it right.
+/// `i` against `f`, exactly: every float from 2^127 up is above every i128 (and from -2^127
+/// down, except -2^127 itself, below); in between, a float with no fraction is an integer
+/// (every float from 2^53 up is), and one with a fraction is below 2^53, where `i as f64`
+/// orders it right.
 fn compare_exact(i: i128, f: f64) -> Option<std::cmp::Ordering> {
-    // 2^127: the floats with no fraction that fit an i128.
+    use std::cmp::Ordering;
+    // 2^127.
     const LIMIT: f64 = 1.7014118346046923e38;
-    if f.fract() == 0.0 && f.abs() < LIMIT {
+    if f.is_nan() {
+        None
+    } else if f >= LIMIT {
+        Some(Ordering::Less)
+    } else if f < -LIMIT {
+        Some(Ordering::Greater)
+    } else if f.fract() == 0.0 {
         Some(i.cmp(&(f as i128)))
     } else {
         (i as f64).partial_cmp(&f)
@@ -739,10 +748,13 @@ fn number(value: &Value) -> Option<Number> {
         },
         Value::String(s) => {
             let s = s.trim();
-            s.parse::<i128>()
-                .map(Number::Integer)
-                .or_else(|_| s.parse::<f64>().map(Number::Float))
-                .ok()
+            // Text that only reads as a number to Rust (`inf`, `-Infinity`, `NaN`) is not one.
+            s.parse::<i128>().map(Number::Integer).ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(Number::Float)
+            })
         }
         _ => None,
     }

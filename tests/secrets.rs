@@ -702,3 +702,48 @@ async fn a_secret_misread_as_latin1_is_masked() {
     }
     assert!(out.json.contains("***"), "{}", out.json);
 }
+
+/// A `secret = true` capture of a header sent on several lines takes the lines joined with
+/// ", "; `-vv` shows them a line at a time, and each line is masked, with
+/// `--show-sensitive-headers` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_capture_of_a_repeated_header_masks_each_line() {
+    let server = MockServer::start().await;
+    Mock::given(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("x-token", "PART-ONE-SECRET-AAAA")
+                .append_header("x-token", "PART-TWO-SECRET-BBBB")
+                .append_header("set-cookie", "sid=COOKIEVAL-SECRET-1; Path=/")
+                .append_header("set-cookie", "csrf=COOKIEVAL-SECRET-2; Path=/"),
+        )
+        .mount(&server)
+        .await;
+    let flow = r#"
+[[step]]
+path = "/"
+[step.capture]
+t = { header = "x-token", secret = true }
+c = { header = "set-cookie", secret = true }
+[step.expect]
+status = 201
+"#;
+    let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+    for extra in [&["-vv"][..], &["-vv", "--show-sensitive-headers"]] {
+        let out = run_all(dir.path(), &[], extra).await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        for secret in [
+            "PART-ONE-SECRET-AAAA",
+            "PART-TWO-SECRET-BBBB",
+            "COOKIEVAL-SECRET-1",
+            "COOKIEVAL-SECRET-2",
+        ] {
+            out.assert_hidden(secret);
+        }
+        assert!(
+            out.stdout.contains("      < x-token: ***"),
+            "{}",
+            out.stdout
+        );
+    }
+}

@@ -9,7 +9,7 @@ use super::result::{
     Attempt, ContractNote, ExchangeDetail, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult,
 };
 use super::scope::FlowScope;
-use crate::check::{Assertion, Observed, Subject, excerpt};
+use crate::check::{Assertion, CaptureSource, Observed, Subject, excerpt};
 use crate::openapi::Finding;
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
 use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
@@ -678,6 +678,13 @@ fn take_captures(
             Ok(value) => {
                 if capture.secret {
                     learn_secret(&shared.redactor, &value);
+                    // A header sent on several lines is captured joined with ", ", but `-vv`
+                    // shows it a line at a time: each line is a secret of its own.
+                    if let CaptureSource::Header(name) = &capture.source {
+                        for (_, line) in observed.headers.iter().filter(|(n, _)| n == name) {
+                            shared.redactor.learn(line);
+                        }
+                    }
                 }
                 scope.captures.insert(capture.name.clone(), value);
             }

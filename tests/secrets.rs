@@ -747,3 +747,43 @@ status = 201
         );
     }
 }
+
+/// A redirect to `/login?next=<the URL asked for, percent-encoded>` holds a secret of that
+/// URL's query percent-encoded twice (`/` as `%252F`): masked in the URL shown, at any depth.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_percent_encoded_twice_in_a_redirect_is_masked() {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEY: &str = "s3cr3t/Key+Value=9";
+    let server = MockServer::start().await;
+    Mock::given(path("/api"))
+        .respond_with(|request: &Request| {
+            let asked = &request.url[url::Position::BeforePath..url::Position::AfterQuery];
+            let next = utf8_percent_encode(asked, NON_ALPHANUMERIC);
+            ResponseTemplate::new(302).insert_header("location", format!("/login?next={next}"))
+        })
+        .mount(&server)
+        .await;
+    Mock::given(path("/login"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/api\"\nquery = { key = \"{{ secret.API_KEY }}\" }\n";
+    let dir = suite(
+        &server.uri(),
+        "follow_redirects = true\n",
+        &[("a.toml", flow)],
+    );
+    let out = run_all(dir.path(), &[("API_KEY", KEY)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(KEY);
+    for (name, text) in out.all() {
+        assert!(!text.contains("s3cr3t"), "{name} shows the key:\n{text}");
+    }
+    let url = &out.report()["flows"][0]["steps"][0]["url"];
+    assert!(
+        url.as_str()
+            .unwrap()
+            .ends_with("/login?next=%2Fapi%3Fkey%3D***"),
+        "{url}"
+    );
+}

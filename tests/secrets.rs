@@ -787,3 +787,43 @@ async fn a_secret_percent_encoded_twice_in_a_redirect_is_masked() {
         "{url}"
     );
 }
+
+/// A server that echoes a value into a header name (`x-key-<key>: 1`): the name is masked
+/// like a value, in `-vv`'s terminal lines and the JSON report. Header names arrive
+/// lower-cased, so a secret with capitals is found lower-cased there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_echoed_into_a_response_header_name_is_masked() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api"))
+        .respond_with(|request: &Request| {
+            let key = request
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "key")
+                .map_or_else(String::new, |(_, v)| v.into_owned());
+            ResponseTemplate::new(200).insert_header(format!("x-key-{key}").as_str(), "1")
+        })
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/api\"\nquery = { key = \"{{ secret.API_KEY }}\" }\n[step.expect]\nstatus = 201\n";
+    let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+    for key in ["lowercasekey123", "MixedCaseKey123"] {
+        let out = run_all(dir.path(), &[("API_KEY", key)], &["-vv"]).await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        out.assert_hidden(key);
+        out.assert_hidden(&key.to_lowercase());
+        assert!(
+            out.stdout.contains("      < x-key-***: 1"),
+            "{}",
+            out.stdout
+        );
+        let headers = &out.report()["flows"][0]["steps"][0]["exchange"]["response_headers"];
+        assert!(
+            headers
+                .as_array()
+                .unwrap()
+                .contains(&json!(["x-key-***", "1"])),
+            "{headers}"
+        );
+    }
+}

@@ -474,7 +474,7 @@ const DETAIL_HEADER_CHARS: usize = 500;
 const DETAIL_MAX_HEADERS: usize = 100;
 
 /// What `-vv` shows of an exchange: the request from its shown forms (rendered with every
-/// sensitive value as `***`), the response masked by value before it is cut, and the values
+/// sensitive value as `***`), the response (header names too) masked by value before it is cut, and the values
 /// of sensitive headers as `***` unless `--show-sensitive-headers`.
 fn exchange_detail(
     shared: &Shared,
@@ -495,7 +495,10 @@ fn exchange_detail(
         .take(DETAIL_MAX_HEADERS)
         .map(|(name, value)| {
             let shown = shown_header(name, value, shared.show_sensitive_headers);
-            (name.clone(), cut(&shown, DETAIL_HEADER_CHARS))
+            (
+                mask.mask_header_name(name),
+                cut(&shown, DETAIL_HEADER_CHARS),
+            )
         })
         .collect();
     let body = &observed.body;

@@ -702,3 +702,128 @@ async fn a_secret_misread_as_latin1_is_masked() {
     }
     assert!(out.json.contains("***"), "{}", out.json);
 }
+
+/// A `secret = true` capture of a header sent on several lines takes the lines joined with
+/// ", "; `-vv` shows them a line at a time, and each line is masked, with
+/// `--show-sensitive-headers` too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_capture_of_a_repeated_header_masks_each_line() {
+    let server = MockServer::start().await;
+    Mock::given(path("/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .append_header("x-token", "PART-ONE-SECRET-AAAA")
+                .append_header("x-token", "PART-TWO-SECRET-BBBB")
+                .append_header("set-cookie", "sid=COOKIEVAL-SECRET-1; Path=/")
+                .append_header("set-cookie", "csrf=COOKIEVAL-SECRET-2; Path=/"),
+        )
+        .mount(&server)
+        .await;
+    let flow = r#"
+[[step]]
+path = "/"
+[step.capture]
+t = { header = "x-token", secret = true }
+c = { header = "set-cookie", secret = true }
+[step.expect]
+status = 201
+"#;
+    let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+    for extra in [&["-vv"][..], &["-vv", "--show-sensitive-headers"]] {
+        let out = run_all(dir.path(), &[], extra).await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        for secret in [
+            "PART-ONE-SECRET-AAAA",
+            "PART-TWO-SECRET-BBBB",
+            "COOKIEVAL-SECRET-1",
+            "COOKIEVAL-SECRET-2",
+        ] {
+            out.assert_hidden(secret);
+        }
+        assert!(
+            out.stdout.contains("      < x-token: ***"),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+/// A redirect to `/login?next=<the URL asked for, percent-encoded>` holds a secret of that
+/// URL's query percent-encoded twice (`/` as `%252F`): masked in the URL shown, at any depth.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_percent_encoded_twice_in_a_redirect_is_masked() {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEY: &str = "s3cr3t/Key+Value=9";
+    let server = MockServer::start().await;
+    Mock::given(path("/api"))
+        .respond_with(|request: &Request| {
+            let asked = &request.url[url::Position::BeforePath..url::Position::AfterQuery];
+            let next = utf8_percent_encode(asked, NON_ALPHANUMERIC);
+            ResponseTemplate::new(302).insert_header("location", format!("/login?next={next}"))
+        })
+        .mount(&server)
+        .await;
+    Mock::given(path("/login"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/api\"\nquery = { key = \"{{ secret.API_KEY }}\" }\n";
+    let dir = suite(
+        &server.uri(),
+        "follow_redirects = true\n",
+        &[("a.toml", flow)],
+    );
+    let out = run_all(dir.path(), &[("API_KEY", KEY)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(KEY);
+    for (name, text) in out.all() {
+        assert!(!text.contains("s3cr3t"), "{name} shows the key:\n{text}");
+    }
+    let url = &out.report()["flows"][0]["steps"][0]["url"];
+    assert!(
+        url.as_str()
+            .unwrap()
+            .ends_with("/login?next=%2Fapi%3Fkey%3D***"),
+        "{url}"
+    );
+}
+
+/// A server that echoes a value into a header name (`x-key-<key>: 1`): the name is masked
+/// like a value, in `-vv`'s terminal lines and the JSON report. Header names arrive
+/// lower-cased, so a secret with capitals is found lower-cased there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_echoed_into_a_response_header_name_is_masked() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api"))
+        .respond_with(|request: &Request| {
+            let key = request
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "key")
+                .map_or_else(String::new, |(_, v)| v.into_owned());
+            ResponseTemplate::new(200).insert_header(format!("x-key-{key}").as_str(), "1")
+        })
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/api\"\nquery = { key = \"{{ secret.API_KEY }}\" }\n[step.expect]\nstatus = 201\n";
+    let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+    for key in ["lowercasekey123", "MixedCaseKey123"] {
+        let out = run_all(dir.path(), &[("API_KEY", key)], &["-vv"]).await;
+        assert_eq!(out.code, 1, "{}", out.stdout);
+        out.assert_hidden(key);
+        out.assert_hidden(&key.to_lowercase());
+        assert!(
+            out.stdout.contains("      < x-key-***: 1"),
+            "{}",
+            out.stdout
+        );
+        let headers = &out.report()["flows"][0]["steps"][0]["exchange"]["response_headers"];
+        assert!(
+            headers
+                .as_array()
+                .unwrap()
+                .contains(&json!(["x-key-***", "1"])),
+            "{headers}"
+        );
+    }
+}

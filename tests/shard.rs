@@ -1028,3 +1028,58 @@ async fn a_temporary_folder_that_cannot_be_written_is_named_by_merge() {
     );
     assert!(!out.path().join("merged.json").exists());
 }
+
+/// What docs/templates.md says of secrets and shards: a `secret.` value is masked in every
+/// shard's report and the merged one; a `secret = true` capture only in the report of the
+/// shard that captured it. Flow `a` (shard 1) is shown a token that flow `b` (shard 2)
+/// captures as a secret: shard 1 never learned it, and `merge` joins reports as written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_capture_is_masked_in_its_own_shard_only_as_documented() {
+    const KEY: &str = "ENV-SECRET-VALUE-77";
+    const TOKEN: &str = "CAPTURED-TOKEN-0042";
+    let server = MockServer::start().await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "token": TOKEN })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/list"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(serde_json::json!({ "tokens": [TOKEN], "key": KEY })),
+        )
+        .mount(&server)
+        .await;
+    let list = "[[step]]\npath = \"/list\"\nheaders = { x-key = \"{{ secret.KEY }}\" }\n";
+    let capture = format!(
+        "[[step]]\npath = \"/token\"\ncapture = {{ t = {{ json = \"$.token\", secret = true }} }}\n{list}"
+    );
+    let dir = suite(&server.uri(), "", &[("a.toml", list), ("b.toml", &capture)]);
+    let out = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for k in 1..=2 {
+        let json = out.path().join(format!("shard-{k}.json"));
+        let done = run(
+            dir.path(),
+            &json,
+            &["--shard", &format!("{k}/2")],
+            &[("KEY", KEY)],
+        )
+        .await;
+        assert_eq!(done.status.code(), Some(1), "{}", text(&done.stderr));
+        reports.push(json);
+    }
+    let merged = merge(&reports, out.path()).await;
+    assert_eq!(merged.status.code(), Some(1), "{}", text(&merged.stderr));
+    let shown = |path: &Path| std::fs::read_to_string(path).unwrap();
+    let (first, second) = (shown(&reports[0]), shown(&reports[1]));
+    let whole = shown(&out.path().join("merged.json"));
+    for report in [&first, &second, &whole] {
+        assert!(!report.contains(KEY), "{report}");
+    }
+    assert!(!second.contains(TOKEN), "{second}");
+    // The documented limit: another shard, and so the merge, show it.
+    assert!(first.contains(TOKEN), "{first}");
+    assert!(whole.contains(TOKEN), "{whole}");
+}

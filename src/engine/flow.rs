@@ -9,7 +9,7 @@ use super::result::{
     Attempt, ContractNote, ExchangeDetail, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult,
 };
 use super::scope::FlowScope;
-use crate::check::{Assertion, Observed, Subject, excerpt};
+use crate::check::{Assertion, CaptureSource, Observed, Subject, excerpt};
 use crate::openapi::Finding;
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
 use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
@@ -474,7 +474,7 @@ const DETAIL_HEADER_CHARS: usize = 500;
 const DETAIL_MAX_HEADERS: usize = 100;
 
 /// What `-vv` shows of an exchange: the request from its shown forms (rendered with every
-/// sensitive value as `***`), the response masked by value before it is cut, and the values
+/// sensitive value as `***`), the response (header names too) masked by value before it is cut, and the values
 /// of sensitive headers as `***` unless `--show-sensitive-headers`.
 fn exchange_detail(
     shared: &Shared,
@@ -495,7 +495,10 @@ fn exchange_detail(
         .take(DETAIL_MAX_HEADERS)
         .map(|(name, value)| {
             let shown = shown_header(name, value, shared.show_sensitive_headers);
-            (name.clone(), cut(&shown, DETAIL_HEADER_CHARS))
+            (
+                mask.mask_header_name(name),
+                cut(&shown, DETAIL_HEADER_CHARS),
+            )
         })
         .collect();
     let body = &observed.body;
@@ -678,6 +681,13 @@ fn take_captures(
             Ok(value) => {
                 if capture.secret {
                     learn_secret(&shared.redactor, &value);
+                    // A header sent on several lines is captured joined with ", ", but `-vv`
+                    // shows it a line at a time: each line is a secret of its own.
+                    if let CaptureSource::Header(name) = &capture.source {
+                        for (_, line) in observed.headers.iter().filter(|(n, _)| n == name) {
+                            shared.redactor.learn(line);
+                        }
+                    }
                 }
                 scope.captures.insert(capture.name.clone(), value);
             }

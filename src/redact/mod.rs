@@ -60,6 +60,11 @@ pub trait Mask {
     /// A JSON value with every secret replaced, whatever its type: a number, boolean or
     /// string equal to a secret becomes `"***"`; strings and object keys are masked as text.
     fn mask_value(&self, value: &Value) -> Value;
+    /// A header name that came from staging (a server may echo a value into one), masked
+    /// like text.
+    fn mask_header_name(&self, name: &str) -> String {
+        self.mask_text(name)
+    }
 }
 
 /// Masks nothing.
@@ -88,6 +93,13 @@ struct Forms {
     /// One pattern per secret of [`MIN_SECRET_CHARS`] or more (see [`pattern`]), longest
     /// secret first so that a secret holding another is replaced whole.
     patterns: Vec<(usize, regex::Regex)>,
+    /// The patterns of the secrets that hold capital letters, lower-cased: header names
+    /// arrive lower-cased, so that is how a secret echoed into one comes back. For header
+    /// names only: anywhere else a lower-cased copy is other text.
+    lower_patterns: Vec<(usize, regex::Regex)>,
+    /// Lower-cased secrets whose pattern is not built yet: only `-vv` shows header names, so
+    /// a run without it never pays for compiling them.
+    lower_pending: Vec<String>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -157,6 +169,38 @@ impl Redactor {
         state.patterns.extend(patterns);
         state
             .patterns
+            .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
+        let lower = texts
+            .iter()
+            .filter(|_| long_enough)
+            .map(|s| s.to_ascii_lowercase())
+            .filter(|lower| !texts.contains(&lower.as_str()));
+        state.lower_pending.extend(lower);
+    }
+
+    /// Builds the patterns of the lower-cased secrets not built yet, outside the lock like
+    /// [`Redactor::insert`]; one that another thread built meanwhile is not added twice.
+    fn build_lower_patterns(&self) {
+        let pending = {
+            let state = self.read();
+            if state.lower_pending.is_empty() {
+                return;
+            }
+            state.lower_pending.clone()
+        };
+        let built: Vec<(String, regex::Regex)> = pending
+            .into_iter()
+            .filter_map(|lower| pattern::secret_regex(&lower).map(|r| (lower, r)))
+            .collect();
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        for (lower, regex) in built {
+            if let Some(i) = state.lower_pending.iter().position(|p| *p == lower) {
+                state.lower_pending.swap_remove(i);
+                state.lower_patterns.push((lower.len(), regex));
+            }
+        }
+        state
+            .lower_patterns
             .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
     }
 
@@ -265,6 +309,25 @@ impl Mask for Redactor {
                     .collect(),
             ),
         }
+    }
+
+    fn mask_header_name(&self, name: &str) -> String {
+        self.build_lower_patterns();
+        if self
+            .read()
+            .values
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(name))
+        {
+            return MASK.to_string();
+        }
+        let mut out = self.mask_text(name);
+        for (_, pattern) in &self.read().lower_patterns {
+            if pattern.is_match(&out) {
+                out = pattern.replace_all(&out, MASK).into_owned();
+            }
+        }
+        out
     }
 }
 
@@ -386,6 +449,24 @@ mod tests {
             r.mask_value(&doc),
             json!({"pin": "***", "list": [1, "***"], "s": "x *** y", "***": {"n": null}})
         );
+    }
+
+    #[test]
+    fn header_names_are_masked_lower_cased_too() {
+        let r = redactor(&["MixedCaseKey123"]);
+        assert_eq!(r.mask_header_name("x-key-mixedcasekey123"), "x-key-***");
+        assert_eq!(r.mask_header_name("x-key-MixedCaseKey123"), "x-key-***");
+        // One learned after the patterns were built is found too.
+        r.learn("LaterSecret99");
+        assert_eq!(r.mask_header_name("x-latersecret99"), "x-***");
+        // Escaped as in any text: a header name cannot hold a `/`, but may hold `%2f`.
+        let r = redactor(&["Mixed/CaseKey123"]);
+        assert_eq!(r.mask_header_name("x-key-mixed%2fcasekey123"), "x-key-***");
+        // Elsewhere a lower-cased copy is other text.
+        assert_eq!(r.mask_text("mixed/casekey123"), "mixed/casekey123");
+        r.learn("Ab1");
+        assert_eq!(r.mask_header_name("ab1"), MASK);
+        assert_eq!(r.mask_header_name("x-ab1"), "x-ab1");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Guessing which encoder a server used (Python's `quote`, Go's `QueryEscape`, PHP's
 //! `json_encode`...) keeps missing cases, so the pattern decodes instead: each character of
 //! the secret may stand as itself or in any escape of it (percent-encoding in either case,
-//! `+` for a space, a JSON `\uXXXX` or short escape, an HTML or XML character reference), in any
-//! mix. Base64 cannot be matched a character at a time; it is matched by the part of the
+//! applied once or more, `+` for a space, a JSON `\uXXXX` or short escape, an HTML or XML
+//! character reference), in any mix. Base64 cannot be matched a character at a time; it is matched by the part of the
 //! encoding that the secret alone decides, at each of the three offsets it may start at.
 
 use base64::Engine as _;
@@ -46,14 +46,18 @@ fn char_pattern(c: char) -> String {
 fn escapes(c: char) -> Vec<String> {
     let mut ways = vec![regex::escape(c.encode_utf8(&mut [0; 4]))];
     let mut utf8 = [0; 4];
+    // Percent-encoding may be applied more than once, any number of times: a URL that holds
+    // the secret encoded, put into a query itself (a redirect's `next=`), has its `%` encoded
+    // as `%25`. `(?:25)*` keeps the pattern linear in size and the match linear in time.
     let percent: String = c
         .encode_utf8(&mut utf8)
         .bytes()
-        .map(|b| format!("%{}", any_case_hex(&format!("{b:02x}"))))
+        .map(|b| format!("%(?:25)*{}", any_case_hex(&format!("{b:02x}"))))
         .collect();
     ways.push(percent);
     if c == ' ' {
-        ways.push(r"\+".into());
+        // A space form-encoded as `+`, then percent-encoded once or more.
+        ways.push(r"\+|%(?:25)*2[bB]".into());
     }
     let mut units = [0u16; 2];
     // A JSON escape's backslash may itself be escaped, any number of times: a request body
@@ -167,6 +171,23 @@ mod tests {
         // UTF-8 bytes read back as Latin-1, raw or escaped after the misreading.
         assert!(found("pässwörd<&>", "pÃ¤sswÃ¶rd<&>"));
         assert!(found("pässwörd<&>", r"p\u00c3\u00a4ssw%C3%83%C2%B6rd<&>"));
+    }
+
+    #[test]
+    fn finds_a_secret_percent_encoded_more_than_once() {
+        let s = "s3cr3t/Key+Value=9";
+        // Twice (a URL holding it put in a redirect's `next=`), three times, in a mix.
+        assert!(found(
+            s,
+            "next=%2Fapi%3Fkey%3Ds3cr3t%252FKey%252BValue%253D9"
+        ));
+        assert!(found(s, "s3cr3t%25252fKey%25252BValue%2525253D9"));
+        assert!(found(s, "s3cr3t/Key%2BValue%25253d9"));
+        // A space form-encoded as `+`, then percent-encoded.
+        assert!(found("a secret value", "a%2Bsecret%25252Bvalue"));
+        // `%25` alone is a `%`, not the start of an escape of what follows it.
+        assert!(!found(s, "s3cr3t%25%2FKey%2BValue%3D9"));
+        assert!(!found(s, "s3cr3t%2525Key%2BValue%3D9"));
     }
 
     #[test]

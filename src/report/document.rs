@@ -152,7 +152,7 @@ impl Masked<ExchangeRecord> for engine::result::ExchangeDetail {
     fn masked(&self, mask: &dyn Mask) -> ExchangeRecord {
         let headers = |list: &[(String, String)]| {
             list.iter()
-                .map(|(n, v)| (n.clone(), text(v, mask)))
+                .map(|(n, v)| (mask.mask_header_name(n), text(v, mask)))
                 .collect()
         };
         ExchangeRecord {
@@ -288,7 +288,8 @@ impl FlowRecord {
                     .request_headers
                     .iter_mut()
                     .chain(exchange.response_headers.iter_mut());
-                for (_, value) in headers {
+                for (name, value) in headers {
+                    *name = mask.mask_header_name(name);
                     *value = mask.mask_text(value);
                 }
                 again(&mut exchange.request_body);

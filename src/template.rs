@@ -197,6 +197,15 @@ impl Template {
         self.render_parts(scope, Some(kind))
     }
 
+    /// The first placeholder whose value is empty text in `scope`, if any.
+    pub fn empty_placeholder(&self, scope: &dyn Scope) -> Option<&str> {
+        self.names().map(|(name, _)| name).find(|name| {
+            scope
+                .lookup(name)
+                .is_some_and(|v| value_to_text(&v).is_empty())
+        })
+    }
+
     /// Whether any placeholder of the template is sensitive in `scope`.
     pub fn is_sensitive(&self, scope: &dyn Scope) -> bool {
         self.names().any(|(name, _)| scope.is_sensitive(name))
@@ -221,9 +230,15 @@ impl Template {
                     let text = value_to_text(&resolve(scope, name)?);
                     let encoded = match parts.as_ref().map(|p| p[placeholder]) {
                         Some(UrlPart::Path) => {
-                            if text == "." || text == ".." {
+                            // An empty one too: `/carts/{{ id }}` would become `/carts/`, the
+                            // collection, and a cleanup's DELETE would go there.
+                            if text.is_empty() || text == "." || text == ".." {
+                                let what = match text.as_str() {
+                                    "" => "empty".to_string(),
+                                    dots => format!("`{dots}`"),
+                                };
                                 return Err(format!(
-                                    "`{{{{ {name} }}}}` is `{text}`, which would change the request path"
+                                    "`{{{{ {name} }}}}` is {what}, which would change the request path"
                                 ));
                             }
                             crate::urlencode::encode_segment(&text)

@@ -827,3 +827,27 @@ async fn a_secret_echoed_into_a_response_header_name_is_masked() {
         );
     }
 }
+
+/// A secret with non-ASCII letters echoed HTML-escaped with named entities (`p&auml;ssw&ouml;rd`,
+/// as PHP's `htmlentities` writes it) is masked (attack finding).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_echoed_with_named_html_entities_is_masked() {
+    const PW: &str = "pässwörd123";
+    let server = MockServer::start().await;
+    Mock::given(path("/login"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_string("<p>user p&auml;ssw&ouml;rd123 is locked</p>"),
+        )
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/login\"\nheaders = { x-pw = \"{{ secret.PW }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+    let out = run_all(dir.path(), &[("PW", PW)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(PW);
+    for (name, text) in out.all() {
+        assert!(!text.contains("ssw&ouml;rd"), "{name} shows the secret:\n{text}");
+    }
+    assert!(out.stdout.contains("is locked"), "{}", out.stdout);
+}

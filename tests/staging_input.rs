@@ -94,6 +94,69 @@ async fn a_dot_dot_value_is_refused_instead_of_climbing() {
     assert!(server.received_requests().await.unwrap().is_empty());
 }
 
+/// An empty value in the path would drop its segment: `/carts/{{ id }}` with an empty id is
+/// `/carts/`, the collection, where a cleanup's DELETE would go. The step fails instead, and
+/// nothing goes to the collection (attack finding: the gate passed, the DELETE was sent).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_value_cannot_drop_a_path_segment() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/carts"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": "" })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{ "id": "a" }])))
+        .mount(&server)
+        .await;
+    Mock::given(method("DELETE"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let flow = r#"
+[[step]]
+name = "create"
+method = "POST"
+path = "/api/carts"
+[step.capture]
+cart_id = "$.id"
+[step.expect]
+status = 201
+
+[[step]]
+name = "view"
+path = "/api/carts/{{ cart_id }}"
+
+[[cleanup]]
+name = "delete"
+method = "DELETE"
+path = "/api/carts/{{ cart_id }}"
+"#;
+    let dir = suite(&server.uri(), &[("cart.toml", flow)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("`{{ cart_id }}` is empty, which would change the request path"),
+        "{}",
+        out.stdout
+    );
+    let sent = binary::paths(&server).await;
+    assert_eq!(sent, ["/api/carts"], "only the POST was sent");
+
+    // Known before the run, it is refused when the suite loads: nothing is sent.
+    let dir = suite(
+        &server.uri(),
+        &[(
+            "f.toml",
+            "[[step]]\nname = \"one\"\npath = \"/items/{{ id }}\"\n",
+        )],
+    );
+    let out = run(&dir, &["--var", "id="], &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(binary::paths(&server).await.len(), 1);
+}
+
 /// Finding 24: `equals` keeps JSON types both ways; a value from the environment or `--var`
 /// (always text) may equal a number or boolean written as that text.
 #[tokio::test(flavor = "multi_thread")]
@@ -789,13 +852,19 @@ set-cookie = { matches = "^{{ c }}$" }
     assert!(out.json.contains("invalid regex"), "{}", out.json);
 }
 
-/// `contains` and `matches` with an empty text hold for every value, so they fail instead of
-/// passing: an empty `env.` variable cannot turn a check into a free pass (attack finding).
+/// `contains`, `not_contains`, `not_equals` and `matches` hold for more values when a
+/// placeholder of what they compare with is empty, and for every value when all of it is
+/// empty, so they fail instead of passing: an empty `env.` variable cannot weaken a check or
+/// turn it into a free pass (attack findings).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_empty_text_proves_nothing() {
     let server = MockServer::start().await;
     Mock::given(path("/e"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "name": "build-42" })))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-build", "build 42")
+                .set_body_json(json!({ "name": "build-42", "version": "v42" })),
+        )
         .mount(&server)
         .await;
     for check in [
@@ -803,18 +872,36 @@ async fn an_empty_text_proves_nothing() {
         r#"body = { matches = "{{ env.BUILD_ID }}" }"#,
         r#"json = { "$.name" = { contains = "{{ env.BUILD_ID }}" } }"#,
         r#"json = { "$.name" = { matches = "{{ env.BUILD_ID }}" } }"#,
+        r#"json = { "$.name" = { matches = "^build-{{ env.BUILD_ID }}" } }"#,
+        r#"json = { "$.version" = { matches = "v{{ env.BUILD_ID }}" } }"#,
+        r#"body = { contains = "v{{ env.BUILD_ID }}" }"#,
+        r#"headers = { x-build = { contains = " {{ env.BUILD_ID }}" } }"#,
+        r#"json = { "$.version" = { not_equals = "v{{ env.BUILD_ID }}1" } }"#,
+        r#"json = { "$.version" = { not_contains = "x{{ env.BUILD_ID }}" } }"#,
     ] {
         let flow = format!("[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\n{check}\n");
         let dir = suite(&server.uri(), &[("e.toml", &flow)]);
         let out = run(&dir, &[], &[("BUILD_ID", "")]).await;
         assert_eq!(out.code, 1, "{check}:\n{}{}", out.stdout, out.stderr);
         assert!(
-            out.json.contains("the expected text is empty"),
+            out.json.contains("`{{ env.BUILD_ID }}` is empty"),
             "{}",
             out.json
         );
         // With the variable set, the same check holds.
         let out = run(&dir, &[], &[("BUILD_ID", "42")]).await;
         assert_eq!(out.code, 0, "{check}:\n{}{}", out.stdout, out.stderr);
+    }
+    // Written empty, with no placeholder, it proves nothing either.
+    for check in [r#"body = { contains = "" }"#, r#"body = { matches = "" }"#] {
+        let flow = format!("[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\n{check}\n");
+        let dir = suite(&server.uri(), &[("e.toml", &flow)]);
+        let out = run(&dir, &[], &[]).await;
+        assert_eq!(out.code, 1, "{check}:\n{}{}", out.stdout, out.stderr);
+        assert!(
+            out.json.contains("the expected text is empty"),
+            "{}",
+            out.json
+        );
     }
 }

@@ -541,6 +541,9 @@ fn judge_equality(op: &Op, actual: &Value, ctx: &Context) -> Result<Judgement, S
     else {
         return Err(format!("`{}` is not an equality", op.name()));
     };
+    if matches!(op, Op::Contains(_) | Op::NotContains(_) | Op::NotEquals(_)) {
+        weakened_by_an_empty_value(v.templates(), ctx.scope)?;
+    }
     let expected = v.render_shown(ctx.scope)?;
     let equality = equality(ctx, v);
     let passed = match op {
@@ -567,6 +570,7 @@ fn judge_equality(op: &Op, actual: &Value, ctx: &Context) -> Result<Judgement, S
 }
 
 fn judge_matches(pattern: &Template, actual: &Value, ctx: &Context) -> Result<Judgement, String> {
+    weakened_by_an_empty_value([pattern], ctx.scope)?;
     let rendered = pattern.render_shown(ctx.scope)?;
     if rendered.value.is_empty() {
         return Err(NOTHING_PROVEN.into());
@@ -672,6 +676,24 @@ impl Equality {
             }
             _ => actual == expected,
         }
+    }
+}
+
+/// `contains`, `not_contains`, `not_equals` and `matches` hold for more values when a
+/// placeholder of what they compare with is empty (`contains = "v{{ env.BUILD }}"` with
+/// `BUILD=` holds for any `v`), a check weaker than the one written: they fail instead.
+fn weakened_by_an_empty_value<'a>(
+    templates: impl IntoIterator<Item = &'a Template>,
+    scope: &dyn Scope,
+) -> Result<(), String> {
+    match templates
+        .into_iter()
+        .find_map(|t| t.empty_placeholder(scope))
+    {
+        Some(name) => Err(format!(
+            "`{{{{ {name} }}}}` is empty: the check would hold for more than it says"
+        )),
+        None => Ok(()),
     }
 }
 

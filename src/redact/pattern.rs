@@ -77,7 +77,7 @@ fn escapes(c: char) -> Vec<String> {
         any_case_hex(&format!("{:x}", c as u32))
     ));
     if let Some(named) = html_entity(c) {
-        ways.push(regex::escape(named));
+        ways.push(regex::escape(&named));
     }
     ways
 }
@@ -109,16 +109,34 @@ fn json_short_escape(c: char) -> Option<&'static str> {
     })
 }
 
-fn html_entity(c: char) -> Option<&'static str> {
-    Some(match c {
-        '&' => "&amp;",
-        '<' => "&lt;",
-        '>' => "&gt;",
-        '"' => "&quot;",
-        '\'' => "&apos;",
+/// The named HTML entity of `c`: the five of markup, and those of Latin-1 (U+00A0 to U+00FF),
+/// which PHP's `htmlentities` and many templates write for `ä`, `ö`, `é`, ...
+fn html_entity(c: char) -> Option<String> {
+    let name = match c {
+        '&' => "amp",
+        '<' => "lt",
+        '>' => "gt",
+        '"' => "quot",
+        '\'' => "apos",
+        '\u{a0}'..='\u{ff}' => LATIN_1_ENTITIES[c as usize - 0xa0],
         _ => return None,
-    })
+    };
+    Some(format!("&{name};"))
 }
+
+/// The HTML 4 names of U+00A0 to U+00FF, in order.
+const LATIN_1_ENTITIES: [&str; 96] = [
+    "nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect", "uml", "copy", "ordf",
+    "laquo", "not", "shy", "reg", "macr", "deg", "plusmn", "sup2", "sup3", "acute", "micro",
+    "para", "middot", "cedil", "sup1", "ordm", "raquo", "frac14", "frac12", "frac34", "iquest",
+    "Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig", "Ccedil", "Egrave", "Eacute",
+    "Ecirc", "Euml", "Igrave", "Iacute", "Icirc", "Iuml", "ETH", "Ntilde", "Ograve", "Oacute",
+    "Ocirc", "Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute",
+    "THORN", "szlig", "agrave", "aacute", "acirc", "atilde", "auml", "aring", "aelig", "ccedil",
+    "egrave", "eacute", "ecirc", "euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde",
+    "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute",
+    "ucirc", "uuml", "yacute", "thorn", "yuml",
+];
 
 /// The base64 characters that `bytes` alone decide, when they start 0, 1 or 2 bytes into
 /// the encoded data, in the standard and the URL-safe alphabet.

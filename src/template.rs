@@ -197,13 +197,11 @@ impl Template {
         self.render_parts(scope, Some(kind))
     }
 
-    /// The first placeholder whose value is empty text in `scope`, if any.
+    /// The first placeholder that has no value to speak of in `scope` (see [`is_no_value`]).
     pub fn empty_placeholder(&self, scope: &dyn Scope) -> Option<&str> {
-        self.names().map(|(name, _)| name).find(|name| {
-            scope
-                .lookup(name)
-                .is_some_and(|v| value_to_text(&v).is_empty())
-        })
+        self.names()
+            .map(|(name, _)| name)
+            .find(|name| scope.lookup(name).is_some_and(|v| is_no_value(&v)))
     }
 
     /// Whether any placeholder of the template is sensitive in `scope`.
@@ -227,15 +225,19 @@ impl Template {
                     shown.push_str(t);
                 }
                 Part::Name { name, .. } => {
-                    let text = value_to_text(&resolve(scope, name)?);
+                    let resolved = resolve(scope, name)?;
+                    let text = value_to_text(&resolved);
                     let encoded = match parts.as_ref().map(|p| p[placeholder]) {
                         Some(UrlPart::Path) => {
-                            // An empty one too: `/carts/{{ id }}` would become `/carts/`, the
-                            // collection, and a cleanup's DELETE would go there.
-                            if text.is_empty() || text == "." || text == ".." {
+                            // No value too (empty, blank, a JSON null): `/carts/{{ id }}` would
+                            // become `/carts/`, the collection, and a cleanup's DELETE would go
+                            // there, or `/carts/null`.
+                            if is_no_value(&resolved) || text == "." || text == ".." {
                                 let what = match text.as_str() {
+                                    _ if resolved.is_null() => "null".to_string(),
                                     "" => "empty".to_string(),
-                                    dots => format!("`{dots}`"),
+                                    dots @ ("." | "..") => format!("`{dots}`"),
+                                    _ => "blank".to_string(),
                                 };
                                 return Err(format!(
                                     "`{{{{ {name} }}}}` is {what}, which would change the request path"
@@ -360,6 +362,15 @@ fn resolve(scope: &dyn Scope, name: &str) -> Result<Value, String> {
     scope
         .lookup(name)
         .ok_or_else(|| format!("`{{{{ {name} }}}}` has no value"))
+}
+
+/// A value that stands for none: empty or blank text, or a JSON `null` (written `null`).
+pub fn is_no_value(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
 }
 
 /// How a value is written into text: strings as they are, everything else as JSON.

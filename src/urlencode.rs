@@ -4,8 +4,8 @@
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 /// Everything that could end, split or escape a path segment: `/`, `\` (a separator in
-/// http URLs), `?`, `#`, `%`, plus what the URL standard encodes in paths. Non-ASCII is
-/// always encoded.
+/// http URLs), `?`, `#`, `%`, `;` (servlet containers read `..;` as `..`), plus what the URL
+/// standard encodes in paths. Non-ASCII is always encoded.
 const SEGMENT: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
@@ -19,13 +19,14 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'/')
     .add(b'\\')
     .add(b'%')
+    .add(b';')
     .add(b'|')
     .add(b'^')
     .add(b'[')
     .add(b']');
 
 /// What must be encoded in a user name or password: a segment's set, and what ends them.
-const USERINFO: &AsciiSet = &SEGMENT.add(b':').add(b';').add(b'=').add(b'@');
+const USERINFO: &AsciiSet = &SEGMENT.add(b':').add(b'=').add(b'@');
 
 /// `value` as (part of) one path segment.
 pub fn encode_segment(value: &str) -> String {

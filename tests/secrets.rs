@@ -847,7 +847,59 @@ async fn a_secret_echoed_with_named_html_entities_is_masked() {
     assert_eq!(out.code, 1, "{}", out.stdout);
     out.assert_hidden(PW);
     for (name, text) in out.all() {
-        assert!(!text.contains("ssw&ouml;rd"), "{name} shows the secret:\n{text}");
+        assert!(
+            !text.contains("ssw&ouml;rd"),
+            "{name} shows the secret:\n{text}"
+        );
     }
     assert!(out.stdout.contains("is locked"), "{}", out.stdout);
+}
+
+/// The other escapes a secret with non-ASCII letters takes on its way back: named entities
+/// beyond Latin-1 (`&euro;`), markup entities in capitals (`&AMP;`), character references
+/// without their `;`, and percent-encoding from Latin-1 (`%E4`) or JavaScript's `escape`
+/// (`%u20AC`) (attack findings).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_other_escapes_of_its_letters_is_masked() {
+    const S: &str = "Pä€ss&w<rd/Secret-Value-12345";
+    let forms = [
+        "P&auml;&euro;ss&AMP;w&LT;rd/Secret-Value-12345",
+        "P&#228&#8364ss&#38w&#60rd/Secret-Value-12345",
+        "P%E4%u20ACss%26w%3Crd%2FSecret-Value-12345",
+    ];
+    let server = MockServer::start().await;
+    for (i, form) in forms.iter().enumerate() {
+        Mock::given(path(format!("/f{i}")))
+            .respond_with(ResponseTemplate::new(500).set_body_string(format!("bad: {form} end")))
+            .mount(&server)
+            .await;
+    }
+    let flows: Vec<(String, String)> = (0..forms.len())
+        .map(|i| {
+            (
+                format!("f{i}.toml"),
+                format!(
+                    "[[step]]\npath = \"/f{i}\"\nheaders = {{ x-s = \"{{{{ secret.S }}}}\" }}\n"
+                ),
+            )
+        })
+        .collect();
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), "", &flows);
+    let out = run_all(dir.path(), &[("S", S)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    for (name, text) in out.all() {
+        assert!(
+            !text.contains("Secret-Value"),
+            "{name} shows the secret:\n{text}"
+        );
+    }
+    assert!(
+        out.stdout.matches("bad: *** end").count() >= 3,
+        "{}",
+        out.stdout
+    );
 }

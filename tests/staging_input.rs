@@ -892,8 +892,17 @@ async fn an_empty_text_proves_nothing() {
         let out = run(&dir, &[], &[("BUILD_ID", "42")]).await;
         assert_eq!(out.code, 0, "{check}:\n{}{}", out.stdout, out.stderr);
     }
-    // Written empty, with no placeholder, it proves nothing either.
-    for check in [r#"body = { contains = "" }"#, r#"body = { matches = "" }"#] {
+    // Nor a blank one, which `contains` finds in any text with a space.
+    let flow = "[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\nheaders = { x-build = { contains = \"{{ env.BUILD_ID }}\" } }\n";
+    let dir = suite(&server.uri(), &[("e.toml", flow)]);
+    let out = run(&dir, &[], &[("BUILD_ID", " ")]).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    // Written empty or blank, with no placeholder, it proves nothing either.
+    for check in [
+        r#"body = { contains = "" }"#,
+        r#"body = { matches = "" }"#,
+        r#"headers = { x-build = { contains = " " } }"#,
+    ] {
         let flow = format!("[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\n{check}\n");
         let dir = suite(&server.uri(), &[("e.toml", &flow)]);
         let out = run(&dir, &[], &[]).await;
@@ -904,4 +913,42 @@ async fn an_empty_text_proves_nothing() {
             out.json
         );
     }
+}
+
+/// A blank or JSON `null` value in the path fails the step as an empty one does (`/items/null`
+/// is no item), and a `;` is encoded, since servlet containers read `..;` as `..` (attack
+/// findings).
+#[tokio::test(flavor = "multi_thread")]
+async fn no_value_and_semicolons_cannot_change_the_path() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": null })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\nname = \"create\"\nmethod = \"POST\"\npath = \"/items\"\n[step.capture]\nid = \"$.id\"\n\n[[step]]\nname = \"view\"\npath = \"/items/{{ id }}\"\n";
+    let dir = suite(&server.uri(), &[("n.toml", flow)]);
+    let out = run(&dir, &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("`{{ id }}` is null, which would change the request path"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(binary::paths(&server).await, ["/items"]);
+
+    let flow = "[[step]]\nname = \"one\"\npath = \"/carts/{{ id }}/items\"\n";
+    let dir = suite(&server.uri(), &[("f.toml", flow)]);
+    let out = run(&dir, &["--var", "id= "], &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is blank"), "{}", out.stderr);
+
+    let out = run(&dir, &["--var", "id=..;"], &[]).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let sent = binary::paths(&server).await;
+    assert_eq!(sent.last().unwrap(), "/carts/..%3B/items", "{sent:?}");
 }

@@ -572,7 +572,7 @@ fn judge_equality(op: &Op, actual: &Value, ctx: &Context) -> Result<Judgement, S
 fn judge_matches(pattern: &Template, actual: &Value, ctx: &Context) -> Result<Judgement, String> {
     weakened_by_an_empty_value([pattern], ctx.scope)?;
     let rendered = pattern.render_shown(ctx.scope)?;
-    if rendered.value.is_empty() {
+    if rendered.value.trim().is_empty() {
         return Err(NOTHING_PROVEN.into());
     }
     let regex = Regex::new(&rendered.value).map_err(|e| {
@@ -691,21 +691,23 @@ fn weakened_by_an_empty_value<'a>(
         .find_map(|t| t.empty_placeholder(scope))
     {
         Some(name) => Err(format!(
-            "`{{{{ {name} }}}}` is empty: the check would hold for more than it says"
+            "`{{{{ {name} }}}}` is empty (or blank, or null): the check would hold for more than it says"
         )),
         None => Ok(()),
     }
 }
 
-/// Why a `contains` or `matches` with an empty text fails: every text holds it.
-const NOTHING_PROVEN: &str = "the expected text is empty (an empty variable?): every value holds it, so the check would prove nothing";
+/// Why a `contains` or `matches` with an empty (or blank) text fails: every text holds it
+/// (every one with a space).
+const NOTHING_PROVEN: &str =
+    "the expected text is empty (or blank): every value holds it, so the check would prove nothing";
 
 /// Substring on strings, membership on arrays, key presence on objects.
 fn contains(actual: &Value, expected: &Value, equality: Equality) -> Result<bool, String> {
     match actual {
         Value::String(s) => {
             let part = value_to_text(expected);
-            if part.is_empty() {
+            if part.trim().is_empty() {
                 return Err(NOTHING_PROVEN.into());
             }
             Ok(s.contains(&part))

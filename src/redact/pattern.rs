@@ -55,6 +55,23 @@ fn escapes(c: char) -> Vec<String> {
         .map(|b| format!("%(?:25)*{}", any_case_hex(&format!("{b:02x}"))))
         .collect();
     ways.push(percent);
+    if !c.is_ascii() {
+        // Percent-encoded from Latin-1 (`ä` as `%E4`: Java's URLEncoder with ISO-8859-1,
+        // Python's quote with encoding='latin-1') or by JavaScript's `escape` (`€` as `%u20AC`).
+        if (c as u32) <= 0xff {
+            ways.push(format!(
+                "%(?:25)*{}",
+                any_case_hex(&format!("{:02x}", c as u32))
+            ));
+        }
+        let mut units = [0u16; 2];
+        let escaped: String = c
+            .encode_utf16(&mut units)
+            .iter()
+            .map(|u| format!("%(?:25)*[uU]{}", any_case_hex(&format!("{u:04x}"))))
+            .collect();
+        ways.push(escaped);
+    }
     if c == ' ' {
         // A space form-encoded as `+`, then percent-encoded once or more.
         ways.push(r"\+|%(?:25)*2[bB]".into());
@@ -71,13 +88,16 @@ fn escapes(c: char) -> Vec<String> {
     if let Some(short) = json_short_escape(c) {
         ways.push(format!(r"\\+{}", regex::escape(&short[1..])));
     }
-    ways.push(format!("&#0*{};", c as u32));
+    // The `;` of a character reference may be left out (browsers read `&#228` too).
+    ways.push(format!("&#0*{};?", c as u32));
     ways.push(format!(
-        "&#[xX]0*{};",
+        "&#[xX]0*{};?",
         any_case_hex(&format!("{:x}", c as u32))
     ));
     if let Some(named) = html_entity(c) {
-        ways.push(regex::escape(&named));
+        // `&AMP;` and `&LT;` are read as `&amp;` and `&lt;`: the markup ones in any case.
+        let case = if c.is_ascii() { "(?i)" } else { "" };
+        ways.push(format!("(?:{case}{})", regex::escape(&named)));
     }
     ways
 }
@@ -109,8 +129,9 @@ fn json_short_escape(c: char) -> Option<&'static str> {
     })
 }
 
-/// The named HTML entity of `c`: the five of markup, and those of Latin-1 (U+00A0 to U+00FF),
-/// which PHP's `htmlentities` and many templates write for `ä`, `ö`, `é`, ...
+/// The named HTML entity of `c`: the five of markup, those of Latin-1 (U+00A0 to U+00FF),
+/// which PHP's `htmlentities` and many templates write for `ä`, `ö`, `é`, ..., and those of
+/// the other letters and punctuation of Western text (`€`, `–`, `’`, `…`, `™`, `Œ`, `Š`).
 fn html_entity(c: char) -> Option<String> {
     let name = match c {
         '&' => "amp",
@@ -119,6 +140,31 @@ fn html_entity(c: char) -> Option<String> {
         '"' => "quot",
         '\'' => "apos",
         '\u{a0}'..='\u{ff}' => LATIN_1_ENTITIES[c as usize - 0xa0],
+        '€' => "euro",
+        '–' => "ndash",
+        '—' => "mdash",
+        '‘' => "lsquo",
+        '’' => "rsquo",
+        '‚' => "sbquo",
+        '“' => "ldquo",
+        '”' => "rdquo",
+        '„' => "bdquo",
+        '…' => "hellip",
+        '™' => "trade",
+        '•' => "bull",
+        '†' => "dagger",
+        '‡' => "Dagger",
+        '‰' => "permil",
+        '‹' => "lsaquo",
+        '›' => "rsaquo",
+        'Œ' => "OElig",
+        'œ' => "oelig",
+        'Š' => "Scaron",
+        'š' => "scaron",
+        'Ÿ' => "Yuml",
+        'ƒ' => "fnof",
+        'ˆ' => "circ",
+        '˜' => "tilde",
         _ => return None,
     };
     Some(format!("&{name};"))
@@ -134,8 +180,8 @@ const LATIN_1_ENTITIES: [&str; 96] = [
     "Ocirc", "Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute",
     "THORN", "szlig", "agrave", "aacute", "acirc", "atilde", "auml", "aring", "aelig", "ccedil",
     "egrave", "eacute", "ecirc", "euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde",
-    "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute",
-    "ucirc", "uuml", "yacute", "thorn", "yuml",
+    "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute", "ucirc",
+    "uuml", "yacute", "thorn", "yuml",
 ];
 
 /// The base64 characters that `bytes` alone decide, when they start 0, 1 or 2 bytes into

@@ -18,6 +18,11 @@ async fn run(dir: &tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Ou
     binary::run_all(dir.path(), env, args).await
 }
 
+/// A flow of one GET of `to` with `expect` (TOML lines) as its `[step.expect]`.
+fn expecting(to: &str, expect: &str) -> String {
+    format!("[[step]]\nname = \"get\"\npath = \"{to}\"\n[step.expect]\n{expect}\n")
+}
+
 /// Finding 25: a `--var` with `#` and a captured id with `../` stay one path segment.
 #[tokio::test(flavor = "multi_thread")]
 async fn placeholder_values_cannot_change_the_request_target() {
@@ -237,9 +242,7 @@ async fn large_integers_compare_exactly() {
             r#""$.big2" = { not_equals = 9007199254740993 }"#,
         ),
     ];
-    let flow = |check: &str| {
-        format!("[[step]]\nname = \"n\"\npath = \"/n\"\n[step.expect.json]\n{check}\n")
-    };
+    let flow = |check: &str| expecting("/n", &format!("[step.expect.json]\n{check}"));
     for (name, check) in wrong {
         let dir = suite(&server.uri(), &[(&format!("{name}.toml"), &flow(check))]);
         let out = run(&dir, &[], &[]).await;
@@ -290,7 +293,7 @@ async fn text_that_only_reads_as_a_number_is_not_one() {
         r#"json = { "$.inf" = { gt = 10 } }"#,
         r#"headers = { x-big = { ge = 1.7014118346046923e38 } }"#,
     ] {
-        let flow = format!("[[step]]\nname = \"t\"\npath = \"/t\"\n[step.expect]\n{check}\n");
+        let flow = expecting("/t", check);
         let dir = suite(&server.uri(), &[("t.toml", &flow)]);
         let out = run(&dir, &[], &[]).await;
         assert_eq!(
@@ -879,7 +882,7 @@ async fn an_empty_text_proves_nothing() {
         r#"json = { "$.version" = { not_equals = "v{{ env.BUILD_ID }}1" } }"#,
         r#"json = { "$.version" = { not_contains = "x{{ env.BUILD_ID }}" } }"#,
     ] {
-        let flow = format!("[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\n{check}\n");
+        let flow = expecting("/e", check);
         let dir = suite(&server.uri(), &[("e.toml", &flow)]);
         let out = run(&dir, &[], &[("BUILD_ID", "")]).await;
         assert_eq!(out.code, 1, "{check}:\n{}{}", out.stdout, out.stderr);
@@ -903,7 +906,7 @@ async fn an_empty_text_proves_nothing() {
         r#"body = { matches = "" }"#,
         r#"headers = { x-build = { contains = " " } }"#,
     ] {
-        let flow = format!("[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\n{check}\n");
+        let flow = expecting("/e", check);
         let dir = suite(&server.uri(), &[("e.toml", &flow)]);
         let out = run(&dir, &[], &[]).await;
         assert_eq!(out.code, 1, "{check}:\n{}{}", out.stdout, out.stderr);

@@ -183,13 +183,16 @@ impl Observed {
 
     /// All values of a header joined with ", " (as HTTP allows), if present.
     pub fn header(&self, name: &str) -> Option<String> {
-        let values: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let values: Vec<&str> = self.header_lines(name).collect();
         (!values.is_empty()).then(|| values.join(", "))
+    }
+
+    /// Each line of the response header `name` (lower case), as staging sent them.
+    pub fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The subject's value, or an explanation of why there is none to judge.
@@ -721,7 +724,6 @@ fn contains(actual: &Value, expected: &Value, equality: Equality) -> Result<bool
     }
 }
 
-/// A number, or a string that is one (headers such as content-length).
 /// A number as written or sent: integers are kept exact, since above 2^53 two different
 /// ones can be the same `f64` (`9007199254740993` is not `9007199254740992`).
 #[derive(Debug, Clone, Copy)]
@@ -763,6 +765,7 @@ fn compare_exact(i: i128, f: f64) -> Option<std::cmp::Ordering> {
     }
 }
 
+/// A number, or a string that is one (headers such as content-length).
 fn number(value: &Value) -> Option<Number> {
     match value {
         Value::Number(n) => match (n.as_i64(), n.as_u64()) {

@@ -903,3 +903,88 @@ async fn a_secret_in_other_escapes_of_its_letters_is_masked() {
         out.stdout
     );
 }
+
+/// A server that speaks Latin-1 (windows-1252) echoes a secret with letters beyond ASCII as
+/// single bytes (`ä` as `0xE4`), in a body, in a header and in a `Location` that cannot be
+/// followed. Those bytes used to be read as U+FFFD, which no mask matches, so the rest of the
+/// secret was shown; they are read as the windows-1252 letters they stand for, and masked
+/// (attack finding of an earlier session, left open then).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_echoed_in_latin1_bytes_is_masked() {
+    use reqwest::header::HeaderValue;
+    const S: &str = "Pä€sswörd-Secret-1";
+    let latin1: &[u8] = b"P\xe4\x80ssw\xf6rd-Secret-1";
+    let body = [b"bad: ".as_slice(), latin1, b" end"].concat();
+    let server = MockServer::start().await;
+    Mock::given(path("/body"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_raw(body, "text/plain; charset=windows-1252"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/header"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("x-echo", HeaderValue::from_bytes(latin1).unwrap()),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/redirect"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", HeaderValue::from_bytes(latin1).unwrap()),
+        )
+        .mount(&server)
+        .await;
+    let step = |p: &str, expect: &str| {
+        format!("[[step]]\npath = \"/{p}\"\nheaders = {{ x-s = \"{{{{ secret.S }}}}\" }}\n{expect}")
+    };
+    let flows = [
+        ("body.toml", step("body", "")),
+        (
+            "header.toml",
+            step("header", "[step.expect]\nheaders = { x-echo = \"nope\" }\n"),
+        ),
+        ("redirect.toml", step("redirect", "")),
+    ];
+    let flows: Vec<(&str, &str)> = flows.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    let dir = suite(&server.uri(), "follow_redirects = true\n", &flows);
+    let out = run_all(dir.path(), &[("S", S)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(S);
+    for (name, text) in out.all() {
+        assert!(
+            !text.contains("rd-Secret"),
+            "{name} shows the secret:\n{text}"
+        );
+    }
+    assert!(out.stdout.contains("bad: *** end"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("bad Location \"***\""),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A server that reads the secret's UTF-8 bytes as windows-1252 and echoes what it read
+/// (`€` as `â‚¬`) shows no part of it (as the Latin-1 reading, `é` as `Ã©`, did not).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_misread_as_windows_1252_is_masked() {
+    const S: &str = "Pä€sswörd-Secret-2";
+    let server = MockServer::start().await;
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("bad: PÃ¤â‚¬sswÃ¶rd-Secret-2 end"))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/x\"\nheaders = { x-s = \"{{ secret.S }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+    let out = run_all(dir.path(), &[("S", S)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    for (name, text) in out.all() {
+        assert!(
+            !text.contains("rd-Secret"),
+            "{name} shows the secret:\n{text}"
+        );
+    }
+    assert!(out.stdout.contains("bad: *** end"), "{}", out.stdout);
+}

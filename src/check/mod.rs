@@ -167,8 +167,9 @@ impl Observed {
         Observed::new(status, latency, Vec::new(), Vec::new(), Vec::new())
     }
 
+    /// The body as text (see [`crate::decode`]).
     pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+        crate::decode::text(&self.body).into_owned()
     }
 
     /// The body parsed as JSON, once.

@@ -955,34 +955,3 @@ async fn no_value_and_semicolons_cannot_change_the_path() {
     let sent = binary::paths(&server).await;
     assert_eq!(sent.last().unwrap(), "/carts/..%3B/items", "{sent:?}");
 }
-
-/// Bytes that are not UTF-8 are read as the windows-1252 (Latin-1) letters a server that
-/// still speaks Latin-1 meant, in the body and in headers: `Müller` sent as `M\xFCller` holds
-/// for `contains = "Müller"` and for a header's `equals`, and `not_contains` fails on it.
-#[tokio::test(flavor = "multi_thread")]
-async fn latin1_bytes_from_staging_read_as_the_letters_they_stand_for() {
-    use reqwest::header::HeaderValue;
-    let server = MockServer::start().await;
-    let latin1 = || {
-        ResponseTemplate::new(200)
-            .set_body_raw(
-                b"name: M\xfcller, 5 \x80".to_vec(),
-                "text/plain; charset=iso-8859-1",
-            )
-            .insert_header("x-name", HeaderValue::from_bytes(b"M\xfcller").unwrap())
-    };
-    answer(&server, "/latin1", latin1()).await;
-    let holds = expecting(
-        "/latin1",
-        "body = { contains = \"Müller, 5 €\" }\nheaders = { x-name = \"Müller\" }",
-    );
-    let dir = suite(&server.uri(), &[("holds.toml", &holds)]);
-    let out = run(&dir, &[], &[]).await;
-    assert_eq!(out.code, 0, "{}", out.stdout);
-
-    let fails = expecting("/latin1", "body = { not_contains = \"Müller\" }");
-    let dir = suite(&server.uri(), &[("fails.toml", &fails)]);
-    let out = run(&dir, &[], &[]).await;
-    assert_eq!(out.code, 1, "{}", out.stdout);
-    assert!(out.stdout.contains("name: Müller, 5 €"), "{}", out.stdout);
-}

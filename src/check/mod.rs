@@ -167,9 +167,8 @@ impl Observed {
         Observed::new(status, latency, Vec::new(), Vec::new(), Vec::new())
     }
 
-    /// The body as text (see [`crate::decode`]).
     pub fn body_text(&self) -> String {
-        crate::decode::text(&self.body).into_owned()
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The body parsed as JSON, once.

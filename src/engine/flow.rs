@@ -10,7 +10,6 @@ use super::result::{
 };
 use super::scope::FlowScope;
 use crate::check::{Assertion, CaptureSource, Observed, Subject, excerpt};
-use crate::decode;
 use crate::openapi::Finding;
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
 use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
@@ -523,7 +522,7 @@ fn shown_body(mask: &dyn Mask, body: &[u8]) -> String {
         .and_then(|json| serde_json::to_string_pretty(&mask.mask_value(&json)).ok());
     let text = match pretty {
         Some(pretty) => mask.mask_text(&pretty),
-        None => mask.mask_text(&decode::text(head)),
+        None => mask.mask_text(&String::from_utf8_lossy(head)),
     };
     excerpt(&text, DETAIL_EXCERPT_CHARS)
 }
@@ -655,7 +654,7 @@ fn observe(exchange: Exchange, jar: &Jar) -> Observed {
         .map(|(n, v)| {
             (
                 n.as_str().to_string(),
-                decode::text(v.as_bytes()).into_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
             )
         })
         .collect();
@@ -986,7 +985,7 @@ fn render_body(body: &Body, scope: &dyn Scope) -> Result<RenderedBody, String> {
         Body::File { name, bytes } => {
             let json = name.ends_with(".json").then_some("application/json");
             // The suite's own file: no placeholder in it, masked by value where it is shown.
-            let shown = decode::text(&bytes[..bytes.len().min(1 << 16)]).into_owned();
+            let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1 << 16)]).into_owned();
             (Some(bytes.as_ref().clone()), json, Some(shown))
         }
         Body::Form(pairs) => {

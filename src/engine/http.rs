@@ -157,10 +157,7 @@ impl Http {
                     .ok()
                     .and_then(|l| request.url.join(l).ok())
                     .ok_or_else(|| {
-                        // Read as any header is, so that a secret echoed into it in
-                        // Latin-1 is text the masking finds, not `\xE4` escapes.
-                        let shown = crate::decode::text(location.as_bytes()).into_owned();
-                        RequestError::BadRedirect(format!("bad Location {shown:?}"))
+                        RequestError::BadRedirect(format!("bad Location {location:?}"))
                     })?;
                 request = redirected(request, next, status);
                 continue;

@@ -53,7 +53,7 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
             VersionSource::Header(name) => exchange
                 .headers
                 .get(name.as_str())
-                .map(|v| crate::decode::text(v.as_bytes()).trim().to_string())
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
                 .ok_or_else(|| format!("no `{name}` header")),
             VersionSource::Json(query) => {
                 let json: serde_json::Value = serde_json::from_slice(&exchange.body)

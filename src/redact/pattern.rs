@@ -32,19 +32,10 @@ fn char_pattern(c: char) -> String {
     if !c.is_ascii() {
         // A server that reads bytes as Latin-1 (Python's http.server reads headers so)
         // echoes each byte of the UTF-8 as a character of its own: `é` comes back as `Ã©`.
-        // One that reads them as windows-1252 writes the bytes 0x80-0x9F as `€`, `‚`...:
-        // `€` comes back as `â‚¬`.
         let misread: String = c
             .encode_utf8(&mut [0; 4])
             .bytes()
-            .map(|b| {
-                let mut ways = escapes(char::from(b));
-                let windows = crate::decode::windows_1252(b);
-                if windows != char::from(b) {
-                    ways.extend(escapes(windows));
-                }
-                format!("(?:{})", ways.join("|"))
-            })
+            .map(|b| format!("(?:{})", escapes(char::from(b)).join("|")))
             .collect();
         ways.push(misread);
     }

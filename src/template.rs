@@ -229,16 +229,7 @@ impl Template {
                     let text = value_to_text(&resolved);
                     let encoded = match parts.as_ref().map(|p| p[placeholder]) {
                         Some(UrlPart::Path) => {
-                            // No value too (empty, blank, a JSON null): `/carts/{{ id }}` would
-                            // become `/carts/`, the collection, and a cleanup's DELETE would go
-                            // there, or `/carts/null`.
-                            if is_no_value(&resolved) || text == "." || text == ".." {
-                                let what = match text.as_str() {
-                                    _ if resolved.is_null() => "null".to_string(),
-                                    "" => "empty".to_string(),
-                                    dots @ ("." | "..") => format!("`{dots}`"),
-                                    _ => "blank".to_string(),
-                                };
+                            if let Some(what) = not_a_segment(&resolved, &text) {
                                 return Err(format!(
                                     "`{{{{ {name} }}}}` is {what}, which would change the request path"
                                 ));
@@ -362,6 +353,20 @@ fn resolve(scope: &dyn Scope, name: &str) -> Result<Value, String> {
     scope
         .lookup(name)
         .ok_or_else(|| format!("`{{{{ {name} }}}}` has no value"))
+}
+
+/// Why a value cannot be a path segment, if it cannot: `.` and `..` name another resource, and
+/// no value (empty, blank, a JSON null) none: `/carts/{{ id }}` would become `/carts/`, the
+/// collection, where a cleanup's DELETE would go, or `/carts/null`.
+fn not_a_segment(value: &Value, text: &str) -> Option<&'static str> {
+    match text {
+        _ if value.is_null() => Some("null"),
+        "" => Some("empty"),
+        "." => Some("`.`"),
+        ".." => Some("`..`"),
+        _ if is_no_value(value) => Some("blank"),
+        _ => None,
+    }
 }
 
 /// A value that stands for none: empty or blank text, or a JSON `null` (written `null`).

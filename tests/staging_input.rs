@@ -896,8 +896,11 @@ async fn an_empty_text_proves_nothing() {
         assert_eq!(out.code, 0, "{check}:\n{}{}", out.stdout, out.stderr);
     }
     // Nor a blank one, which `contains` finds in any text with a space.
-    let flow = "[[step]]\nname = \"e\"\npath = \"/e\"\n[step.expect]\nheaders = { x-build = { contains = \"{{ env.BUILD_ID }}\" } }\n";
-    let dir = suite(&server.uri(), &[("e.toml", flow)]);
+    let flow = expecting(
+        "/e",
+        r#"headers = { x-build = { contains = "{{ env.BUILD_ID }}" } }"#,
+    );
+    let dir = suite(&server.uri(), &[("e.toml", &flow)]);
     let out = run(&dir, &[], &[("BUILD_ID", " ")]).await;
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     // Written empty or blank, with no placeholder, it proves nothing either.
@@ -928,10 +931,7 @@ async fn no_value_and_semicolons_cannot_change_the_path() {
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "id": null })))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    ok_otherwise(&server).await;
     let flow = "[[step]]\nname = \"create\"\nmethod = \"POST\"\npath = \"/items\"\n[step.capture]\nid = \"$.id\"\n\n[[step]]\nname = \"view\"\npath = \"/items/{{ id }}\"\n";
     let dir = suite(&server.uri(), &[("n.toml", flow)]);
     let out = run(&dir, &[], &[]).await;

@@ -46,35 +46,29 @@ fn char_pattern(c: char) -> String {
 fn escapes(c: char) -> Vec<String> {
     let mut ways = vec![regex::escape(c.encode_utf8(&mut [0; 4]))];
     let mut utf8 = [0; 4];
-    // Percent-encoding may be applied more than once, any number of times: a URL that holds
-    // the secret encoded, put into a query itself (a redirect's `next=`), has its `%` encoded
-    // as `%25`. `(?:25)*` keeps the pattern linear in size and the match linear in time.
     let percent: String = c
         .encode_utf8(&mut utf8)
         .bytes()
-        .map(|b| format!("%(?:25)*{}", any_case_hex(&format!("{b:02x}"))))
+        .map(|b| percent_escape(&format!("{b:02x}")))
         .collect();
     ways.push(percent);
     if !c.is_ascii() {
         // Percent-encoded from Latin-1 (`ä` as `%E4`: Java's URLEncoder with ISO-8859-1,
         // Python's quote with encoding='latin-1') or by JavaScript's `escape` (`€` as `%u20AC`).
         if (c as u32) <= 0xff {
-            ways.push(format!(
-                "%(?:25)*{}",
-                any_case_hex(&format!("{:02x}", c as u32))
-            ));
+            ways.push(percent_escape(&format!("{:02x}", c as u32)));
         }
         let mut units = [0u16; 2];
         let escaped: String = c
             .encode_utf16(&mut units)
             .iter()
-            .map(|u| format!("%(?:25)*[uU]{}", any_case_hex(&format!("{u:04x}"))))
+            .map(|u| percent_escape(&format!("u{u:04x}")))
             .collect();
         ways.push(escaped);
     }
     if c == ' ' {
         // A space form-encoded as `+`, then percent-encoded once or more.
-        ways.push(r"\+|%(?:25)*2[bB]".into());
+        ways.push(format!(r"\+|{}", percent_escape("2b")));
     }
     let mut units = [0u16; 2];
     // A JSON escape's backslash may itself be escaped, any number of times: a request body
@@ -100,6 +94,14 @@ fn escapes(c: char) -> Vec<String> {
         ways.push(format!("(?:{case}{})", regex::escape(&named)));
     }
     ways
+}
+
+/// `%` and `code` (hex digits, `u20ac` for JavaScript's `escape`) in either case, percent-
+/// encoded any number of times more. A URL that holds the secret encoded, put into a query
+/// itself (a redirect's `next=`), has its `%` encoded as `%25`: `(?:25)*` keeps the pattern
+/// linear in size and the match linear in time.
+fn percent_escape(code: &str) -> String {
+    format!("%(?:25)*{}", any_case_hex(code))
 }
 
 /// `2f` -> `2[fF]`.

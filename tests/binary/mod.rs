@@ -45,6 +45,14 @@ impl Outputs {
         }
     }
 
+    /// Panics naming the output when any output holds `part` (a piece of a secret, or
+    /// anything else that must not be shown).
+    pub fn assert_nowhere(&self, part: &str) {
+        for (name, text) in self.all() {
+            assert!(!text.contains(part), "{name} shows `{part}`:\n{text}");
+        }
+    }
+
     pub fn report(&self) -> Value {
         serde_json::from_str(&self.json).expect("the JSON report parses")
     }

@@ -8,6 +8,7 @@
 pub mod baseline;
 pub mod check;
 pub mod cli;
+pub mod decode;
 pub mod demo;
 pub mod engine;
 pub mod fs;

@@ -167,8 +167,9 @@ impl Observed {
         Observed::new(status, latency, Vec::new(), Vec::new(), Vec::new())
     }
 
+    /// The body as text, in the charset it names (see [`crate::decode`]).
     pub fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
+        crate::decode::body(&self.body, self.header("content-type").as_deref()).into_owned()
     }
 
     /// The body parsed as JSON, once.
@@ -465,6 +466,13 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
+/// Why `not_contains` and `not_equals` fail on text with bytes that did not decode: text sent
+/// in a charset the response does not name (`Accès` in Latin-1, with no `charset=`) reads
+/// `Acc\u{fffd}s`, which does not hold `Accès` although staging sent it.
+const UNREADABLE_TEXT: &str = "the text holds characters that could not be read (U+FFFD: bytes \
+     not in the charset the response names, UTF-8 when it names none), so what it does not \
+     hold cannot be proven";
+
 fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, String> {
     let Some(actual) = actual else {
         // Only `exists = false` holds for a value that is not there.
@@ -473,6 +481,14 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
     };
     match op {
         Op::Exists(want) => Ok(Judgement::plain(json!(want), *want)),
+        Op::NotEquals(_) | Op::NotContains(_)
+            if ctx.text_subject
+                && actual
+                    .as_str()
+                    .is_some_and(|t| t.contains(char::REPLACEMENT_CHARACTER)) =>
+        {
+            Err(UNREADABLE_TEXT.into())
+        }
         Op::Equals(_) | Op::NotEquals(_) | Op::OneOf(_) | Op::Contains(_) | Op::NotContains(_) => {
             judge_equality(op, actual, ctx)
         }

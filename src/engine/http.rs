@@ -157,7 +157,11 @@ impl Http {
                     .ok()
                     .and_then(|l| request.url.join(l).ok())
                     .ok_or_else(|| {
-                        RequestError::BadRedirect(format!("bad Location {location:?}"))
+                        // As text, not `{:?}`: its `\u{308}` and `\xE4` escapes would
+                        // split a secret where the masking cannot find it. Reporters
+                        // escape control characters themselves.
+                        let shown = String::from_utf8_lossy(location.as_bytes());
+                        RequestError::BadRedirect(format!("bad Location `{shown}`"))
                     })?;
                 request = redirected(request, next, status);
                 continue;

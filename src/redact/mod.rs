@@ -92,11 +92,11 @@ struct Forms {
     values: Vec<String>,
     /// One pattern per secret of [`MIN_SECRET_CHARS`] or more (see [`pattern`]), longest
     /// secret first so that a secret holding another is replaced whole.
-    patterns: Vec<(usize, regex::Regex)>,
+    patterns: Vec<(usize, pattern::Finder)>,
     /// The patterns of the secrets that hold capital letters, lower-cased: header names
     /// arrive lower-cased, so that is how a secret echoed into one comes back. For header
     /// names only: anywhere else a lower-cased copy is other text.
-    lower_patterns: Vec<(usize, regex::Regex)>,
+    lower_patterns: Vec<(usize, pattern::Finder)>,
     /// Lower-cased secrets whose pattern is not built yet: only `-vv` shows header names, so
     /// a run without it never pays for compiling them.
     lower_pending: Vec<String>,
@@ -156,10 +156,10 @@ impl Redactor {
         if trimmed != secret {
             texts.push(trimmed);
         }
-        let patterns: Vec<(usize, regex::Regex)> = texts
+        let patterns: Vec<(usize, pattern::Finder)> = texts
             .iter()
             .filter(|_| long_enough)
-            .filter_map(|s| pattern::secret_regex(s).map(|r| (s.len(), r)))
+            .filter_map(|s| pattern::secret_finder(s).map(|r| (s.len(), r)))
             .collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.values.iter().any(|v| v == secret) {
@@ -188,9 +188,9 @@ impl Redactor {
             }
             state.lower_pending.clone()
         };
-        let built: Vec<(String, regex::Regex)> = pending
+        let built: Vec<(String, pattern::Finder)> = pending
             .into_iter()
-            .filter_map(|lower| pattern::secret_regex(&lower).map(|r| (lower, r)))
+            .filter_map(|lower| pattern::secret_finder(&lower).map(|r| (lower, r)))
             .collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         for (lower, regex) in built {

@@ -7,8 +7,74 @@
 //! character reference), in any mix. Base64 cannot be matched a character at a time; it is matched by the part of the
 //! encoding that the secret alone decides, at each of the three offsets it may start at.
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use base64::Engine as _;
 use regex::Regex;
+use std::borrow::Cow;
+
+/// The largest secret (in [`decoding_cost`]) whose pattern decodes every character: the
+/// pattern grows with the secret, and past this its compile fails (the regex crate's size
+/// limit, measured: at about 800 characters of `€`, 1,300 of `ä`, 16,000 of `a`) after up to
+/// seconds. A larger secret is found by its [`literal_forms`].
+const MAX_DECODING_COST: usize = 12_000;
+
+/// About how much of the pattern each character of `secret` makes: a letter beyond ASCII has
+/// more escapes, and a misreading of each of its bytes.
+fn decoding_cost(secret: &str) -> usize {
+    secret
+        .chars()
+        .map(|c| match c.len_utf8() {
+            1 => 1,
+            2 => 9,
+            _ => 15,
+        })
+        .sum()
+}
+
+/// What finds one secret in text.
+pub enum Finder {
+    /// The pattern that decodes each character (see the module's comment).
+    Decoding(Regex),
+    /// The whole forms a long secret takes in transit, one by one.
+    Literal(AhoCorasick),
+}
+
+impl Finder {
+    pub fn is_match(&self, text: &str) -> bool {
+        match self {
+            Finder::Decoding(regex) => regex.is_match(text),
+            Finder::Literal(forms) => forms.is_match(text),
+        }
+    }
+
+    /// `text` with every match replaced by `with`.
+    pub fn replace_all<'t>(&self, text: &'t str, with: &str) -> Cow<'t, str> {
+        match self {
+            Finder::Decoding(regex) => regex.replace_all(text, with),
+            Finder::Literal(forms) if forms.is_match(text) => {
+                Cow::Owned(forms.replace_all(text, &vec![with; forms.patterns_len()]))
+            }
+            Finder::Literal(_) => Cow::Borrowed(text),
+        }
+    }
+}
+
+/// What finds `secret` in text: the decoding pattern and its base64 cores, or, for a secret
+/// too long for that, its literal forms. `None` only if neither can be built.
+pub fn secret_finder(secret: &str) -> Option<Finder> {
+    if decoding_cost(secret) <= MAX_DECODING_COST
+        && let Some(regex) = secret_regex(secret)
+    {
+        return Some(Finder::Decoding(regex));
+    }
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostLongest)
+        // Not a DFA: for forms this long its build takes minutes.
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
+        .build(literal_forms(secret))
+        .ok()
+        .map(Finder::Literal)
+}
 
 /// The regex for `secret` and its base64 cores.
 pub fn secret_regex(secret: &str) -> Option<Regex> {
@@ -21,9 +87,91 @@ pub fn secret_regex(secret: &str) -> Option<Regex> {
     Regex::new(&alternatives.join("|")).ok()
 }
 
-/// One alternation per character of `secret`.
+/// The forms a secret takes whole in transit: itself; JSON-escaped, with letters beyond ASCII
+/// as themselves or as `\uXXXX`; percent-encoded (upper or lower case hex, a space as `%20` or
+/// `+`); HTML-escaped; its UTF-8 bytes misread as Latin-1 or windows-1252; its base64 cores.
+fn literal_forms(secret: &str) -> Vec<String> {
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json
+        .get(1..json.len().saturating_sub(1))
+        .unwrap_or_default();
+    let ascii_json = |upper: bool| -> String {
+        json.chars()
+            .map(|c| {
+                if c.is_ascii() {
+                    return c.to_string();
+                }
+                let mut units = [0u16; 2];
+                c.encode_utf16(&mut units)
+                    .iter()
+                    .map(|u| match upper {
+                        true => format!("\\u{u:04X}"),
+                        false => format!("\\u{u:04x}"),
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let percent = |upper: bool, plus: bool| -> String {
+        secret
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                b' ' if plus => "+".into(),
+                _ if upper => format!("%{b:02X}"),
+                _ => format!("%{b:02x}"),
+            })
+            .collect()
+    };
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    let misread = |byte: fn(u8) -> char| -> String { secret.bytes().map(byte).collect() };
+    let mut forms = vec![
+        secret.to_string(),
+        json.to_string(),
+        ascii_json(false),
+        ascii_json(true),
+        percent(true, false),
+        percent(false, false),
+        percent(true, true),
+        percent(false, true),
+        html,
+        misread(char::from),
+        misread(crate::decode::windows_1252),
+    ];
+    forms.extend(base64_cores(secret.as_bytes()));
+    forms.retain(|f| !f.is_empty());
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// One alternation per character of `secret`, and one more for each run of characters beyond
+/// ASCII: sent back in a charset the response does not name, their bytes do not decode and
+/// become U+FFFD (one to four per letter, fewer where a run's bytes merge), and the ASCII
+/// around them would show the rest of the secret.
 fn escaped_chars(secret: &str) -> String {
-    secret.chars().map(char_pattern).collect()
+    let mut out = String::new();
+    let mut rest = secret;
+    while let Some(c) = rest.chars().next() {
+        let run = rest
+            .find(|next: char| next.is_ascii() != c.is_ascii())
+            .unwrap_or(rest.len());
+        let chars: String = rest[..run].chars().map(char_pattern).collect();
+        if c.is_ascii() {
+            out.push_str(&chars);
+        } else {
+            out.push_str(&format!("(?:{chars}|\\x{{FFFD}}+)"));
+        }
+        rest = &rest[run..];
+    }
+    out
 }
 
 /// Every way one character may be written in text that passed through URLs, JSON or HTML.
@@ -32,10 +180,19 @@ fn char_pattern(c: char) -> String {
     if !c.is_ascii() {
         // A server that reads bytes as Latin-1 (Python's http.server reads headers so)
         // echoes each byte of the UTF-8 as a character of its own: `é` comes back as `Ã©`.
+        // One that reads them as windows-1252 writes the bytes 0x80-0x9F as `€`, `‚`...:
+        // `€` comes back as `â‚¬`.
         let misread: String = c
             .encode_utf8(&mut [0; 4])
             .bytes()
-            .map(|b| format!("(?:{})", escapes(char::from(b)).join("|")))
+            .map(|b| {
+                let mut ways = escapes(char::from(b));
+                let windows = crate::decode::windows_1252(b);
+                if windows != char::from(b) {
+                    ways.extend(escapes(windows));
+                }
+                format!("(?:{})", ways.join("|"))
+            })
             .collect();
         ways.push(misread);
     }
@@ -88,10 +245,12 @@ fn escapes(c: char) -> Vec<String> {
         "&#[xX]0*{};?",
         any_case_hex(&format!("{:x}", c as u32))
     ));
-    if let Some(named) = html_entity(c) {
-        // `&AMP;` and `&LT;` are read as `&amp;` and `&lt;`: the markup ones in any case.
-        let case = if c.is_ascii() { "(?i)" } else { "" };
-        ways.push(format!("(?:{case}{})", regex::escape(&named)));
+    if !c.is_ascii_alphanumeric() {
+        // A named character reference: HTML has more than 2,000 names (`&auml;`, `&alpha;`,
+        // `&euro;`, `&sol;`, `&AMP;`), and encoders differ in which they write, so any name
+        // stands for any character that is not an ASCII letter or digit. Text that differs
+        // from a secret only in such a reference is masked too, which hides nothing else.
+        ways.push("&[A-Za-z][A-Za-z0-9]*;".into());
     }
     ways
 }
@@ -130,61 +289,6 @@ fn json_short_escape(c: char) -> Option<&'static str> {
         _ => return None,
     })
 }
-
-/// The named HTML entity of `c`: the five of markup, those of Latin-1 (U+00A0 to U+00FF),
-/// which PHP's `htmlentities` and many templates write for `ä`, `ö`, `é`, ..., and those of
-/// the other letters and punctuation of Western text (`€`, `–`, `’`, `…`, `™`, `Œ`, `Š`).
-fn html_entity(c: char) -> Option<String> {
-    let name = match c {
-        '&' => "amp",
-        '<' => "lt",
-        '>' => "gt",
-        '"' => "quot",
-        '\'' => "apos",
-        '\u{a0}'..='\u{ff}' => LATIN_1_ENTITIES[c as usize - 0xa0],
-        '€' => "euro",
-        '–' => "ndash",
-        '—' => "mdash",
-        '‘' => "lsquo",
-        '’' => "rsquo",
-        '‚' => "sbquo",
-        '“' => "ldquo",
-        '”' => "rdquo",
-        '„' => "bdquo",
-        '…' => "hellip",
-        '™' => "trade",
-        '•' => "bull",
-        '†' => "dagger",
-        '‡' => "Dagger",
-        '‰' => "permil",
-        '‹' => "lsaquo",
-        '›' => "rsaquo",
-        'Œ' => "OElig",
-        'œ' => "oelig",
-        'Š' => "Scaron",
-        'š' => "scaron",
-        'Ÿ' => "Yuml",
-        'ƒ' => "fnof",
-        'ˆ' => "circ",
-        '˜' => "tilde",
-        _ => return None,
-    };
-    Some(format!("&{name};"))
-}
-
-/// The HTML 4 names of U+00A0 to U+00FF, in order.
-const LATIN_1_ENTITIES: [&str; 96] = [
-    "nbsp", "iexcl", "cent", "pound", "curren", "yen", "brvbar", "sect", "uml", "copy", "ordf",
-    "laquo", "not", "shy", "reg", "macr", "deg", "plusmn", "sup2", "sup3", "acute", "micro",
-    "para", "middot", "cedil", "sup1", "ordm", "raquo", "frac14", "frac12", "frac34", "iquest",
-    "Agrave", "Aacute", "Acirc", "Atilde", "Auml", "Aring", "AElig", "Ccedil", "Egrave", "Eacute",
-    "Ecirc", "Euml", "Igrave", "Iacute", "Icirc", "Iuml", "ETH", "Ntilde", "Ograve", "Oacute",
-    "Ocirc", "Otilde", "Ouml", "times", "Oslash", "Ugrave", "Uacute", "Ucirc", "Uuml", "Yacute",
-    "THORN", "szlig", "agrave", "aacute", "acirc", "atilde", "auml", "aring", "aelig", "ccedil",
-    "egrave", "eacute", "ecirc", "euml", "igrave", "iacute", "icirc", "iuml", "eth", "ntilde",
-    "ograve", "oacute", "ocirc", "otilde", "ouml", "divide", "oslash", "ugrave", "uacute", "ucirc",
-    "uuml", "yacute", "thorn", "yuml",
-];
 
 /// The base64 characters that `bytes` alone decide, when they start 0, 1 or 2 bytes into
 /// the encoded data, in the standard and the URL-safe alphabet.
@@ -237,6 +341,41 @@ mod tests {
         // UTF-8 bytes read back as Latin-1, raw or escaped after the misreading.
         assert!(found("pässwörd<&>", "pÃ¤sswÃ¶rd<&>"));
         assert!(found("pässwörd<&>", r"p\u00c3\u00a4ssw%C3%83%C2%B6rd<&>"));
+    }
+
+    #[test]
+    fn a_secret_too_long_to_decode_is_found_in_its_whole_forms() {
+        let secret = format!("{}ä€ /x", "k".repeat(20_000));
+        let finder = secret_finder(&secret).expect("a finder");
+        assert!(matches!(finder, Finder::Literal(_)));
+        let percent: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let json = serde_json::to_string(&secret).unwrap();
+        for form in [secret.as_str(), &percent, &json[1..json.len() - 1]] {
+            let text = format!("before {form} after");
+            assert_eq!(finder.replace_all(&text, "***"), "before *** after");
+        }
+        let escaped = format!("{}\\u00E4\\u20AC /x", "k".repeat(20_000));
+        assert!(finder.is_match(&escaped));
+        assert!(!finder.is_match(&secret[1..]));
+    }
+
+    #[test]
+    fn finds_a_secret_whose_letters_did_not_decode() {
+        assert!(found(
+            "Pä€sswörd-Secret-1",
+            "P\u{fffd}ssw\u{fffd}rd-Secret-1"
+        ));
+        assert!(found("Пароль-Secret-2", "\u{fffd}\u{fffd}-Secret-2"));
+        assert!(!found("Pä€sswörd-Secret-1", "Pssw\u{fffd}rd-Secret-1"));
+    }
+
+    #[test]
+    fn finds_a_secret_written_with_any_named_entity() {
+        assert!(found("αβγ/Secret-9", "&alpha;&beta;&gamma;&sol;Secret-9"));
+        assert!(found("pässwörd&<x>", "p&auml;ssw&ouml;rd&AMP;&LT;x&gt;"));
+        assert!(found("€-Secret-Value", "&euro;-Secret-Value"));
+        // Letters and digits have no named reference: `&a;` is not an `a`.
+        assert!(!found("abc-Secret-Value", "&a;bc-Secret-Value"));
     }
 
     #[test]

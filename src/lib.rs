@@ -8,7 +8,6 @@
 pub mod baseline;
 pub mod check;
 pub mod cli;
-pub mod decode;
 pub mod demo;
 pub mod engine;
 pub mod fs;

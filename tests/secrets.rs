@@ -1062,3 +1062,68 @@ async fn a_very_long_secret_is_masked_where_it_is_echoed() {
         out.stdout
     );
 }
+
+/// An ASCII secret echoed in UTF-16 (each letter followed by a NUL) was shown readable
+/// (`T\u0000o\u0000p`), and the JUnit report, which drops control characters, put it back
+/// together; a letter the server's charset has no byte for, written `?`, left the rest of the
+/// secret shown; a secret sent in UTF-8 under another charset (`charset=windows-1251`) is read
+/// as UTF-8 and masked (attack findings).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_echoed_in_utf16_or_with_question_marks_is_masked() {
+    const A: &str = "TopSecret-Value-42";
+    const B: &str = "Pass€word-Secret-99";
+    const C: &str = "Pässwort-TopSecret-43";
+    let utf16: Vec<u8> = format!("echo {A} end")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let server = MockServer::start().await;
+    let answers = [
+        ("/utf16", utf16, "text/plain"),
+        (
+            "/question",
+            b"echo Pass?word-Secret-99 end".to_vec(),
+            "text/plain; charset=iso-8859-1",
+        ),
+        (
+            "/mislabelled",
+            format!("echo {C} end").into_bytes(),
+            "text/plain; charset=windows-1251",
+        ),
+    ];
+    for (to, body, content_type) in answers {
+        Mock::given(path(to))
+            .respond_with(ResponseTemplate::new(500).set_body_raw(body, content_type))
+            .mount(&server)
+            .await;
+    }
+    let step = |p: &str| {
+        format!(
+            "[[step]]\npath = \"/{p}\"\nheaders = {{ x-a = \"{{{{ secret.A }}}}\", x-b = \"{{{{ secret.B }}}}\", x-c = \"{{{{ secret.C }}}}\" }}\n"
+        )
+    };
+    let flows = [
+        ("utf16.toml", step("utf16")),
+        ("question.toml", step("question")),
+        ("mislabelled.toml", step("mislabelled")),
+    ];
+    let flows: Vec<(&str, &str)> = flows.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    let dir = suite(&server.uri(), "", &flows);
+    let out = run_all(dir.path(), &[("A", A), ("B", B), ("C", C)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    for part in [
+        "TopSecret",
+        "T\\u0000o\\u0000p",
+        "T\\u{0}o\\u{0}p",
+        "T\0o\0p",
+        "word-Secret",
+        "sswort",
+    ] {
+        out.assert_nowhere(part);
+    }
+    assert!(
+        out.stdout.matches("echo *** end").count() >= 2,
+        "{}",
+        out.stdout
+    );
+}

@@ -167,9 +167,11 @@ impl Observed {
         Observed::new(status, latency, Vec::new(), Vec::new(), Vec::new())
     }
 
-    /// The body as text, in the charset it names (see [`crate::decode`]).
+    /// The body as UTF-8 text, whatever charset it names: a byte that is not UTF-8 is U+FFFD.
+    /// Reading it in another charset would make text that no mask knows from a secret echoed
+    /// in UTF-8 (`Pä` under `charset=windows-1251` reads `PГ¤`).
     pub fn body_text(&self) -> String {
-        crate::decode::body(&self.body, self.header("content-type").as_deref()).into_owned()
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// The body parsed as JSON, once.
@@ -466,12 +468,11 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
-/// Why `not_contains` and `not_equals` fail on text with bytes that did not decode: text sent
-/// in a charset the response does not name (`Accès` in Latin-1, with no `charset=`) reads
-/// `Acc\u{fffd}s`, which does not hold `Accès` although staging sent it.
-const UNREADABLE_TEXT: &str = "the text holds characters that could not be read (U+FFFD: bytes \
-     not in the charset the response names, UTF-8 when it names none), so what it does not \
-     hold cannot be proven";
+/// Why `not_contains` and `not_equals` fail on text that is not all UTF-8 text: `Accès` sent
+/// in Latin-1 reads `Acc\u{fffd}s`, and `ERROR` in UTF-16 `E\0R\0R\0O\0R\0`, neither of which
+/// holds what staging sent.
+const UNREADABLE_TEXT: &str = "the text holds characters that could not be read (U+FFFD, or NUL: \
+     bytes that are not UTF-8 text), so what it does not hold cannot be proven";
 
 fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, String> {
     let Some(actual) = actual else {
@@ -485,7 +486,7 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
             if ctx.text_subject
                 && actual
                     .as_str()
-                    .is_some_and(|t| t.contains(char::REPLACEMENT_CHARACTER)) =>
+                    .is_some_and(|t| t.contains([char::REPLACEMENT_CHARACTER, '\0'])) =>
         {
             Err(UNREADABLE_TEXT.into())
         }

@@ -10,7 +10,6 @@ use super::result::{
 };
 use super::scope::FlowScope;
 use crate::check::{Assertion, CaptureSource, Observed, Subject, excerpt};
-use crate::decode;
 use crate::openapi::Finding;
 use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
 use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
@@ -503,7 +502,7 @@ fn exchange_detail(
         })
         .collect();
     let body = &observed.body;
-    let response_body = (!body.is_empty()).then(|| shown_body(mask, observed));
+    let response_body = (!body.is_empty()).then(|| shown_body(mask, body));
     ExchangeDetail {
         request_headers,
         request_body: shown_request_body.map(|b| cut(b, DETAIL_EXCERPT_CHARS)),
@@ -515,8 +514,7 @@ fn exchange_detail(
 /// A response body as `-vv` shows it: JSON masked value by value, then pretty-printed;
 /// anything else masked as text; then cut. Masking comes before cutting, so no part of a
 /// secret survives at the cut.
-fn shown_body(mask: &dyn Mask, observed: &Observed) -> String {
-    let body = &observed.body;
+fn shown_body(mask: &dyn Mask, body: &[u8]) -> String {
     // Past the excerpt nothing is shown: a huge body is not parsed for a 2 KB look at it.
     let head = &body[..body.len().min(64 * DETAIL_EXCERPT_CHARS)];
     let pretty = serde_json::from_slice::<Value>(head)
@@ -524,10 +522,7 @@ fn shown_body(mask: &dyn Mask, observed: &Observed) -> String {
         .and_then(|json| serde_json::to_string_pretty(&mask.mask_value(&json)).ok());
     let text = match pretty {
         Some(pretty) => mask.mask_text(&pretty),
-        None => {
-            let content_type = observed.header("content-type");
-            mask.mask_text(&decode::body(head, content_type.as_deref()))
-        }
+        None => mask.mask_text(&String::from_utf8_lossy(head)),
     };
     excerpt(&text, DETAIL_EXCERPT_CHARS)
 }

@@ -272,12 +272,17 @@ fn json_escaped(secret: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
-impl Mask for Redactor {
-    fn mask_text(&self, text: &str) -> String {
+/// Whether `c` is a control character that an output drops (the JUnit report drops them, and
+/// an ANSI escape's ESC with them): text with them between a secret's letters (a secret echoed
+/// in UTF-16, `T\0o\0p\0`) would be the secret again where they are dropped.
+fn is_dropped_control(c: char) -> bool {
+    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
+}
+
+impl Redactor {
+    /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
+    fn mask_patterns(&self, text: &str) -> String {
         let state = self.read();
-        if state.values.iter().any(|v| v == text) {
-            return MASK.to_string();
-        }
         let mut out = std::borrow::Cow::Borrowed(text);
         for (_, pattern) in &state.patterns {
             if pattern.is_match(&out) {
@@ -288,6 +293,26 @@ impl Mask for Redactor {
             out = mask_cut_secrets(&out, &state.values).into();
         }
         out.into_owned()
+    }
+}
+
+impl Mask for Redactor {
+    fn mask_text(&self, text: &str) -> String {
+        if self.read().values.iter().any(|v| v == text) {
+            return MASK.to_string();
+        }
+        let masked = self.mask_patterns(text);
+        // A secret between dropped controls is masked in the text without them, and that is
+        // what is shown then, so that no output can put it together again by dropping them.
+        // Otherwise the controls stay, for the reporters to escape.
+        if text.contains(is_dropped_control) {
+            let without = text.replace(is_dropped_control, "");
+            let masked_without = self.mask_patterns(&without);
+            if masked_without != without {
+                return masked_without;
+            }
+        }
+        masked
     }
 
     fn mask_value(&self, value: &Value) -> Value {

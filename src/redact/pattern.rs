@@ -112,7 +112,8 @@ fn literal_forms(secret: &str) -> Vec<String> {
             })
             .collect()
     };
-    let percent = |upper: bool, plus: bool| -> String {
+    // Upper or lower case hex, a space as `+` or `%20`, `/` kept (Python's `quote`) or not.
+    let percent = |upper: bool, plus: bool, slash: bool| -> String {
         secret
             .bytes()
             .map(|b| match b {
@@ -120,6 +121,7 @@ fn literal_forms(secret: &str) -> Vec<String> {
                     char::from(b).to_string()
                 }
                 b' ' if plus => "+".into(),
+                b'/' if slash => "/".into(),
                 _ if upper => format!("%{b:02X}"),
                 _ => format!("%{b:02x}"),
             })
@@ -132,19 +134,23 @@ fn literal_forms(secret: &str) -> Vec<String> {
         .replace('"', "&quot;")
         .replace('\'', "&#39;");
     let misread = |byte: fn(u8) -> char| -> String { secret.bytes().map(byte).collect() };
+    // Sent back in windows-1252 (`?` for what it cannot write) and read as UTF-8.
+    let in_windows_1252: Vec<u8> = secret.chars().map(to_windows_1252).collect();
     let mut forms = vec![
         secret.to_string(),
         json.to_string(),
+        // PHP's `json_encode` writes `/` as `\/`.
+        json.replace('/', r"\/"),
         ascii_json(false),
         ascii_json(true),
-        percent(true, false),
-        percent(false, false),
-        percent(true, true),
-        percent(false, true),
         html,
         misread(char::from),
-        misread(crate::decode::windows_1252),
+        misread(windows_1252),
+        String::from_utf8_lossy(&in_windows_1252).into_owned(),
     ];
+    for bits in 0..8 {
+        forms.push(percent(bits & 1 != 0, bits & 2 != 0, bits & 4 != 0));
+    }
     forms.extend(base64_cores(secret.as_bytes()));
     forms.retain(|f| !f.is_empty());
     forms.sort();
@@ -153,9 +159,10 @@ fn literal_forms(secret: &str) -> Vec<String> {
 }
 
 /// One alternation per character of `secret`, and one more for each run of characters beyond
-/// ASCII: sent back in a charset the response does not name, their bytes do not decode and
-/// become U+FFFD (one to four per letter, fewer where a run's bytes merge), and the ASCII
-/// around them would show the rest of the secret.
+/// ASCII: sent back in another charset than UTF-8, their bytes do not decode and become U+FFFD
+/// (one to four per letter, fewer where a run's bytes merge), or the server wrote `?` for what
+/// its charset has no letter for; either way the ASCII around them would show the rest of the
+/// secret.
 fn escaped_chars(secret: &str) -> String {
     let mut out = String::new();
     let mut rest = secret;
@@ -167,7 +174,7 @@ fn escaped_chars(secret: &str) -> String {
         if c.is_ascii() {
             out.push_str(&chars);
         } else {
-            out.push_str(&format!("(?:{chars}|\\x{{FFFD}}+)"));
+            out.push_str(&format!(r"(?:{chars}|\x{{FFFD}}+|\?+)"));
         }
         rest = &rest[run..];
     }
@@ -187,7 +194,7 @@ fn char_pattern(c: char) -> String {
             .bytes()
             .map(|b| {
                 let mut ways = escapes(char::from(b));
-                let windows = crate::decode::windows_1252(b);
+                let windows = windows_1252(b);
                 if windows != char::from(b) {
                     ways.extend(escapes(windows));
                 }
@@ -253,6 +260,33 @@ fn escapes(c: char) -> Vec<String> {
         ways.push("&[A-Za-z][A-Za-z0-9]*;".into());
     }
     ways
+}
+
+/// What windows-1252 writes with the bytes 0x80 to 0x9F. Its five unassigned bytes stand for
+/// the control characters of the same number, as in Latin-1 and in browsers.
+const WINDOWS_1252_HIGH: [char; 32] = [
+    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}',
+    '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
+];
+
+/// The character windows-1252 writes as `byte`.
+fn windows_1252(byte: u8) -> char {
+    match byte {
+        0x80..=0x9f => WINDOWS_1252_HIGH[usize::from(byte - 0x80)],
+        _ => char::from(byte),
+    }
+}
+
+/// The byte windows-1252 writes `c` as, or `?` (as Java's `getBytes` and Python's
+/// `errors='replace'` do) when it has none.
+fn to_windows_1252(c: char) -> u8 {
+    match u8::try_from(c) {
+        Ok(byte) if !(0x80..=0x9f).contains(&byte) => byte,
+        _ => WINDOWS_1252_HIGH
+            .iter()
+            .position(|&high| high == c)
+            .map_or(b'?', |i| 0x80 + i as u8),
+    }
 }
 
 /// `%` and `code` (hex digits, `u20ac` for JavaScript's `escape`) in either case, percent-
@@ -353,6 +387,14 @@ mod tests {
         for form in [secret.as_str(), &percent, &json[1..json.len() - 1]] {
             let text = format!("before {form} after");
             assert_eq!(finder.replace_all(&text, "***"), "before *** after");
+        }
+        let php_json = format!("{}ä€ \\/x", "k".repeat(20_000));
+        let quoted = format!("{}%C3%A4%E2%82%AC%20/x", "k".repeat(20_000));
+        // Sent back in windows-1252 and read as UTF-8.
+        let bytes = [&"k".repeat(20_000).into_bytes()[..], b"\xe4\x80 /x"].concat();
+        let latin1 = String::from_utf8_lossy(&bytes).into_owned();
+        for form in [php_json, quoted, latin1] {
+            assert!(finder.is_match(&form), "{}", &form[20_000..]);
         }
         let escaped = format!("{}\\u00E4\\u20AC /x", "k".repeat(20_000));
         assert!(finder.is_match(&escaped));

@@ -1015,3 +1015,62 @@ async fn text_that_is_not_utf8_proves_no_absence() {
     let out = run(&dir, &[], &[]).await;
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
+
+/// A body whose `content-type` names a charset other than UTF-8 proves no absence unless it
+/// is ASCII text in a charset that writes ASCII as ASCII: `中止` in UTF-16 is the bytes `-Nbk`,
+/// no NUL and no U+FFFD; ISO-2022-JP, UTF-7 and HZ write Japanese and Chinese in ASCII
+/// letters, and `not_contains` passed against all four (attack findings). Latin-1 bytes that
+/// are also UTF-8 (`Ã©chec`, the bytes of `échec`) read as other text.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_in_a_charset_that_is_not_read_proves_no_absence() {
+    let server = MockServer::start().await;
+    let bodies: [(&str, &[u8], &str); 6] = [
+        ("/utf16", b"-Nbk", "text/plain; charset=utf-16le"),
+        (
+            "/jis",
+            b"\x1b$B%(%i!<\x1b(B",
+            "text/plain; charset=ISO-2022-JP",
+        ),
+        ("/jis-unnamed", b"\x1b$B%(%i!<\x1b(B", "text/plain"),
+        ("/utf7", b"+MKgw6TD8-", "text/plain; charset=\"utf-7\""),
+        ("/hz", b"~{4mNs~}", "text/plain;charset=HZ-GB-2312"),
+        ("/latin1", b"\xc3\xa9chec", "text/plain; charset=iso-8859-1"),
+    ];
+    for (to, body, content_type) in bodies {
+        let response = ResponseTemplate::new(200).set_body_raw(body.to_vec(), content_type);
+        answer(&server, to, response).await;
+    }
+    let ascii = |content_type| ResponseTemplate::new(200).set_body_raw("all fine", content_type);
+    answer(
+        &server,
+        "/ascii-latin1",
+        ascii("text/plain; charset=iso-8859-1"),
+    )
+    .await;
+    answer(
+        &server,
+        "/ascii-sjis",
+        ascii("text/plain; charset=Shift_JIS"),
+    )
+    .await;
+    answer(&server, "/utf8", ascii("text/plain; charset=UTF-8")).await;
+    for (to, _, _) in bodies {
+        let check = r#"body = { not_contains = "ERROR" }"#;
+        let dir = suite(&server.uri(), &[("f.toml", &expecting(to, check))]);
+        let out = run(&dir, &[], &[]).await;
+        assert_eq!(out.code, 1, "{to}: {}", out.stdout);
+        assert!(
+            out.stdout.contains("charset other than UTF-8")
+                || out.stdout.contains("characters that could not be read"),
+            "{to}: {}",
+            out.stdout
+        );
+    }
+    // ASCII text in a charset that keeps ASCII, or UTF-8, still proves what it does not hold.
+    for to in ["/ascii-latin1", "/ascii-sjis", "/utf8"] {
+        let check = r#"body = { not_contains = "ERROR" }"#;
+        let dir = suite(&server.uri(), &[("f.toml", &expecting(to, check))]);
+        let out = run(&dir, &[], &[]).await;
+        assert_eq!(out.code, 0, "{to}: {}", out.stdout);
+    }
+}

@@ -174,6 +174,24 @@ impl Observed {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// Whether the body's text may not be what staging sent although it reads as UTF-8: its
+    /// `content-type` names a charset other than UTF-8, and either the body holds bytes beyond
+    /// ASCII or the charset does not write ASCII as ASCII (UTF-16 `中止` is the bytes `-Nbk`,
+    /// ISO-2022-JP, UTF-7 and HZ write Japanese and Chinese in ASCII letters).
+    pub fn body_in_unread_charset(&self) -> bool {
+        let Some(charset) = self
+            .header_lines("content-type")
+            .next()
+            .and_then(charset_of)
+        else {
+            return false;
+        };
+        match charset.as_str() {
+            "utf-8" | "utf8" | "unicode-1-1-utf-8" | "us-ascii" | "ascii" => false,
+            other => !(writes_ascii_as_ascii(other) && self.body.is_ascii()),
+        }
+    }
+
     /// The body parsed as JSON, once.
     pub fn json(&self) -> Result<&Value, &str> {
         self.json
@@ -301,6 +319,7 @@ impl Expectation {
             mask,
             // Headers and bodies are text: `equals = 42` means the text `42`.
             text_subject: matches!(self.subject, Subject::Header(_) | Subject::Body),
+            body_subject: matches!(self.subject, Subject::Body),
             sensitive_subject: matches!(&self.subject, Subject::Header(name) if is_sensitive_header(name)),
         };
         match &self.op {
@@ -323,6 +342,8 @@ struct Context<'a> {
     mask: &'a dyn Mask,
     /// The subject is text (a header, the body), not a JSON value.
     text_subject: bool,
+    /// The subject is the body, whose charset the `content-type` may name.
+    body_subject: bool,
     /// The subject is a sensitive header (`set-cookie`, ...): no message quotes its value (a
     /// schema error is the only one that would), even with `--show-sensitive-headers`.
     sensitive_subject: bool,
@@ -468,11 +489,60 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
+/// The `charset` parameter of a `content-type` value, lower case and unquoted.
+fn charset_of(content_type: &str) -> Option<String> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').trim().to_ascii_lowercase())
+    })
+}
+
+/// The charsets, besides UTF-8, in which text of ASCII letters is those same bytes: the
+/// single-byte ones of ISO, Windows, KOI8 and the Mac, and the Asian multi-byte ones that keep
+/// ASCII. Not EBCDIC, UTF-16 or -32, UTF-7, ISO-2022 or HZ; an unknown name is not one either.
+fn writes_ascii_as_ascii(charset: &str) -> bool {
+    const FAMILIES: [&str; 8] = [
+        "iso-8859-",
+        "iso8859-",
+        "iso_8859-",
+        "windows-125",
+        "cp125",
+        "koi8-",
+        "latin",
+        "x-mac-",
+    ];
+    const NAMES: [&str; 12] = [
+        "macintosh",
+        "shift_jis",
+        "sjis",
+        "windows-31j",
+        "cp932",
+        "euc-jp",
+        "euc-kr",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "big5",
+        "x-user-defined",
+    ];
+    FAMILIES.iter().any(|family| charset.starts_with(family)) || NAMES.contains(&charset)
+}
+
+/// Why `not_contains` and `not_equals` fail on a body whose `content-type` names a charset
+/// that preflight does not read (see `Observed::body_in_unread_charset`). The name is not
+/// quoted: it came from staging.
+const UNREAD_CHARSET: &str = "the body's content-type names a charset other than UTF-8, in which \
+     its bytes may not read as what staging sent, so what it does not hold cannot be proven";
+
 /// Why `not_contains` and `not_equals` fail on text that is not all UTF-8 text: `Accès` sent
 /// in Latin-1 reads `Acc\u{fffd}s`, and `ERROR` in UTF-16 `E\0R\0R\0O\0R\0`, neither of which
 /// holds what staging sent.
-const UNREADABLE_TEXT: &str = "the text holds characters that could not be read (U+FFFD, or NUL: \
-     bytes that are not UTF-8 text), so what it does not hold cannot be proven";
+/// An escape (0x1B) is how ISO-2022-JP switches to Japanese written in ASCII letters.
+const UNREADABLE_TEXT: &str = "the text holds characters that could not be read (U+FFFD, NUL or \
+     ESC: bytes that are not UTF-8 text), so what it does not hold cannot be proven";
+const UNREADABLE_CHARS: [char; 3] = [char::REPLACEMENT_CHARACTER, '\0', '\u{1b}'];
 
 fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, String> {
     let Some(actual) = actual else {
@@ -486,9 +556,14 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
             if ctx.text_subject
                 && actual
                     .as_str()
-                    .is_some_and(|t| t.contains([char::REPLACEMENT_CHARACTER, '\0'])) =>
+                    .is_some_and(|t| t.contains(UNREADABLE_CHARS)) =>
         {
             Err(UNREADABLE_TEXT.into())
+        }
+        Op::NotEquals(_) | Op::NotContains(_)
+            if ctx.body_subject && ctx.observed.body_in_unread_charset() =>
+        {
+            Err(UNREAD_CHARSET.into())
         }
         Op::Equals(_) | Op::NotEquals(_) | Op::OneOf(_) | Op::Contains(_) | Op::NotContains(_) => {
             judge_equality(op, actual, ctx)
@@ -639,6 +714,7 @@ fn judge_length(inner: &[Op], actual: &Value, ctx: &Context) -> Result<Judgement
     let inner = inner.first().ok_or("empty `length` table")?;
     let numeric = Context {
         text_subject: false,
+        body_subject: false,
         ..*ctx
     };
     let mut judged = judge(inner, Some(&len), &numeric)?;

@@ -1127,3 +1127,130 @@ async fn a_secret_echoed_in_utf16_or_with_question_marks_is_masked() {
         out.stdout
     );
 }
+
+/// A secret split by characters a reader does not see was shown put together: the JUnit
+/// report's writer drops ANSI escapes, C1 controls, tabs and carriage returns, the terminal
+/// joins a body's lines with one space, and zero-width characters and soft hyphens render as
+/// nothing; a multi-line secret echoed with CRLF line ends was not masked anywhere (attack
+/// findings). The stretch the secret spans is masked, and the text around it stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_split_by_what_a_reader_does_not_see_is_masked() {
+    use reqwest::header::HeaderValue;
+    const S: &str = "Zq7Xk9PmWv3R";
+    const P: &str = "vault horse7 battery staple";
+    const K: &str = "MIIEvQIBADANBgkq\nhkiG9w0BAQEFAASC";
+    let joined = |with: &str| {
+        let letters: Vec<String> = S.chars().map(String::from).collect();
+        letters.join(with)
+    };
+    let mut bodies: Vec<(String, String)> = [
+        "\x1b[31m",
+        "\x1b]0;x\x07",
+        "\u{85}",
+        "\u{91}",
+        "\t",
+        "\r",
+        "\u{200b}",
+        "\u{ad}",
+        "\u{34f}",
+        "\u{fe0f}",
+        "\u{e0020}",
+        "\0",
+        // A device control string, which the JUnit writer would drop whole: shown escaped.
+        "\x1bPx\x1b\\",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, with)| (format!("/s{i}"), format!("before {} after", joined(with))))
+    .collect();
+    for (i, with) in [
+        "\n", "\r\n", "\t", "  ", "\u{a0}", "\u{2028}", "\u{3000}", "\u{85}",
+    ]
+    .iter()
+    .enumerate()
+    {
+        bodies.push((
+            format!("/p{i}"),
+            format!("before {} after", P.replace(' ', with)),
+        ));
+    }
+    bodies.push((
+        "/k".into(),
+        format!("before {} after", K.replace('\n', "\r\n")),
+    ));
+    let server = MockServer::start().await;
+    for (to, body) in &bodies {
+        Mock::given(path(to.as_str()))
+            .respond_with(
+                ResponseTemplate::new(500)
+                    .set_body_raw(body.clone().into_bytes(), "text/plain")
+                    .insert_header(
+                        "x-echo",
+                        HeaderValue::from_bytes(joined("\u{85}").as_bytes()).unwrap(),
+                    ),
+            )
+            .mount(&server)
+            .await;
+    }
+    let flows: Vec<(String, String)> = bodies
+        .iter()
+        .map(|(to, _)| {
+            let flow = format!(
+                "[[step]]\npath = \"{to}\"\nheaders = {{ x-s = \"{{{{ secret.S }}}}\", x-p = \"{{{{ secret.P }}}}\" }}\njson = {{ k = \"{{{{ secret.K }}}}\" }}\n[step.expect]\nheaders = {{ x-echo = \"nope\" }}\n"
+            );
+            (format!("{}.toml", &to[1..]), flow)
+        })
+        .collect();
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), "", &flows);
+    let out = run_all(dir.path(), &[("S", S), ("P", P), ("K", K)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    for secret in [S, P, K] {
+        out.assert_hidden(secret);
+    }
+    for part in ["Zq7X", "Wv3R", "horse7", "battery", "MIIEvQIB", "hkiG9w0B"] {
+        out.assert_nowhere(part);
+    }
+    // All but the device control string, whose letters between escapes stay shown.
+    assert!(
+        out.stdout.matches("before *** after").count() >= bodies.len() - 1,
+        "{}",
+        out.stdout
+    );
+}
+
+/// A secret's base64 was masked only as its plain characters: percent-encoded in a URL
+/// (`U2s%2FTGl2...`), with `\/` in JSON or `&#x2F;` in HTML it was shown (attack finding).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_base64_with_escaped_slashes_and_pluses_is_masked() {
+    const S: &str = "Sk?Live>Q9zR7wXy~~";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(S);
+    assert_eq!(b64, "U2s/TGl2ZT5ROXpSN3dYeX5+");
+    let body = format!(
+        "url: /next?state={} json: {} html: {}",
+        b64.replace('/', "%2F").replace('+', "%2B"),
+        b64.replace('/', "\\/"),
+        b64.replace('/', "&#x2F;").replace('+', "&#43;"),
+    );
+    let server = MockServer::start().await;
+    Mock::given(path("/b"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(body))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/b\"\nheaders = { x-s = \"{{ secret.S }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("b.toml", flow)]);
+    let out = run_all(dir.path(), &[("S", S)], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(S);
+    for part in ["TGl2ZT5ROXpSN3dY", "U2s%2F", "U2s\\/", "U2s&#x2F;"] {
+        out.assert_nowhere(part);
+    }
+    assert!(
+        out.stdout.contains("state=*** json: *** html: ***"),
+        "{}",
+        out.stdout
+    );
+}

@@ -361,25 +361,39 @@ async fn a_temporary_file_swapped_during_the_run_is_not_made_the_report() {
 
 /// An excerpt cut inside a secret that was learned only later (the body of a failed step,
 /// cut at 500 characters, 20 characters into the token) keeps none of it: the start of the
-/// secret before the cut is masked in every report.
+/// secret before the cut is masked in every report, whether staging echoed the token as it
+/// is, percent-encoded or in base64 (the two were kept, attack finding).
 #[tokio::test]
 async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
+    use base64::Engine as _;
     use wiremock::matchers::path;
     use wiremock::{Mock, ResponseTemplate};
-    let token = "tok-SECRETVALUE-0123456789abcdef";
+    let token = "tok-SECRETVALUE/0123456789+abcdef";
     let server = token_server(token).await;
-    Mock::given(path("/echo"))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_string(format!("{}{token} tail", "x".repeat(480))),
-        )
-        .mount(&server)
-        .await;
-    let echoed = "[[step]]\nname = \"echo\"\npath = \"/echo\"\n";
-    let dir = suite(
-        &server.uri(),
-        "concurrency = 1\n",
-        &[("a-echo.toml", echoed), ("b-login.toml", LOGIN)],
-    );
+    let forms = [
+        token.to_string(),
+        percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        base64::engine::general_purpose::STANDARD.encode(token),
+    ];
+    let mut flows = Vec::new();
+    for (i, form) in forms.iter().enumerate() {
+        Mock::given(path(format!("/echo{i}")))
+            .respond_with(
+                ResponseTemplate::new(500)
+                    .set_body_string(format!("{}{form} tail", "x".repeat(480))),
+            )
+            .mount(&server)
+            .await;
+        let echoed = format!("[[step]]\nname = \"echo\"\npath = \"/echo{i}\"\n");
+        flows.push((format!("a-echo{i}.toml"), echoed));
+    }
+    flows.push(("b-login.toml".into(), LOGIN.into()));
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), "concurrency = 1\n", &flows);
     let out = tempfile::tempdir().unwrap();
     let file = |name: &str| out.path().join(name);
     let output = process()
@@ -395,20 +409,28 @@ async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "the echo fails");
-    let excerpt = read_json(file("r.json"))["flows"][0]["steps"][0]["body_excerpt"]
-        .as_str()
+    let report = read_json(file("r.json"));
+    let excerpts: Vec<&str> = report["flows"]
+        .as_array()
         .unwrap()
-        .to_string();
-    assert!(excerpt.ends_with("x***…"), "{excerpt}");
-    let start = &token[..5];
-    for name in ["r.json", "r.xml", "r.md", "r.html"] {
-        let text = std::fs::read_to_string(file(name)).unwrap();
-        assert!(
-            !text.contains(start),
-            "{name} shows the start of the secret"
-        );
+        .iter()
+        .filter_map(|flow| flow["steps"][0]["body_excerpt"].as_str())
+        .collect();
+    assert_eq!(excerpts.len(), forms.len(), "{report}");
+    for excerpt in excerpts {
+        assert!(excerpt.ends_with("x***…"), "{excerpt}");
     }
-    assert!(!String::from_utf8_lossy(&output.stdout).contains(start));
+    for form in &forms {
+        let start = &form[..6];
+        for name in ["r.json", "r.xml", "r.md", "r.html"] {
+            let text = std::fs::read_to_string(file(name)).unwrap();
+            assert!(
+                !text.contains(start),
+                "{name} shows the start of the secret as `{start}`"
+            );
+        }
+        assert!(!String::from_utf8_lossy(&output.stdout).contains(start));
+    }
 }
 
 /// Found by attacking the reports: when a secret learned late must be masked into the flows

@@ -14,6 +14,7 @@ mod pattern;
 
 use base64::Engine as _;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 pub const MASK: &str = "***";
@@ -93,6 +94,9 @@ struct Forms {
     /// One pattern per secret of [`MIN_SECRET_CHARS`] or more (see [`pattern`]), longest
     /// secret first so that a secret holding another is replaced whole.
     patterns: Vec<(usize, pattern::Finder)>,
+    /// The patterns of the secrets that hold characters a reader does not see (whitespace
+    /// above all: a passphrase), without them: what [`Redactor::mask_unseen`] looks for.
+    visible_patterns: Vec<pattern::Finder>,
     /// The patterns of the secrets that hold capital letters, lower-cased: header names
     /// arrive lower-cased, so that is how a secret echoed into one comes back. For header
     /// names only: anywhere else a lower-cased copy is other text.
@@ -161,12 +165,18 @@ impl Redactor {
             .filter(|_| long_enough)
             .filter_map(|s| pattern::secret_finder(s).map(|r| (s.len(), r)))
             .collect();
+        let visible: String = secret.chars().filter(|&c| !shows_nothing(c)).collect();
+        let visible_pattern =
+            (long_enough && visible != secret && visible.chars().count() >= MIN_SECRET_CHARS)
+                .then(|| pattern::secret_finder(&visible))
+                .flatten();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.values.iter().any(|v| v == secret) {
             return;
         }
         state.values.extend(texts.iter().map(|t| t.to_string()));
         state.patterns.extend(patterns);
+        state.visible_patterns.extend(visible_pattern);
         state
             .patterns
             .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
@@ -226,22 +236,35 @@ const CUT: char = '…';
 /// them would hide ordinary text.
 const MIN_CUT_CHARS: usize = 3;
 
-/// `text` with every start of a secret (as itself or JSON-escaped) that ends right before a
+/// The forms of a secret whose start is looked for before a cut: itself, JSON-escaped,
+/// percent-encoded (upper or lower case hex) and its base64 cores.
+fn cut_forms(secret: &str) -> Vec<String> {
+    let percent = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+        .to_string();
+    let lower_hex = percent
+        .split('%')
+        .enumerate()
+        .map(|(i, part)| match part.get(..2) {
+            Some(hex) if i > 0 => format!("%{}{}", hex.to_ascii_lowercase(), &part[2..]),
+            _ => part.to_string(),
+        })
+        .collect();
+    let mut forms = vec![secret.to_string(), json_escaped(secret), percent, lower_hex];
+    forms.extend(pattern::base64_cores(secret.as_bytes()));
+    forms
+}
+
+/// `text` with every start of a secret (in any of its [`cut_forms`]) that ends right before a
 /// cut mark replaced by `***`.
 fn mask_cut_secrets(text: &str, secrets: &[String]) -> String {
+    let forms: Vec<String> = secrets.iter().flat_map(|s| cut_forms(s)).collect();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(CUT) {
         let before = &rest[..at];
-        let kept = secrets
+        let kept = forms
             .iter()
-            .flat_map(|s| {
-                [
-                    cut_start_len(before, s),
-                    cut_start_len(before, &json_escaped(s)),
-                ]
-            })
-            .flatten()
+            .filter_map(|form| cut_start_len(before, form))
             .max()
             .map_or(before, |len| &before[..before.len() - len]);
         out.push_str(kept);
@@ -272,14 +295,115 @@ fn json_escaped(secret: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
-/// Whether `c` is a control character that an output drops (the JUnit report drops them, and
-/// an ANSI escape's ESC with them): text with them between a secret's letters (a secret echoed
-/// in UTF-16, `T\0o\0p\0`) would be the secret again where they are dropped.
-fn is_dropped_control(c: char) -> bool {
-    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r')
+/// Whether a reader sees nothing of `c` between a secret's letters: a control character (the
+/// JUnit report's writer drops all but the line feed, and the others are written as `\u{0}`
+/// escapes to read past), whitespace (the terminal joins a body's lines with one space, and a
+/// passphrase echoed over two lines reads as itself), or a character that shows nothing: a
+/// format character (U+200B, U+00AD, U+202E...), the combining grapheme joiner, a variation
+/// selector, a Hangul filler, a Unicode tag.
+fn shows_nothing(c: char) -> bool {
+    c.is_control()
+        || c.is_whitespace()
+        || matches!(c,
+            '\u{AD}' | '\u{34F}' | '\u{61C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}' | '\u{FFA0}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The characters of `text` that a reader sees, with where each starts in `text`: without
+/// those that show nothing, and without ANSI escape sequences (`\x1b[31m`, `\x1b]0;title\x07`),
+/// which a terminal or the JUnit report's writer takes away whole.
+fn visible_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        while let Some((at, c)) = chars.next() {
+            let sequence = match c {
+                '\u{1b}' => chars
+                    .next_if(|(_, c)| matches!(c, '[' | ']'))
+                    .map(|(_, c)| c),
+                '\u{9b}' => Some('['),
+                '\u{9d}' => Some(']'),
+                _ => None,
+            };
+            match sequence {
+                // CSI: parameters and intermediates, up to one final character.
+                Some('[') => while chars.next_if(|(_, c)| matches!(c, ' '..='?')).is_some() {},
+                // OSC: up to a BEL or a string terminator.
+                Some(_) => {
+                    while let Some((_, c)) = chars.next() {
+                        if matches!(c, '\u{7}' | '\u{9c}') {
+                            break;
+                        }
+                        if c == '\u{1b}' {
+                            chars.next_if(|(_, c)| *c == '\\');
+                            break;
+                        }
+                    }
+                }
+                None if shows_nothing(c) => {}
+                None => return Some((at, c)),
+            }
+            if sequence == Some('[') {
+                chars.next_if(|(_, c)| matches!(c, '@'..='~'));
+            }
+        }
+        None
+    })
 }
 
 impl Redactor {
+    /// `text` with every secret that shows once what a reader does not see is left out (see
+    /// [`visible_chars`]) masked, over the whole stretch of `text` it spans: a secret split by
+    /// controls (echoed in UTF-16, `T\0o\0p`), zero-width characters or ANSI escapes, or whose
+    /// words staging wrapped onto other lines. The rest of `text` stays as it is.
+    fn mask_unseen(&self, text: String) -> String {
+        let view: String = visible_chars(&text).map(|(_, c)| c).collect();
+        if view.len() == text.len() {
+            return text;
+        }
+        let mut found: Vec<std::ops::Range<usize>> = {
+            let state = self.read();
+            let patterns = state.patterns.iter().map(|(_, p)| p);
+            patterns
+                .chain(&state.visible_patterns)
+                .flat_map(|p| p.find_ranges(&view))
+                .collect()
+        };
+        if found.is_empty() {
+            return text;
+        }
+        found.sort_by_key(|r| (r.start, r.end));
+        // Where each match's first character starts in `text`, and its last one ends.
+        let mut starts: HashMap<usize, usize> = found.iter().map(|r| (r.start, 0)).collect();
+        let mut ends: HashMap<usize, usize> = found.iter().map(|r| (r.end, 0)).collect();
+        let mut at_view = 0;
+        for (at, c) in visible_chars(&text) {
+            if let Some(start) = starts.get_mut(&at_view) {
+                *start = at;
+            }
+            at_view += c.len_utf8();
+            if let Some(end) = ends.get_mut(&at_view) {
+                *end = at + c.len_utf8();
+            }
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        for range in found {
+            let (start, end) = (starts[&range.start], ends[&range.end]);
+            if end <= copied {
+                continue;
+            }
+            out.push_str(&text[copied..start.max(copied)]);
+            if start >= copied {
+                out.push_str(MASK);
+            }
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+
     /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
     fn mask_patterns(&self, text: &str) -> String {
         let state = self.read();
@@ -301,18 +425,7 @@ impl Mask for Redactor {
         if self.read().values.iter().any(|v| v == text) {
             return MASK.to_string();
         }
-        let masked = self.mask_patterns(text);
-        // A secret between dropped controls is masked in the text without them, and that is
-        // what is shown then, so that no output can put it together again by dropping them.
-        // Otherwise the controls stay, for the reporters to escape.
-        if text.contains(is_dropped_control) {
-            let without = text.replace(is_dropped_control, "");
-            let masked_without = self.mask_patterns(&without);
-            if masked_without != without {
-                return masked_without;
-            }
-        }
-        masked
+        self.mask_unseen(self.mask_patterns(text))
     }
 
     fn mask_value(&self, value: &Value) -> Value {

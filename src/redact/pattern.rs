@@ -40,6 +40,14 @@ pub enum Finder {
 }
 
 impl Finder {
+    /// Where in `text` the secret is, leftmost first.
+    pub fn find_ranges(&self, text: &str) -> Vec<std::ops::Range<usize>> {
+        match self {
+            Finder::Decoding(regex) => regex.find_iter(text).map(|m| m.range()).collect(),
+            Finder::Literal(forms) => forms.find_iter(text).map(|m| m.range()).collect(),
+        }
+    }
+
     pub fn is_match(&self, text: &str) -> bool {
         match self {
             Finder::Decoding(regex) => regex.is_match(text),
@@ -79,11 +87,16 @@ pub fn secret_finder(secret: &str) -> Option<Finder> {
 /// The regex for `secret` and its base64 cores.
 pub fn secret_regex(secret: &str) -> Option<Regex> {
     let mut alternatives = vec![escaped_chars(secret)];
-    alternatives.extend(
-        base64_cores(secret.as_bytes())
-            .iter()
-            .map(|c| regex::escape(c)),
-    );
+    // A core's `+` and `/` in any escape too: base64 in a URL is often percent-encoded, and
+    // in JSON `/` may be `\/`.
+    alternatives.extend(base64_cores(secret.as_bytes()).iter().map(|core| {
+        core.chars()
+            .map(|c| match c {
+                '+' | '/' => char_pattern(c),
+                c => regex::escape(c.encode_utf8(&mut [0; 4])),
+            })
+            .collect::<String>()
+    }));
     Regex::new(&alternatives.join("|")).ok()
 }
 
@@ -435,6 +448,19 @@ mod tests {
         // `%25` alone is a `%`, not the start of an escape of what follows it.
         assert!(!found(s, "s3cr3t%25%2FKey%2BValue%3D9"));
         assert!(!found(s, "s3cr3t%2525Key%2BValue%3D9"));
+    }
+
+    #[test]
+    fn finds_base64_with_its_plus_and_slash_escaped() {
+        // base64 of `Sk?Live>Q9zR7wXy~~` is `U2s/TGl2ZT5ROXpSN3dYeX5+`.
+        let secret = "Sk?Live>Q9zR7wXy~~";
+        for text in [
+            "state=U2s%2FTGl2ZT5ROXpSN3dYeX5%2B",
+            r#"{"s":"U2s\/TGl2ZT5ROXpSN3dYeX5+"}"#,
+            "U2s&#x2F;TGl2ZT5ROXpSN3dYeX5&#43;",
+        ] {
+            assert!(found(secret, text), "{text}");
+        }
     }
 
     #[test]

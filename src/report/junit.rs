@@ -147,6 +147,28 @@ fn one_suite(xml: &str) -> Option<&str> {
     xml.get(start..end)
 }
 
+/// Text from a record as the JUnit report writes it: every control character but the line
+/// feed as a `\u{1b}` escape. quick-junit drops them and the ANSI escape sequences they start,
+/// so a secret split by them (masked in the text a reader sees, but the stretch of letters
+/// between two escape sequences would vary with the parser) came out whole; and a report that
+/// loses a carriage return or a tab says less than what staging sent.
+fn kept(text: impl AsRef<str>) -> String {
+    let text = text.as_ref();
+    let dropped = |c: char| c.is_control() && c != '\n';
+    if !text.contains(dropped) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if dropped(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// XML 1.0 has no way to write most control characters, even escaped: a body excerpt from
 /// staging holding a NUL would make the whole report unreadable. They are written as `\u{0}`.
 fn xml_1_0(xml: &str) -> String {
@@ -223,7 +245,7 @@ fn step_case(step: &StepRecord, classname: &str, in_warned_flow: bool) -> TestCa
     };
     let mut case = TestCase::new(name, status);
     if only_warns {
-        case.set_system_out(format!("warning: {}", failure_text(step)));
+        case.set_system_out(kept(format!("warning: {}", failure_text(step))));
     }
     case.set_classname(classname);
     if let Some(ms) = step.latency_ms {
@@ -240,7 +262,7 @@ fn step_status(step: &StepRecord) -> TestCaseStatus {
         StepOutcome::Skipped => {
             let mut status = TestCaseStatus::skipped();
             if let Some(why) = step.skipped_because.as_deref().filter(|w| !w.is_empty()) {
-                status.set_message(why);
+                status.set_message(kept(why));
             }
             status
         }
@@ -267,8 +289,8 @@ fn step_status(step: &StepRecord) -> TestCaseStatus {
             };
             let mut status = TestCaseStatus::non_success(kind);
             status.set_type(ty);
-            status.set_message(message);
-            status.set_description(failure_text(step));
+            status.set_message(kept(&message));
+            status.set_description(kept(failure_text(step)));
             status.add_reruns(reruns(step));
             status
         }
@@ -299,7 +321,7 @@ fn reruns(step: &StepRecord) -> Vec<TestRerun> {
                     (None, None) => (NonSuccessKind::Failure, "no response".into()),
                 };
                 let mut rerun = TestRerun::new(kind);
-                rerun.set_message(format!("attempt {} of {n} failed: {what}", i + 1));
+                rerun.set_message(kept(format!("attempt {} of {n} failed: {what}", i + 1)));
                 if let Some(ms) = attempt.latency_ms {
                     rerun.set_time(Duration::from_millis(ms));
                 }
@@ -380,7 +402,7 @@ fn wait_suite(wait: &WaitRecord, report: &Report) -> TestSuite {
             message.push_str(&format!(" (last: {last})"));
         }
         let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-        status.set_type("wait").set_message(message);
+        status.set_type("wait").set_message(kept(message));
         status
     };
     let mut case = TestCase::new("staging ready", status);
@@ -425,8 +447,8 @@ fn integrity_case(r: &IntegrityRecord) -> TestCase {
         }
         status
             .set_type("integrity")
-            .set_message(message)
-            .set_description(text.join("\n"));
+            .set_message(kept(&message))
+            .set_description(kept(text.join("\n")));
         status
     };
     let mut case = TestCase::new(r.file.as_str(), status);
@@ -444,7 +466,7 @@ fn version_case(v: &VersionRecord) -> TestCase {
                 NonSuccessKind::Failure
             };
             let mut status = TestCaseStatus::non_success(kind);
-            status.set_type("version").set_message(message);
+            status.set_type("version").set_message(kept(message));
             status
         }
     };
@@ -474,11 +496,9 @@ fn gate_suite(report: &Report, shown_elsewhere: bool) -> TestSuite {
                 NonSuccessKind::Failure
             };
             let mut status = TestCaseStatus::non_success(kind);
-            status
-                .set_type("gate")
-                .set_message(report.headline.as_str());
+            status.set_type("gate").set_message(kept(&report.headline));
             if !reasons.is_empty() {
-                status.set_description(reasons.join("\n"));
+                status.set_description(kept(reasons.join("\n")));
             }
             status
         }
@@ -488,7 +508,7 @@ fn gate_suite(report: &Report, shown_elsewhere: bool) -> TestSuite {
     case.set_time(Duration::from_millis(report.duration_ms));
     if !report.warnings.is_empty() {
         let messages: Vec<&str> = report.warnings.iter().map(|w| w.message.as_str()).collect();
-        case.set_system_out(messages.join("\n"));
+        case.set_system_out(kept(messages.join("\n")));
     }
     let mut suite = TestSuite::new("gate");
     stamp(&mut suite, report);

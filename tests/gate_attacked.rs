@@ -220,3 +220,58 @@ async fn dev_stdout_is_standard_output() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// A staging on 127.0.0.1 that answers every request with `response` (status line, headers,
+/// body, written as they are) and closes the connection: a server that repeats a header line,
+/// which a mock server might merge.
+async fn raw_staging(response: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A `[version]` header sent on two lines, the expected value first and an old one after,
+/// is read whole (joined with ", ", as a step's header expectation reads it), so the check
+/// fails: reading only the first line passed the gate on a staging that also says it runs
+/// the old release.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_header_repeated_with_another_value_never_passes() {
+    let base = raw_staging(
+        "HTTP/1.1 200 OK\r\nX-Version: 4f2a9c1\r\nX-Version: 0ld0ld0\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let settings = "[version]\npath = \"/version\"\nheader = \"x-version\"\nexpect = \"4f2a9c1\"\n";
+    let dir = suite(&base, settings, &[("ok.toml", PROBE)]);
+    let mut cmd = preflight();
+    cmd.arg("run").arg(dir.path()).arg("--verbose");
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("staging runs 4f2a9c1, 0ld0ld0, expected 4f2a9c1"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("GATE PASSED"), "{stdout}");
+    assert!(!stderr.contains("GATE PASSED"), "{stderr}");
+}

@@ -50,11 +50,22 @@ pub async fn check_version(shared: &Shared, check: &VersionCheck) -> VersionResu
     let read = async {
         let exchange = get(shared, &check.path).await?;
         match &check.source {
-            VersionSource::Header(name) => exchange
-                .headers
-                .get(name.as_str())
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
-                .ok_or_else(|| format!("no `{name}` header")),
+            // Every line of the header, joined with ", " as a step's header expectation
+            // reads it: a staging that also says it runs another release on a second line
+            // does not match (only the first line was read once, which passed).
+            VersionSource::Header(name) => {
+                let lines: Vec<String> = exchange
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .collect();
+                if lines.is_empty() {
+                    Err(format!("no `{name}` header"))
+                } else {
+                    Ok(lines.join(", ").trim().to_string())
+                }
+            }
             VersionSource::Json(query) => {
                 let json: serde_json::Value = serde_json::from_slice(&exchange.body)
                     .map_err(|e| format!("body is not JSON: {e}"))?;

@@ -1254,3 +1254,143 @@ async fn a_secret_in_base64_with_escaped_slashes_and_pluses_is_masked() {
         out.stdout
     );
 }
+
+/// A request body rendered from a secret is never resent to another origin: a `307` or `308`
+/// to another port of the same host (or a `302` after a `PUT`, which keeps its body too) fails
+/// the step, naming the redirect and why, and the other origin gets nothing. A same-origin
+/// `307` still resends it, and a body without a secret still follows a cross-origin `307`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_body_is_not_resent_to_another_origin() {
+    const TOK: &str = "body-secret-8c1e5a90";
+    let other = MockServer::start().await;
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&other)
+        .await;
+    let staging = MockServer::start().await;
+    for (from, status) in [
+        ("/login307", 307),
+        ("/login308", 308),
+        ("/file307", 307),
+        ("/plain", 307),
+    ] {
+        Mock::given(method("POST"))
+            .and(path(from))
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{}/x", other.uri()).as_str()),
+            )
+            .mount(&staging)
+            .await;
+    }
+    Mock::given(method("PUT"))
+        .and(path("/put302"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/x", other.uri()).as_str()),
+        )
+        .mount(&staging)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/home"))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", "/landed"))
+        .mount(&staging)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/landed"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&staging)
+        .await;
+    let step = |name: &str, to: &str, json: &str| {
+        format!("[[step]]\nname = \"{name}\"\nmethod = \"POST\"\npath = \"{to}\"\njson = {json}\n")
+    };
+    let secret = "{ password = \"{{ secret.TOK }}\" }";
+    let flows = [
+        ("a307.toml", step("login 307", "/login307", secret)),
+        ("a308.toml", step("login 308", "/login308", secret)),
+        ("home.toml", step("same origin", "/home", secret)),
+        (
+            "put.toml",
+            "[[step]]\nname = \"put 302\"\nmethod = \"PUT\"\npath = \"/put302\"\n\
+             form = { password = \"{{ secret.TOK }}\" }\n"
+                .to_string(),
+        ),
+        (
+            "file.toml",
+            "[[step]]\nname = \"file 307\"\nmethod = \"POST\"\npath = \"/file307\"\n\
+             body_file = \"login.json\"\n"
+                .to_string(),
+        ),
+        (
+            "plain.toml",
+            step("no secret", "/plain", "{ user = \"visible\" }"),
+        ),
+    ];
+    let flows: Vec<(&str, &str)> = flows.iter().map(|(f, t)| (*f, t.as_str())).collect();
+    let dir = suite(&staging.uri(), "follow_redirects = true\n", &flows);
+    // A body with no placeholder that holds a secret's value all the same.
+    std::fs::write(
+        dir.path().join("login.json"),
+        format!("{{\"password\": \"{TOK}\"}}"),
+    )
+    .unwrap();
+    let out = run_all(dir.path(), &[("TOK", TOK)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(TOK);
+
+    let reached: Vec<String> = other
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        reached.iter().all(|body| !body.contains(TOK)),
+        "the secret body reached another origin: {reached:?}"
+    );
+    assert_eq!(
+        reached,
+        vec!["{\"user\":\"visible\"}".to_string()],
+        "only the body without a secret follows across origins"
+    );
+    let landed = staging
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.url.path() == "/landed")
+        .expect("a same-origin 307 is followed");
+    assert!(String::from_utf8_lossy(&landed.body).contains(TOK));
+
+    let report = out.report();
+    let flow = |name: &str| {
+        report["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["steps"][0]["name"] == name)
+            .unwrap_or_else(|| panic!("no flow with step {name}: {}", out.json))
+            .clone()
+    };
+    for (name, status) in [
+        ("login 307", 307),
+        ("login 308", 308),
+        ("put 302", 302),
+        ("file 307", 307),
+    ] {
+        let step = &flow(name)["steps"][0];
+        assert_eq!(step["outcome"], "failed", "{step}");
+        let error = step["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(&format!("{status} to `{}/x`", other.uri()))
+                && error.contains("another origin")
+                && error.contains("secret"),
+            "{error}"
+        );
+    }
+    for name in ["same origin", "no secret"] {
+        assert_eq!(flow(name)["steps"][0]["outcome"], "passed", "{}", out.json);
+    }
+    assert!(out.stdout.contains("another origin"), "{}", out.stdout);
+}

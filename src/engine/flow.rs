@@ -941,7 +941,16 @@ pub(super) fn build_request(
         shown_headers.insert(name.to_string(), shown);
         headers.insert(name, header);
     }
-    let (body, content_type, shown_body) = render_body(&step.body, scope)?;
+    let (body, content_type, shown_body, templated_secret) = render_body(&step.body, scope)?;
+    // A body with a secret in it (from a sensitive placeholder, or a value that is a secret
+    // under another name, as with headers) is not resent to another origin on a redirect.
+    let secret_body = templated_secret
+        || body.as_deref().is_some_and(|bytes| {
+            !looks.redactor.is_empty() && {
+                let text = String::from_utf8_lossy(bytes);
+                looks.redactor.mask_text(&text) != text
+            }
+        });
     if let Some(content_type) = content_type
         && !headers.contains_key(CONTENT_TYPE)
     {
@@ -955,6 +964,7 @@ pub(super) fn build_request(
             headers,
             body,
             secret_headers,
+            secret_body,
         },
         shown_url,
         shown_headers,
@@ -962,13 +972,14 @@ pub(super) fn build_request(
     })
 }
 
-/// The body to send, its content type when the body kind implies one, and the form it may be
-/// shown in: both rendered from one lookup, so a `{{ uuid }}` shows the value sent.
-type RenderedBody = (Option<Vec<u8>>, Option<&'static str>, Option<String>);
+/// The body to send, its content type when the body kind implies one, the form it may be
+/// shown in (both rendered from one lookup, so a `{{ uuid }}` shows the value sent), and
+/// whether a sensitive placeholder went into it (the shown form differs from the value).
+type RenderedBody = (Option<Vec<u8>>, Option<&'static str>, Option<String>, bool);
 
 fn render_body(body: &Body, scope: &dyn Scope) -> Result<RenderedBody, String> {
     Ok(match body {
-        Body::None => (None, None, None),
+        Body::None => (None, None, None, false),
         Body::Json(value) => {
             let json = value.render_shown(scope)?;
             let shown = serde_json::to_string_pretty(&json.shown).map_err(|e| e.to_string())?;
@@ -976,30 +987,40 @@ fn render_body(body: &Body, scope: &dyn Scope) -> Result<RenderedBody, String> {
                 Some(serde_json::to_vec(&json.value).map_err(|e| e.to_string())?),
                 Some("application/json"),
                 Some(shown),
+                json.shown != json.value,
             )
         }
         Body::Text(t) => {
             let text = t.render_shown(scope)?;
-            (Some(text.value.into_bytes()), None, Some(text.shown))
+            let secret = text.shown != text.value;
+            (
+                Some(text.value.into_bytes()),
+                None,
+                Some(text.shown),
+                secret,
+            )
         }
         Body::File { name, bytes } => {
             let json = name.ends_with(".json").then_some("application/json");
             // The suite's own file: no placeholder in it, masked by value where it is shown.
             let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(1 << 16)]).into_owned();
-            (Some(bytes.as_ref().clone()), json, Some(shown))
+            (Some(bytes.as_ref().clone()), json, Some(shown), false)
         }
         Body::Form(pairs) => {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             let mut shown = url::form_urlencoded::Serializer::new(String::new());
+            let mut secret = false;
             for (key, value) in pairs {
                 let value = value.render_shown(scope)?;
                 form.append_pair(key, &value.value);
                 shown.append_pair(key, &value.shown);
+                secret |= value.shown != value.value;
             }
             (
                 Some(form.finish().into_bytes()),
                 Some("application/x-www-form-urlencoded"),
                 Some(shown.finish()),
+                secret,
             )
         }
     })

@@ -25,6 +25,10 @@ pub struct Request {
     pub body: Option<Vec<u8>>,
     /// Headers whose value holds a secret: like credentials, they never cross origins.
     pub secret_headers: Vec<header::HeaderName>,
+    /// The body holds a secret (rendered from a `secret.` placeholder or a secret capture, or
+    /// holding a value the redactor knows): a redirect that would resend it to another origin
+    /// (307, 308, and 301/302 after a method other than POST) fails the step instead.
+    pub secret_body: bool,
 }
 
 /// What came back, after redirects, with the body read whole (within the limit).
@@ -54,6 +58,9 @@ pub enum RequestError {
     TooManyRedirects,
     #[error("invalid redirect: {0}")]
     BadRedirect(String),
+    /// A redirect that would resend a body holding a secret to another origin: not followed.
+    #[error("redirect not followed: {0}")]
+    RefusedRedirect(String),
     #[error("request failed: {0}")]
     Other(String),
     /// The run was stopped (deadline, signal) while the request was in flight.
@@ -163,7 +170,7 @@ impl Http {
                         let shown = String::from_utf8_lossy(location.as_bytes());
                         RequestError::BadRedirect(format!("bad Location `{shown}`"))
                     })?;
-                request = redirected(request, next, status);
+                request = redirected(request, next, status)?;
                 continue;
             }
             let body = read_limited(&mut response, limits.max_body).await?;
@@ -179,9 +186,15 @@ impl Http {
 }
 
 /// The request for the next hop: method and body as browsers do, credentials dropped when
-/// the origin changes (the jar applies its own domain rules to cookies).
-fn redirected(mut request: Request, next: Url, status: StatusCode) -> Request {
-    if next.origin() != request.url.origin() {
+/// the origin changes (the jar applies its own domain rules to cookies). A body holding a
+/// secret is never resent to another origin: such a hop is an error, before anything is sent.
+fn redirected(
+    mut request: Request,
+    next: Url,
+    status: StatusCode,
+) -> Result<Request, RequestError> {
+    let cross_origin = next.origin() != request.url.origin();
+    if cross_origin {
         for name in [
             header::AUTHORIZATION,
             header::PROXY_AUTHORIZATION,
@@ -202,8 +215,19 @@ fn redirected(mut request: Request, next: Url, status: StatusCode) -> Request {
         request.headers.remove(header::CONTENT_TYPE);
         request.headers.remove(header::CONTENT_LENGTH);
     }
+    // What keeps the body (307, 308, and 301/302 after a method other than POST) would send
+    // it to the new origin as it is.
+    if cross_origin && request.secret_body && request.body.is_some() {
+        // The caller masks the text by value; a password in the URL is `***` here already.
+        return Err(RequestError::RefusedRedirect(format!(
+            "{} to `{}` changes the origin (scheme, host or port), and the request body \
+             holds a secret, which is never resent to another origin",
+            status.as_u16(),
+            crate::redact::shown_url(&next)
+        )));
+    }
     request.url = next;
-    request
+    Ok(request)
 }
 
 /// Reads the body chunk by chunk and stops as soon as it is over the limit, so a huge

@@ -11,7 +11,9 @@ use super::result::{
 use super::scope::FlowScope;
 use crate::check::{Assertion, CaptureSource, Observed, Subject, excerpt};
 use crate::openapi::Finding;
-use crate::redact::{MASK, Mask, basic_auth_forms, is_sensitive_header, shown_header, shown_url};
+use crate::redact::{
+    MASK, Mask, basic_auth_forms, is_sensitive_header, learning_cost, shown_header, shown_url,
+};
 use crate::suite::{Body, Flow, FlowSteps, PollPolicy, Step, Target};
 use crate::template::Scope;
 use crate::template::{UrlTemplate, value_to_text};
@@ -368,24 +370,38 @@ async fn execute(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
     // Captures first, so that a secret capture is masked in this step's own assertions and
     // `-vv` detail (before either is cut to an excerpt); they are taken even when an assertion
     // failed, so that cleanups can still delete what the step created.
-    let missed = take_captures(shared, step, &observed, scope);
+    let Taken { missed, withheld } = take_captures(shared, step, &observed, scope);
+    // A refused secret capture's values are not masked: the step fails with that alone, and
+    // nothing of its response (assertions, body, `-vv` headers) is shown.
+    let shown = (!withheld).then_some(&observed);
     let detail = shared.capture_exchanges.then(|| {
         Box::new(exchange_detail(
             shared,
             &sent.shown_headers,
             sent.shown_body.as_deref(),
-            &observed,
+            shown,
         ))
     });
-    let mut assertions = judge(shared, step, &observed, scope);
+    let mut assertions = match shown {
+        Some(observed) => judge(shared, step, observed, scope),
+        None => Vec::new(),
+    };
     assertions.extend(missed);
-    let contract_notes = contract(shared, step, &sent.sent_url, &observed, &mut assertions);
+    let contract_notes = match shown {
+        Some(observed) => contract(shared, step, &sent.sent_url, observed, &mut assertions),
+        None => Vec::new(),
+    };
     let passed = assertions.iter().all(|a| a.passed);
     StepResult {
         name: step.name.clone(),
         phase,
         method: step.method.to_string(),
-        url: Some(sent.shown_url),
+        // A redirect's location came with the response: when that may not be shown, the URL
+        // asked for is.
+        url: Some(match sent.asked_url {
+            Some(asked) if withheld => asked,
+            _ => sent.shown_url,
+        }),
         status: Some(observed.status),
         latency_ms: Some(observed.latency.as_millis() as u64),
         attempts: sent.attempts,
@@ -399,7 +415,9 @@ async fn execute(run: StepRun<'_>, scope: &mut FlowScope<'_>) -> StepResult {
         error: None,
         assertions,
         skipped_because: None,
-        body_excerpt: (!passed).then(|| body_excerpt(&observed, mask)),
+        body_excerpt: shown
+            .filter(|_| !passed)
+            .map(|observed| body_excerpt(observed, mask)),
         request_headers: if passed {
             BTreeMap::new()
         } else {
@@ -475,12 +493,13 @@ const DETAIL_MAX_HEADERS: usize = 100;
 
 /// What `-vv` shows of an exchange: the request from its shown forms (rendered with every
 /// sensitive value as `***`), the response (header names too) masked by value before it is cut, and the values
-/// of sensitive headers as `***` unless `--show-sensitive-headers`.
+/// of sensitive headers as `***` unless `--show-sensitive-headers`. Without `observed` (a
+/// response that may not be shown), the request alone.
 fn exchange_detail(
     shared: &Shared,
     shown_headers: &BTreeMap<String, String>,
     shown_request_body: Option<&str>,
-    observed: &Observed,
+    observed: Option<&Observed>,
 ) -> ExchangeDetail {
     let mask = &*shared.redactor;
     let cut = |text: &str, max: usize| excerpt(&mask.mask_text(text), max);
@@ -490,8 +509,8 @@ fn exchange_detail(
         .map(|(n, v)| (n.clone(), cut(v, DETAIL_HEADER_CHARS)))
         .collect();
     let response_headers = observed
-        .headers
         .iter()
+        .flat_map(|observed| &observed.headers)
         .take(DETAIL_MAX_HEADERS)
         .map(|(name, value)| {
             let shown = shown_header(name, value, shared.show_sensitive_headers);
@@ -501,8 +520,10 @@ fn exchange_detail(
             )
         })
         .collect();
-    let body = &observed.body;
-    let response_body = (!body.is_empty()).then(|| shown_body(mask, body));
+    let response_body = observed
+        .map(|observed| &observed.body)
+        .filter(|body| !body.is_empty())
+        .map(|body| shown_body(mask, body));
     ExchangeDetail {
         request_headers,
         request_body: shown_request_body.map(|b| cut(b, DETAIL_EXCERPT_CHARS)),
@@ -534,6 +555,8 @@ struct Sent {
     sent_url: url::Url,
     /// The URL the response came from, as it may be shown.
     shown_url: String,
+    /// The URL asked for, as it may be shown, when a redirect made it another.
+    asked_url: Option<String>,
     shown_headers: BTreeMap<String, String>,
     /// The request body as it may be shown (sensitive values as `***`).
     shown_body: Option<String>,
@@ -591,18 +614,20 @@ async fn send(
             return Err(result);
         }
     };
-    let shown_url = if exchange.url == sent_url {
-        shown_url
+    let (shown_url, asked_url) = if exchange.url == sent_url {
+        (shown_url, None)
     } else {
         let secret_target = match &step.target {
             Target::Url(t) | Target::Path(t) => t.is_sensitive(scope),
         };
-        redirected_url(&sent_url, &shown_url, &exchange.url, secret_target, mask)
+        let last = redirected_url(&sent_url, &shown_url, &exchange.url, secret_target, mask);
+        (last, Some(shown_url))
     };
     Ok(Sent {
         exchange,
         sent_url,
         shown_url,
+        asked_url,
         shown_headers,
         shown_body,
         attempts,
@@ -667,54 +692,159 @@ fn observe(exchange: Exchange, jar: &Jar) -> Observed {
     )
 }
 
-/// Takes the step's captures into the scope; secret ones are masked from now on. Returns an
-/// assertion for each capture that found nothing.
+/// The step's captures, taken into the scope.
+struct Taken {
+    /// An assertion for each capture that found nothing, or that was refused.
+    missed: Vec<Assertion>,
+    /// A secret capture was refused (over [`MAX_SECRET_CAPTURE_VALUES`], ...): its values are
+    /// not known to the redactor, so nothing of the response that holds them may be shown.
+    withheld: bool,
+}
+
+/// Takes the step's captures into the scope; secret ones are masked from now on. A secret
+/// capture over the limits of [`secret_texts`] is refused: it fails the step and is not in the
+/// scope, since masking only some of its values would show the rest.
 fn take_captures(
     shared: &Shared,
     step: &Step,
     observed: &Observed,
     scope: &mut FlowScope<'_>,
-) -> Vec<Assertion> {
-    let mut missed = Vec::new();
+) -> Taken {
+    let mut taken = Taken {
+        missed: Vec::new(),
+        withheld: false,
+    };
     for capture in &step.captures {
+        let failed = |actual: &str, why: String| Assertion {
+            subject: format!("capture {}", capture.name),
+            op: "captures".into(),
+            expected: json!(capture.source.label()),
+            actual: json!(actual),
+            passed: false,
+            message: Some(why),
+        };
         match capture.take(observed) {
             Ok(value) => {
                 if capture.secret {
-                    learn_secret(&shared.redactor, &value);
                     // A header sent on several lines is captured joined with ", ", but `-vv`
                     // shows it a line at a time: each line is a secret of its own.
-                    if let CaptureSource::Header(name) = &capture.source {
-                        observed
-                            .header_lines(name)
-                            .for_each(|line| shared.redactor.learn(line));
+                    let lines = match &capture.source {
+                        CaptureSource::Header(name) => observed.header_lines(name).collect(),
+                        _ => Vec::new(),
+                    };
+                    match secret_texts(&shared.redactor, &value, &lines) {
+                        Ok(texts) => texts.iter().for_each(|t| shared.redactor.learn(t)),
+                        Err(why) => {
+                            let why = format!("secret capture `{}` {why}", capture.name);
+                            taken.missed.push(failed(MASK, why));
+                            taken.withheld = true;
+                            continue;
+                        }
                     }
                 }
                 scope.captures.insert(capture.name.clone(), value);
             }
-            Err(why) => missed.push(Assertion {
-                subject: format!("capture {}", capture.name),
-                op: "captures".into(),
-                expected: json!(capture.source.label()),
-                actual: json!(crate::check::MISSING),
-                passed: false,
-                message: Some(shared.redactor.mask_text(&why)),
-            }),
+            Err(why) => taken.missed.push(failed(
+                crate::check::MISSING,
+                shared.redactor.mask_text(&why),
+            )),
         }
     }
-    missed
+    taken
 }
 
-/// A secret capture's value, and every scalar inside it, is masked wherever it shows.
-fn learn_secret(redactor: &crate::redact::Redactor, value: &Value) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|v| learn_secret(redactor, v)),
-        Value::Object(map) => map.values().for_each(|v| learn_secret(redactor, v)),
-        Value::Null => {}
-        scalar => redactor.learn(&value_to_text(scalar)),
+/// At most this many values one `secret = true` capture makes the run learn: each string,
+/// number and boolean in the array or object it took, each array and object in it (itself
+/// too), and each line of a header it took. The redactor compiles each into a pattern that
+/// finds it in any encoding (about 85 KB and 3 ms in a debug build for a 12-letter value), on
+/// the run's worker, where the deadline cannot interrupt it: a capture of 10,000 tokens took
+/// 44 s and 855 MB and ran far past a 10 s deadline. A token, a key and its id, a small
+/// credentials object fit; more fails the step rather than learning only some of them, which
+/// would show the rest.
+const MAX_SECRET_CAPTURE_VALUES: usize = 64;
+
+/// At most this much [`learning_cost`] (about characters) in all the values one secret
+/// capture makes the run learn: the patterns grow with the value (a 12,000-letter one is about
+/// 120 MB and over a second in a debug build; a 5 MB one, found by its whole forms, took 48 s
+/// and 1.4 GB), so a few long values are as heavy as thousands of short ones. One value masked
+/// in every encoding (up to 12,000 ASCII characters, 1,300 like `ä`) fits, and so does one
+/// masked in its whole forms of up to 512 KiB; the most it allows took about 2.6 s and 140 MB
+/// in a debug build.
+const MAX_SECRET_CAPTURE_COST: usize = 16_384;
+
+/// At most this many secret values the redactor knows when a secret capture adds to them:
+/// each costs time and memory, and masking every text shown tries each of them, so a run
+/// whose captures keep bringing new ones (a polled step, thousands of `each` rows) fails
+/// rather than growing without end. Flows running at once may each pass it by one capture.
+const MAX_LEARNED_SECRETS: usize = 1024;
+
+/// What a secret capture's `value` makes the run learn, or why it may not: each string,
+/// number and boolean in it, each array and object whole (so that its JSON text is masked as
+/// well), and `lines`, those of the header it took. Within [`MAX_SECRET_CAPTURE_VALUES`],
+/// [`MAX_SECRET_CAPTURE_COST`] and [`MAX_LEARNED_SECRETS`]; the walk stops at the first value
+/// past them, and the reason never quotes the value.
+fn secret_texts(
+    redactor: &crate::redact::Redactor,
+    value: &Value,
+    lines: &[&str],
+) -> Result<Vec<String>, String> {
+    struct Texts {
+        texts: Vec<String>,
+        cost: usize,
     }
-    if value.is_array() || value.is_object() {
-        redactor.learn(&value.to_string());
+    impl Texts {
+        fn push(&mut self, text: String) -> Result<(), String> {
+            // A value met again (a header sent on one line is its own line) is learned once.
+            if self.texts.contains(&text) {
+                return Ok(());
+            }
+            self.cost += learning_cost(&text);
+            self.texts.push(text);
+            if self.texts.len() > MAX_SECRET_CAPTURE_VALUES {
+                return Err(format!(
+                    "holds more than {MAX_SECRET_CAPTURE_VALUES} values (each string, number, \
+                     boolean, array and object in it counts), the most one secret capture may \
+                     hold: capture a narrower path"
+                ));
+            }
+            if self.cost > MAX_SECRET_CAPTURE_COST {
+                return Err(format!(
+                    "holds more text than one secret capture may hold \
+                     ({MAX_SECRET_CAPTURE_COST} characters, a letter beyond ASCII counting as \
+                     up to 15): capture a narrower path"
+                ));
+            }
+            Ok(())
+        }
+        fn walk(&mut self, value: &Value) -> Result<(), String> {
+            match value {
+                Value::Null => return Ok(()),
+                Value::Array(items) => items.iter().try_for_each(|v| self.walk(v))?,
+                Value::Object(map) => map.values().try_for_each(|v| self.walk(v))?,
+                _ => {}
+            }
+            self.push(match value {
+                Value::Array(_) | Value::Object(_) => value.to_string(),
+                scalar => value_to_text(scalar),
+            })
+        }
     }
+    let mut texts = Texts {
+        texts: Vec::new(),
+        cost: 0,
+    };
+    texts.walk(value)?;
+    for line in lines {
+        texts.push(line.to_string())?;
+    }
+    let known = redactor.known();
+    if known + redactor.unknown(texts.texts.iter().map(String::as_str)) > MAX_LEARNED_SECRETS {
+        return Err(format!(
+            "would make the run know more than {MAX_LEARNED_SECRETS} secret values, the most \
+             a run may learn (it knows {known})"
+        ));
+    }
+    Ok(texts.texts)
 }
 
 /// Every expectation of the step, evaluated to masked assertions. The values of sensitive

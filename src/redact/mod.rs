@@ -53,6 +53,14 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// About what learning `secret` costs ([`Redactor::learn`] compiles it into patterns), in
+/// characters: one per ASCII character where its pattern decodes each character (9 per
+/// character up to U+07FF, 15 beyond), a thirty-second of its bytes for a secret too long for
+/// that, which is found by its whole forms.
+pub fn learning_cost(secret: &str) -> usize {
+    pattern::learning_cost(secret)
+}
+
 /// Masks values that came back from staging. Implemented by [`Redactor`]; [`NoMask`] is for
 /// judgements that are never shown (retry decisions, readiness polls).
 pub trait Mask {
@@ -138,6 +146,17 @@ impl Redactor {
     /// was masked before can be told to need masking again.
     pub fn known(&self) -> usize {
         self.read().values.len()
+    }
+
+    /// How many of `secrets` it does not know yet: what learning them would add to
+    /// [`Redactor::known`] (leaving out the trimmed copies of those with whitespace around them).
+    pub fn unknown<'a>(&self, secrets: impl IntoIterator<Item = &'a str>) -> usize {
+        let state = self.read();
+        let new: std::collections::HashSet<&str> = secrets
+            .into_iter()
+            .filter(|s| !s.trim().is_empty() && !state.values.iter().any(|v| v == s))
+            .collect();
+        new.len()
     }
 
     /// No secret known: nothing to mask.

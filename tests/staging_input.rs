@@ -1040,6 +1040,15 @@ async fn a_body_in_a_charset_that_is_not_read_proves_no_absence() {
         let response = ResponseTemplate::new(200).set_body_raw(body.to_vec(), content_type);
         answer(&server, to, response).await;
     }
+    // A charset named inside another parameter's quotes first, or on a second line.
+    let quoted = r#"text/plain; foo="x;charset=utf-8"; charset=utf-16be"#;
+    let response = ResponseTemplate::new(200).set_body_raw(b"N-kb".to_vec(), quoted);
+    answer(&server, "/quoted", response).await;
+    let two_lines = ResponseTemplate::new(200)
+        .set_body_bytes(b"N-kb".to_vec())
+        .append_header("content-type", "text/plain; charset=utf-8")
+        .append_header("content-type", "text/plain; charset=utf-16be");
+    answer(&server, "/two-lines", two_lines).await;
     let ascii = |content_type| ResponseTemplate::new(200).set_body_raw("all fine", content_type);
     answer(
         &server,
@@ -1054,7 +1063,8 @@ async fn a_body_in_a_charset_that_is_not_read_proves_no_absence() {
     )
     .await;
     answer(&server, "/utf8", ascii("text/plain; charset=UTF-8")).await;
-    for (to, _, _) in bodies {
+    let tos = bodies.iter().map(|(to, _, _)| *to);
+    for to in tos.chain(["/quoted", "/two-lines"]) {
         let check = r#"body = { not_contains = "ERROR" }"#;
         let dir = suite(&server.uri(), &[("f.toml", &expecting(to, check))]);
         let out = run(&dir, &[], &[]).await;

@@ -178,18 +178,15 @@ impl Observed {
     /// `content-type` names a charset other than UTF-8, and either the body holds bytes beyond
     /// ASCII or the charset does not write ASCII as ASCII (UTF-16 `中止` is the bytes `-Nbk`,
     /// ISO-2022-JP, UTF-7 and HZ write Japanese and Chinese in ASCII letters).
+    /// Every charset named counts, on every `content-type` line (a browser reads the last
+    /// one, a parser may read a quoted `"x;charset=utf-8"`).
     pub fn body_in_unread_charset(&self) -> bool {
-        let Some(charset) = self
-            .header_lines("content-type")
-            .next()
-            .and_then(charset_of)
-        else {
-            return false;
-        };
-        match charset.as_str() {
-            "utf-8" | "utf8" | "unicode-1-1-utf-8" | "us-ascii" | "ascii" => false,
-            other => !(writes_ascii_as_ascii(other) && self.body.is_ascii()),
-        }
+        self.header_lines("content-type")
+            .flat_map(charsets_named)
+            .any(|charset| match charset.as_str() {
+                "utf-8" | "utf8" | "unicode-1-1-utf-8" | "us-ascii" | "ascii" => false,
+                other => !(writes_ascii_as_ascii(other) && self.body.is_ascii()),
+            })
     }
 
     /// The body parsed as JSON, once.
@@ -489,14 +486,21 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
-/// The `charset` parameter of a `content-type` value, lower case and unquoted.
-fn charset_of(content_type: &str) -> Option<String> {
-    content_type.split(';').skip(1).find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("charset")
-            .then(|| value.trim().trim_matches('"').trim().to_ascii_lowercase())
-    })
+/// Every value that follows a `charset=` in a `content-type` value, lower case and unquoted,
+/// wherever it stands: in a parameter of its own, or inside another one's quotes.
+fn charsets_named(content_type: &str) -> Vec<String> {
+    let lower = content_type.to_ascii_lowercase();
+    lower
+        .match_indices("charset")
+        .filter_map(|(at, name)| {
+            let value = lower[at + name.len()..].trim_start().strip_prefix('=')?;
+            let value = value.trim_start().trim_start_matches(['"', '\'']);
+            let end = value
+                .find([';', ',', '"', '\'', ' ', '\t', '(', ')'])
+                .unwrap_or(value.len());
+            Some(value[..end].to_string())
+        })
+        .collect()
 }
 
 /// The charsets, besides UTF-8, in which text of ASCII letters is those same bytes: the

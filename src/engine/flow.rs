@@ -714,6 +714,10 @@ fn take_captures(
         missed: Vec::new(),
         withheld: false,
     };
+    // What the step's secret captures taken so far make the run learn: the bounds are the
+    // step's, not each capture's, or forty captures of one long value each would cost forty
+    // times what one may.
+    let mut learned = Learned::default();
     for capture in &step.captures {
         let failed = |actual: &str, why: String| Assertion {
             subject: format!("capture {}", capture.name),
@@ -732,8 +736,11 @@ fn take_captures(
                         CaptureSource::Header(name) => observed.header_lines(name).collect(),
                         _ => Vec::new(),
                     };
-                    match secret_texts(&shared.redactor, &value, &lines) {
-                        Ok(texts) => texts.iter().for_each(|t| shared.redactor.learn(t)),
+                    match secret_texts(&shared.redactor, &value, &lines, &learned) {
+                        Ok(texts) => {
+                            texts.texts.iter().for_each(|t| shared.redactor.learn(t));
+                            learned = texts;
+                        }
                         Err(why) => {
                             let why = format!("secret capture `{}` {why}", capture.name);
                             taken.missed.push(failed(MASK, why));
@@ -753,7 +760,14 @@ fn take_captures(
     taken
 }
 
-/// At most this many values one `secret = true` capture makes the run learn: each string,
+/// What the secret captures of one step make the run learn, and what that costs.
+#[derive(Default, Clone)]
+struct Learned {
+    texts: Vec<String>,
+    cost: usize,
+}
+
+/// At most this many values the `secret = true` captures of one step make the run learn: each string,
 /// number and boolean in the array or object it took, each array and object in it (itself
 /// too), and each line of a header it took. The redactor compiles each into a pattern that
 /// finds it in any encoding (about 85 KB and 3 ms in a debug build for a 12-letter value), on
@@ -778,6 +792,11 @@ const MAX_SECRET_CAPTURE_COST: usize = 16_384;
 /// rather than growing without end. Flows running at once may each pass it by one capture.
 const MAX_LEARNED_SECRETS: usize = 1024;
 
+/// At most this much [`learning_cost`] in all the secrets a run learns from captures: sixteen
+/// steps' worth of [`MAX_SECRET_CAPTURE_COST`]. Forty steps of one 12,000-letter capture each
+/// took a minute past a 2 s deadline, which cannot interrupt learning.
+const MAX_LEARNED_COST: usize = 16 * MAX_SECRET_CAPTURE_COST;
+
 /// What a secret capture's `value` makes the run learn, or why it may not: each string,
 /// number and boolean in it, each array and object whole (so that its JSON text is masked as
 /// well), and `lines`, those of the header it took. Within [`MAX_SECRET_CAPTURE_VALUES`],
@@ -787,11 +806,9 @@ fn secret_texts(
     redactor: &crate::redact::Redactor,
     value: &Value,
     lines: &[&str],
-) -> Result<Vec<String>, String> {
-    struct Texts {
-        texts: Vec<String>,
-        cost: usize,
-    }
+    step_learned: &Learned,
+) -> Result<Learned, String> {
+    type Texts = Learned;
     impl Texts {
         fn push(&mut self, text: String) -> Result<(), String> {
             // A value met again (a header sent on one line is its own line) is learned once.
@@ -803,13 +820,13 @@ fn secret_texts(
             if self.texts.len() > MAX_SECRET_CAPTURE_VALUES {
                 return Err(format!(
                     "holds more than {MAX_SECRET_CAPTURE_VALUES} values (each string, number, \
-                     boolean, array and object in it counts), the most one secret capture may \
-                     hold: capture a narrower path"
+                     boolean, array and object in it counts), the most the secret captures of \
+                     one step may hold: capture a narrower path"
                 ));
             }
             if self.cost > MAX_SECRET_CAPTURE_COST {
                 return Err(format!(
-                    "holds more text than one secret capture may hold \
+                    "holds more text than the secret captures of one step may hold \
                      ({MAX_SECRET_CAPTURE_COST} characters, a letter beyond ASCII counting as \
                      up to 15): capture a narrower path"
                 ));
@@ -829,10 +846,7 @@ fn secret_texts(
             })
         }
     }
-    let mut texts = Texts {
-        texts: Vec::new(),
-        cost: 0,
-    };
+    let mut texts = step_learned.clone();
     texts.walk(value)?;
     for line in lines {
         texts.push(line.to_string())?;
@@ -844,7 +858,14 @@ fn secret_texts(
              a run may learn (it knows {known})"
         ));
     }
-    Ok(texts.texts)
+    let new_cost = texts.cost - step_learned.cost;
+    if redactor.learned_cost() + new_cost > MAX_LEARNED_COST {
+        return Err(format!(
+            "would make the run learn more secret text than it may ({MAX_LEARNED_COST} \
+             characters from captures in all, a letter beyond ASCII counting as up to 15)"
+        ));
+    }
+    Ok(texts)
 }
 
 /// Every expectation of the step, evaluated to masked assertions. The values of sensitive

@@ -112,6 +112,8 @@ struct Forms {
     /// Lower-cased secrets whose pattern is not built yet: only `-vv` shows header names, so
     /// a run without it never pays for compiling them.
     lower_pending: Vec<String>,
+    /// The [`learning_cost`] of the secrets learned during the run (see [`Redactor::learn`]).
+    learned_cost: usize,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -139,7 +141,15 @@ impl Redactor {
     /// report is masked again when it is built, so output made before it learned one is
     /// covered too.
     pub fn learn(&self, secret: &str) {
-        self.insert(secret);
+        if self.insert(secret) {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            state.learned_cost += learning_cost(secret);
+        }
+    }
+
+    /// The [`learning_cost`] of every secret it learned during the run.
+    pub fn learned_cost(&self) -> usize {
+        self.read().learned_cost
     }
 
     /// How many secret values it knows: a number that grows when it learns one, so that what
@@ -168,10 +178,11 @@ impl Redactor {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn insert(&self, secret: &str) {
+    /// Whether `secret` was new to it.
+    fn insert(&self, secret: &str) -> bool {
         let trimmed = secret.trim();
         if trimmed.is_empty() || self.read().values.iter().any(|v| v == secret) {
-            return;
+            return false;
         }
         // Patterns are built outside the lock: compiling one takes a moment.
         let long_enough = trimmed.chars().count() >= MIN_SECRET_CHARS;
@@ -191,7 +202,7 @@ impl Redactor {
                 .flatten();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.values.iter().any(|v| v == secret) {
-            return;
+            return false;
         }
         state.values.extend(texts.iter().map(|t| t.to_string()));
         state.patterns.extend(patterns);
@@ -205,6 +216,7 @@ impl Redactor {
             .map(|s| s.to_ascii_lowercase())
             .filter(|lower| !texts.contains(&lower.as_str()));
         state.lower_pending.extend(lower);
+        true
     }
 
     /// Builds the patterns of the lower-cased secrets not built yet, outside the lock like
@@ -330,14 +342,29 @@ fn shows_nothing(c: char) -> bool {
             | '\u{FEFF}' | '\u{FFA0}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
+/// How [`visible_chars`] reads ANSI escape sequences. Which letters a reader takes for part
+/// of one is a guess (`\x1b[31m` is a colour, but `W` ends `\x1b[W` as well as `m` does), so
+/// the text is searched in each reading.
+#[derive(Clone, Copy, PartialEq)]
+enum Sequences {
+    /// Only the introducer is left out: every output shows a control character as an escape
+    /// (`\u{1b}`), followed by what comes after it.
+    Shown,
+    /// Left out whole, as a terminal would take them away.
+    Dropped,
+    /// Left out but for the final character of a CSI (`\x1b[2W` reads `W`).
+    FinalShown,
+}
+
 /// The characters of `text` that a reader sees, with where each starts in `text`: without
-/// those that show nothing, and without ANSI escape sequences (`\x1b[31m`, `\x1b]0;title\x07`),
-/// which a terminal or the JUnit report's writer takes away whole.
-fn visible_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
+/// those that show nothing, and without ANSI escape sequences as `sequences` reads them
+/// (`\x1b[31m`, `\x1b]0;title\x07`).
+fn visible_chars(text: &str, sequences: Sequences) -> impl Iterator<Item = (usize, char)> + '_ {
     let mut chars = text.char_indices().peekable();
     std::iter::from_fn(move || {
         while let Some((at, c)) = chars.next() {
             let sequence = match c {
+                _ if sequences == Sequences::Shown => None,
                 '\u{1b}' => chars
                     .next_if(|(_, c)| matches!(c, '[' | ']'))
                     .map(|(_, c)| c),
@@ -363,7 +390,7 @@ fn visible_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
                 None if shows_nothing(c) => {}
                 None => return Some((at, c)),
             }
-            if sequence == Some('[') {
+            if sequence == Some('[') && sequences == Sequences::Dropped {
                 chars.next_if(|(_, c)| matches!(c, '@'..='~'));
             }
         }
@@ -373,20 +400,31 @@ fn visible_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
 
 impl Redactor {
     /// `text` with every secret that shows once what a reader does not see is left out (see
-    /// [`visible_chars`]) masked, over the whole stretch of `text` it spans: a secret split by
+    /// [`visible_chars`], in each reading of escape sequences) masked, over the whole stretch of `text` it spans: a secret split by
     /// controls (echoed in UTF-16, `T\0o\0p`), zero-width characters or ANSI escapes, or whose
     /// words staging wrapped onto other lines. The rest of `text` stays as it is.
     fn mask_unseen(&self, text: String) -> String {
         if self.read().patterns.is_empty() {
             return text;
         }
-        let view: String = visible_chars(&text).map(|(_, c)| c).collect();
-        if view.len() == text.len() {
-            return text;
+        let mut text = self.mask_in_view(text, Sequences::Shown);
+        if text.contains(['\u{1b}', '\u{9b}', '\u{9d}']) {
+            for sequences in [Sequences::Dropped, Sequences::FinalShown] {
+                text = self.mask_in_view(text, sequences);
+            }
         }
+        text
+    }
+
+    /// [`Redactor::mask_unseen`] in one view of `text` (see [`visible_chars`]).
+    fn mask_in_view(&self, text: String, sequences: Sequences) -> String {
+        let view: String = visible_chars(&text, sequences).map(|(_, c)| c).collect();
         let mut found: Vec<std::ops::Range<usize>> = {
             let state = self.read();
+            // Where nothing was left out, `text` itself was searched for every pattern
+            // already; not for a secret without its whitespace (`correcthorse...`).
             let patterns = state.patterns.iter().map(|(_, p)| p);
+            let patterns = patterns.filter(|_| view.len() != text.len());
             patterns
                 .chain(&state.visible_patterns)
                 .flat_map(|p| p.find_ranges(&view))
@@ -400,7 +438,7 @@ impl Redactor {
         let mut starts: HashMap<usize, usize> = found.iter().map(|r| (r.start, 0)).collect();
         let mut ends: HashMap<usize, usize> = found.iter().map(|r| (r.end, 0)).collect();
         let mut at_view = 0;
-        for (at, c) in visible_chars(&text) {
+        for (at, c) in visible_chars(&text, sequences) {
             if let Some(start) = starts.get_mut(&at_view) {
                 *start = at;
             }

@@ -28,6 +28,9 @@ pub const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 /// since what the flow created may still be on staging.
 pub const CLEANUP_UNFINISHED: &str = "cleanup did not finish: test data may be left behind";
 const BODY_EXCERPT_CHARS: usize = 500;
+/// The largest JSON body whose excerpt is written from its values masked one by one (see
+/// `body_excerpt`); a larger one's is its text.
+const BODY_EXCERPT_JSON_BYTES: usize = 64 * 1024;
 
 /// Runs one flow to the end, cleanups included, recording each step result in `record` as soon
 /// as it exists (so that a task aborted after the grace time keeps them). Never panics on bad
@@ -665,9 +668,15 @@ fn redirected_url(
 /// values, masked by value (a secret number in any notation, a string escaped any number of
 /// times), then written compactly; any other body is masked as text. Both before the cut.
 fn body_excerpt(observed: &Observed, mask: &dyn Mask) -> String {
-    let text = match observed.json() {
-        Ok(value) => mask.mask_text(&mask.mask_value(value).to_string()),
-        Err(_) => mask.mask_text(&observed.body_text()),
+    // Masking every value of a large JSON body would take as long as masking all its text,
+    // which is only masked as far as it may be shown (`Mask::mask_text`).
+    let json = observed
+        .json()
+        .ok()
+        .filter(|_| observed.body.len() <= BODY_EXCERPT_JSON_BYTES);
+    let text = match json {
+        Some(value) => mask.mask_text(&mask.mask_value(value).to_string()),
+        None => mask.mask_text(&observed.body_text()),
     };
     excerpt(&text, BODY_EXCERPT_CHARS)
 }
@@ -1083,8 +1092,7 @@ pub(super) fn build_request(
             .map_err(|_| format!("header `{name}` has a value that is not valid in HTTP"))?;
         // A value that holds a secret under another name (a plain capture of a token) is
         // just as secret.
-        let holds_secret =
-            !looks.redactor.is_empty() && looks.redactor.mask_text(&text.value) != text.value;
+        let holds_secret = looks.redactor.holds_secret(&text.value);
         if value.is_sensitive(scope) || holds_secret {
             secret_headers.push(name.clone());
         }
@@ -1096,12 +1104,9 @@ pub(super) fn build_request(
     // A body with a secret in it (from a sensitive placeholder, or a value that is a secret
     // under another name, as with headers) is not resent to another origin on a redirect.
     let secret_body = templated_secret
-        || body.as_deref().is_some_and(|bytes| {
-            !looks.redactor.is_empty() && {
-                let text = String::from_utf8_lossy(bytes);
-                looks.redactor.mask_text(&text) != text
-            }
-        });
+        || body
+            .as_deref()
+            .is_some_and(|bytes| looks.redactor.holds_secret(&String::from_utf8_lossy(bytes)));
     if let Some(content_type) = content_type
         && !headers.contains_key(CONTENT_TYPE)
     {

@@ -64,7 +64,8 @@ pub fn learning_cost(secret: &str) -> usize {
 /// Masks values that came back from staging. Implemented by [`Redactor`]; [`NoMask`] is for
 /// judgements that are never shown (retry decisions, readiness polls).
 pub trait Mask {
-    /// `text` with every form of every secret replaced by `***`.
+    /// `text` with every form of every secret replaced by `***`; a text longer than any
+    /// output shows is cut first (marked `…`: see [`Redactor::shown_head`]).
     fn mask_text(&self, text: &str) -> String;
     /// A JSON value with every secret replaced, whatever its type: a number, boolean or
     /// string equal to a secret becomes `"***"`; strings and object keys are masked as text.
@@ -169,6 +170,14 @@ impl Redactor {
         new.len()
     }
 
+    /// Whether `text` holds a secret in any form masking finds: all of it, however long
+    /// (what is sent, not what is shown).
+    pub fn holds_secret(&self, text: &str) -> bool {
+        !self.is_empty()
+            && (self.read().values.iter().any(|v| v == text)
+                || self.mask_unseen(self.mask_patterns(text)) != text)
+    }
+
     /// No secret known: nothing to mask.
     pub fn is_empty(&self) -> bool {
         self.read().values.is_empty()
@@ -257,6 +266,10 @@ impl Redactor {
             || state.patterns.iter().any(|(_, p)| p.is_match(&text))
     }
 }
+
+/// How much of a text is masked and may be shown, at least (see [`Redactor::shown_head`]):
+/// 32 times the longest excerpt any output shows, in characters of up to four bytes.
+const SHOWN_HEAD_BYTES: usize = 64 * 1024;
 
 /// What ends an excerpt cut short (`check::excerpt`).
 const CUT: char = '…';
@@ -464,6 +477,20 @@ impl Redactor {
         out
     }
 
+    /// What of `text` is masked: all of it, or, past [`SHOWN_HEAD_BYTES`] and as far again as
+    /// the longest secret's forms may reach, its start marked cut (`…`), so that the start of
+    /// a secret at the end is masked as at any cut. No output shows more than 2,000
+    /// characters of a text, and masking all of a 10 MiB body against hundreds of secrets
+    /// took minutes, past the deadline.
+    fn shown_head<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+        let longest = self.read().values.iter().map(String::len).max();
+        let reach = SHOWN_HEAD_BYTES + 16 * longest.unwrap_or(0);
+        if text.len() <= reach {
+            return text.into();
+        }
+        format!("{}{CUT}", &text[..text.floor_char_boundary(reach)]).into()
+    }
+
     /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
     fn mask_patterns(&self, text: &str) -> String {
         let state = self.read();
@@ -485,7 +512,8 @@ impl Mask for Redactor {
         if self.read().values.iter().any(|v| v == text) {
             return MASK.to_string();
         }
-        self.mask_unseen(self.mask_patterns(text))
+        let head = self.shown_head(text);
+        self.mask_unseen(self.mask_patterns(&head))
     }
 
     fn mask_value(&self, value: &Value) -> Value {
@@ -602,6 +630,30 @@ mod tests {
     fn redactor(secrets: &[&str]) -> Redactor {
         let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
         Redactor::new(&secrets)
+    }
+
+    #[test]
+    fn a_long_text_is_masked_only_as_far_as_it_may_be_shown() {
+        let secret = "Zq7Xk9Wm2Vb4";
+        let r = redactor(&[secret]);
+        let reach = SHOWN_HEAD_BYTES + 16 * secret.len();
+        // A secret early, and one that the end of what is masked cuts after 5 characters.
+        let text = format!(
+            "{secret}{}{secret}{}",
+            "a".repeat(reach - 5 - secret.len()),
+            "b".repeat(1 << 20)
+        );
+        let masked = r.mask_text(&text);
+        assert!(masked.starts_with("***a"), "{}", &masked[..20]);
+        assert!(
+            masked.ends_with("a***…"),
+            "{}",
+            &masked[masked.len() - 20..]
+        );
+        assert!(masked.len() < reach);
+        // What is sent is searched whole.
+        assert!(r.holds_secret(&format!("{}{secret}", "b".repeat(1 << 20))));
+        assert!(!r.holds_secret(&"b".repeat(1 << 20)));
     }
 
     #[test]

@@ -673,6 +673,46 @@ pub fn reset_stopping_signals() {
     }
 }
 
+/// Blocks the signals that stop a run ([`STOPPING`]) in the calling thread. Every thread but
+/// the main one does so as it starts (the runtime's, and the few of its own), so that such a
+/// signal runs its handler on the main thread or stays pending: [`exit`] blocks them too and
+/// then finds a signal in one or the other. Taken by another thread, a signal whose handler
+/// had not run yet when the main thread decided to exit was followed by exit 0 (CI finding,
+/// on a busy machine).
+pub fn block_stopping_signals() {
+    // SAFETY: a signal set built and applied with libc's own calls, on memory owned here.
+    unsafe {
+        let set = stopping_set();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The signals of [`STOPPING`] as a set.
+fn stopping_set() -> libc::sigset_t {
+    // SAFETY: a signal set initialised by `sigemptyset` before any other use.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        for kind in STOPPING {
+            libc::sigaddset(&mut set, kind.as_raw_value());
+        }
+        set
+    }
+}
+
+/// Whether a signal of [`STOPPING`] waits to be delivered (blocked in every thread).
+fn stopping_signal_pending() -> bool {
+    // SAFETY: a signal set filled by `sigpending` and read with `sigismember`.
+    unsafe {
+        let mut pending = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut pending);
+        libc::sigpending(&mut pending);
+        STOPPING
+            .iter()
+            .any(|kind| libc::sigismember(&pending, kind.as_raw_value()) == 1)
+    }
+}
+
 /// What a signal that ends the process at once while reports are written says.
 const ENDED_WHILE_WRITING: &str =
     "\ninterrupted while writing reports: exiting now, no report kept";
@@ -901,6 +941,7 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
 fn on_runtime(work: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(block_stopping_signals)
         .build()
     {
         Ok(rt) => rt,
@@ -945,8 +986,13 @@ pub fn exit(code: ExitCode) -> ! {
     // A signal came, and the verdict does not show it yet: its task did not get to run
     // before the reports were written, or it came while standard output was flushed. Read
     // last, so that only a signal during `_exit` itself can follow the decision.
-    if status == 0 && SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
-        interrupted(ENDED_WHILE_WRITING);
+    if status == 0 {
+        // Blocked here as in every other thread, a signal that came is either noted by a
+        // handler that ran, or pending still.
+        block_stopping_signals();
+        if SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) || stopping_signal_pending() {
+            interrupted(ENDED_WHILE_WRITING);
+        }
     }
     // SAFETY: `_exit` ends the process; nothing of ours runs after it.
     unsafe { libc::_exit(i32::from(status)) }
@@ -1693,7 +1739,10 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         },
         None if args.out.json.is_some() => {
             let plan = plan.clone();
-            let digesting = std::thread::spawn(move || shard::files_digest(&plan));
+            let digesting = std::thread::spawn(move || {
+                block_stopping_signals();
+                shard::files_digest(&plan)
+            });
             (None, Some(digesting))
         }
         None => (None, None),

@@ -108,6 +108,8 @@ fn write_watched(mut out: impl Write + Send + 'static, bytes: Vec<u8>) -> io::Re
     let progress = taken.clone();
     let (done, finished) = channel();
     std::thread::spawn(move || {
+        // Signals are the main thread's to take (see `cli::block_stopping_signals`).
+        crate::cli::block_stopping_signals();
         let written = bytes.chunks(64 * 1024).try_for_each(|chunk| {
             refuse_if_abandoned()?;
             out.write_all(chunk)?;

@@ -488,7 +488,8 @@ impl Redactor {
         if text.len() <= reach {
             return text.into();
         }
-        format!("{}{CUT}", &text[..text.floor_char_boundary(reach)]).into()
+        let end = (0..=reach).rev().find(|&i| text.is_char_boundary(i));
+        format!("{}{CUT}", &text[..end.unwrap_or(0)]).into()
     }
 
     /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.

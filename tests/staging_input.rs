@@ -1049,6 +1049,25 @@ async fn a_body_in_a_charset_that_is_not_read_proves_no_absence() {
         .append_header("content-type", "text/plain; charset=utf-8")
         .append_header("content-type", "text/plain; charset=utf-16be");
     answer(&server, "/two-lines", two_lines).await;
+    // Bytes beyond ASCII under `us-ascii` (windows-1252 to a browser), and charsets the
+    // body's start names.
+    let response = ResponseTemplate::new(200)
+        .set_body_raw(b"caf\xc3\xa9".to_vec(), "text/html; charset=US-ASCII");
+    answer(&server, "/us-ascii", response).await;
+    let meta = b"<meta charset=\"windows-1252\"><p>caf\xc3\xa9".to_vec();
+    answer(
+        &server,
+        "/meta",
+        ResponseTemplate::new(200).set_body_raw(meta, "text/html"),
+    )
+    .await;
+    let xml = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><p>caf\xc3\xa9</p>".to_vec();
+    answer(
+        &server,
+        "/xml",
+        ResponseTemplate::new(200).set_body_raw(xml, "application/xml"),
+    )
+    .await;
     let ascii = |content_type| ResponseTemplate::new(200).set_body_raw("all fine", content_type);
     answer(
         &server,
@@ -1064,7 +1083,7 @@ async fn a_body_in_a_charset_that_is_not_read_proves_no_absence() {
     .await;
     answer(&server, "/utf8", ascii("text/plain; charset=UTF-8")).await;
     let tos = bodies.iter().map(|(to, _, _)| *to);
-    for to in tos.chain(["/quoted", "/two-lines"]) {
+    for to in tos.chain(["/quoted", "/two-lines", "/us-ascii", "/meta", "/xml"]) {
         let check = r#"body = { not_contains = "ERROR" }"#;
         let dir = suite(&server.uri(), &[("f.toml", &expecting(to, check))]);
         let out = run(&dir, &[], &[]).await;

@@ -180,11 +180,22 @@ impl Observed {
     /// ISO-2022-JP, UTF-7 and HZ write Japanese and Chinese in ASCII letters).
     /// Every charset named counts, on every `content-type` line (a browser reads the last
     /// one, a parser may read a quoted `"x;charset=utf-8"`).
+    /// So does one that the body's start names (`<meta charset="windows-1252">`, an XML
+    /// declaration's `encoding="ISO-8859-1"`), which is what a browser reads without the
+    /// header's. `us-ascii` is read as windows-1252 by browsers: it proves nothing of bytes
+    /// beyond ASCII either.
     pub fn body_in_unread_charset(&self) -> bool {
+        let start = String::from_utf8_lossy(&self.body[..self.body.len().min(1024)]);
+        let xml = start.trim_start().starts_with("<?xml");
+        let in_body = ["charset", "encoding"]
+            .into_iter()
+            .filter(|name| *name == "charset" || xml)
+            .flat_map(|name| values_named(&start, name));
         self.header_lines("content-type")
-            .flat_map(charsets_named)
+            .flat_map(|line| values_named(line, "charset"))
+            .chain(in_body)
             .any(|charset| match charset.as_str() {
-                "utf-8" | "utf8" | "unicode-1-1-utf-8" | "us-ascii" | "ascii" => false,
+                "utf-8" | "utf8" | "unicode-1-1-utf-8" => false,
                 other => !(writes_ascii_as_ascii(other) && self.body.is_ascii()),
             })
     }
@@ -486,12 +497,12 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
-/// Every value that follows a `charset=` in a `content-type` value, lower case and unquoted,
+/// Every value that follows a `name=` (`charset=`) in `text`, lower case and unquoted,
 /// wherever it stands: in a parameter of its own, or inside another one's quotes.
-fn charsets_named(content_type: &str) -> Vec<String> {
-    let lower = content_type.to_ascii_lowercase();
+fn values_named(text: &str, name: &str) -> Vec<String> {
+    let lower = text.to_ascii_lowercase();
     lower
-        .match_indices("charset")
+        .match_indices(name)
         .filter_map(|(at, name)| {
             let value = lower[at + name.len()..].trim_start().strip_prefix('=')?;
             let value = value.trim_start().trim_start_matches(['"', '\'']);
@@ -517,7 +528,9 @@ fn writes_ascii_as_ascii(charset: &str) -> bool {
         "latin",
         "x-mac-",
     ];
-    const NAMES: [&str; 12] = [
+    const NAMES: [&str; 14] = [
+        "us-ascii",
+        "ascii",
         "macintosh",
         "shift_jis",
         "sjis",
@@ -537,7 +550,7 @@ fn writes_ascii_as_ascii(charset: &str) -> bool {
 /// Why `not_contains` and `not_equals` fail on a body whose `content-type` names a charset
 /// that preflight does not read (see `Observed::body_in_unread_charset`). The name is not
 /// quoted: it came from staging.
-const UNREAD_CHARSET: &str = "the body's content-type names a charset other than UTF-8, in which \
+const UNREAD_CHARSET: &str = "the body's content-type, or its start, names a charset other than UTF-8, in which \
      its bytes may not read as what staging sent, so what it does not hold cannot be proven";
 
 /// Why `not_contains` and `not_equals` fail on text that is not all UTF-8 text: `Accès` sent

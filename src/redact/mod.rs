@@ -271,6 +271,9 @@ impl Redactor {
 /// 32 times the longest excerpt any output shows, in characters of up to four bytes.
 const SHOWN_HEAD_BYTES: usize = 64 * 1024;
 
+/// The longest excerpt of a text any output shows, in characters (`-vv`'s body).
+const LONGEST_EXCERPT_CHARS: usize = 2_000;
+
 /// What ends an excerpt cut short (`check::excerpt`).
 const CUT: char = '…';
 
@@ -293,7 +296,27 @@ fn cut_forms(secret: &str) -> Vec<String> {
             _ => part.to_string(),
         })
         .collect();
-    let mut forms = vec![secret.to_string(), json_escaped(secret), percent, lower_hex];
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    // Go's encoding/json writes `&`, `<` and `>` as `\u0026`, `\u003c` and `\u003e`.
+    let go_json = json_escaped(secret)
+        .replace('&', "\\u0026")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e");
+    let twice = percent.replace('%', "%25");
+    let mut forms = vec![
+        secret.to_string(),
+        json_escaped(secret),
+        percent,
+        lower_hex,
+        html,
+        go_json,
+        twice,
+    ];
     forms.extend(pattern::base64_cores(secret.as_bytes()));
     forms
 }
@@ -514,7 +537,14 @@ impl Mask for Redactor {
             return MASK.to_string();
         }
         let head = self.shown_head(text);
-        self.mask_unseen(self.mask_patterns(&head))
+        let masked = self.mask_unseen(self.mask_patterns(&head));
+        // Copies of a long secret early in the text shrink its head to less than an output
+        // may show, and the cut would be shown, where only a few forms of a secret are known
+        // (attack finding): then the whole text is masked.
+        if head.len() < text.len() && masked.chars().nth(2 * LONGEST_EXCERPT_CHARS).is_none() {
+            return self.mask_unseen(self.mask_patterns(text));
+        }
+        masked
     }
 
     fn mask_value(&self, value: &Value) -> Value {
@@ -655,6 +685,13 @@ mod tests {
         // What is sent is searched whole.
         assert!(r.holds_secret(&format!("{}{secret}", "b".repeat(1 << 20))));
         assert!(!r.holds_secret(&"b".repeat(1 << 20)));
+        // Copies of a long secret that shrink the head to less than an output shows: the
+        // whole text is masked, and no cut is shown.
+        let long = format!("Pr0d&{}", "k7".repeat(150));
+        let r = redactor(&[&long]);
+        let copies = format!("{long} ").repeat(SHOWN_HEAD_BYTES / long.len() + 16);
+        let masked = r.mask_text(&format!("{copies}{}", "b".repeat(1 << 20)));
+        assert!(!masked.contains(CUT) && masked.ends_with('b'));
     }
 
     #[test]

@@ -1655,3 +1655,23 @@ async fn a_secret_after_an_escape_or_without_its_spaces_is_masked() {
         out.assert_nowhere(part);
     }
 }
+
+/// `-vv` cut a body of copies of a long secret to its first 128,000 bytes without marking
+/// the cut: masked, the copies left less than the excerpt, which then showed the first 200
+/// characters of the copy the cut split (attack finding).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_secret_cut_where_verbose_output_stops_reading_is_masked() {
+    let token: String = tokens(1, 300).concat();
+    let server = MockServer::start().await;
+    Mock::given(path("/leak"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(token.repeat(430)))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/leak\"\nheaders = { x-t = \"{{ secret.T }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("leak.toml", flow)]);
+    let out = run_all(dir.path(), &[("T", &token)], &["-vv"]).await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    for start in (0..token.len() - 12).step_by(12) {
+        out.assert_nowhere(&token[start..start + 12]);
+    }
+}

@@ -1068,6 +1068,27 @@ async fn a_body_in_a_charset_that_is_not_read_proves_no_absence() {
         ResponseTemplate::new(200).set_body_raw(xml, "application/xml"),
     )
     .await;
+    // A `<meta charset>` past the first 1,024 bytes (a browser reads it in the head), and a
+    // label that only starts like UTF-8's.
+    let late = [
+        b"<html><head><title>".to_vec(),
+        vec![b'a'; 1100],
+        b"</title><meta charset=\"windows-1252\"></head><body>caf\xc3\xa9".to_vec(),
+    ]
+    .concat();
+    answer(
+        &server,
+        "/late-meta",
+        ResponseTemplate::new(200).set_body_raw(late, "text/html"),
+    )
+    .await;
+    let bogus = b"<meta charset=\"utf-8 x\"><p>caf\xc3\xa9".to_vec();
+    answer(
+        &server,
+        "/bogus-label",
+        ResponseTemplate::new(200).set_body_raw(bogus, "text/html"),
+    )
+    .await;
     let ascii = |content_type| ResponseTemplate::new(200).set_body_raw("all fine", content_type);
     answer(
         &server,
@@ -1083,7 +1104,15 @@ async fn a_body_in_a_charset_that_is_not_read_proves_no_absence() {
     .await;
     answer(&server, "/utf8", ascii("text/plain; charset=UTF-8")).await;
     let tos = bodies.iter().map(|(to, _, _)| *to);
-    for to in tos.chain(["/quoted", "/two-lines", "/us-ascii", "/meta", "/xml"]) {
+    for to in tos.chain([
+        "/quoted",
+        "/two-lines",
+        "/us-ascii",
+        "/meta",
+        "/xml",
+        "/late-meta",
+        "/bogus-label",
+    ]) {
         let check = r#"body = { not_contains = "ERROR" }"#;
         let dir = suite(&server.uri(), &[("f.toml", &expecting(to, check))]);
         let out = run(&dir, &[], &[]).await;

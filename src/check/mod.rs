@@ -185,7 +185,7 @@ impl Observed {
     /// header's. `us-ascii` is read as windows-1252 by browsers: it proves nothing of bytes
     /// beyond ASCII either.
     pub fn body_in_unread_charset(&self) -> bool {
-        let start = String::from_utf8_lossy(&self.body[..self.body.len().min(1024)]);
+        let start = String::from_utf8_lossy(&self.body[..self.body.len().min(BODY_CHARSET_BYTES)]);
         let xml = start.trim_start().starts_with("<?xml");
         let in_body = ["charset", "encoding"]
             .into_iter()
@@ -497,6 +497,10 @@ pub fn excerpt(text: &str, max: usize) -> String {
     }
 }
 
+/// How much of a body's start is searched for the charset it names: a browser reads a
+/// `<meta charset>` anywhere in the head, past its first 1,024 bytes too.
+const BODY_CHARSET_BYTES: usize = 64 * 1024;
+
 /// Every value that follows a `name=` (`charset=`) in `text`, lower case and unquoted,
 /// wherever it stands: in a parameter of its own, or inside another one's quotes.
 fn values_named(text: &str, name: &str) -> Vec<String> {
@@ -506,10 +510,12 @@ fn values_named(text: &str, name: &str) -> Vec<String> {
         .filter_map(|(at, name)| {
             let value = lower[at + name.len()..].trim_start().strip_prefix('=')?;
             let value = value.trim_start().trim_start_matches(['"', '\'']);
+            // The whole value, spaces and comments too: `utf-8 x` is no label of UTF-8 (a
+            // browser reads it as its default, windows-1252), so it must not pass for one.
             let end = value
-                .find([';', ',', '"', '\'', ' ', '\t', '(', ')'])
+                .find([';', ',', '"', '\'', '>', '/'])
                 .unwrap_or(value.len());
-            Some(value[..end].to_string())
+            Some(value[..end].trim().to_string())
         })
         .collect()
 }

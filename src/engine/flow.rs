@@ -539,19 +539,17 @@ fn exchange_detail(
 /// anything else masked as text; then cut. Masking comes before cutting, so no part of a
 /// secret survives at the cut.
 fn shown_body(mask: &dyn Mask, body: &[u8]) -> String {
-    // Past the excerpt nothing is shown: a huge body is not parsed for a 2 KB look at it.
-    let head = &body[..body.len().min(64 * DETAIL_EXCERPT_CHARS)];
-    let cut = head.len() < body.len();
-    let pretty = serde_json::from_slice::<Value>(head)
-        .ok()
-        .and_then(|json| serde_json::to_string_pretty(&mask.mask_value(&json)).ok());
+    // Past the excerpt nothing is shown: a huge body is not parsed for a 2 KB look at it. Its
+    // text is masked whole, which masks only as far as may be shown (`Mask::mask_text`); cut
+    // here first, a body of copies of a long secret masked down to less than the excerpt,
+    // which then showed the start of the copy the cut split (attack findings).
+    let json = (body.len() <= 64 * DETAIL_EXCERPT_CHARS)
+        .then(|| serde_json::from_slice::<Value>(body).ok())
+        .flatten();
+    let pretty = json.and_then(|json| serde_json::to_string_pretty(&mask.mask_value(&json)).ok());
     let text = match pretty {
         Some(pretty) => mask.mask_text(&pretty),
-        // Marked cut, so that the start of a secret at the cut is masked as at any cut: a
-        // body of copies of a long secret masks down to less than the excerpt, which then
-        // showed the start of the copy cut in two (attack finding).
-        None if cut => mask.mask_text(&format!("{}…", String::from_utf8_lossy(head))),
-        None => mask.mask_text(&String::from_utf8_lossy(head)),
+        None => mask.mask_text(&String::from_utf8_lossy(body)),
     };
     excerpt(&text, DETAIL_EXCERPT_CHARS)
 }

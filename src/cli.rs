@@ -662,13 +662,10 @@ const STOPPING: [tokio::signal::unix::SignalKind; 7] = {
 pub fn reset_stopping_signals() {
     // SAFETY: dispositions and a signal set set with libc's own calls, on memory owned here.
     unsafe {
-        let mut set = std::mem::zeroed::<libc::sigset_t>();
-        libc::sigemptyset(&mut set);
         for kind in STOPPING {
-            let signal = kind.as_raw_value();
-            libc::signal(signal, libc::SIG_DFL);
-            libc::sigaddset(&mut set, signal);
+            libc::signal(kind.as_raw_value(), libc::SIG_DFL);
         }
+        let set = stopping_set();
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
 }

@@ -750,7 +750,9 @@ fn take_captures(
                     };
                     match secret_texts(&shared.redactor, &value, &lines, &learned) {
                         Ok(texts) => {
-                            texts.texts.iter().for_each(|t| shared.redactor.learn(t));
+                            // Only what this capture adds: the rest was learned before.
+                            let new = &texts.texts[learned.texts.len()..];
+                            new.iter().for_each(|t| shared.redactor.learn(t));
                             learned = texts;
                         }
                         Err(why) => {
@@ -777,6 +779,44 @@ fn take_captures(
 struct Learned {
     texts: Vec<String>,
     cost: usize,
+}
+
+impl Learned {
+    fn push(&mut self, text: String) -> Result<(), String> {
+        // A value met again (a header sent on one line is its own line) is learned once.
+        if self.texts.contains(&text) {
+            return Ok(());
+        }
+        self.cost += learning_cost(&text);
+        self.texts.push(text);
+        if self.texts.len() > MAX_SECRET_CAPTURE_VALUES {
+            return Err(format!(
+                "holds more than {MAX_SECRET_CAPTURE_VALUES} values (each string, number, \
+                 boolean, array and object in it counts), the most the secret captures of \
+                 one step may hold: capture a narrower path"
+            ));
+        }
+        if self.cost > MAX_SECRET_CAPTURE_COST {
+            return Err(format!(
+                "holds more text than the secret captures of one step may hold \
+                 ({MAX_SECRET_CAPTURE_COST} characters, a letter beyond ASCII counting as \
+                 up to 15): capture a narrower path"
+            ));
+        }
+        Ok(())
+    }
+    fn walk(&mut self, value: &Value) -> Result<(), String> {
+        match value {
+            Value::Null => return Ok(()),
+            Value::Array(items) => items.iter().try_for_each(|v| self.walk(v))?,
+            Value::Object(map) => map.values().try_for_each(|v| self.walk(v))?,
+            _ => {}
+        }
+        self.push(match value {
+            Value::Array(_) | Value::Object(_) => value.to_string(),
+            scalar => value_to_text(scalar),
+        })
+    }
 }
 
 /// At most this many values the `secret = true` captures of one step make the run learn: each string,
@@ -820,44 +860,6 @@ fn secret_texts(
     lines: &[&str],
     step_learned: &Learned,
 ) -> Result<Learned, String> {
-    type Texts = Learned;
-    impl Texts {
-        fn push(&mut self, text: String) -> Result<(), String> {
-            // A value met again (a header sent on one line is its own line) is learned once.
-            if self.texts.contains(&text) {
-                return Ok(());
-            }
-            self.cost += learning_cost(&text);
-            self.texts.push(text);
-            if self.texts.len() > MAX_SECRET_CAPTURE_VALUES {
-                return Err(format!(
-                    "holds more than {MAX_SECRET_CAPTURE_VALUES} values (each string, number, \
-                     boolean, array and object in it counts), the most the secret captures of \
-                     one step may hold: capture a narrower path"
-                ));
-            }
-            if self.cost > MAX_SECRET_CAPTURE_COST {
-                return Err(format!(
-                    "holds more text than the secret captures of one step may hold \
-                     ({MAX_SECRET_CAPTURE_COST} characters, a letter beyond ASCII counting as \
-                     up to 15): capture a narrower path"
-                ));
-            }
-            Ok(())
-        }
-        fn walk(&mut self, value: &Value) -> Result<(), String> {
-            match value {
-                Value::Null => return Ok(()),
-                Value::Array(items) => items.iter().try_for_each(|v| self.walk(v))?,
-                Value::Object(map) => map.values().try_for_each(|v| self.walk(v))?,
-                _ => {}
-            }
-            self.push(match value {
-                Value::Array(_) | Value::Object(_) => value.to_string(),
-                scalar => value_to_text(scalar),
-            })
-        }
-    }
     let mut texts = step_learned.clone();
     texts.walk(value)?;
     for line in lines {

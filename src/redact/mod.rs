@@ -12,6 +12,8 @@
 
 mod pattern;
 
+pub use pattern::learning_cost;
+
 use base64::Engine as _;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -51,14 +53,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
     }
-}
-
-/// About what learning `secret` costs ([`Redactor::learn`] compiles it into patterns), in
-/// characters: one per ASCII character where its pattern decodes each character (9 per
-/// character up to U+07FF, 15 beyond), a thirty-second of its bytes for a secret too long for
-/// that, which is found by its whole forms.
-pub fn learning_cost(secret: &str) -> usize {
-    pattern::learning_cost(secret)
 }
 
 /// Masks values that came back from staging. Implemented by [`Redactor`]; [`NoMask`] is for
@@ -283,8 +277,10 @@ const CUT: char = '…';
 /// them would hide ordinary text.
 const MIN_CUT_CHARS: usize = 3;
 
-/// The forms of a secret whose start is looked for before a cut: itself, JSON-escaped,
-/// percent-encoded (upper or lower case hex) and its base64 cores.
+/// The forms of a secret whose start is looked for before a cut: its whole forms in transit
+/// ([`pattern::literal_forms`]), and three more encoders' ways: every character but letters
+/// and digits percent-encoded (upper or lower case hex) and that encoded once more, and Go's
+/// JSON, which writes `&`, `<` and `>` as `\u0026`, `\u003c` and `\u003e`.
 fn cut_forms(secret: &str) -> Vec<String> {
     let percent = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
         .to_string();
@@ -296,28 +292,13 @@ fn cut_forms(secret: &str) -> Vec<String> {
             _ => part.to_string(),
         })
         .collect();
-    let html = secret
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;");
-    // Go's encoding/json writes `&`, `<` and `>` as `\u0026`, `\u003c` and `\u003e`.
     let go_json = json_escaped(secret)
         .replace('&', "\\u0026")
         .replace('<', "\\u003c")
         .replace('>', "\\u003e");
     let twice = percent.replace('%', "%25");
-    let mut forms = vec![
-        secret.to_string(),
-        json_escaped(secret),
-        percent,
-        lower_hex,
-        html,
-        go_json,
-        twice,
-    ];
-    forms.extend(pattern::base64_cores(secret.as_bytes()));
+    let mut forms = pattern::literal_forms(secret);
+    forms.extend([percent, lower_hex, go_json, twice]);
     forms
 }
 

@@ -117,7 +117,7 @@ pub fn secret_regex(secret: &str) -> Option<Regex> {
 /// The forms a secret takes whole in transit: itself; JSON-escaped, with letters beyond ASCII
 /// as themselves or as `\uXXXX`; percent-encoded (upper or lower case hex, a space as `%20` or
 /// `+`); HTML-escaped; its UTF-8 bytes misread as Latin-1 or windows-1252; its base64 cores.
-fn literal_forms(secret: &str) -> Vec<String> {
+pub fn literal_forms(secret: &str) -> Vec<String> {
     let json = serde_json::to_string(secret).unwrap_or_default();
     let json = json
         .get(1..json.len().saturating_sub(1))

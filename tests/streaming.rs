@@ -366,15 +366,37 @@ async fn a_temporary_file_swapped_during_the_run_is_not_made_the_report() {
 #[tokio::test]
 async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
     use base64::Engine as _;
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     use wiremock::matchers::path;
     use wiremock::{Mock, ResponseTemplate};
-    let token = "tok-SECRETVALUE/0123456789+abcdef";
+    let token = "tok!a'b~c/d efghij-SECRETVALUE/0123456789+abcdef";
     let server = token_server(token).await;
+    // JavaScript's encodeURIComponent, and WHATWG form encoding (attack finding: both kept
+    // the start of the token, as did Python's html.escape).
+    const URI_COMPONENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'!')
+        .remove(b'~')
+        .remove(b'*')
+        .remove(b'\'')
+        .remove(b'(')
+        .remove(b')');
+    const FORM: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'*')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_');
     let forms = [
         token.to_string(),
-        percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC)
-            .to_string(),
+        utf8_percent_encode(token, NON_ALPHANUMERIC).to_string(),
         base64::engine::general_purpose::STANDARD.encode(token),
+        utf8_percent_encode(token, URI_COMPONENT).to_string(),
+        utf8_percent_encode(token, FORM)
+            .to_string()
+            .replace("%20", "+"),
+        token.replace('\'', "&#x27;"),
     ];
     let mut flows = Vec::new();
     for (i, form) in forms.iter().enumerate() {

@@ -278,7 +278,7 @@ const CUT: char = '…';
 const MIN_CUT_CHARS: usize = 3;
 
 /// The forms of a secret whose start is looked for before a cut: its whole forms in transit
-/// ([`pattern::literal_forms`]), and three more encoders' ways: every character but letters
+/// ([`pattern::literal_forms`]), and more encoders' ways: every character but letters
 /// and digits percent-encoded (upper or lower case hex) and that encoded once more, and Go's
 /// JSON, which writes `&`, `<` and `>` as `\u0026`, `\u003c` and `\u003e`.
 fn cut_forms(secret: &str) -> Vec<String> {
@@ -298,9 +298,44 @@ fn cut_forms(secret: &str) -> Vec<String> {
         .replace('>', "\\u003e");
     let twice = percent.replace('%', "%25");
     let mut forms = pattern::literal_forms(secret);
-    forms.extend([percent, lower_hex, go_json, twice]);
+    forms.extend([
+        // JavaScript's encodeURIComponent, WHATWG form encoding, Python's html.escape.
+        percent_encoding::utf8_percent_encode(secret, URI_COMPONENT).to_string(),
+        percent_encoding::utf8_percent_encode(secret, FORM_URLENCODED)
+            .to_string()
+            .replace("%20", "+"),
+        secret
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#x27;"),
+        percent,
+        lower_hex,
+        go_json,
+        twice,
+    ]);
     forms
 }
+
+/// What JavaScript's `encodeURIComponent` encodes.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// What the WHATWG form encoding (`URLSearchParams`) encodes; it writes a space as `+`.
+const FORM_URLENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'*')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_');
 
 /// `text` with every start of a secret (in any of its [`cut_forms`]) that ends right before a
 /// cut mark replaced by `***`.

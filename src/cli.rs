@@ -1070,7 +1070,7 @@ fn load(dir: &Path, overrides: Overrides) -> Option<Plan> {
             }
             // The stored flows were rehearsed while the suite loaded, masked with the secrets
             // read by then: mask them with every secret of the suite, as the others are.
-            let redactor = Redactor::new(plan.secrets.values());
+            let redactor = plan.redactor(None);
             problems.extend(rehearsed.into_iter().map(|mut problem| {
                 problem.message = redactor.mask_text(&problem.message);
                 problem
@@ -1756,7 +1756,7 @@ async fn run(args: &RunArgs, base_url: Option<String>) -> ExitCode {
         }
         _ => None,
     };
-    let redactor = Arc::new(Redactor::new(plan.secrets.values()));
+    let redactor = Arc::new(plan.redactor(None));
     let mode = if args.quiet {
         Mode::Silent
     } else if !args.no_progress && std::io::stderr().is_terminal() {

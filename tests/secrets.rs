@@ -1698,3 +1698,72 @@ async fn a_long_secret_cut_where_verbose_output_stops_reading_is_masked() {
         out.assert_nowhere(&part_references);
     }
 }
+
+/// A part of a secret that staging sends back on its own is masked wherever it is 12 bytes or
+/// more (attack finding): the first 200 characters of a token in a header, all but its first
+/// three in a redirect location, 50 characters from its middle in a JSON value, its end
+/// percent-encoded in a URL, and a part of a secret learned from a capture. A secret that is a
+/// URL on the staging host does not mask that host elsewhere: the host is what the suite shows
+/// openly (its base URL).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_part_of_a_secret_sent_back_on_its_own_is_masked() {
+    let token = &tokens(1, 300)[0];
+    let learned = "sess-Qm7Zx2Wk9Rb4Vt8Ly3Np6Hd1";
+    let server = MockServer::start().await;
+    let hook = format!("{}/hooks/deploy?key=hk7Qz2Xw9Lm4", server.uri());
+    let (head, tail, middle) = (&token[..200], &token[3..], &token[100..150]);
+    // The end of the token, and a part of the hook URL percent-encoded as a query value.
+    let end = format!("{}&h=%2Fhooks%2Fdeploy%3Fkey%3Dhk7Q", &token[280..]);
+    Mock::given(path("/parts"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .insert_header("x-token-head", head)
+                .insert_header("location", format!("/next?t={tail}").as_str())
+                .set_body_json(json!({
+                    "middle": middle,
+                    "end": format!("/back?t={end}"),
+                    "hook": &hook[..hook.len() - 3],
+                })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/login"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "session": learned })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/whoami"))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_string(format!("unknown session {}", &learned[..20])),
+        )
+        .mount(&server)
+        .await;
+    let parts = "[[step]]\npath = \"/parts\"\nheaders = { x-t = \"{{ secret.TOKEN }}\", x-h = \"{{ secret.HOOK }}\" }\n";
+    let login = "[[step]]\nname = \"login\"\npath = \"/login\"\ncapture = { s = { json = \"$.session\", secret = true } }\n[[step]]\nname = \"whoami\"\npath = \"/whoami\"\nheaders = { x-s = \"{{ s }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("a.toml", parts), ("b.toml", login)]);
+    let out = run_all(dir.path(), &[("TOKEN", token), ("HOOK", &hook)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(token);
+    out.assert_hidden(&hook);
+    out.assert_hidden(learned);
+    for part in [
+        &token[..12],
+        &token[3..15],
+        &token[100..112],
+        &token[138..150],
+        &token[288..300],
+        "deploy?key=hk7Q",
+        "deploy%3Fkey",
+        &learned[..12],
+        &learned[8..20],
+    ] {
+        out.assert_nowhere(part);
+    }
+    // The staging host is shown where it stands in a URL of the suite's own.
+    assert!(
+        out.stdout.contains(&format!("{}/parts", server.uri())),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("unknown session ***"), "{}", out.stdout);
+}

@@ -30,7 +30,7 @@ pub fn rehearse_rest(plan: &Plan) -> Vec<Problem> {
 fn rehearse_flows(plan: &Plan, skip_rehearsed: bool) -> Vec<Problem> {
     let mut problems = Vec::new();
     // One redactor for the whole rehearsal: building one compiles a pattern per secret.
-    let redactor = Redactor::new(plan.secrets.values());
+    let redactor = plan.redactor(None);
     let looks = Looks {
         redactor: &redactor,
         show_sensitive_headers: false,
@@ -106,9 +106,7 @@ pub struct EachFlow {
 impl EachFlow {
     /// The problems of `flow`'s requests (its steps `body`) under `plan`.
     pub fn problems(&self, plan: &Plan, flow: &Flow, body: &FlowSteps) -> Vec<Problem> {
-        let redactor = self
-            .redactor
-            .get_or_init(|| Redactor::new(plan.secrets.values()));
+        let redactor = self.redactor.get_or_init(|| plan.redactor(None));
         let looks = Looks {
             redactor,
             show_sensitive_headers: false,

@@ -10,6 +10,7 @@
 //!
 //! This module sits below every other one: it knows nothing of suites, runs or reports.
 
+mod fragment;
 mod pattern;
 
 pub use pattern::learning_cost;
@@ -109,6 +110,8 @@ struct Forms {
     lower_pending: Vec<String>,
     /// The [`learning_cost`] of the secrets learned during the run (see [`Redactor::learn`]).
     learned_cost: usize,
+    /// The parts of every secret: what is masked of one that staging sent back cut short.
+    fragments: fragment::Fragments,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -130,6 +133,22 @@ impl Redactor {
             redactor.insert(secret.expose());
         }
         redactor
+    }
+
+    /// Tells it the texts the suite shows openly (its base URL, the `env.` values and
+    /// variables it uses), so that a part of a secret that is also a part of one of them (the
+    /// staging host of a secret URL) is not masked as a part of the secret. A text that holds a
+    /// secret is not taken.
+    pub fn with_open_texts<'a>(self, texts: impl IntoIterator<Item = &'a str>) -> Redactor {
+        let forms: Vec<String> = texts
+            .into_iter()
+            .filter(|text| !self.holds_whole_secret(text))
+            .flat_map(cut_forms)
+            .collect();
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.fragments.add_open(&forms);
+        drop(state);
+        self
     }
 
     /// Adds a secret learned during the run (a `secret = true` capture, a derived value). The
@@ -167,9 +186,14 @@ impl Redactor {
     /// Whether `text` holds a secret in any form masking finds: all of it, however long
     /// (what is sent, not what is shown).
     pub fn holds_secret(&self, text: &str) -> bool {
+        self.holds_whole_secret(text) || !self.read().fragments.find(text).is_empty()
+    }
+
+    /// [`Redactor::holds_secret`], but not counting parts of a secret.
+    fn holds_whole_secret(&self, text: &str) -> bool {
         !self.is_empty()
             && (self.read().values.iter().any(|v| v == text)
-                || self.mask_unseen(self.mask_patterns(text)) != text)
+                || self.mask_unseen(self.mask_whole(text)) != text)
     }
 
     /// No secret known: nothing to mask.
@@ -203,10 +227,19 @@ impl Redactor {
             (long_enough && visible != secret && visible.chars().count() >= MIN_SECRET_CHARS)
                 .then(|| pattern::secret_finder(&visible))
                 .flatten();
+        let mut fragment_forms = Vec::new();
+        if long_enough && trimmed.len() > fragment::WINDOW {
+            fragment_forms = cut_forms(trimmed);
+            let visible: String = trimmed.chars().filter(|&c| !shows_nothing(c)).collect();
+            if visible != trimmed {
+                fragment_forms.extend(cut_forms(&visible));
+            }
+        }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.values.iter().any(|v| v == secret) {
             return false;
         }
+        state.fragments.add_secret(&fragment_forms);
         state.values.extend(texts.iter().map(|t| t.to_string()));
         state.patterns.extend(patterns);
         state.visible_patterns.extend(visible_pattern);
@@ -477,9 +510,14 @@ impl Redactor {
             // already; not for a secret without its whitespace (`correcthorse...`).
             let patterns = state.patterns.iter().map(|(_, p)| p);
             let patterns = patterns.filter(|_| view.len() != text.len());
+            let parts = match view.len() != text.len() {
+                true => state.fragments.find(&view),
+                false => Vec::new(),
+            };
             patterns
                 .chain(&state.visible_patterns)
                 .flat_map(|p| p.find_ranges(&view))
+                .chain(parts)
                 .collect()
         };
         if found.is_empty() {
@@ -531,8 +569,27 @@ impl Redactor {
         format!("{}{CUT}", &text[..end.unwrap_or(0)]).into()
     }
 
-    /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
+    /// `text` with every secret pattern's matches, the starts of secrets at a cut, and the
+    /// parts of secrets (see [`fragment`]) masked.
     fn mask_patterns(&self, text: &str) -> String {
+        let out = self.mask_whole(text);
+        let parts = self.read().fragments.find(&out);
+        if parts.is_empty() {
+            return out;
+        }
+        let mut masked = String::with_capacity(out.len());
+        let mut copied = 0;
+        for part in parts {
+            masked.push_str(&out[copied..part.start]);
+            masked.push_str(MASK);
+            copied = part.end;
+        }
+        masked.push_str(&out[copied..]);
+        masked
+    }
+
+    /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
+    fn mask_whole(&self, text: &str) -> String {
         let state = self.read();
         let mut out = std::borrow::Cow::Borrowed(text);
         for (_, pattern) in &state.patterns {

@@ -5,7 +5,7 @@
 use super::metrics::Metrics;
 use super::store::{Store, StoredRun};
 use crate::engine::{self, EventSink, RunOptions, Stop};
-use crate::redact::{Mask, Redactor, Secret};
+use crate::redact::{Mask, Secret};
 use crate::report::{FlaggerRecord, Report, ServeRecord, Trigger};
 use crate::say::err;
 use crate::suite::Plan;
@@ -300,8 +300,7 @@ impl Gate {
         let plan = request.plan.clone();
         // A redactor per run: what one run learns (secret captures) is masked in its report,
         // and a long-lived server does not pile up every session token it ever saw.
-        let secrets = plan.secrets.values().chain(self.options.token.as_ref());
-        let redactor = Arc::new(Redactor::new(secrets));
+        let redactor = Arc::new(plan.redactor(self.options.token.as_ref()));
         let interrupt = self.abort.child_token();
         let options = RunOptions {
             show_sensitive_headers: false,

@@ -2,7 +2,7 @@
 
 use super::gate::{Answer, Gate, IdempotencyKey, RunRequest};
 use super::store::StoredRun;
-use crate::redact::{Mask, Redactor};
+use crate::redact::Mask;
 use crate::report::{FlaggerRecord, GateVerdict, Trigger};
 use crate::suite::Plan;
 use axum::Router;
@@ -192,13 +192,7 @@ async fn run(
     let (base, generation, files_digest) = server.gate.current();
     // Only an answer that quotes the request needs one: compiling it costs a pattern per
     // secret, too much for every call.
-    let mask = || {
-        Redactor::new(
-            base.secrets
-                .values()
-                .chain(server.gate.options().token.as_ref()),
-        )
-    };
+    let mask = || base.redactor(server.gate.options().token.as_ref());
     let always_200 = match query_status(&query) {
         Ok(always) => always,
         Err(message) => return error(StatusCode::BAD_REQUEST, mask().mask_text(&message)),

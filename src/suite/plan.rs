@@ -1,7 +1,7 @@
 //! The validated plan: what the engine runs. Built only by `compile.rs`.
 
 use crate::check::{Capture, Expectation};
-use crate::redact::Secret;
+use crate::redact::{Redactor, Secret};
 use crate::template::{Template, TemplateValue};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -343,6 +343,29 @@ impl Step {
 }
 
 impl Plan {
+    /// The redactor of a run of this plan: its secrets and `more` (the token of `serve`), told
+    /// what the suite shows openly, so that a part of a secret is masked only where it is not
+    /// also a part of that (see `Redactor::with_open_texts`).
+    pub fn redactor<'a>(&'a self, more: impl IntoIterator<Item = &'a Secret>) -> Redactor {
+        Redactor::new(self.secrets.values().chain(more)).with_open_texts(self.open_texts())
+    }
+
+    /// What the suite shows openly: its base URL, the `env.` values it uses, the strings of its
+    /// variables.
+    fn open_texts(&self) -> impl Iterator<Item = &str> {
+        fn strings(vars: &Map<String, Value>) -> impl Iterator<Item = &str> {
+            vars.values().filter_map(Value::as_str)
+        }
+        let settings = &self.settings;
+        settings
+            .base_url
+            .iter()
+            .map(url::Url::as_str)
+            .chain(self.env.values().map(String::as_str))
+            .chain(strings(&settings.vars))
+            .chain(strings(&settings.cli_vars))
+    }
+
     /// The files the load read for the steps and the contract (`body_file`, `json_schema`,
     /// `sha256_of_file`, `[openapi] spec`), by the name the suite gives them, with the
     /// `sha256:<hex>` of the bytes it read: a pinned file is checked against these as well as

@@ -1128,6 +1128,67 @@ async fn a_secret_echoed_in_utf16_or_with_question_marks_is_masked() {
     );
 }
 
+/// A secret with letters beyond ASCII echoed in UTF-16 or UTF-32, in either byte order, read
+/// back with its ASCII letters whole and each other letter as some other character (`ł` is the
+/// bytes `B\x01`): `Hasło` showed as `HasBo` (a limit of the last session). That reading is
+/// masked too, and so is a part of it of 12 bytes or more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_with_letters_beyond_ascii_echoed_in_utf16_or_utf32_is_masked() {
+    const S: &str = "Hasło-Zq7Xk9Wm2Vb4";
+    let wide = |units: Vec<u8>| {
+        let mut body = b"echo ".to_vec();
+        body.extend(units);
+        body.extend(b" end");
+        body
+    };
+    let answers = [
+        (
+            "le16",
+            wide(S.encode_utf16().flat_map(u16::to_le_bytes).collect()),
+        ),
+        (
+            "be16",
+            wide(S.encode_utf16().flat_map(u16::to_be_bytes).collect()),
+        ),
+        (
+            "le32",
+            wide(S.chars().flat_map(|c| u32::from(c).to_le_bytes()).collect()),
+        ),
+        (
+            "part",
+            wide(S[..13].encode_utf16().flat_map(u16::to_le_bytes).collect()),
+        ),
+    ];
+    let server = MockServer::start().await;
+    let mut flows = Vec::new();
+    for (to, body) in answers {
+        Mock::given(path(format!("/{to}")))
+            .respond_with(ResponseTemplate::new(500).set_body_raw(body, "text/plain"))
+            .mount(&server)
+            .await;
+        flows.push((
+            format!("{to}.toml"),
+            format!("[[step]]\npath = \"/{to}\"\nheaders = {{ x-s = \"{{{{ secret.S }}}}\" }}\n"),
+        ));
+    }
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), "", &flows);
+    let out = run_all(dir.path(), &[("S", S)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(S);
+    for part in ["HasBo", "Zq7Xk9", "k\\u0000", "k\\u{0}9", "k\09"] {
+        out.assert_nowhere(part);
+    }
+    assert!(
+        out.stdout.matches("echo ***").count() >= 4,
+        "{}",
+        out.stdout
+    );
+}
+
 /// A secret split by characters a reader does not see was shown put together: the JUnit
 /// report's writer drops ANSI escapes, C1 controls, tabs and carriage returns, the terminal
 /// joins a body's lines with one space, and zero-width characters and soft hyphens render as

@@ -227,6 +227,14 @@ impl Redactor {
             (long_enough && visible != secret && visible.chars().count() >= MIN_SECRET_CHARS)
                 .then(|| pattern::secret_finder(&visible))
                 .flatten();
+        let wide = if long_enough {
+            wide_misreadings(trimmed)
+        } else {
+            Vec::new()
+        };
+        let wide_pattern = (!wide.is_empty())
+            .then(|| pattern::literal_finder(wide.clone()))
+            .flatten();
         let mut fragment_forms = Vec::new();
         if long_enough && trimmed.len() > fragment::WINDOW {
             fragment_forms = cut_forms(trimmed);
@@ -234,6 +242,7 @@ impl Redactor {
             if visible != trimmed {
                 fragment_forms.extend(cut_forms(&visible));
             }
+            fragment_forms.extend(wide);
         }
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         if state.values.iter().any(|v| v == secret) {
@@ -243,6 +252,7 @@ impl Redactor {
         state.values.extend(texts.iter().map(|t| t.to_string()));
         state.patterns.extend(patterns);
         state.visible_patterns.extend(visible_pattern);
+        state.visible_patterns.extend(wide_pattern);
         state
             .patterns
             .sort_by_key(|(len, _)| std::cmp::Reverse(*len));
@@ -425,6 +435,38 @@ fn shows_nothing(c: char) -> bool {
             | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
             | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}' | '\u{FFA0}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// How `secret` reads when staging sent it back in UTF-16 or UTF-32 (either byte order) and
+/// those bytes were read as UTF-8, once what a reader does not see is left out: `Hasło` in
+/// UTF-16LE is `H\0a\0s\0B\x01o\0` and reads `HasBo`. Only the forms with 4 ASCII letters or
+/// digits or more: a secret of letters beyond ASCII alone reads as a run of U+FFFD. An ASCII
+/// secret reads as itself, which its own patterns find.
+fn wide_misreadings(secret: &str) -> Vec<String> {
+    if secret.is_ascii() {
+        return Vec::new();
+    }
+    let units: Vec<u16> = secret.encode_utf16().collect();
+    let scalars: Vec<u32> = secret.chars().map(u32::from).collect();
+    let encodings: [Vec<u8>; 4] = [
+        units.iter().flat_map(|u| u.to_le_bytes()).collect(),
+        units.iter().flat_map(|u| u.to_be_bytes()).collect(),
+        scalars.iter().flat_map(|u| u.to_le_bytes()).collect(),
+        scalars.iter().flat_map(|u| u.to_be_bytes()).collect(),
+    ];
+    let mut forms: Vec<String> = encodings
+        .iter()
+        .map(|bytes| {
+            let read = String::from_utf8_lossy(bytes);
+            visible_chars(&read, Sequences::Shown)
+                .map(|(_, c)| c)
+                .collect()
+        })
+        .filter(|form: &String| form.chars().filter(char::is_ascii_alphanumeric).count() >= 4)
+        .collect();
+    forms.sort();
+    forms.dedup();
+    forms
 }
 
 /// How [`visible_chars`] reads ANSI escape sequences. Which letters a reader takes for part

@@ -89,11 +89,16 @@ pub fn secret_finder(secret: &str) -> Option<Finder> {
     {
         return Some(Finder::Decoding(regex));
     }
+    literal_finder(literal_forms(secret))
+}
+
+/// What finds any of `forms`, as they are.
+pub fn literal_finder(forms: Vec<String>) -> Option<Finder> {
     AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostLongest)
         // Not a DFA: for forms this long its build takes minutes.
         .kind(Some(AhoCorasickKind::ContiguousNFA))
-        .build(literal_forms(secret))
+        .build(forms)
         .ok()
         .map(Finder::Literal)
 }

@@ -22,16 +22,29 @@ pub const WINDOW: usize = 12;
 /// stretches: its parts are not masked, the whole of it still is.
 const MAX_WINDOWS: usize = 1 << 19;
 
+/// The longest start of a secret looked for before a cut, in bytes (see [`Fragments::starts`]).
+const MAX_START: usize = 15;
+
+/// The fewest characters of a start of a secret masked before a cut: shorter starts say too
+/// little to matter, and masking them would hide ordinary text.
+const MIN_START_CHARS: usize = 3;
+
 #[derive(Default)]
 pub struct Fragments {
     secret: HashSet<u128>,
     open: HashSet<u128>,
+    /// The starts of each secret's forms, from [`MIN_START_CHARS`] characters to
+    /// [`MAX_START`] bytes: an excerpt masked before a secret was learned (a later flow's
+    /// `secret = true` capture) may end inside it, where only its start shows. A longer start
+    /// holds a stretch, and is masked as any part.
+    starts: HashSet<u128>,
 }
 
-/// A stretch as a number: its bytes, zero-padded.
+/// Up to 15 bytes as a number: the bytes, zero-padded, and their count in the last byte.
 fn key(bytes: &[u8]) -> u128 {
     let mut padded = [0u8; 16];
-    padded[..WINDOW].copy_from_slice(bytes);
+    padded[..bytes.len()].copy_from_slice(bytes);
+    padded[15] = bytes.len() as u8;
     u128::from_le_bytes(padded)
 }
 
@@ -55,6 +68,30 @@ impl Fragments {
         }
     }
 
+    /// Keeps the starts of `forms` (one secret's forms in transit) that are looked for before
+    /// a cut, as far as [`MAX_WINDOWS`] allows.
+    pub fn add_starts(&mut self, forms: &[String]) {
+        for form in forms {
+            let ends = form.char_indices().map(|(i, _)| i).skip(MIN_START_CHARS);
+            for end in ends.chain([form.len()]).take_while(|&end| end <= MAX_START) {
+                if self.starts.len() >= MAX_WINDOWS {
+                    return;
+                }
+                self.starts.insert(key(&form.as_bytes()[..end]));
+            }
+        }
+    }
+
+    /// The length in bytes of the longest start of a secret that `text` ends with.
+    pub fn start_before(&self, text: &str) -> Option<usize> {
+        let ends = text.char_indices().rev().map(|(i, _)| i);
+        ends.take_while(|&i| text.len() - i <= MAX_START)
+            .filter(|&i| text[i..].chars().nth(MIN_START_CHARS - 1).is_some())
+            .filter(|&i| self.starts.contains(&key(&text.as_bytes()[i..])))
+            .map(|i| text.len() - i)
+            .max()
+    }
+
     /// Takes the stretches of `forms` (of one text the suite shows openly) for ordinary text.
     pub fn add_open(&mut self, forms: &[String]) {
         for form in forms {
@@ -66,6 +103,11 @@ impl Fragments {
                 self.secret.remove(&window);
             }
         }
+    }
+
+    /// No part of any secret is known.
+    pub fn is_empty(&self) -> bool {
+        self.secret.is_empty()
     }
 
     /// Where `text` holds parts of a secret: each range from a character's start to one's

@@ -10,6 +10,7 @@
 //!
 //! This module sits below every other one: it knows nothing of suites, runs or reports.
 
+mod decode;
 mod fragment;
 mod pattern;
 
@@ -112,6 +113,8 @@ struct Forms {
     learned_cost: usize,
     /// The parts of every secret: what is masked of one that staging sent back cut short.
     fragments: fragment::Fragments,
+    /// The same, lower-cased: for header names, as [`Forms::lower_patterns`].
+    lower_fragments: fragment::Fragments,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -145,8 +148,10 @@ impl Redactor {
             .filter(|text| !self.holds_whole_secret(text))
             .flat_map(cut_forms)
             .collect();
+        let lower = lower_cased(&forms);
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.fragments.add_open(&forms);
+        state.lower_fragments.add_open(&lower);
         drop(state);
         self
     }
@@ -235,8 +240,9 @@ impl Redactor {
         let wide_pattern = (!wide.is_empty())
             .then(|| pattern::literal_finder(wide.clone()))
             .flatten();
+        let start_forms: Vec<String> = texts.iter().flat_map(|t| cut_forms(t)).collect();
         let mut fragment_forms = Vec::new();
-        if long_enough && trimmed.len() > fragment::WINDOW {
+        if long_enough {
             fragment_forms = cut_forms(trimmed);
             let visible: String = trimmed.chars().filter(|&c| !shows_nothing(c)).collect();
             if visible != trimmed {
@@ -249,6 +255,10 @@ impl Redactor {
             return false;
         }
         state.fragments.add_secret(&fragment_forms);
+        state
+            .lower_fragments
+            .add_secret(&lower_cased(&fragment_forms));
+        state.fragments.add_starts(&start_forms);
         state.values.extend(texts.iter().map(|t| t.to_string()));
         state.patterns.extend(patterns);
         state.visible_patterns.extend(visible_pattern);
@@ -301,6 +311,7 @@ impl Redactor {
             .iter()
             .any(|v| *v == text || (value.is_some() && v.trim().parse::<f64>().ok() == value))
             || state.patterns.iter().any(|(_, p)| p.is_match(&text))
+            || !state.fragments.find(&text).is_empty()
     }
 }
 
@@ -313,12 +324,6 @@ const LONGEST_EXCERPT_CHARS: usize = 2_000;
 
 /// What ends an excerpt cut short (`check::excerpt`).
 const CUT: char = '…';
-
-/// The shortest start of a secret masked where an excerpt was cut: an excerpt masked before a
-/// secret was learned (a later flow's `secret = true` capture) may end inside it, where the
-/// whole-secret patterns cannot find it. Shorter starts say too little to matter, and masking
-/// them would hide ordinary text.
-const MIN_CUT_CHARS: usize = 3;
 
 /// The forms of a secret whose start is looked for before a cut: its whole forms in transit
 /// ([`pattern::literal_forms`]), and more encoders' ways: every character but letters
@@ -380,18 +385,46 @@ const FORM_URLENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPH
     .remove(b'.')
     .remove(b'_');
 
-/// `text` with every start of a secret (in any of its [`cut_forms`]) that ends right before a
-/// cut mark replaced by `***`.
-fn mask_cut_secrets(text: &str, secrets: &[String]) -> String {
-    let forms: Vec<String> = secrets.iter().flat_map(|s| cut_forms(s)).collect();
+/// The forms of `forms` that lower-casing changes, lower-cased.
+fn lower_cased(forms: &[String]) -> Vec<String> {
+    forms
+        .iter()
+        .map(|form| form.to_ascii_lowercase())
+        .filter(|lower| !forms.contains(lower))
+        .collect()
+}
+
+/// `text` with each of `ranges` (in any order, overlapping or not) written as one `***`.
+fn masked_ranges(text: &str, mut ranges: Vec<std::ops::Range<usize>>) -> String {
+    if ranges.is_empty() {
+        return text.to_string();
+    }
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for range in ranges {
+        if range.end <= copied {
+            continue;
+        }
+        if range.start >= copied {
+            out.push_str(&text[copied..range.start]);
+            out.push_str(MASK);
+        }
+        copied = range.end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// `text` with every start of a secret (in any of its [`cut_forms`], see
+/// [`fragment::Fragments::start_before`]) that ends right before a cut mark replaced by `***`.
+fn mask_cut_secrets(text: &str, fragments: &fragment::Fragments) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(CUT) {
         let before = &rest[..at];
-        let kept = forms
-            .iter()
-            .filter_map(|form| cut_start_len(before, form))
-            .max()
+        let kept = fragments
+            .start_before(before)
             .map_or(before, |len| &before[..before.len() - len]);
         out.push_str(kept);
         if kept.len() < before.len() {
@@ -402,18 +435,6 @@ fn mask_cut_secrets(text: &str, secrets: &[String]) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// The length in bytes of the longest start of `secret` (at least [`MIN_CUT_CHARS`]
-/// characters) that `text` ends with.
-fn cut_start_len(text: &str, secret: &str) -> Option<usize> {
-    secret
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain([secret.len()])
-        .filter(|&end| secret[..end].chars().count() >= MIN_CUT_CHARS)
-        .filter(|&end| text.ends_with(&secret[..end]))
-        .max()
 }
 
 fn json_escaped(secret: &str) -> String {
@@ -615,19 +636,18 @@ impl Redactor {
     /// parts of secrets (see [`fragment`]) masked.
     fn mask_patterns(&self, text: &str) -> String {
         let out = self.mask_whole(text);
-        let parts = self.read().fragments.find(&out);
-        if parts.is_empty() {
-            return out;
+        let state = self.read();
+        let mut parts = state.fragments.find(&out);
+        // A part in a mix of escapes no one encoder writes (see [`decode`]).
+        let decoded = match state.fragments.is_empty() {
+            true => None,
+            false => decode::decode(&out),
+        };
+        if let Some(decoded) = decoded {
+            let found = state.fragments.find(&decoded.text);
+            parts.extend(found.into_iter().map(|r| decoded.original(r)));
         }
-        let mut masked = String::with_capacity(out.len());
-        let mut copied = 0;
-        for part in parts {
-            masked.push_str(&out[copied..part.start]);
-            masked.push_str(MASK);
-            copied = part.end;
-        }
-        masked.push_str(&out[copied..]);
-        masked
+        masked_ranges(&out, parts)
     }
 
     /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
@@ -640,7 +660,7 @@ impl Redactor {
             }
         }
         if out.contains(CUT) {
-            out = mask_cut_secrets(&out, &state.values).into();
+            out = mask_cut_secrets(&out, &state.fragments).into();
         }
         out.into_owned()
     }
@@ -694,12 +714,13 @@ impl Mask for Redactor {
             return MASK.to_string();
         }
         let mut out = self.mask_text(name);
-        for (_, pattern) in &self.read().lower_patterns {
+        let state = self.read();
+        for (_, pattern) in &state.lower_patterns {
             if pattern.is_match(&out) {
                 out = pattern.replace_all(&out, MASK).into_owned();
             }
         }
-        out
+        masked_ranges(&out, state.lower_fragments.find(&out))
     }
 }
 

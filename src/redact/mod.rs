@@ -191,14 +191,16 @@ impl Redactor {
     /// Whether `text` holds a secret in any form masking finds: all of it, however long
     /// (what is sent, not what is shown).
     pub fn holds_secret(&self, text: &str) -> bool {
-        self.holds_whole_secret(text) || !self.read().fragments.find(text).is_empty()
-    }
-
-    /// [`Redactor::holds_secret`], but not counting parts of a secret.
-    fn holds_whole_secret(&self, text: &str) -> bool {
         !self.is_empty()
             && (self.read().values.iter().any(|v| v == text)
-                || self.mask_unseen(self.mask_whole(text)) != text)
+                || self.mask_unseen(self.mask_patterns(text)) != text)
+    }
+
+    /// Whether `text` holds a whole secret, as it is or in a form its pattern finds.
+    fn holds_whole_secret(&self, text: &str) -> bool {
+        let state = self.read();
+        state.values.iter().any(|v| v == text)
+            || state.patterns.iter().any(|(_, p)| p.is_match(text))
     }
 
     /// No secret known: nothing to mask.

@@ -1965,3 +1965,96 @@ async fn cut_marks_from_staging_do_not_hold_the_run_past_its_deadline() {
     out.assert_hidden(&token);
     out.assert_nowhere(&token[..10]);
 }
+
+/// Parts in mixes the decoded view missed (second attack): escaped backslashes beside other
+/// escapes (JSON with percent-encoded letters, .NET's JSON), a secret JSON-escaped twice in a
+/// text body, a lower-cased header name with percent-encoded letters, and numeric references
+/// with more than eight digits (`&#x000000006B;`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_part_in_escaped_backslashes_a_header_name_mix_or_padded_references_is_masked() {
+    const BACKSLASH: &str = r#"Ab1\Cd2"Ef3\Gh4"Ij5\Kl6"Mn7\Op8""#;
+    const TWICE: &str = r"Kx7\Qp2\Zm9\Wv4\Tr6\Ny3";
+    const HEADER: &str = "MixedCaseKeyAlphaBravo99";
+    const PADDED: &str = "Zq7Xk9Wm2Vb4Lp8Rt5Yh3";
+    let mixed = BACKSLASH[1..]
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('E', "%45")
+        .replace('I', "%49")
+        .replace('M', "%4D");
+    let inner = serde_json::to_string(&json!({ "password": &TWICE[1..] })).unwrap();
+    let twice = serde_json::to_string(&json!({ "error": format!("rejected: {inner}") })).unwrap();
+    let header: String = HEADER[1..]
+        .to_lowercase()
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match i % 5 {
+            4 => format!("%{:02x}", c as u32),
+            _ => c.to_string(),
+        })
+        .collect();
+    let padded: String = PADDED[1..]
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match i % 4 {
+            3 => format!("&#x{:010X};", c as u32),
+            _ => c.to_string(),
+        })
+        .collect();
+    let server = MockServer::start().await;
+    let answers = [
+        (
+            "/backslash",
+            ResponseTemplate::new(500)
+                .insert_header("x-echo", mixed.as_str())
+                .set_body_string(format!("error: bad token {mixed}")),
+        ),
+        (
+            "/twice",
+            ResponseTemplate::new(400).set_body_string(format!("ERR {twice}")),
+        ),
+        (
+            "/header",
+            ResponseTemplate::new(500).insert_header(format!("x-{header}").as_str(), "1"),
+        ),
+        (
+            "/padded",
+            ResponseTemplate::new(500).set_body_raw(format!("<p>token {padded}</p>"), "text/html"),
+        ),
+    ];
+    for (to, answer) in answers {
+        Mock::given(path(to))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+    }
+    let headers = "headers = { x-b = \"{{ secret.BACKSLASH }}\", x-t = \"{{ secret.TWICE }}\", x-h = \"{{ secret.HEADER }}\", x-p = \"{{ secret.PADDED }}\" }";
+    let flows: Vec<(String, String)> = ["backslash", "twice", "header", "padded"]
+        .iter()
+        .map(|to| {
+            (
+                format!("{to}.toml"),
+                format!("[[step]]\npath = \"/{to}\"\n{headers}\n"),
+            )
+        })
+        .collect();
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), "", &flows);
+    let env = [
+        ("BACKSLASH", BACKSLASH),
+        ("TWICE", TWICE),
+        ("HEADER", HEADER),
+        ("PADDED", PADDED),
+    ];
+    let out = run_all(dir.path(), &env, &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    for (_, secret) in env {
+        out.assert_hidden(secret);
+    }
+    for part in ["Cd2", "Qp2", "ixed", "asek", "alp", "9Wm", "Lp8"] {
+        out.assert_nowhere(part);
+    }
+}

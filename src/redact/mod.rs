@@ -396,6 +396,20 @@ fn lower_cased(forms: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Where `text` holds parts of a secret (see [`fragment`]): as it is, and in a mix of escapes
+/// no one encoder writes (see [`decode`]).
+fn parts_in(fragments: &fragment::Fragments, text: &str) -> Vec<std::ops::Range<usize>> {
+    if fragments.is_empty() {
+        return Vec::new();
+    }
+    let mut parts = fragments.find(text);
+    if let Some(decoded) = decode::decode(text) {
+        let found = fragments.find(&decoded.text);
+        parts.extend(found.into_iter().map(|r| decoded.original(r)));
+    }
+    parts
+}
+
 /// `text` with each of `ranges` (in any order, overlapping or not) written as one `***`.
 fn masked_ranges(text: &str, mut ranges: Vec<std::ops::Range<usize>>) -> String {
     if ranges.is_empty() {
@@ -638,18 +652,7 @@ impl Redactor {
     /// parts of secrets (see [`fragment`]) masked.
     fn mask_patterns(&self, text: &str) -> String {
         let out = self.mask_whole(text);
-        let state = self.read();
-        let mut parts = state.fragments.find(&out);
-        // A part in a mix of escapes no one encoder writes (see [`decode`]).
-        let decoded = match state.fragments.is_empty() {
-            true => None,
-            false => decode::decode(&out),
-        };
-        if let Some(decoded) = decoded {
-            let found = state.fragments.find(&decoded.text);
-            parts.extend(found.into_iter().map(|r| decoded.original(r)));
-        }
-        masked_ranges(&out, parts)
+        masked_ranges(&out, parts_in(&self.read().fragments, &out))
     }
 
     /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
@@ -722,7 +725,7 @@ impl Mask for Redactor {
                 out = pattern.replace_all(&out, MASK).into_owned();
             }
         }
-        masked_ranges(&out, state.lower_fragments.find(&out))
+        masked_ranges(&out, parts_in(&state.lower_fragments, &out))
     }
 }
 

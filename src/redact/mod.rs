@@ -138,8 +138,8 @@ impl Redactor {
         redactor
     }
 
-    /// Tells it the texts the suite shows openly (its base URL, the `env.` values and
-    /// variables it uses), so that a part of a secret that is also a part of one of them (the
+    /// Tells it the texts the suite shows openly (its base URL, the `env.` values it uses, its
+    /// variables' strings), so that a part of a secret that is also a part of one of them (the
     /// staging host of a secret URL) is not masked as a part of the secret. A text that holds a
     /// secret is not taken.
     pub fn with_open_texts<'a>(self, texts: impl IntoIterator<Item = &'a str>) -> Redactor {

@@ -2058,3 +2058,51 @@ async fn a_part_in_escaped_backslashes_a_header_name_mix_or_padded_references_is
         out.assert_nowhere(part);
     }
 }
+
+/// A part of a secret in a redirect's host, which preflight's URL parser lower-cases, and a
+/// secret or part split by what a reader does not see written as escapes (`%00` as from
+/// UTF-16, `%0A`, `&shy;`, `%E2%80%8B`, an escaped ANSI sequence) showed (third attack): parts
+/// are looked for lower-cased everywhere, and in the decoded text without what a reader does
+/// not see. The redirect is refused before anything is sent (the body holds the secret), so
+/// no name is looked up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_part_in_a_lower_cased_host_or_split_by_escaped_invisible_characters_is_masked() {
+    const TOK: &str = "tok_9Qz7Xw2Lm4Vb8Kp3Rt6Yh1";
+    let utf16: String = TOK.chars().map(|c| format!("{c}%00")).collect();
+    let shy: String = TOK[4..20].chars().map(|c| format!("{c}&shy;")).collect();
+    let body = format!(
+        "a {utf16} b 9Qz7Xw%0A2Lm4Vb8Kp3 c {shy} d 9Q&shy;z7\\u001b[0mXw2%E2%80%8BLm4Vb8Kp3 e"
+    );
+    let server = MockServer::start().await;
+    Mock::given(path("/moved"))
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("location", "http://Qz7Xw2Lm4Vb8Kp3.example/"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/split"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(body))
+        .mount(&server)
+        .await;
+    let moved =
+        "[[step]]\nmethod = \"POST\"\npath = \"/moved\"\njson = { t = \"{{ secret.TOK }}\" }\n";
+    let split = "[[step]]\npath = \"/split\"\nheaders = { x-t = \"{{ secret.TOK }}\" }\n";
+    let dir = suite(
+        &server.uri(),
+        "follow_redirects = true\n",
+        &[("moved.toml", moved), ("split.toml", split)],
+    );
+    let out = run_all(dir.path(), &[("TOK", TOK)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(TOK);
+    for part in [
+        "qz7xw2lm4",
+        "t%00o%00k",
+        "Xw%0A2Lm",
+        "9&shy;Q",
+        "Xw2%E2%80%8BLm",
+    ] {
+        out.assert_nowhere(part);
+    }
+    assert!(out.stdout.contains("changes the origin"), "{}", out.stdout);
+}

@@ -216,8 +216,17 @@ fn json(text: &str, at: usize) -> (char, usize) {
 }
 
 /// The named references encoders write for ASCII punctuation (Python's `html.escape`, PHP's
-/// `htmlspecialchars`, HTML5's own names for URL characters).
-const NAMED: [(&str, char); 17] = [
+/// `htmlspecialchars`, HTML5's own names for URL characters), and HTML's names for what a
+/// reader does not see (a soft hyphen between letters is what hyphenation tools write).
+const NAMED: [(&str, char); 25] = [
+    ("shy", '\u{AD}'),
+    ("ZeroWidthSpace", '\u{200B}'),
+    ("zwnj", '\u{200C}'),
+    ("zwj", '\u{200D}'),
+    ("NoBreak", '\u{2060}'),
+    ("Tab", '\t'),
+    ("NewLine", '\n'),
+    ("ensp", '\u{2002}'),
     ("amp", '&'),
     ("lt", '<'),
     ("gt", '>'),
@@ -266,7 +275,7 @@ fn reference(text: &str, at: usize) -> Option<(char, usize)> {
     }
     let name_len = rest
         .bytes()
-        .take(8)
+        .take(16)
         .take_while(u8::is_ascii_alphanumeric)
         .count();
     if !rest[name_len..].starts_with(';') {

@@ -148,7 +148,8 @@ impl Redactor {
             .filter(|text| !self.holds_whole_secret(text))
             .flat_map(cut_forms)
             .collect();
-        let lower = lower_cased(&forms);
+        // All of them: a lower-cased secret's run is open when the open text holds it as it is.
+        let lower: Vec<String> = forms.iter().map(|f| f.to_ascii_lowercase()).collect();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.fragments.add_open(&forms);
         state.lower_fragments.add_open(&lower);
@@ -406,8 +407,51 @@ fn parts_in(fragments: &fragment::Fragments, text: &str) -> Vec<std::ops::Range<
     if let Some(decoded) = decode::decode(text) {
         let found = fragments.find(&decoded.text);
         parts.extend(found.into_iter().map(|r| decoded.original(r)));
+        // Split by what a reader does not see, written as escapes (`%00`, `&shy;`, `\u001b[0m`).
+        if let Some(visible) = Visible::of(&decoded.text) {
+            let found = fragments.find(&visible.text);
+            let found = found.into_iter().map(|r| visible.original(r));
+            parts.extend(found.map(|r| decoded.original(r)));
+        }
     }
     parts
+}
+
+/// A text without what a reader does not see (see [`visible_chars`], escape sequences left out
+/// whole), and where each stretch of it starts in the text: one entry per stretch left out,
+/// not per character.
+struct Visible {
+    text: String,
+    /// Where the view and the text go on together after something was left out, in order.
+    jumps: Vec<(usize, usize)>,
+}
+
+impl Visible {
+    /// `None` when nothing is left out.
+    fn of(text: &str) -> Option<Visible> {
+        let mut visible = Visible {
+            text: String::new(),
+            jumps: Vec::new(),
+        };
+        let mut expected = 0;
+        for (at, c) in visible_chars(text, Sequences::Dropped) {
+            if at != expected || visible.jumps.is_empty() {
+                visible.jumps.push((visible.text.len(), at));
+            }
+            visible.text.push(c);
+            expected = at + c.len_utf8();
+        }
+        (visible.text.len() != text.len()).then_some(visible)
+    }
+
+    /// The stretch of the text that the characters of `range` (of the view) span.
+    fn original(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let at = |offset: usize| self.jumps[self.jumps.partition_point(|j| j.0 <= offset) - 1];
+        let (view, text) = at(range.start);
+        let start = text + (range.start - view);
+        let (view, text) = at(range.end - 1);
+        start..text + (range.end - view)
+    }
 }
 
 /// `text` with each of `ranges` (in any order, overlapping or not) written as one `***`.
@@ -652,7 +696,11 @@ impl Redactor {
     /// parts of secrets (see [`fragment`]) masked.
     fn mask_patterns(&self, text: &str) -> String {
         let out = self.mask_whole(text);
-        masked_ranges(&out, parts_in(&self.read().fragments, &out))
+        let state = self.read();
+        // Lower-cased too: a URL's host comes back lower-cased.
+        let mut parts = parts_in(&state.fragments, &out);
+        parts.extend(parts_in(&state.lower_fragments, &out));
+        masked_ranges(&out, parts)
     }
 
     /// `text` with every secret pattern's matches, and the starts of secrets at a cut, masked.
@@ -891,8 +939,10 @@ mod tests {
         // Escaped as in any text: a header name cannot hold a `/`, but may hold `%2f`.
         let r = redactor(&["Mixed/CaseKey123"]);
         assert_eq!(r.mask_header_name("x-key-mixed%2fcasekey123"), "x-key-***");
-        // Elsewhere a lower-cased copy is other text.
-        assert_eq!(r.mask_text("mixed/casekey123"), "mixed/casekey123");
+        // Elsewhere too, a lower-cased copy of 12 bytes or more is a part (a URL's host
+        // comes back lower-cased); a shorter one is other text.
+        assert_eq!(r.mask_text("mixed/casekey123"), "***");
+        assert_eq!(r.mask_text("mixed/casek"), "mixed/casek");
         r.learn("Ab1");
         assert_eq!(r.mask_header_name("ab1"), MASK);
         assert_eq!(r.mask_header_name("x-ab1"), "x-ab1");

@@ -2106,3 +2106,47 @@ async fn a_part_in_a_lower_cased_host_or_split_by_escaped_invisible_characters_i
     }
     assert!(out.stdout.contains("changes the origin"), "{}", out.stdout);
 }
+
+/// A whole secret echoed over three lines showed its first and last lines: the part on the
+/// middle line was masked first, and what was left matched nothing. A lower-cased secret split
+/// by a zero-width space or a line break showed whole (fourth attack). Whole secrets are now
+/// masked in every view before parts, and parts are looked for lower-cased in the view without
+/// what a reader does not see.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_over_lines_or_lower_cased_and_split_is_masked_whole() {
+    const TOK: &str = "tok_9Qz7Xw2Lm4Vb8Kp3Rt6Yh1Ab2C";
+    const KEY: &str = "Zq7Xk9Wm2Vb4Pd8Hs3Tq";
+    let lower = KEY.to_lowercase();
+    let body = format!(
+        "lines {}\n{}\n{} zw invalid key {}\u{200B}{} nl invalid key {}\n{} ansi {}\u{1b}[0m{} end",
+        &TOK[..11],
+        &TOK[11..23],
+        &TOK[23..],
+        &lower[..10],
+        &lower[10..],
+        &lower[..10],
+        &lower[10..],
+        &lower[..12],
+        &lower[12..],
+    );
+    let server = MockServer::start().await;
+    Mock::given(path("/echo"))
+        .respond_with(ResponseTemplate::new(401).set_body_string(body))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/echo\"\nheaders = { x-t = \"{{ secret.TOK }}\", x-api-key = \"{{ secret.KEY }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("echo.toml", flow)]);
+    let out = run_all(dir.path(), &[("TOK", TOK), ("KEY", KEY)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(TOK);
+    for part in [
+        &TOK[..11],
+        &TOK[23..],
+        &lower[..10],
+        &lower[10..],
+        &lower[12..],
+    ] {
+        out.assert_nowhere(part);
+    }
+    assert!(out.stdout.contains("lines ***"), "{}", out.stdout);
+}

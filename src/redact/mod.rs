@@ -193,8 +193,7 @@ impl Redactor {
     /// (what is sent, not what is shown).
     pub fn holds_secret(&self, text: &str) -> bool {
         !self.is_empty()
-            && (self.read().values.iter().any(|v| v == text)
-                || self.mask_unseen(self.mask_patterns(text)) != text)
+            && (self.read().values.iter().any(|v| v == text) || self.mask_all(text) != text)
     }
 
     /// Whether `text` holds a whole secret, as it is or in a form its pattern finds.
@@ -404,6 +403,11 @@ fn parts_in(fragments: &fragment::Fragments, text: &str) -> Vec<std::ops::Range<
         return Vec::new();
     }
     let mut parts = fragments.find(text);
+    // Split by what a reader does not see, as it is (`\u{200B}`, a line break, `\x1b[0m`).
+    if let Some(visible) = Visible::of(text) {
+        let found = fragments.find(&visible.text);
+        parts.extend(found.into_iter().map(|r| visible.original(r)));
+    }
     if let Some(decoded) = decode::decode(text) {
         let found = fragments.find(&decoded.text);
         parts.extend(found.into_iter().map(|r| decoded.original(r)));
@@ -692,10 +696,11 @@ impl Redactor {
         format!("{}{CUT}", &text[..end.unwrap_or(0)]).into()
     }
 
-    /// `text` with every secret pattern's matches, the starts of secrets at a cut, and the
-    /// parts of secrets (see [`fragment`]) masked.
-    fn mask_patterns(&self, text: &str) -> String {
-        let out = self.mask_whole(text);
+    /// `text` with every secret masked: whole ones in every form and view, then the starts
+    /// of secrets at a cut, then parts (see [`fragment`]). Parts come last: a part masked
+    /// first would leave a whole secret split over lines in pieces no pattern finds.
+    fn mask_all(&self, text: &str) -> String {
+        let out = self.mask_unseen(self.mask_whole(text));
         let state = self.read();
         // Lower-cased too: a URL's host comes back lower-cased.
         let mut parts = parts_in(&state.fragments, &out);
@@ -725,12 +730,12 @@ impl Mask for Redactor {
             return MASK.to_string();
         }
         let head = self.shown_head(text);
-        let masked = self.mask_unseen(self.mask_patterns(&head));
+        let masked = self.mask_all(&head);
         // Copies of a long secret early in the text shrink its head to less than an output
         // may show, and the cut would be shown, where only a few forms of a secret are known
         // (attack finding): then the whole text is masked.
         if head.len() < text.len() && masked.chars().nth(2 * LONGEST_EXCERPT_CHARS).is_none() {
-            return self.mask_unseen(self.mask_patterns(text));
+            return self.mask_all(text);
         }
         masked
     }

@@ -18,7 +18,6 @@ pub use pattern::learning_cost;
 
 use base64::Engine as _;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 pub const MASK: &str = "***";
@@ -242,11 +241,13 @@ impl Redactor {
         let wide_pattern = (!wide.is_empty())
             .then(|| pattern::literal_finder(wide.clone()))
             .flatten();
-        let start_forms: Vec<String> = texts.iter().flat_map(|t| cut_forms(t)).collect();
+        // The forms of each text: all of them for the starts at a cut, the trimmed one's (the
+        // last) and those of the secret without what a reader does not see for its parts.
+        let forms: Vec<Vec<String>> = texts.iter().map(|t| cut_forms(t)).collect();
+        let start_forms = forms.concat();
         let mut fragment_forms = Vec::new();
         if long_enough {
-            fragment_forms = cut_forms(trimmed);
-            let visible: String = trimmed.chars().filter(|&c| !shows_nothing(c)).collect();
+            fragment_forms = forms.last().cloned().unwrap_or_default();
             if visible != trimmed {
                 fragment_forms.extend(cut_forms(&visible));
             }
@@ -404,7 +405,8 @@ fn parts_in(fragments: &fragment::Fragments, text: &str) -> Vec<std::ops::Range<
     }
     let mut parts = fragments.find(text);
     // Split by what a reader does not see, as it is (`\u{200B}`, a line break, `\x1b[0m`).
-    if let Some(visible) = Visible::of(text) {
+    let visible = Visible::of(text, Sequences::Dropped);
+    if visible.left_out {
         let found = fragments.find(&visible.text);
         parts.extend(found.into_iter().map(|r| visible.original(r)));
     }
@@ -412,7 +414,8 @@ fn parts_in(fragments: &fragment::Fragments, text: &str) -> Vec<std::ops::Range<
         let found = fragments.find(&decoded.text);
         parts.extend(found.into_iter().map(|r| decoded.original(r)));
         // Split by what a reader does not see, written as escapes (`%00`, `&shy;`, `\u001b[0m`).
-        if let Some(visible) = Visible::of(&decoded.text) {
+        let visible = Visible::of(&decoded.text, Sequences::Dropped);
+        if visible.left_out {
             let found = fragments.find(&visible.text);
             let found = found.into_iter().map(|r| visible.original(r));
             parts.extend(found.map(|r| decoded.original(r)));
@@ -421,34 +424,36 @@ fn parts_in(fragments: &fragment::Fragments, text: &str) -> Vec<std::ops::Range<
     parts
 }
 
-/// A text without what a reader does not see (see [`visible_chars`], escape sequences left out
-/// whole), and where each stretch of it starts in the text: one entry per stretch left out,
-/// not per character.
+/// A text without what a reader does not see (see [`visible_chars`]), and where each stretch
+/// of it starts in the text: one entry per stretch left out, not per character.
 struct Visible {
     text: String,
     /// Where the view and the text go on together after something was left out, in order.
     jumps: Vec<(usize, usize)>,
+    /// Something was left out: the view is not the text.
+    left_out: bool,
 }
 
 impl Visible {
-    /// `None` when nothing is left out.
-    fn of(text: &str) -> Option<Visible> {
+    fn of(text: &str, sequences: Sequences) -> Visible {
         let mut visible = Visible {
-            text: String::new(),
+            text: String::with_capacity(text.len()),
             jumps: Vec::new(),
+            left_out: false,
         };
         let mut expected = 0;
-        for (at, c) in visible_chars(text, Sequences::Dropped) {
+        for (at, c) in visible_chars(text, sequences) {
             if at != expected || visible.jumps.is_empty() {
                 visible.jumps.push((visible.text.len(), at));
             }
             visible.text.push(c);
             expected = at + c.len_utf8();
         }
-        (visible.text.len() != text.len()).then_some(visible)
+        visible.left_out = visible.text.len() != text.len();
+        visible
     }
 
-    /// The stretch of the text that the characters of `range` (of the view) span.
+    /// The stretch of the text that the characters of `range` (of the view, not empty) span.
     fn original(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
         let at = |offset: usize| self.jumps[self.jumps.partition_point(|j| j.0 <= offset) - 1];
         let (view, text) = at(range.start);
@@ -630,55 +635,29 @@ impl Redactor {
 
     /// [`Redactor::mask_unseen`] in one view of `text` (see [`visible_chars`]).
     fn mask_in_view(&self, text: String, sequences: Sequences) -> String {
-        let view: String = visible_chars(&text, sequences).map(|(_, c)| c).collect();
-        let mut found: Vec<std::ops::Range<usize>> = {
+        let visible = Visible::of(&text, sequences);
+        let found: Vec<std::ops::Range<usize>> = {
             let state = self.read();
             // Where nothing was left out, `text` itself was searched for every pattern
             // already; not for a secret without its whitespace (`correcthorse...`).
             let patterns = state.patterns.iter().map(|(_, p)| p);
-            let patterns = patterns.filter(|_| view.len() != text.len());
-            let parts = match view.len() != text.len() {
-                true => state.fragments.find(&view),
+            let patterns = patterns.filter(|_| visible.left_out);
+            let parts = match visible.left_out {
+                true => state.fragments.find(&visible.text),
                 false => Vec::new(),
             };
             patterns
                 .chain(&state.visible_patterns)
-                .flat_map(|p| p.find_ranges(&view))
+                .flat_map(|p| p.find_ranges(&visible.text))
                 .chain(parts)
+                .filter(|r| !r.is_empty())
+                .map(|r| visible.original(r))
                 .collect()
         };
         if found.is_empty() {
             return text;
         }
-        found.sort_by_key(|r| (r.start, r.end));
-        // Where each match's first character starts in `text`, and its last one ends.
-        let mut starts: HashMap<usize, usize> = found.iter().map(|r| (r.start, 0)).collect();
-        let mut ends: HashMap<usize, usize> = found.iter().map(|r| (r.end, 0)).collect();
-        let mut at_view = 0;
-        for (at, c) in visible_chars(&text, sequences) {
-            if let Some(start) = starts.get_mut(&at_view) {
-                *start = at;
-            }
-            at_view += c.len_utf8();
-            if let Some(end) = ends.get_mut(&at_view) {
-                *end = at + c.len_utf8();
-            }
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut copied = 0;
-        for range in found {
-            let (start, end) = (starts[&range.start], ends[&range.end]);
-            if end <= copied {
-                continue;
-            }
-            out.push_str(&text[copied..start.max(copied)]);
-            if start >= copied {
-                out.push_str(MASK);
-            }
-            copied = end;
-        }
-        out.push_str(&text[copied..]);
-        out
+        masked_ranges(&text, found)
     }
 
     /// What of `text` is masked: all of it, or, past [`SHOWN_HEAD_BYTES`] and as far again as

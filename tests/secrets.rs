@@ -2150,3 +2150,51 @@ async fn a_secret_over_lines_or_lower_cased_and_split_is_masked_whole() {
     }
     assert!(out.stdout.contains("lines ***"), "{}", out.stdout);
 }
+
+/// A secret split by escape sequences other than CSI and OSC (`ESC 7`, `ESC ( B`, a DCS or
+/// APC string, their C1 forms) showed once a reader strips the sequences (attack on the
+/// review): every escape is now read as a sequence, and the stretch is masked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_split_by_any_escape_sequence_is_masked() {
+    const T: &str = "Zq7Xk9Wm2Vb4Hj8Rt";
+    let server = MockServer::start().await;
+    let separators = [
+        "\u{1b}7",
+        "\u{1b}(B",
+        "\u{1b}Pqx\u{1b}\\",
+        "\u{9f}hi\u{9c}",
+        "\u{90}qx\u{9c}",
+    ];
+    let mut flows = Vec::new();
+    for (i, sep) in separators.iter().enumerate() {
+        Mock::given(path(format!("/s{i}")))
+            .respond_with(ResponseTemplate::new(500).set_body_string(format!(
+                "echo {}{sep}{}{sep}{} end",
+                &T[..6],
+                &T[6..12],
+                &T[12..]
+            )))
+            .mount(&server)
+            .await;
+        flows.push((
+            format!("s{i}.toml"),
+            format!("[[step]]\npath = \"/s{i}\"\nheaders = {{ x-t = \"{{{{ secret.T }}}}\" }}\n"),
+        ));
+    }
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), "", &flows);
+    let out = run_all(dir.path(), &[("T", T)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    out.assert_hidden(T);
+    for part in [&T[..6], &T[6..12], &T[12..]] {
+        out.assert_nowhere(part);
+    }
+    assert!(
+        out.stdout.matches("echo *** end").count() >= 5,
+        "{}",
+        out.stdout
+    );
+}

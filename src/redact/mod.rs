@@ -569,7 +569,8 @@ enum Sequences {
     Shown,
     /// Left out whole, as a terminal would take them away.
     Dropped,
-    /// Left out but for the final character of a CSI (`\x1b[2W` reads `W`).
+    /// Left out but for the final character of a CSI or another escape (`\x1b[2W` reads
+    /// `W`, `\x1b7` reads `7`).
     FinalShown,
 }
 
@@ -580,19 +581,26 @@ fn visible_chars(text: &str, sequences: Sequences) -> impl Iterator<Item = (usiz
     let mut chars = text.char_indices().peekable();
     std::iter::from_fn(move || {
         while let Some((at, c)) = chars.next() {
+            // `[`: a CSI; `]`: a string (OSC, DCS, SOS, PM, APC); `F`: any other escape
+            // (`\x1b7`, `\x1b(B`).
             let sequence = match c {
                 _ if sequences == Sequences::Shown => None,
-                '\u{1b}' => chars
-                    .next_if(|(_, c)| matches!(c, '[' | ']'))
-                    .map(|(_, c)| c),
+                '\u{1b}' => match chars.peek().map(|&(_, next)| next) {
+                    Some('[') => chars.next().map(|_| '['),
+                    Some(']' | 'P' | 'X' | '^' | '_') => chars.next().map(|_| ']'),
+                    Some(' '..='~') => Some('F'),
+                    _ => None,
+                },
                 '\u{9b}' => Some('['),
-                '\u{9d}' => Some(']'),
+                '\u{9d}' | '\u{90}' | '\u{98}' | '\u{9e}' | '\u{9f}' => Some(']'),
                 _ => None,
             };
             match sequence {
                 // CSI: parameters and intermediates, up to one final character.
                 Some('[') => while chars.next_if(|(_, c)| matches!(c, ' '..='?')).is_some() {},
-                // OSC: up to a BEL or a string terminator.
+                // Another escape: intermediates, up to one final character.
+                Some('F') => while chars.next_if(|(_, c)| matches!(c, ' '..='/')).is_some() {},
+                // A string: up to a BEL or a string terminator.
                 Some(_) => {
                     while let Some((_, c)) = chars.next() {
                         if matches!(c, '\u{7}' | '\u{9c}') {
@@ -607,8 +615,12 @@ fn visible_chars(text: &str, sequences: Sequences) -> impl Iterator<Item = (usiz
                 None if shows_nothing(c) => {}
                 None => return Some((at, c)),
             }
-            if sequence == Some('[') && sequences == Sequences::Dropped {
-                chars.next_if(|(_, c)| matches!(c, '@'..='~'));
+            if sequences == Sequences::Dropped {
+                match sequence {
+                    Some('[') => chars.next_if(|(_, c)| matches!(c, '@'..='~')),
+                    Some('F') => chars.next_if(|(_, c)| matches!(c, '0'..='~')),
+                    _ => None,
+                };
             }
         }
         None
@@ -625,7 +637,9 @@ impl Redactor {
             return text;
         }
         let mut text = self.mask_in_view(text, Sequences::Shown);
-        if text.contains(['\u{1b}', '\u{9b}', '\u{9d}']) {
+        if text.contains([
+            '\u{1b}', '\u{90}', '\u{98}', '\u{9b}', '\u{9d}', '\u{9e}', '\u{9f}',
+        ]) {
             for sequences in [Sequences::Dropped, Sequences::FinalShown] {
                 text = self.mask_in_view(text, sequences);
             }

@@ -9,8 +9,8 @@
 //! schemas already are, and the `jsonschema` crate validates both. A `$ref` must point inside
 //! the document; every one is resolved at load, so a broken document never reaches a run.
 
-use crate::check::{Assertion, MISSING, Observed, excerpt};
-use crate::redact::Mask;
+use crate::check::{Assertion, MISSING, Observed, excerpt, shown_value};
+use crate::redact::{Mask, NoMask};
 use regex::Regex;
 use serde_json::{Map, Value, json};
 use std::fmt;
@@ -1012,13 +1012,16 @@ fn schema_checks(
                 at = format!("{at}/{}", escape(&mask.mask_text(name)));
                 json!(MISSING)
             }
-            _ => shown(&mask.mask_value(error.instance())),
+            _ => shown_value(mask, error.instance(), SHOWN_CHARS),
         };
         let rule = shown_rule(&error.schema_path().to_string());
         let shown_at = if at.is_empty() { "(root)" } else { &at };
         // The message quotes the offending value as the parser read it (`1.50` as `1.5`):
-        // when masking changes that value, quote it masked instead.
-        let message = if &mask.mask_value(error.instance()) == error.instance().as_ref() {
+        // when masking changes that value, quote it masked instead. Only as much of it is
+        // compared as the message's excerpt can show: masking all of a huge value against
+        // many secrets outlasts the deadline.
+        let quoted = |mask: &dyn Mask| shown_value(mask, error.instance(), 2 * SHOWN_CHARS);
+        let message = if quoted(mask) == quoted(&NoMask) {
             format!("{shown_at}: {error}")
         } else {
             format!("{shown_at}: {}", error.masked_with("***"))
@@ -1144,21 +1147,6 @@ fn shown_rule(schema_path: &str) -> String {
     match schema_path.strip_prefix("/allOf/0") {
         Some(inline) => format!("(response schema){inline}"),
         None => format!("#{schema_path}"),
-    }
-}
-
-/// A value as reports show it: long ones cut to an excerpt.
-fn shown(value: &Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(excerpt(s, SHOWN_CHARS)),
-        v => {
-            let text = v.to_string();
-            if text.len() > SHOWN_CHARS {
-                Value::String(excerpt(&text, SHOWN_CHARS))
-            } else {
-                v.clone()
-            }
-        }
     }
 }
 

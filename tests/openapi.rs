@@ -854,3 +854,58 @@ async fn a_numeric_secret_echoed_as_a_number_is_masked_in_the_message() {
     out.assert_hidden(SECRET);
     out.assert_hidden("98765.4321");
 }
+
+/// A response that breaks its schema at the root, huge, with many learned secrets: the whole
+/// value was masked twice against every secret (to show it and to decide how the message
+/// quotes it), far past the deadline. Only as much of it as the report shows is masked now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_violating_value_is_masked_only_as_far_as_it_is_shown() {
+    let secrets: Vec<String> = (0..63)
+        .map(|i| format!("tok-{i:02}-qwertyuiopasdf"))
+        .collect();
+    let mut items: Vec<String> = (0..800_000).map(|i| format!("s{i}")).collect();
+    items[3] = format!("id {}", secrets[7]);
+    let server = MockServer::start().await;
+    Mock::given(path("/login"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "t": &secrets })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/items/a1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!(items)))
+        .mount(&server)
+        .await;
+    let flows = [(
+        "item.toml",
+        r#"
+[[step]]
+name = "login"
+path = "/login"
+capture = { t = { json = "$.t", secret = true } }
+[[step]]
+name = "item"
+path = "/items/a1"
+"#,
+    )];
+    let extra = "max_body = \"64MiB\"\ndeadline = \"10s\"\n";
+    let dir = suite(&server.uri(), "openapi.yaml", INVENTORY, "", &flows);
+    let settings = dir.path().join("preflight.toml");
+    let toml = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, format!("{extra}{toml}")).unwrap();
+    let out = run_all(dir.path(), &[], &[]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("deadline"), "{}", out.stdout);
+    let violations: Vec<Value> = contract_assertions(&out)
+        .into_iter()
+        .filter(|a| a["passed"] == false)
+        .collect();
+    assert_eq!(violations.len(), 1, "{violations:#?}");
+    let actual = violations[0]["actual"].as_str().unwrap_or_default();
+    assert!(
+        actual.starts_with(r#"["s0","s1","s2","id ***","s4""#),
+        "{actual}"
+    );
+    assert!(actual.ends_with('…'), "{actual}");
+    for secret in &secrets {
+        out.assert_hidden(secret);
+    }
+}

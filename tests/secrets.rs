@@ -2198,3 +2198,63 @@ async fn a_secret_split_by_any_escape_sequence_is_masked() {
         out.stdout
     );
 }
+
+/// A failed assertion on a huge JSON value with many learned secrets (fourth attack): every
+/// string of the value was masked against every secret to show its first 300 characters,
+/// about 20 s per assertion in a release build, far past the deadline. Only as much of a
+/// value as its excerpt shows is masked now, secrets in it too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_actual_value_is_masked_only_as_far_as_it_is_shown() {
+    let secrets = tokens(63, 16);
+    let mut items: Vec<String> = (0..400_000).map(|i| format!("s{i}")).collect();
+    items[3] = format!("id {}", secrets[7]);
+    let server = MockServer::start().await;
+    Mock::given(path("/login"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "t": &secrets })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "items": items })))
+        .mount(&server)
+        .await;
+    let flow = r#"
+[[step]]
+name = "login"
+path = "/login"
+capture = { t = { json = "$.t", secret = true } }
+[[step]]
+name = "items"
+path = "/items"
+[step.expect.json]
+"$.items" = { equals = [] }
+"$['items']" = { equals = [] }
+"$[\"items\"]" = { equals = [] }
+"$.*" = { equals = [] }
+"$[*]" = { equals = [] }
+"#;
+    let dir = suite(&server.uri(), "deadline = \"10s\"\n", &[("c.toml", flow)]);
+    let out = run_all(dir.path(), &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(!out.stdout.contains("deadline"), "{}", out.stdout);
+    let report = out.report();
+    let assertions = &report["flows"][0]["steps"][1]["assertions"];
+    let equals = assertions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["op"] == "equals");
+    assert_eq!(equals.clone().count(), 5, "{assertions:#}");
+    for assertion in equals {
+        let actual = assertion["actual"].as_str().unwrap_or_default();
+        assert!(
+            actual
+                .trim_start_matches('[')
+                .starts_with(r#""s0","s1","s2","id ***","s4""#),
+            "{assertions:#}"
+        );
+        assert!(actual.ends_with('…'), "{actual}");
+    }
+    for secret in &secrets {
+        out.assert_hidden(secret);
+    }
+}

@@ -6,6 +6,9 @@
 
 pub mod capture;
 pub mod jsonpath;
+mod shown;
+
+pub use shown::{excerpt, shown_value};
 
 use crate::redact::{MASK, Mask, NoMask, is_sensitive_header};
 use crate::template::{Scope, Template, TemplateValue, value_to_text};
@@ -364,7 +367,6 @@ fn evaluate_op(
     ctx: &Context,
 ) -> Assertion {
     let (scope, mask) = (ctx.scope, ctx.mask);
-    let shown_actual = |value: Option<&Value>| shown_actual(value.map(|v| mask.mask_value(v)));
     let mut assertion = Assertion {
         subject: subject.to_string(),
         op: op.name(),
@@ -392,14 +394,14 @@ fn evaluate_op(
             assertion.expected = mask.mask_value(&expected);
             assertion.actual = match shown {
                 Some(value) => mask.mask_value(&value),
-                None => shown_actual(actual),
+                None => shown_actual(mask, actual),
             };
             assertion.passed = passed;
             assertion.message = message.map(|m| mask.mask_text(&m));
         }
         Err(why) => {
             assertion.expected = mask.mask_value(&expected_for_report(op, scope));
-            assertion.actual = shown_actual(actual);
+            assertion.actual = shown_actual(mask, actual);
             assertion.message = Some(mask.mask_text(&why));
         }
     }
@@ -473,27 +475,11 @@ fn expected_for_report(op: &Op, scope: &dyn Scope) -> Value {
     }
 }
 
-/// The actual value as reports show it (already masked): long values are cut to an excerpt.
-fn shown_actual(actual: Option<Value>) -> Value {
+/// The actual value as reports show it: masked, a long one cut to an excerpt.
+fn shown_actual(mask: &dyn Mask, actual: Option<&Value>) -> Value {
     match actual {
         None => Value::String(MISSING.into()),
-        Some(Value::String(s)) => Value::String(excerpt(&s, EXCERPT_CHARS)),
-        Some(v) => {
-            let text = v.to_string();
-            if text.len() > EXCERPT_CHARS {
-                Value::String(excerpt(&text, EXCERPT_CHARS))
-            } else {
-                v
-            }
-        }
-    }
-}
-
-/// The first `max` characters of `text`, marked when cut.
-pub fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+        Some(value) => shown_value(mask, value, EXCERPT_CHARS),
     }
 }
 

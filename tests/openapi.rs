@@ -860,20 +860,8 @@ async fn a_numeric_secret_echoed_as_a_number_is_masked_in_the_message() {
 /// quotes it), far past the deadline. Only as much of it as the report shows is masked now.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_violating_value_is_masked_only_as_far_as_it_is_shown() {
-    let secrets: Vec<String> = (0..63)
-        .map(|i| format!("tok-{i:02}-qwertyuiopasdf"))
-        .collect();
-    let mut items: Vec<String> = (0..800_000).map(|i| format!("s{i}")).collect();
-    items[3] = format!("id {}", secrets[7]);
-    let server = MockServer::start().await;
-    Mock::given(path("/login"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "t": &secrets })))
-        .mount(&server)
-        .await;
-    Mock::given(path("/items/a1"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!(items)))
-        .mount(&server)
-        .await;
+    let (server, secrets) =
+        binary::huge_value_after_secrets("/items/a1", 800_000, |items| json!(items)).await;
     let flows = [(
         "item.toml",
         r#"

@@ -2205,18 +2205,9 @@ async fn a_secret_split_by_any_escape_sequence_is_masked() {
 /// value as its excerpt shows is masked now, secrets in it too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_huge_actual_value_is_masked_only_as_far_as_it_is_shown() {
-    let secrets = tokens(63, 16);
-    let mut items: Vec<String> = (0..400_000).map(|i| format!("s{i}")).collect();
-    items[3] = format!("id {}", secrets[7]);
-    let server = MockServer::start().await;
-    Mock::given(path("/login"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "t": &secrets })))
-        .mount(&server)
-        .await;
-    Mock::given(path("/items"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "items": items })))
-        .mount(&server)
-        .await;
+    let (server, secrets) =
+        binary::huge_value_after_secrets("/items", 400_000, |items| json!({ "items": items }))
+            .await;
     let flow = r#"
 [[step]]
 name = "login"

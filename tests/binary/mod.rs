@@ -223,6 +223,31 @@ pub async fn paths(server: &MockServer) -> Vec<String> {
     requests.iter().map(|r| r.url.path().to_string()).collect()
 }
 
+/// 63 secrets staging gives at `/login` as `$.t` (a `secret = true` capture of it learns 64),
+/// and at `at` `n` strings (`s0`, `s1`, …) whose fourth holds the eighth secret, wrapped by
+/// `wrap`: a huge value to mask against many learned secrets.
+pub async fn huge_value_after_secrets(
+    at: &str,
+    n: usize,
+    wrap: impl Fn(Vec<String>) -> Value,
+) -> (MockServer, Vec<String>) {
+    let secrets: Vec<String> = (0..63)
+        .map(|i| format!("tok-{i:02}-qwertyuiopasdf"))
+        .collect();
+    let mut items: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    items[3] = format!("id {}", secrets[7]);
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::path("/login"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "t": &secrets })))
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::path(at))
+        .respond_with(ResponseTemplate::new(200).set_body_json(wrap(items)))
+        .mount(&server)
+        .await;
+    (server, secrets)
+}
+
 /// A pet as the Swagger Petstore 3.0 document (tests/fixtures/openapi) describes it.
 pub fn pet(id: u64) -> Value {
     json!({

@@ -1,7 +1,7 @@
 //! Secrets never show, through the binary: one test per way a secret used to leak, each
 //! checking every output a user can see (terminal with `--verbose`, stderr, JSON, JUnit,
 //! Markdown and the GitHub step summary) for the raw value and its encoded forms.
-//! `tests/secrets_property.rs` generates the values; these are the cases found by review.
+//! Each is a case found by review or by an attack on the masking.
 
 mod binary;
 mod hermetic;
@@ -2247,5 +2247,36 @@ path = "/items"
     }
     for secret in &secrets {
         out.assert_hidden(secret);
+    }
+}
+
+/// A secret shorter than the 12 bytes a part is made of, split by what a reader does not see
+/// written as escapes (`%00` as from UTF-16, `%0A`, `&shy;`, `%E2%80%8B`, an escaped ANSI
+/// sequence), showed whole: only parts were looked for in the decoded text without those
+/// characters. Whole secrets are looked for there too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_secret_split_by_escaped_invisible_characters_is_masked() {
+    const PIN: &str = "Zq7Xk9Wm2";
+    let utf16: String = PIN.chars().map(|c| format!("{c}%00")).collect();
+    let forms = [
+        utf16.as_str(),
+        "Zq7X%0Ak9Wm2",
+        "Zq7&shy;Xk9Wm2",
+        "Zq%E2%80%8B7Xk9Wm2",
+        "Zq7X\\u001b[0mk9Wm2",
+    ];
+    let server = MockServer::start().await;
+    Mock::given(path("/split"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(forms.join(" and ")))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/split\"\nheaders = { x-pin = \"{{ secret.PIN }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("split.toml", flow)]);
+    let out = run_all(dir.path(), &[("PIN", PIN)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("*** and ***"), "{}", out.stdout);
+    out.assert_hidden(PIN);
+    for form in forms {
+        out.assert_nowhere(form);
     }
 }

@@ -644,7 +644,35 @@ impl Redactor {
                 text = self.mask_in_view(text, sequences);
             }
         }
-        text
+        self.mask_split_by_escapes(text)
+    }
+
+    /// `text` with every secret masked that shows once its escapes are decoded and what a
+    /// reader does not see is left out (`Zq7X%0Ak9`, `Zq7&shy;Xk9`, `%00` after each letter
+    /// as from UTF-16). Parts of 12 bytes or more are found so by [`parts_in`]; a shorter
+    /// secret only here.
+    fn mask_split_by_escapes(&self, text: String) -> String {
+        let Some(decoded) = decode::decode(&text) else {
+            return text;
+        };
+        let visible = Visible::of(&decoded.text, Sequences::Dropped);
+        if !visible.left_out {
+            return text;
+        }
+        let found: Vec<std::ops::Range<usize>> = {
+            let state = self.read();
+            let patterns = state.patterns.iter().map(|(_, p)| p);
+            patterns
+                .chain(&state.visible_patterns)
+                .flat_map(|p| p.find_ranges(&visible.text))
+                .filter(|r| !r.is_empty())
+                .map(|r| decoded.original(visible.original(r)))
+                .collect()
+        };
+        if found.is_empty() {
+            return text;
+        }
+        masked_ranges(&text, found)
     }
 
     /// [`Redactor::mask_unseen`] in one view of `text` (see [`visible_chars`]).

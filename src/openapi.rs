@@ -9,7 +9,7 @@
 //! schemas already are, and the `jsonschema` crate validates both. A `$ref` must point inside
 //! the document; every one is resolved at load, so a broken document never reaches a run.
 
-use crate::check::{Assertion, MISSING, Observed, excerpt, shown_value};
+use crate::check::{Assertion, MISSING, Observed, shown_value};
 use crate::redact::{Mask, NoMask};
 use regex::Regex;
 use serde_json::{Map, Value, json};
@@ -971,7 +971,7 @@ fn schema_checks(
         expected,
         actual,
         passed: false,
-        message: Some(excerpt(&mask.mask_text(&message), SHOWN_CHARS)),
+        message: Some(mask.mask_excerpt(&message, SHOWN_CHARS)),
     };
     let body = match observed.json() {
         Ok(body) => body,

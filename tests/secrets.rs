@@ -2280,3 +2280,46 @@ async fn a_short_secret_split_by_escaped_invisible_characters_is_masked() {
         out.assert_nowhere(form);
     }
 }
+
+/// A `json_schema` error quotes the value it is about, which may be the whole body: its
+/// message held all of it (64 KiB of a large body, masked against every secret) in the
+/// terminal and every report. It quotes an excerpt now, masked, and still says where.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_schema_error_on_a_large_body_quotes_an_excerpt() {
+    let (server, secrets) =
+        binary::huge_value_after_secrets("/items", 5_000, |items| json!({ "items": items })).await;
+    let flow = r#"
+[[step]]
+name = "login"
+path = "/login"
+capture = { t = { json = "$.t", secret = true } }
+[[step]]
+name = "items"
+path = "/items"
+[step.expect]
+body = { json_schema = "schema.json" }
+"#;
+    let dir = suite(&server.uri(), "", &[("c.toml", flow)]);
+    let schema = r#"{"type": "object", "properties": {"items": {"type": "string"}}}"#;
+    std::fs::write(dir.path().join("schema.json"), schema).unwrap();
+    let out = run_all(dir.path(), &[], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let report = out.report();
+    let assertions = report["flows"][0]["steps"][1]["assertions"]
+        .as_array()
+        .unwrap();
+    let schema_check = assertions
+        .iter()
+        .find(|a| a["op"] == "json_schema")
+        .unwrap();
+    let message = schema_check["message"].as_str().unwrap();
+    let start: String = message.chars().take(200).collect();
+    assert!(message.len() < 1_000, "{} bytes: {start}", message.len());
+    assert!(message.contains(r#""s2","id ***","s4""#), "{message}");
+    assert!(message.ends_with("at `/items`"), "{message}");
+    // `-vv` shows the body pretty-printed, masked as far as it shows it.
+    assert!(out.stdout.contains("\"id ***\",\n"), "{}", out.stdout);
+    for secret in &secrets {
+        out.assert_hidden(secret);
+    }
+}

@@ -8,7 +8,8 @@ pub mod capture;
 pub mod jsonpath;
 mod shown;
 
-pub use shown::{excerpt, shown_value};
+pub use crate::redact::excerpt;
+pub use shown::{json_excerpt, shown_value};
 
 use crate::redact::{MASK, Mask, NoMask, is_sensitive_header};
 use crate::template::{Scope, Template, TemplateValue, value_to_text};
@@ -609,6 +610,8 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                     } else {
                         e.to_string()
                     };
+                    // The error quotes the value, which may be the whole body.
+                    let why = ctx.mask.mask_excerpt(&why, EXCERPT_CHARS);
                     format!("{why} at `{}`", e.instance_path())
                 })
                 .collect();

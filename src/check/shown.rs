@@ -5,35 +5,35 @@
 //! million strings) against a thousand learned secrets took 20 s, far past the deadline,
 //! to show its first 300 characters.
 
-use crate::redact::Mask;
+use crate::redact::{CUT, Mask, excerpt};
 use serde_json::Value;
 use std::ops::ControlFlow;
-
-/// The first `max` characters of `text`, marked when cut.
-pub fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
 
 /// `value` masked as an output shows it: a string (or a scalar masked to `***`) as an
 /// excerpt of its masked text; any other value whole when its masked JSON text fits in `max`
 /// bytes, else an excerpt of that text, as a string.
 pub fn shown_value(mask: &dyn Mask, value: &Value, max: usize) -> Value {
-    if value.is_array() || value.is_object() {
-        let mut head = MaskedHead {
-            mask,
-            text: String::new(),
-            chars: 0,
-            max,
-        };
-        if head.write(value).is_break() {
-            return Value::String(excerpt(&head.text, max));
-        }
+    match value {
+        Value::String(text) => Value::String(mask.mask_excerpt(text, max)),
+        Value::Array(_) | Value::Object(_) => match masked_json_head(mask, value, max, false) {
+            Head::Cut(text) => Value::String(excerpt(&text, max)),
+            // All of it fits, so the value is small: masked whole, as other outputs mask it.
+            Head::Whole(_) => cut(mask.mask_value(value), max),
+        },
+        scalar => cut(mask.mask_value(scalar), max),
     }
-    // All of it fits, so the value is small: masked whole, as the other outputs mask it.
-    cut(mask.mask_value(value), max)
+}
+
+/// The start of `value`'s JSON text (compact, or `pretty`) as shown: its values masked, then
+/// the text masked as a whole too (a secret written across values), cut to `max` characters.
+pub fn json_excerpt(mask: &dyn Mask, value: &Value, max: usize, pretty: bool) -> String {
+    // As far past the excerpt as `Mask::mask_excerpt` masks text, so that a secret that
+    // starts in the excerpt ends in what is masked.
+    let text = match masked_json_head(mask, value, max + 4096, pretty) {
+        Head::Whole(text) => text,
+        Head::Cut(text) => format!("{text}{CUT}"),
+    };
+    mask.mask_excerpt(&text, max)
 }
 
 /// A masked value as shown: cut to an excerpt of its text when long.
@@ -50,42 +50,91 @@ fn cut(masked: Value, max: usize) -> Value {
     }
 }
 
-/// The compact JSON text of a value with every string, key and scalar masked (as
-/// [`Mask::mask_value`] masks them), written until it is longer than `max` characters.
+/// The JSON text of a value, or its start.
+#[derive(Debug, PartialEq)]
+enum Head {
+    Whole(String),
+    /// More than the characters asked for, ending with the piece (a bracket, a key, a
+    /// value) that passed them.
+    Cut(String),
+}
+
+/// The JSON text of `value` (compact, or `pretty` as `serde_json::to_string_pretty` writes
+/// it) with every string, key and scalar masked as [`Mask::mask_value`] masks them, up to
+/// the first piece that takes it past `max` characters (a string longer than that cut too).
+fn masked_json_head(mask: &dyn Mask, value: &Value, max: usize, pretty: bool) -> Head {
+    let mut head = MaskedHead {
+        mask,
+        text: String::new(),
+        chars: 0,
+        max,
+        pretty,
+    };
+    match head.write(value, 0) {
+        ControlFlow::Break(()) => Head::Cut(head.text),
+        ControlFlow::Continue(()) => Head::Whole(head.text),
+    }
+}
+
 struct MaskedHead<'m> {
     mask: &'m dyn Mask,
     text: String,
     chars: usize,
     max: usize,
+    pretty: bool,
 }
 
 impl MaskedHead<'_> {
     /// Breaks once more than `max` characters are written: the rest cannot be shown.
-    fn write(&mut self, value: &Value) -> ControlFlow<()> {
+    fn write(&mut self, value: &Value, depth: usize) -> ControlFlow<()> {
         match value {
             Value::Array(items) => {
                 self.push("[")?;
                 for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.push(",")?;
-                    }
-                    self.write(item)?;
+                    self.next_item(i, depth + 1)?;
+                    self.write(item, depth + 1)?;
                 }
-                self.push("]")
+                self.close("]", !items.is_empty(), depth)
             }
             Value::Object(map) => {
                 self.push("{")?;
                 for (i, (key, item)) in map.iter().enumerate() {
-                    if i > 0 {
-                        self.push(",")?;
-                    }
-                    self.push(&Value::String(self.mask.mask_text(key)).to_string())?;
-                    self.push(":")?;
-                    self.write(item)?;
+                    self.next_item(i, depth + 1)?;
+                    let key = self.mask.mask_excerpt(key, self.max + 1);
+                    self.push(&Value::String(key).to_string())?;
+                    self.push(if self.pretty { ": " } else { ":" })?;
+                    self.write(item, depth + 1)?;
                 }
-                self.push("}")
+                self.close("}", !map.is_empty(), depth)
+            }
+            // A long string is cut too: more of it than the excerpt cannot be shown.
+            Value::String(text) => {
+                let masked = self.mask.mask_excerpt(text, self.max + 1);
+                self.push(&Value::String(masked).to_string())
             }
             scalar => self.push(&self.mask.mask_value(scalar).to_string()),
+        }
+    }
+
+    /// What comes before the `i`-th item of an array or object at `depth`.
+    fn next_item(&mut self, i: usize, depth: usize) -> ControlFlow<()> {
+        if i > 0 {
+            self.push(",")?;
+        }
+        self.indent(depth)
+    }
+
+    fn close(&mut self, bracket: &str, had_items: bool, depth: usize) -> ControlFlow<()> {
+        if had_items {
+            self.indent(depth)?;
+        }
+        self.push(bracket)
+    }
+
+    fn indent(&mut self, depth: usize) -> ControlFlow<()> {
+        match self.pretty {
+            true => self.push(&format!("\n{}", "  ".repeat(depth))),
+            false => ControlFlow::Continue(()),
         }
     }
 
@@ -122,6 +171,17 @@ mod tests {
             json!({"k": "é".repeat(400)}),
             json!(long),
             json!([[["x", "hunter2-secret"], long], {"a": long}]),
+            json!(format!(
+                "{}hunter2-secret{}",
+                "a".repeat(295),
+                "b".repeat(10_000)
+            )),
+            json!([format!(
+                "{}hunter2-secret{}",
+                "a".repeat(290),
+                "b".repeat(70_000)
+            )]),
+            json!({ "hunter2-secret ".repeat(3_000): "hunter2-secret ".repeat(5_000) }),
         ];
         for max in [0, 1, 5, 50, 300, 1000] {
             for value in &values {
@@ -133,6 +193,31 @@ mod tests {
                 assert_eq!(shown_value(&NoMask, value, max), cut(value.clone(), max));
             }
         }
+    }
+
+    #[test]
+    fn writes_json_as_serde_json_does() {
+        let mask = Redactor::default();
+        mask.learn("hunter2-secret");
+        let values = [
+            json!([]),
+            json!({}),
+            json!([[], {}, [[]], {"a": {}}]),
+            json!({"a": [1, 2.5, -3e40, null, true], "b": {"c": "d\"\n\u{1}é"}}),
+            json!(["hunter2-secret", {"k hunter2-secret": [1, {"x": []}]}]),
+        ];
+        for value in &values {
+            for pretty in [false, true] {
+                let write = |v: &Value| match pretty {
+                    true => serde_json::to_string_pretty(v).unwrap(),
+                    false => v.to_string(),
+                };
+                let expected = Head::Whole(write(&mask.mask_value(value)));
+                assert_eq!(masked_json_head(&mask, value, 10_000, pretty), expected);
+            }
+        }
+        let head = masked_json_head(&NoMask, &json!([["abc"], "def"]), 4, true);
+        assert_eq!(head, Head::Cut("[\n  [".into()));
     }
 
     #[test]

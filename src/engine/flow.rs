@@ -9,7 +9,7 @@ use super::result::{
     Attempt, ContractNote, ExchangeDetail, FlowOutcome, FlowResult, Phase, StepOutcome, StepResult,
 };
 use super::scope::FlowScope;
-use crate::check::{Assertion, CaptureSource, Observed, Subject, excerpt};
+use crate::check::{Assertion, CaptureSource, Observed, Subject, json_excerpt};
 use crate::openapi::Finding;
 use crate::redact::{
     MASK, Mask, basic_auth_forms, is_sensitive_header, learning_cost, shown_header, shown_url,
@@ -505,7 +505,7 @@ fn exchange_detail(
     observed: Option<&Observed>,
 ) -> ExchangeDetail {
     let mask = &*shared.redactor;
-    let cut = |text: &str, max: usize| excerpt(&mask.mask_text(text), max);
+    let cut = |text: &str, max: usize| mask.mask_excerpt(text, max);
     let request_headers = shown_headers
         .iter()
         .take(DETAIL_MAX_HEADERS)
@@ -537,21 +537,16 @@ fn exchange_detail(
 
 /// A response body as `-vv` shows it: JSON masked value by value, then pretty-printed;
 /// anything else masked as text; then cut. Masking comes before cutting, so no part of a
-/// secret survives at the cut.
+/// secret survives at the cut, and goes only as far as the excerpt may show.
 fn shown_body(mask: &dyn Mask, body: &[u8]) -> String {
-    // Past the excerpt nothing is shown: a huge body is not parsed for a 2 KB look at it. Its
-    // text is masked whole, which masks only as far as may be shown (`Mask::mask_text`); cut
-    // here first, a body of copies of a long secret masked down to less than the excerpt,
-    // which then showed the start of the copy the cut split (attack findings).
+    // A huge body is not parsed for a 2 KB look at it.
     let json = (body.len() <= 64 * DETAIL_EXCERPT_CHARS)
         .then(|| serde_json::from_slice::<Value>(body).ok())
         .flatten();
-    let pretty = json.and_then(|json| serde_json::to_string_pretty(&mask.mask_value(&json)).ok());
-    let text = match pretty {
-        Some(pretty) => mask.mask_text(&pretty),
-        None => mask.mask_text(&String::from_utf8_lossy(body)),
-    };
-    excerpt(&text, DETAIL_EXCERPT_CHARS)
+    match json {
+        Some(json) => json_excerpt(mask, &json, DETAIL_EXCERPT_CHARS, true),
+        None => mask.mask_excerpt(&String::from_utf8_lossy(body), DETAIL_EXCERPT_CHARS),
+    }
 }
 
 /// A request that got a response, and how to show it.
@@ -671,17 +666,15 @@ fn redirected_url(
 /// values, masked by value (a secret number in any notation, a string escaped any number of
 /// times), then written compactly; any other body is masked as text. Both before the cut.
 fn body_excerpt(observed: &Observed, mask: &dyn Mask) -> String {
-    // Masking every value of a large JSON body would take as long as masking all its text,
-    // which is only masked as far as it may be shown (`Mask::mask_text`).
+    // Parsing a large body only to show its start would take as long as masking its text.
     let json = observed
         .json()
         .ok()
         .filter(|_| observed.body.len() <= BODY_EXCERPT_JSON_BYTES);
-    let text = match json {
-        Some(value) => mask.mask_text(&mask.mask_value(value).to_string()),
-        None => mask.mask_text(&observed.body_text()),
-    };
-    excerpt(&text, BODY_EXCERPT_CHARS)
+    match json {
+        Some(value) => json_excerpt(mask, value, BODY_EXCERPT_CHARS, false),
+        None => mask.mask_excerpt(&observed.body_text(), BODY_EXCERPT_CHARS),
+    }
 }
 
 fn observe(exchange: Exchange, jar: &Jar) -> Observed {

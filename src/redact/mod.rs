@@ -65,6 +65,11 @@ pub trait Mask {
     /// A JSON value with every secret replaced, whatever its type: a number, boolean or
     /// string equal to a secret becomes `"***"`; strings and object keys are masked as text.
     fn mask_value(&self, value: &Value) -> Value;
+    /// The first `max` characters of `text` masked (see [`excerpt`]): only as much of `text`
+    /// is masked as they may show, where [`Mask::mask_text`] masks as much as any output shows.
+    fn mask_excerpt(&self, text: &str, max: usize) -> String {
+        excerpt(&self.mask_text(text), max)
+    }
     /// A header name that came from staging (a server may echo a value into one), masked
     /// like text.
     fn mask_header_name(&self, name: &str) -> String {
@@ -325,8 +330,16 @@ const SHOWN_HEAD_BYTES: usize = 64 * 1024;
 /// The longest excerpt of a text any output shows, in characters (`-vv`'s body).
 const LONGEST_EXCERPT_CHARS: usize = 2_000;
 
-/// What ends an excerpt cut short (`check::excerpt`).
-const CUT: char = '…';
+/// What ends an excerpt cut short ([`excerpt`]).
+pub const CUT: char = '…';
+
+/// The first `max` characters of `text`, marked when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}{CUT}", &text[..cut]),
+        None => text.to_string(),
+    }
+}
 
 /// The forms of a secret whose start is looked for before a cut: its whole forms in transit
 /// ([`pattern::literal_forms`]), and more encoders' ways: every character but letters
@@ -707,9 +720,9 @@ impl Redactor {
     /// a secret at the end is masked as at any cut. No output shows more than 2,000
     /// characters of a text, and masking all of a 10 MiB body against hundreds of secrets
     /// took minutes, past the deadline.
-    fn shown_head<'t>(&self, text: &'t str) -> std::borrow::Cow<'t, str> {
+    fn shown_head<'t>(&self, text: &'t str, head_bytes: usize) -> std::borrow::Cow<'t, str> {
         let longest = self.read().values.iter().map(String::len).max();
-        let reach = SHOWN_HEAD_BYTES + 16 * longest.unwrap_or(0);
+        let reach = head_bytes + 16 * longest.unwrap_or(0);
         if text.len() <= reach {
             return text.into();
         }
@@ -750,7 +763,7 @@ impl Mask for Redactor {
         if self.read().values.iter().any(|v| v == text) {
             return MASK.to_string();
         }
-        let head = self.shown_head(text);
+        let head = self.shown_head(text, SHOWN_HEAD_BYTES);
         let masked = self.mask_all(&head);
         // Copies of a long secret early in the text shrink its head to less than an output
         // may show, and the cut would be shown, where only a few forms of a secret are known
@@ -759,6 +772,26 @@ impl Mask for Redactor {
             return self.mask_all(text);
         }
         masked
+    }
+
+    fn mask_excerpt(&self, text: &str, max: usize) -> String {
+        if self.read().values.iter().any(|v| v == text) {
+            return MASK.to_string();
+        }
+        // `max` characters of up to four bytes, 4 KiB more, and as far again as the longest
+        // secret's forms reach (see `shown_head`): a secret that starts in the excerpt ends
+        // in the head.
+        let head = self.shown_head(text, 4 * max + 4096);
+        if head.len() == text.len() {
+            return excerpt(&self.mask_all(text), max);
+        }
+        let masked = self.mask_all(&head);
+        // Masking shrank the head to no more than the excerpt (copies of a long secret): the
+        // cut would be shown, so as much is masked as any output shows.
+        match masked.chars().nth(max) {
+            Some(_) => excerpt(&masked, max),
+            None => excerpt(&self.mask_text(text), max),
+        }
     }
 
     fn mask_value(&self, value: &Value) -> Value {

@@ -2208,11 +2208,10 @@ async fn a_huge_actual_value_is_masked_only_as_far_as_it_is_shown() {
     let (server, secrets) =
         binary::huge_value_after_secrets("/items", 400_000, |items| json!({ "items": items }))
             .await;
-    let flow = r#"
-[[step]]
-name = "login"
-path = "/login"
-capture = { t = { json = "$.t", secret = true } }
+    let flow = format!(
+        "{}{}",
+        binary::LEARN_SECRETS,
+        r#"
 [[step]]
 name = "items"
 path = "/items"
@@ -2222,8 +2221,9 @@ path = "/items"
 "$[\"items\"]" = { equals = [] }
 "$.*" = { equals = [] }
 "$[*]" = { equals = [] }
-"#;
-    let dir = suite(&server.uri(), "deadline = \"10s\"\n", &[("c.toml", flow)]);
+"#
+    );
+    let dir = suite(&server.uri(), "deadline = \"10s\"\n", &[("c.toml", &flow)]);
     let out = run_all(dir.path(), &[], &[]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(!out.stdout.contains("deadline"), "{}", out.stdout);
@@ -2288,18 +2288,18 @@ async fn a_short_secret_split_by_escaped_invisible_characters_is_masked() {
 async fn a_json_schema_error_on_a_large_body_quotes_an_excerpt() {
     let (server, secrets) =
         binary::huge_value_after_secrets("/items", 5_000, |items| json!({ "items": items })).await;
-    let flow = r#"
-[[step]]
-name = "login"
-path = "/login"
-capture = { t = { json = "$.t", secret = true } }
+    let flow = format!(
+        "{}{}",
+        binary::LEARN_SECRETS,
+        r#"
 [[step]]
 name = "items"
 path = "/items"
 [step.expect]
 body = { json_schema = "schema.json" }
-"#;
-    let dir = suite(&server.uri(), "", &[("c.toml", flow)]);
+"#
+    );
+    let dir = suite(&server.uri(), "", &[("c.toml", &flow)]);
     let schema = r#"{"type": "object", "properties": {"items": {"type": "string"}}}"#;
     std::fs::write(dir.path().join("schema.json"), schema).unwrap();
     let out = run_all(dir.path(), &[], &["-vv"]).await;

@@ -223,6 +223,14 @@ pub async fn paths(server: &MockServer) -> Vec<String> {
     requests.iter().map(|r| r.url.path().to_string()).collect()
 }
 
+/// The step that learns the secrets of [`huge_value_after_secrets`].
+pub const LEARN_SECRETS: &str = r#"
+[[step]]
+name = "login"
+path = "/login"
+capture = { t = { json = "$.t", secret = true } }
+"#;
+
 /// 63 secrets staging gives at `/login` as `$.t` (a `secret = true` capture of it learns 64),
 /// and at `at` `n` strings (`s0`, `s1`, …) whose fourth holds the eighth secret, wrapped by
 /// `wrap`: a huge value to mask against many learned secrets.

@@ -2323,3 +2323,32 @@ body = { json_schema = "schema.json" }
         out.assert_hidden(secret);
     }
 }
+
+/// The start of a secret before a cut (`…`), shorter than a part (12 bytes) and written in a
+/// mix of escapes no one encoder writes (a digit percent-encoded among plain letters, an HTML
+/// reference for one letter), showed: only the forms common encoders write were looked for
+/// there. The start is looked for in the text with its escapes decoded too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_start_of_a_secret_at_a_cut_in_mixed_escapes_is_masked() {
+    const TOK: &str = "Zq7Xk9Wm2Vb4Pd8H";
+    let starts = ["Zq%37Xk9", "&#x5A;q7Xk", "Zq7%58k9W%6D"];
+    let body = starts.map(|s| format!("seen {s}…")).join(" and ");
+    let server = MockServer::start().await;
+    Mock::given(path("/cut"))
+        .respond_with(ResponseTemplate::new(500).set_body_string(body))
+        .mount(&server)
+        .await;
+    let flow = "[[step]]\npath = \"/cut\"\nheaders = { x-t = \"{{ secret.TOK }}\" }\n";
+    let dir = suite(&server.uri(), "", &[("cut.toml", flow)]);
+    let out = run_all(dir.path(), &[("TOK", TOK)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("seen ***… and seen ***…"),
+        "{}",
+        out.stdout
+    );
+    out.assert_hidden(TOK);
+    for start in starts {
+        out.assert_nowhere(start);
+    }
+}

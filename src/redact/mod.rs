@@ -505,9 +505,7 @@ fn mask_cut_secrets(text: &str, fragments: &fragment::Fragments) -> String {
     let mut rest = text;
     while let Some(at) = rest.find(CUT) {
         let before = &rest[..at];
-        let kept = fragments
-            .start_before(before)
-            .map_or(before, |len| &before[..before.len() - len]);
+        let kept = &before[..start_at_cut(fragments, before)];
         out.push_str(kept);
         if kept.len() < before.len() {
             out.push_str(MASK);
@@ -517,6 +515,31 @@ fn mask_cut_secrets(text: &str, fragments: &fragment::Fragments) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// How far back before a cut a start of a secret written in escapes is looked for: 15 bytes
+/// of a secret, each in an escape of up to 16 bytes.
+const ESCAPED_START_BYTES: usize = 256;
+
+/// Where the start of a secret that `before` (the text before a cut) ends with begins, or its
+/// end: the start as one of its forms, or written in a mix of escapes no one encoder writes
+/// (`Zq%37Xk…`, `&#x5A;q7Xk…`), found in the text decoded (see [`decode`]).
+fn start_at_cut(fragments: &fragment::Fragments, before: &str) -> usize {
+    let as_written = fragments.start_before(before).map(|len| before.len() - len);
+    let mut from = before.len().saturating_sub(ESCAPED_START_BYTES);
+    while !before.is_char_boundary(from) {
+        from += 1;
+    }
+    let decoded = decode::decode(&before[from..]).and_then(|decoded| {
+        let len = fragments.start_before(&decoded.text)?;
+        let end = decoded.text.len();
+        Some(from + decoded.original(end - len..end).start)
+    });
+    as_written
+        .into_iter()
+        .chain(decoded)
+        .min()
+        .unwrap_or(before.len())
 }
 
 fn json_escaped(secret: &str) -> String {

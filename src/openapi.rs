@@ -9,8 +9,8 @@
 //! schemas already are, and the `jsonschema` crate validates both. A `$ref` must point inside
 //! the document; every one is resolved at load, so a broken document never reaches a run.
 
-use crate::check::{Assertion, MISSING, Observed, shown_value};
-use crate::redact::{Mask, NoMask};
+use crate::check::{Assertion, MISSING, Observed, shown_schema_error, shown_value};
+use crate::redact::Mask;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 use std::fmt;
@@ -1016,16 +1016,7 @@ fn schema_checks(
         };
         let rule = shown_rule(&error.schema_path().to_string());
         let shown_at = if at.is_empty() { "(root)" } else { &at };
-        // The message quotes the offending value as the parser read it (`1.50` as `1.5`):
-        // when masking changes that value, quote it masked instead. Only as much of it is
-        // compared as the message's excerpt can show: masking all of a huge value against
-        // many secrets outlasts the deadline.
-        let quoted = |mask: &dyn Mask| shown_value(mask, error.instance(), 2 * SHOWN_CHARS);
-        let message = if quoted(mask) == quoted(&NoMask) {
-            format!("{shown_at}: {error}")
-        } else {
-            format!("{shown_at}: {}", error.masked_with("***"))
-        };
+        let message = format!("{shown_at}: {}", shown_schema_error(&error, mask));
         out.push(failed(json!(rule), value, message));
     }
     if more > 0 {

@@ -890,3 +890,91 @@ async fn a_huge_violating_value_is_masked_only_as_far_as_it_is_shown() {
         out.assert_hidden(secret);
     }
 }
+
+/// Short secret captures (shorter than the 8 characters a secret is looked for in text) and a
+/// secret number in another notation, quoted by a schema error's message: an `[openapi]`
+/// violation whose message names items from anywhere in the value (`unevaluatedItems`,
+/// `additionalProperties`), and a `json_schema` check's (attack findings). Every value a
+/// message quotes is masked as a value now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schema_error_never_quotes_a_short_or_numeric_secret() {
+    const SPEC: &str = r#"
+openapi: 3.1.0
+info: {title: Quotes, version: "1"}
+paths:
+  /login:
+    get:
+      responses:
+        200: {description: ok, content: {application/json: {schema: {type: object}}}}
+  /arr:
+    get:
+      responses:
+        200:
+          description: ok
+          content:
+            application/json:
+              schema: {type: array, prefixItems: [{type: string}], unevaluatedItems: false}
+  /obj:
+    get:
+      responses:
+        200:
+          description: ok
+          content:
+            application/json:
+              schema: {type: object, properties: {a: {type: string}}, additionalProperties: false}
+"#;
+    let server = MockServer::start().await;
+    let answers = [
+        ("/login", r#"{"pin": 4821.50, "code": "x7Q2"}"#.to_string()),
+        (
+            "/arr",
+            format!(r#"["{}", 4821.50, "x7Q2"]"#, "a".repeat(700)),
+        ),
+        ("/obj", r#"{"a": "b", "x7Q2": 1}"#.to_string()),
+        ("/small", r#"{"pin": 4821.50, "code": "x7Q2"}"#.to_string()),
+    ];
+    for (at, body) in answers {
+        Mock::given(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+            .mount(&server)
+            .await;
+    }
+    let login = "[[step]]\nname = \"login\"\npath = \"/login\"\ncapture = { pin = { json = \"$.pin\", secret = true }, code = { json = \"$.code\", secret = true } }\n";
+    let step = |at: &str| format!("[[step]]\nname = \"{at}\"\npath = \"{at}\"\n");
+    let small = "[step.expect.json]\n\"$\" = { json_schema = \"s.json\" }\n";
+    let flows: Vec<(String, String)> = [
+        ("a", step("/arr")),
+        ("o", step("/obj")),
+        ("s", format!("{}{small}", step("/small"))),
+    ]
+    .into_iter()
+    .map(|(name, steps)| (format!("{name}.toml"), format!("{login}{steps}")))
+    .collect();
+    let flows: Vec<(&str, &str)> = flows
+        .iter()
+        .map(|(n, f)| (n.as_str(), f.as_str()))
+        .collect();
+    let dir = suite(&server.uri(), "openapi.yaml", SPEC, "", &flows);
+    let schema =
+        r#"{"type":"object","properties":{"pin":{"type":"string"},"code":{"type":"integer"}}}"#;
+    std::fs::write(dir.path().join("s.json"), schema).unwrap();
+    let out = run_all(dir.path(), &[], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(failed_messages(&out).len() >= 2, "{}", out.json);
+    let messages = failed_messages(&out).join("\n");
+    for said in [
+        "Unevaluated items are not allowed (2 items)",
+        "Additional properties are not allowed ('***' was unexpected)",
+    ] {
+        assert!(messages.contains(said), "{messages}");
+    }
+    assert!(
+        out.stdout
+            .contains("*** is not of type \"string\" at `/pin`"),
+        "{}",
+        out.stdout
+    );
+    for shown in ["x7Q2", "4821.5"] {
+        out.assert_nowhere(shown);
+    }
+}

@@ -2352,3 +2352,129 @@ async fn a_short_start_of_a_secret_at_a_cut_in_mixed_escapes_is_masked() {
         out.assert_nowhere(start);
     }
 }
+
+/// A JSON body over 64 KiB (the body excerpt) or 128 KB (`-vv`) was masked as text, where a
+/// secret shorter than text is searched for, or a number in another notation, shows
+/// (`{"pin": 4821.50, "code": "x7Q2", …`), in a failed step and in a passing one under
+/// `-vv` alike (attack finding). A JSON body of any size is masked by value now.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_json_body_is_masked_by_value() {
+    let server = MockServer::start().await;
+    let small = r#"{"pin": 4821.50, "code": "x7Q2"}"#.to_string();
+    let large = format!(
+        r#"{{"pin": 4821.50, "code": "x7Q2", "pad": "{}"}}"#,
+        "p".repeat(200_000)
+    );
+    for (at, body) in [("/login", small), ("/large", large)] {
+        Mock::given(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+            .mount(&server)
+            .await;
+    }
+    let login = "[[step]]\nname = \"login\"\npath = \"/login\"\ncapture = { pin = { json = \"$.pin\", secret = true }, code = { json = \"$.code\", secret = true } }\n";
+    let large = |status: u16| {
+        format!(
+            "{login}[[step]]\nname = \"large\"\npath = \"/large\"\nexpect = {{ status = {status} }}\n"
+        )
+    };
+    let (failing, passing) = (large(201), large(200));
+    let dir = suite(
+        &server.uri(),
+        "",
+        &[("failing.toml", &failing), ("passing.toml", &passing)],
+    );
+    let out = run_all(dir.path(), &[], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains(r#""pin": "***""#), "{}", out.stdout);
+    let report = out.report();
+    let failed = report["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "failing");
+    let excerpt = failed.unwrap()["steps"][1]["body_excerpt"]
+        .as_str()
+        .unwrap();
+    assert!(
+        excerpt.starts_with(r#"{"pin":"***","code":"***","pad":"ppp"#),
+        "{excerpt}"
+    );
+    for shown in ["x7Q2", "4821.5"] {
+        out.assert_nowhere(shown);
+    }
+}
+
+/// A secret written across two JSON strings (`abcdefghij","klmnopqrst`) in a small actual
+/// value showed: its values were masked one by one, its JSON text never as a whole. And a
+/// value 127 arrays deep, shown as an actual value, failed the JUnit report of a run whose
+/// checks all passed: a report is read back, and a JSON reader stops at 128 levels (attack
+/// findings).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_across_values_is_masked_and_a_deep_value_passes() {
+    const TOKEN: &str = r#"abcdefghij","klmnopqrst"#;
+    let server = MockServer::start().await;
+    let deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
+    for (at, body) in [
+        (
+            "/across",
+            r#"{"v":["abcdefghij","klmnopqrst"]}"#.to_string(),
+        ),
+        ("/deep", deep),
+    ] {
+        Mock::given(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+            .mount(&server)
+            .await;
+    }
+    let across = "[[step]]\npath = \"/across\"\nheaders = { x-t = \"{{ secret.TOKEN }}\" }\n[step.expect.json]\n\"$.v\" = { equals = [] }\n";
+    let dir = suite(&server.uri(), "", &[("across.toml", across)]);
+    let out = run_all(dir.path(), &[("TOKEN", TOKEN)], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let report = out.report();
+    let equals = &report["flows"][0]["steps"][0]["assertions"][1];
+    assert_eq!(equals["actual"], json!(r#"["***"]"#), "{equals:#}");
+    out.assert_hidden(TOKEN);
+    out.assert_nowhere(r#"["abcdefghij","klmnopqrst"]"#);
+    let deep = "[[step]]\npath = \"/deep\"\n[step.expect.json]\n\"$\" = { exists = true }\n";
+    let dir = suite(&server.uri(), "", &[("deep.toml", deep)]);
+    let out = run_all(dir.path(), &[], &[]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.junit.contains("<testsuite"), "{}", out.junit);
+}
+
+/// Copies of a long secret at the start of a large body shrank its masked head to less than
+/// an output shows, and then all of the body was masked, against every secret: minutes past
+/// the deadline with many secrets (attack finding). The head is shown short of its cut now.
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_of_a_long_secret_do_not_hold_the_run_past_its_deadline() {
+    let mut secrets = tokens(62, 20);
+    let long = tokens(1, 1_000).remove(0);
+    secrets.push(long.clone());
+    let prefixes: Vec<&str> = secrets[..62].iter().map(|s| &s[..11]).collect();
+    let body = format!("{}{}", long.repeat(200), prefixes.join(" ").repeat(8_000));
+    let server = MockServer::start().await;
+    Mock::given(path("/login"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "t": &secrets })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/copies"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(body))
+        .mount(&server)
+        .await;
+    let flow = format!(
+        "{}[[step]]\nname = \"copies\"\npath = \"/copies\"\nexpect = {{ status = 201 }}\n",
+        binary::LEARN_SECRETS
+    );
+    let dir = suite(
+        &server.uri(),
+        "deadline = \"10s\"\nmax_body = \"64MiB\"\n",
+        &[("c.toml", &flow)],
+    );
+    let out = run_all(dir.path(), &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(!out.stdout.contains("deadline"), "{}", out.stdout);
+    assert!(out.stdout.contains("status"), "{}", out.stdout);
+    for secret in &secrets {
+        out.assert_hidden(secret);
+    }
+}

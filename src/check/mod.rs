@@ -9,7 +9,7 @@ pub mod jsonpath;
 mod shown;
 
 pub use crate::redact::excerpt;
-pub use shown::{json_excerpt, shown_value};
+pub use shown::{json_excerpt, shown_schema_error, shown_value};
 
 use crate::redact::{MASK, Mask, NoMask, is_sensitive_header};
 use crate::template::{Scope, Template, TemplateValue, value_to_text};
@@ -379,7 +379,7 @@ fn evaluate_op(
     let actual = match actual {
         Ok(value) => value.as_ref(),
         Err(why) => {
-            assertion.expected = mask.mask_value(&expected_for_report(op, scope));
+            assertion.expected = shown_value(mask, &expected_for_report(op, scope), EXCERPT_CHARS);
             assertion.actual = Value::String(MISSING.into());
             assertion.message = Some(mask.mask_text(why));
             return assertion;
@@ -392,7 +392,7 @@ fn evaluate_op(
             passed,
             message,
         }) => {
-            assertion.expected = mask.mask_value(&expected);
+            assertion.expected = shown_value(mask, &expected, EXCERPT_CHARS);
             assertion.actual = match shown {
                 Some(value) => mask.mask_value(&value),
                 None => shown_actual(mask, actual),
@@ -401,7 +401,7 @@ fn evaluate_op(
             assertion.message = message.map(|m| mask.mask_text(&m));
         }
         Err(why) => {
-            assertion.expected = mask.mask_value(&expected_for_report(op, scope));
+            assertion.expected = shown_value(mask, &expected_for_report(op, scope), EXCERPT_CHARS);
             assertion.actual = shown_actual(mask, actual);
             assertion.message = Some(mask.mask_text(&why));
         }
@@ -608,7 +608,7 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                     let why = if ctx.sensitive_subject {
                         masked_schema_error(&e)
                     } else {
-                        e.to_string()
+                        shown_schema_error(&e, ctx.mask)
                     };
                     // The error quotes the value, which may be the whole body.
                     let why = ctx.mask.mask_excerpt(&why, EXCERPT_CHARS);

@@ -5,7 +5,7 @@
 //! million strings) against a thousand learned secrets took 20 s, far past the deadline,
 //! to show its first 300 characters.
 
-use crate::redact::{CUT, Mask, excerpt};
+use crate::redact::{CUT, MASK, Mask, NoMask, excerpt};
 use serde_json::Value;
 use std::ops::ControlFlow;
 
@@ -15,25 +15,126 @@ use std::ops::ControlFlow;
 pub fn shown_value(mask: &dyn Mask, value: &Value, max: usize) -> Value {
     match value {
         Value::String(text) => Value::String(mask.mask_excerpt(text, max)),
-        Value::Array(_) | Value::Object(_) => match masked_json_head(mask, value, max, false) {
-            Head::Cut(text) => Value::String(excerpt(&text, max)),
-            // All of it fits, so the value is small: masked whole, as other outputs mask it.
-            Head::Whole(_) => cut(mask.mask_value(value), max),
-        },
+        Value::Array(_) | Value::Object(_) => {
+            match masked_json_head(mask, value, max + MASKED_AHEAD_CHARS, false) {
+                // Small, no secret written across its values (`["abc","def"]` for the secret
+                // `abc","def`), and not so deep that a report could not be read back: the
+                // value itself, masked.
+                Head::Whole(text)
+                    if text.len() <= max
+                        && depth(value) <= MAX_SHOWN_DEPTH
+                        && mask.mask_excerpt(&text, max) == text =>
+                {
+                    mask.mask_value(value)
+                }
+                head => Value::String(text_excerpt(mask, head, max)),
+            }
+        }
         scalar => cut(mask.mask_value(scalar), max),
+    }
+}
+
+/// How far past an excerpt a value's JSON text is written and masked, as
+/// [`Mask::mask_excerpt`] masks text: a secret that starts in the excerpt ends in it.
+const MASKED_AHEAD_CHARS: usize = 4096;
+
+/// The deepest array or object shown as itself in a report; a deeper one is shown as its JSON
+/// text. A report is read back (a streamed report's flows, `merge`), and a JSON reader stops
+/// at 128 levels (attack finding: a body 127 arrays deep failed the JUnit report).
+const MAX_SHOWN_DEPTH: usize = 32;
+
+/// How many arrays and objects deep `value` is.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
 /// The start of `value`'s JSON text (compact, or `pretty`) as shown: its values masked, then
 /// the text masked as a whole too (a secret written across values), cut to `max` characters.
 pub fn json_excerpt(mask: &dyn Mask, value: &Value, max: usize, pretty: bool) -> String {
-    // As far past the excerpt as `Mask::mask_excerpt` masks text, so that a secret that
-    // starts in the excerpt ends in what is masked.
-    let text = match masked_json_head(mask, value, max + 4096, pretty) {
+    let head = masked_json_head(mask, value, max + MASKED_AHEAD_CHARS, pretty);
+    text_excerpt(mask, head, max)
+}
+
+/// A value's JSON text (its values masked), masked as text too and cut to `max` characters.
+fn text_excerpt(mask: &dyn Mask, head: Head, max: usize) -> String {
+    let text = match head {
         Head::Whole(text) => text,
         Head::Cut(text) => format!("{text}{CUT}"),
     };
     mask.mask_excerpt(&text, max)
+}
+
+/// How much of a value a schema error's message quotes as jsonschema writes it, at most.
+const QUOTED_CHARS: usize = 600;
+
+/// How much of a value a schema error quotes in its stead, when the message is not shown as
+/// jsonschema writes it.
+const QUOTED_EXCERPT_CHARS: usize = 100;
+
+/// A JSON Schema error's message as shown. jsonschema's message quotes the value it is about,
+/// items or keys of it from anywhere in it (`unevaluatedItems`, `additionalProperties`), and
+/// numbers as parsed (`1.5` for `1.50`): masking the message as text misses a secret shorter
+/// than text is searched for, and a number in another notation. So the message is as written
+/// only when the value is small and masking it as a value changes nothing; otherwise it
+/// quotes an excerpt of the masked value, and the names it lists masked one by one.
+pub fn shown_schema_error(error: &jsonschema::ValidationError, mask: &dyn Mask) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let instance = error.instance();
+    let small = matches!(
+        masked_json_head(&NoMask, instance, QUOTED_CHARS, false),
+        Head::Whole(_)
+    );
+    if small && mask.mask_value(instance) == **instance {
+        return error.to_string();
+    }
+    match error.kind() {
+        Kind::AdditionalProperties { unexpected } => {
+            format!(
+                "Additional properties are not allowed ({})",
+                names(mask, unexpected)
+            )
+        }
+        Kind::UnevaluatedProperties { unexpected } => {
+            format!(
+                "Unevaluated properties are not allowed ({})",
+                names(mask, unexpected)
+            )
+        }
+        Kind::PropertyNames { error } => shown_schema_error(error, mask),
+        _ => {
+            let quoted = match &**instance {
+                Value::Array(_) | Value::Object(_) => {
+                    json_excerpt(mask, instance, QUOTED_EXCERPT_CHARS, false)
+                }
+                // A secret is quoted as `***`, not as the JSON string `"***"`.
+                scalar => match shown_value(mask, scalar, QUOTED_EXCERPT_CHARS) {
+                    Value::String(masked) if masked == MASK => masked,
+                    shown => shown.to_string(),
+                },
+            };
+            error.masked_with(quoted).to_string()
+        }
+    }
+}
+
+/// The property names a schema error lists, each masked as a value (`'a', '***' were
+/// unexpected`), the first ten of them.
+fn names(mask: &dyn Mask, names: &[String]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(10)
+        .map(|name| format!("'{}'", mask.mask_excerpt(name, QUOTED_EXCERPT_CHARS)))
+        .collect();
+    let more = match names.len().saturating_sub(shown.len()) {
+        0 => String::new(),
+        more => format!(" and {more} more"),
+    };
+    let verb = if names.len() == 1 { "was" } else { "were" };
+    format!("{}{more} {verb} unexpected", shown.join(", "))
 }
 
 /// A masked value as shown: cut to an excerpt of its text when long.
@@ -244,6 +345,6 @@ mod tests {
                 .as_str()
                 .is_some_and(|s| s.starts_with("[\"s0\",\"s1\""))
         );
-        assert!(mask.0.get() < 100, "masked {} strings", mask.0.get());
+        assert!(mask.0.get() < 1_000, "masked {} strings", mask.0.get());
     }
 }

@@ -28,9 +28,6 @@ pub const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 /// since what the flow created may still be on staging.
 pub const CLEANUP_UNFINISHED: &str = "cleanup did not finish: test data may be left behind";
 const BODY_EXCERPT_CHARS: usize = 500;
-/// The largest JSON body whose excerpt is written from its values masked one by one (see
-/// `body_excerpt`); a larger one's is its text.
-const BODY_EXCERPT_JSON_BYTES: usize = 64 * 1024;
 
 /// Runs one flow to the end, cleanups included, recording each step result in `record` as soon
 /// as it exists (so that a task aborted after the grace time keeps them). Never panics on bad
@@ -524,9 +521,8 @@ fn exchange_detail(
         })
         .collect();
     let response_body = observed
-        .map(|observed| &observed.body)
-        .filter(|body| !body.is_empty())
-        .map(|body| shown_body(mask, body));
+        .filter(|observed| !observed.body.is_empty())
+        .map(|observed| shown_body(mask, observed));
     ExchangeDetail {
         request_headers,
         request_body: shown_request_body.map(|b| cut(b, DETAIL_EXCERPT_CHARS)),
@@ -537,15 +533,13 @@ fn exchange_detail(
 
 /// A response body as `-vv` shows it: JSON masked value by value, then pretty-printed;
 /// anything else masked as text; then cut. Masking comes before cutting, so no part of a
-/// secret survives at the cut, and goes only as far as the excerpt may show.
-fn shown_body(mask: &dyn Mask, body: &[u8]) -> String {
-    // A huge body is not parsed for a 2 KB look at it.
-    let json = (body.len() <= 64 * DETAIL_EXCERPT_CHARS)
-        .then(|| serde_json::from_slice::<Value>(body).ok())
-        .flatten();
-    match json {
-        Some(json) => json_excerpt(mask, &json, DETAIL_EXCERPT_CHARS, true),
-        None => mask.mask_excerpt(&String::from_utf8_lossy(body), DETAIL_EXCERPT_CHARS),
+/// secret survives at the cut, and goes only as far as the excerpt may show. A JSON body of
+/// any size is shown from its values: as text, a secret shorter than text is searched for,
+/// or a number in another notation, would show.
+fn shown_body(mask: &dyn Mask, observed: &Observed) -> String {
+    match observed.json() {
+        Ok(json) => json_excerpt(mask, json, DETAIL_EXCERPT_CHARS, true),
+        Err(_) => mask.mask_excerpt(&observed.body_text(), DETAIL_EXCERPT_CHARS),
     }
 }
 
@@ -662,18 +656,14 @@ fn redirected_url(
     format!("{origin}{}", mask.mask_text(rest))
 }
 
-/// The start of a response body as it may be shown. A JSON body is shown from its parsed
-/// values, masked by value (a secret number in any notation, a string escaped any number of
-/// times), then written compactly; any other body is masked as text. Both before the cut.
+/// The start of a response body as it may be shown. A JSON body (of any size: see
+/// `shown_body`) is shown from its parsed values, masked by value (a secret number in any
+/// notation, a string escaped any number of times), then written compactly; any other body
+/// is masked as text. Both before the cut.
 fn body_excerpt(observed: &Observed, mask: &dyn Mask) -> String {
-    // Parsing a large body only to show its start would take as long as masking its text.
-    let json = observed
-        .json()
-        .ok()
-        .filter(|_| observed.body.len() <= BODY_EXCERPT_JSON_BYTES);
-    match json {
-        Some(value) => json_excerpt(mask, value, BODY_EXCERPT_CHARS, false),
-        None => mask.mask_excerpt(&observed.body_text(), BODY_EXCERPT_CHARS),
+    match observed.json() {
+        Ok(value) => json_excerpt(mask, value, BODY_EXCERPT_CHARS, false),
+        Err(_) => mask.mask_excerpt(&observed.body_text(), BODY_EXCERPT_CHARS),
     }
 }
 

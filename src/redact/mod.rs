@@ -753,6 +753,22 @@ impl Redactor {
         format!("{}{CUT}", &text[..end.unwrap_or(0)]).into()
     }
 
+    /// A masked head (see [`Redactor::shown_head`]) that copies of a long secret early in
+    /// the text shrank to less than an output may show, so that its cut would be shown:
+    /// without its end, as far back as the longest secret's forms reach, so that no start
+    /// of a secret the cut split shows in a form the cut does not know (attack finding).
+    /// Masking never lengthens text, so that end holds all that was past the reach. Masking
+    /// all of the text instead took minutes with many secrets (attack finding).
+    fn short_of_the_cut(&self, masked: String) -> String {
+        let longest = self.read().values.iter().map(String::len).max();
+        let body = masked.strip_suffix(CUT).unwrap_or(&masked);
+        let mut end = body.len().saturating_sub(16 * longest.unwrap_or(0));
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}{CUT}", &body[..end])
+    }
+
     /// `text` with every secret masked: whole ones in every form and view, then the starts
     /// of secrets at a cut, then parts (see [`fragment`]). Parts come last: a part masked
     /// first would leave a whole secret split over lines in pieces no pattern finds.
@@ -788,11 +804,8 @@ impl Mask for Redactor {
         }
         let head = self.shown_head(text, SHOWN_HEAD_BYTES);
         let masked = self.mask_all(&head);
-        // Copies of a long secret early in the text shrink its head to less than an output
-        // may show, and the cut would be shown, where only a few forms of a secret are known
-        // (attack finding): then the whole text is masked.
         if head.len() < text.len() && masked.chars().nth(2 * LONGEST_EXCERPT_CHARS).is_none() {
-            return self.mask_all(text);
+            return self.short_of_the_cut(masked);
         }
         masked
     }
@@ -809,8 +822,8 @@ impl Mask for Redactor {
             return excerpt(&self.mask_all(text), max);
         }
         let masked = self.mask_all(&head);
-        // Masking shrank the head to no more than the excerpt (copies of a long secret): the
-        // cut would be shown, so as much is masked as any output shows.
+        // Masking shrank the head to no more than the excerpt (copies of a long secret): as
+        // much is masked as any output shows.
         match masked.chars().nth(max) {
             Some(_) => excerpt(&masked, max),
             None => excerpt(&self.mask_text(text), max),
@@ -957,12 +970,17 @@ mod tests {
         assert!(r.holds_secret(&format!("{}{secret}", "b".repeat(1 << 20))));
         assert!(!r.holds_secret(&"b".repeat(1 << 20)));
         // Copies of a long secret that shrink the head to less than an output shows: the
-        // whole text is masked, and no cut is shown.
+        // head is shown short of its cut, as far back as the secret's forms reach, so that
+        // the copy the cut split does not show, in no form.
         let long = format!("Pr0d&{}", "k7".repeat(150));
         let r = redactor(&[&long]);
         let copies = format!("{long} ").repeat(SHOWN_HEAD_BYTES / long.len() + 16);
         let masked = r.mask_text(&format!("{copies}{}", "b".repeat(1 << 20)));
-        assert!(!masked.contains(CUT) && masked.ends_with('b'));
+        assert!(masked.ends_with(CUT) && masked.len() < 4 * SHOWN_HEAD_BYTES / long.len());
+        assert!(
+            !masked.contains("Pr0d") && !masked.contains("k7k7"),
+            "{masked}"
+        );
     }
 
     #[test]

@@ -799,6 +799,9 @@ impl Redactor {
 
 impl Mask for Redactor {
     fn mask_text(&self, text: &str) -> String {
+        if self.is_empty() {
+            return self.shown_head(text, SHOWN_HEAD_BYTES).into_owned();
+        }
         if self.read().values.iter().any(|v| v == text) {
             return MASK.to_string();
         }
@@ -811,6 +814,9 @@ impl Mask for Redactor {
     }
 
     fn mask_excerpt(&self, text: &str, max: usize) -> String {
+        if self.is_empty() {
+            return excerpt(text, max);
+        }
         if self.read().values.iter().any(|v| v == text) {
             return MASK.to_string();
         }

@@ -9,7 +9,7 @@
 //! schemas already are, and the `jsonschema` crate validates both. A `$ref` must point inside
 //! the document; every one is resolved at load, so a broken document never reaches a run.
 
-use crate::check::{Assertion, MISSING, Observed, shown_schema_error, shown_value};
+use crate::check::{Assertion, MISSING, Observed, shown_pointer, shown_schema_error, shown_value};
 use crate::redact::Mask;
 use regex::Regex;
 use serde_json::{Map, Value, json};
@@ -987,14 +987,11 @@ fn schema_checks(
     // A key given twice is read as its last value, and another reader may take the first:
     // such a body is valid against no schema for every reader.
     if let Some((object, key)) = duplicate_key(&observed.body) {
-        let at = format!(
-            "{}/{}",
-            shown_pointer(&object, mask),
-            escape(&mask.mask_text(&key))
-        );
+        let key = mask.mask_excerpt(&key, SHOWN_CHARS);
+        let at = format!("{}/{}", shown_pointer(&object, mask), escape(&key));
         out.push(failed(
             json!("each key of an object once (RFC 8259)"),
-            json!(format!("`{}` twice", mask.mask_text(&key))),
+            json!(format!("`{key}` twice")),
             format!("{at}: the key is given twice in one object"),
         ));
     }
@@ -1117,19 +1114,6 @@ fn duplicate_key(body: &[u8]) -> Option<(String, String)> {
     };
     walk.deserialize(&mut reader).ok()?;
     found.into_inner()
-}
-
-/// A JSON pointer into the body with each key masked as it is, before it is escaped: a
-/// secret that staging echoed as a key (`a/b` escaped `a~1b`) is still recognised.
-fn shown_pointer(pointer: &str, mask: &dyn Mask) -> String {
-    pointer
-        .split('/')
-        .map(|segment| {
-            let key = segment.replace("~1", "/").replace("~0", "~");
-            escape(&mask.mask_text(&key))
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Where the failed rule is: in the document's `components` (`#/components/schemas/Pet/

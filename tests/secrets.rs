@@ -2478,3 +2478,77 @@ async fn copies_of_a_long_secret_do_not_hold_the_run_past_its_deadline() {
         out.assert_hidden(secret);
     }
 }
+
+/// A `json_schema` error said where it was with the JSON pointer as written, escaped (`/` as
+/// `~1`) and masked only as text: a secret with a `/` used as a key, and a short secret
+/// capture used as one, showed (attack finding). Each key is masked as it is, before it is
+/// escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_used_as_a_key_is_masked_where_a_schema_error_points() {
+    const KEY: &str = "Zq7/Xk9/Wm2/Vb4/Pq8";
+    let server = MockServer::start().await;
+    for (at, body) in [
+        ("/learn", json!({ "t": "ab12" })),
+        ("/obj", json!({ KEY: 5, "ab12": 6 })),
+    ] {
+        Mock::given(path(at))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    let flow = "[[step]]\nname = \"learn\"\npath = \"/learn\"\nheaders = { x-key = \"{{ secret.SK }}\" }\ncapture = { t = { json = \"$.t\", secret = true } }\n[[step]]\nname = \"check\"\npath = \"/obj\"\n[step.expect]\nbody = { json_schema = \"s.json\" }\n";
+    let dir = suite(&server.uri(), "", &[("a.toml", flow)]);
+    let schema = r#"{"additionalProperties": {"type": "string"}}"#;
+    std::fs::write(dir.path().join("s.json"), schema).unwrap();
+    let out = run_all(dir.path(), &[("SK", KEY)], &["-vv"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("at `/***`"), "{}", out.stdout);
+    out.assert_hidden(KEY);
+    for shown in ["Zq7~1Xk9", "/ab12"] {
+        out.assert_nowhere(shown);
+    }
+}
+
+/// A large request body was searched whole for every secret before it was sent (to keep it
+/// from another origin on a redirect): 20 MiB against a thousand secrets took 81 s, past
+/// the deadline (attack finding). A body over 64 KiB is taken to hold a secret, unsearched,
+/// when the run knows any: a redirect to another origin that would resend it fails the step.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_request_body_is_not_searched_and_never_crosses_origins() {
+    let (server, secrets) =
+        binary::huge_value_after_secrets("/unused", 4, |items| json!(items)).await;
+    let other = MockServer::start().await;
+    Mock::given(path("/sink"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(path("/moved"))
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("location", format!("{}/sink", other.uri())),
+        )
+        .mount(&server)
+        .await;
+    let post = |at: &str| {
+        format!(
+            "{}[[step]]\nname = \"send\"\nmethod = \"POST\"\npath = \"{at}\"\nbody_file = \"big.txt\"\n",
+            binary::LEARN_SECRETS
+        )
+    };
+    let (sink, moved) = (post("/sink"), post("/moved"));
+    let dir = suite(
+        &server.uri(),
+        "deadline = \"10s\"\nfollow_redirects = true\n",
+        &[("sink.toml", &sink), ("moved.toml", &moved)],
+    );
+    let big: String = tokens(1, 64).remove(0).repeat(8 << 20 >> 6);
+    std::fs::write(dir.path().join("big.txt"), big).unwrap();
+    let out = run_all(dir.path(), &[], &[]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(!out.stdout.contains("deadline"), "{}", out.stdout);
+    assert!(out.stdout.contains("changes the origin"), "{}", out.stdout);
+    assert!(out.stdout.contains("✓ sink"), "{}", out.stdout);
+    assert!(other.received_requests().await.unwrap().is_empty());
+    for secret in &secrets {
+        out.assert_hidden(secret);
+    }
+}

@@ -9,7 +9,7 @@ pub mod jsonpath;
 mod shown;
 
 pub use crate::redact::excerpt;
-pub use shown::{json_excerpt, shown_schema_error, shown_value};
+pub use shown::{json_excerpt, shown_pointer, shown_schema_error, shown_value};
 
 use crate::redact::{MASK, Mask, NoMask, is_sensitive_header};
 use crate::template::{Scope, Template, TemplateValue, value_to_text};
@@ -612,7 +612,8 @@ fn judge(op: &Op, actual: Option<&Value>, ctx: &Context) -> Result<Judgement, St
                     };
                     // The error quotes the value, which may be the whole body.
                     let why = ctx.mask.mask_excerpt(&why, EXCERPT_CHARS);
-                    format!("{why} at `{}`", e.instance_path())
+                    let at = shown_pointer(&e.instance_path().to_string(), ctx.mask);
+                    format!("{why} at `{at}`")
                 })
                 .collect();
             Ok(Judgement {

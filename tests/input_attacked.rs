@@ -193,7 +193,7 @@ fn var_names_with_dots_are_refused() {
 /// A flow file that is not UTF-8 is a problem at the line and column of the first bad byte.
 #[test]
 fn invalid_utf8_is_located() {
-    let dir = suite("http://127.0.0.1:9", "", &[]);
+    let dir = suite("http://127.0.0.1:9", "", &[] as &[(&str, &str)]);
     std::fs::write(dir.path().join("a.toml"), b"[[step]]\npath = \"/x\xff\"\n").unwrap();
     let (code, text) = check(dir.path(), &[]);
     assert_eq!(code, 2, "{text}");

@@ -17,12 +17,12 @@ const INVENTORY: &str = include_str!("fixtures/openapi/inventory-3.1.yaml");
 
 /// A suite with `base_url`, `[openapi]` naming `spec_name` (written with `spec`), `extra`
 /// settings and the flows.
-fn suite(
+fn suite<N: AsRef<std::path::Path>, F: AsRef<str>>(
     base_url: &str,
     spec_name: &str,
     spec: &str,
     extra: &str,
-    flows: &[(&str, &str)],
+    flows: &[(N, F)],
 ) -> tempfile::TempDir {
     let settings = format!("[openapi]\nspec = \"{spec_name}\"\n{extra}");
     let dir = binary::suite(base_url, &settings, flows);
@@ -950,10 +950,6 @@ paths:
     .into_iter()
     .map(|(name, steps)| (format!("{name}.toml"), format!("{login}{steps}")))
     .collect();
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(n, f)| (n.as_str(), f.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "openapi.yaml", SPEC, "", &flows);
     let schema =
         r#"{"type":"object","properties":{"pin":{"type":"string"},"code":{"type":"integer"}}}"#;

@@ -849,10 +849,6 @@ async fn a_secret_in_other_escapes_of_its_letters_is_masked() {
             )
         })
         .collect();
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "", &flows);
     let out = run_all(dir.path(), &[("S", S)], &["-vv"]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
@@ -1040,10 +1036,6 @@ async fn a_very_long_secret_is_masked_where_it_is_echoed() {
             )
         })
         .collect();
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "", &flows);
     let out = run_all(dir.path(), &[("LONG", &long), ("WIDE", &wide)], &["-vv"]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
@@ -1171,10 +1163,6 @@ async fn a_secret_with_letters_beyond_ascii_echoed_in_utf16_or_utf32_is_masked()
             format!("[[step]]\npath = \"/{to}\"\nheaders = {{ x-s = \"{{{{ secret.S }}}}\" }}\n"),
         ));
     }
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "", &flows);
     let out = run_all(dir.path(), &[("S", S)], &["-vv"]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
@@ -1261,10 +1249,6 @@ async fn a_secret_split_by_what_a_reader_does_not_see_is_masked() {
             );
             (format!("{}.toml", &to[1..]), flow)
         })
-        .collect();
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
         .collect();
     let dir = suite(&server.uri(), "", &flows);
     let out = run_all(dir.path(), &[("S", S), ("P", P), ("K", K)], &["-vv"]).await;
@@ -1702,10 +1686,6 @@ async fn a_secret_after_an_escape_or_without_its_spaces_is_masked() {
         );
         flows.push((format!("e{i}.toml"), flow));
     }
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "", &flows);
     let out = run_all(dir.path(), &[("S", S), ("P", P)], &["-vv"]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);
@@ -1743,10 +1723,6 @@ async fn a_long_secret_cut_where_verbose_output_stops_reading_is_masked() {
         );
         flows.push((format!("leak{i}.toml"), flow));
     }
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "", &flows);
     let out = run_all(dir.path(), &[("T", &token)], &["-vv"]).await;
     assert_eq!(out.code, 0, "{}", out.stdout);
@@ -2038,10 +2014,6 @@ async fn a_part_in_escaped_backslashes_a_header_name_mix_or_padded_references_is
             )
         })
         .collect();
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "", &flows);
     let env = [
         ("BACKSLASH", BACKSLASH),
@@ -2181,10 +2153,6 @@ async fn a_secret_split_by_any_escape_sequence_is_masked() {
             format!("[[step]]\npath = \"/s{i}\"\nheaders = {{ x-t = \"{{{{ secret.T }}}}\" }}\n"),
         ));
     }
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "", &flows);
     let out = run_all(dir.path(), &[("T", T)], &["-vv"]).await;
     assert_eq!(out.code, 1, "{}", out.stdout);

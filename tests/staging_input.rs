@@ -10,7 +10,10 @@ use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn suite(base_url: &str, flows: &[(&str, &str)]) -> tempfile::TempDir {
+fn suite<N: AsRef<std::path::Path>, F: AsRef<str>>(
+    base_url: &str,
+    flows: &[(N, F)],
+) -> tempfile::TempDir {
     binary::suite(base_url, "", flows)
 }
 
@@ -261,10 +264,6 @@ async fn large_integers_compare_exactly() {
         .enumerate()
         .map(|(i, check)| (format!("right{i}.toml"), flow(check)))
         .collect();
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), &flows);
     let out = run(&dir, &[], &[]).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -501,9 +500,9 @@ async fn a_cookie_capture_finds_only_cookies_the_jar_holds() {
         &server.uri(),
         "follow_redirects = true\n",
         &[
-            ("deleted.toml", &deleted),
-            ("foreign.toml", &foreign),
-            ("held.toml", &held),
+            ("deleted.toml", deleted.as_str()),
+            ("foreign.toml", foreign.as_str()),
+            ("held.toml", held.as_str()),
             ("set-then-deleted.toml", set_then_deleted),
             ("over-hops.toml", over_hops),
             ("deleted-elsewhere.toml", deleted_elsewhere),
@@ -622,9 +621,9 @@ async fn a_failed_check_of_a_sensitive_header_does_not_quote_its_value() {
     let dir = suite(
         &server.uri(),
         &[
-            ("login.toml", &login),
-            ("long.toml", &long_flow),
-            ("many.toml", &many),
+            ("login.toml", login.as_str()),
+            ("long.toml", long_flow.as_str()),
+            ("many.toml", many.as_str()),
             ("signed.toml", SIGNED),
             ("tab.toml", TAB),
         ],
@@ -738,10 +737,6 @@ async fn what_a_sensitive_header_is_compared_with_is_not_shown() {
             ),
         ));
     }
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), &flows);
     for (file, schema) in [
         ("not.json", r#"{"not":{"const":"sid=NOTLEAK03"}}"#),

@@ -270,7 +270,11 @@ fn rehearsal_problems_are_the_same_whichever_way_flows_are_kept() {
     let dir = suite(
         "http://127.0.0.1:9",
         "",
-        &[("a.toml", &one), ("b.toml", two), ("c.toml", &three)],
+        &[
+            ("a.toml", one.as_str()),
+            ("b.toml", two),
+            ("c.toml", three.as_str()),
+        ],
     );
     let check = |keep: Option<&str>| {
         let mut cmd = preflight();
@@ -356,7 +360,7 @@ async fn a_flow_file_that_cannot_be_named_exactly_is_refused() {
         ),
     ];
     for (name, why) in names {
-        let dir = suite(&server.uri(), "", &[]);
+        let dir = suite(&server.uri(), "", &[] as &[(&str, &str)]);
         let name = std::ffi::OsStr::from_bytes(name);
         std::fs::write(dir.path().join(name), "[[step]]\npath = \"/health\"\n").unwrap();
         std::fs::create_dir(dir.path().join("q")).unwrap();

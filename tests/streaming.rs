@@ -411,10 +411,6 @@ async fn a_secret_learned_later_is_masked_where_an_excerpt_cut_it() {
         flows.push((format!("a-echo{i}.toml"), echoed));
     }
     flows.push(("b-login.toml".into(), LOGIN.into()));
-    let flows: Vec<(&str, &str)> = flows
-        .iter()
-        .map(|(f, t)| (f.as_str(), t.as_str()))
-        .collect();
     let dir = suite(&server.uri(), "concurrency = 1\n", &flows);
     let out = tempfile::tempdir().unwrap();
     let file = |name: &str| out.path().join(name);

@@ -410,27 +410,29 @@ fn lower_cased(forms: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Where `text` holds parts of a secret (see [`fragment`]): as it is, and in a mix of escapes
-/// no one encoder writes (see [`decode`]).
-fn parts_in(fragments: &fragment::Fragments, text: &str) -> Vec<std::ops::Range<usize>> {
-    if fragments.is_empty() {
+/// Where `text` holds parts of a secret of any of `sets` (see [`fragment`]): as it is, and in
+/// a mix of escapes no one encoder writes (see [`decode`]). Each view of `text` is built once,
+/// for every set.
+fn parts_in(sets: &[&fragment::Fragments], text: &str) -> Vec<std::ops::Range<usize>> {
+    let sets: Vec<&fragment::Fragments> = sets.iter().copied().filter(|s| !s.is_empty()).collect();
+    if sets.is_empty() {
         return Vec::new();
     }
-    let mut parts = fragments.find(text);
+    let find = |view: &str| -> Vec<std::ops::Range<usize>> {
+        sets.iter().flat_map(|set| set.find(view)).collect()
+    };
+    let mut parts = find(text);
     // Split by what a reader does not see, as it is (`\u{200B}`, a line break, `\x1b[0m`).
     let visible = Visible::of(text, Sequences::Dropped);
     if visible.left_out {
-        let found = fragments.find(&visible.text);
-        parts.extend(found.into_iter().map(|r| visible.original(r)));
+        parts.extend(find(&visible.text).into_iter().map(|r| visible.original(r)));
     }
     if let Some(decoded) = decode::decode(text) {
-        let found = fragments.find(&decoded.text);
-        parts.extend(found.into_iter().map(|r| decoded.original(r)));
+        parts.extend(find(&decoded.text).into_iter().map(|r| decoded.original(r)));
         // Split by what a reader does not see, written as escapes (`%00`, `&shy;`, `\u001b[0m`).
         let visible = Visible::of(&decoded.text, Sequences::Dropped);
         if visible.left_out {
-            let found = fragments.find(&visible.text);
-            let found = found.into_iter().map(|r| visible.original(r));
+            let found = find(&visible.text).into_iter().map(|r| visible.original(r));
             parts.extend(found.map(|r| decoded.original(r)));
         }
     }
@@ -776,8 +778,7 @@ impl Redactor {
         let out = self.mask_unseen(self.mask_whole(text));
         let state = self.read();
         // Lower-cased too: a URL's host comes back lower-cased.
-        let mut parts = parts_in(&state.fragments, &out);
-        parts.extend(parts_in(&state.lower_fragments, &out));
+        let parts = parts_in(&[&state.fragments, &state.lower_fragments], &out);
         masked_ranges(&out, parts)
     }
 
@@ -874,7 +875,7 @@ impl Mask for Redactor {
                 out = pattern.replace_all(&out, MASK).into_owned();
             }
         }
-        masked_ranges(&out, parts_in(&state.lower_fragments, &out))
+        masked_ranges(&out, parts_in(&[&state.lower_fragments], &out))
     }
 }
 

@@ -170,7 +170,11 @@ pub async fn run_all(suite: &Path, env: &[(&str, &str)], extra: &[&str]) -> Outp
 }
 
 /// A suite directory: `preflight.toml` with `base_url`, plus flow files.
-pub fn suite(base_url: &str, settings: &str, flows: &[(&str, &str)]) -> tempfile::TempDir {
+pub fn suite<N: AsRef<Path>, F: AsRef<str>>(
+    base_url: &str,
+    settings: &str,
+    flows: &[(N, F)],
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("preflight.toml"),
@@ -178,7 +182,7 @@ pub fn suite(base_url: &str, settings: &str, flows: &[(&str, &str)]) -> tempfile
     )
     .unwrap();
     for (name, text) in flows {
-        std::fs::write(dir.path().join(name), text).unwrap();
+        std::fs::write(dir.path().join(name), text.as_ref()).unwrap();
     }
     dir
 }
